@@ -3,6 +3,7 @@
 pub mod client;
 pub mod crypto;
 pub mod exit;
+pub mod harness;
 pub mod relay;
 pub mod sys;
 pub mod wire;
