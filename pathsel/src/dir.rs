@@ -22,7 +22,7 @@ use toml::Spanned;
 use crate::policy::{ExitPolicy, PolicyError};
 
 mod weights;
-pub use weights::{PositionWeights, WEIGHT_SCALE};
+pub use weights::{Position, PositionWeights, WEIGHT_SCALE};
 
 mod synthetic;
 pub use synthetic::synthetic_directory;

@@ -6,6 +6,8 @@
 
 pub mod dir;
 pub mod policy;
+pub mod select;
 
 pub use dir::{DirError, Directory, Flag, RelayFlags, RelayInfo};
 pub use policy::ExitPolicy;
+pub use select::{ExitTarget, Path, PathConfig, PathError, PathSelector};
