@@ -1,2 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::mod_module_files)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod dir;
+pub mod policy;
+pub mod select;
+
+pub use dir::{DirError, Directory, Flag, RelayFlags, RelayInfo};
+pub use policy::ExitPolicy;
+pub use select::{ExitTarget, Path, PathConfig, PathError, PathSelector};
