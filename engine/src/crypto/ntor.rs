@@ -48,7 +48,9 @@ const AUTH_INPUT_LEN: usize = 32 + ID_LEN + 3 * KEY_LEN + PROTOID.len() + SERVER
 // RFC 5869 caps HKDF-SHA256 output at 255 hash lengths; ours is far below, so expand cannot fail.
 const _: () = assert!(KEY_MATERIAL_LEN <= 255 * 32);
 
-/// A relay's ntor onion key pair (`b`, `B`). The secret is zeroized on drop.
+/// A relay's ntor onion key pair (`b`, `B`). The secret is zeroized on drop. `Clone` so each
+/// worker thread can hold its own copy.
+#[derive(Clone)]
 pub struct NtorKeypair {
     secret: StaticSecret,
     public: PublicKey,

@@ -160,3 +160,24 @@ fn test_fast_rejects_bad_lengths() {
         HandshakeError::BadLength
     );
 }
+
+proptest::proptest! {
+    // A fixed seed keeps the suite deterministic.
+    #![proptest_config(proptest::test_runner::Config {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(32),
+        ..proptest::test_runner::Config::default()
+    })]
+
+    #[test]
+    fn prop_fast_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..60)) {
+        let res = server_respond_with_secret([1; 20], &data);
+        proptest::prop_assert_eq!(res.is_ok(), data.len() == CLIENT_LEN);
+        let (client, _) = client_create_with_secret([2; 20]);
+        let res = client.finish(&data);
+        if data.len() != SERVER_LEN {
+            proptest::prop_assert_eq!(res.unwrap_err(), HandshakeError::BadLength);
+        } else {
+            proptest::prop_assert_eq!(res.unwrap_err(), HandshakeError::BadAuth);
+        }
+    }
+}

@@ -215,3 +215,43 @@ fn test_ntor_client_rejects_zero_y() {
         HandshakeError::ZeroSharedSecret
     );
 }
+
+proptest::proptest! {
+    // A fixed seed keeps the suite deterministic.
+    #![proptest_config(proptest::test_runner::Config {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(31),
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// Arbitrary bytes from a peer give a typed error (or, for a well-formed CREATE2 to us,
+    /// keys), never a panic.
+    #[test]
+    fn prop_server_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..100), ours in proptest::bool::ANY) {
+        let relay = NtorKeypair::from_secret([7; 32]);
+        let id = [8; 20];
+        let mut data = data;
+        if ours && data.len() == CLIENT_HDATA_LEN {
+            data[..20].copy_from_slice(&id);
+            data[20..52].copy_from_slice(&relay.public());
+        }
+        let res = server_respond_with_secret([9; 32], &id, &relay, &data);
+        if data.len() != CLIENT_HDATA_LEN {
+            proptest::prop_assert_eq!(res.unwrap_err(), HandshakeError::BadLength);
+        } else if !ours {
+            proptest::prop_assert_eq!(res.unwrap_err(), HandshakeError::UnknownRelay);
+        }
+    }
+
+    #[test]
+    fn prop_client_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+        let relay = NtorKeypair::from_secret([7; 32]);
+        let (client, _) = client_create_with_secret([3; 32], &[8; 20], &relay.public());
+        let res = client.finish(&data);
+        if data.len() != SERVER_HDATA_LEN {
+            proptest::prop_assert_eq!(res.unwrap_err(), HandshakeError::BadLength);
+        } else {
+            // Random bytes are never a valid proof.
+            proptest::prop_assert!(res.is_err());
+        }
+    }
+}
