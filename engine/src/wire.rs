@@ -42,7 +42,8 @@ pub use cmd::{ChanCmd, DestroyReason, EndReason, RelayCmd};
 pub use codec::CellDecoder;
 pub use link_spec::LinkSpec;
 pub use relay_cell::{
-    emit_relay_cell, finish_relay_cell, RelayCellView, RELAY_DIGEST, RELAY_RECOGNIZED,
+    emit_relay_cell, finish_relay_cell, RelayCellRepr, RelayCellView, RELAY_DIGEST,
+    RELAY_RECOGNIZED,
 };
 pub use relay_msg::{Begin, Connected, End, Extend2, Extended2, Sendme, Truncated};
 
