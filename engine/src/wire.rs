@@ -42,7 +42,8 @@ pub use cmd::{ChanCmd, DestroyReason, EndReason, RelayCmd};
 pub use codec::CellDecoder;
 pub use link_spec::LinkSpec;
 pub use relay_cell::{
-    emit_relay_cell, finish_relay_cell, RelayCellView, RELAY_DIGEST, RELAY_RECOGNIZED,
+    emit_relay_cell, finish_relay_cell, RelayCellRepr, RelayCellView, RELAY_DIGEST,
+    RELAY_RECOGNIZED,
 };
 pub use relay_msg::{Begin, Connected, End, Extend2, Extended2, Sendme, Truncated};
 
@@ -52,7 +53,7 @@ pub use relay_msg::{Begin, Connected, End, Extend2, Extended2, Sendme, Truncated
 pub const CELL_LEN: usize = 514;
 /// Body ("payload") length of a fixed-length cell.
 pub const CELL_BODY_LEN: usize = 509;
-/// Relay header: command u8, recognized u16, stream id u16, digest [4], length u16.
+/// Relay header: command u8, recognized u16, stream id u16, digest `[4]`, length u16.
 pub const RELAY_HEADER_LEN: usize = 11;
 /// Most data one relay cell can carry.
 pub const RELAY_DATA_LEN: usize = CELL_BODY_LEN - RELAY_HEADER_LEN;

@@ -18,6 +18,9 @@ mod field {
     pub(super) const BODY: Range<usize> = COMMAND + 1..COMMAND + 1 + super::CELL_BODY_LEN;
 
     /// Variable-length cell fields, for a circuit id of `id_len` bytes (2 or 4).
+    pub(super) const fn var_circ_id(id_len: usize) -> Range<usize> {
+        0..id_len
+    }
     pub(super) const fn var_command(id_len: usize) -> usize {
         id_len
     }
@@ -70,7 +73,7 @@ impl<T: AsRef<[u8]>> CellView<T> {
 
     /// Raw circuit id (0 = no circuit).
     pub fn circ_id(&self) -> u32 {
-        let b = self.buffer.as_ref();
+        let b = &self.buffer.as_ref()[field::CIRC_ID];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
@@ -218,12 +221,8 @@ impl<T: AsRef<[u8]>> VarCellView<T> {
 
     /// Raw circuit id, widened to `u32` for a 2-byte id.
     pub fn circ_id(&self) -> u32 {
-        let b = self.buffer.as_ref();
-        if self.circ_id_len == 2 {
-            u32::from(u16::from_be_bytes([b[0], b[1]]))
-        } else {
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-        }
+        let b = &self.buffer.as_ref()[field::var_circ_id(self.circ_id_len)];
+        b.iter().fold(0, |id, &byte| id << 8 | u32::from(byte))
     }
 
     pub fn cmd(&self) -> ChanCmd {

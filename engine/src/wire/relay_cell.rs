@@ -146,6 +146,43 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> RelayCellView<T> {
     }
 }
 
+/// A parsed relay cell: what a hop that recognized the cell acts on. `recognized` and the
+/// digest are the crypto layer's business and are not kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayCellRepr<'a> {
+    pub cmd: RelayCmd,
+    pub stream_id: Option<StreamId>,
+    /// The message data (`length` bytes; padding excluded).
+    pub data: &'a [u8],
+}
+
+impl<'a> RelayCellRepr<'a> {
+    /// Parse a decrypted relay body (checks the header and `length <= RELAY_DATA_LEN`).
+    pub fn parse(body: &'a [u8]) -> Result<Self> {
+        let view = RelayCellView::new_checked(body)?;
+        let start = field::DATA.start;
+        let data = body
+            .get(start..start + usize::from(view.length()))
+            .ok_or(Error::Truncated {
+                field: "relay data",
+            })?;
+        Ok(Self {
+            cmd: view.cmd(),
+            stream_id: view.stream_id(),
+            data,
+        })
+    }
+
+    /// [`emit_relay_cell`] with this cell's fields.
+    pub fn emit<R: RngCore + ?Sized>(
+        &self,
+        body: &mut [u8; CELL_BODY_LEN],
+        rng: &mut R,
+    ) -> Result<()> {
+        emit_relay_cell(body, self.cmd, self.stream_id, self.data, rng)
+    }
+}
+
 /// Emit a relay cell into a body: header (recognized 0, digest 0), `data`, then 4 zero bytes,
 /// then random bytes to the end. Fails with `BadLength` if `data` is over `RELAY_DATA_LEN`.
 pub fn emit_relay_cell<R: RngCore + ?Sized>(
