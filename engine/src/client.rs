@@ -83,7 +83,10 @@ impl OriginCirc {
     }
 
     /// Starts the ntor handshake with the next hop; returns its client data.
-    pub fn start_next_hop<R: rand::RngCore + ?Sized>(&mut self, rng: &mut R) -> Option<[u8; ntor::CLIENT_HDATA_LEN]> {
+    pub fn start_next_hop<R: rand::RngCore + ?Sized>(
+        &mut self,
+        rng: &mut R,
+    ) -> Option<[u8; ntor::CLIENT_HDATA_LEN]> {
         let hop = self.path.get(self.hops.len())?;
         let (state, hdata) = ntor::client_create(rng, &hop.id, &hop.ntor_key);
         self.pending = Some(state);
@@ -105,7 +108,11 @@ impl OriginCirc {
     /// Encrypts a relay cell body addressed to hop `target`: that hop's layer (with its
     /// digest) first, then every earlier hop's, so the first hop's layer is outermost.
     pub fn encrypt_forward(&mut self, target: usize, body: &mut [u8; CELL_BODY_LEN]) {
-        let Some((last, earlier)) = self.hops.get_mut(..=target).and_then(|h| h.split_last_mut()) else {
+        let Some((last, earlier)) = self
+            .hops
+            .get_mut(..=target)
+            .and_then(|h| h.split_last_mut())
+        else {
             return;
         };
         last.originate_forward(body);
@@ -116,6 +123,8 @@ impl OriginCirc {
 
     /// Removes layers from a backward cell until a hop recognizes it; returns that hop.
     pub fn decrypt_backward(&mut self, body: &mut [u8; CELL_BODY_LEN]) -> Option<usize> {
-        self.hops.iter_mut().position(|layer| layer.decrypt_backward(body))
+        self.hops
+            .iter_mut()
+            .position(|layer| layer.decrypt_backward(body))
     }
 }

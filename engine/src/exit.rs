@@ -23,9 +23,16 @@ pub struct ConnectTarget {
 }
 
 /// Checks a BEGIN against the exit policy (`None`: this relay is not an exit).
-pub fn check_begin(policy: Option<&ExitPolicy>, host: &str, port: u16) -> Result<ConnectTarget, EndReason> {
+pub fn check_begin(
+    policy: Option<&ExitPolicy>,
+    host: &str,
+    port: u16,
+) -> Result<ConnectTarget, EndReason> {
     let policy = policy.ok_or(EndReason::EXITPOLICY)?;
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let ip = bare.parse::<IpAddr>().ok();
     let allowed = match ip {
         Some(ip) => policy.allows(ip, port),
@@ -34,5 +41,9 @@ pub fn check_begin(policy: Option<&ExitPolicy>, host: &str, port: u16) -> Result
     if !allowed {
         return Err(EndReason::EXITPOLICY);
     }
-    Ok(ConnectTarget { host: bare.to_owned(), port, ip })
+    Ok(ConnectTarget {
+        host: bare.to_owned(),
+        port,
+        ip,
+    })
 }

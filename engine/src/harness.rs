@@ -39,7 +39,11 @@ pub struct LinkModel {
 
 impl Default for LinkModel {
     fn default() -> Self {
-        LinkModel { latency: Duration::from_millis(5), bandwidth: 100 << 20, send_chunk: 64 << 10 }
+        LinkModel {
+            latency: Duration::from_millis(5),
+            bandwidth: 100 << 20,
+            send_chunk: 64 << 10,
+        }
     }
 }
 
@@ -156,7 +160,11 @@ struct Pipe {
 
 impl Pipe {
     fn new() -> Self {
-        Pipe { in_flight: VecDeque::new(), busy_until: Instant::ZERO, tamper: None }
+        Pipe {
+            in_flight: VecDeque::new(),
+            busy_until: Instant::ZERO,
+            tamper: None,
+        }
     }
 }
 
@@ -186,7 +194,10 @@ pub struct Net {
 
 impl core::fmt::Debug for Net {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Net").field("now", &self.now).field("nodes", &self.nodes.len()).finish()
+        f.debug_struct("Net")
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .finish()
     }
 }
 
@@ -237,7 +248,11 @@ impl Net {
         let mut id = [0u8; 20];
         rng.fill_bytes(&mut id);
         let public = ntor.public();
-        let exit_policy = exit.then(|| "accept 127.0.0.0/8:*".parse::<ExitPolicy>().expect("valid policy"));
+        let exit_policy = exit.then(|| {
+            "accept 127.0.0.0/8:*"
+                .parse::<ExitPolicy>()
+                .expect("valid policy")
+        });
         let cfg = RelayConfig {
             keys: Some(RelayKeys { identity: id, ntor }),
             exit_policy,
@@ -247,11 +262,24 @@ impl Net {
     }
 
     /// Adds a node with a caller-made configuration (keys must match `id`/`ntor_public`).
-    pub fn push_node(&mut self, cfg: RelayConfig, idx: usize, id: RelayId, ntor_public: [u8; 32]) -> usize {
+    pub fn push_node(
+        &mut self,
+        cfg: RelayConfig,
+        idx: usize,
+        id: RelayId,
+        ntor_public: [u8; 32],
+    ) -> usize {
         let rng = ChaCha12Rng::seed_from_u64(self.seed.wrapping_add(idx as u64 + 1));
         let octet = u8::try_from(idx + 1).unwrap_or(u8::MAX);
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, octet)), 9001);
-        self.nodes.push(Node { relay: Relay::new(cfg, rng), addr, id, ntor_public, log: Vec::new(), dead: false });
+        self.nodes.push(Node {
+            relay: Relay::new(cfg, rng),
+            addr,
+            id,
+            ntor_public,
+            log: Vec::new(),
+            dead: false,
+        });
         self.nodes.len() - 1
     }
 
@@ -263,18 +291,31 @@ impl Net {
     /// The path spec of relay node `i`.
     pub fn hop(&self, i: usize) -> HopSpec {
         let n = &self.nodes[i];
-        HopSpec { id: n.id, ntor_key: n.ntor_public, addr: n.addr }
+        HopSpec {
+            id: n.id,
+            ntor_key: n.ntor_public,
+            addr: n.addr,
+        }
     }
 
     /// Starts building a circuit from node `client` through the given relay nodes.
     pub fn build(&mut self, client: usize, path: &[usize]) -> CircHandle {
         let hops = path.iter().map(|&i| self.hop(i)).collect();
         let now = self.now;
-        self.nodes[client].relay.build_circuit(now, hops).expect("non-empty path")
+        self.nodes[client]
+            .relay
+            .build_circuit(now, hops)
+            .expect("non-empty path")
     }
 
     /// Opens a stream on a built circuit and attaches `app` to it.
-    pub fn open_stream(&mut self, client: usize, circ: CircHandle, target: SocketAddr, app: App) -> StreamHandle {
+    pub fn open_stream(
+        &mut self,
+        client: usize,
+        circ: CircHandle,
+        target: SocketAddr,
+        app: App,
+    ) -> StreamHandle {
         let now = self.now;
         let stream = self.nodes[client]
             .relay
@@ -321,11 +362,18 @@ impl Net {
                 return;
             }
             if !self.step() {
-                assert!(done(self), "network went idle at {:?} before the condition held", self.now);
+                assert!(
+                    done(self),
+                    "network went idle at {:?} before the condition held",
+                    self.now
+                );
                 return;
             }
         }
-        panic!("condition not reached within {max_steps} steps (t = {:?})", self.now);
+        panic!(
+            "condition not reached within {max_steps} steps (t = {:?})",
+            self.now
+        );
     }
 
     /// Runs until nothing is left to do (or `max_steps`); returns the steps taken.
@@ -368,7 +416,10 @@ impl Net {
                     note(*t);
                 }
                 let (node, chan) = link.ends[dir];
-                if !link.closed && pipe.busy_until > self.now && self.nodes[node].relay.has_output(chan) {
+                if !link.closed
+                    && pipe.busy_until > self.now
+                    && self.nodes[node].relay.has_output(chan)
+                {
                     note(pipe.busy_until);
                 }
             }
@@ -401,22 +452,43 @@ impl Net {
                     Some(j) => {
                         let from = self.nodes[i].addr;
                         let their = self.nodes[j].relay.accept_channel(now, from);
-                        self.links.push(Link { ends: [(i, chan), (j, their)], pipes: [Pipe::new(), Pipe::new()], closed: false });
+                        self.links.push(Link {
+                            ends: [(i, chan), (j, their)],
+                            pipes: [Pipe::new(), Pipe::new()],
+                            closed: false,
+                        });
                         self.nodes[i].relay.handle_channel_connected(now, chan);
                     }
                     None => self.nodes[i].relay.handle_channel_closed(now, chan),
                 }
             }
             Event::CloseChannel { chan } => {
-                if let Some(l) = self.links.iter().position(|l| !l.closed && l.ends.contains(&(i, chan))) {
+                if let Some(l) = self
+                    .links
+                    .iter()
+                    .position(|l| !l.closed && l.ends.contains(&(i, chan)))
+                {
                     // Bytes already in flight still arrive; the peer then sees the close.
                     self.links[l].closed = true;
-                    let other = if self.links[l].ends[0] == (i, chan) { self.links[l].ends[1] } else { self.links[l].ends[0] };
-                    self.nodes[other.0].relay.handle_channel_closed(now, other.1);
+                    let other = if self.links[l].ends[0] == (i, chan) {
+                        self.links[l].ends[1]
+                    } else {
+                        self.links[l].ends[0]
+                    };
+                    self.nodes[other.0]
+                        .relay
+                        .handle_channel_closed(now, other.1);
                 }
             }
-            Event::ConnectStream { stream, host, port, ip } => {
-                let target = ip.or_else(|| host.parse().ok()).map(|ip| SocketAddr::new(ip, port));
+            Event::ConnectStream {
+                stream,
+                host,
+                port,
+                ip,
+            } => {
+                let target = ip
+                    .or_else(|| host.parse().ok())
+                    .map(|ip| SocketAddr::new(ip, port));
                 match target.and_then(|t| self.targets.get(&t).copied().map(|k| (t, k))) {
                     Some((addr, kind)) => {
                         let seed = self.next_app_seed;
@@ -431,9 +503,15 @@ impl Net {
                             TargetKind::Sink { stall } => app.stall = stall,
                         }
                         self.apps.insert((i, stream), app);
-                        self.nodes[i].relay.handle_stream_connected(now, stream, addr);
+                        self.nodes[i]
+                            .relay
+                            .handle_stream_connected(now, stream, addr);
                     }
-                    None => self.nodes[i].relay.handle_stream_failed(now, stream, EndReason::CONNECTREFUSED),
+                    None => self.nodes[i].relay.handle_stream_failed(
+                        now,
+                        stream,
+                        EndReason::CONNECTREFUSED,
+                    ),
                 }
             }
             Event::StreamConnected { stream } => {
@@ -446,7 +524,9 @@ impl Net {
                 if let Some(app) = self.apps.get_mut(&(i, stream)) {
                     app.ended = Some(reason);
                 }
-                self.nodes[i].log.push(Event::StreamEnded { stream, reason });
+                self.nodes[i]
+                    .log
+                    .push(Event::StreamEnded { stream, reason });
             }
             Event::StreamReadable { .. } | Event::StreamWritable { .. } => {}
             other => self.nodes[i].log.push(other),
@@ -507,7 +587,8 @@ impl Net {
                     break;
                 }
                 progress = true;
-                app.sent_hash.update(&app.out[app.out_off..app.out_off + taken]);
+                app.sent_hash
+                    .update(&app.out[app.out_off..app.out_off + taken]);
                 app.sent += taken as u64;
                 app.out_off += taken;
             }
@@ -541,12 +622,18 @@ impl Net {
                     continue;
                 }
                 self.buf.clear();
-                let n = self.nodes[node].relay.poll_transmit(now, chan, &mut self.buf, self.model.send_chunk);
+                let n = self.nodes[node].relay.poll_transmit(
+                    now,
+                    chan,
+                    &mut self.buf,
+                    self.model.send_chunk,
+                );
                 if n == 0 {
                     continue;
                 }
                 progress = true;
-                let nanos = (n as u128 * 1_000_000_000 / u128::from(self.model.bandwidth.max(1))) as u64;
+                let nanos =
+                    (n as u128 * 1_000_000_000 / u128::from(self.model.bandwidth.max(1))) as u64;
                 let done = now + Duration::from_nanos(nanos);
                 pipe.busy_until = done;
                 let mut bytes = std::mem::take(&mut self.buf);
@@ -569,7 +656,9 @@ impl Net {
                     if *t > now {
                         break;
                     }
-                    let Some((_, bytes)) = self.links[l].pipes[dir].in_flight.pop_front() else { break };
+                    let Some((_, bytes)) = self.links[l].pipes[dir].in_flight.pop_front() else {
+                        break;
+                    };
                     progress = true;
                     if !self.nodes[to_node].dead {
                         self.nodes[to_node].relay.handle_recv(now, to_chan, &bytes);
@@ -625,7 +714,10 @@ impl Net {
 
     /// Whether node `i`'s log has a CircuitBuilt for `circ`.
     pub fn is_built(&self, i: usize, circ: CircHandle) -> bool {
-        self.nodes[i].log.iter().any(|e| matches!(e, Event::CircuitBuilt { circ: c, .. } if *c == circ))
+        self.nodes[i]
+            .log
+            .iter()
+            .any(|e| matches!(e, Event::CircuitBuilt { circ: c, .. } if *c == circ))
     }
 
     /// The CircuitClosed reason logged at node `i` for `circ`, if any.

@@ -32,8 +32,8 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -129,7 +129,12 @@ pub enum Event {
     /// Exit: connect `stream` to `host:port`; report with [`Relay::handle_stream_connected`] or
     /// [`Relay::handle_stream_failed`]. When `ip` is `None`, resolve `host` and check the
     /// address with [`Relay::exit_allows`] before connecting.
-    ConnectStream { stream: StreamHandle, host: String, port: u16, ip: Option<IpAddr> },
+    ConnectStream {
+        stream: StreamHandle,
+        host: String,
+        port: u16,
+        ip: Option<IpAddr>,
+    },
     /// Bytes are waiting in `stream`'s receive buffer: read them with [`Relay::stream_recv`].
     StreamReadable { stream: StreamHandle },
     /// The stream's windows opened again after [`Relay::handle_stream_data`] took less than
@@ -139,11 +144,17 @@ pub enum Event {
     StreamConnected { stream: StreamHandle },
     /// The stream ended (END from the other side or its circuit closed). Bytes already
     /// received stay readable until [`Relay::stream_recv`] returns `None`.
-    StreamEnded { stream: StreamHandle, reason: EndReason },
+    StreamEnded {
+        stream: StreamHandle,
+        reason: EndReason,
+    },
     /// Origin: a circuit is built.
     CircuitBuilt { circ: CircHandle, elapsed: Duration },
     /// Origin: a circuit failed or closed.
-    CircuitClosed { circ: CircHandle, why: CircuitFailure },
+    CircuitClosed {
+        circ: CircHandle,
+        why: CircuitFailure,
+    },
 }
 
 /// Errors of the local API (misuse by the runtime or the application, not the peer).
@@ -261,7 +272,10 @@ impl Relay {
 
     /// Whether the exit policy allows `ip:port` (for resolved host names).
     pub fn exit_allows(&self, ip: IpAddr, port: u16) -> bool {
-        self.cfg.exit_policy.as_ref().is_some_and(|p| p.allows(ip, port))
+        self.cfg
+            .exit_policy
+            .as_ref()
+            .is_some_and(|p| p.allows(ip, port))
     }
 
     // ----- channels ---------------------------------------------------------------------
@@ -278,7 +292,9 @@ impl Relay {
     /// Our outbound connection for `chan` (from [`Event::OpenChannel`]) is up: start the
     /// link handshake.
     pub fn handle_channel_connected(&mut self, now: Instant, chan: ChanId) {
-        let Some(ch) = self.channels.get_mut(chan.0) else { return };
+        let Some(ch) = self.channels.get_mut(chan.0) else {
+            return;
+        };
         if ch.state != ChanState::Connecting {
             return;
         }
@@ -304,7 +320,13 @@ impl Relay {
     pub fn shutdown(&mut self, now: Instant) {
         let circs: Vec<Key> = self.circuits.keys().collect();
         for c in circs {
-            self.close_circuit(now, CircHandle(c), DestroyReason::HIBERNATING, CircuitFailure::Closed, "shutdown");
+            self.close_circuit(
+                now,
+                CircHandle(c),
+                DestroyReason::HIBERNATING,
+                CircuitFailure::Closed,
+                "shutdown",
+            );
         }
     }
 
@@ -312,7 +334,9 @@ impl Relay {
     /// partial cell for the next call. A decoding error closes the channel.
     pub fn handle_recv(&mut self, now: Instant, chan: ChanId, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let Some(ch) = self.channels.get_mut(chan.0) else { return };
+            let Some(ch) = self.channels.get_mut(chan.0) else {
+                return;
+            };
             match ch.decoder.decode(bytes) {
                 Ok((used, cell)) => {
                     bytes = bytes.get(used..).unwrap_or_default();
@@ -358,9 +382,17 @@ impl Relay {
     /// Appends up to `max_bytes` of whole cells for `chan` to `out`: link-control cells
     /// first, then one cell at a time from each active circuit in turn. Returns the number
     /// of bytes appended. If output remains, the channel stays listed as ready.
-    pub fn poll_transmit(&mut self, now: Instant, chan: ChanId, out: &mut Vec<u8>, max_bytes: usize) -> usize {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        out: &mut Vec<u8>,
+        max_bytes: usize,
+    ) -> usize {
         let mut written = 0;
-        let Some(ch) = self.channels.get_mut(chan.0) else { return 0 };
+        let Some(ch) = self.channels.get_mut(chan.0) else {
+            return 0;
+        };
         written += ch.take_ctrl(out, max_bytes);
         while written + CELL_LEN <= max_bytes {
             match self.write_one_cell(now, chan, out) {
@@ -376,10 +408,17 @@ impl Relay {
 
     /// Moves one cell of `chan`'s next active circuit into `out`. Returns its size, or None
     /// if no circuit on `chan` has a queued cell. (The scheduler's per-cell primitive.)
-    pub fn write_one_cell(&mut self, _now: Instant, chan: ChanId, out: &mut Vec<u8>) -> Option<usize> {
+    pub fn write_one_cell(
+        &mut self,
+        _now: Instant,
+        chan: ChanId,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
         let ch = self.channels.get_mut(chan.0)?;
         while let Some((circ, dir)) = ch.active.pop_front() {
-            let Some(c) = self.circuits.get_mut(circ.0) else { continue };
+            let Some(c) = self.circuits.get_mut(circ.0) else {
+                continue;
+            };
             let q = c.queue_mut(dir);
             let Some(cell) = q.pop() else {
                 q.in_mux = false;
@@ -422,7 +461,11 @@ impl Relay {
                 break;
             }
             self.deadlines.pop();
-            if self.channels.get(chan.0).is_some_and(|c| c.state != ChanState::Open) {
+            if self
+                .channels
+                .get(chan.0)
+                .is_some_and(|c| c.state != ChanState::Open)
+            {
                 debug!(?chan, "closing channel: handshake timeout");
                 self.drop_channel(now, chan, "handshake timeout", true);
             }
@@ -439,11 +482,18 @@ impl Relay {
 
     /// Starts building a circuit along `path` (first hop first). Progress arrives as
     /// [`Event::CircuitBuilt`] or [`Event::CircuitClosed`].
-    pub fn build_circuit(&mut self, now: Instant, path: Vec<HopSpec>) -> Result<CircHandle, ApiError> {
+    pub fn build_circuit(
+        &mut self,
+        now: Instant,
+        path: Vec<HopSpec>,
+    ) -> Result<CircHandle, ApiError> {
         let first = path.first().cloned().ok_or(ApiError::EmptyPath)?;
         let mut origin = OriginCirc::new(path, now);
         let _hdata = origin.start_next_hop(&mut self.rng);
-        let circ = CircHandle(self.circuits.insert(Circuit::new(CircKind::Origin(Box::new(origin)), None, now)));
+        let circ = CircHandle(
+            self.circuits
+                .insert(Circuit::new(CircKind::Origin(Box::new(origin)), None)),
+        );
         let chan = self.channel_to(now, first.addr, first.id);
         self.attach_next(now, circ, chan);
         Ok(circ)
@@ -451,18 +501,27 @@ impl Relay {
 
     /// Closes a circuit (origin or relayed), sending DESTROY (REQUESTED) both ways.
     pub fn close_circuit_requested(&mut self, now: Instant, circ: CircHandle) {
-        self.close_circuit(now, circ, DestroyReason::REQUESTED, CircuitFailure::Closed, "closed by request");
+        self.close_circuit(
+            now,
+            circ,
+            DestroyReason::REQUESTED,
+            CircuitFailure::Closed,
+            "closed by request",
+        );
     }
 
     /// Whether `circ` is a built origin circuit.
     pub fn is_built(&self, circ: CircHandle) -> bool {
-        self.circuits.get(circ.0).is_some_and(|c| matches!(&c.kind, CircKind::Origin(o) if o.is_built()))
+        self.circuits
+            .get(circ.0)
+            .is_some_and(|c| matches!(&c.kind, CircKind::Origin(o) if o.is_built()))
     }
 
     // ----- internals shared by the submodules -----------------------------------------
 
     fn arm_handshake_deadline(&mut self, now: Instant, chan: ChanId) {
-        self.deadlines.push(Reverse((now + self.cfg.handshake_timeout, chan)));
+        self.deadlines
+            .push(Reverse((now + self.cfg.handshake_timeout, chan)));
     }
 
     fn mark_ready(&mut self, chan: ChanId) {
@@ -513,7 +572,11 @@ impl Relay {
         let ch = self.channels.get(chan.0)?;
         for _ in 0..64 {
             let raw = self.rng.next_u32();
-            let raw = if ch.initiator { raw | 0x8000_0000 } else { raw & 0x7fff_ffff };
+            let raw = if ch.initiator {
+                raw | 0x8000_0000
+            } else {
+                raw & 0x7fff_ffff
+            };
             if let Some(id) = CircId::new(raw) {
                 if !ch.circs.contains_key(&id) {
                     return Some(id);
@@ -526,7 +589,9 @@ impl Relay {
     /// Removes a channel and everything on it. Circuits lose that side: the other side gets
     /// a DESTROY (CHANNEL_CLOSED toward the exit, DESTROYED toward the origin).
     fn drop_channel(&mut self, now: Instant, chan: ChanId, why: &'static str, tell_runtime: bool) {
-        let Some(mut ch) = self.channels.remove(chan.0) else { return };
+        let Some(mut ch) = self.channels.remove(chan.0) else {
+            return;
+        };
         debug!(?chan, why, circuits = ch.circs.len(), "channel closed");
         if let Some(target) = ch.target {
             if self.outbound.get(&target) == Some(&chan) {
@@ -547,7 +612,9 @@ impl Relay {
 
     /// `chan` is gone under `circ`: tear the circuit down, telling the other side.
     fn circuit_side_lost(&mut self, now: Instant, circ: CircHandle, chan: ChanId) {
-        let Some(c) = self.circuits.get_mut(circ.0) else { return };
+        let Some(c) = self.circuits.get_mut(circ.0) else {
+            return;
+        };
         if c.prev.is_some_and(|h| h.chan == chan) {
             c.prev = None;
         }
@@ -565,7 +632,14 @@ impl Relay {
     }
 
     /// Closes a circuit we decided to close: DESTROY with `reason` both ways.
-    fn close_circuit(&mut self, now: Instant, circ: CircHandle, reason: DestroyReason, why: CircuitFailure, log: &'static str) {
+    fn close_circuit(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        reason: DestroyReason,
+        why: CircuitFailure,
+        log: &'static str,
+    ) {
         if !self.circuits.contains(circ.0) {
             return;
         }
@@ -583,7 +657,9 @@ impl Relay {
         to_next: Option<DestroyReason>,
         why: CircuitFailure,
     ) {
-        let Some(mut c) = self.circuits.remove(circ.0) else { return };
+        let Some(mut c) = self.circuits.remove(circ.0) else {
+            return;
+        };
         let dropped = c.to_prev.clear() + c.to_next.clear();
         self.queued_bytes -= dropped * CELL_LEN;
         for (hop, reason) in [(c.prev, to_prev), (c.next, to_next)] {
@@ -622,7 +698,10 @@ impl Relay {
         for (key, c) in self.circuits.iter() {
             cells += c.to_prev.len() + c.to_next.len();
             for hop in [c.prev, c.next].into_iter().flatten() {
-                let ch = self.channels.get(hop.chan.0).ok_or("circuit names a dead channel")?;
+                let ch = self
+                    .channels
+                    .get(hop.chan.0)
+                    .ok_or("circuit names a dead channel")?;
                 if ch.circs.get(&hop.id) != Some(&CircHandle(key)) {
                     return Err("channel map does not point back at circuit");
                 }
@@ -665,13 +744,23 @@ impl Relay {
                 break;
             }
             self.stats.oom_closed += 1;
-            self.close_circuit(now, CircHandle(key), DestroyReason::RESOURCELIMIT, CircuitFailure::OutOfMemory, "out of memory");
+            self.close_circuit(
+                now,
+                CircHandle(key),
+                DestroyReason::RESOURCELIMIT,
+                CircuitFailure::OutOfMemory,
+                "out of memory",
+            );
         }
     }
 
     /// The stream state of `stream`, if it exists.
     pub fn stream_state(&self, stream: StreamHandle) -> Option<StreamState> {
-        self.circuits.get(stream.circ.0)?.streams.get(&stream.id).map(|s| s.state)
+        self.circuits
+            .get(stream.circ.0)?
+            .streams
+            .get(&stream.id)
+            .map(|s| s.state)
     }
 
     fn circuit_dir_of(&self, chan: ChanId, id: CircId) -> Option<(CircHandle, Dir)> {

@@ -4,7 +4,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::crypto::RelayId;
-use crate::wire::{Cell, CellDecoder, ChanCmd, CircId, Destroy, DestroyReason, Versions, CELL_BODY_LEN};
+use crate::wire::{
+    Cell, CellDecoder, ChanCmd, CircId, Destroy, DestroyReason, Versions, CELL_BODY_LEN,
+};
 
 use super::circuit::Dir;
 use super::CircHandle;
@@ -50,7 +52,12 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub fn new(initiator: bool, peer: Option<SocketAddr>, target: Option<(SocketAddr, RelayId)>, state: ChanState) -> Self {
+    pub fn new(
+        initiator: bool,
+        peer: Option<SocketAddr>,
+        target: Option<(SocketAddr, RelayId)>,
+        state: ChanState,
+    ) -> Self {
         Channel {
             state,
             initiator,
@@ -72,7 +79,9 @@ impl Channel {
     }
 
     pub fn send_versions(&mut self) {
-        let v = Versions { versions: LINK_VERSIONS.to_vec() };
+        let v = Versions {
+            versions: LINK_VERSIONS.to_vec(),
+        };
         v.to_var_cell().append_to(&mut self.ctrl, 2);
         self.sent_versions = true;
     }
@@ -98,7 +107,11 @@ impl Channel {
 
 /// Highest link version both sides offer.
 pub(crate) fn negotiate(theirs: &[u16]) -> Option<u16> {
-    theirs.iter().copied().filter(|v| LINK_VERSIONS.contains(v)).max()
+    theirs
+        .iter()
+        .copied()
+        .filter(|v| LINK_VERSIONS.contains(v))
+        .max()
 }
 
 const _: () = assert!(CELL_BODY_LEN == 509);

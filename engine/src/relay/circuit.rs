@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::client::OriginCirc;
 use crate::crypto::relay_crypto::RelayLayer;
-use crate::time::Instant;
 use crate::wire::{CircId, StreamId};
 
 use super::queue::CellQueue;
@@ -44,7 +43,10 @@ pub(crate) struct PendingExtend {
 
 pub(crate) enum CircKind {
     /// We relay for someone else; `layer` is our hop's crypto.
-    Relay { layer: Box<RelayLayer>, extend: Option<PendingExtend> },
+    Relay {
+        layer: Box<RelayLayer>,
+        extend: Option<PendingExtend>,
+    },
     /// We are the origin.
     Origin(Box<OriginCirc>),
 }
@@ -90,11 +92,10 @@ pub(crate) struct Circuit {
     pub streams: BTreeMap<StreamId, Stream>,
     /// Origin: next stream id to try.
     pub next_stream_id: u16,
-    pub created: Instant,
 }
 
 impl Circuit {
-    pub fn new(kind: CircKind, prev: Option<Hop>, now: Instant) -> Self {
+    pub fn new(kind: CircKind, prev: Option<Hop>) -> Self {
         Circuit {
             prev,
             next: None,
@@ -106,7 +107,6 @@ impl Circuit {
             flow: Flow::default(),
             streams: BTreeMap::new(),
             next_stream_id: 1,
-            created: now,
         }
     }
 

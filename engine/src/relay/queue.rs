@@ -22,7 +22,10 @@ impl QueuedCell {
         bytes[..4].copy_from_slice(&circ_id.to_be_bytes());
         bytes[4] = cmd.0;
         bytes[5..].copy_from_slice(body);
-        QueuedCell { bytes, enqueued: now }
+        QueuedCell {
+            bytes,
+            enqueued: now,
+        }
     }
 }
 

@@ -23,8 +23,14 @@ impl core::fmt::Debug for Key {
 
 #[derive(Debug)]
 enum Slot<T> {
-    Full { generation: u32, value: T },
-    Free { generation: u32, next_free: Option<u32> },
+    Full {
+        generation: u32,
+        value: T,
+    },
+    Free {
+        generation: u32,
+        next_free: Option<u32>,
+    },
 }
 
 /// Slab with free-list reuse and generation checks. O(1) insert, remove, get.
@@ -37,7 +43,11 @@ pub struct GenSlab<T> {
 
 impl<T> Default for GenSlab<T> {
     fn default() -> Self {
-        GenSlab { slots: Vec::new(), free_head: None, len: 0 }
+        GenSlab {
+            slots: Vec::new(),
+            free_head: None,
+            len: 0,
+        }
     }
 }
 
@@ -46,16 +56,15 @@ impl<T> GenSlab<T> {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn insert(&mut self, value: T) -> Key {
         self.len += 1;
         if let Some(index) = self.free_head {
             let slot = &mut self.slots[index as usize];
             let (generation, next_free) = match slot {
-                Slot::Free { generation, next_free } => (generation.wrapping_add(1), *next_free),
+                Slot::Free {
+                    generation,
+                    next_free,
+                } => (generation.wrapping_add(1), *next_free),
                 Slot::Full { .. } => unreachable!("free list points at a full slot"),
             };
             *slot = Slot::Full { generation, value };
@@ -63,8 +72,14 @@ impl<T> GenSlab<T> {
             Key { index, generation }
         } else {
             let index = u32::try_from(self.slots.len()).expect("slab exceeds u32 slots");
-            self.slots.push(Slot::Full { generation: 0, value });
-            Key { index, generation: 0 }
+            self.slots.push(Slot::Full {
+                generation: 0,
+                value,
+            });
+            Key {
+                index,
+                generation: 0,
+            }
         }
     }
 
@@ -93,7 +108,10 @@ impl<T> GenSlab<T> {
                 let generation = *generation;
                 let old = core::mem::replace(
                     slot,
-                    Slot::Free { generation, next_free: self.free_head },
+                    Slot::Free {
+                        generation,
+                        next_free: self.free_head,
+                    },
                 );
                 self.free_head = Some(key.index);
                 self.len -= 1;
@@ -109,16 +127,23 @@ impl<T> GenSlab<T> {
     /// Keys of all live entries, in slot order (deterministic).
     pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| match s {
-            Slot::Full { generation, .. } => Some(Key { index: i as u32, generation: *generation }),
+            Slot::Full { generation, .. } => Some(Key {
+                index: i as u32,
+                generation: *generation,
+            }),
             Slot::Free { .. } => None,
         })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| match s {
-            Slot::Full { generation, value } => {
-                Some((Key { index: i as u32, generation: *generation }, value))
-            }
+            Slot::Full { generation, value } => Some((
+                Key {
+                    index: i as u32,
+                    generation: *generation,
+                },
+                value,
+            )),
             Slot::Free { .. } => None,
         })
     }

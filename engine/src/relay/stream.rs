@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::circuit::{STREAM_WINDOW_START};
+use super::circuit::STREAM_WINDOW_START;
 
 /// Where a stream is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,398 @@
+//! A hand-driven peer speaking raw cells to one `Relay`, for behaviour a well-behaved kistrel
+//! client never produces: window violations, forged SENDMEs, RELAY_EARLY floods, bad link
+//! handshakes.
+
+use rand::SeedableRng;
+use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
+
+use crate::crypto::fast;
+use crate::crypto::ntor::NtorKeypair;
+use crate::crypto::relay_crypto::ClientLayer;
+use crate::exit::ExitPolicy;
+use crate::relay::{ChanId, Event, Relay, RelayConfig, RelayKeys, StreamHandle};
+use crate::time::Instant;
+use crate::wire::{
+    emit_relay_cell, Begin, Cell, CellDecoder, ChanCell, ChanCmd, CreateFast, CreatedFast, Destroy,
+    DestroyReason, Netinfo, RelayCmd, Sendme, StreamId, VarCell, Versions, CELL_BODY_LEN,
+    RELAY_DATA_LEN,
+};
+
+const CIRC: u32 = 0x8000_0001;
+
+struct RawPeer {
+    relay: Relay,
+    chan: ChanId,
+    decoder: CellDecoder,
+    rng: ChaCha8Rng,
+    layer: Option<ClientLayer>,
+    now: Instant,
+}
+
+impl RawPeer {
+    /// An exit relay for 127.0.0.0/8 and an open channel from us to it.
+    fn connect() -> Self {
+        let mut krng = ChaCha12Rng::seed_from_u64(99);
+        let keys = RelayKeys {
+            identity: [7; 20],
+            ntor: NtorKeypair::generate(&mut krng),
+        };
+        let cfg = RelayConfig {
+            keys: Some(keys),
+            exit_policy: Some(
+                "accept 127.0.0.0/8:*"
+                    .parse::<ExitPolicy>()
+                    .expect("policy"),
+            ),
+            ..RelayConfig::default()
+        };
+        let mut relay = Relay::new(cfg, ChaCha12Rng::seed_from_u64(1));
+        let now = Instant::ZERO;
+        let chan = relay.accept_channel(now, "10.1.1.1:4000".parse().expect("addr"));
+        let mut p = RawPeer {
+            relay,
+            chan,
+            decoder: CellDecoder::new(),
+            rng: ChaCha8Rng::seed_from_u64(2),
+            layer: None,
+            now,
+        };
+        let mut hello = Vec::new();
+        Versions {
+            versions: vec![4, 5],
+        }
+        .to_var_cell()
+        .append_to(&mut hello, 2);
+        let mut netinfo = Cell::new(0, ChanCmd::NETINFO);
+        Netinfo {
+            time: 0,
+            other_addr: None,
+            my_addrs: vec![],
+        }
+        .emit(&mut netinfo.body)
+        .expect("netinfo");
+        netinfo.append_to(&mut hello);
+        p.send_bytes(&hello);
+        let got = p.recv();
+        assert!(
+            matches!(&got[0], ChanCell::Var(v) if v.cmd == ChanCmd::VERSIONS),
+            "{got:?}"
+        );
+        assert!(matches!(&got[1], ChanCell::Fixed(c) if c.cmd == ChanCmd::NETINFO));
+        p
+    }
+
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        let now = self.now;
+        self.relay.handle_recv(now, self.chan, bytes);
+    }
+
+    fn send_cell(&mut self, cell: &Cell) {
+        let mut b = Vec::new();
+        cell.append_to(&mut b);
+        self.send_bytes(&b);
+    }
+
+    /// Everything the relay has for us, decoded.
+    fn recv(&mut self) -> Vec<ChanCell> {
+        let mut out = Vec::new();
+        let now = self.now;
+        self.relay
+            .poll_transmit(now, self.chan, &mut out, usize::MAX);
+        let mut cells = Vec::new();
+        let mut rest = &out[..];
+        while !rest.is_empty() {
+            let (used, cell) = self.decoder.decode(rest).expect("relay output decodes");
+            rest = &rest[used..];
+            cells.extend(cell);
+        }
+        cells
+    }
+
+    /// CREATE_FAST on circuit `CIRC`.
+    fn create(&mut self) {
+        let (state, x) = fast::client_create(&mut self.rng);
+        let mut cell = Cell::new(CIRC, ChanCmd::CREATE_FAST);
+        CreateFast { x }.emit(&mut cell.body).expect("create_fast");
+        self.send_cell(&cell);
+        let got = self.recv();
+        let ChanCell::Fixed(reply) = &got[0] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(reply.cmd, ChanCmd::CREATED_FAST);
+        let created = CreatedFast::parse(&reply.body).expect("created_fast");
+        let mut y_kh = [0u8; 40];
+        y_kh[..20].copy_from_slice(&created.y);
+        y_kh[20..].copy_from_slice(&created.kh);
+        let keys = state.finish(&y_kh).expect("handshake");
+        self.layer = Some(ClientLayer::new(&keys));
+    }
+
+    fn relay_cell(&mut self, early: bool, cmd: RelayCmd, stream: u16, data: &[u8]) {
+        let mut body = [0u8; CELL_BODY_LEN];
+        emit_relay_cell(&mut body, cmd, StreamId::new(stream), data, &mut self.rng).expect("emit");
+        self.layer
+            .as_mut()
+            .expect("created")
+            .originate_forward(&mut body);
+        let mut cell = Cell::new(
+            CIRC,
+            if early {
+                ChanCmd::RELAY_EARLY
+            } else {
+                ChanCmd::RELAY
+            },
+        );
+        cell.body = body;
+        self.send_cell(&cell);
+    }
+
+    /// BEGIN to 127.0.0.1:80 on stream 1, and the runtime "connects" it.
+    fn begin(&mut self) -> StreamHandle {
+        let mut data = [0u8; RELAY_DATA_LEN];
+        let n = Begin {
+            host: "127.0.0.1",
+            port: 80,
+            flags: 0,
+        }
+        .emit(&mut data)
+        .expect("begin");
+        self.relay_cell(false, RelayCmd::BEGIN, 1, &data[..n]);
+        let stream = match self.relay.poll_event() {
+            Some(Event::ConnectStream {
+                stream, port: 80, ..
+            }) => stream,
+            other => panic!("expected ConnectStream, got {other:?}"),
+        };
+        let now = self.now;
+        self.relay
+            .handle_stream_connected(now, stream, "127.0.0.1:80".parse().expect("addr"));
+        stream
+    }
+
+    fn destroyed_with(&mut self) -> Option<DestroyReason> {
+        self.recv().into_iter().find_map(|c| match c {
+            ChanCell::Fixed(c) if c.cmd == ChanCmd::DESTROY && c.circ_id == CIRC => {
+                Destroy::parse(&c.body).ok().map(|d| d.reason)
+            }
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn stream_window_violation_closes_the_circuit() {
+    let mut p = RawPeer::connect();
+    p.create();
+    let _stream = p.begin();
+    // Nobody reads the stream at the exit, so no stream SENDME comes: cell 501 violates.
+    for _ in 0..500 {
+        p.relay_cell(false, RelayCmd::DATA, 1, &[0x55; RELAY_DATA_LEN]);
+    }
+    assert_eq!(p.relay.circuit_count(), 1);
+    p.relay_cell(false, RelayCmd::DATA, 1, &[0x55; 10]);
+    assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+    assert_eq!(p.relay.circuit_count(), 0);
+    assert_eq!(p.relay.stream_count(), 0);
+    assert_eq!(p.relay.queued_bytes(), 0);
+    assert_eq!(
+        p.relay.channel_count(),
+        1,
+        "only the circuit closes, not the channel"
+    );
+}
+
+#[test]
+fn circuit_sendme_without_data_sent_closes_the_circuit() {
+    let mut p = RawPeer::connect();
+    p.create();
+    let mut data = [0u8; RELAY_DATA_LEN];
+    let n = Sendme {
+        digest: Some([1; 20]),
+    }
+    .emit(&mut data)
+    .expect("sendme");
+    p.relay_cell(false, RelayCmd::SENDME, 0, &data[..n]);
+    assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+    assert_eq!(p.relay.circuit_count(), 0);
+}
+
+#[test]
+fn sendme_with_wrong_digest_closes_the_circuit() {
+    let mut p = RawPeer::connect();
+    p.create();
+    let stream = p.begin();
+    let now = p.now;
+    // The exit sends 100 DATA cells to us, so it expects one authenticated SENDME back.
+    let taken = p
+        .relay
+        .handle_stream_data(now, stream, &vec![9u8; 100 * RELAY_DATA_LEN]);
+    assert_eq!(taken, 100 * RELAY_DATA_LEN);
+    let _ = p.recv();
+    let mut data = [0u8; RELAY_DATA_LEN];
+    let n = Sendme {
+        digest: Some([0xab; 20]),
+    }
+    .emit(&mut data)
+    .expect("sendme");
+    p.relay_cell(false, RelayCmd::SENDME, 0, &data[..n]);
+    assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+}
+
+#[test]
+fn correct_sendme_reopens_the_package_window() {
+    let mut p = RawPeer::connect();
+    p.create();
+    let stream = p.begin();
+    let now = p.now;
+    // 1000 cells is the circuit window, but the stream window (500) stops us first.
+    let offered = vec![3u8; 600 * RELAY_DATA_LEN];
+    let taken = p.relay.handle_stream_data(now, stream, &offered);
+    assert_eq!(taken, 500 * RELAY_DATA_LEN);
+    // Read the cells like a client would, checking the 100th digest.
+    let cells = p.recv();
+    let layer = p.layer.as_mut().expect("layer");
+    let mut digest_after_100th = None;
+    let mut data_cells = 0;
+    for c in cells {
+        let ChanCell::Fixed(mut c) = c else { continue };
+        if c.cmd != ChanCmd::RELAY {
+            continue;
+        }
+        assert!(
+            layer.decrypt_backward(&mut c.body),
+            "every cell is from our only hop"
+        );
+        if c.body[0] == RelayCmd::DATA.0 {
+            data_cells += 1;
+            if data_cells == 100 {
+                digest_after_100th = Some(layer.last_backward_digest());
+            }
+        }
+    }
+    assert_eq!(data_cells, 500);
+    let mut data = [0u8; RELAY_DATA_LEN];
+    let n = Sendme {
+        digest: digest_after_100th,
+    }
+    .emit(&mut data)
+    .expect("sendme");
+    p.relay_cell(false, RelayCmd::SENDME, 0, &data[..n]);
+    assert_eq!(
+        p.relay.circuit_count(),
+        1,
+        "a correct SENDME keeps the circuit"
+    );
+    // A stream SENDME (v0) reopens the stream window by 50 cells.
+    p.relay_cell(false, RelayCmd::SENDME, 1, &[]);
+    let more = p.relay.handle_stream_data(now, stream, &offered[taken..]);
+    assert_eq!(more, 50 * RELAY_DATA_LEN);
+}
+
+#[test]
+fn ninth_relay_early_closes_the_circuit() {
+    let mut p = RawPeer::connect();
+    p.create();
+    for _ in 0..8 {
+        p.relay_cell(true, RelayCmd::DROP, 0, &[]);
+    }
+    assert_eq!(p.relay.circuit_count(), 1);
+    p.relay_cell(true, RelayCmd::DROP, 0, &[]);
+    assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+}
+
+#[test]
+fn extend2_outside_relay_early_closes_the_circuit() {
+    let mut p = RawPeer::connect();
+    p.create();
+    p.relay_cell(false, RelayCmd::EXTEND2, 0, &[0]);
+    assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+}
+
+#[test]
+fn relay_cells_for_unknown_circuits_are_dropped_without_closing() {
+    let mut p = RawPeer::connect();
+    p.create();
+    let mut cell = Cell::new(0x8000_0777, ChanCmd::RELAY);
+    cell.body[0] = RelayCmd::DATA.0;
+    p.send_cell(&cell);
+    assert_eq!(p.relay.channel_count(), 1);
+    assert_eq!(p.relay.circuit_count(), 1);
+}
+
+#[test]
+fn create_with_wrong_top_bit_is_refused() {
+    let mut p = RawPeer::connect();
+    let (_, x) = fast::client_create(&mut p.rng);
+    // We opened the connection, so our ids must have the top bit set.
+    let mut cell = Cell::new(0x0000_0005, ChanCmd::CREATE_FAST);
+    CreateFast { x }.emit(&mut cell.body).expect("emit");
+    p.send_cell(&cell);
+    let got = p.recv();
+    assert!(got
+        .iter()
+        .any(|c| matches!(c, ChanCell::Fixed(c) if c.cmd == ChanCmd::DESTROY && c.circ_id == 5)));
+    assert_eq!(p.relay.circuit_count(), 0);
+}
+
+#[test]
+fn destroy_from_the_client_frees_the_circuit() {
+    let mut p = RawPeer::connect();
+    p.create();
+    let _ = p.begin();
+    let mut cell = Cell::new(CIRC, ChanCmd::DESTROY);
+    Destroy {
+        reason: DestroyReason::REQUESTED,
+    }
+    .emit(&mut cell.body)
+    .expect("emit");
+    p.send_cell(&cell);
+    assert_eq!(p.relay.circuit_count(), 0);
+    assert_eq!(p.relay.stream_count(), 0);
+    p.relay.check_invariants().expect("invariants");
+}
+
+fn handshake_rejects(bytes: Vec<u8>) -> bool {
+    let mut relay = Relay::new(RelayConfig::default(), ChaCha12Rng::seed_from_u64(1));
+    let chan = relay.accept_channel(Instant::ZERO, "10.1.1.1:1".parse().expect("addr"));
+    relay.handle_recv(Instant::ZERO, chan, &bytes);
+    let closed = matches!(relay.poll_event(), Some(Event::CloseChannel { chan: c }) if c == chan);
+    closed && relay.channel_count() == 0
+}
+
+#[test]
+fn bad_link_handshakes_close_the_channel() {
+    // VERSIONS with no common version.
+    let mut b = Vec::new();
+    Versions {
+        versions: vec![1, 2, 3],
+    }
+    .to_var_cell()
+    .append_to(&mut b, 2);
+    assert!(handshake_rejects(b));
+    // A first cell that is not VERSIONS.
+    let mut b = Vec::new();
+    Cell::new(0, ChanCmd::NETINFO).append_to(&mut b);
+    assert!(handshake_rejects(b));
+    // A 65535-byte variable-length cell.
+    let mut b = vec![0, 0, ChanCmd::VERSIONS.0, 0xff, 0xff];
+    b.extend(std::iter::repeat_n(0, 100));
+    assert!(handshake_rejects(b));
+    // CREATE2 before NETINFO.
+    let mut b = Vec::new();
+    Versions { versions: vec![4] }
+        .to_var_cell()
+        .append_to(&mut b, 2);
+    Cell::new(CIRC, ChanCmd::CREATE2).append_to(&mut b);
+    assert!(handshake_rejects(b));
+    // A variable-length cell after the handshake.
+    let mut p = RawPeer::connect();
+    let mut b = Vec::new();
+    VarCell {
+        circ_id: 0,
+        cmd: ChanCmd::CERTS,
+        payload: vec![0; 8],
+    }
+    .append_to(&mut b, 4);
+    p.send_bytes(&b);
+    assert_eq!(p.relay.channel_count(), 0);
+}
