@@ -429,6 +429,8 @@ impl Relay {
             } else {
                 ch.active.push_back((circ, dir));
             }
+            #[cfg(feature = "inject-slowdown")]
+            std::hint::black_box(cell.bytes.to_vec());
             out.extend_from_slice(&cell.bytes);
             self.queued_bytes -= CELL_LEN;
             self.stats.cells_out += 1;
