@@ -64,7 +64,8 @@ fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u
     // `as` from f64 to i128 saturates; cwnd * mss < 2^64 is exact in the product's range.
     let target = ((cwnd * mss) as f64 * factor) as i128;
     let extra = target - i128::from(notsent) - i128::from(outbuf);
-    let limit = (tcp_space + extra).clamp(0, i128::from(u64::MAX));
+    // An infinite factor saturates `target` at i128::MAX: add saturating too.
+    let limit = tcp_space.saturating_add(extra).clamp(0, i128::from(u64::MAX));
     let reason = if tcp_space == 0 {
         LimitReason::CongestionWindow
     } else {
