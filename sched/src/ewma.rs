@@ -347,7 +347,9 @@ impl<C: Copy + Eq + Ord + Debug> CircuitMux<C> {
                         ewma.value = key;
                     }
                     // Written while inactive (the caller's bookkeeping lags): still count it.
-                    None => ewma.value = finite_or_max(rebase(ewma.value, ewma.epoch, epoch) + weight),
+                    None => {
+                        ewma.value = finite_or_max(rebase(ewma.value, ewma.epoch, epoch) + weight)
+                    }
                 }
                 ewma.epoch = epoch;
             }

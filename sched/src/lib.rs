@@ -16,8 +16,8 @@ pub use kist::{Kist, KistLite};
 pub use limit::{kist_limit, LimitReason, CELL_WIRE_LEN};
 pub use metrics::SchedMetrics;
 pub use scheduler::{
-    make_scheduler, CellSource, ChannelKey, ChannelSnapshot, ChannelState, RunReport,
-    SchedConfig, SchedError, Scheduler, SchedulerKind, WriteGrant, Written,
+    make_scheduler, CellSource, ChannelKey, ChannelSnapshot, ChannelState, RunReport, SchedConfig,
+    SchedError, Scheduler, SchedulerKind, WriteGrant, Written,
 };
 pub use socket::{SocketSnapshot, TcpInfo};
 pub use time::Instant;

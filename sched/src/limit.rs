@@ -60,12 +60,18 @@ fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u
     let cwnd = i128::from(tcp.cwnd);
     let mss = i128::from(tcp.mss);
     let tcp_space = ((cwnd - i128::from(tcp.unacked)) * mss).max(0);
-    let factor = if factor.is_nan() { 0.0 } else { factor.max(0.0) };
+    let factor = if factor.is_nan() {
+        0.0
+    } else {
+        factor.max(0.0)
+    };
     // `as` from f64 to i128 saturates; cwnd * mss < 2^64 is exact in the product's range.
     let target = ((cwnd * mss) as f64 * factor) as i128;
     let extra = target - i128::from(notsent) - i128::from(outbuf);
     // An infinite factor saturates `target` at i128::MAX: add saturating too.
-    let limit = tcp_space.saturating_add(extra).clamp(0, i128::from(u64::MAX));
+    let limit = tcp_space
+        .saturating_add(extra)
+        .clamp(0, i128::from(u64::MAX));
     let reason = if tcp_space == 0 {
         LimitReason::CongestionWindow
     } else {
@@ -176,11 +182,20 @@ mod tests {
     #[test]
     fn kernel_queue_time() {
         // 14_480 bytes per 40 ms: 28_960 unsent bytes wait 80 ms.
-        assert_eq!(kernel_queue_time_us(&tcp(10, 0, 1448), 28_960), Some(80_000));
+        assert_eq!(
+            kernel_queue_time_us(&tcp(10, 0, 1448), 28_960),
+            Some(80_000)
+        );
         assert_eq!(kernel_queue_time_us(&tcp(0, 0, 1448), 100), None);
-        let no_rtt = TcpInfo { rtt_us: 0, ..tcp(10, 0, 1448) };
+        let no_rtt = TcpInfo {
+            rtt_us: 0,
+            ..tcp(10, 0, 1448)
+        };
         assert_eq!(kernel_queue_time_us(&no_rtt, 100), None);
-        let slow = TcpInfo { rtt_us: u32::MAX, ..tcp(1, 0, 1) };
+        let slow = TcpInfo {
+            rtt_us: u32::MAX,
+            ..tcp(1, 0, 1)
+        };
         assert_eq!(
             kernel_queue_time_us(&slow, u32::MAX),
             Some(u64::from(u32::MAX) * u64::from(u32::MAX))

@@ -154,11 +154,18 @@ mod tests {
         m.record_relay_queue_time(t0 + Duration::from_secs(1), t0);
         assert_eq!(m.relay_queue_us.len(), 3);
         assert_eq!(m.relay_queue_us.min(), 1);
-        assert!(m.relay_queue_us.equivalent(m.relay_queue_us.max(), MAX_RECORDED_US));
-        assert!(m.relay_queue_us.equivalent(m.relay_queue_us.value_at_quantile(0.5), 5000));
+        assert!(m
+            .relay_queue_us
+            .equivalent(m.relay_queue_us.max(), MAX_RECORDED_US));
+        assert!(m
+            .relay_queue_us
+            .equivalent(m.relay_queue_us.value_at_quantile(0.5), 5000));
         m.record_grant(1000, LimitReason::CongestionWindow);
         m.record_grant(u64::MAX, LimitReason::SocketBuffer);
-        assert_eq!((m.grants, m.bytes_granted, m.grants_cwnd_full), (2, u64::MAX, 1));
+        assert_eq!(
+            (m.grants, m.bytes_granted, m.grants_cwnd_full),
+            (2, u64::MAX, 1)
+        );
         m.record_exhausted(LimitReason::HighWater);
         m.record_run(0, 0, 0);
         m.record_run(12, 12 * 514, 2);

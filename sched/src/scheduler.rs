@@ -84,9 +84,7 @@ impl FromStr for SchedulerKind {
         SchedulerKind::TOR_DEFAULT
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| SchedError::UnknownScheduler {
-                name: s.to_owned(),
-            })
+            .ok_or_else(|| SchedError::UnknownScheduler { name: s.to_owned() })
     }
 }
 
@@ -100,7 +98,9 @@ pub enum SchedError {
         name: String,
     },
     /// No listed scheduler works here (empty list, or only KIST without TCP_INFO).
-    #[error("no usable scheduler in the Schedulers list (KIST needs TCP_INFO; add KISTLite or Vanilla)")]
+    #[error(
+        "no usable scheduler in the Schedulers list (KIST needs TCP_INFO; add KISTLite or Vanilla)"
+    )]
     NoUsableScheduler,
     /// `KISTSockBufSizeFactor` must be a finite number >= 0.
     #[error("KISTSockBufSizeFactor must be finite and >= 0, got {0}")]

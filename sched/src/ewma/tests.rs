@@ -35,8 +35,14 @@ fn count_decays_by_half_each_halflife() {
     assert_approx(a.count_at(&HALF, secs(15)), 4.0 * 0.5f64.sqrt());
     mux.note_written(secs(30), 1, &mut a);
     assert_approx(a.count_at(&HALF, secs(30)), 3.0);
-    assert_approx(mux.best_priority(secs(30)).map_or(-1.0, Priority::count), 3.0);
-    assert_approx(mux.best_priority(secs(60)).map_or(-1.0, Priority::count), 1.5);
+    assert_approx(
+        mux.best_priority(secs(30)).map_or(-1.0, Priority::count),
+        3.0,
+    );
+    assert_approx(
+        mux.best_priority(secs(60)).map_or(-1.0, Priority::count),
+        1.5,
+    );
 }
 
 #[test]
@@ -69,7 +75,10 @@ fn decay_reorders_old_bulk_behind_recent_burst() {
     write_n(&mut mux, secs(60), 2, &mut b, 3);
     // At 60 s: a = 8 / 4 = 2, b = 3.
     assert_eq!(mux.peek(), Some(1));
-    assert_approx(mux.best_priority(secs(60)).map_or(-1.0, Priority::count), 2.0);
+    assert_approx(
+        mux.best_priority(secs(60)).map_or(-1.0, Priority::count),
+        2.0,
+    );
 }
 
 #[test]
@@ -100,7 +109,10 @@ fn count_persists_while_inactive() {
     mux.activate(secs(30), 1, &mut a);
     // a = 10 / 2 = 5 < b = 6.
     assert_eq!(mux.peek(), Some(1));
-    assert_approx(mux.best_priority(secs(30)).map_or(-1.0, Priority::count), 5.0);
+    assert_approx(
+        mux.best_priority(secs(30)).map_or(-1.0, Priority::count),
+        5.0,
+    );
     // Deactivating twice, or an inactive circuit, changes nothing.
     mux.deactivate(1, &mut a);
     mux.deactivate(1, &mut a);
@@ -222,7 +234,10 @@ fn ten_hours_of_virtual_time_stay_finite_and_ordered() {
         let rate = 10.0 / (i as f64 + 1.0);
         let want = rate * 30.0 / core::f64::consts::LN_2;
         let got = ewma.count_at(&HALF, now);
-        assert!((got - want).abs() < 0.05 * want, "circuit {i}: {got} vs {want}");
+        assert!(
+            (got - want).abs() < 0.05 * want,
+            "circuit {i}: {got} vs {want}"
+        );
     }
     assert_eq!(mux.peek(), Some(2));
 }
@@ -258,7 +273,10 @@ fn heap_matches_a_reference_model() {
         );
         for &i in &active {
             let other = e[i as usize].count_at(&HALF, now);
-            assert!(head_count <= other * (1.0 + 1e-9), "{head} {head_count} vs {i} {other}");
+            assert!(
+                head_count <= other * (1.0 + 1e-9),
+                "{head} {head_count} vs {i} {other}"
+            );
         }
     }
 }

@@ -80,7 +80,10 @@ impl Relay {
         let chan = &mut self.chans[c.chan as usize];
         let chan_was_empty = chan.mux.is_empty();
         for _ in 0..n {
-            c.queue.push_back(Cell { circ, enqueued: now });
+            c.queue.push_back(Cell {
+                circ,
+                enqueued: now,
+            });
         }
         if n > 0 && !c.ewma.is_active() {
             chan.mux.activate(now, circ, &mut c.ewma);

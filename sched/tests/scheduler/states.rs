@@ -141,7 +141,10 @@ fn kist_grant_zero_when_window_and_buffer_are_full() {
     assert_eq!(s.metrics().exhausted_by_cwnd, 1);
     assert_eq!(s.metrics().grants_cwnd_full, 1);
     // Estimated kernel queue: 5140 unsent at 5140 bytes per 10 ms.
-    assert!(s.metrics().kernel_queue_us.equivalent(s.metrics().kernel_queue_us.max(), 10_000));
+    assert!(s
+        .metrics()
+        .kernel_queue_us
+        .equivalent(s.metrics().kernel_queue_us.max(), 10_000));
 }
 
 #[test]
@@ -152,7 +155,11 @@ fn stale_and_duplicate_snapshots_are_ignored() {
     let idle = relay.add_channel();
     let report = s.run(
         T0,
-        &[snap_for_cells(idle, 9), snap_for_cells(chan, 9), snap_for_cells(chan, 9)],
+        &[
+            snap_for_cells(idle, 9),
+            snap_for_cells(chan, 9),
+            snap_for_cells(chan, 9),
+        ],
         &mut relay,
     );
     assert_eq!((report.channels, report.cells), (1, 2));
@@ -171,7 +178,11 @@ fn lowest_ewma_across_channels_goes_first() {
         s.channel_writable(T0, chan);
         relay.enqueue(T0, circ, 4, &mut s);
     }
-    s.run(T0, &[snap_for_cells(busy, 9), snap_for_cells(quiet, 9)], &mut relay);
+    s.run(
+        T0,
+        &[snap_for_cells(busy, 9), snap_for_cells(quiet, 9)],
+        &mut relay,
+    );
     let order: Vec<u32> = relay
         .log
         .iter()
@@ -191,7 +202,11 @@ fn round_robin_rotates_channels_one_cell_at_a_time() {
     let mut s = Kist::<u32>::new(&exact_cfg());
     let (a, _) = open_channel_with(&mut relay, &mut s, 3);
     let (b, _) = open_channel_with(&mut relay, &mut s, 3);
-    s.run(T0, &[snap_for_cells(a, 9), snap_for_cells(b, 9)], &mut relay);
+    s.run(
+        T0,
+        &[snap_for_cells(a, 9), snap_for_cells(b, 9)],
+        &mut relay,
+    );
     let order: Vec<u32> = relay
         .log
         .iter()
@@ -215,7 +230,10 @@ fn check_flush_rule(log: &[Event]) {
             Event::Write { chan, .. } => {
                 assert!(!in_final_flushes, "write after the final flushes at {i}");
                 if let Some(prev) = last.filter(|p| p != chan) {
-                    assert!(staged.get(&prev).copied().unwrap_or(0) <= 8, "no flush of {prev} at {i}");
+                    assert!(
+                        staged.get(&prev).copied().unwrap_or(0) <= 8,
+                        "no flush of {prev} at {i}"
+                    );
                 }
                 *staged.entry(*chan).or_default() += 1;
                 last = Some(*chan);
@@ -223,7 +241,8 @@ fn check_flush_rule(log: &[Event]) {
             Event::Flush { chan, cells } => {
                 let n = staged.insert(*chan, 0).unwrap_or(0);
                 assert_eq!(n, *cells);
-                let switching = matches!(log.get(i + 1), Some(Event::Write { chan: next, .. }) if next != chan);
+                let switching =
+                    matches!(log.get(i + 1), Some(Event::Write { chan: next, .. }) if next != chan);
                 if switching && Some(*chan) == last {
                     assert!(n > 8, "flushed {chan} with only {n} staged at {i}");
                 } else {
@@ -233,7 +252,10 @@ fn check_flush_rule(log: &[Event]) {
         }
         i += 1;
     }
-    assert!(staged.values().all(|&n| n == 0), "unflushed cells at the end");
+    assert!(
+        staged.values().all(|&n| n == 0),
+        "unflushed cells at the end"
+    );
 }
 
 #[test]
@@ -249,9 +271,25 @@ fn flush_on_switch_only_with_more_than_eight_staged() {
         s.channel_writable(T0, chan);
         relay.enqueue(T0, circ, 12, &mut s);
     }
-    s.run(T0, &[snap_for_cells(busy, 40), snap_for_cells(quiet, 40)], &mut relay);
-    assert_eq!(relay.log[9], Event::Flush { chan: quiet, cells: 9 });
-    assert_eq!(relay.log[10], Event::Write { chan: busy, circ: cb });
+    s.run(
+        T0,
+        &[snap_for_cells(busy, 40), snap_for_cells(quiet, 40)],
+        &mut relay,
+    );
+    assert_eq!(
+        relay.log[9],
+        Event::Flush {
+            chan: quiet,
+            cells: 9
+        }
+    );
+    assert_eq!(
+        relay.log[10],
+        Event::Write {
+            chan: busy,
+            circ: cb
+        }
+    );
     check_flush_rule(&relay.log);
 
     // With a history of 5 the first switch leaves 5 staged: no flush there.
@@ -265,8 +303,18 @@ fn flush_on_switch_only_with_more_than_eight_staged() {
         s.channel_writable(T0, chan);
         relay.enqueue(T0, circ, 12, &mut s);
     }
-    let report = s.run(T0, &[snap_for_cells(busy, 40), snap_for_cells(quiet, 40)], &mut relay);
-    assert_eq!(relay.log[5], Event::Write { chan: busy, circ: cb });
+    let report = s.run(
+        T0,
+        &[snap_for_cells(busy, 40), snap_for_cells(quiet, 40)],
+        &mut relay,
+    );
+    assert_eq!(
+        relay.log[5],
+        Event::Write {
+            chan: busy,
+            circ: cb
+        }
+    );
     check_flush_rule(&relay.log);
     assert_eq!(report.cells, 24);
     let flushed: usize = relay
@@ -368,8 +416,13 @@ fn choosing_a_scheduler() {
     let cfg = SchedConfig::default();
     let names = SchedulerKind::parse_list("kist, KISTLite,Vanilla").unwrap_or_default();
     assert_eq!(names, SchedulerKind::TOR_DEFAULT);
-    let (s, kind) = make_scheduler::<u32>(&names, true, &cfg).map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((kind, s.kind(), s.needs_tcp_info()), (SchedulerKind::Kist, SchedulerKind::Kist, true));
+    let (s, kind) = make_scheduler::<u32>(&names, true, &cfg)
+        .map_err(|e| e.to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (kind, s.kind(), s.needs_tcp_info()),
+        (SchedulerKind::Kist, SchedulerKind::Kist, true)
+    );
     let chosen = make_scheduler::<u32>(&names, false, &cfg).map(|(_, k)| k);
     assert_eq!(chosen, Ok(SchedulerKind::KistLite));
     let chosen = make_scheduler::<u32>(&[SchedulerKind::Kist], false, &cfg).map(|(_, k)| k);
@@ -378,18 +431,33 @@ fn choosing_a_scheduler() {
     assert_eq!(chosen, Err(SchedError::NoUsableScheduler));
     assert_eq!(
         SchedulerKind::parse_list("KIST,Fifo"),
-        Err(SchedError::UnknownScheduler { name: "Fifo".into() })
+        Err(SchedError::UnknownScheduler {
+            name: "Fifo".into()
+        })
     );
-    let bad = SchedConfig { sock_buf_size_factor: f64::NAN, ..cfg };
+    let bad = SchedConfig {
+        sock_buf_size_factor: f64::NAN,
+        ..cfg
+    };
     assert!(matches!(
         make_scheduler::<u32>(&names, true, &bad).map(|(_, k)| k),
         Err(SchedError::BadSockBufSizeFactor(_))
     ));
-    let bad = SchedConfig { run_interval: Duration::ZERO, ..cfg };
+    let bad = SchedConfig {
+        run_interval: Duration::ZERO,
+        ..cfg
+    };
     assert_eq!(bad.validate(), Err(SchedError::ZeroRunInterval));
-    let bad = SchedConfig { vanilla_max_write: 100, ..cfg };
+    let bad = SchedConfig {
+        vanilla_max_write: 100,
+        ..cfg
+    };
     assert_eq!(
         bad.validate(),
-        Err(SchedError::LimitBelowOneCell { name: "vanilla_max_write", got: 100, min: 514 })
+        Err(SchedError::LimitBelowOneCell {
+            name: "vanilla_max_write",
+            got: 100,
+            min: 514
+        })
     );
 }
