@@ -13,10 +13,11 @@
 //!    flush every channel with staged cells; re-add; next run <= now + run_interval
 //! ```
 //!
-//! Per cell: one heap pop and push (O(log channels)) and the source's own O(log circuits);
+//! Per cell: one in-place update of the heap's top (O(log channels)) and the source's own O(log circuits);
 //! no allocation (the run's buffers keep their capacity), no lookups by key.
 
 use core::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
 use std::collections::BinaryHeap;
 
 use crate::channels::{Change, ChannelTable};
@@ -156,7 +157,9 @@ impl<K: ChannelKey> KistCore<K> {
             ..RunReport::default()
         };
         let mut last: Option<usize> = None;
-        while let Some(Reverse((_, _, idx))) = self.heap.pop() {
+        // The top entry is updated in place (one sift) rather than popped and pushed back.
+        while let Some(mut top) = self.heap.peek_mut() {
+            let Reverse((_, _, idx)) = *top;
             let idx = idx as usize;
             if let Some(prev) = last.filter(|&p| p != idx) {
                 if let Some(g) = self.granted.get_mut(prev) {
@@ -169,9 +172,11 @@ impl<K: ChannelKey> KistCore<K> {
             }
             last = Some(idx);
             let Some(g) = self.granted.get_mut(idx) else {
+                PeekMut::pop(top);
                 continue;
             };
             let Some(w) = source.write_one(now, g.chan) else {
+                PeekMut::pop(top);
                 self.table.set(g.chan, ChannelState::WaitingForCells);
                 continue;
             };
@@ -181,12 +186,18 @@ impl<K: ChannelKey> KistCore<K> {
             report.cells += 1;
             report.bytes += u64::from(charged);
             match w.next {
-                None => self.table.set(g.chan, ChannelState::WaitingForCells),
+                None => {
+                    PeekMut::pop(top);
+                    self.table.set(g.chan, ChannelState::WaitingForCells);
+                }
                 Some(p) if g.limit.saturating_sub(g.written) >= u64::from(CELL_WIRE_LEN) => {
-                    self.heap.push(Reverse((p, seq, idx as u32)));
+                    *top = Reverse((p, seq, idx as u32));
                     seq += 1;
                 }
-                Some(_) => self.metrics.record_exhausted(g.reason),
+                Some(_) => {
+                    PeekMut::pop(top);
+                    self.metrics.record_exhausted(g.reason);
+                }
             }
         }
 
