@@ -89,6 +89,17 @@ impl Priority {
     pub fn count(self) -> f64 {
         self.0
     }
+
+    /// A `u64` whose unsigned order is this priority's order (`f64::total_cmp`'s key).
+    pub fn order_bits(self) -> u64 {
+        let bits = self.0.to_bits();
+        // Negative values: flip all bits; non-negative: flip the sign bit.
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | (1 << 63)
+        }
+    }
 }
 
 impl Eq for Priority {}
@@ -187,19 +198,33 @@ impl CellEwma {
 
 #[derive(Clone, Copy, Debug)]
 struct HeapEntry<C> {
+    /// Heap order: the key's total-order bits above the activation sequence number (ties go
+    /// to the circuit that became active first), so a comparison is one integer compare.
+    /// INVARIANT: `ord >> 64 == Priority(key).order_bits()`; set only through `set_key`.
+    ord: u128,
     key: f64,
-    /// Activation order: ties go to the circuit that became active first.
-    seq: u64,
     circ: C,
 }
 
 impl<C> HeapEntry<C> {
+    fn new(key: f64, seq: u64, circ: C) -> Self {
+        let mut e = HeapEntry {
+            ord: u128::from(seq),
+            key: 0.0,
+            circ,
+        };
+        e.set_key(key);
+        e
+    }
+
+    fn set_key(&mut self, key: f64) {
+        self.key = key;
+        let seq = self.ord & u128::from(u64::MAX);
+        self.ord = (u128::from(Priority(key).order_bits()) << 64) | seq;
+    }
+
     fn before(&self, other: &Self) -> bool {
-        match self.key.total_cmp(&other.key) {
-            Ordering::Less => true,
-            Ordering::Greater => false,
-            Ordering::Equal => self.seq < other.seq,
-        }
+        self.ord < other.ord
     }
 }
 
@@ -268,7 +293,7 @@ impl<C: Copy + Eq + Ord + Debug> CircuitMux<C> {
                 let key = rebase(ewma.value, ewma.epoch, q.epoch);
                 let seq = q.next_seq;
                 q.next_seq += 1;
-                q.heap.push(HeapEntry { key, seq, circ });
+                q.heap.push(HeapEntry::new(key, seq, circ));
                 q.sift_up(q.heap.len() - 1);
             }
         }
@@ -325,14 +350,15 @@ impl<C: Copy + Eq + Ord + Debug> CircuitMux<C> {
         match &mut self.policy {
             Policy::RoundRobin(line) => {
                 if line.front() == Some(&circ) {
-                    line.rotate_left(1);
+                    // Cheaper than `rotate_left(1)`: no general wrap-around copy.
+                    line.pop_front();
+                    line.push_back(circ);
                 } else if let Some(i) = line.iter().position(|&c| c == circ) {
                     line.remove(i);
                     line.push_back(circ);
                 }
             }
             Policy::Ewma(q) => {
-                q.advance_to(now);
                 let weight = q.weight_now(now);
                 let epoch = q.epoch;
                 let i = match q.heap.first() {
@@ -342,7 +368,7 @@ impl<C: Copy + Eq + Ord + Debug> CircuitMux<C> {
                 match i {
                     Some(i) => {
                         let key = finite_or_max(q.heap[i].key + weight);
-                        q.heap[i].key = key;
+                        q.heap[i].set_key(key);
                         q.sift_down(i);
                         ewma.value = key;
                     }
@@ -386,14 +412,17 @@ impl<C: Copy> EwmaQueue<C> {
         }
         for e in &mut self.heap {
             // Multiplying by one positive power of two keeps the heap order.
-            e.key = rebase(e.key, self.epoch, target);
+            e.set_key(rebase(e.key, self.epoch, target));
         }
         self.epoch = target;
         self.cached_now = Instant::MAX;
     }
 
+    /// Advances to `now`'s epoch and returns a cell's weight at `now`; both are skipped (no
+    /// division, no `exp2`) for the many cells of a run that share one `now`.
     fn weight_now(&mut self, now: Instant) -> f64 {
         if now != self.cached_now {
+            self.advance_to(now);
             self.cached_weight = self.decay.weight(now, self.epoch);
             self.cached_now = now;
         }
@@ -412,8 +441,12 @@ impl<C: Copy> EwmaQueue<C> {
         }
     }
 
+    /// Moves entry `i` down to its place, shifting smaller children up into the hole.
     fn sift_down(&mut self, mut i: usize) {
         let n = self.heap.len();
+        let Some(&moving) = self.heap.get(i) else {
+            return;
+        };
         loop {
             let left = 2 * i + 1;
             if left >= n {
@@ -425,13 +458,14 @@ impl<C: Copy> EwmaQueue<C> {
             } else {
                 left
             };
-            if self.heap[child].before(&self.heap[i]) {
-                self.heap.swap(i, child);
+            if self.heap[child].before(&moving) {
+                self.heap[i] = self.heap[child];
                 i = child;
             } else {
                 break;
             }
         }
+        self.heap[i] = moving;
     }
 
     fn remove_at(&mut self, i: usize) {

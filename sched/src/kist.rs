@@ -16,7 +16,6 @@
 //! Per cell: one in-place update of the heap's top (O(log channels)) and the source's own O(log circuits);
 //! no allocation (the run's buffers keep their capacity), no lookups by key.
 
-use core::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
 use std::collections::BinaryHeap;
 
@@ -52,9 +51,37 @@ struct Granted<K> {
     reason: LimitReason,
 }
 
-/// Heap key: lowest priority first, then the order in which entries were queued, so equal
-/// priorities (all of them under round robin) rotate between channels.
-type HeapKey = Reverse<(Priority, u64, u32)>;
+/// Heap entry: lowest priority first, then the order in which entries were queued, so equal
+/// priorities (all of them under round robin) rotate between channels. Both are packed into
+/// one `u128` (priority's total-order bits above the sequence number) so a heap comparison
+/// is one integer compare; `seq` is unique, so keys never tie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeapKey {
+    key: u128,
+    idx: u32,
+}
+
+impl HeapKey {
+    fn new(p: Priority, seq: u64, idx: u32) -> Self {
+        HeapKey {
+            key: (u128::from(p.order_bits()) << 64) | u128::from(seq),
+            idx,
+        }
+    }
+}
+
+impl Ord for HeapKey {
+    // Reversed: `BinaryHeap` is a max-heap and we want the lowest key on top.
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        other.key.cmp(&self.key)
+    }
+}
+
+impl PartialOrd for HeapKey {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 #[derive(Debug)]
 struct KistCore<K> {
@@ -145,7 +172,7 @@ impl<K: ChannelKey> KistCore<K> {
             }
             match source.best_priority(now, snap.channel) {
                 Some(p) => {
-                    self.heap.push(Reverse((p, seq, idx)));
+                    self.heap.push(HeapKey::new(p, seq, idx));
                     seq += 1;
                 }
                 None => self.table.set(snap.channel, ChannelState::WaitingForCells),
@@ -159,7 +186,7 @@ impl<K: ChannelKey> KistCore<K> {
         let mut last: Option<usize> = None;
         // The top entry is updated in place (one sift) rather than popped and pushed back.
         while let Some(mut top) = self.heap.peek_mut() {
-            let Reverse((_, _, idx)) = *top;
+            let idx = top.idx;
             let idx = idx as usize;
             if let Some(prev) = last.filter(|&p| p != idx) {
                 if let Some(g) = self.granted.get_mut(prev) {
@@ -191,7 +218,7 @@ impl<K: ChannelKey> KistCore<K> {
                     self.table.set(g.chan, ChannelState::WaitingForCells);
                 }
                 Some(p) if g.limit.saturating_sub(g.written) >= u64::from(CELL_WIRE_LEN) => {
-                    *top = Reverse((p, seq, idx as u32));
+                    *top = HeapKey::new(p, seq, idx as u32);
                     seq += 1;
                 }
                 Some(_) => {

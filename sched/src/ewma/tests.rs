@@ -280,3 +280,22 @@ fn heap_matches_a_reference_model() {
         }
     }
 }
+
+#[test]
+fn order_bits_follow_total_order() {
+    let values = [
+        f64::NEG_INFINITY,
+        -1.5,
+        -0.0,
+        0.0,
+        f64::from_bits(1),
+        1.0,
+        2.5e10,
+        f64::MAX,
+        f64::INFINITY,
+    ];
+    for w in values.windows(2) {
+        let (a, b) = (Priority(w[0]), Priority(w[1]));
+        assert!(a < b && a.order_bits() < b.order_bits(), "{a:?} {b:?}");
+    }
+}
