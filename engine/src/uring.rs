@@ -1,1 +1,153 @@
-//! (module under construction)
+//! The io_uring runtime layer (Linux): one [`Ring`] per worker thread moves bytes between
+//! TCP sockets and the layer above, with one `io_uring_enter` per loop iteration.
+//!
+//! ```text
+//!   upper layer (relay / forwarder)           Ring
+//!   ------------------------------   ------------------------------------------------
+//!   connect / add_listener / adopt -> conns, listeners (generational slabs: ConnId, ..)
+//!   send(conn, bytes) / send_buf   -> conn.out (coalesced; at most one SEND in flight)
+//!   run_once(timeout)              -> flush sends, re-arm, submit + wait (one syscall),
+//!                                     reap completions -> ops slab (user_data = OpKey)
+//!   poll_event() <- Event          <- Accepted / Connected / Recv(RxBuf) / SendDone / ..
+//! ```
+//!
+//! Rules (DESIGN.md "One worker loop", PERF.md "io_uring guidance", STYLE.md section 4):
+//! - every operation owns what the kernel may touch (send buffer, socket address) in its slab
+//!   slot until its last completion, also after its connection was closed (orphaned);
+//! - receives use one multishot RECV per connection over a provided-buffer ring
+//!   ([`BufRing`]); a completion without F_MORE re-arms; ENOBUFS waits for buffers to come
+//!   back and re-arms;
+//! - at most one SEND per connection is in flight; bytes queued meanwhile go out together in
+//!   the next SEND; a short send resubmits its tail;
+//! - a full submission queue spills into a backlog, never a panic.
+//!
+//! `unsafe` is allowed in this module (and `engine::sys`) only; each block says why it holds.
+#![allow(unsafe_code)]
+
+mod bufring;
+mod complete;
+mod op;
+mod ring;
+mod slab;
+
+use std::io;
+use std::net::SocketAddr;
+
+pub use bufring::{Bid, BufRing, RxBuf};
+pub use op::{OpKey, OpKind};
+pub use ring::{Ring, RingConfig, RingFeatures, RingStats};
+
+/// A connection owned by a [`Ring`]: a slab handle, dead once the connection is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl ConnId {
+    /// The slot index, dense from 0: usable to index the upper layer's own per-connection
+    /// tables (check the whole `ConnId` for staleness, not the index).
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
+/// A listener owned by a [`Ring`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId {
+    index: u32,
+    generation: u32,
+}
+
+/// What the ring reports to the layer above, drained with [`Ring::poll_event`].
+#[derive(Debug)]
+pub enum Event {
+    /// A listener accepted a connection; its RECV is armed.
+    Accepted {
+        listener: ListenerId,
+        conn: ConnId,
+        /// `None` if the peer was already gone when asked.
+        peer: Option<SocketAddr>,
+    },
+    /// A listener's accept failed (e.g. EMFILE); it is re-armed on the next iteration.
+    AcceptFailed {
+        listener: ListenerId,
+        err: io::Error,
+    },
+    /// An outgoing connection is established; its RECV is armed and queued bytes go out.
+    Connected { conn: ConnId },
+    /// An outgoing connection failed; the ring has closed it and `conn` is dead.
+    ConnectFailed { conn: ConnId, err: io::Error },
+    /// Bytes arrived. Drop `data` soon: it holds one buffer of the ring.
+    Recv { conn: ConnId, data: RxBuf },
+    /// The receive side ended: `err: None` is an orderly EOF from the peer. The connection
+    /// stays open for sending until [`Ring::close`].
+    RecvClosed {
+        conn: ConnId,
+        err: Option<io::Error>,
+    },
+    /// All bytes queued on `conn` have been handed to the kernel.
+    SendDone { conn: ConnId },
+    /// A SEND failed (e.g. EPIPE, ECONNRESET); queued bytes are dropped and further sends
+    /// are refused. Close the connection.
+    SendFailed { conn: ConnId, err: io::Error },
+    /// The wait of [`Ring::run_once`] ended because its timeout expired.
+    Timeout,
+}
+
+/// Errors of the ring layer.
+#[derive(Debug, thiserror::Error)]
+pub enum UringError {
+    /// Setting up the io_uring or the buffer ring failed (e.g. an old kernel, or a sandbox
+    /// that forbids io_uring): use the poll backend.
+    #[error("io_uring setup failed: {0}")]
+    Setup(#[source] io::Error),
+    /// The kernel lacks an operation this layer needs.
+    #[error("io_uring lacks a needed operation: {0}")]
+    Unsupported(&'static str),
+    /// `io_uring_enter` failed.
+    #[error("io_uring_enter failed: {0}")]
+    Enter(#[source] io::Error),
+    /// Creating or configuring a socket failed.
+    #[error("socket setup failed: {0}")]
+    Socket(#[source] io::Error),
+    /// The handle names no live connection (closed, or from another ring).
+    #[error("no such connection: {0:?}")]
+    NoSuchConn(ConnId),
+    /// The handle names no live listener.
+    #[error("no such listener: {0:?}")]
+    NoSuchListener(ListenerId),
+    /// A previous SEND on this connection failed; it accepts no more bytes.
+    #[error("connection {0:?} can no longer send")]
+    SendClosed(ConnId),
+    /// More than `u32::MAX` live entries in a table.
+    #[error("too many connections or operations")]
+    Full,
+}
+
+/// A coarse classification of [`UringError`], for callers that branch on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UringErrorKind {
+    /// The backend is unusable here (setup/unsupported): fall back to another one.
+    Unavailable,
+    /// A system call failed.
+    Io,
+    /// The caller passed a stale handle or used a broken connection.
+    BadHandle,
+    /// A table is full.
+    Full,
+}
+
+impl UringError {
+    /// The error's kind.
+    pub fn kind(&self) -> UringErrorKind {
+        match self {
+            UringError::Setup(_) | UringError::Unsupported(_) => UringErrorKind::Unavailable,
+            UringError::Enter(_) | UringError::Socket(_) => UringErrorKind::Io,
+            UringError::NoSuchConn(_)
+            | UringError::NoSuchListener(_)
+            | UringError::SendClosed(_) => UringErrorKind::BadHandle,
+            UringError::Full => UringErrorKind::Full,
+        }
+    }
+}
