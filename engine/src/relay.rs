@@ -102,6 +102,8 @@ pub struct RelayConfig {
     pub max_mem_in_queues: usize,
     /// A channel that has not finished VERSIONS/NETINFO by then is closed.
     pub handshake_timeout: Duration,
+    /// Circuit priority (`CircuitPriorityHalflife`; halflife 0 = round robin).
+    pub ewma: kistrel_sched::EwmaConfig,
 }
 
 impl Default for RelayConfig {
@@ -113,6 +115,7 @@ impl Default for RelayConfig {
             max_circuit_queue_cells: 2500,
             max_mem_in_queues: 512 << 20,
             handshake_timeout: Duration::from_secs(30),
+            ewma: kistrel_sched::EwmaConfig::default(),
         }
     }
 }
@@ -282,7 +285,7 @@ impl Relay {
 
     /// A peer connected to us. Returns the new channel; it expects VERSIONS first.
     pub fn accept_channel(&mut self, now: Instant, peer: SocketAddr) -> ChanId {
-        let ch = Channel::new(false, Some(peer), None, ChanState::Handshaking);
+        let ch = Channel::new(false, Some(peer), None, ChanState::Handshaking, &self.cfg.ewma);
         let chan = ChanId(self.channels.insert(ch));
         self.arm_handshake_deadline(now, chan);
         debug!(?chan, %peer, "inbound channel");
@@ -396,7 +399,7 @@ impl Relay {
         written += ch.take_ctrl(out, max_bytes);
         while written + CELL_LEN <= max_bytes {
             match self.write_one_cell(now, chan, out) {
-                Some(n) => written += n,
+                Some((n, _)) => written += n,
                 None => break,
             }
         }
@@ -406,37 +409,64 @@ impl Relay {
         written
     }
 
-    /// Moves one cell of `chan`'s next active circuit into `out`. Returns its size, or None
-    /// if no circuit on `chan` has a queued cell. (The scheduler's per-cell primitive.)
-    pub fn write_one_cell(
-        &mut self,
-        _now: Instant,
-        chan: ChanId,
-        out: &mut Vec<u8>,
-    ) -> Option<usize> {
+    /// Moves one cell of `chan`'s best circuit (lowest EWMA, see `CircuitPriorityHalflife`)
+    /// into `out` and counts it in the circuit's EWMA. Returns the cell's size and when it
+    /// was queued, or None if no circuit on `chan` has a queued cell. This is the
+    /// scheduler's per-cell primitive: no allocation, one copy.
+    pub fn write_one_cell(&mut self, now: Instant, chan: ChanId, out: &mut Vec<u8>) -> Option<(usize, Instant)> {
         let ch = self.channels.get_mut(chan.0)?;
-        while let Some((circ, dir)) = ch.active.pop_front() {
-            let Some(c) = self.circuits.get_mut(circ.0) else {
-                continue;
-            };
-            let q = c.queue_mut(dir);
-            let Some(cell) = q.pop() else {
-                q.in_mux = false;
-                continue;
-            };
-            if q.is_empty() {
-                q.in_mux = false;
-            } else {
-                ch.active.push_back((circ, dir));
-            }
-            #[cfg(feature = "inject-slowdown")]
-            std::hint::black_box(cell.bytes.to_vec());
-            out.extend_from_slice(&cell.bytes);
-            self.queued_bytes -= CELL_LEN;
-            self.stats.cells_out += 1;
-            return Some(CELL_LEN);
+        let key @ (circ, dir) = ch.mux.peek()?;
+        let Some(c) = self.circuits.get_mut(circ.0) else {
+            // INVARIANT violated (a freed circuit left active): repair rather than spin.
+            debug_assert!(false, "freed circuit {circ:?} still active on {chan:?}");
+            let mut scratch = kistrel_sched::CellEwma::new();
+            ch.mux.deactivate(key, &mut scratch);
+            return None;
+        };
+        let q = c.queue_mut(dir);
+        let cell = q.pop()?;
+        if q.is_empty() {
+            q.in_mux = false;
+            ch.mux.deactivate(key, &mut q.ewma);
+        } else {
+            ch.mux.note_written(now, key, &mut q.ewma);
         }
-        None
+        #[cfg(feature = "inject-slowdown")]
+        std::hint::black_box(cell.bytes.to_vec());
+        out.extend_from_slice(&cell.bytes);
+        self.queued_bytes -= CELL_LEN;
+        self.stats.cells_out += 1;
+        Some((CELL_LEN, cell.enqueued))
+    }
+
+    /// The priority of `chan`'s best circuit (for the scheduler's cross-channel order).
+    pub fn best_priority(&self, now: Instant, chan: ChanId) -> Option<kistrel_sched::Priority> {
+        self.channels.get(chan.0)?.mux.best_priority(now)
+    }
+
+    /// Whether `chan` has circuit cells queued (not counting link-control cells).
+    pub fn has_circuit_cells(&self, chan: ChanId) -> bool {
+        self.channels.get(chan.0).is_some_and(|c| !c.mux.is_empty())
+    }
+
+    /// Moves `chan`'s link-control cells (handshake, DESTROY of freed circuits) to `out`.
+    /// They bypass the scheduler: few, small, and they must not wait behind data.
+    pub fn take_ctrl(&mut self, chan: ChanId, out: &mut Vec<u8>) -> usize {
+        self.channels.get_mut(chan.0).map_or(0, |c| c.take_ctrl(out, usize::MAX))
+    }
+
+    /// Removes queue `dir` of `circ` from its channel's mux (before that side goes away).
+    pub(crate) fn detach_queue(&mut self, circ: CircHandle, dir: Dir) {
+        let Some(c) = self.circuits.get_mut(circ.0) else { return };
+        let hop = c.out_hop(dir);
+        let q = c.queue_mut(dir);
+        if !q.in_mux {
+            return;
+        }
+        q.in_mux = false;
+        if let Some(ch) = hop.and_then(|h| self.channels.get_mut(h.chan.0)) {
+            ch.mux.deactivate((circ, dir), &mut q.ewma);
+        }
     }
 
     // ----- timers ---------------------------------------------------------------------
@@ -472,6 +502,11 @@ impl Relay {
                 self.drop_channel(now, chan, "handshake timeout", true);
             }
         }
+    }
+
+    /// Whether events wait to be polled.
+    pub fn has_pending_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// Next event for the runtime.
@@ -542,7 +577,7 @@ impl Relay {
                 return chan;
             }
         }
-        let ch = Channel::new(true, Some(addr), Some((addr, id)), ChanState::Connecting);
+        let ch = Channel::new(true, Some(addr), Some((addr, id)), ChanState::Connecting, &self.cfg.ewma);
         let chan = ChanId(self.channels.insert(ch));
         self.outbound.insert((addr, id), chan);
         self.events.push_back(Event::OpenChannel { chan, addr });
@@ -659,6 +694,8 @@ impl Relay {
         to_next: Option<DestroyReason>,
         why: CircuitFailure,
     ) {
+        self.detach_queue(circ, Dir::Forward);
+        self.detach_queue(circ, Dir::Backward);
         let Some(mut c) = self.circuits.remove(circ.0) else {
             return;
         };
@@ -697,8 +734,17 @@ impl Relay {
     /// count equals the queues' contents; every circuit's channel entries point back at it.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         let mut cells = 0;
+        let mut active = 0;
         for (key, c) in self.circuits.iter() {
             cells += c.to_prev.len() + c.to_next.len();
+            for (q, hop) in [(&c.to_prev, c.prev), (&c.to_next, c.next)] {
+                if q.in_mux {
+                    active += 1;
+                }
+                if hop.is_some() && q.in_mux == q.is_empty() {
+                    return Err("a queue is active in its mux iff it has cells");
+                }
+            }
             for hop in [c.prev, c.next].into_iter().flatten() {
                 let ch = self
                     .channels
@@ -711,6 +757,9 @@ impl Relay {
         }
         if cells * CELL_LEN != self.queued_bytes {
             return Err("queued_bytes differs from the sum of queues");
+        }
+        if self.channels.iter().map(|(_, ch)| ch.mux.len()).sum::<usize>() != active {
+            return Err("mux entries differ from the active queues");
         }
         for (_, ch) in self.channels.iter() {
             for circ in ch.circs.values() {

@@ -381,6 +381,12 @@ impl Relay {
             .map(|d| d.reason)
             .unwrap_or(DestroyReason::NONE);
         debug!(?circ, ?reason, "DESTROY received");
+        // The queue toward the side that sent DESTROY leaves that channel's mux first.
+        let toward_sender = match dir {
+            Dir::Forward => Dir::Backward,
+            Dir::Backward => Dir::Forward,
+        };
+        self.detach_queue(circ, toward_sender);
         if let Some(ch) = self.channels.get_mut(chan.0) {
             ch.circs.remove(&id);
         }
@@ -583,12 +589,12 @@ impl Relay {
     }
 
     fn handle_truncate(&mut self, now: Instant, circ: CircHandle) {
+        self.detach_queue(circ, Dir::Forward);
         let Some(c) = self.circuits.get_mut(circ.0) else {
             return;
         };
         if let Some(next) = c.next.take() {
             let dropped = c.to_next.clear();
-            c.to_next.in_mux = false;
             self.queued_bytes -= dropped * crate::wire::CELL_LEN;
             if let Some(ch) = self.channels.get_mut(next.chan.0) {
                 ch.circs.remove(&next.id);
@@ -1123,9 +1129,9 @@ impl Relay {
         q.push(QueuedCell::new(hop.id.get(), cmd, body, now));
         self.queued_bytes += crate::wire::CELL_LEN;
         if !q.in_mux {
-            q.in_mux = true;
             if let Some(ch) = self.channels.get_mut(hop.chan.0) {
-                ch.active.push_back((circ, dir));
+                q.in_mux = true;
+                ch.mux.activate(now, (circ, dir), &mut q.ewma);
             }
         }
         self.mark_ready(hop.chan);

@@ -1,6 +1,8 @@
 //! One channel: a TCP connection to a peer, its link handshake state, and its output.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+
+use kistrel_sched::{CircuitMux, EwmaConfig};
 use std::net::SocketAddr;
 
 use crate::crypto::RelayId;
@@ -43,10 +45,9 @@ pub(crate) struct Channel {
     /// Link-control bytes (handshake cells, DESTROYs of freed circuits): sent before
     /// circuit cells. Always whole cells.
     pub ctrl: Vec<u8>,
-    /// Circuit queues with cells for this channel, served in turn.
-    /// INVARIANT: an entry (c, d) is here iff circuit c's queue d has `in_mux` set (stale
-    /// entries of freed circuits are skipped when popped).
-    pub active: VecDeque<(CircHandle, Dir)>,
+    /// Circuit queues with cells for this channel, lowest EWMA first.
+    /// INVARIANT: (c, d) is active here iff circuit c's queue d has cells and `in_mux` set.
+    pub mux: CircuitMux<(CircHandle, Dir)>,
     /// INVARIANT: set iff this channel is in the relay's ready list.
     pub in_ready: bool,
 }
@@ -57,6 +58,7 @@ impl Channel {
         peer: Option<SocketAddr>,
         target: Option<(SocketAddr, RelayId)>,
         state: ChanState,
+        ewma: &EwmaConfig,
     ) -> Self {
         Channel {
             state,
@@ -69,13 +71,13 @@ impl Channel {
             circs: HashMap::new(),
             waiting: Vec::new(),
             ctrl: Vec::new(),
-            active: VecDeque::new(),
+            mux: CircuitMux::new(ewma),
             in_ready: false,
         }
     }
 
     pub fn has_output(&self) -> bool {
-        !self.ctrl.is_empty() || !self.active.is_empty()
+        !self.ctrl.is_empty() || !self.mux.is_empty()
     }
 
     pub fn send_versions(&mut self) {

@@ -12,7 +12,7 @@ use super::ChanId;
 
 /// Which way a cell travels: Forward = away from the origin (queued toward `next`),
 /// Backward = toward the origin (queued toward `prev`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Dir {
     Forward,
     Backward,

@@ -5,6 +5,8 @@
 
 use std::collections::VecDeque;
 
+use kistrel_sched::CellEwma;
+
 use crate::time::Instant;
 use crate::wire::{ChanCmd, CELL_BODY_LEN, CELL_LEN};
 
@@ -33,8 +35,10 @@ impl QueuedCell {
 #[derive(Default)]
 pub(crate) struct CellQueue {
     cells: VecDeque<QueuedCell>,
-    /// INVARIANT: true iff this queue is listed in its channel's active list.
+    /// INVARIANT: true iff this queue is active in its channel's `CircuitMux`.
     pub in_mux: bool,
+    /// EWMA of cells written from this queue (circuit priority, CircuitPriorityHalflife).
+    pub ewma: CellEwma,
 }
 
 impl CellQueue {

@@ -1,0 +1,77 @@
+//! `Driver` for the io_uring backend: a thin mapping onto [`Ring`].
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use crate::uring::{ConnId, Event, ListenerId, Ring, RxBuf};
+
+use super::{Driver, IoEvent};
+
+impl Driver for Ring {
+    type Conn = ConnId;
+    type Listener = ListenerId;
+    type Buf = RxBuf;
+
+    fn add_listener(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
+        Ring::add_listener(self, listener).map_err(io::Error::other)
+    }
+
+    fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        Ring::connect(self, addr).map_err(io::Error::other)
+    }
+
+    fn send_buf(&mut self, conn: ConnId) -> Option<&mut Vec<u8>> {
+        Ring::send_buf(self, conn).ok()
+    }
+
+    fn queued_len(&self, conn: ConnId) -> usize {
+        Ring::queued_len(self, conn).unwrap_or(0)
+    }
+
+    fn set_recv_paused(&mut self, conn: ConnId, paused: bool) {
+        // A dead connection has nothing to pause.
+        let _ = Ring::set_recv_paused(self, conn, paused);
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        let _ = Ring::close(self, conn);
+    }
+
+    fn close_when_flushed(&mut self, conn: ConnId) {
+        let _ = Ring::close_when_flushed(self, conn);
+    }
+
+    fn conn_fd(&self, conn: ConnId) -> Option<RawFd> {
+        Ring::conn_fd(self, conn).ok()
+    }
+
+    fn poll_event(&mut self) -> Option<IoEvent<ConnId, ListenerId, RxBuf>> {
+        loop {
+            let ev = Ring::poll_event(self)?;
+            return Some(match ev {
+                Event::Accepted { listener, conn, peer } => IoEvent::Accepted { listener, conn, peer },
+                Event::Connected { conn } => IoEvent::Connected { conn },
+                Event::ConnectFailed { conn, err } => IoEvent::ConnectFailed { conn, err },
+                Event::Recv { conn, data } => IoEvent::Recv { conn, data },
+                Event::RecvClosed { conn, err } => IoEvent::RecvClosed { conn, err },
+                Event::SendDone { conn } => IoEvent::SendDone { conn },
+                Event::SendFailed { conn, err } => IoEvent::SendFailed { conn, err },
+                Event::AcceptFailed { listener, err } => {
+                    tracing::warn!(?listener, %err, "accept failed (will retry)");
+                    continue;
+                }
+                Event::Timeout => continue,
+            });
+        }
+    }
+
+    fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        Ring::run_once(self, timeout).map_err(io::Error::other)
+    }
+
+    fn has_tcp_info(&self) -> bool {
+        true
+    }
+}
