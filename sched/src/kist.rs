@@ -207,6 +207,9 @@ impl<K: ChannelKey> KistCore<K> {
                 self.table.set(g.chan, ChannelState::WaitingForCells);
                 continue;
             };
+            if let Some(t) = w.enqueued {
+                self.metrics.record_relay_queue_time(t, now);
+            }
             let charged = if w.bytes == 0 { CELL_WIRE_LEN } else { w.bytes };
             g.written = g.written.saturating_add(u64::from(charged));
             g.staged_cells += 1;

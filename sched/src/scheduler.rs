@@ -195,6 +195,10 @@ pub struct Written {
     pub bytes: u32,
     /// The channel's best priority afterwards; `None` when it has no more cells.
     pub next: Option<Priority>,
+    /// When the cell entered the relay queue, if the engine knows: the scheduler records
+    /// `now - enqueued` in `SchedMetrics::relay_queue_us` (the engine cannot reach the
+    /// scheduler's metrics while a run borrows it).
+    pub enqueued: Option<Instant>,
 }
 
 /// The engine side of a run: per-channel circuit queues and muxes.

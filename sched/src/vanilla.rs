@@ -95,6 +95,9 @@ impl<K: ChannelKey> Scheduler<K> for Vanilla<K> {
                     state = ChannelState::WaitingForCells;
                     break;
                 };
+                if let Some(t) = w.enqueued {
+                    self.metrics.record_relay_queue_time(t, now);
+                }
                 let charged = if w.bytes == 0 { CELL_WIRE_LEN } else { w.bytes };
                 written = written.saturating_add(u64::from(charged)).min(limit);
                 report.cells += 1;

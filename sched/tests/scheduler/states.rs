@@ -461,3 +461,93 @@ fn choosing_a_scheduler() {
         })
     );
 }
+
+#[test]
+fn runs_never_pass_a_grant_and_leave_consistent_states() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x6b697374);
+    let (mut emptied, mut stopped_by_grant) = (0, 0);
+    for round in 0..300 {
+        let ewma = if rng.random_range(0..4) == 0 {
+            EwmaConfig::ROUND_ROBIN
+        } else {
+            EWMA
+        };
+        let mut relay = Relay::new(ewma);
+        let lite = rng.random_range(0..3) == 0;
+        let mut s: Box<dyn Scheduler<u32>> = if lite {
+            Box::new(KistLite::new(&SchedConfig::default()))
+        } else {
+            Box::new(Kist::new(&SchedConfig::default()))
+        };
+        let n_chan = rng.random_range(1..6u32);
+        let mut snaps = Vec::new();
+        for _ in 0..n_chan {
+            let chan = relay.add_channel();
+            s.channel_writable(T0, chan);
+            for _ in 0..rng.random_range(1..4) {
+                let circ = relay.add_circuit(chan);
+                relay.pre_count(T0, circ, rng.random_range(0..20));
+                relay.enqueue(T0, circ, rng.random_range(0..40), &mut *s);
+            }
+            let tcp = (rng.random_range(0..5) > 0).then(|| TcpInfo {
+                cwnd: rng.random_range(0..30),
+                unacked: rng.random_range(0..40),
+                mss: rng.random_range(500..1500),
+                rtt_us: rng.random_range(0..100_000),
+            });
+            snaps.push(ChannelSnapshot {
+                channel: chan,
+                socket: SocketSnapshot {
+                    tcp,
+                    outq: None,
+                    notsent: Some(rng.random_range(0..40_000)),
+                },
+                outbuf: rng.random_range(0..40_000),
+            });
+        }
+        let was_pending: Vec<bool> = (0..n_chan)
+            .map(|c| s.channel_state(c) == ChannelState::Pending)
+            .collect();
+        let report = s.run(T0, &snaps, &mut relay);
+        let mut written_total = 0;
+        for g in s.grants() {
+            assert!(g.written <= g.max_bytes, "round {round}: {g:?}");
+            assert!(was_pending[g.channel as usize]);
+            let left = relay.queued(g.channel);
+            let state = s.channel_state(g.channel);
+            if left == 0 {
+                emptied += 1;
+                assert_eq!(state, ChannelState::WaitingForCells, "round {round}: {g:?}");
+            } else {
+                stopped_by_grant += 1;
+                // Stopped only because one more cell would pass the grant.
+                assert!(
+                    g.written + 514 > g.max_bytes,
+                    "round {round}: {g:?} left {left}"
+                );
+                assert_eq!(state, ChannelState::Pending, "round {round}");
+            }
+            written_total += g.written;
+        }
+        assert_eq!(report.bytes, written_total);
+        assert_eq!(report.cells * 514, written_total);
+        assert!(
+            relay.chans.iter().all(|c| c.staged.is_empty()),
+            "round {round}: unflushed"
+        );
+        let flushed: usize = relay
+            .chans
+            .iter()
+            .flat_map(|c| c.flushed.iter())
+            .map(Vec::len)
+            .sum();
+        assert_eq!(flushed as u64, report.cells);
+        check_flush_rule(&relay.log);
+    }
+    // Both outcomes were exercised.
+    assert!(
+        emptied > 100 && stopped_by_grant > 100,
+        "{emptied} {stopped_by_grant}"
+    );
+}
