@@ -109,7 +109,8 @@ impl SchedMetrics {
 
     /// A cell queued at `enqueued` was written at `now`. The engine calls this per cell.
     pub fn record_relay_queue_time(&mut self, enqueued: Instant, now: Instant) {
-        let us = u64::try_from((now - enqueued).as_micros()).unwrap_or(u64::MAX);
+        // u64 nanoseconds, not `Duration::as_micros` (u128 arithmetic): this runs per cell.
+        let us = now.as_nanos().saturating_sub(enqueued.as_nanos()) / 1000;
         self.relay_queue_us
             .saturating_record(us.clamp(1, MAX_RECORDED_US));
     }
