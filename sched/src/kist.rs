@@ -131,8 +131,8 @@ impl<K: ChannelKey> KistCore<K> {
                 }
                 kist_limit_with_reason(&tcp, notsent, snap.outbuf, self.cfg.sock_buf_size_factor)
             }
-            // No kernel reading for this socket (KISTLite, or the getsockopt failed): fall back
-            // to the high-water mark, as Tor does for a socket it cannot inspect.
+            // No kernel reading for this socket (KISTLite, or the getsockopt failed): use
+            // KISTLite's high-water mark rather than stall the channel or write unbounded.
             _ => (
                 kistlite_limit(snap.outbuf, self.cfg.kistlite_high_water),
                 LimitReason::HighWater,
