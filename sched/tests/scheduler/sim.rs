@@ -210,7 +210,7 @@ fn simulate(sched: &mut dyn Scheduler<u32>, sndbuf: u64, traffic: Traffic, seed:
         // A run when due: snapshot only the pending channels.
         if sched.next_run().is_some_and(|t| t <= now) {
             pending.clear();
-            sched.pending_channels(&mut pending);
+            sched.pending_channels(now, &mut pending);
             let snaps: Vec<_> = pending.iter().map(|&c| link.snapshot(c)).collect();
             sched.run(now, &snaps, &mut relay);
             out.runs += 1;

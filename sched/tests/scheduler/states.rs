@@ -52,7 +52,7 @@ fn open_channel_with(relay: &mut Relay, sched: &mut dyn Scheduler<u32>, n: usize
 
 fn pending(sched: &dyn Scheduler<u32>) -> Vec<u32> {
     let mut v = Vec::new();
-    sched.pending_channels(&mut v);
+    sched.pending_channels(T0, &mut v);
     v
 }
 
@@ -550,4 +550,43 @@ fn runs_never_pass_a_grant_and_leave_consistent_states() {
         emptied > 100 && stopped_by_grant > 100,
         "{emptied} {stopped_by_grant}"
     );
+}
+
+#[test]
+fn early_runs_cover_only_woken_channels_and_the_tick_covers_all() {
+    let mut relay = Relay::new(EWMA);
+    let mut s = Kist::<u32>::new(&exact_cfg());
+    let (a, _) = open_channel_with(&mut relay, &mut s, 50);
+    let (b, _) = open_channel_with(&mut relay, &mut s, 50);
+    s.run(
+        T0,
+        &[snap_for_cells(a, 2), snap_for_cells(b, 2)],
+        &mut relay,
+    );
+    // Both keep cells: re-added, retried at the tick.
+    let tick = T0 + Duration::from_millis(2);
+    assert_eq!(s.next_run(), Some(tick));
+    let mut v = Vec::new();
+    s.pending_channels(T0, &mut v);
+    assert!(v.is_empty(), "{v:?}");
+    // a's send completes: a run now, for a only.
+    let t1 = T0 + Duration::from_micros(500);
+    s.channel_writable(t1, a);
+    assert_eq!(s.next_run(), Some(t1));
+    s.pending_channels(t1, &mut v);
+    assert_eq!(v, [a]);
+    s.run(t1, &[snap_for_cells(a, 2)], &mut relay);
+    // b's tick is not postponed by a's run.
+    assert_eq!(s.next_run(), Some(tick));
+    v.clear();
+    s.pending_channels(tick, &mut v);
+    assert_eq!(v, [a, b]);
+    s.run(
+        tick,
+        &[snap_for_cells(a, 2), snap_for_cells(b, 2)],
+        &mut relay,
+    );
+    assert_eq!(s.next_run(), Some(tick + Duration::from_millis(2)));
+    assert_eq!(relay.queued(a), 44);
+    assert_eq!(relay.queued(b), 46);
 }
