@@ -20,6 +20,8 @@ struct Entry {
     state: ChannelState,
     /// In `ChannelTable::pending` (possibly stale).
     listed: bool,
+    /// An event made it runnable since it was last taken into a run (see `Change`).
+    woken: bool,
 }
 
 /// What an event did.
@@ -59,10 +61,17 @@ impl<K: ChannelKey> ChannelTable<K> {
             }
             ChannelState::WaitingForCells => {
                 self.set(chan, ChannelState::Pending);
-                Change::BecamePending
+                self.wake(chan)
             }
             ChannelState::WaitingToWrite | ChannelState::Pending => Change::None,
         }
+    }
+
+    fn wake(&mut self, chan: K) -> Change {
+        if let Some(e) = self.map.get_mut(&chan) {
+            e.woken = true;
+        }
+        Change::BecamePending
     }
 
     pub(crate) fn writable(&mut self, chan: K) -> Change {
@@ -73,10 +82,10 @@ impl<K: ChannelKey> ChannelTable<K> {
             }
             ChannelState::WaitingToWrite => {
                 self.set(chan, ChannelState::Pending);
-                Change::BecamePending
+                self.wake(chan)
             }
             // A send completed: the kernel may take more now.
-            ChannelState::Pending => Change::BecamePending,
+            ChannelState::Pending => self.wake(chan),
             ChannelState::WaitingForCells => Change::None,
         }
     }
@@ -93,21 +102,25 @@ impl<K: ChannelKey> ChannelTable<K> {
         let e = self.map.entry(chan).or_insert(Entry {
             state,
             listed: false,
+            woken: false,
         });
         e.state = state;
+        if state != ChannelState::Pending {
+            e.woken = false;
+        }
         if state == ChannelState::Pending && !e.listed {
             e.listed = true;
             self.pending.push(chan);
         }
     }
 
-    pub(crate) fn pending_into(&self, out: &mut Vec<K>) {
-        out.extend(
-            self.pending
-                .iter()
-                .copied()
-                .filter(|&k| self.state(k) == ChannelState::Pending),
-        );
+    /// Appends the pending channels; with `woken_only`, only those an event woke.
+    pub(crate) fn pending_into(&self, woken_only: bool, out: &mut Vec<K>) {
+        out.extend(self.pending.iter().copied().filter(|k| {
+            self.map
+                .get(k)
+                .is_some_and(|e| e.state == ChannelState::Pending && (e.woken || !woken_only))
+        }));
     }
 
     pub(crate) fn any_pending(&self) -> bool {

@@ -13,6 +13,11 @@
 //!    flush every channel with staged cells; re-add; next run <= now + run_interval
 //! ```
 //!
+//! Which channels a run covers: when the tick (`run_interval` after a run that left channels
+//! pending) is due, all pending channels; before it, an event-driven run covers only the
+//! channels that events woke (cells for an idle channel, a completed send), so the per-run
+//! snapshot cost follows the events, not the number of congested sockets.
+//!
 //! Per cell: one in-place update of the heap's top (O(log channels)) and the source's own O(log circuits);
 //! no allocation (the run's buffers keep their capacity), no lookups by key.
 
@@ -88,7 +93,10 @@ struct KistCore<K> {
     mode: LimitMode,
     cfg: SchedConfig,
     table: ChannelTable<K>,
-    due: Option<Instant>,
+    /// A run for the channels events woke (event-driven mode): due at once.
+    event_due: Option<Instant>,
+    /// A run for every pending channel: `run_interval` after the run that re-added one.
+    tick_due: Option<Instant>,
     last_run: Option<Instant>,
     granted: Vec<Granted<K>>,
     heap: BinaryHeap<HeapKey>,
@@ -102,7 +110,8 @@ impl<K: ChannelKey> KistCore<K> {
             mode,
             cfg: *cfg,
             table: ChannelTable::new(),
-            due: None,
+            event_due: None,
+            tick_due: None,
             last_run: None,
             granted: Vec::new(),
             heap: BinaryHeap::new(),
@@ -116,11 +125,30 @@ impl<K: ChannelKey> KistCore<K> {
         if change == Change::None {
             return;
         }
-        let at = match (self.cfg.event_driven, self.last_run) {
-            (false, Some(last)) => (last + self.cfg.run_interval).max(now),
-            _ => now,
-        };
-        self.due = Some(self.due.map_or(at, |d| d.min(at)));
+        if self.cfg.event_driven {
+            self.event_due = Some(self.event_due.map_or(now, |d| d.min(now)));
+        } else {
+            // Tor's timing: at most one run per interval, all pending channels in it.
+            let at = self
+                .last_run
+                .map_or(now, |last| (last + self.cfg.run_interval).max(now));
+            self.tick_due = Some(self.tick_due.map_or(at, |d| d.min(at)));
+        }
+    }
+
+    fn next_run(&self) -> Option<Instant> {
+        match (self.event_due, self.tick_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Channels for a run at `now`: all pending ones when the tick is due, otherwise only those
+    /// an event woke, so that a send completing on one channel does not snapshot every
+    /// congested socket again.
+    fn pending_channels(&self, now: Instant, out: &mut Vec<K>) {
+        let tick = self.tick_due.is_some_and(|t| t <= now);
+        self.table.pending_into(!tick, out);
     }
 
     fn limit_for(&mut self, snap: &ChannelSnapshot<K>) -> (u64, LimitReason) {
@@ -131,8 +159,8 @@ impl<K: ChannelKey> KistCore<K> {
                 }
                 kist_limit_with_reason(&tcp, notsent, snap.outbuf, self.cfg.sock_buf_size_factor)
             }
-            // No kernel reading for this socket (KISTLite, or the getsockopt failed): fall back
-            // to the high-water mark, as Tor does for a socket it cannot inspect.
+            // No kernel reading for this socket (KISTLite, or the getsockopt failed): use
+            // KISTLite's high-water mark rather than stall the channel or write unbounded.
             _ => (
                 kistlite_limit(snap.outbuf, self.cfg.kistlite_high_water),
                 LimitReason::HighWater,
@@ -207,6 +235,9 @@ impl<K: ChannelKey> KistCore<K> {
                 self.table.set(g.chan, ChannelState::WaitingForCells);
                 continue;
             };
+            if let Some(t) = w.enqueued {
+                self.metrics.record_relay_queue_time(t, now);
+            }
             let charged = if w.bytes == 0 { CELL_WIRE_LEN } else { w.bytes };
             g.written = g.written.saturating_add(u64::from(charged));
             g.staged_cells += 1;
@@ -248,10 +279,15 @@ impl<K: ChannelKey> KistCore<K> {
         }
         self.table.compact();
         self.last_run = Some(now);
-        self.due = self
-            .table
-            .any_pending()
-            .then(|| now + self.cfg.run_interval);
+        self.event_due = None;
+        // Channels re-added by this run are retried within one interval; one that this run did
+        // not take keeps its earlier tick.
+        let retry = now + self.cfg.run_interval;
+        self.tick_due = match self.tick_due {
+            _ if !self.table.any_pending() => None,
+            Some(t) if t > now => Some(t.min(retry)),
+            _ => Some(retry),
+        };
         self.metrics
             .record_run(report.cells, report.bytes, u64::from(report.flushes));
         report
@@ -289,11 +325,11 @@ macro_rules! kist_scheduler {
             fn channel_state(&self, chan: K) -> ChannelState {
                 self.0.table.state(chan)
             }
-            fn pending_channels(&self, out: &mut Vec<K>) {
-                self.0.table.pending_into(out);
+            fn pending_channels(&self, now: Instant, out: &mut Vec<K>) {
+                self.0.pending_channels(now, out);
             }
             fn next_run(&self) -> Option<Instant> {
-                self.0.due
+                self.0.next_run()
             }
             fn run(
                 &mut self,

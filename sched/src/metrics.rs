@@ -13,6 +13,8 @@ use crate::time::Instant;
 pub const MAX_RECORDED_US: u64 = 60_000_000;
 /// Largest per-run count recorded (cells per run).
 pub const MAX_RECORDED_CELLS_PER_RUN: u64 = 1 << 24;
+/// Largest per-run grant total recorded, bytes (1 GiB).
+pub const MAX_RECORDED_BYTES_PER_RUN: u64 = 1 << 30;
 /// Significant figures of every histogram.
 const SIGFIG: u8 = 3;
 
@@ -42,11 +44,15 @@ pub struct SchedMetrics {
     pub grants_cwnd_full: u64,
     /// Cells written per run.
     pub cells_per_run: Histogram<u64>,
+    /// Bytes granted per run (sum of the run's grants, clamped to the histogram's range).
+    pub bytes_granted_per_run: Histogram<u64>,
     /// Time a cell waited in the relay queue (enqueue to written), microseconds.
     pub relay_queue_us: Histogram<u64>,
     /// Estimated time a socket's unsent bytes wait in the kernel (notsent / (cwnd*mss/rtt)),
     /// microseconds, one sample per KIST grant.
     pub kernel_queue_us: Histogram<u64>,
+    /// Bytes granted so far in the current run.
+    run_bytes_granted: u64,
 }
 
 impl fmt::Debug for SchedMetrics {
@@ -94,6 +100,8 @@ impl SchedMetrics {
             exhausted_by_vanilla_max: 0,
             grants_cwnd_full: 0,
             cells_per_run: histogram(MAX_RECORDED_CELLS_PER_RUN),
+            bytes_granted_per_run: histogram(MAX_RECORDED_BYTES_PER_RUN),
+            run_bytes_granted: 0,
             relay_queue_us: histogram(MAX_RECORDED_US),
             kernel_queue_us: histogram(MAX_RECORDED_US),
         }
@@ -101,7 +109,8 @@ impl SchedMetrics {
 
     /// A cell queued at `enqueued` was written at `now`. The engine calls this per cell.
     pub fn record_relay_queue_time(&mut self, enqueued: Instant, now: Instant) {
-        let us = u64::try_from((now - enqueued).as_micros()).unwrap_or(u64::MAX);
+        // u64 nanoseconds, not `Duration::as_micros` (u128 arithmetic): this runs per cell.
+        let us = now.as_nanos().saturating_sub(enqueued.as_nanos()) / 1000;
         self.relay_queue_us
             .saturating_record(us.clamp(1, MAX_RECORDED_US));
     }
@@ -115,6 +124,7 @@ impl SchedMetrics {
     pub(crate) fn record_grant(&mut self, max_bytes: u64, reason: LimitReason) {
         self.grants += 1;
         self.bytes_granted = self.bytes_granted.saturating_add(max_bytes);
+        self.run_bytes_granted = self.run_bytes_granted.saturating_add(max_bytes);
         if reason == LimitReason::CongestionWindow {
             self.grants_cwnd_full += 1;
         }
@@ -137,6 +147,9 @@ impl SchedMetrics {
         self.flushes += flushes;
         self.cells_per_run
             .saturating_record(cells.clamp(1, MAX_RECORDED_CELLS_PER_RUN));
+        self.bytes_granted_per_run
+            .saturating_record(self.run_bytes_granted.clamp(1, MAX_RECORDED_BYTES_PER_RUN));
+        self.run_bytes_granted = 0;
     }
 }
 
@@ -172,5 +185,10 @@ mod tests {
         assert_eq!((m.runs, m.cells_written, m.flushes), (2, 12, 2));
         assert_eq!(m.exhausted_by_high_water, 1);
         assert_eq!(m.cells_per_run.max(), 12);
+        // The two grants went into the first run's total (clamped), none into the second.
+        assert!(m
+            .bytes_granted_per_run
+            .equivalent(m.bytes_granted_per_run.max(), MAX_RECORDED_BYTES_PER_RUN));
+        assert_eq!(m.bytes_granted_per_run.min(), 1);
     }
 }

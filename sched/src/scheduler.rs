@@ -4,7 +4,7 @@
 //! ```text
 //!  engine events ──> channel_has_cells / channel_writable / channel_closed
 //!                                   │ (channel states, next_run)
-//!  next_run() <= now ? ──> pending_channels() ──> socket snapshots (only those)
+//!  next_run() <= now ? ──> pending_channels(now) ──> socket snapshots (only those)
 //!                                   │
 //!  run(now, snapshots, &mut CellSource) ──> write_one(chan) ... flush(chan)
 //!                                   └──> RunReport, grants(), metrics()
@@ -195,6 +195,10 @@ pub struct Written {
     pub bytes: u32,
     /// The channel's best priority afterwards; `None` when it has no more cells.
     pub next: Option<Priority>,
+    /// When the cell entered the relay queue, if the engine knows: the scheduler records
+    /// `now - enqueued` in `SchedMetrics::relay_queue_us` (the engine cannot reach the
+    /// scheduler's metrics while a run borrows it).
+    pub enqueued: Option<Instant>,
 }
 
 /// The engine side of a run: per-channel circuit queues and muxes.
@@ -251,8 +255,9 @@ pub trait Scheduler<K>: Debug {
     fn channel_closed(&mut self, chan: K);
     /// `chan`'s state (`Idle` if unknown).
     fn channel_state(&self, chan: K) -> ChannelState;
-    /// Appends the channels to snapshot for the next run: the `Pending` ones, never all.
-    fn pending_channels(&self, out: &mut Vec<K>);
+    /// Appends the channels to snapshot for a run at `now`: only `Pending` ones, never all
+    /// sockets (KIST before its tick: only those that events woke since the last run).
+    fn pending_channels(&self, now: Instant, out: &mut Vec<K>);
     /// When the next run is due (`<= now` means run now), `None` if nothing is pending.
     #[must_use]
     fn next_run(&self) -> Option<Instant>;

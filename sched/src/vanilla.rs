@@ -68,8 +68,8 @@ impl<K: ChannelKey> Scheduler<K> for Vanilla<K> {
         self.table.state(chan)
     }
 
-    fn pending_channels(&self, out: &mut Vec<K>) {
-        self.table.pending_into(out);
+    fn pending_channels(&self, _now: Instant, out: &mut Vec<K>) {
+        self.table.pending_into(false, out);
     }
 
     fn next_run(&self) -> Option<Instant> {
@@ -84,7 +84,7 @@ impl<K: ChannelKey> Scheduler<K> for Vanilla<K> {
     ) -> RunReport {
         self.grants.clear();
         self.order.clear();
-        self.table.pending_into(&mut self.order);
+        self.table.pending_into(false, &mut self.order);
         let limit = u64::from(self.max_write);
         let mut report = RunReport::default();
         for &chan in &self.order {
@@ -95,6 +95,9 @@ impl<K: ChannelKey> Scheduler<K> for Vanilla<K> {
                     state = ChannelState::WaitingForCells;
                     break;
                 };
+                if let Some(t) = w.enqueued {
+                    self.metrics.record_relay_queue_time(t, now);
+                }
                 let charged = if w.bytes == 0 { CELL_WIRE_LEN } else { w.bytes };
                 written = written.saturating_add(u64::from(charged)).min(limit);
                 report.cells += 1;

@@ -48,6 +48,7 @@ impl CellSource<u32> for Backlogged {
         Some(Written {
             bytes: CELL_WIRE_LEN,
             next: mux.best_priority(now),
+            enqueued: Some(now),
         })
     }
     fn flush(&mut self, chan: u32) {

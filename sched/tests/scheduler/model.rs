@@ -136,6 +136,7 @@ impl CellSource<u32> for Relay {
         Some(Written {
             bytes: CELL_WIRE_LEN,
             next: ch.mux.best_priority(now),
+            enqueued: Some(cell.enqueued),
         })
     }
 

@@ -210,7 +210,7 @@ fn simulate(sched: &mut dyn Scheduler<u32>, sndbuf: u64, traffic: Traffic, seed:
         // A run when due: snapshot only the pending channels.
         if sched.next_run().is_some_and(|t| t <= now) {
             pending.clear();
-            sched.pending_channels(&mut pending);
+            sched.pending_channels(now, &mut pending);
             let snaps: Vec<_> = pending.iter().map(|&c| link.snapshot(c)).collect();
             sched.run(now, &snaps, &mut relay);
             out.runs += 1;
@@ -236,7 +236,8 @@ const BIG_SNDBUF: u64 = 1 << 20;
 #[test]
 fn kist_cuts_low_volume_delay_and_keeps_bulk_throughput() {
     let cfg = SchedConfig::default();
-    let kist = simulate(&mut Kist::new(&cfg), BIG_SNDBUF, CONGESTED, 7);
+    let mut kist_sched = Kist::new(&cfg);
+    let kist = simulate(&mut kist_sched, BIG_SNDBUF, CONGESTED, 7);
     let vanilla = simulate(&mut Vanilla::new(&cfg), BIG_SNDBUF, CONGESTED, 7);
     let (k, v) = (kist.median_low(), vanilla.median_low());
     eprintln!(
@@ -260,6 +261,22 @@ fn kist_cuts_low_volume_delay_and_keeps_bulk_throughput() {
     );
     // Both keep the 10 Mbit/s bottleneck busy.
     assert!(vanilla.bulk_rate() > 0.95 * 1_250_000.0);
+    // KIST's metrics: the kernel queue estimate (notsent / (cwnd * mss / rtt)) stays within
+    // two RTTs, since a run tops notsent up to at most tcp_space + cwnd * mss <= 2 cwnd * mss
+    // (here ~1.1 cwnd * mss: the 35-packet BDP leaves 5 of 40 packets of tcp_space); the bulk
+    // cells wait in the relay instead.
+    let m = kist_sched.metrics();
+    let kernel_p50 = m.kernel_queue_us.value_at_quantile(0.5);
+    let kernel_max = m.kernel_queue_us.max();
+    let relay_p99 = m.relay_queue_us.value_at_quantile(0.99);
+    eprintln!(
+        "KIST kernel queue p50 {kernel_p50} us max {kernel_max} us; relay queue p99 {relay_p99} us"
+    );
+    assert!(m.kernel_queue_us.len() > 1000);
+    assert!((40_000..=50_000).contains(&kernel_p50), "{kernel_p50}");
+    assert!(kernel_max <= 80_100, "{kernel_max}");
+    assert!(m.relay_queue_us.len() == m.cells_written);
+    assert!(relay_p99 > 100_000, "{relay_p99}");
 }
 
 #[test]
