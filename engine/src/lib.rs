@@ -6,6 +6,7 @@ pub mod exit;
 pub mod harness;
 pub mod relay;
 pub mod runtime;
+pub mod socks;
 pub mod sys;
 pub mod wire;
 

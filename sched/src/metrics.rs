@@ -19,6 +19,7 @@ pub const MAX_RECORDED_BYTES_PER_RUN: u64 = 1 << 30;
 const SIGFIG: u8 = 3;
 
 /// Per-worker scheduler counters and histograms.
+#[derive(Clone)]
 pub struct SchedMetrics {
     /// Scheduling runs (Vanilla: write rounds).
     pub runs: u64,

@@ -366,7 +366,6 @@ impl<D: Driver> Worker<D> {
                 Event::StreamEnded { stream, reason } => self.stream_ended(now, stream, reason),
                 Event::CircuitBuilt { circ, elapsed } => self.circuit_built(now, circ, elapsed),
                 Event::CircuitClosed { circ, why } => self.circuit_closed(now, circ, why),
-                other => debug!(?other, "unhandled relay event"),
             }
         }
     }
