@@ -4,10 +4,12 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::mod_module_files)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod cbt;
 pub mod dir;
 pub mod policy;
 pub mod select;
 
+pub use cbt::{CbtConfig, CbtEstimator, CbtFit};
 pub use dir::{DirError, Directory, Flag, RelayFlags, RelayInfo};
 pub use policy::ExitPolicy;
 pub use select::{ExitTarget, Path, PathConfig, PathError, PathSelector};
