@@ -6,10 +6,12 @@
 
 pub mod cbt;
 pub mod dir;
+pub mod guard;
 pub mod policy;
 pub mod select;
 
 pub use cbt::{CbtConfig, CbtEstimator, CbtFit};
 pub use dir::{DirError, Directory, Flag, RelayFlags, RelayInfo};
+pub use guard::{GuardError, GuardSet, GuardTicket};
 pub use policy::ExitPolicy;
-pub use select::{ExitTarget, Path, PathConfig, PathError, PathSelector};
+pub use select::{ExitTarget, FailureRule, Path, PathConfig, PathError, PathSelector};
