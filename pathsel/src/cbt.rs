@@ -19,10 +19,8 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +33,6 @@ pub const BIN_WIDTH_MS: u32 = 10;
 const N_BINS: usize = (MAX_BUILD_MS as usize) / (BIN_WIDTH_MS as usize) + 1;
 /// Largest fallback timeout after repeated doubling (Arti's `MAX_FALLBACK_TIMEOUT`).
 const MAX_FALLBACK: Duration = Duration::from_secs(7200);
-/// Most samples a state file may carry before it is called corrupt (far above any ring).
-const MAX_STATE_SAMPLES: u64 = 1_000_000;
 
 /// Estimator configuration: torrc and Tor consensus-parameter names as serde keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -398,130 +394,10 @@ impl CbtEstimator {
             None
         }
     }
-
-    /// The state file lines (Tor's names): `TotalBuildTimes`, `CircuitBuildAbandonedCount`,
-    /// one `CircuitBuildTimeBin <midpoint ms> <count>` per nonempty bin of `bin_width_ms`
-    /// (10 as Tor today, 50 as proposal 151's on-disk histogram; a width other than 10 is
-    /// announced first by our own `CircuitBuildTimeBinWidth <ms>` line).
-    pub fn to_state_text(&self, bin_width_ms: u32) -> String {
-        let width = bin_width_ms.max(1);
-        let mut bins: Vec<(u32, u32)> = Vec::new();
-        let mut sorted: Vec<u16> = self
-            .ring
-            .iter()
-            .copied()
-            .filter(|t| *t != TIMED_OUT)
-            .collect();
-        sorted.sort_unstable();
-        for t in sorted {
-            // The ceiling bin's midpoint would pass the ceiling: clamp it.
-            let mid = ((u32::from(t) / width) * width + width / 2).min(u32::from(MAX_BUILD_MS));
-            match bins.last_mut() {
-                Some((m, c)) if *m == mid => *c += 1,
-                _ => bins.push((mid, 1)),
-            }
-        }
-        let mut out = String::new();
-        if width != BIN_WIDTH_MS {
-            let _ = writeln!(out, "CircuitBuildTimeBinWidth {width}");
-        }
-        let _ = writeln!(out, "TotalBuildTimes {}", self.ring.len());
-        let _ = writeln!(out, "CircuitBuildAbandonedCount {}", self.n_timeouts());
-        for (mid, count) in bins {
-            let _ = writeln!(out, "CircuitBuildTimeBin {mid} {count}");
-        }
-        out
-    }
-
-    /// Rebuild an estimator from state lines (see [`to_state_text`](Self::to_state_text)).
-    /// Samples are shuffled with `rng` before filling the ring, as Tor does, so the ring's
-    /// eviction order does not follow the histogram's order. More samples than the ring
-    /// holds are subsampled. Unknown keys are errors: a wrong timeout is worse than none.
-    pub fn from_state_text<R: Rng + ?Sized>(
-        text: &str,
-        cfg: CbtConfig,
-        rng: &mut R,
-    ) -> Result<Self, LineError> {
-        let mut samples: Vec<u16> = Vec::new();
-        let mut abandoned = 0u64;
-        let mut total: Option<u64> = None;
-        let mut seen = 0u64;
-        let mut width = u64::from(BIN_WIDTH_MS);
-        for (i, raw) in text.lines().enumerate() {
-            let err = |reason: String| LineError {
-                line: i + 1,
-                reason,
-            };
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut words = line.split_whitespace();
-            let key = words.next().unwrap_or("");
-            let nums: Vec<u64> = words
-                .map(|w| {
-                    w.parse::<u64>()
-                        .map_err(|_| err(format!("{key}: {w:?} is not a number")))
-                })
-                .collect::<Result<_, _>>()?;
-            match (key, nums.as_slice()) {
-                ("TotalBuildTimes", [n]) => total = Some(*n),
-                ("CircuitBuildTimeBinWidth", [w])
-                    if samples.is_empty() && (1..=1000).contains(w) =>
-                {
-                    width = *w
-                }
-                ("CircuitBuildAbandonedCount", [n]) => {
-                    abandoned = *n;
-                    seen += *n;
-                }
-                ("CircuitBuildTimeBin", [ms, count]) => {
-                    if *ms > u64::from(MAX_BUILD_MS) {
-                        return Err(err(format!("bin {ms} ms is above {MAX_BUILD_MS} ms")));
-                    }
-                    seen += *count;
-                    if seen > MAX_STATE_SAMPLES {
-                        return Err(err(format!("more than {MAX_STATE_SAMPLES} samples")));
-                    }
-                    if width <= u64::from(BIN_WIDTH_MS) {
-                        // Tor's form: every build of the bin at its midpoint.
-                        samples.extend(std::iter::repeat(*ms as u16).take(*count as usize));
-                    } else {
-                        // Wider bins (proposal 151's 50 ms): spread the builds uniformly over
-                        // the bin, else one 50 ms bin would pose as one sharp 10 ms mode.
-                        let lo = ms.saturating_sub(width / 2);
-                        for _ in 0..*count {
-                            let v = (lo + rng.random_range(0..width)).min(u64::from(MAX_BUILD_MS));
-                            samples.push(v as u16);
-                        }
-                    }
-                }
-                _ => return Err(err(format!("unexpected line {line:?}"))),
-            }
-            if seen > MAX_STATE_SAMPLES {
-                return Err(err(format!("more than {MAX_STATE_SAMPLES} samples")));
-            }
-        }
-        if let Some(t) = total {
-            if t != seen {
-                return Err(LineError {
-                    line: 0,
-                    reason: format!(
-                        "TotalBuildTimes {t} but the bins and abandoned count hold {seen}"
-                    ),
-                });
-            }
-        }
-        samples.extend(std::iter::repeat(TIMED_OUT).take(abandoned as usize));
-        samples.shuffle(rng);
-        let mut est = CbtEstimator::new(cfg);
-        let keep = samples.len().min(est.cfg.ncircuits_to_observe);
-        for &s in samples.iter().take(keep) {
-            est.push_slot(s);
-        }
-        Ok(est)
-    }
 }
+
+mod state;
+pub use state::CbtState;
 
 #[cfg(test)]
 mod tests;

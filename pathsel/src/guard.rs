@@ -25,6 +25,7 @@ use crate::dir::Position;
 use crate::select::{FailureRule, PathConfig, PathSelector};
 
 mod state;
+pub use state::GuardState;
 
 /// First retry delay for an unreachable guard; doubles per consecutive failure.
 const RETRY_FIRST: Duration = Duration::from_secs(10 * 60);

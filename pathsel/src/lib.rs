@@ -9,9 +9,11 @@ pub mod dir;
 pub mod guard;
 pub mod policy;
 pub mod select;
+pub mod state;
 
 pub use cbt::{CbtConfig, CbtEstimator, CbtFit};
 pub use dir::{DirError, Directory, Flag, RelayFlags, RelayInfo};
 pub use guard::{GuardError, GuardSet, GuardTicket};
 pub use policy::ExitPolicy;
 pub use select::{ExitTarget, FailureRule, Path, PathConfig, PathError, PathSelector};
+pub use state::{State, StateFile, StateWarning};

@@ -10,15 +10,59 @@ use std::time::SystemTime;
 
 use super::{from_unix_secs, unix_secs, GuardEntry, GuardSet};
 use crate::cbt::LineError;
+use crate::select::PathConfig;
 
-impl GuardSet {
-    /// The guard lines of the state file, in sample order.
-    pub fn to_state_text(&self) -> String {
+/// The guard part of the state file, parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardState {
+    /// Circuits reported since proposal 151's rule last ran.
+    pub window_circuits: u64,
+    /// Sampled guards in sample order.
+    pub entries: Vec<GuardEntry>,
+}
+
+impl GuardState {
+    /// Parse guard lines; line numbers in errors count from `first_line`.
+    pub fn parse(text: &str, first_line: usize) -> Result<Self, LineError> {
+        let mut st = GuardState::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line_no = first_line + i;
+            let err = |reason: String| LineError {
+                line: line_no,
+                reason,
+            };
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("GuardWindowCircuits") => {
+                    st.window_circuits = words
+                        .next()
+                        .and_then(|w| w.parse().ok())
+                        .ok_or_else(|| err("GuardWindowCircuits wants a number".into()))?;
+                }
+                Some("Guard") => {
+                    let entry = parse_guard(words).map_err(err)?;
+                    if st.entries.iter().any(|e| e.identity == entry.identity) {
+                        return Err(err("guard listed twice".into()));
+                    }
+                    st.entries.push(entry);
+                }
+                _ => return Err(err(format!("unexpected guard line {line:?}"))),
+            }
+        }
+        Ok(st)
+    }
+
+    /// The state lines.
+    pub fn to_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "GuardWindowCircuits {}", self.window_circuits);
         let opt =
             |t: Option<SystemTime>| t.map_or_else(|| "-".to_owned(), |t| unix_secs(t).to_string());
-        for e in &self.sampled {
+        for e in &self.entries {
             let _ = writeln!(
                 out,
                 "Guard rsa_id={} sampled_on={} confirmed_on={} circuits={} failures={} unreachable={} retry_at={} replaced={}",
@@ -34,42 +78,37 @@ impl GuardSet {
         }
         out
     }
+}
+
+impl GuardSet {
+    /// A snapshot of the sample and statistics for the state file. Call
+    /// [`process_reports`](Self::process_reports) first to include pending outcomes.
+    pub fn state(&self) -> GuardState {
+        GuardState {
+            window_circuits: self.window_circuits,
+            entries: self.sampled.clone(),
+        }
+    }
+
+    /// A guard set restored from a state snapshot.
+    pub fn from_state(cfg: PathConfig, state: &GuardState) -> Self {
+        let mut gs = GuardSet::new(cfg);
+        gs.sampled = state.entries.clone();
+        gs.window_circuits = state.window_circuits;
+        gs
+    }
+
+    /// The guard lines of the state file, in sample order.
+    pub fn to_state_text(&self) -> String {
+        self.state().to_text()
+    }
 
     /// Replace the sample with the guard lines of a state file. Lines are numbered from
     /// `first_line` (the guard section's position in the whole file).
     pub fn load_state_text(&mut self, text: &str, first_line: usize) -> Result<(), LineError> {
-        let mut sampled: Vec<GuardEntry> = Vec::new();
-        let mut window = 0u64;
-        for (i, raw) in text.lines().enumerate() {
-            let line_no = first_line + i;
-            let err = |reason: String| LineError {
-                line: line_no,
-                reason,
-            };
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut words = line.split_whitespace();
-            match words.next() {
-                Some("GuardWindowCircuits") => {
-                    window = words
-                        .next()
-                        .and_then(|w| w.parse().ok())
-                        .ok_or_else(|| err("GuardWindowCircuits wants a number".into()))?;
-                }
-                Some("Guard") => {
-                    let entry = parse_guard(words).map_err(err)?;
-                    if sampled.iter().any(|e| e.identity == entry.identity) {
-                        return Err(err("guard listed twice".into()));
-                    }
-                    sampled.push(entry);
-                }
-                _ => return Err(err(format!("unexpected guard line {line:?}"))),
-            }
-        }
-        self.sampled = sampled;
-        self.window_circuits = window;
+        let st = GuardState::parse(text, first_line)?;
+        self.sampled = st.entries;
+        self.window_circuits = st.window_circuits;
         Ok(())
     }
 }
