@@ -21,7 +21,6 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// Ring slot value of a circuit that timed out (Tor's `CBT_BUILD_ABANDONED`).

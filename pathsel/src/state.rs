@@ -61,8 +61,9 @@ impl State {
         }
         let mut section = Section::Head;
         let mut version_seen = false;
-        let (mut guards, mut cbt): (Option<(usize, String)>, Option<(usize, String)>) =
-            (None, None);
+        // (first line number, body) of each section.
+        let mut guards: Option<(usize, String)> = None;
+        let mut cbt: Option<(usize, String)> = None;
         for (i, raw) in text.lines().enumerate() {
             let line_no = i + 1;
             let line = raw.trim();
