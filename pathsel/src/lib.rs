@@ -8,6 +8,7 @@ pub mod cbt;
 pub mod dir;
 pub mod guard;
 pub mod policy;
+pub mod sample;
 pub mod select;
 pub mod state;
 
