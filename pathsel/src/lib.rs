@@ -5,6 +5,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cbt;
+pub mod control;
 pub mod dir;
 pub mod guard;
 pub mod policy;
