@@ -2,10 +2,12 @@
 //! 7000-relay directory (target <= 2 us).
 
 use std::hint::black_box;
+use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kistrel_pathsel::cbt::{CbtConfig, CbtEstimator};
 use kistrel_pathsel::dir::synthetic_directory;
+use kistrel_pathsel::guard::GuardSet;
 use kistrel_pathsel::select::{ExitTarget, PathConfig, PathSelector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -51,5 +53,22 @@ fn path_pick(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, cbt_fit, path_pick);
+fn guard_pick(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let dir = synthetic_directory(7000, &mut rng);
+    let sel = PathSelector::new(&dir, PathConfig::default());
+    let mut guards = GuardSet::new(PathConfig::default());
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    // One guard pick plus the path around it: what the control thread does per circuit.
+    c.bench_function("guard_pick_and_path_7000", |b| {
+        b.iter(|| {
+            let (g, ticket) = guards.pick(&sel, now, &mut rng).expect("guards available");
+            let path = sel.select_path(&mut rng, None, Some(g));
+            ticket.succeeded();
+            black_box(path)
+        })
+    });
+}
+
+criterion_group!(benches, cbt_fit, path_pick, guard_pick);
 criterion_main!(benches);

@@ -278,6 +278,8 @@ pub struct Directory {
     weights_given: bool,
     /// INVARIANT: `families[i]` is sorted and holds `j` iff relays i and j name each other.
     families: Vec<Vec<u32>>,
+    /// INVARIANT: maps each relay's identity to its index in `relays`.
+    by_identity: HashMap<[u8; 20], usize>,
 }
 
 /// Line (1-based) of byte offset `at` in `text`.
@@ -341,7 +343,7 @@ impl Directory {
             .enumerate()
             .map(|(i, r)| (r.nickname.to_ascii_lowercase(), i))
             .collect();
-        let by_id: HashMap<[u8; 20], usize> = relays
+        let by_identity: HashMap<[u8; 20], usize> = relays
             .iter()
             .enumerate()
             .map(|(i, r)| (r.identity, i))
@@ -350,7 +352,7 @@ impl Directory {
         for (i, r) in relays.iter().enumerate() {
             for entry in &r.family {
                 let j = match entry.strip_prefix('$') {
-                    Some(h) => parse_identity(h).and_then(|id| by_id.get(&id).copied()),
+                    Some(h) => parse_identity(h).and_then(|id| by_identity.get(&id).copied()),
                     None => by_nick.get(&entry.to_ascii_lowercase()).copied(),
                 };
                 if let Some(j) = j {
@@ -371,6 +373,7 @@ impl Directory {
             weights,
             weights_given,
             families,
+            by_identity,
         }
     }
 
@@ -581,7 +584,12 @@ impl Directory {
 
     /// Index of the relay with `identity`.
     pub fn index_of(&self, identity: &[u8; 20]) -> Option<usize> {
-        self.relays.iter().position(|r| r.identity == *identity)
+        self.by_identity.get(identity).copied()
+    }
+
+    /// Whether any two relays are in the same family.
+    pub fn has_families(&self) -> bool {
+        self.families.iter().any(|f| !f.is_empty())
     }
 
     /// Position weights in use (given or computed).

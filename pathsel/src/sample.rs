@@ -124,9 +124,7 @@ pub fn sample_paths<R: Rng + ?Sized>(
 
 fn exclusions_matter(sel: &PathSelector) -> bool {
     let dir = sel.directory();
-    let any_family = (0..dir.relays().len())
-        .any(|i| (0..dir.relays().len()).any(|j| i != j && dir.same_family(i, j)));
-    if any_family {
+    if dir.has_families() {
         return true;
     }
     if !sel.config().enforce_distinct_subnets {
