@@ -310,9 +310,7 @@ impl GuardSet {
     /// primaries or the sample is full (size limit or weight share).
     fn fill_sample<R: Rng + ?Sized>(&mut self, sel: &PathSelector, now: SystemTime, rng: &mut R) {
         let dir = sel.directory();
-        let total: u64 = (0..dir.relays().len())
-            .map(|i| sel.weight(Position::Guard, i))
-            .sum();
+        let total = sel.total_weight(Position::Guard);
         let limit =
             total.saturating_mul(u64::from(self.cfg.guard_max_sample_threshold_percent)) / 100;
         loop {

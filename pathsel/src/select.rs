@@ -283,6 +283,15 @@ impl PathSelector {
         t.weight_of.get(relay).copied().unwrap_or(0)
     }
 
+    /// Sum of all candidates' weights in `pos`.
+    pub fn total_weight(&self, pos: Position) -> u64 {
+        match pos {
+            Position::Guard => self.guards.total(),
+            Position::Middle => self.middles.total(),
+            Position::Exit => self.exits.total(),
+        }
+    }
+
     /// Whether `relay` may be a guard (usable, Guard flag, nonzero weight).
     pub fn is_guard_candidate(&self, relay: usize) -> bool {
         self.weight(Position::Guard, relay) > 0
