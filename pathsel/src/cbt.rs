@@ -193,6 +193,17 @@ impl CbtEstimator {
         }
     }
 
+    /// An estimator fed `times` (ms) in order, e.g. from [`parse_build_times`]; only the
+    /// last `ncircuits_to_observe` stay in the ring. For `kistrel cbt fit`, set
+    /// `min_circs: 0` to read the fit of a short file.
+    pub fn from_build_times(times: &[u32], cfg: CbtConfig) -> Self {
+        let mut est = CbtEstimator::new(cfg);
+        for &t in times {
+            est.add_build(t);
+        }
+        est
+    }
+
     /// The configuration.
     pub fn config(&self) -> &CbtConfig {
         &self.cfg

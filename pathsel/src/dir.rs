@@ -318,8 +318,9 @@ fn parse_ntor_key(s: &str) -> Option<[u8; 32]> {
 }
 
 impl Directory {
-    /// Build a directory from relays; computes the position weights (dir-spec 3.8.3) when
-    /// `weights` is `None`. Identities and nicknames must be unique.
+    /// Build a directory from relays (what `kistrel net` does before `to_toml`); computes the
+    /// position weights (dir-spec 3.8.3) when `weights` is `None`. Nicknames and family
+    /// entries follow the file's rules; identities and nicknames must be unique.
     pub fn from_relays(
         relays: Vec<RelayInfo>,
         weights: Option<PositionWeights>,
@@ -327,6 +328,17 @@ impl Directory {
         let mut ids = HashMap::with_capacity(relays.len());
         let mut nicks = HashMap::with_capacity(relays.len());
         for r in &relays {
+            // The same rules as the file parser, so `to_toml` always writes a file that
+            // parses back (plain quoting relies on names without quotes or backslashes).
+            if !valid_nickname(&r.nickname) {
+                return Err(DirProblem::BadNickname(r.nickname.clone()));
+            }
+            if let Some(bad) = r.family.iter().find(|f| match f.strip_prefix('$') {
+                Some(h) => parse_identity(h).is_none(),
+                None => !valid_nickname(f),
+            }) {
+                return Err(DirProblem::BadFamily(bad.clone()));
+            }
             if ids.insert(r.identity, ()).is_some() {
                 return Err(DirProblem::DuplicateIdentity(hex::encode_upper(r.identity)));
             }

@@ -68,6 +68,11 @@ fn arti_golden_timeouts() {
     assert!(approx(fit.close_ms, 724.841, 0.001), "{}", fit.close_ms);
     assert_eq!(est.timeout().as_micros(), 493_169);
     assert_eq!(est.close_timeout().as_micros(), 724_841);
+    let json = serde_json::to_value(fit).unwrap();
+    for key in ["n", "xm_ms", "alpha", "timeout_ms", "close_ms"] {
+        assert!(json[key].is_number(), "{key} in {json}");
+    }
+    assert_eq!(json["n"], 10);
 }
 
 #[test]
