@@ -278,6 +278,8 @@ pub struct Directory {
     weights_given: bool,
     /// INVARIANT: `families[i]` is sorted and holds `j` iff relays i and j name each other.
     families: Vec<Vec<u32>>,
+    /// INVARIANT: maps each relay's identity to its index in `relays`.
+    by_identity: HashMap<[u8; 20], usize>,
 }
 
 /// Line (1-based) of byte offset `at` in `text`.
@@ -316,8 +318,9 @@ fn parse_ntor_key(s: &str) -> Option<[u8; 32]> {
 }
 
 impl Directory {
-    /// Build a directory from relays; computes the position weights (dir-spec 3.8.3) when
-    /// `weights` is `None`. Identities and nicknames must be unique.
+    /// Build a directory from relays (what `kistrel net` does before `to_toml`); computes the
+    /// position weights (dir-spec 3.8.3) when `weights` is `None`. Nicknames and family
+    /// entries follow the file's rules; identities and nicknames must be unique.
     pub fn from_relays(
         relays: Vec<RelayInfo>,
         weights: Option<PositionWeights>,
@@ -325,6 +328,17 @@ impl Directory {
         let mut ids = HashMap::with_capacity(relays.len());
         let mut nicks = HashMap::with_capacity(relays.len());
         for r in &relays {
+            // The same rules as the file parser, so `to_toml` always writes a file that
+            // parses back (plain quoting relies on names without quotes or backslashes).
+            if !valid_nickname(&r.nickname) {
+                return Err(DirProblem::BadNickname(r.nickname.clone()));
+            }
+            if let Some(bad) = r.family.iter().find(|f| match f.strip_prefix('$') {
+                Some(h) => parse_identity(h).is_none(),
+                None => !valid_nickname(f),
+            }) {
+                return Err(DirProblem::BadFamily(bad.clone()));
+            }
             if ids.insert(r.identity, ()).is_some() {
                 return Err(DirProblem::DuplicateIdentity(hex::encode_upper(r.identity)));
             }
@@ -341,7 +355,7 @@ impl Directory {
             .enumerate()
             .map(|(i, r)| (r.nickname.to_ascii_lowercase(), i))
             .collect();
-        let by_id: HashMap<[u8; 20], usize> = relays
+        let by_identity: HashMap<[u8; 20], usize> = relays
             .iter()
             .enumerate()
             .map(|(i, r)| (r.identity, i))
@@ -350,7 +364,7 @@ impl Directory {
         for (i, r) in relays.iter().enumerate() {
             for entry in &r.family {
                 let j = match entry.strip_prefix('$') {
-                    Some(h) => parse_identity(h).and_then(|id| by_id.get(&id).copied()),
+                    Some(h) => parse_identity(h).and_then(|id| by_identity.get(&id).copied()),
                     None => by_nick.get(&entry.to_ascii_lowercase()).copied(),
                 };
                 if let Some(j) = j {
@@ -371,6 +385,7 @@ impl Directory {
             weights,
             weights_given,
             families,
+            by_identity,
         }
     }
 
@@ -581,7 +596,12 @@ impl Directory {
 
     /// Index of the relay with `identity`.
     pub fn index_of(&self, identity: &[u8; 20]) -> Option<usize> {
-        self.relays.iter().position(|r| r.identity == *identity)
+        self.by_identity.get(identity).copied()
+    }
+
+    /// Whether any two relays are in the same family.
+    pub fn has_families(&self) -> bool {
+        self.families.iter().any(|f| !f.is_empty())
     }
 
     /// Position weights in use (given or computed).

@@ -220,3 +220,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn from_relays_applies_the_file_rules() {
+    let dir = Directory::parse(&sample()).unwrap();
+    let mut relays = dir.relays().to_vec();
+    relays[0].nickname = "bad\"name".into();
+    assert!(matches!(
+        Directory::from_relays(relays, None),
+        Err(DirProblem::BadNickname(_))
+    ));
+    let mut relays = dir.relays().to_vec();
+    relays[1].family = vec!["$12".into()];
+    assert!(matches!(
+        Directory::from_relays(relays, None),
+        Err(DirProblem::BadFamily(_))
+    ));
+    let mut relays = dir.relays().to_vec();
+    relays[2].identity = relays[0].identity;
+    assert!(matches!(
+        Directory::from_relays(relays, None),
+        Err(DirProblem::DuplicateIdentity(_))
+    ));
+    let built = Directory::from_relays(dir.relays().to_vec(), None).unwrap();
+    assert_eq!(built, dir);
+}

@@ -180,3 +180,30 @@ fn same_seed_same_paths() {
     assert_eq!(run(9), run(9));
     assert_ne!(run(9), run(10));
 }
+
+#[test]
+fn config_uses_torrc_names() {
+    let cfg: PathConfig = toml::from_str(
+        "EnforceDistinctSubnets = false\nUseEntryGuards = true\nNumEntryGuards = 5\nGuardFailureRule = \"relative\"\n",
+    )
+    .unwrap();
+    assert!(!cfg.enforce_distinct_subnets);
+    assert_eq!(cfg.num_entry_guards, 5);
+    assert_eq!(cfg.guard_failure_rule, FailureRule::Relative);
+    assert_eq!(
+        cfg.guard_failure_margin, 0.10,
+        "unset keys keep their defaults"
+    );
+    assert!(
+        toml::from_str::<PathConfig>("EnforceDistinctSubnet = false\n").is_err(),
+        "typo rejected"
+    );
+    let cbt: crate::cbt::CbtConfig = toml::from_str(
+        "LearnCircuitBuildTimeout = false\nCircuitBuildTimeout = 30\ncbtnummodes = 3\n",
+    )
+    .unwrap();
+    assert!(!cbt.learn);
+    assert_eq!(cbt.circuit_build_timeout_secs, 30);
+    assert_eq!(cbt.num_modes, 3);
+    assert_eq!(cbt.quantile_pct, 80.0);
+}
