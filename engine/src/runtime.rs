@@ -132,14 +132,14 @@ pub enum Command {
 pub enum WorkerEvent {
     /// The worker needs a circuit for requests tagged `tag`.
     NeedCircuit { worker: usize, tag: u64 },
-    /// A circuit was built in `build_ms`.
-    CircuitBuilt { worker: usize, guard: RelayId, build_ms: u32 },
-    /// A circuit failed while building (`hop`: where, if known) or closed early.
-    CircuitFailed { worker: usize, guard: RelayId, hop: Option<usize> },
-    /// A circuit passed its deadline while building and was closed.
-    CircuitTimedOut { worker: usize, guard: RelayId },
-    /// The guard could not be reached at all.
-    GuardUnreachable { worker: usize, guard: RelayId },
+    /// The circuit for `tag` was built in `build_ms`.
+    CircuitBuilt { worker: usize, tag: u64, guard: RelayId, build_ms: u32 },
+    /// The circuit for `tag` failed while building (`hop`: where, if known).
+    CircuitFailed { worker: usize, tag: u64, guard: RelayId, hop: Option<usize> },
+    /// The circuit for `tag` passed its deadline while building and was closed.
+    CircuitTimedOut { worker: usize, tag: u64, guard: RelayId },
+    /// The guard of the circuit for `tag` could not be reached at all.
+    GuardUnreachable { worker: usize, tag: u64, guard: RelayId },
     /// Periodic counters.
     Stats { worker: usize, stats: RelayStats },
 }

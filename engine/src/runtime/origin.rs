@@ -148,7 +148,7 @@ impl<D: Driver> Worker<D> {
         state.failures = 0;
         let build_ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
         info!(worker = self.index, tag, build_ms, "circuit built");
-        self.events.send(WorkerEvent::CircuitBuilt { worker: self.index, guard: b.guard, build_ms });
+        self.events.send(WorkerEvent::CircuitBuilt { worker: self.index, tag, guard: b.guard, build_ms });
         self.serve_requests(now);
     }
 
@@ -165,11 +165,11 @@ impl<D: Driver> Worker<D> {
         let failures = state.failures;
         info!(worker = self.index, tag, ?why, failures, "circuit failed while building");
         let ev = match why {
-            CircuitFailure::ChannelFailed => WorkerEvent::GuardUnreachable { worker: self.index, guard: b.guard },
+            CircuitFailure::ChannelFailed => WorkerEvent::GuardUnreachable { worker: self.index, tag, guard: b.guard },
             CircuitFailure::HandshakeFailed { hop, .. } => {
-                WorkerEvent::CircuitFailed { worker: self.index, guard: b.guard, hop: Some(hop) }
+                WorkerEvent::CircuitFailed { worker: self.index, tag, guard: b.guard, hop: Some(hop) }
             }
-            _ => WorkerEvent::CircuitFailed { worker: self.index, guard: b.guard, hop: None },
+            _ => WorkerEvent::CircuitFailed { worker: self.index, tag, guard: b.guard, hop: None },
         };
         self.events.send(ev);
         if failures >= MAX_FAILURES {
@@ -199,7 +199,7 @@ impl<D: Driver> Worker<D> {
             self.origins.by_circ.remove(&circ);
             info!(worker = self.index, tag, "circuit build timed out");
             self.relay.close_circuit_requested(now, circ);
-            self.events.send(WorkerEvent::CircuitTimedOut { worker: self.index, guard });
+            self.events.send(WorkerEvent::CircuitTimedOut { worker: self.index, tag, guard });
         }
         let idle = self.origins.states.get(&0).is_none_or(|s| s.built.is_none() && s.building.is_none());
         if idle && self.stopping_is_none() {
