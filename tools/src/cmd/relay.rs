@@ -1,0 +1,75 @@
+//! `kistrel relay -c FILE`: a relay with one worker per core until SIGINT/SIGTERM.
+
+use std::io::ErrorKind;
+
+use kistrel_engine::relay::RelayConfig;
+use kistrel_engine::runtime::{Clock, WorkerConfig, WorkerEvent};
+use tracing::{info, warn};
+
+use crate::config::RelayConf;
+use crate::error::CliError;
+use crate::keys::RelayKeyFile;
+use crate::runner;
+
+/// Runs a relay until SIGINT/SIGTERM, then stops gracefully (DESTROY on every circuit,
+/// flush, close) and returns.
+pub fn run(conf: RelayConf) -> Result<(), CliError> {
+    let keys = RelayKeyFile::load(&conf.key_file)?;
+    let n = conf.runtime.effective_workers();
+    let listeners = runner::listeners(conf.or_port, n).map_err(|e| match e.kind() {
+        ErrorKind::AddrInUse => CliError::from(conf.port_in_use("ORPort", conf.or_port)),
+        _ => CliError::runtime(format!("binding ORPort {}", conf.or_port), e),
+    })?;
+    let addr = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .ok_or_else(|| CliError::runtime("binding ORPort", "no listener"))?;
+    let (kinds, sched, _) = runner::sched_config(&conf.runtime);
+    let clock = Clock::new();
+    let my_addrs = if conf.address.is_empty() { vec![addr.ip()] } else { conf.address.clone() };
+    let configs = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(index, l)| WorkerConfig {
+            index,
+            relay: RelayConfig {
+                keys: Some(keys.relay_keys()),
+                exit_policy: conf.exit_policy.clone(),
+                my_addrs: my_addrs.clone(),
+                max_circuit_queue_cells: conf.max_circuit_queue_cells,
+                // Workers share nothing, so each gets its share of the memory limit.
+                max_mem_in_queues: usize::try_from(conf.max_mem_in_queues).unwrap_or(usize::MAX) / n,
+                ..runner::relay_config(&conf.runtime)
+            },
+            seed: None,
+            or_listener: Some(l),
+            socks_listener: None,
+            schedulers: kinds.clone(),
+            sched,
+            clock,
+        })
+        .collect();
+    let stop = runner::stop_flag()?;
+    let workers = runner::start(configs, conf.runtime.backend, clock)?;
+    info!(nickname = %conf.nickname, %addr, workers = n, exit = conf.exit_policy.is_some(), "relay running");
+    let result = loop {
+        if runner::stopping(&stop) {
+            break Ok(());
+        }
+        if let Some(i) = workers.any_finished() {
+            break Err(CliError::runtime(format!("relay {}", conf.nickname), format!("worker {i} stopped unexpectedly")));
+        }
+        if let Ok(WorkerEvent::Stats { worker, stats }) = workers.events.recv_timeout(runner::CONTROL_TICK) {
+            tracing::trace!(worker, ?stats, "worker stats");
+        }
+    };
+    info!(nickname = %conf.nickname, "stopping: closing circuits");
+    let reports = workers.stop();
+    for (i, r) in reports.iter().enumerate() {
+        info!(worker = i, scheduler = r.scheduler.name(), cells_in = r.stats.cells_in, cells_out = r.stats.cells_out, "worker stopped");
+        if r.events_dropped > 0 {
+            warn!(worker = i, dropped = r.events_dropped, "control events dropped (queue full)");
+        }
+    }
+    result
+}

@@ -1,0 +1,165 @@
+//! Starting and stopping a process's workers: one thread per worker, pinned to a core, each
+//! with its own SO_REUSEPORT listener(s) and its own I/O driver.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use kistrel_engine::relay::RelayConfig;
+use kistrel_engine::runtime::{Clock, Command, EventSender, Worker, WorkerConfig, WorkerEvent, WorkerReport};
+use kistrel_sched::{EwmaConfig, SchedConfig, SchedulerKind};
+
+use crate::config::{Backend, RuntimeConf, SchedulerName};
+use crate::error::CliError;
+
+/// Capacity of each worker's command queue and of the shared event queue.
+const QUEUE: usize = 4096;
+
+/// Workers started by [`start`].
+#[derive(Debug)]
+pub struct Workers {
+    /// One command queue per worker.
+    pub commands: Vec<Sender<Command>>,
+    /// Events from all workers.
+    pub events: Receiver<WorkerEvent>,
+    handles: Vec<(usize, JoinHandle<WorkerReport>)>,
+    /// The clock every worker uses.
+    pub clock: Clock,
+}
+
+/// The scheduler settings of a config.
+pub fn sched_config(rt: &RuntimeConf) -> (Vec<SchedulerKind>, SchedConfig, EwmaConfig) {
+    let kinds = rt
+        .schedulers
+        .iter()
+        .map(|s| match s {
+            SchedulerName::Kist => SchedulerKind::Kist,
+            SchedulerName::KistLite => SchedulerKind::KistLite,
+            SchedulerName::Vanilla => SchedulerKind::Vanilla,
+        })
+        .collect();
+    let sched = SchedConfig {
+        run_interval: rt.kist_sched_run_interval,
+        sock_buf_size_factor: rt.kist_sock_buf_size_factor,
+        ..SchedConfig::default()
+    };
+    (kinds, sched, EwmaConfig { halflife: rt.circuit_priority_halflife })
+}
+
+/// Binds `n` SO_REUSEPORT listeners on `addr` (all on the same port when `addr` has port
+/// 0). A port already taken by anyone fails with `AddrInUse`: a plain bind is tried first,
+/// since SO_REUSEPORT alone would happily share a port with another kistrel.
+pub fn listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>> {
+    let probe = TcpListener::bind(addr)?;
+    let addr = probe.local_addr()?;
+    drop(probe);
+    (0..n).map(|_| kistrel_engine::sys::reuseport_listener(addr, 1024)).collect()
+}
+
+/// Starts one worker per entry of `configs` with the given backend.
+pub fn start(configs: Vec<WorkerConfig>, backend: Backend, clock: Clock) -> Result<Workers, CliError> {
+    if backend == Backend::Poll {
+        return Err(CliError::runtime(
+            "Backend poll",
+            "the portable poll backend is not in this build yet; use Backend = \"uring\"",
+        ));
+    }
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (ev_tx, ev_rx) = bounded(QUEUE);
+    let mut commands = Vec::new();
+    let mut handles = Vec::new();
+    let (ready_tx, ready_rx) = bounded::<Result<(), String>>(configs.len());
+    for (i, cfg) in configs.into_iter().enumerate() {
+        let (cmd_tx, cmd_rx) = bounded(QUEUE);
+        let events = EventSender::new(ev_tx.clone());
+        let core = cores.get(i % cores.len().max(1)).copied();
+        let ready = ready_tx.clone();
+        let index = cfg.index;
+        let handle = std::thread::Builder::new()
+            .name(format!("kistrel-worker-{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let ring = match kistrel_engine::uring::Ring::new(&kistrel_engine::uring::RingConfig::default()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("setting up io_uring: {e}")));
+                        return empty_report();
+                    }
+                };
+                match Worker::new(cfg, ring, cmd_rx, events) {
+                    Ok(worker) => {
+                        let _ = ready.send(Ok(()));
+                        worker.run()
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        empty_report()
+                    }
+                }
+            })
+            .map_err(|e| CliError::runtime("starting a worker thread", e))?;
+        commands.push(cmd_tx);
+        handles.push((index, handle));
+    }
+    for _ in 0..handles.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(CliError::runtime("starting workers", e)),
+            Err(e) => return Err(CliError::runtime("starting workers", e)),
+        }
+    }
+    Ok(Workers { commands, events: ev_rx, handles, clock })
+}
+
+fn empty_report() -> WorkerReport {
+    WorkerReport {
+        stats: Default::default(),
+        scheduler: SchedulerKind::Vanilla,
+        metrics: kistrel_sched::SchedMetrics::new(),
+        events_dropped: 0,
+    }
+}
+
+impl Workers {
+    /// Whether a worker thread has ended on its own.
+    pub fn any_finished(&self) -> Option<usize> {
+        self.handles.iter().find(|(_, h)| h.is_finished()).map(|(i, _)| *i)
+    }
+
+    /// Asks every worker to stop (DESTROY circuits, flush, close) and waits for them.
+    pub fn stop(self) -> Vec<WorkerReport> {
+        for c in &self.commands {
+            let _ = c.send(Command::Shutdown);
+        }
+        self.handles.into_iter().filter_map(|(_, h)| h.join().ok()).collect()
+    }
+}
+
+/// A base `RelayConfig` from the runtime keys (scheduler priority) — callers fill the rest.
+pub fn relay_config(rt: &RuntimeConf) -> RelayConfig {
+    let (_, _, ewma) = sched_config(rt);
+    RelayConfig { ewma, ..RelayConfig::default() }
+}
+
+/// SIGINT/SIGTERM as a flag.
+pub fn stop_flag() -> Result<Arc<AtomicBool>, CliError> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&flag)).map_err(|e| CliError::runtime("installing signal handlers", e))?;
+    }
+    Ok(flag)
+}
+
+/// Whether the stop flag is set.
+pub fn stopping(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::Relaxed)
+}
+
+/// How often the control loops wake up without events.
+pub const CONTROL_TICK: Duration = Duration::from_millis(100);
