@@ -26,17 +26,23 @@ struct RawPeer {
     rng: ChaCha8Rng,
     layer: Option<ClientLayer>,
     now: Instant,
+    /// The circuit id our relay cells go to.
+    circ: u32,
 }
 
 impl RawPeer {
     /// An exit relay for 127.0.0.0/8 and an open channel from us to it.
     fn connect() -> Self {
+        Self::connect_with(|_| {})
+    }
+
+    fn connect_with(tune: impl FnOnce(&mut RelayConfig)) -> Self {
         let mut krng = ChaCha12Rng::seed_from_u64(99);
         let keys = RelayKeys {
             identity: [7; 20],
             ntor: NtorKeypair::generate(&mut krng),
         };
-        let cfg = RelayConfig {
+        let mut cfg = RelayConfig {
             keys: Some(keys),
             exit_policy: Some(
                 "accept 127.0.0.0/8:*"
@@ -45,6 +51,7 @@ impl RawPeer {
             ),
             ..RelayConfig::default()
         };
+        tune(&mut cfg);
         let mut relay = Relay::new(cfg, ChaCha12Rng::seed_from_u64(1));
         let now = Instant::ZERO;
         let chan = relay.accept_channel(now, "10.1.1.1:4000".parse().expect("addr"));
@@ -55,6 +62,7 @@ impl RawPeer {
             rng: ChaCha8Rng::seed_from_u64(2),
             layer: None,
             now,
+            circ: CIRC,
         };
         let mut hello = Vec::new();
         Versions {
@@ -110,15 +118,24 @@ impl RawPeer {
 
     /// CREATE_FAST on circuit `CIRC`.
     fn create(&mut self) {
+        self.create_on(CIRC);
+    }
+
+    /// CREATE_FAST on circuit `circ`; later relay cells of this peer go there.
+    fn create_on(&mut self, circ: u32) {
+        self.circ = circ;
         let (state, x) = fast::client_create(&mut self.rng);
-        let mut cell = Cell::new(CIRC, ChanCmd::CREATE_FAST);
+        let mut cell = Cell::new(circ, ChanCmd::CREATE_FAST);
         CreateFast { x }.emit(&mut cell.body).expect("create_fast");
         self.send_cell(&cell);
         let got = self.recv();
-        let ChanCell::Fixed(reply) = &got[0] else {
-            panic!("{got:?}")
-        };
-        assert_eq!(reply.cmd, ChanCmd::CREATED_FAST);
+        let reply = got
+            .iter()
+            .find_map(|c| match c {
+                ChanCell::Fixed(c) if c.cmd == ChanCmd::CREATED_FAST && c.circ_id == circ => Some(c),
+                _ => None,
+            })
+            .expect("CREATED_FAST");
         let created = CreatedFast::parse(&reply.body).expect("created_fast");
         let mut y_kh = [0u8; 40];
         y_kh[..20].copy_from_slice(&created.y);
@@ -135,7 +152,7 @@ impl RawPeer {
             .expect("created")
             .originate_forward(&mut body);
         let mut cell = Cell::new(
-            CIRC,
+            self.circ,
             if early {
                 ChanCmd::RELAY_EARLY
             } else {
@@ -395,4 +412,56 @@ fn bad_link_handshakes_close_the_channel() {
     .append_to(&mut b, 4);
     p.send_bytes(&b);
     assert_eq!(p.relay.channel_count(), 0);
+}
+
+#[test]
+fn circuit_queue_over_its_cap_closes_the_circuit() {
+    let mut p = RawPeer::connect_with(|c| c.max_circuit_queue_cells = 100);
+    p.create();
+    let stream = p.begin();
+    let now = p.now;
+    // We never read: everything the exit packages stays queued toward us.
+    p.relay
+        .handle_stream_data(now, stream, &vec![1u8; 150 * RELAY_DATA_LEN]);
+    assert_eq!(p.relay.circuit_count(), 0);
+    assert_eq!(p.relay.stats().circuits_rejected, 1);
+    assert_eq!(p.relay.queued_bytes(), 0);
+    assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+    p.relay.check_invariants().expect("invariants");
+}
+
+#[test]
+fn oom_handler_closes_the_oldest_circuits_until_below_90_percent() {
+    let limit = 1 << 20;
+    let mut p = RawPeer::connect_with(|c| c.max_mem_in_queues = limit);
+    let mut streams = Vec::new();
+    for i in 0..6u32 {
+        p.create_on(0x8000_0100 + i);
+        streams.push(p.begin());
+    }
+    let _ = p.recv(); // the last CONNECTED: nothing older than the data stays queued
+    // A stalled peer: each circuit's exit packages a full stream window (500 cells, 257 KB)
+    // toward us, one circuit after the other, and we read nothing.
+    for (k, stream) in streams.iter().enumerate() {
+        p.now = Instant::from_millis(k as u64 + 1);
+        let now = p.now;
+        p.relay
+            .handle_stream_data(now, *stream, &vec![2u8; 500 * RELAY_DATA_LEN]);
+        assert!(p.relay.queued_bytes() <= limit, "over the limit after circuit {k}");
+    }
+    let stats = p.relay.stats();
+    assert!(stats.oom_closed >= 2, "{stats:?}");
+    assert_eq!(p.relay.circuit_count(), 6 - stats.oom_closed as usize);
+    // The circuits holding the oldest cells went first, in order.
+    let destroyed: Vec<u32> = p
+        .recv()
+        .into_iter()
+        .filter_map(|c| match c {
+            ChanCell::Fixed(c) if c.cmd == ChanCmd::DESTROY => Some(c.circ_id),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<u32> = (0..stats.oom_closed as u32).map(|i| 0x8000_0100 + i).collect();
+    assert_eq!(destroyed, expected);
+    p.relay.check_invariants().expect("invariants");
 }
