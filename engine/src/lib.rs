@@ -5,6 +5,7 @@ pub mod crypto;
 pub mod exit;
 pub mod harness;
 pub mod relay;
+pub mod socks;
 pub mod sys;
 pub mod wire;
 
