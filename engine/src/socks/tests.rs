@@ -68,8 +68,7 @@ fn unspecified() -> SocketAddr {
 }
 
 // Byte layouts: RFC 1928 sections 3 (greeting), 4 (request), 5 (addresses), 6 (reply);
-// RFC 1929 section 2 (username/password). The exchanges are what curl --socks5 and
-// --socks5-hostname with -U send.
+// RFC 1929 section 2 (username/password).
 
 /// No-auth, IPv4 CONNECT to 127.0.0.1:80, then success with BND 127.0.0.1:1080.
 #[test]
