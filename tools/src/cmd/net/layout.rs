@@ -241,3 +241,146 @@ pub fn write_layout(
         socks,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientConf, Override, RelayConf};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn layout(dir: &Path, n: usize, opts: &LayoutOptions) -> (Layout, Vec<RelayKeyFile>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let keys: Vec<RelayKeyFile> = (0..n).map(|_| RelayKeyFile::generate(&mut rng)).collect();
+        // Fixed ports: nothing binds them in this test.
+        let ports: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16)))
+            .collect();
+        let socks = SocketAddr::from(([127, 0, 0, 1], 19_050));
+        (
+            write_layout(dir, &ports, keys.clone(), socks, opts).unwrap(),
+            keys,
+        )
+    }
+
+    #[test]
+    fn written_network_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net");
+        let opts = LayoutOptions {
+            workers: Some(2),
+            scheduler: Some(SchedulerName::KistLite),
+            backend: Some(Backend::Poll),
+        };
+        let (l, keys) = layout(&dir, 4, &opts);
+        assert_eq!(l.dir, dir);
+        assert_eq!(l.relays.len(), 4);
+        assert_eq!(l.directory, dir.join("directory.toml"));
+        assert_eq!(l.client_log, dir.join("client.log"));
+
+        // The directory parses with pathsel and lists every relay with its public key.
+        let d = Directory::load(&l.directory).unwrap();
+        assert_eq!(d.relays().len(), 4);
+        for (i, (r, k)) in d.relays().iter().zip(&keys).enumerate() {
+            assert_eq!(r.nickname, format!("relay{}", i + 1));
+            assert_eq!(r.identity, k.identity);
+            assert_eq!(r.ntor_key, k.ntor_public());
+            assert_eq!(r.address, l.relays[i].or_port);
+            assert_eq!(r.bandwidth, BANDWIDTH);
+            for flag in [
+                Flag::Guard,
+                Flag::Fast,
+                Flag::Running,
+                Flag::Valid,
+                Flag::Stable,
+            ] {
+                assert!(r.flags.contains(flag), "{} lacks {flag:?}", r.nickname);
+            }
+            let is_exit = i == 3;
+            assert_eq!(r.flags.contains(Flag::Exit), is_exit);
+            assert_eq!(
+                r.exit_policy.allows("127.0.0.1".parse().unwrap(), 80),
+                is_exit
+            );
+            assert!(!r.exit_policy.allows("10.0.0.1".parse().unwrap(), 80));
+        }
+
+        // Relay configs load with the config loader; keys load and match.
+        for (i, (files, k)) in l.relays.iter().zip(&keys).enumerate() {
+            let c = RelayConf::load(&files.config, &[]).unwrap();
+            assert_eq!(c.nickname, files.nickname);
+            assert_eq!(c.or_port, files.or_port);
+            assert_eq!(c.key_file, files.keys);
+            assert_eq!(c.exit_policy.is_some(), i == 3);
+            assert_eq!(c.runtime.workers, 2);
+            assert_eq!(c.runtime.backend, Backend::Poll);
+            assert_eq!(c.runtime.schedulers, vec![SchedulerName::KistLite]);
+            assert_eq!(&RelayKeyFile::load(&c.key_file).unwrap(), k);
+        }
+
+        // The client config loads, points at the directory, and allows one /16.
+        let c = ClientConf::load(&l.client_config, &[]).unwrap();
+        assert_eq!(c.socks_port, l.socks);
+        assert_eq!(c.directory_file, l.directory);
+        assert_eq!(c.data_directory, dir.join("client-data"));
+        assert!(c.data_directory.is_dir());
+        assert!(!c.path.enforce_distinct_subnets);
+        assert_eq!(c.load_directory().unwrap(), d);
+        super::super::check_layout(&l, &[]).unwrap();
+
+        // A path can be picked from it with the client's settings.
+        let sel = kistrel_pathsel::PathSelector::new(&d, c.path.clone());
+        let p = sel
+            .select_path(&mut ChaCha8Rng::seed_from_u64(2), None, None)
+            .unwrap();
+        assert_eq!(p.exit, 3);
+        assert!(p.guard != p.middle && p.guard != p.exit && p.middle != p.exit);
+    }
+
+    #[test]
+    fn defaults_leave_runtime_keys_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (l, _) = layout(tmp.path(), 3, &LayoutOptions::default());
+        let c = RelayConf::load(&l.relays[0].config, &[]).unwrap();
+        assert_eq!(c.runtime, crate::config::RuntimeConf::default());
+        assert_eq!(c.exit_policy, None);
+    }
+
+    #[test]
+    fn bad_forwarded_override_is_a_config_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (l, _) = layout(tmp.path(), 3, &LayoutOptions::default());
+        let ok = [Override::parse("MaxMemInQueues=64 MB").unwrap()];
+        super::super::check_layout(&l, &ok).unwrap();
+        let bad = [Override::parse("Wrokers=2").unwrap()];
+        let e = super::super::check_layout(&l, &bad).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} (override -o): unknown key `Wrokers` (did you mean `Workers`?)",
+                l.relays[0].config.display()
+            )
+        );
+    }
+
+    #[test]
+    fn too_few_relays_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ports = free_loopback_ports(2).unwrap();
+        assert_ne!(ports[0], ports[1]);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let keys = vec![
+            RelayKeyFile::generate(&mut rng),
+            RelayKeyFile::generate(&mut rng),
+        ];
+        let e = write_layout(
+            tmp.path(),
+            &ports,
+            keys,
+            ports[0],
+            &LayoutOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, NetError::Layout { .. }));
+    }
+}
