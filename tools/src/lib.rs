@@ -1,2 +1,18 @@
 //! The `kistrel` command-line tool: relay, client, local testbed, traffic generator, benchmarks.
+//!
+//! [`cli`] holds the command-line syntax and dispatch; [`cmd`] one module per subcommand
+//! group; [`config`] the relay/client TOML configs (torrc key names); [`keys`] relay key
+//! files; [`error`] the error type and exit codes.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::mod_module_files)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod keys;
+pub mod parent;
+pub mod runner;

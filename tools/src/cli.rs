@@ -1,0 +1,79 @@
+//! Command-line syntax (clap derive) and dispatch to the subcommands in [`crate::cmd`].
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::cmd;
+use crate::config::{ClientConf, ConfigError, Override, RelayConf};
+use crate::error::CliError;
+
+/// kistrel: a relay forwarding engine for onion-routing networks (Tor's cell protocol).
+#[derive(Debug, Parser)]
+#[command(name = "kistrel", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a relay (guard, middle or exit, by config).
+    Relay(ConfArgs),
+    /// Run a client: builds circuits, serves SOCKS5.
+    Client(ConfArgs),
+    /// Run a whole local network: relays and a client on 127.0.0.1.
+    Net(cmd::net::NetArgs),
+    /// Circuit build timeout tools.
+    Cbt(cmd::cbt::CbtArgs),
+    /// Path selection tools.
+    Path(cmd::path::PathArgs),
+    /// Write a fresh relay key file.
+    Keygen(cmd::keygen::KeygenArgs),
+    /// Bring up a network, drive it with traffic, report.
+    Bench(cmd::bench::BenchArgs),
+}
+
+/// `-c FILE [-o KEY=VALUE]...`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfArgs {
+    /// TOML config file (torrc key names).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Override a config key, e.g. -o Workers=2 -o ORPort=127.0.0.1:9001.
+    #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl ConfArgs {
+    /// The overrides, parsed.
+    pub fn parsed_overrides(&self) -> Result<Vec<Override>, ConfigError> {
+        self.overrides.iter().map(|o| Override::parse(o)).collect()
+    }
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Relay(args) => {
+            crate::parent::exit_with_parent();
+            let conf = RelayConf::load(&args.config, &args.parsed_overrides()?)?;
+            cmd::relay::run(conf)
+        }
+        Command::Client(args) => {
+            crate::parent::exit_with_parent();
+            let conf = ClientConf::load(&args.config, &args.parsed_overrides()?)?;
+            cmd::client::run(conf)
+        }
+        Command::Net(args) => cmd::net::run(args, cli.verbose),
+        Command::Cbt(args) => cmd::cbt::run(args),
+        Command::Path(args) => cmd::path::run(args),
+        Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+    }
+}

@@ -1,0 +1,265 @@
+//! `kistrel net`: a whole local network on this machine.
+//!
+//! Writes keys, per-relay configs and a directory into `--dir` (default: a fresh folder under
+//! the temp dir, kept afterwards: it holds the logs), starts the relays and one client as
+//! children of this binary (`kistrel relay -c ...`, `kistrel client -c ...`), waits for the
+//! client's `ready socks=ADDR` line, then prints one line on stdout:
+//!
+//! ```text
+//! ready socks=127.0.0.1:PORT relays=ADDR,ADDR,... dir=PATH
+//! ```
+//!
+//! It runs until SIGINT/SIGTERM, then stops every child (SIGTERM, 5 s, SIGKILL), reaps
+//! them, and exits 0. A child that dies on its own is reported (which, exit status, its log)
+//! and the rest are stopped; exit 1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf, SchedulerName};
+use crate::error::{CliError, EXIT_FAILURE, EXIT_USAGE};
+use crate::keys::RelayKeyFile;
+
+pub mod layout;
+mod supervise;
+
+pub use layout::{write_layout, Layout, LayoutOptions};
+
+/// Environment variable that replaces the child program (default: this binary). For tests
+/// and wrappers: the program is run as `PROGRAM relay -c FILE [-o ..]` and
+/// `PROGRAM client -c FILE`.
+pub const CHILD_EXE_ENV: &str = "KISTREL_NET_CHILD_EXE";
+
+/// `--scheduler` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchedulerArg {
+    /// KIST.
+    Kist,
+    /// KISTLite.
+    Kistlite,
+    /// Vanilla.
+    Vanilla,
+}
+
+impl From<SchedulerArg> for SchedulerName {
+    fn from(s: SchedulerArg) -> Self {
+        match s {
+            SchedulerArg::Kist => SchedulerName::Kist,
+            SchedulerArg::Kistlite => SchedulerName::KistLite,
+            SchedulerArg::Vanilla => SchedulerName::Vanilla,
+        }
+    }
+}
+
+/// `--backend` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// io_uring.
+    Uring,
+    /// Readiness polling.
+    Poll,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Uring => Backend::Uring,
+            BackendArg::Poll => Backend::Poll,
+        }
+    }
+}
+
+/// `kistrel net` options.
+#[derive(Debug, Clone, Args)]
+pub struct NetArgs {
+    /// Relays to start (the last one is the exit).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(3..=1000))]
+    pub relays: u16,
+    /// The client's SOCKS address (default: a free loopback port).
+    #[arg(long, value_name = "ADDR")]
+    pub socks: Option<SocketAddr>,
+    /// Worker threads per node (default: the config default, one per core).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Scheduler for every node (default: KIST, falling back to KISTLite, Vanilla).
+    #[arg(long, value_enum)]
+    pub scheduler: Option<SchedulerArg>,
+    /// Runtime backend for every node.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Folder for keys, configs, directory and logs (created if missing; default: a fresh
+    /// folder in the temp dir, kept after exit).
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+    /// Relay config override forwarded to every relay, e.g. -o MaxMemInQueues=64MB.
+    #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Give up if the client has not reported ready after this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub ready_timeout: u64,
+}
+
+/// Why `kistrel net` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A file or folder could not be made (exit 1).
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// "creating", "writing", ...
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The generated network is inconsistent (a bug; exit 1).
+    #[error("cannot lay out the network: {problem}")]
+    Layout {
+        /// What.
+        problem: String,
+    },
+    /// A relay key file could not be written.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    /// No free loopback ports (exit 1).
+    #[error("cannot find free loopback ports: {0}")]
+    Ports(#[source] std::io::Error),
+    /// The `--socks` address given is taken (exit 2).
+    #[error("--socks {addr}: address is already in use (pick another or leave --socks out)")]
+    SocksInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// SIGINT/SIGTERM handlers could not be installed (exit 1).
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    /// A child could not be started (exit 1).
+    #[error("cannot start {name} ({}): {source}", program.display())]
+    Spawn {
+        /// `relayK` or `client`.
+        name: String,
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A child exited while the network should be running (exit 1).
+    #[error("{name} (pid {pid}) exited unexpectedly ({status}); its log: {}{}", log.display(), last_line.as_ref().map(|l| format!("; last line: {l}")).unwrap_or_default())]
+    ChildExited {
+        /// `relayK` or `client`.
+        name: String,
+        /// Its pid.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+        /// Its log file.
+        log: PathBuf,
+        /// The last non-empty line of the log, if any.
+        last_line: Option<String>,
+    },
+    /// The client did not print `ready socks=ADDR` in time (exit 1).
+    #[error("the client did not report ready within {} s; its log: {}", waited.as_secs(), log.display())]
+    NotReady {
+        /// How long we waited.
+        waited: Duration,
+        /// The client's log.
+        log: PathBuf,
+    },
+    /// Waiting for a child failed (exit 1).
+    #[error("cannot wait for {name}: {source}")]
+    Wait {
+        /// `relayK` or `client`.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl NetError {
+    /// [`EXIT_USAGE`] for a bad `--socks`, else [`EXIT_FAILURE`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            NetError::SocksInUse { .. } => EXIT_USAGE,
+            NetError::Keys(e) => e.exit_code(),
+            _ => EXIT_FAILURE,
+        }
+    }
+}
+
+/// Check that every generated config loads (and the `-o` overrides with it), so a bad
+/// override is a config error (exit 2) before anything starts.
+pub fn check_layout(layout: &Layout, overrides: &[Override]) -> Result<(), ConfigError> {
+    for r in &layout.relays {
+        RelayConf::load(&r.config, overrides)?;
+    }
+    ClientConf::load(&layout.client_config, &[])?.load_directory()?;
+    Ok(())
+}
+
+/// Run `kistrel net`; `verbose` is forwarded to the children as `-v`s.
+pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
+    let overrides = args
+        .overrides
+        .iter()
+        .map(|o| Override::parse(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => tempfile::Builder::new()
+            .prefix("kistrel-net-")
+            .tempdir()
+            .map_err(|source| NetError::Io {
+                what: "creating a folder in",
+                path: std::env::temp_dir(),
+                source,
+            })?
+            .keep(),
+    };
+    let n = usize::from(args.relays);
+    let mut ports = layout::free_loopback_ports(n + usize::from(args.socks.is_none()))
+        .map_err(NetError::Ports)?;
+    let socks = match args.socks {
+        Some(addr) => {
+            // Fail early with a usage error rather than through the client's log.
+            std::net::TcpListener::bind(addr).map_err(|_| NetError::SocksInUse { addr })?;
+            addr
+        }
+        None => ports.pop().ok_or_else(|| NetError::Layout {
+            problem: "no port left for SOCKS".into(),
+        })?,
+    };
+    let keys = (0..n)
+        .map(|_| RelayKeyFile::generate_os())
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = LayoutOptions {
+        workers: args.workers,
+        scheduler: args.scheduler.map(Into::into),
+        backend: args.backend.map(Into::into),
+    };
+    let layout = write_layout(&dir, &ports, keys, socks, &opts)?;
+    check_layout(&layout, &overrides)?;
+    let program = match std::env::var_os(CHILD_EXE_ENV) {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().map_err(|source| NetError::Io {
+            what: "finding",
+            path: PathBuf::from("the kistrel executable"),
+            source,
+        })?,
+    };
+    let plan = supervise::Plan {
+        program,
+        layout,
+        overrides: args.overrides.clone(),
+        verbose,
+        ready_timeout: Duration::from_secs(args.ready_timeout),
+    };
+    supervise::run(&plan).map_err(CliError::from)
+}

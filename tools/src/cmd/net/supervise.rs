@@ -1,0 +1,307 @@
+//! Start the children, wait for the client's ready line, watch, stop.
+//!
+//! ```text
+//! spawn relays -> wait (bounded) for their ORPorts -> spawn client
+//!   loop every 20 ms: signal flag? -> stop all, Ok
+//!                     a child exited? -> stop the rest, Err(ChildExited)
+//!                     client said ready? -> print our ready line once
+//!                     not ready by the deadline? -> stop all, Err(NotReady)
+//! ```
+//!
+//! Children run in their own process group, so a terminal's Ctrl-C reaches only us and we
+//! stop them in order; each child also dies with us (see [`crate::parent`]).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{Layout, NetError};
+use crate::parent::PARENT_PID_ENV;
+
+const TICK: Duration = Duration::from_millis(20);
+/// How long stopped children get between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long to wait for the relays' ORPorts before starting the client anyway (it retries).
+const RELAY_LISTEN_WAIT: Duration = Duration::from_secs(3);
+
+/// What to run.
+#[derive(Debug)]
+pub(super) struct Plan {
+    pub(super) program: PathBuf,
+    pub(super) layout: Layout,
+    pub(super) overrides: Vec<String>,
+    pub(super) verbose: u8,
+    pub(super) ready_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Running {
+    name: String,
+    log: PathBuf,
+    child: Child,
+    /// Set once reaped.
+    done: bool,
+}
+
+/// The children; dropping it stops and reaps any still running.
+#[derive(Debug, Default)]
+struct Children(Vec<Running>);
+
+impl Children {
+    fn spawn(
+        &mut self,
+        plan: &Plan,
+        name: &str,
+        args: Vec<String>,
+        log: &Path,
+        stdout_piped: bool,
+    ) -> Result<&mut Child, NetError> {
+        let io_err = |source| NetError::Io {
+            what: "creating log file",
+            path: log.to_path_buf(),
+            source,
+        };
+        let log_file = File::create(log).map_err(io_err)?;
+        let stdout = if stdout_piped {
+            Stdio::piped()
+        } else {
+            Stdio::from(log_file.try_clone().map_err(io_err)?)
+        };
+        let mut cmd = Command::new(&plan.program);
+        for _ in 0..plan.verbose {
+            cmd.arg("-v");
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::from(log_file))
+            .env(PARENT_PID_ENV, std::process::id().to_string())
+            .process_group(0);
+        let child = cmd.spawn().map_err(|source| NetError::Spawn {
+            name: name.to_owned(),
+            program: plan.program.clone(),
+            source,
+        })?;
+        tracing::info!(name, pid = child.id(), "started");
+        self.0.push(Running {
+            name: name.to_owned(),
+            log: log.to_path_buf(),
+            child,
+            done: false,
+        });
+        let last = self.0.len() - 1;
+        Ok(&mut self.0[last].child)
+    }
+
+    /// The first child found to have exited, reaped.
+    fn exited(&mut self) -> Result<Option<NetError>, NetError> {
+        for r in self.0.iter_mut().filter(|r| !r.done) {
+            let status = r.child.try_wait().map_err(|source| NetError::Wait {
+                name: r.name.clone(),
+                source,
+            })?;
+            if let Some(status) = status {
+                r.done = true;
+                return Ok(Some(NetError::ChildExited {
+                    name: r.name.clone(),
+                    pid: r.child.id(),
+                    status,
+                    log: r.log.clone(),
+                    last_line: last_line(&r.log),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// SIGTERM all, wait up to [`STOP_GRACE`], SIGKILL leftovers, reap all.
+    fn stop_all(&mut self) {
+        for r in self.0.iter_mut().filter(|r| !r.done) {
+            if let Ok(pid) = i32::try_from(r.child.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            for r in self.0.iter_mut().filter(|r| !r.done) {
+                if let Ok(Some(status)) = r.child.try_wait() {
+                    tracing::info!(name = %r.name, %status, "stopped");
+                    r.done = true;
+                }
+            }
+            if self.0.iter().all(|r| r.done) || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+        for r in self.0.iter_mut().filter(|r| !r.done) {
+            eprintln!(
+                "kistrel net: {} (pid {}) ignored SIGTERM for {} s: killing it",
+                r.name,
+                r.child.id(),
+                STOP_GRACE.as_secs()
+            );
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+            r.done = true;
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        if self.0.iter().any(|r| !r.done) {
+            self.stop_all();
+        }
+    }
+}
+
+fn last_line(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let line = line.trim();
+    // Keep the error line short: one log line can be long.
+    Some(line.chars().take(300).collect())
+}
+
+/// Parse `ready socks=ADDR ...` from the client.
+pub(super) fn parse_ready(line: &str) -> Option<SocketAddr> {
+    let rest = line.trim().strip_prefix("ready ")?;
+    rest.split_whitespace()
+        .find_map(|t| t.strip_prefix("socks="))
+        .and_then(|a| a.parse().ok())
+}
+
+/// Our ready line.
+pub(super) fn ready_line(socks: SocketAddr, layout: &Layout) -> String {
+    let relays: Vec<String> = layout
+        .relays
+        .iter()
+        .map(|r| r.or_port.to_string())
+        .collect();
+    format!(
+        "ready socks={socks} relays={} dir={}",
+        relays.join(","),
+        layout.dir.display()
+    )
+}
+
+fn register_signals() -> Result<Arc<AtomicBool>, NetError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(NetError::Signals)?;
+    }
+    Ok(stop)
+}
+
+/// Run the network until a signal (Ok) or a failure (Err). No child outlives this call.
+pub(super) fn run(plan: &Plan) -> Result<(), NetError> {
+    let stop = register_signals()?;
+    let mut children = Children::default();
+    let layout = &plan.layout;
+    for r in &layout.relays {
+        let mut args = vec!["relay".to_owned(), "-c".to_owned()];
+        args.push(r.config.display().to_string());
+        for o in &plan.overrides {
+            args.push("-o".to_owned());
+            args.push(o.clone());
+        }
+        children.spawn(plan, &r.nickname, args, &r.log, false)?;
+    }
+    // Give the relays a moment to bind so the client's first circuit need not retry.
+    let listen_deadline = Instant::now() + RELAY_LISTEN_WAIT;
+    for r in &layout.relays {
+        while TcpStream::connect_timeout(&r.or_port, TICK).is_err()
+            && Instant::now() < listen_deadline
+        {
+            if stop.load(Ordering::Relaxed) {
+                children.stop_all();
+                return Ok(());
+            }
+            if let Some(e) = children.exited()? {
+                children.stop_all();
+                return Err(e);
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+    let client_args = vec![
+        "client".to_owned(),
+        "-c".to_owned(),
+        layout.client_config.display().to_string(),
+    ];
+    let client = children.spawn(plan, "client", client_args, &layout.client_log, true)?;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    if let Some(out) = client.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                match parse_ready(&line) {
+                    Some(addr) => {
+                        if ready_tx.send(addr).is_err() {
+                            break;
+                        }
+                    }
+                    None => tracing::debug!(target: "kistrel::net::client", "{line}"),
+                }
+            }
+        });
+    }
+    let ready_deadline = Instant::now() + plan.ready_timeout;
+    let mut ready = false;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            tracing::info!("signal received: stopping the network");
+            children.stop_all();
+            return Ok(());
+        }
+        if let Some(e) = children.exited()? {
+            children.stop_all();
+            return Err(e);
+        }
+        if !ready {
+            if let Ok(socks) = ready_rx.try_recv() {
+                ready = true;
+                let mut out = std::io::stdout().lock();
+                // If nobody reads our stdout any more, keep running: signals still stop us.
+                let _ = writeln!(out, "{}", ready_line(socks, layout));
+                let _ = out.flush();
+            } else if Instant::now() >= ready_deadline {
+                children.stop_all();
+                return Err(NetError::NotReady {
+                    waited: plan.ready_timeout,
+                    log: layout.client_log.clone(),
+                });
+            }
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_ready_takes_the_socks_token() {
+        assert_eq!(
+            parse_ready("ready socks=127.0.0.1:9050"),
+            Some("127.0.0.1:9050".parse().unwrap())
+        );
+        assert_eq!(
+            parse_ready("ready circuits=1 socks=[::1]:1080\n"),
+            Some("[::1]:1080".parse().unwrap())
+        );
+        assert_eq!(parse_ready("ready socks=nonsense"), None);
+        assert_eq!(parse_ready("building circuit socks=127.0.0.1:1"), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! `kistrel path sample --dir FILE -n N [--seed S] [--json]`: pick N paths from a directory
+//! and compare each relay's share per position with the expected one.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use kistrel_pathsel::dir::Position;
+use kistrel_pathsel::sample::{sample_paths, ChiSquare, SampleReport};
+use kistrel_pathsel::{DirError, Directory, PathConfig, PathError, PathSelector};
+use rand::{SeedableRng, TryRngCore};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{CliError, EXIT_USAGE};
+
+/// Version of the `--json` output object.
+pub const JSON_VERSION: u32 = 1;
+
+/// `kistrel path` options.
+#[derive(Debug, Clone, Args)]
+pub struct PathArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PathCommand,
+}
+
+/// `kistrel path` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PathCommand {
+    /// Sample paths and print observed vs expected shares per relay and position.
+    Sample(SampleArgs),
+}
+
+/// `kistrel path sample` options.
+#[derive(Debug, Clone, Args)]
+pub struct SampleArgs {
+    /// Directory file (as `kistrel net` writes, or hand-written).
+    #[arg(long, value_name = "FILE")]
+    pub dir: PathBuf,
+    /// Paths to pick.
+    #[arg(short = 'n', value_name = "N")]
+    pub n: u64,
+    /// RNG seed (ChaCha8); without it a random seed is drawn and printed.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Allow two relays of one /16 in a path (EnforceDistinctSubnets = false), as on a
+    /// one-machine testbed.
+    #[arg(long)]
+    pub allow_same_subnet: bool,
+}
+
+/// Why `kistrel path` failed. All are input problems (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathCmdError {
+    /// The directory file could not be read or parsed (the message has the line).
+    #[error("{}: {source}", path.display())]
+    Directory {
+        /// The directory file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: DirError,
+    },
+    /// The directory does not allow a path.
+    #[error("{}: cannot pick a path: {source}{}", path.display(), if matches!(source, PathError::NoMiddle | PathError::NoGuard) { " (on a one-machine network try --allow-same-subnet)" } else { "" })]
+    NoPath {
+        /// The directory file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: PathError,
+    },
+    /// The OS RNG failed while drawing a seed.
+    #[error("cannot draw a random seed: {0} (pass --seed)")]
+    Seed(#[source] rand::rand_core::OsError),
+}
+
+impl PathCmdError {
+    /// Always [`EXIT_USAGE`]: the input is at fault.
+    pub fn exit_code(&self) -> u8 {
+        EXIT_USAGE
+    }
+}
+
+/// The `--json` object.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SampleJson<'a> {
+    /// [`JSON_VERSION`].
+    pub version: u32,
+    /// The seed used.
+    pub seed: u64,
+    /// Counts and shares.
+    #[serde(flatten)]
+    pub report: &'a SampleReport,
+    /// Chi-square per position.
+    pub chi_square: ChiSquares,
+}
+
+/// Chi-square of each position.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct ChiSquares {
+    /// Guard position.
+    pub guard: ChiSquare,
+    /// Middle position.
+    pub middle: ChiSquare,
+    /// Exit position.
+    pub exit: ChiSquare,
+}
+
+/// Sample `n` paths from `dir` with a ChaCha8 RNG seeded with `seed`.
+pub fn sample(
+    dir: &Directory,
+    cfg: PathConfig,
+    n: u64,
+    seed: u64,
+) -> Result<SampleReport, PathError> {
+    let sel = PathSelector::new(dir, cfg);
+    sample_paths(&sel, n, &mut ChaCha8Rng::seed_from_u64(seed))
+}
+
+/// Run `kistrel path`.
+pub fn run(args: PathArgs) -> Result<(), CliError> {
+    let PathCommand::Sample(args) = args.command;
+    let dir = Directory::load(&args.dir).map_err(|source| PathCmdError::Directory {
+        path: args.dir.clone(),
+        source,
+    })?;
+    let seed = match args.seed {
+        Some(s) => s,
+        None => rand::rngs::OsRng
+            .try_next_u64()
+            .map_err(PathCmdError::Seed)?,
+    };
+    let cfg = PathConfig {
+        enforce_distinct_subnets: !args.allow_same_subnet,
+        ..PathConfig::default()
+    };
+    let report = sample(&dir, cfg, args.n, seed).map_err(|source| PathCmdError::NoPath {
+        path: args.dir.clone(),
+        source,
+    })?;
+    let chi = ChiSquares {
+        guard: report.chi_square(Position::Guard),
+        middle: report.chi_square(Position::Middle),
+        exit: report.chi_square(Position::Exit),
+    };
+    if args.json {
+        let json = serde_json::to_string(&SampleJson {
+            version: JSON_VERSION,
+            seed,
+            report: &report,
+            chi_square: chi,
+        })
+        .map_err(|e| CliError::runtime("writing the JSON result", e))?;
+        println!("{json}");
+    } else {
+        println!("seed {seed}");
+        print!("{report}");
+        for (name, c) in [
+            ("guard", chi.guard),
+            ("middle", chi.middle),
+            ("exit", chi.exit),
+        ] {
+            println!(
+                "chi-square {name}: {:.2} (df {}, critical at 0.001: {:.2}) {}",
+                c.statistic,
+                c.df,
+                c.critical_001,
+                if c.passes() { "ok" } else { "MISMATCH" }
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,499 @@
+use std::path::Path;
+
+use super::*;
+
+/// A folder with a key file and a directory file, for the file-existence checks.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keys.toml"), "").unwrap();
+        std::fs::write(dir.path().join("dir.toml"), "version = 1\n").unwrap();
+        Fixture { dir }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn relay(&self, text: &str, overrides: &[&str]) -> Result<RelayConf, ConfigError> {
+        RelayConf::parse(&self.file("relay.toml"), text, &ov(overrides))
+    }
+
+    fn client(&self, text: &str, overrides: &[&str]) -> Result<ClientConf, ConfigError> {
+        ClientConf::parse(&self.file("client.toml"), text, &ov(overrides))
+    }
+
+    /// The error text with the temp folder replaced by `D`.
+    fn msg(&self, e: ConfigError) -> String {
+        e.to_string()
+            .replace(&self.dir.path().display().to_string(), "D")
+    }
+}
+
+fn ov(list: &[&str]) -> Vec<Override> {
+    list.iter().map(|o| Override::parse(o).unwrap()).collect()
+}
+
+const MINIMAL_RELAY: &str = "ORPort = \"127.0.0.1:9001\"\n";
+
+#[test]
+fn relay_defaults() {
+    let f = Fixture::new();
+    let c = f.relay(MINIMAL_RELAY, &[]).unwrap();
+    assert_eq!(c.file, f.file("relay.toml"));
+    assert_eq!(c.nickname, "Unnamed");
+    assert_eq!(c.or_port, "127.0.0.1:9001".parse().unwrap());
+    assert_eq!(c.key_file, f.file("keys.toml"));
+    assert_eq!(c.exit_policy, None);
+    assert!(c.address.is_empty());
+    assert_eq!(c.runtime, RuntimeConf::default());
+    assert_eq!(c.runtime.workers, 0);
+    assert_eq!(c.runtime.backend, Backend::Uring);
+    assert_eq!(c.runtime.schedulers, SchedulerName::TOR_DEFAULT.to_vec());
+    assert_eq!(c.runtime.kist_sched_run_interval, Duration::from_millis(10));
+    assert_eq!(c.runtime.kist_sock_buf_size_factor, 1.0);
+    assert_eq!(c.runtime.circuit_priority_halflife, Duration::from_secs(30));
+    assert_eq!(c.max_mem_in_queues, 512 << 20);
+    assert_eq!(c.max_circuit_queue_cells, 2500);
+    assert_eq!(c.metrics_port, None);
+    assert_eq!(c.bandwidth_rate, None);
+    assert!(c.runtime.effective_workers() >= 1);
+}
+
+#[test]
+fn relay_every_key() {
+    let f = Fixture::new();
+    let text = r#"
+Nickname = "guard1"
+ORPort = "[::1]:9001"
+KeyFile = "keys.toml"
+ExitPolicy = ["accept 127.0.0.0/8:*", "reject *:*"]
+Address = ["127.0.0.1", "::1"]
+Workers = 4
+Backend = "poll"
+Schedulers = "kistlite, Vanilla"
+KISTSchedRunInterval = "2 ms"
+KISTSockBufSizeFactor = 1.5
+CircuitPriorityHalflife = 0
+MaxMemInQueues = "64 MB"
+MaxCircuitQueueCells = 1000
+MetricsPort = "127.0.0.1:9100"
+BandwidthRate = "100 MBits"
+"#;
+    let c = f.relay(text, &[]).unwrap();
+    assert_eq!(c.nickname, "guard1");
+    assert_eq!(c.or_port, "[::1]:9001".parse().unwrap());
+    let policy = c.exit_policy.unwrap();
+    assert!(policy.allows("127.0.0.1".parse().unwrap(), 80));
+    assert!(!policy.allows("10.0.0.1".parse().unwrap(), 80));
+    assert_eq!(
+        c.address,
+        vec![
+            "127.0.0.1".parse::<IpAddr>().unwrap(),
+            "::1".parse().unwrap()
+        ]
+    );
+    assert_eq!(c.runtime.workers, 4);
+    assert_eq!(c.runtime.effective_workers(), 4);
+    assert_eq!(c.runtime.backend, Backend::Poll);
+    assert_eq!(
+        c.runtime.schedulers,
+        vec![SchedulerName::KistLite, SchedulerName::Vanilla]
+    );
+    assert_eq!(c.runtime.kist_sched_run_interval, Duration::from_millis(2));
+    assert_eq!(c.runtime.kist_sock_buf_size_factor, 1.5);
+    assert_eq!(c.runtime.circuit_priority_halflife, Duration::ZERO);
+    assert_eq!(c.max_mem_in_queues, 64 << 20);
+    assert_eq!(c.max_circuit_queue_cells, 1000);
+    assert_eq!(c.metrics_port, Some("127.0.0.1:9100".parse().unwrap()));
+    // Tor's bit units: 1 Mbit = 2^20 / 8 bytes.
+    assert_eq!(c.bandwidth_rate, Some(100 << 17));
+}
+
+#[test]
+fn value_forms() {
+    let f = Fixture::new();
+    let get = |extra: &str| f.relay(&format!("{MINIMAL_RELAY}{extra}\n"), &[]).unwrap();
+    assert_eq!(get("MaxMemInQueues = 1000").max_mem_in_queues, 1000);
+    assert_eq!(get("MaxMemInQueues = \"2GB\"").max_mem_in_queues, 2 << 30);
+    assert_eq!(get("MaxMemInQueues = \"1.5 KB\"").max_mem_in_queues, 1536);
+    assert_eq!(
+        get("Schedulers = [\"Vanilla\"]").runtime.schedulers,
+        vec![SchedulerName::Vanilla]
+    );
+    assert_eq!(
+        get("CircuitPriorityHalflife = \"2 s\"")
+            .runtime
+            .circuit_priority_halflife,
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        get("KISTSchedRunInterval = 100")
+            .runtime
+            .kist_sched_run_interval,
+        Duration::from_millis(100)
+    );
+    assert_eq!(
+        get("Address = \"10.0.0.1\"").address,
+        vec![IpAddr::from([10, 0, 0, 1])]
+    );
+    assert_eq!(
+        get("KISTSockBufSizeFactor = 2")
+            .runtime
+            .kist_sock_buf_size_factor,
+        2.0
+    );
+    let p = get("ExitPolicy = \"accept *:80, reject *:*\"")
+        .exit_policy
+        .unwrap();
+    assert!(p.allows("1.2.3.4".parse().unwrap(), 80));
+    assert!(!p.allows("1.2.3.4".parse().unwrap(), 81));
+}
+
+#[test]
+fn overrides_parse_as_toml_or_string() {
+    let o = Override::parse("Workers=2").unwrap();
+    assert_eq!(
+        (o.key.as_str(), &o.value),
+        ("Workers", &toml::Value::Integer(2))
+    );
+    let o = Override::parse(" ORPort = 127.0.0.1:9002 ").unwrap();
+    assert_eq!(o.key, "ORPort");
+    assert_eq!(o.value, toml::Value::String("127.0.0.1:9002".into()));
+    let o = Override::parse("Schedulers=[\"KIST\"]").unwrap();
+    assert_eq!(
+        o.value,
+        toml::Value::Array(vec![toml::Value::String("KIST".into())])
+    );
+    let o = Override::parse("MaxMemInQueues=512 MB").unwrap();
+    assert_eq!(o.value, toml::Value::String("512 MB".into()));
+    // A value smuggling a second key stays one string.
+    let o = Override::parse("Nickname=1\nWorkers = 3").unwrap();
+    assert_eq!(o.value, toml::Value::String("1\nWorkers = 3".into()));
+    for bad in ["Workers", "=3", "a b=3"] {
+        let e = Override::parse(bad).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("bad override {bad:?}: want -o KEY=VALUE, e.g. -o Workers=2")
+        );
+    }
+}
+
+#[test]
+fn overrides_win_over_the_file_and_fill_missing_keys() {
+    let f = Fixture::new();
+    let text = "ORPort = \"127.0.0.1:9001\"\nWorkers = 8\n";
+    let c = f
+        .relay(
+            text,
+            &["Workers=2", "ORPort=127.0.0.1:9002", "Nickname=over"],
+        )
+        .unwrap();
+    assert_eq!(c.runtime.workers, 2);
+    assert_eq!(c.or_port, "127.0.0.1:9002".parse().unwrap());
+    assert_eq!(c.nickname, "over");
+    // A required key given only by override.
+    let c = f.relay("", &["ORPort=127.0.0.1:9003"]).unwrap();
+    assert_eq!(c.or_port.port(), 9003);
+}
+
+#[test]
+fn error_syntax_names_the_line() {
+    let f = Fixture::new();
+    let e = f
+        .relay("ORPort = \"127.0.0.1:9001\"\nWorkers = = 2\n", &[])
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConfigError::Syntax {
+                origin: Origin::Line(2),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(f.msg(e).starts_with("D/relay.toml:2: TOML syntax error: "));
+}
+
+#[test]
+fn error_unknown_key() {
+    let f = Fixture::new();
+    let e = f
+        .relay("ORPort = \"127.0.0.1:9001\"\n\nORprt = 3\n", &[])
+        .unwrap_err();
+    assert_eq!(
+        f.msg(e),
+        "D/relay.toml:3: unknown key `ORprt` (did you mean `ORPort`?)"
+    );
+    let e = f.relay(MINIMAL_RELAY, &["Bogus=1"]).unwrap_err();
+    assert_eq!(f.msg(e), "D/relay.toml (override -o): unknown key `Bogus`");
+    // A client key in a relay config is unknown there.
+    let e = f
+        .relay(MINIMAL_RELAY, &["SocksPort=127.0.0.1:1"])
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        ConfigError::UnknownKey {
+            suggestion: None,
+            ..
+        }
+    ));
+    // Sections are not keys.
+    let e = f
+        .relay("ORPort = \"127.0.0.1:9001\"\n[extra]\nx = 1\n", &[])
+        .unwrap_err();
+    assert!(matches!(&e, ConfigError::UnknownKey { key, .. } if key == "extra"));
+}
+
+#[test]
+fn error_missing_key() {
+    let f = Fixture::new();
+    let e = f.relay("Nickname = \"a\"\n", &[]).unwrap_err();
+    assert_eq!(f.msg(e), "D/relay.toml: missing required key `ORPort`");
+    let e = f.client("", &[]).unwrap_err();
+    assert_eq!(
+        f.msg(e),
+        "D/client.toml: missing required key `DirectoryFile`"
+    );
+}
+
+#[test]
+fn error_bad_values() {
+    let f = Fixture::new();
+    let cases = [
+        (
+            "ORPort = \"localhost\"",
+            "D/relay.toml:1: key `ORPort`: bad address \"localhost\": want IP:PORT, e.g. \"127.0.0.1:9001\" or \"[::1]:9001\"",
+        ),
+        (
+            "ORPort = 9001",
+            "D/relay.toml:1: key `ORPort`: expected a quoted \"IP:PORT\" string, found an integer",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nWorkers = \"two\"",
+            "D/relay.toml:2: key `Workers`: expected a non-negative integer, found a string",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nBackend = \"epoll\"",
+            "D/relay.toml:2: key `Backend`: unknown backend \"epoll\": want \"uring\" or \"poll\"",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nSchedulers = \"KIST,Fast\"",
+            "D/relay.toml:2: key `Schedulers`: unknown scheduler \"Fast\": want KIST, KISTLite or Vanilla",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nKISTSchedRunInterval = 0",
+            "D/relay.toml:2: key `KISTSchedRunInterval`: 0 ms is out of range: want 1 to 100 ms",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nKISTSockBufSizeFactor = -1.0",
+            "D/relay.toml:2: key `KISTSockBufSizeFactor`: -1 is negative: want a factor >= 0 (Tor default 1.0)",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nMaxMemInQueues = \"512 XB\"",
+            "D/relay.toml:2: key `MaxMemInQueues`: unknown unit \"xb\" in \"512 XB\": want bytes, KB, MB, GB or TB",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nNickname = \"has space\"",
+            "D/relay.toml:2: key `Nickname`: bad nickname \"has space\": want 1-19 ASCII letters or digits",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nExitPolicy = [\"allow *:*\"]",
+            "D/relay.toml:2: key `ExitPolicy`: rule must start with \"accept\" or \"reject\": \"allow *:*\"",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nAddress = [\"1.2.3\"]",
+            "D/relay.toml:2: key `Address`: bad IP address \"1.2.3\": want e.g. \"127.0.0.1\" or \"::1\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = f.relay(text, &[]).unwrap_err();
+        assert!(matches!(e, ConfigError::BadValue { .. }), "{e:?}");
+        assert_eq!(f.msg(e), want, "for {text:?}");
+    }
+    let e = f.relay(MINIMAL_RELAY, &["Workers=-3"]).unwrap_err();
+    assert_eq!(
+        f.msg(e),
+        "D/relay.toml (override -o): key `Workers`: -3 is negative: want 0 or more"
+    );
+}
+
+#[test]
+fn error_missing_file() {
+    let f = Fixture::new();
+    let e = f
+        .relay(
+            "ORPort = \"127.0.0.1:9001\"\nKeyFile = \"nope.toml\"\n",
+            &[],
+        )
+        .unwrap_err();
+    match &e {
+        ConfigError::MissingFile {
+            key, path, origin, ..
+        } => {
+            assert_eq!(*key, "KeyFile");
+            assert_eq!(path, &f.file("nope.toml"));
+            assert_eq!(*origin, Origin::Line(2));
+        }
+        other => panic!("wrong error {other:?}"),
+    }
+    assert!(f
+        .msg(e)
+        .starts_with("D/relay.toml:2: key `KeyFile`: cannot open D/nope.toml: "));
+    let e = RelayConf::load(&f.file("absent.toml"), &[]).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }));
+    assert!(f
+        .msg(e)
+        .starts_with("cannot read config file D/absent.toml: "));
+}
+
+#[test]
+fn port_in_use_message() {
+    let f = Fixture::new();
+    let c = f.relay(MINIMAL_RELAY, &[]).unwrap();
+    let e = c.port_in_use("ORPort", c.or_port);
+    assert_eq!(
+        f.msg(e),
+        "D/relay.toml: key `ORPort`: address 127.0.0.1:9001 is already in use (pick another port or stop the process using it)"
+    );
+}
+
+#[test]
+fn client_defaults_and_path_keys() {
+    let f = Fixture::new();
+    let c = f.client("DirectoryFile = \"dir.toml\"\n", &[]).unwrap();
+    assert_eq!(c.socks_port, "127.0.0.1:9050".parse().unwrap());
+    assert_eq!(c.directory_file, f.file("dir.toml"));
+    assert_eq!(c.data_directory, f.file("."));
+    assert_eq!(c.path, PathConfig::default());
+    assert_eq!(c.cbt, CbtConfig::default());
+    assert_eq!(c.runtime, RuntimeConf::default());
+
+    let text = r#"
+DirectoryFile = "dir.toml"
+SocksPort = "127.0.0.1:1080"
+DataDirectory = "state"
+EnforceDistinctSubnets = false
+UseEntryGuards = false
+NumEntryGuards = 5
+LearnCircuitBuildTimeout = false
+CircuitBuildTimeout = 30
+Workers = 1
+"#;
+    let c = f.client(text, &["NumEntryGuards=2"]).unwrap();
+    assert_eq!(c.socks_port.port(), 1080);
+    assert_eq!(c.data_directory, f.file("state"));
+    assert!(!c.path.enforce_distinct_subnets);
+    assert!(!c.path.use_entry_guards);
+    assert_eq!(c.path.num_entry_guards, 2);
+    assert!(!c.cbt.learn);
+    assert_eq!(c.cbt.circuit_build_timeout_secs, 30);
+    assert_eq!(c.runtime.workers, 1);
+}
+
+#[test]
+fn every_listed_pathsel_key_is_a_pathsel_key() {
+    // Each key with a value of its type: pathsel's structs must accept all of them, else
+    // our key lists have drifted from pathsel's serde names.
+    let f = Fixture::new();
+    let text = r#"
+DirectoryFile = "dir.toml"
+EnforceDistinctSubnets = true
+UseEntryGuards = true
+NumEntryGuards = 3
+NumPrimaryGuardsToUse = 2
+GuardFailureRule = "relative"
+GuardFailureMargin = 0.2
+GuardCircuitsToObserve = 500
+GuardMaxSampleSize = 40
+GuardMaxSampleThresholdPercent = 30
+GuardLifetimeDays = 100
+GuardConfirmedMinLifetimeDays = 50
+LearnCircuitBuildTimeout = true
+CircuitBuildTimeout = 60
+cbtquantile = 70.0
+cbtclosequantile = 95.0
+cbtmincircs = 50
+cbtnummodes = 5
+cbtmintimeout = 20
+cbtrecentcount = 10
+cbtmaxtimeouts = 8
+ncircuits_to_observe = 500
+"#;
+    let c = f.client(text, &[]).unwrap();
+    assert_eq!(c.path.num_primary_guards_to_use, 2);
+    assert_eq!(c.path.guard_confirmed_min_lifetime_days, 50);
+    assert_eq!(c.cbt.quantile_pct, 70.0);
+    assert_eq!(c.cbt.ncircuits_to_observe, 500);
+    assert_eq!(ClientConf::keys().len(), 3 + 6 + 11 + 10);
+}
+
+#[test]
+fn client_errors() {
+    let f = Fixture::new();
+    let e = f
+        .client(
+            "DirectoryFile = \"dir.toml\"\nNumEntryGuards = \"three\"\n",
+            &[],
+        )
+        .unwrap_err();
+    match &e {
+        ConfigError::BadValue { key, origin, .. } => {
+            assert_eq!(key, "NumEntryGuards");
+            assert_eq!(*origin, Origin::Line(2));
+        }
+        other => panic!("wrong error {other:?}"),
+    }
+    assert!(f
+        .msg(e)
+        .starts_with("D/client.toml:2: key `NumEntryGuards`: invalid type: string \"three\""));
+    let e = f
+        .client("DirectoryFile = \"missing.toml\"\n", &[])
+        .unwrap_err();
+    assert!(f
+        .msg(e)
+        .starts_with("D/client.toml:1: key `DirectoryFile`: cannot open D/missing.toml: "));
+    // The directory exists but is malformed: named with its own line.
+    std::fs::write(
+        f.file("bad-dir.toml"),
+        "version = 1\n\n[[relay]]\nnickname = 3\n",
+    )
+    .unwrap();
+    let c = f.client("DirectoryFile = \"bad-dir.toml\"\n", &[]).unwrap();
+    let e = c.load_directory().unwrap_err();
+    assert!(f
+        .msg(e)
+        .starts_with("D/client.toml: key `DirectoryFile`: D/bad-dir.toml directory file line 4: "),);
+    // DataDirectory that is a file.
+    let e = f
+        .client(
+            "DirectoryFile = \"dir.toml\"\nDataDirectory = \"keys.toml\"\n",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(
+        f.msg(e),
+        "D/client.toml:2: key `DataDirectory`: D/keys.toml exists and is not a directory"
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder() {
+    assert_eq!(
+        relative_to(Path::new("/etc/k/relay.toml"), "keys.toml"),
+        PathBuf::from("/etc/k/keys.toml")
+    );
+    assert_eq!(
+        relative_to(Path::new("/etc/k/relay.toml"), "/abs/keys.toml"),
+        PathBuf::from("/abs/keys.toml")
+    );
+    assert_eq!(
+        relative_to(Path::new("relay.toml"), "keys.toml"),
+        PathBuf::from("keys.toml")
+    );
+}
