@@ -466,14 +466,11 @@ impl Ring {
         let len = buf.len();
         // The heap block does not move when the Vec moves into the slab.
         let ptr = buf.as_ptr();
-        let key = match self.insert_op(Op::Send {
+        let key = self.insert_op(Op::Send {
             conn: id,
             buf,
             sent: 0,
-        }) {
-            Ok(key) => key,
-            Err(e) => return Err(e),
-        };
+        })?;
         if let Some(conn) = self.conns.get_mut(id.index, id.generation) {
             conn.send_op = Some(key);
             conn.in_flight = len;
@@ -630,8 +627,9 @@ impl Ring {
         }
     }
 
-    /// Closes `conn` now: cancels its operations (their buffers stay in the slab until their
-    /// completions arrive) and closes the socket. `conn` is dead afterwards; no more events.
+    /// Closes `conn`: cancels its operations (their buffers stay in the slab until their
+    /// completions arrive) and closes the socket. `conn` is dead at once (no more events),
+    /// the kernel acts on the next [`Ring::run_once`] (or when the ring is dropped).
     pub fn close(&mut self, conn: ConnId) -> Result<(), UringError> {
         let c = self
             .conns
