@@ -3,15 +3,23 @@
 //! A plain io_uring TCP forwarder (accept on LISTEN, connect to UPSTREAM, copy both ways):
 //! the baseline to run beside a kistrel relay in the same benchmark.
 
+#[cfg(target_os = "linux")]
 mod forwarder;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("uring_forward needs Linux (io_uring)");
+    std::process::exit(2);
+}
 
-use kistrel_engine::sys;
-use kistrel_engine::uring::{Ring, RingConfig};
-
+#[cfg(target_os = "linux")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use kistrel_engine::sys;
+    use kistrel_engine::uring::{Ring, RingConfig};
+
     let mut args = std::env::args().skip(1);
     let usage = "usage: uring_forward LISTEN_ADDR UPSTREAM_ADDR [SECONDS]";
     let listen: SocketAddr = args.next().ok_or(usage)?.parse()?;

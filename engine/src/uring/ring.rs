@@ -719,14 +719,14 @@ impl Ring {
         self.accept_rearm = rearm;
 
         self.drain_backlog()?;
-        let timeout = if self.events.is_empty() {
-            timeout
-        } else {
+        let events_pending = !self.events.is_empty();
+        self.wait(if events_pending {
             Some(Duration::ZERO)
-        };
-        self.wait(timeout)?;
+        } else {
+            timeout
+        })?;
         let reaped = self.reap()?;
-        if timeout.is_some() && reaped == 0 {
+        if timeout.is_some() && !events_pending && reaped == 0 {
             self.events.push_back(Event::Timeout);
         }
         Ok(())
