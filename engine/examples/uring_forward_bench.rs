@@ -1,4 +1,5 @@
-//! `cargo run --release -p kistrel-engine --example uring_forward_bench -- [MIB] [STREAMS]`
+//! `cargo run --release -p kistrel-engine --example uring_forward_bench -- [MIB] [STREAMS]
+//! [RECV_BUF_KIB] [MAX_QUEUED_KIB]`
 //!
 //! Throughput of the plain io_uring forwarder against a direct loopback connection, measured
 //! in the same run (PERF.md: every claim is a ratio against a baseline from the same
@@ -30,6 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mib: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1024);
     let streams: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
+    let buf_kib: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(16);
+    let queue_kib: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1024);
 
     // A sink that reads and discards, one thread per connection.
     let sink = TcpListener::bind("127.0.0.1:0")?;
@@ -49,8 +52,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fwd_addr = listener.local_addr()?;
     let stop2 = Arc::clone(&stop);
     let fwd_thread = thread::spawn(move || -> Result<(u64, String), String> {
-        let ring = Ring::new(&RingConfig::default()).map_err(|e| e.to_string())?;
-        let mut fwd = forwarder::Forwarder::new(ring, listener, sink_addr, 1 << 20)
+        let config = RingConfig {
+            buf_size: buf_kib << 10,
+            ..RingConfig::default()
+        };
+        let ring = Ring::new(&config).map_err(|e| e.to_string())?;
+        let mut fwd = forwarder::Forwarder::new(ring, listener, sink_addr, queue_kib << 10)
             .map_err(|e| e.to_string())?;
         while !stop2.load(Ordering::Relaxed) {
             fwd.run_once(Some(Duration::from_millis(50)))
@@ -94,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let forwarded = run(fwd_addr)?;
     stop.store(true, Ordering::Relaxed);
     let (bytes, stats) = fwd_thread.join().map_err(|_| "forwarder panicked")??;
-    println!("streams {streams}, {mib} MiB each");
+    println!("streams {streams}, {mib} MiB each, {buf_kib} KiB receive buffers, queue limit {queue_kib} KiB");
     println!("direct:    {direct:8.0} MiB/s");
     println!(
         "forwarder: {forwarded:8.0} MiB/s  (ratio {:.2})",

@@ -403,7 +403,9 @@ fn close_with_operations_in_flight_frees_everything() {
 
     ring.close(conn).unwrap();
     ring.close_listener(listener).unwrap();
-    assert!(matches!(ring.close(conn), Err(UringError::NoSuchConn(_))));
+    let stale = ring.close(conn).unwrap_err();
+    assert!(matches!(stale, UringError::NoSuchConn(c) if c == conn));
+    assert_eq!(stale.kind(), UringErrorKind::BadHandle);
     drop(held);
     drain(&mut ring);
     assert_eq!(ring.conn_count(), 0);

@@ -564,6 +564,12 @@ impl Ring {
     /// Takes over an already connected stream (made non-blocking) and arms its RECV.
     pub fn adopt(&mut self, stream: TcpStream) -> Result<ConnId, UringError> {
         stream.set_nonblocking(true).map_err(UringError::Socket)?;
+        self.adopt_nonblocking(stream)
+    }
+
+    /// As [`Ring::adopt`] for a stream known to be non-blocking (accepted with
+    /// SOCK_NONBLOCK): no extra system call.
+    pub(super) fn adopt_nonblocking(&mut self, stream: TcpStream) -> Result<ConnId, UringError> {
         let id = self.insert_conn(stream, false)?;
         self.arm_recv(id)?;
         Ok(id)
