@@ -468,9 +468,22 @@ fn timeout_event_in_both_wait_modes() {
 
 #[test]
 fn paused_receive_holds_data_until_resumed() {
-    let Some(mut ring) = ring(&RingConfig::default()) else {
-        return;
-    };
+    // Also the fallback setups: plain flags, and TIMEOUT-op waits.
+    for (defer_taskrun, ext_arg_wait) in [(true, true), (false, true), (false, false)] {
+        let config = RingConfig {
+            defer_taskrun,
+            ext_arg_wait,
+            ..RingConfig::default()
+        };
+        let Some(ring) = ring(&config) else {
+            return;
+        };
+        assert!(defer_taskrun || !ring.features().defer_taskrun);
+        pause_and_resume(ring);
+    }
+}
+
+fn pause_and_resume(mut ring: Ring) {
     let l = TcpListener::bind(loopback()).unwrap();
     let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (mut peer, _) = l.accept().unwrap();
@@ -500,4 +513,33 @@ fn paused_receive_holds_data_until_resumed() {
     assert_eq!(got, b"while paused");
     ring.close(conn).unwrap();
     drain(&mut ring);
+}
+
+#[test]
+fn dropping_the_ring_closes_everything() {
+    let Some(mut ring) = ring(&RingConfig::default()) else {
+        return;
+    };
+    let l = TcpListener::bind(loopback()).unwrap();
+    let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = l.accept().unwrap();
+    let conn = ring.adopt(client).unwrap();
+    let listener = ring
+        .add_listener(sys::reuseport_listener(loopback(), 16).unwrap())
+        .unwrap();
+    let listen_addr = ring.listener_addr(listener).unwrap();
+    ring.send(conn, &vec![0x3c; 32 << 20]).unwrap();
+    for _ in 0..3 {
+        ring.run_once(Some(Duration::from_millis(5))).unwrap();
+    }
+    assert_eq!(ring.ops_in_flight(), 3); // recv, send (stuck: nobody reads), accept
+    drop(ring);
+    // The send was cancelled and the socket closed: the peer reads a prefix, then the end.
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sink = Vec::new();
+    let _ = peer.read_to_end(&mut sink);
+    assert!(sink.len() < 32 << 20 && sink.iter().all(|&b| b == 0x3c));
+    // The listener is gone too.
+    let err = TcpStream::connect(listen_addr).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 }
