@@ -30,6 +30,8 @@ mod config;
 mod op;
 mod ring;
 mod slab;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::SocketAddr;

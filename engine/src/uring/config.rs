@@ -4,7 +4,7 @@ use io_uring::IoUring;
 
 use super::UringError;
 
-/// Sizes and switches for [`Ring::new`].
+/// Sizes and switches for [`Ring::new`](super::Ring::new).
 #[derive(Clone, Debug)]
 pub struct RingConfig {
     /// Submission queue entries (the kernel rounds up to a power of two).
@@ -38,7 +38,7 @@ impl Default for RingConfig {
     }
 }
 
-/// What [`Ring::new`] got from the kernel.
+/// What [`Ring::new`](super::Ring::new) got from the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingFeatures {
     /// SINGLE_ISSUER | DEFER_TASKRUN are set.
