@@ -517,9 +517,20 @@ fn pause_and_resume(mut ring: Ring) {
 
 #[test]
 fn dropping_the_ring_closes_everything() {
-    let Some(mut ring) = ring(&RingConfig::default()) else {
-        return;
-    };
+    for (defer_taskrun, ext_arg_wait) in [(true, true), (true, false), (false, false)] {
+        let config = RingConfig {
+            defer_taskrun,
+            ext_arg_wait,
+            ..RingConfig::default()
+        };
+        let Some(ring) = ring(&config) else {
+            return;
+        };
+        drop_busy_ring(ring);
+    }
+}
+
+fn drop_busy_ring(mut ring: Ring) {
     let l = TcpListener::bind(loopback()).unwrap();
     let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (mut peer, _) = l.accept().unwrap();

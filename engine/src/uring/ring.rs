@@ -301,7 +301,20 @@ impl Ring {
             after_flush: AfterFlush::Nothing,
         };
         let (index, generation) = self.conns.insert(conn).ok_or(UringError::Full)?;
+        self.reserve_per_conn();
         Ok(ConnId { index, generation })
+    }
+
+    /// Grows the tables a connection's data path pushes into when the connection is made,
+    /// so that path never allocates: at most four ops per connection (RECV, SEND, a
+    /// cancelled RECV still completing, CLOSE) and one entry per connection in each list.
+    fn reserve_per_conn(&mut self) {
+        let conns = self.conns.len();
+        self.ops
+            .reserve_live(4 * conns + 2 * self.listeners.len() + 8);
+        self.dirty.reserve(conns.saturating_sub(self.dirty.len()));
+        self.starved
+            .reserve(conns.saturating_sub(self.starved.len()));
     }
 
     pub(super) fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn, UringError> {
@@ -709,7 +722,7 @@ impl Ring {
 
     /// Cancels and closes everything, then waits (bounded) until the kernel has finished
     /// every operation, so no buffer is freed under it.
-    fn shutdown(&mut self) {
+    fn cancel_all_and_wait(&mut self) {
         let conns: Vec<(u32, u32)> = self.conns.keys().collect();
         for (index, generation) in conns {
             let _ = self.close(ConnId { index, generation });
@@ -730,26 +743,11 @@ impl Ring {
             if self.drain_backlog().is_err() {
                 break;
             }
-            let ts = Timespec::from(Duration::from_millis(10));
-            let waited = if self.features.ext_arg_wait {
-                let args = SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
-            } else {
-                self.ring.submit()
-            };
-            if let Err(e) = waited {
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
-                ) {
-                    break;
-                }
+            if self.wait(Some(Duration::from_millis(10))).is_err() {
+                break;
             }
             let _ = self.reap();
             self.events.clear();
-            if !self.features.ext_arg_wait {
-                std::thread::sleep(Duration::from_millis(1));
-            }
         }
         self.events.clear();
         if !self.ops.is_empty() {
@@ -764,6 +762,6 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        self.shutdown();
+        self.cancel_all_and_wait();
     }
 }
