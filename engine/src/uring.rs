@@ -26,16 +26,20 @@
 
 mod bufring;
 mod complete;
+mod config;
 mod op;
 mod ring;
 mod slab;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::SocketAddr;
 
 pub use bufring::{Bid, BufRing, RxBuf};
+pub use config::{RingConfig, RingFeatures, RingStats};
 pub use op::{OpKey, OpKind};
-pub use ring::{Ring, RingConfig, RingFeatures, RingStats};
+pub use ring::Ring;
 
 /// A connection owned by a [`Ring`]: a slab handle, dead once the connection is closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -274,3 +274,48 @@ impl fmt::Debug for RxBuf {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> Option<io_uring::IoUring> {
+        io_uring::IoUring::new(8)
+            .map_err(|e| eprintln!("skipped: io_uring unavailable: {e}"))
+            .ok()
+    }
+
+    #[test]
+    fn sizes_are_checked() {
+        let Some(ring) = ring() else { return };
+        for (entries, size) in [(3, 64), (0, 64), (4, 0)] {
+            let err = BufRing::new(&ring, entries, size, 1).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                io::ErrorKind::InvalidInput,
+                "{entries} x {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn rxbuf_returns_its_buffer_and_impossible_ids_are_refused() {
+        let Some(ring) = ring() else { return };
+        let bufs = BufRing::new(&ring, 4, 64, 3).unwrap();
+        assert_eq!((bufs.entries(), bufs.buf_size(), bufs.bgid()), (4, 64, 3));
+        assert_eq!(bufs.available(), 4);
+        assert!(bufs.take(4, 10).is_none(), "bid out of range");
+        assert!(bufs.take(0, 65).is_none(), "longer than a buffer");
+        let a = bufs.take(1, 10).unwrap();
+        let b = bufs.take(2, 64).unwrap();
+        assert_eq!((a.bid(), a.len()), (Bid(1), 10));
+        assert_eq!(b.len(), 64);
+        assert_eq!((bufs.outstanding(), bufs.available()), (2, 2));
+        drop(a);
+        assert_eq!((bufs.outstanding(), bufs.available()), (1, 3));
+        drop(b);
+        assert_eq!(bufs.available(), 4);
+        // Four initial pushes and two returns: the published tail is 6.
+        assert_eq!(bufs.shared.tail.get(), 6);
+    }
+}

@@ -153,7 +153,7 @@ impl Ring {
                 return Ok(()); // orphan: dropping `stream` closes it
             }
             let peer = stream.peer_addr().ok();
-            let conn = self.adopt(stream)?;
+            let conn = self.adopt_nonblocking(stream)?;
             self.events.push_back(Event::Accepted {
                 listener,
                 conn,

@@ -11,78 +11,11 @@ use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::bufring::BufRing;
+use super::config::{build_ring, RingConfig, RingFeatures, RingStats};
 use super::op::{Op, OpKey};
 use super::slab::Slab;
 use super::{ConnId, Event, ListenerId, UringError};
 use crate::sys::{self, RawSockAddr};
-
-/// Sizes and switches for [`Ring::new`].
-#[derive(Clone, Debug)]
-pub struct RingConfig {
-    /// Submission queue entries (the kernel rounds up to a power of two).
-    pub sq_entries: u32,
-    /// Completion queue entries; large, so bursts of multishot completions do not overflow.
-    pub cq_entries: u32,
-    /// Provided receive buffers (power of two, <= 32768).
-    pub buf_entries: u16,
-    /// Size of each receive buffer.
-    pub buf_size: u32,
-    /// Buffer group id of the receive buffer ring.
-    pub buf_group: u16,
-    /// Try IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (falls back if refused).
-    pub defer_taskrun: bool,
-    /// Wait with an EXT_ARG timeout when the kernel has it; otherwise (or when false) arm a
-    /// TIMEOUT operation for the deadline.
-    pub ext_arg_wait: bool,
-}
-
-impl Default for RingConfig {
-    fn default() -> Self {
-        Self {
-            sq_entries: 256,
-            cq_entries: 8192,
-            buf_entries: 1024,
-            buf_size: 16 * 1024,
-            buf_group: 0,
-            defer_taskrun: true,
-            ext_arg_wait: true,
-        }
-    }
-}
-
-/// What [`Ring::new`] got from the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RingFeatures {
-    /// SINGLE_ISSUER | DEFER_TASKRUN are set.
-    pub defer_taskrun: bool,
-    /// Waits use an EXT_ARG timeout (else a TIMEOUT operation).
-    pub ext_arg_wait: bool,
-    /// Actual submission queue size.
-    pub sq_entries: u32,
-    /// Actual completion queue size.
-    pub cq_entries: u32,
-}
-
-/// Counters for tests and benchmarks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RingStats {
-    /// `io_uring_enter` calls that waited (one per `run_once`).
-    pub waits: u64,
-    /// Extra `io_uring_enter` calls made to drain a backlog into a full SQ.
-    pub backlog_submits: u64,
-    /// Completions reaped (sentinels included).
-    pub completions: u64,
-    /// SEND operations started (a short send's resubmission not counted).
-    pub sends: u64,
-    /// SENDs that completed short and were resubmitted with their tail.
-    pub short_sends: u64,
-    /// RECVs that ended with ENOBUFS (buffer ring empty).
-    pub enobufs: u64,
-    /// Multishot RECVs re-armed after a completion without F_MORE.
-    pub recv_rearms: u64,
-    /// SQEs that found the submission queue full and went to the backlog.
-    pub backlog_spills: u64,
-}
 
 /// One TCP connection's state.
 #[derive(Debug)]
@@ -185,32 +118,6 @@ impl std::fmt::Debug for Ring {
     }
 }
 
-fn build_ring(config: &RingConfig) -> Result<(IoUring, bool), UringError> {
-    if config.defer_taskrun {
-        let mut b = IoUring::builder();
-        b.setup_cqsize(config.cq_entries)
-            .setup_single_issuer()
-            .setup_defer_taskrun();
-        match b.build(config.sq_entries) {
-            Ok(ring) => return Ok((ring, true)),
-            Err(e) => {
-                tracing::info!("io_uring: SINGLE_ISSUER|DEFER_TASKRUN refused ({e}); plain setup")
-            }
-        }
-    }
-    let mut b = IoUring::builder();
-    b.setup_cqsize(config.cq_entries);
-    match b.build(config.sq_entries) {
-        Ok(ring) => Ok((ring, false)),
-        Err(e) => {
-            tracing::info!("io_uring: large CQ refused ({e}); default CQ");
-            IoUring::new(config.sq_entries)
-                .map(|r| (r, false))
-                .map_err(UringError::Setup)
-        }
-    }
-}
-
 impl Ring {
     /// Sets up the io_uring (probing what the kernel supports) and the receive buffer ring.
     ///
@@ -257,11 +164,12 @@ impl Ring {
             conns: Slab::default(),
             listeners: Slab::default(),
             backlog: VecDeque::new(),
-            events: VecDeque::new(),
+            // Sized for a full CQ up front, so reaping never grows them on the data path.
+            events: VecDeque::with_capacity(features.cq_entries as usize),
             dirty: Vec::new(),
             starved: Vec::new(),
             accept_rearm: Vec::new(),
-            cqes: Vec::new(),
+            cqes: Vec::with_capacity(features.cq_entries as usize),
             timeout_ts: Box::new(Timespec::new()),
             features,
             stats: RingStats::default(),
@@ -393,7 +301,20 @@ impl Ring {
             after_flush: AfterFlush::Nothing,
         };
         let (index, generation) = self.conns.insert(conn).ok_or(UringError::Full)?;
+        self.reserve_per_conn();
         Ok(ConnId { index, generation })
+    }
+
+    /// Grows the tables a connection's data path pushes into when the connection is made,
+    /// so that path never allocates: at most four ops per connection (RECV, SEND, a
+    /// cancelled RECV still completing, CLOSE) and one entry per connection in each list.
+    fn reserve_per_conn(&mut self) {
+        let conns = self.conns.len();
+        self.ops
+            .reserve_live(4 * conns + 2 * self.listeners.len() + 8);
+        self.dirty.reserve(conns.saturating_sub(self.dirty.len()));
+        self.starved
+            .reserve(conns.saturating_sub(self.starved.len()));
     }
 
     pub(super) fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn, UringError> {
@@ -466,14 +387,11 @@ impl Ring {
         let len = buf.len();
         // The heap block does not move when the Vec moves into the slab.
         let ptr = buf.as_ptr();
-        let key = match self.insert_op(Op::Send {
+        let key = self.insert_op(Op::Send {
             conn: id,
             buf,
             sent: 0,
-        }) {
-            Ok(key) => key,
-            Err(e) => return Err(e),
-        };
+        })?;
         if let Some(conn) = self.conns.get_mut(id.index, id.generation) {
             conn.send_op = Some(key);
             conn.in_flight = len;
@@ -567,6 +485,12 @@ impl Ring {
     /// Takes over an already connected stream (made non-blocking) and arms its RECV.
     pub fn adopt(&mut self, stream: TcpStream) -> Result<ConnId, UringError> {
         stream.set_nonblocking(true).map_err(UringError::Socket)?;
+        self.adopt_nonblocking(stream)
+    }
+
+    /// As [`Ring::adopt`] for a stream known to be non-blocking (accepted with
+    /// SOCK_NONBLOCK): no extra system call.
+    pub(super) fn adopt_nonblocking(&mut self, stream: TcpStream) -> Result<ConnId, UringError> {
         let id = self.insert_conn(stream, false)?;
         self.arm_recv(id)?;
         Ok(id)
@@ -630,8 +554,9 @@ impl Ring {
         }
     }
 
-    /// Closes `conn` now: cancels its operations (their buffers stay in the slab until their
-    /// completions arrive) and closes the socket. `conn` is dead afterwards; no more events.
+    /// Closes `conn`: cancels its operations (their buffers stay in the slab until their
+    /// completions arrive) and closes the socket. `conn` is dead at once (no more events),
+    /// the kernel acts on the next [`Ring::run_once`] (or when the ring is dropped).
     pub fn close(&mut self, conn: ConnId) -> Result<(), UringError> {
         let c = self
             .conns
@@ -721,14 +646,14 @@ impl Ring {
         self.accept_rearm = rearm;
 
         self.drain_backlog()?;
-        let timeout = if self.events.is_empty() {
-            timeout
-        } else {
+        let events_pending = !self.events.is_empty();
+        self.wait(if events_pending {
             Some(Duration::ZERO)
-        };
-        self.wait(timeout)?;
+        } else {
+            timeout
+        })?;
         let reaped = self.reap()?;
-        if timeout.is_some() && reaped == 0 {
+        if timeout.is_some() && !events_pending && reaped == 0 {
             self.events.push_back(Event::Timeout);
         }
         Ok(())
@@ -797,7 +722,7 @@ impl Ring {
 
     /// Cancels and closes everything, then waits (bounded) until the kernel has finished
     /// every operation, so no buffer is freed under it.
-    fn shutdown(&mut self) {
+    fn cancel_all_and_wait(&mut self) {
         let conns: Vec<(u32, u32)> = self.conns.keys().collect();
         for (index, generation) in conns {
             let _ = self.close(ConnId { index, generation });
@@ -818,26 +743,11 @@ impl Ring {
             if self.drain_backlog().is_err() {
                 break;
             }
-            let ts = Timespec::from(Duration::from_millis(10));
-            let waited = if self.features.ext_arg_wait {
-                let args = SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
-            } else {
-                self.ring.submit()
-            };
-            if let Err(e) = waited {
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
-                ) {
-                    break;
-                }
+            if self.wait(Some(Duration::from_millis(10))).is_err() {
+                break;
             }
             let _ = self.reap();
             self.events.clear();
-            if !self.features.ext_arg_wait {
-                std::thread::sleep(Duration::from_millis(1));
-            }
         }
         self.events.clear();
         if !self.ops.is_empty() {
@@ -852,6 +762,6 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        self.shutdown();
+        self.cancel_all_and_wait();
     }
 }

@@ -49,6 +49,12 @@ impl<T> Slab<T> {
         Some((index, 0))
     }
 
+    /// Makes room for `live` entries, so inserts up to that many never allocate.
+    pub(crate) fn reserve_live(&mut self, live: usize) {
+        self.slots.reserve(live.saturating_sub(self.slots.len()));
+        self.free.reserve(live.saturating_sub(self.free.len()));
+    }
+
     pub(crate) fn get(&self, index: u32, generation: u32) -> Option<&T> {
         self.slots
             .get(index as usize)
