@@ -306,6 +306,7 @@ case "$1" in
     fi
     exec sleep 600 ;;
   client)
+    if [ -n "$SILENT_CLIENT" ]; then exec sleep 600; fi
     echo "starting"
     echo "ready socks=127.0.0.1:4242"
     exec sleep 600 ;;
@@ -330,18 +331,16 @@ impl FakeNet {
     fn command(&self, extra: &[&str]) -> Command {
         let mut c = kistrel();
         c.arg("net")
-            .args([
-                "--dir",
-                self.net_dir().to_str().unwrap(),
-                "--ready-timeout",
-                "30",
-            ])
+            .args(["--dir", self.net_dir().to_str().unwrap()])
             .args(extra)
             .env(
                 "KISTREL_NET_CHILD_EXE",
                 self.tmp.path().join("fake-kistrel"),
             )
             .env("PIDS", self.tmp.path().join("pids"));
+        if !extra.contains(&"--ready-timeout") {
+            c.args(["--ready-timeout", "30"]);
+        }
         c
     }
 
@@ -435,4 +434,40 @@ fn net_bad_override_is_a_usage_error_before_any_child() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown key `Wrokers` (did you mean `Workers`?)"));
     assert!(f.pids().is_empty());
+}
+
+#[test]
+fn net_gives_up_when_the_client_is_never_ready() {
+    let f = FakeNet::new();
+    let o = f
+        .command(&["--ready-timeout", "1"])
+        .env("SILENT_CLIENT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "kistrel: error: the client did not report ready within 1 s; its log: {}\n",
+            f.net_dir().join("client.log").display()
+        )
+    );
+    let pids = f.pids();
+    assert_eq!(pids.len(), 4);
+    for p in pids {
+        assert!(!alive(p), "child {p} left behind");
+    }
+}
+
+#[test]
+fn child_of_a_dead_supervisor_exits() {
+    // The named parent is not our parent: as if `kistrel net` died before the child set
+    // its parent-death signal.
+    let o = kistrel()
+        .args(["relay", "-c", "/nonexistent/relay.toml"])
+        .env("KISTREL_PARENT_PID", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o), "kistrel: parent process 1 is gone; exiting\n");
 }
