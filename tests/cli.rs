@@ -1,1 +1,473 @@
-//! End-to-end tests of the `kistrel` binary.
+//! End-to-end tests of the `kistrel` binary: exit codes, messages, `--json` output, and the
+//! `kistrel net` supervisor (with a stand-in child program: these tests need no runtime).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn kistrel() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kistrel"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    kistrel().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn approx(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+// ---- cbt fit ----
+
+/// 50 builds at 105 ms and 50 at 205 ms: the two fullest 10 ms bins (midpoints 105 and
+/// 205) give Xm = 155; times below Xm count as Xm, so alpha = 100 / (50 ln(205/155))
+/// (Tor circuit_build_times_update_alpha); timeout = Xm / (1 - 0.8)^(1/alpha).
+fn two_mode_times(dir: &Path) -> PathBuf {
+    let mut text = String::from("# two modes\n");
+    for i in 0..100 {
+        text.push_str(if i % 2 == 0 { "105\n" } else { "205\n" });
+    }
+    let p = dir.join("times.txt");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn cbt_fit_json_has_the_fit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = two_mode_times(tmp.path());
+    let o = run(&["cbt", "fit", file.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "exactly one JSON object: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let alpha = 100.0 / (50.0 * (205.0f64 / 155.0).ln());
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["n"], 100);
+    assert_eq!(v["xm_ms"], 155);
+    assert!(approx(v["alpha"].as_f64().unwrap(), alpha));
+    let timeout = 155.0 / 0.2f64.powf(1.0 / alpha);
+    let close = 155.0 / 0.01f64.powf(1.0 / alpha);
+    assert!(approx(v["timeout_ms"].as_f64().unwrap(), timeout));
+    assert!(approx(v["close_ms"].as_f64().unwrap(), close));
+    assert_eq!(v["learned"], true);
+}
+
+#[test]
+fn cbt_fit_human_and_quantile_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = two_mode_times(tmp.path());
+    let o = run(&["cbt", "fit", file.to_str().unwrap(), "--quantile", "50"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let alpha = 100.0 / (50.0 * (205.0f64 / 155.0).ln());
+    let timeout = 155.0 / 0.5f64.powf(1.0 / alpha);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!(
+            "n=100 Xm=155 ms alpha={alpha:.4} timeout={timeout:.0} ms (q=50%)"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn cbt_fit_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.txt");
+    std::fs::write(&bad, "100\n# comment\nabc\n").unwrap();
+    let o = run(&["cbt", "fit", bad.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "kistrel: error: {}:3: expected a build time in whole milliseconds, found \"abc\"\n",
+            bad.display()
+        )
+    );
+    let flat = tmp.path().join("flat.txt");
+    std::fs::write(&flat, "100\n100\n").unwrap();
+    let o = run(&["cbt", "fit", flat.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "kistrel: error: {}: cannot fit a Pareto to 2 build time(s): need at least two different times\n",
+            flat.display()
+        )
+    );
+    let o = run(&["cbt", "fit", "/nonexistent/times.txt"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o)
+        .starts_with("kistrel: error: cannot read build times file /nonexistent/times.txt: "));
+    let o = run(&["cbt", "fit", flat.to_str().unwrap(), "--quantile", "100"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+// ---- path sample ----
+
+fn synthetic_dir(dir: &Path, n: usize) -> PathBuf {
+    let d = kistrel_pathsel::dir::synthetic_directory(n, &mut ChaCha8Rng::seed_from_u64(11));
+    let p = dir.join("directory.toml");
+    std::fs::write(&p, d.to_toml()).unwrap();
+    p
+}
+
+#[test]
+fn path_sample_json_counts_every_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = synthetic_dir(tmp.path(), 40);
+    let args = [
+        "path",
+        "sample",
+        "--dir",
+        dir.to_str().unwrap(),
+        "-n",
+        "3000",
+        "--seed",
+        "7",
+        "--json",
+    ];
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["seed"], 7);
+    assert_eq!(v["n"], 3000);
+    let relays = v["relays"].as_array().unwrap();
+    assert_eq!(relays.len(), 40);
+    for pos in ["guard", "middle", "exit"] {
+        let total: u64 = relays
+            .iter()
+            .map(|r| r[pos]["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 3000, "{pos}");
+        let expected: f64 = relays
+            .iter()
+            .map(|r| r[pos]["expected"].as_f64().unwrap())
+            .sum();
+        assert!(
+            (expected - 1.0).abs() < 1e-9,
+            "{pos} expected shares sum to {expected}"
+        );
+        assert!(v["chi_square"][pos]["df"].as_u64().unwrap() >= 1);
+    }
+    // Same seed, same output.
+    assert_eq!(stdout(&run(&args)), out);
+}
+
+#[test]
+fn path_sample_human_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = synthetic_dir(tmp.path(), 10);
+    let o = run(&[
+        "path",
+        "sample",
+        "--dir",
+        dir.to_str().unwrap(),
+        "-n",
+        "100",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("seed 3"));
+    assert_eq!(lines.next(), Some("100 paths sampled"));
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("chi-square ")).count(),
+        3,
+        "{out}"
+    );
+}
+
+#[test]
+fn path_sample_bad_directory_names_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("d.toml");
+    std::fs::write(
+        &p,
+        "version = 1\n\n[[relay]]\nnickname = \"a\"\ncolour = \"red\"\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "path",
+        "sample",
+        "--dir",
+        p.to_str().unwrap(),
+        "-n",
+        "1",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "kistrel: error: {}: directory file line ",
+            p.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("colour"), "{err}");
+}
+
+// ---- keygen, relay/client config errors, usage ----
+
+#[test]
+fn keygen_writes_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("k");
+    let o = run(&["keygen", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let file = out.join("keys.toml");
+    let line = stdout(&o);
+    let k = kistrel::keys::RelayKeyFile::load(&file).unwrap();
+    let id = hex::encode_upper(k.identity);
+    assert!(
+        line.starts_with(&format!("identity={id} ntor_key=")),
+        "{line}"
+    );
+    assert!(line
+        .trim_end()
+        .ends_with(&format!("file={}", file.display())));
+    let o = run(&["keygen", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "kistrel: error: key file {} already exists: remove it first if you really want new keys\n",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn config_errors_exit_2_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("relay.toml");
+    std::fs::write(&conf, "ORPort = \"127.0.0.1:9001\"\nNickName = \"x\"\n").unwrap();
+    let o = run(&["relay", "-c", conf.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "kistrel: error: {}:2: unknown key `NickName` (did you mean `Nickname`?)\n",
+            conf.display()
+        )
+    );
+    let o = run(&["client", "-c", "/nonexistent/client.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o)
+        .starts_with("kistrel: error: cannot read config file /nonexistent/client.toml: "));
+    let o = run(&["relay", "-c", conf.to_str().unwrap(), "-o", "novalue"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "kistrel: error: bad override \"novalue\": want -o KEY=VALUE, e.g. -o Workers=2\n"
+    );
+    // clap's own usage errors.
+    assert_eq!(run(&["relay"]).status.code(), Some(2));
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(run(&["net", "--relays", "2"]).status.code(), Some(2));
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+}
+
+// ---- net, with a stand-in child program ----
+
+/// A child that records its pid, then: `relay` sleeps (or, if its config names the relay in
+/// $FAIL_RELAY, prints a line to stderr and exits 3); `client` prints the ready line and
+/// sleeps. `exec` keeps the recorded pid.
+const FAKE_CHILD: &str = r#"#!/bin/sh
+while [ "$1" = "-v" ]; do shift; done
+echo $$ >> "$PIDS"
+case "$1" in
+  relay)
+    if [ -n "$FAIL_RELAY" ] && grep -q "Nickname = \"$FAIL_RELAY\"" "$3"; then
+      echo "cannot bind: boom" >&2
+      exit 3
+    fi
+    exec sleep 600 ;;
+  client)
+    if [ -n "$SILENT_CLIENT" ]; then exec sleep 600; fi
+    echo "starting"
+    echo "ready socks=127.0.0.1:4242"
+    exec sleep 600 ;;
+esac
+exit 9
+"#;
+
+struct FakeNet {
+    tmp: tempfile::TempDir,
+}
+
+impl FakeNet {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let exe = tmp.path().join("fake-kistrel");
+        std::fs::write(&exe, FAKE_CHILD).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeNet { tmp }
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut c = kistrel();
+        c.arg("net")
+            .args(["--dir", self.net_dir().to_str().unwrap()])
+            .args(extra)
+            .env(
+                "KISTREL_NET_CHILD_EXE",
+                self.tmp.path().join("fake-kistrel"),
+            )
+            .env("PIDS", self.tmp.path().join("pids"));
+        if !extra.contains(&"--ready-timeout") {
+            c.args(["--ready-timeout", "30"]);
+        }
+        c
+    }
+
+    fn net_dir(&self) -> PathBuf {
+        self.tmp.path().join("net")
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.tmp.path().join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // Reaped children are gone from /proc (a zombie would still show: we want reaped).
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn net_prints_ready_then_stops_everything_on_sigterm() {
+    let f = FakeNet::new();
+    let mut net = f
+        .command(&["--relays", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(net.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let dir = f.net_dir();
+    let relays: Vec<String> = (1..=4)
+        .map(|i| {
+            let c =
+                kistrel::config::RelayConf::load(&dir.join(format!("relay{i}.toml")), &[]).unwrap();
+            c.or_port.to_string()
+        })
+        .collect();
+    assert_eq!(
+        line,
+        format!(
+            "ready socks=127.0.0.1:4242 relays={} dir={}\n",
+            relays.join(","),
+            dir.display()
+        )
+    );
+    let pids = f.pids();
+    assert_eq!(pids.len(), 5, "4 relays and a client");
+    assert!(pids.iter().all(|p| alive(*p)));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(net.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = net.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    for p in pids {
+        assert!(!alive(p), "child {p} left behind");
+    }
+}
+
+#[test]
+fn net_reports_a_dead_child_and_stops_the_rest() {
+    let f = FakeNet::new();
+    let o = f.command(&[]).env("FAIL_RELAY", "relay2").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty(), "no ready line: {}", stdout(&o));
+    let err = stderr(&o);
+    let log = f.net_dir().join("relay2.log");
+    assert!(err.starts_with("kistrel: error: relay2 (pid "), "{err}");
+    assert!(
+        err.trim_end().ends_with(&format!(
+            "exited unexpectedly (exit status: 3); its log: {}; last line: cannot bind: boom",
+            log.display()
+        )),
+        "{err}"
+    );
+    for p in f.pids() {
+        assert!(!alive(p), "child {p} left behind");
+    }
+}
+
+#[test]
+fn net_bad_override_is_a_usage_error_before_any_child() {
+    let f = FakeNet::new();
+    let o = f.command(&["-o", "Wrokers=2"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown key `Wrokers` (did you mean `Workers`?)"));
+    assert!(f.pids().is_empty());
+}
+
+#[test]
+fn net_gives_up_when_the_client_is_never_ready() {
+    let f = FakeNet::new();
+    let o = f
+        .command(&["--ready-timeout", "1"])
+        .env("SILENT_CLIENT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "kistrel: error: the client did not report ready within 1 s; its log: {}\n",
+            f.net_dir().join("client.log").display()
+        )
+    );
+    let pids = f.pids();
+    assert_eq!(pids.len(), 4);
+    for p in pids {
+        assert!(!alive(p), "child {p} left behind");
+    }
+}
+
+#[test]
+fn child_of_a_dead_supervisor_exits() {
+    // The named parent is not our parent: as if `kistrel net` died before the child set
+    // its parent-death signal.
+    let o = kistrel()
+        .args(["relay", "-c", "/nonexistent/relay.toml"])
+        .env("KISTREL_PARENT_PID", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o), "kistrel: parent process 1 is gone; exiting\n");
+}

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use kistrel_pathsel::{CbtConfig, DirError, Directory, ExitPolicy, PathConfig};
 
+use crate::keys::{KeyError, RelayKeyFile};
+
 mod table;
 mod value;
 
@@ -373,6 +375,28 @@ impl RelayConf {
                 .unwrap_or(d.max_circuit_queue_cells),
             metrics_port: t.get("MetricsPort", value::socket_addr)?,
             bandwidth_rate: t.get("BandwidthRate", value::byte_rate)?,
+        })
+    }
+
+    /// The engine's config for one worker's `Relay`: keys from `KeyFile`, the exit policy,
+    /// queue limits, and the announced addresses (`Address`, else the ORPort's IP unless it
+    /// is unspecified). Call once per worker (the keys are not `Clone`).
+    pub fn engine_config(&self) -> Result<kistrel_engine::relay::RelayConfig, KeyError> {
+        let keys = RelayKeyFile::load(&self.key_file)?;
+        let my_addrs = if !self.address.is_empty() {
+            self.address.clone()
+        } else if self.or_port.ip().is_unspecified() {
+            Vec::new()
+        } else {
+            vec![self.or_port.ip()]
+        };
+        Ok(kistrel_engine::relay::RelayConfig {
+            keys: Some(keys.relay_keys()),
+            exit_policy: self.exit_policy.clone(),
+            my_addrs,
+            max_circuit_queue_cells: self.max_circuit_queue_cells,
+            max_mem_in_queues: usize::try_from(self.max_mem_in_queues).unwrap_or(usize::MAX),
+            ..kistrel_engine::relay::RelayConfig::default()
         })
     }
 

@@ -158,20 +158,8 @@ pub fn run(args: PathArgs) -> Result<(), CliError> {
         println!("{json}");
     } else {
         println!("seed {seed}");
+        // The report's Display ends with the chi-square lines.
         print!("{report}");
-        for (name, c) in [
-            ("guard", chi.guard),
-            ("middle", chi.middle),
-            ("exit", chi.exit),
-        ] {
-            println!(
-                "chi-square {name}: {:.2} (df {}, critical at 0.001: {:.2}) {}",
-                c.statistic,
-                c.df,
-                c.critical_001,
-                if c.passes() { "ok" } else { "MISMATCH" }
-            );
-        }
     }
     Ok(())
 }

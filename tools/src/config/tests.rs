@@ -497,3 +497,42 @@ fn relative_paths_resolve_against_the_config_folder() {
         PathBuf::from("keys.toml")
     );
 }
+
+#[test]
+fn engine_config_from_relay_conf() {
+    use rand::SeedableRng;
+    let f = Fixture::new();
+    let keys = RelayKeyFile::generate(&mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
+    keys.save(&f.file("keys.toml")).unwrap();
+    let text = "ORPort = \"127.0.0.1:9001\"\nExitPolicy = [\"accept *:80\"]\n\
+                MaxMemInQueues = \"1 MB\"\nMaxCircuitQueueCells = 7\n";
+    let e = f.relay(text, &[]).unwrap().engine_config().unwrap();
+    let k = e.keys.as_ref().unwrap();
+    assert_eq!(k.identity, keys.identity);
+    assert_eq!(k.ntor.public(), keys.ntor_public());
+    assert!(e.exit_policy.as_ref().unwrap().allows_port(80));
+    assert_eq!(e.my_addrs, vec![IpAddr::from([127, 0, 0, 1])]);
+    assert_eq!(e.max_mem_in_queues, 1 << 20);
+    assert_eq!(e.max_circuit_queue_cells, 7);
+    let e = f
+        .relay("ORPort = \"0.0.0.0:9001\"\n", &[])
+        .unwrap()
+        .engine_config()
+        .unwrap();
+    assert!(e.my_addrs.is_empty());
+    assert!(e.exit_policy.is_none());
+    let e = f
+        .relay("ORPort = \"0.0.0.0:9001\"\nAddress = \"10.1.2.3\"\n", &[])
+        .unwrap()
+        .engine_config()
+        .unwrap();
+    assert_eq!(e.my_addrs, vec![IpAddr::from([10, 1, 2, 3])]);
+    // An empty key file is found (the path check passes) but does not load.
+    std::fs::write(f.file("keys.toml"), "").unwrap();
+    let err = f
+        .relay(MINIMAL_RELAY, &[])
+        .unwrap()
+        .engine_config()
+        .unwrap_err();
+    assert!(matches!(err, KeyError::Malformed { .. }), "{err:?}");
+}
