@@ -723,7 +723,7 @@ impl Net {
     /// The CircuitClosed reason logged at node `i` for `circ`, if any.
     pub fn closed_why(&self, i: usize, circ: CircHandle) -> Option<crate::client::CircuitFailure> {
         self.nodes[i].log.iter().find_map(|e| match e {
-            Event::CircuitClosed { circ: c, why } if *c == circ => Some(*why),
+            Event::CircuitClosed { circ: c, why, .. } if *c == circ => Some(*why),
             _ => None,
         })
     }

@@ -153,10 +153,12 @@ pub enum Event {
     },
     /// Origin: a circuit is built.
     CircuitBuilt { circ: CircHandle, elapsed: Duration },
-    /// Origin: a circuit failed or closed.
+    /// Origin: a circuit failed or closed. `hops_done` hops had completed their handshake,
+    /// so while building, hop `hops_done` is the one that failed (0 = the guard).
     CircuitClosed {
         circ: CircHandle,
         why: CircuitFailure,
+        hops_done: usize,
     },
 }
 
@@ -285,7 +287,13 @@ impl Relay {
 
     /// A peer connected to us. Returns the new channel; it expects VERSIONS first.
     pub fn accept_channel(&mut self, now: Instant, peer: SocketAddr) -> ChanId {
-        let ch = Channel::new(false, Some(peer), None, ChanState::Handshaking, &self.cfg.ewma);
+        let ch = Channel::new(
+            false,
+            Some(peer),
+            None,
+            ChanState::Handshaking,
+            &self.cfg.ewma,
+        );
         let chan = ChanId(self.channels.insert(ch));
         self.arm_handshake_deadline(now, chan);
         debug!(?chan, %peer, "inbound channel");
@@ -413,7 +421,12 @@ impl Relay {
     /// into `out` and counts it in the circuit's EWMA. Returns the cell's size and when it
     /// was queued, or None if no circuit on `chan` has a queued cell. This is the
     /// scheduler's per-cell primitive: no allocation, one copy.
-    pub fn write_one_cell(&mut self, now: Instant, chan: ChanId, out: &mut Vec<u8>) -> Option<(usize, Instant)> {
+    pub fn write_one_cell(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        out: &mut Vec<u8>,
+    ) -> Option<(usize, Instant)> {
         let ch = self.channels.get_mut(chan.0)?;
         let key @ (circ, dir) = ch.mux.peek()?;
         let Some(c) = self.circuits.get_mut(circ.0) else {
@@ -452,12 +465,16 @@ impl Relay {
     /// Moves `chan`'s link-control cells (handshake, DESTROY of freed circuits) to `out`.
     /// They bypass the scheduler: few, small, and they must not wait behind data.
     pub fn take_ctrl(&mut self, chan: ChanId, out: &mut Vec<u8>) -> usize {
-        self.channels.get_mut(chan.0).map_or(0, |c| c.take_ctrl(out, usize::MAX))
+        self.channels
+            .get_mut(chan.0)
+            .map_or(0, |c| c.take_ctrl(out, usize::MAX))
     }
 
     /// Removes queue `dir` of `circ` from its channel's mux (before that side goes away).
     pub(crate) fn detach_queue(&mut self, circ: CircHandle, dir: Dir) {
-        let Some(c) = self.circuits.get_mut(circ.0) else { return };
+        let Some(c) = self.circuits.get_mut(circ.0) else {
+            return;
+        };
         let hop = c.out_hop(dir);
         let q = c.queue_mut(dir);
         if !q.in_mux {
@@ -577,7 +594,13 @@ impl Relay {
                 return chan;
             }
         }
-        let ch = Channel::new(true, Some(addr), Some((addr, id)), ChanState::Connecting, &self.cfg.ewma);
+        let ch = Channel::new(
+            true,
+            Some(addr),
+            Some((addr, id)),
+            ChanState::Connecting,
+            &self.cfg.ewma,
+        );
         let chan = ChanId(self.channels.insert(ch));
         self.outbound.insert((addr, id), chan);
         self.events.push_back(Event::OpenChannel { chan, addr });
@@ -724,8 +747,13 @@ impl Relay {
                 });
             }
         }
-        if matches!(c.kind, CircKind::Origin(_)) {
-            self.events.push_back(Event::CircuitClosed { circ, why });
+        if let CircKind::Origin(o) = &c.kind {
+            let hops_done = o.hops.len();
+            self.events.push_back(Event::CircuitClosed {
+                circ,
+                why,
+                hops_done,
+            });
         }
         trace!(?circ, "circuit freed");
     }
@@ -758,7 +786,13 @@ impl Relay {
         if cells * CELL_LEN != self.queued_bytes {
             return Err("queued_bytes differs from the sum of queues");
         }
-        if self.channels.iter().map(|(_, ch)| ch.mux.len()).sum::<usize>() != active {
+        if self
+            .channels
+            .iter()
+            .map(|(_, ch)| ch.mux.len())
+            .sum::<usize>()
+            != active
+        {
             return Err("mux entries differ from the active queues");
         }
         for (_, ch) in self.channels.iter() {

@@ -44,7 +44,9 @@ pub struct Clock {
 impl Clock {
     /// A clock whose origin is now.
     pub fn new() -> Self {
-        Clock { base: std::time::Instant::now() }
+        Clock {
+            base: std::time::Instant::now(),
+        }
     }
 
     /// The current time (one clock read).
@@ -64,7 +66,11 @@ impl Default for Clock {
 #[derive(Debug)]
 pub enum IoEvent<C, L, B> {
     /// A listener accepted a connection (its receive side is armed).
-    Accepted { listener: L, conn: C, peer: Option<SocketAddr> },
+    Accepted {
+        listener: L,
+        conn: C,
+        peer: Option<SocketAddr>,
+    },
     /// An outgoing connection is up.
     Connected { conn: C },
     /// An outgoing connection failed; `conn` is dead.
@@ -119,7 +125,11 @@ pub trait Driver {
 pub enum Command {
     /// Build a circuit along `path` for requests tagged `tag`; give up at `deadline`
     /// (the learned circuit build timeout).
-    BuildCircuit { tag: u64, path: Vec<HopSpec>, deadline: Instant },
+    BuildCircuit {
+        tag: u64,
+        path: Vec<HopSpec>,
+        deadline: Instant,
+    },
     /// No path could be found for `tag`: fail its waiting requests.
     NoPath { tag: u64 },
     /// Stop: DESTROY every circuit, flush, close, return.
@@ -133,13 +143,31 @@ pub enum WorkerEvent {
     /// The worker needs a circuit for requests tagged `tag`.
     NeedCircuit { worker: usize, tag: u64 },
     /// The circuit for `tag` was built in `build_ms`.
-    CircuitBuilt { worker: usize, tag: u64, guard: RelayId, build_ms: u32 },
+    CircuitBuilt {
+        worker: usize,
+        tag: u64,
+        guard: RelayId,
+        build_ms: u32,
+    },
     /// The circuit for `tag` failed while building (`hop`: where, if known).
-    CircuitFailed { worker: usize, tag: u64, guard: RelayId, hop: Option<usize> },
+    CircuitFailed {
+        worker: usize,
+        tag: u64,
+        guard: RelayId,
+        hop: Option<usize>,
+    },
     /// The circuit for `tag` passed its deadline while building and was closed.
-    CircuitTimedOut { worker: usize, tag: u64, guard: RelayId },
+    CircuitTimedOut {
+        worker: usize,
+        tag: u64,
+        guard: RelayId,
+    },
     /// The guard of the circuit for `tag` could not be reached at all.
-    GuardUnreachable { worker: usize, tag: u64, guard: RelayId },
+    GuardUnreachable {
+        worker: usize,
+        tag: u64,
+        guard: RelayId,
+    },
     /// Periodic counters.
     Stats { worker: usize, stats: RelayStats },
 }

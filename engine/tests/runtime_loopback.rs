@@ -12,7 +12,9 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_engine::client::HopSpec;
 use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
-use kistrel_engine::runtime::{Clock, Command, EventSender, Worker, WorkerConfig, WorkerEvent, WorkerReport};
+use kistrel_engine::runtime::{
+    Clock, Command, EventSender, Worker, WorkerConfig, WorkerEvent, WorkerReport,
+};
 use kistrel_engine::uring::{Ring, RingConfig};
 use kistrel_sched::{SchedConfig, SchedulerKind};
 use rand::{RngCore, SeedableRng};
@@ -33,14 +35,25 @@ fn spawn(cfg: WorkerConfig) -> Running {
         let worker = Worker::new(cfg, ring, cmd_rx, EventSender::new(ev_tx)).expect("worker");
         worker.run()
     });
-    Running { cmd: cmd_tx, events: ev_rx, handle }
+    Running {
+        cmd: cmd_tx,
+        events: ev_rx,
+        handle,
+    }
 }
 
 fn listener() -> TcpListener {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind")
 }
 
-fn worker_cfg(index: usize, relay: RelayConfig, or: Option<TcpListener>, socks: Option<TcpListener>, kind: SchedulerKind, clock: Clock) -> WorkerConfig {
+fn worker_cfg(
+    index: usize,
+    relay: RelayConfig,
+    or: Option<TcpListener>,
+    socks: Option<TcpListener>,
+    kind: SchedulerKind,
+    clock: Clock,
+) -> WorkerConfig {
     WorkerConfig {
         index,
         relay,
@@ -66,12 +79,15 @@ fn serve(data: Vec<u8>) -> (SocketAddr, JoinHandle<()>) {
 
 fn socks_connect(socks: SocketAddr, target: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(socks).expect("connect socks");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     s.write_all(&[5, 1, 0]).expect("greeting");
     let mut r = [0u8; 2];
     s.read_exact(&mut r).expect("method");
     assert_eq!(r, [5, 0]);
-    let SocketAddr::V4(t) = target else { panic!("v4 only") };
+    let SocketAddr::V4(t) = target else {
+        panic!("v4 only")
+    };
     let mut req = vec![5, 1, 0, 1];
     req.extend_from_slice(&t.ip().octets());
     req.extend_from_slice(&t.port().to_be_bytes());
@@ -93,23 +109,45 @@ fn run_fetch(kind: SchedulerKind, size: usize) {
         rng.fill_bytes(&mut id);
         let l = listener();
         let addr = l.local_addr().expect("addr");
-        hops.push(HopSpec { id, ntor_key: ntor.public(), addr });
+        hops.push(HopSpec {
+            id,
+            ntor_key: ntor.public(),
+            addr,
+        });
         let exit_policy = (i == 2).then(|| "accept 127.0.0.0/8:*".parse().expect("policy"));
-        let cfg = RelayConfig { keys: Some(RelayKeys { identity: id, ntor }), exit_policy, ..RelayConfig::default() };
+        let cfg = RelayConfig {
+            keys: Some(RelayKeys { identity: id, ntor }),
+            exit_policy,
+            ..RelayConfig::default()
+        };
         relays.push(spawn(worker_cfg(i, cfg, Some(l), None, kind, clock)));
     }
     let socks_l = listener();
     let socks = socks_l.local_addr().expect("addr");
-    let client = spawn(worker_cfg(9, RelayConfig::default(), None, Some(socks_l), kind, clock));
+    let client = spawn(worker_cfg(
+        9,
+        RelayConfig::default(),
+        None,
+        Some(socks_l),
+        kind,
+        clock,
+    ));
 
     // The control thread's part: answer NeedCircuit with the fixed path; wait for a build.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut built = false;
     while !built {
-        assert!(std::time::Instant::now() < deadline, "no circuit built in time");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no circuit built in time"
+        );
         match client.events.recv_timeout(Duration::from_millis(100)) {
             Ok(WorkerEvent::NeedCircuit { tag, .. }) => {
-                let cmd = Command::BuildCircuit { tag, path: hops.clone(), deadline: clock.now() + Duration::from_secs(10) };
+                let cmd = Command::BuildCircuit {
+                    tag,
+                    path: hops.clone(),
+                    deadline: clock.now() + Duration::from_secs(10),
+                };
                 client.cmd.send(cmd).expect("send");
             }
             Ok(WorkerEvent::CircuitBuilt { .. }) => built = true,

@@ -104,6 +104,11 @@ impl RelayFlags {
         self.0 |= flag.bit();
     }
 
+    /// Remove `flag`.
+    pub fn remove(&mut self, flag: Flag) {
+        self.0 &= !flag.bit();
+    }
+
     /// The flags in file order.
     pub fn iter(self) -> impl Iterator<Item = Flag> {
         Flag::ALL.into_iter().filter(move |f| self.contains(*f))

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_engine::relay::RelayConfig;
-use kistrel_engine::runtime::{Clock, Command, EventSender, Worker, WorkerConfig, WorkerEvent, WorkerReport};
+use kistrel_engine::runtime::{
+    Clock, Command, EventSender, Worker, WorkerConfig, WorkerEvent, WorkerReport,
+};
 use kistrel_sched::{EwmaConfig, SchedConfig, SchedulerKind};
 
 use crate::config::{Backend, RuntimeConf, SchedulerName};
@@ -47,7 +49,13 @@ pub fn sched_config(rt: &RuntimeConf) -> (Vec<SchedulerKind>, SchedConfig, EwmaC
         sock_buf_size_factor: rt.kist_sock_buf_size_factor,
         ..SchedConfig::default()
     };
-    (kinds, sched, EwmaConfig { halflife: rt.circuit_priority_halflife })
+    (
+        kinds,
+        sched,
+        EwmaConfig {
+            halflife: rt.circuit_priority_halflife,
+        },
+    )
 }
 
 /// Binds `n` SO_REUSEPORT listeners on `addr` (all on the same port when `addr` has port
@@ -57,11 +65,17 @@ pub fn listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>> {
     let probe = TcpListener::bind(addr)?;
     let addr = probe.local_addr()?;
     drop(probe);
-    (0..n).map(|_| kistrel_engine::sys::reuseport_listener(addr, 1024)).collect()
+    (0..n)
+        .map(|_| kistrel_engine::sys::reuseport_listener(addr, 1024))
+        .collect()
 }
 
 /// Starts one worker per entry of `configs` with the given backend.
-pub fn start(configs: Vec<WorkerConfig>, backend: Backend, clock: Clock) -> Result<Workers, CliError> {
+pub fn start(
+    configs: Vec<WorkerConfig>,
+    backend: Backend,
+    clock: Clock,
+) -> Result<Workers, CliError> {
     if backend == Backend::Poll {
         return Err(CliError::runtime(
             "Backend poll",
@@ -85,7 +99,9 @@ pub fn start(configs: Vec<WorkerConfig>, backend: Backend, clock: Clock) -> Resu
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                let ring = match kistrel_engine::uring::Ring::new(&kistrel_engine::uring::RingConfig::default()) {
+                let ring = match kistrel_engine::uring::Ring::new(
+                    &kistrel_engine::uring::RingConfig::default(),
+                ) {
                     Ok(r) => r,
                     Err(e) => {
                         let _ = ready.send(Err(format!("setting up io_uring: {e}")));
@@ -114,7 +130,12 @@ pub fn start(configs: Vec<WorkerConfig>, backend: Backend, clock: Clock) -> Resu
             Err(e) => return Err(CliError::runtime("starting workers", e)),
         }
     }
-    Ok(Workers { commands, events: ev_rx, handles, clock })
+    Ok(Workers {
+        commands,
+        events: ev_rx,
+        handles,
+        clock,
+    })
 }
 
 fn empty_report() -> WorkerReport {
@@ -129,7 +150,10 @@ fn empty_report() -> WorkerReport {
 impl Workers {
     /// Whether a worker thread has ended on its own.
     pub fn any_finished(&self) -> Option<usize> {
-        self.handles.iter().find(|(_, h)| h.is_finished()).map(|(i, _)| *i)
+        self.handles
+            .iter()
+            .find(|(_, h)| h.is_finished())
+            .map(|(i, _)| *i)
     }
 
     /// Asks every worker to stop (DESTROY circuits, flush, close) and waits for them.
@@ -137,21 +161,28 @@ impl Workers {
         for c in &self.commands {
             let _ = c.send(Command::Shutdown);
         }
-        self.handles.into_iter().filter_map(|(_, h)| h.join().ok()).collect()
+        self.handles
+            .into_iter()
+            .filter_map(|(_, h)| h.join().ok())
+            .collect()
     }
 }
 
 /// A base `RelayConfig` from the runtime keys (scheduler priority) — callers fill the rest.
 pub fn relay_config(rt: &RuntimeConf) -> RelayConfig {
     let (_, _, ewma) = sched_config(rt);
-    RelayConfig { ewma, ..RelayConfig::default() }
+    RelayConfig {
+        ewma,
+        ..RelayConfig::default()
+    }
 }
 
 /// SIGINT/SIGTERM as a flag.
 pub fn stop_flag() -> Result<Arc<AtomicBool>, CliError> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&flag)).map_err(|e| CliError::runtime("installing signal handlers", e))?;
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .map_err(|e| CliError::runtime("installing signal handlers", e))?;
     }
     Ok(flag)
 }

@@ -54,10 +54,16 @@ impl Resolver {
 
     fn resolve(&self, stream: StreamHandle, host: String, port: u16) {
         let tx = self.tx.clone();
-        let spawned = std::thread::Builder::new().name("kistrel-resolve".into()).spawn(move || {
-            let ip = (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next()).map(|a| a.ip());
-            let _ = tx.send((stream, ip, port));
-        });
+        let spawned = std::thread::Builder::new()
+            .name("kistrel-resolve".into())
+            .spawn(move || {
+                let ip = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .map(|a| a.ip());
+                let _ = tx.send((stream, ip, port));
+            });
         if spawned.is_err() {
             let _ = self.tx.send((stream, None, port));
         }
@@ -84,13 +90,16 @@ impl<D: Driver> Worker<D> {
     pub(super) fn resolver_results(&mut self, now: Instant) {
         while let Ok((stream, ip, port)) = self.resolver.rx.try_recv() {
             match ip {
-                None => self.relay.handle_stream_failed(now, stream, EndReason::RESOLVEFAILED),
+                None => self
+                    .relay
+                    .handle_stream_failed(now, stream, EndReason::RESOLVEFAILED),
                 Some(ip) => {
                     // The port was checked already; the address can only be checked now.
                     if self.relay.exit_allows(ip, port) {
                         self.exit_connect_addr(now, stream, SocketAddr::new(ip, port));
                     } else {
-                        self.relay.handle_stream_failed(now, stream, EndReason::EXITPOLICY);
+                        self.relay
+                            .handle_stream_failed(now, stream, EndReason::EXITPOLICY);
                     }
                 }
             }
@@ -101,18 +110,28 @@ impl<D: Driver> Worker<D> {
         match self.driver.connect(addr) {
             Ok(conn) => {
                 self.roles.insert(conn, Role::Edge);
-                self.edges.insert(conn, Edge { stream: Some(stream), target: Some(addr), ..Edge::default() });
+                self.edges.insert(
+                    conn,
+                    Edge {
+                        stream: Some(stream),
+                        target: Some(addr),
+                        ..Edge::default()
+                    },
+                );
                 self.stream_conn.insert(stream, conn);
             }
             Err(e) => {
                 debug!(?stream, %addr, error = %e, "exit connect failed to start");
-                self.relay.handle_stream_failed(now, stream, EndReason::CONNECTREFUSED);
+                self.relay
+                    .handle_stream_failed(now, stream, EndReason::CONNECTREFUSED);
             }
         }
     }
 
     pub(super) fn edge_connected(&mut self, now: Instant, conn: D::Conn) {
-        let Some(edge) = self.edges.get(&conn) else { return };
+        let Some(edge) = self.edges.get(&conn) else {
+            return;
+        };
         if let (Some(stream), Some(addr)) = (edge.stream, edge.target) {
             self.relay.handle_stream_connected(now, stream, addr);
         }
@@ -123,7 +142,8 @@ impl<D: Driver> Worker<D> {
         if let Some(edge) = self.edges.remove(&conn) {
             if let Some(stream) = edge.stream {
                 self.stream_conn.remove(&stream);
-                self.relay.handle_stream_failed(now, stream, EndReason::CONNECTREFUSED);
+                self.relay
+                    .handle_stream_failed(now, stream, EndReason::CONNECTREFUSED);
             }
         }
     }
@@ -132,11 +152,19 @@ impl<D: Driver> Worker<D> {
 
     pub(super) fn accept_socks(&mut self, conn: D::Conn) {
         self.roles.insert(conn, Role::Edge);
-        self.edges.insert(conn, Edge { socks: Some(SocksServer::new()), ..Edge::default() });
+        self.edges.insert(
+            conn,
+            Edge {
+                socks: Some(SocksServer::new()),
+                ..Edge::default()
+            },
+        );
     }
 
     pub(super) fn edge_recv(&mut self, now: Instant, conn: D::Conn, data: &[u8]) {
-        let Some(edge) = self.edges.get_mut(&conn) else { return };
+        let Some(edge) = self.edges.get_mut(&conn) else {
+            return;
+        };
         let handshaking = edge.socks.as_ref().is_some_and(|s| !s.is_open());
         if handshaking {
             return self.socks_recv(now, conn, data);
@@ -157,7 +185,9 @@ impl<D: Driver> Worker<D> {
 
     /// Offers bytes kept back to the stream again (its windows opened).
     pub(super) fn edge_offer_pending(&mut self, now: Instant, conn: D::Conn) {
-        let Some(edge) = self.edges.get_mut(&conn) else { return };
+        let Some(edge) = self.edges.get_mut(&conn) else {
+            return;
+        };
         let Some(stream) = edge.stream else { return };
         if edge.socks.as_ref().is_some_and(|s| !s.is_open()) {
             return;
@@ -221,12 +251,16 @@ impl<D: Driver> Worker<D> {
         // Duplicates are harmless: a second pass finds nothing to read.
         let mut conns = std::mem::take(&mut self.readable);
         for conn in conns.drain(..) {
-            let Some(stream) = self.edges.get(&conn).and_then(|e| e.stream) else { continue };
+            let Some(stream) = self.edges.get(&conn).and_then(|e| e.stream) else {
+                continue;
+            };
             loop {
                 if self.driver.queued_len(conn) >= EDGE_SEND_HIGH_WATER {
                     break; // SendDone brings us back.
                 }
-                let Some(buf) = self.driver.send_buf(conn) else { break };
+                let Some(buf) = self.driver.send_buf(conn) else {
+                    break;
+                };
                 let old = buf.len();
                 buf.resize(old + EDGE_CHUNK, 0);
                 match self.relay.stream_recv(now, stream, &mut buf[old..]) {
@@ -249,8 +283,14 @@ impl<D: Driver> Worker<D> {
     }
 
     pub(super) fn stream_ended(&mut self, now: Instant, stream: StreamHandle, reason: EndReason) {
-        let Some(&conn) = self.stream_conn.get(&stream) else { return };
-        let socks_waiting = self.edges.get(&conn).and_then(|e| e.socks.as_ref()).is_some_and(|s| !s.is_open());
+        let Some(&conn) = self.stream_conn.get(&stream) else {
+            return;
+        };
+        let socks_waiting = self
+            .edges
+            .get(&conn)
+            .and_then(|e| e.socks.as_ref())
+            .is_some_and(|s| !s.is_open());
         if socks_waiting {
             self.socks_fail(conn, SocksReply::from_end_reason(reason));
             // The stream is ended at the relay; reading it frees it.
@@ -264,8 +304,12 @@ impl<D: Driver> Worker<D> {
     // ----- SOCKS ------------------------------------------------------------------------
 
     fn socks_recv(&mut self, now: Instant, conn: D::Conn, data: &[u8]) {
-        let Some(edge) = self.edges.get_mut(&conn) else { return };
-        let Some(socks) = edge.socks.as_mut() else { return };
+        let Some(edge) = self.edges.get_mut(&conn) else {
+            return;
+        };
+        let Some(socks) = edge.socks.as_mut() else {
+            return;
+        };
         let result = socks.handle(data);
         let mut out = Vec::new();
         socks.take_output(&mut out);
@@ -292,8 +336,12 @@ impl<D: Driver> Worker<D> {
     }
 
     pub(super) fn socks_connected(&mut self, now: Instant, stream: StreamHandle) {
-        let Some(&conn) = self.stream_conn.get(&stream) else { return };
-        let Some(socks) = self.edges.get_mut(&conn).and_then(|e| e.socks.as_mut()) else { return };
+        let Some(&conn) = self.stream_conn.get(&stream) else {
+            return;
+        };
+        let Some(socks) = self.edges.get_mut(&conn).and_then(|e| e.socks.as_mut()) else {
+            return;
+        };
         socks.reply(SocksReply::Succeeded, SocketAddr::from(([0, 0, 0, 0], 0)));
         let mut out = Vec::new();
         socks.take_output(&mut out);

@@ -38,7 +38,12 @@ struct TagState {
     building: Option<Building>,
     asked: bool,
     failures: u32,
+    /// After "no path", wait before asking again (the directory will not change by itself).
+    retry_after: Option<Instant>,
 }
+
+/// How long to wait before asking again after the control thread found no path.
+const NO_PATH_BACKOFF: Duration = Duration::from_secs(1);
 
 struct Request<C> {
     conn: C,
@@ -59,13 +64,24 @@ impl<C: Copy + Eq> Origins<C> {
     pub fn new(client: bool) -> Self {
         let mut tags = HashMap::new();
         tags.insert(None, 0);
-        Origins { client, tags, states: BTreeMap::new(), by_circ: HashMap::new(), requests: VecDeque::new() }
+        Origins {
+            client,
+            tags,
+            states: BTreeMap::new(),
+            by_circ: HashMap::new(),
+            requests: VecDeque::new(),
+        }
     }
 
     pub fn request(&mut self, conn: C, isolation: IsolationKey, host: String, port: u16) {
         let next = self.tags.len() as u64;
         let tag = *self.tags.entry(isolation).or_insert(next);
-        self.requests.push_back(Request { conn, tag, host, port });
+        self.requests.push_back(Request {
+            conn,
+            tag,
+            host,
+            port,
+        });
     }
 
     pub fn forget_conn(&mut self, conn: C) {
@@ -73,18 +89,24 @@ impl<C: Copy + Eq> Origins<C> {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.states.values().filter_map(|s| s.building.as_ref().map(|b| b.deadline)).min()
+        self.states
+            .values()
+            .filter_map(|s| s.building.as_ref().map(|b| b.deadline))
+            .min()
     }
 }
 
 impl<D: Driver> Worker<D> {
-    fn ask_for_circuit(&mut self, tag: u64) {
+    fn ask_for_circuit(&mut self, now: Instant, tag: u64) {
         let state = self.origins.states.entry(tag).or_default();
-        if state.asked || state.building.is_some() {
+        if state.asked || state.building.is_some() || state.retry_after.is_some_and(|t| now < t) {
             return;
         }
         state.asked = true;
-        self.events.send(WorkerEvent::NeedCircuit { worker: self.index, tag });
+        self.events.send(WorkerEvent::NeedCircuit {
+            worker: self.index,
+            tag,
+        });
     }
 
     /// Opens streams for the requests whose circuit is built; asks for circuits otherwise.
@@ -101,7 +123,7 @@ impl<D: Driver> Worker<D> {
                     }
                 },
                 None => {
-                    self.ask_for_circuit(req.tag);
+                    self.ask_for_circuit(now, req.tag);
                     waiting.push_back(req);
                 }
             }
@@ -109,8 +131,16 @@ impl<D: Driver> Worker<D> {
         self.origins.requests = waiting;
     }
 
-    pub(super) fn build_for_tag(&mut self, now: Instant, tag: u64, path: Vec<HopSpec>, deadline: Instant) {
-        let Some(guard) = path.first().map(|h| h.id) else { return self.fail_tag(now, tag) };
+    pub(super) fn build_for_tag(
+        &mut self,
+        now: Instant,
+        tag: u64,
+        path: Vec<HopSpec>,
+        deadline: Instant,
+    ) {
+        let Some(guard) = path.first().map(|h| h.id) else {
+            return self.fail_tag(now, tag);
+        };
         let state = self.origins.states.entry(tag).or_default();
         state.asked = false;
         if state.building.is_some() {
@@ -120,7 +150,11 @@ impl<D: Driver> Worker<D> {
             Ok(circ) => {
                 self.origins.by_circ.insert(circ, tag);
                 if let Some(state) = self.origins.states.get_mut(&tag) {
-                    state.building = Some(Building { circ, guard, deadline });
+                    state.building = Some(Building {
+                        circ,
+                        guard,
+                        deadline,
+                    });
                 }
             }
             Err(_) => self.fail_tag(now, tag),
@@ -129,11 +163,13 @@ impl<D: Driver> Worker<D> {
     }
 
     /// No circuit can be had for `tag`: fail the requests waiting for it.
-    pub(super) fn fail_tag(&mut self, _now: Instant, tag: u64) {
+    pub(super) fn fail_tag(&mut self, now: Instant, tag: u64) {
         if let Some(state) = self.origins.states.get_mut(&tag) {
             state.asked = false;
+            state.retry_after = Some(now + NO_PATH_BACKOFF);
         }
-        let (failed, kept): (Vec<_>, Vec<_>) = self.origins.requests.drain(..).partition(|r| r.tag == tag);
+        let (failed, kept): (Vec<_>, Vec<_>) =
+            self.origins.requests.drain(..).partition(|r| r.tag == tag);
         self.origins.requests = kept.into();
         for req in failed {
             self.socks_fail(req.conn, SocksReply::GeneralFailure);
@@ -141,35 +177,78 @@ impl<D: Driver> Worker<D> {
     }
 
     pub(super) fn circuit_built(&mut self, now: Instant, circ: CircHandle, elapsed: Duration) {
-        let Some(&tag) = self.origins.by_circ.get(&circ) else { return };
-        let Some(state) = self.origins.states.get_mut(&tag) else { return };
-        let Some(b) = state.building.take().filter(|b| b.circ == circ) else { return };
+        let Some(&tag) = self.origins.by_circ.get(&circ) else {
+            return;
+        };
+        let Some(state) = self.origins.states.get_mut(&tag) else {
+            return;
+        };
+        let Some(b) = state.building.take().filter(|b| b.circ == circ) else {
+            return;
+        };
         state.built = Some(circ);
         state.failures = 0;
         let build_ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
         info!(worker = self.index, tag, build_ms, "circuit built");
-        self.events.send(WorkerEvent::CircuitBuilt { worker: self.index, tag, guard: b.guard, build_ms });
+        self.events.send(WorkerEvent::CircuitBuilt {
+            worker: self.index,
+            tag,
+            guard: b.guard,
+            build_ms,
+        });
         self.serve_requests(now);
     }
 
-    pub(super) fn circuit_closed(&mut self, now: Instant, circ: CircHandle, why: CircuitFailure) {
-        let Some(tag) = self.origins.by_circ.remove(&circ) else { return };
-        let Some(state) = self.origins.states.get_mut(&tag) else { return };
+    pub(super) fn circuit_closed(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        why: CircuitFailure,
+        hops_done: usize,
+    ) {
+        let Some(tag) = self.origins.by_circ.remove(&circ) else {
+            return;
+        };
+        let Some(state) = self.origins.states.get_mut(&tag) else {
+            return;
+        };
         if state.built == Some(circ) {
             info!(worker = self.index, tag, ?why, "circuit closed");
             state.built = None;
             return self.serve_requests(now);
         }
-        let Some(b) = state.building.take().filter(|b| b.circ == circ) else { return };
+        let Some(b) = state.building.take().filter(|b| b.circ == circ) else {
+            return;
+        };
         state.failures += 1;
         let failures = state.failures;
-        info!(worker = self.index, tag, ?why, failures, "circuit failed while building");
+        info!(
+            worker = self.index,
+            tag,
+            ?why,
+            failures,
+            "circuit failed while building"
+        );
+        // Only a failure at the first hop is the guard's: a dead middle must not count
+        // against the guard (proposal 151's statistics would then replace a good guard).
         let ev = match why {
-            CircuitFailure::ChannelFailed => WorkerEvent::GuardUnreachable { worker: self.index, tag, guard: b.guard },
-            CircuitFailure::HandshakeFailed { hop, .. } => {
-                WorkerEvent::CircuitFailed { worker: self.index, tag, guard: b.guard, hop: Some(hop) }
-            }
-            _ => WorkerEvent::CircuitFailed { worker: self.index, tag, guard: b.guard, hop: None },
+            CircuitFailure::ChannelFailed if hops_done == 0 => WorkerEvent::GuardUnreachable {
+                worker: self.index,
+                tag,
+                guard: b.guard,
+            },
+            CircuitFailure::HandshakeFailed { hop, .. } => WorkerEvent::CircuitFailed {
+                worker: self.index,
+                tag,
+                guard: b.guard,
+                hop: Some(hop),
+            },
+            _ => WorkerEvent::CircuitFailed {
+                worker: self.index,
+                tag,
+                guard: b.guard,
+                hop: Some(hops_done),
+            },
         };
         self.events.send(ev);
         if failures >= MAX_FAILURES {
@@ -190,7 +269,12 @@ impl<D: Driver> Worker<D> {
             .origins
             .states
             .iter()
-            .filter_map(|(&tag, s)| s.building.as_ref().filter(|b| b.deadline <= now).map(|b| (tag, b.circ, b.guard)))
+            .filter_map(|(&tag, s)| {
+                s.building
+                    .as_ref()
+                    .filter(|b| b.deadline <= now)
+                    .map(|b| (tag, b.circ, b.guard))
+            })
             .collect();
         for (tag, circ, guard) in expired {
             if let Some(state) = self.origins.states.get_mut(&tag) {
@@ -199,11 +283,19 @@ impl<D: Driver> Worker<D> {
             self.origins.by_circ.remove(&circ);
             info!(worker = self.index, tag, "circuit build timed out");
             self.relay.close_circuit_requested(now, circ);
-            self.events.send(WorkerEvent::CircuitTimedOut { worker: self.index, tag, guard });
+            self.events.send(WorkerEvent::CircuitTimedOut {
+                worker: self.index,
+                tag,
+                guard,
+            });
         }
-        let idle = self.origins.states.get(&0).is_none_or(|s| s.built.is_none() && s.building.is_none());
+        let idle = self
+            .origins
+            .states
+            .get(&0)
+            .is_none_or(|s| s.built.is_none() && s.building.is_none());
         if idle && self.stopping_is_none() {
-            self.ask_for_circuit(0);
+            self.ask_for_circuit(now, 0);
         }
         if !self.origins.requests.is_empty() {
             self.serve_requests(now);

@@ -51,7 +51,15 @@ impl Driver for Ring {
         loop {
             let ev = Ring::poll_event(self)?;
             return Some(match ev {
-                Event::Accepted { listener, conn, peer } => IoEvent::Accepted { listener, conn, peer },
+                Event::Accepted {
+                    listener,
+                    conn,
+                    peer,
+                } => IoEvent::Accepted {
+                    listener,
+                    conn,
+                    peer,
+                },
                 Event::Connected { conn } => IoEvent::Connected { conn },
                 Event::ConnectFailed { conn, err } => IoEvent::ConnectFailed { conn, err },
                 Event::Recv { conn, data } => IoEvent::Recv { conn, data },

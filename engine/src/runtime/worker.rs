@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use kistrel_sched::{
-    make_scheduler, CellSource, ChannelSnapshot, Priority, SchedConfig, SchedMetrics, Scheduler, SchedulerKind,
-    SocketSnapshot, Written,
+    make_scheduler, CellSource, ChannelSnapshot, Priority, SchedConfig, SchedMetrics, Scheduler,
+    SchedulerKind, SocketSnapshot, Written,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -95,7 +95,10 @@ pub struct Worker<D: Driver> {
 
 impl<D: Driver> core::fmt::Debug for Worker<D> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Worker").field("index", &self.index).field("relay", &self.relay).finish()
+        f.debug_struct("Worker")
+            .field("index", &self.index)
+            .field("relay", &self.relay)
+            .finish()
     }
 }
 
@@ -107,21 +110,34 @@ impl<D: Driver> Worker<D> {
         commands: Receiver<Command>,
         events: EventSender,
     ) -> Result<Self, String> {
-        let (sched, kind) = make_scheduler::<ChanId>(&cfg.schedulers, driver.has_tcp_info(), &cfg.sched)
-            .map_err(|e| e.to_string())?;
+        let (sched, kind) =
+            make_scheduler::<ChanId>(&cfg.schedulers, driver.has_tcp_info(), &cfg.sched)
+                .map_err(|e| e.to_string())?;
         if cfg.schedulers.first() != Some(&kind) {
-            info!(worker = cfg.index, chosen = kind.name(), "first scheduler in Schedulers not usable here; fell back");
+            info!(
+                worker = cfg.index,
+                chosen = kind.name(),
+                "first scheduler in Schedulers not usable here; fell back"
+            );
         }
         let rng = match cfg.seed {
             Some(s) => ChaCha12Rng::seed_from_u64(s),
             None => ChaCha12Rng::from_os_rng(),
         };
         let or_listener = match cfg.or_listener {
-            Some(l) => Some(driver.add_listener(l).map_err(|e| format!("OR listener: {e}"))?),
+            Some(l) => Some(
+                driver
+                    .add_listener(l)
+                    .map_err(|e| format!("OR listener: {e}"))?,
+            ),
             None => None,
         };
         let socks_listener = match cfg.socks_listener {
-            Some(l) => Some(driver.add_listener(l).map_err(|e| format!("SOCKS listener: {e}"))?),
+            Some(l) => Some(
+                driver
+                    .add_listener(l)
+                    .map_err(|e| format!("SOCKS listener: {e}"))?,
+            ),
             None => None,
         };
         let is_client = socks_listener.is_some();
@@ -179,7 +195,10 @@ impl<D: Driver> Worker<D> {
             if now - last_stats >= Duration::from_secs(1) {
                 last_stats = now;
                 let stats = self.relay.stats();
-                self.events.send(WorkerEvent::Stats { worker: self.index, stats });
+                self.events.send(WorkerEvent::Stats {
+                    worker: self.index,
+                    stats,
+                });
             }
             let wait = self.next_wait(now);
             if let Err(e) = self.driver.run_once(Some(wait)) {
@@ -201,7 +220,11 @@ impl<D: Driver> Worker<D> {
 
     fn next_wait(&mut self, now: Instant) -> Duration {
         let mut wait = MAX_WAIT;
-        let deadlines = [self.relay.poll_timeout(), self.sched.next_run(), self.origins.next_deadline()];
+        let deadlines = [
+            self.relay.poll_timeout(),
+            self.sched.next_run(),
+            self.origins.next_deadline(),
+        ];
         for t in deadlines.into_iter().flatten() {
             wait = wait.min(t.saturating_duration_since(now));
         }
@@ -215,7 +238,11 @@ impl<D: Driver> Worker<D> {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Shutdown) => self.begin_shutdown(now),
-                Ok(Command::BuildCircuit { tag, path, deadline }) => self.build_for_tag(now, tag, path, deadline),
+                Ok(Command::BuildCircuit {
+                    tag,
+                    path,
+                    deadline,
+                }) => self.build_for_tag(now, tag, path, deadline),
                 Ok(Command::NoPath { tag }) => self.fail_tag(now, tag),
                 Err(crossbeam_channel::TryRecvError::Empty) => return,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
@@ -232,7 +259,11 @@ impl<D: Driver> Worker<D> {
         if self.stopping.is_some() {
             return;
         }
-        info!(worker = self.index, circuits = self.relay.circuit_count(), "shutting down");
+        info!(
+            worker = self.index,
+            circuits = self.relay.circuit_count(),
+            "shutting down"
+        );
         self.stopping = Some(now);
         self.relay.shutdown(now);
         self.handle_relay_events(now);
@@ -279,7 +310,11 @@ impl<D: Driver> Worker<D> {
     fn handle_io(&mut self, now: Instant) {
         while let Some(ev) = self.driver.poll_event() {
             match ev {
-                IoEvent::Accepted { listener, conn, peer } => {
+                IoEvent::Accepted {
+                    listener,
+                    conn,
+                    peer,
+                } => {
                     if Some(listener) == self.or_listener && self.stopping.is_none() {
                         let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
                         let chan = self.relay.accept_channel(now, peer);
@@ -355,7 +390,12 @@ impl<D: Driver> Worker<D> {
                         self.driver.close_when_flushed(conn);
                     }
                 }
-                Event::ConnectStream { stream, host, port, ip } => self.exit_connect(now, stream, host, port, ip),
+                Event::ConnectStream {
+                    stream,
+                    host,
+                    port,
+                    ip,
+                } => self.exit_connect(now, stream, host, port, ip),
                 Event::StreamReadable { stream } | Event::StreamWritable { stream } => {
                     if let Some(&conn) = self.stream_conn.get(&stream) {
                         self.readable.push(conn);
@@ -365,7 +405,11 @@ impl<D: Driver> Worker<D> {
                 Event::StreamConnected { stream } => self.socks_connected(now, stream),
                 Event::StreamEnded { stream, reason } => self.stream_ended(now, stream, reason),
                 Event::CircuitBuilt { circ, elapsed } => self.circuit_built(now, circ, elapsed),
-                Event::CircuitClosed { circ, why } => self.circuit_closed(now, circ, why),
+                Event::CircuitClosed {
+                    circ,
+                    why,
+                    hops_done,
+                } => self.circuit_closed(now, circ, why, hops_done),
             }
         }
     }
@@ -374,7 +418,9 @@ impl<D: Driver> Worker<D> {
 
     fn schedule(&mut self, now: Instant) {
         while let Some(chan) = self.relay.poll_ready_channel() {
-            let Some(conn) = self.conn_of(chan) else { continue };
+            let Some(conn) = self.conn_of(chan) else {
+                continue;
+            };
             if let Some(buf) = self.driver.send_buf(conn) {
                 self.relay.take_ctrl(chan, buf);
             }
@@ -390,15 +436,25 @@ impl<D: Driver> Worker<D> {
         self.snaps.clear();
         let tcp_info = self.sched.needs_tcp_info();
         for &chan in &self.pending {
-            let Some(conn) = self.conn_of(chan) else { continue };
+            let Some(conn) = self.conn_of(chan) else {
+                continue;
+            };
             let socket = match (tcp_info, self.driver.conn_fd(conn)) {
                 (true, Some(fd)) => crate::sys::socket_snapshot(fd).unwrap_or_default(),
                 _ => SocketSnapshot::default(),
             };
             let outbuf = u32::try_from(self.driver.queued_len(conn)).unwrap_or(u32::MAX);
-            self.snaps.push(ChannelSnapshot { channel: chan, socket, outbuf });
+            self.snaps.push(ChannelSnapshot {
+                channel: chan,
+                socket,
+                outbuf,
+            });
         }
-        let mut source = Source { relay: &mut self.relay, driver: &mut self.driver, chan_conn: &self.chan_conn };
+        let mut source = Source {
+            relay: &mut self.relay,
+            driver: &mut self.driver,
+            chan_conn: &self.chan_conn,
+        };
         self.sched.run(now, &self.snaps, &mut source);
     }
 }

@@ -29,8 +29,12 @@ const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// circuit is built (`kistrel net` waits for that line).
 pub fn run(conf: ClientConf) -> Result<(), CliError> {
     let dir = conf.load_directory()?;
-    std::fs::create_dir_all(&conf.data_directory)
-        .map_err(|e| CliError::runtime(format!("creating DataDirectory {}", conf.data_directory.display()), e))?;
+    std::fs::create_dir_all(&conf.data_directory).map_err(|e| {
+        CliError::runtime(
+            format!("creating DataDirectory {}", conf.data_directory.display()),
+            e,
+        )
+    })?;
     let state_path = conf.data_directory.join("state");
     let (state, warning) = StateFile::load(&state_path);
     if let Some(w) = warning {
@@ -68,7 +72,13 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
     let workers = runner::start(configs, conf.runtime.backend, clock)?;
     info!(%socks, workers = n, relays = dir.relays().len(), "client running");
 
-    let mut control = Control { core: &mut core, dir: &dir, clock, pending: HashMap::new(), out: Vec::new() };
+    let mut control = Control {
+        core: &mut core,
+        dir: &dir,
+        clock,
+        pending: HashMap::new(),
+        out: Vec::new(),
+    };
     let mut ready = false;
     let mut last_save = std::time::Instant::now();
     let result = loop {
@@ -76,7 +86,10 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
             break Ok(());
         }
         if let Some(i) = workers.any_finished() {
-            break Err(CliError::runtime("client", format!("worker {i} stopped unexpectedly")));
+            break Err(CliError::runtime(
+                "client",
+                format!("worker {i} stopped unexpectedly"),
+            ));
         }
         if let Ok(ev) = workers.events.recv_timeout(runner::CONTROL_TICK) {
             let built = matches!(ev, WorkerEvent::CircuitBuilt { .. });
@@ -121,26 +134,59 @@ impl Control<'_> {
         self.clock.now() - Instant::ZERO
     }
 
-    fn handle(&mut self, ev: WorkerEvent, rng: &mut ChaCha12Rng, commands: &[crossbeam_channel::Sender<Command>]) {
+    fn handle(
+        &mut self,
+        ev: WorkerEvent,
+        rng: &mut ChaCha12Rng,
+        commands: &[crossbeam_channel::Sender<Command>],
+    ) {
         let now = self.now();
         let wall = SystemTime::now();
         let event = match ev {
             WorkerEvent::NeedCircuit { worker, tag } => {
                 let worker16 = u16::try_from(worker).unwrap_or(u16::MAX);
                 self.out.clear();
-                self.core.handle_event(now, wall, control::Event::NeedCircuit { worker: worker16, target: None }, rng, &mut self.out);
+                self.core.handle_event(
+                    now,
+                    wall,
+                    control::Event::NeedCircuit {
+                        worker: worker16,
+                        target: None,
+                    },
+                    rng,
+                    &mut self.out,
+                );
                 let mut sent = false;
                 for cmd in self.out.drain(..) {
-                    let control::Command::BuildCircuit { circuit, path, deadline, .. } = cmd else { continue };
+                    let control::Command::BuildCircuit {
+                        circuit,
+                        path,
+                        deadline,
+                        ..
+                    } = cmd
+                    else {
+                        continue;
+                    };
                     let hops: Vec<HopSpec> = [path.guard, path.middle, path.exit]
                         .into_iter()
                         .filter_map(|i| self.dir.relay(i))
-                        .map(|r| HopSpec { id: r.identity, ntor_key: r.ntor_key, addr: r.address })
+                        .map(|r| HopSpec {
+                            id: r.identity,
+                            ntor_key: r.ntor_key,
+                            addr: r.address,
+                        })
                         .collect();
-                    let deadline = Instant::from_nanos(u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX));
+                    let deadline =
+                        Instant::from_nanos(u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX));
                     self.pending.insert((worker, tag), circuit);
                     if let Some(tx) = commands.get(worker) {
-                        sent |= tx.try_send(Command::BuildCircuit { tag, path: hops, deadline }).is_ok();
+                        sent |= tx
+                            .try_send(Command::BuildCircuit {
+                                tag,
+                                path: hops,
+                                deadline,
+                            })
+                            .is_ok();
                     }
                 }
                 if !sent {
@@ -151,21 +197,36 @@ impl Control<'_> {
                 }
                 return;
             }
-            WorkerEvent::CircuitBuilt { worker, tag, build_ms, .. } => {
-                let Some(circuit) = self.pending.remove(&(worker, tag)) else { return };
+            WorkerEvent::CircuitBuilt {
+                worker,
+                tag,
+                build_ms,
+                ..
+            } => {
+                let Some(circuit) = self.pending.remove(&(worker, tag)) else {
+                    return;
+                };
                 control::Event::CircuitBuilt { circuit, build_ms }
             }
-            WorkerEvent::CircuitFailed { worker, tag, hop, .. } => {
-                let Some(circuit) = self.pending.remove(&(worker, tag)) else { return };
+            WorkerEvent::CircuitFailed {
+                worker, tag, hop, ..
+            } => {
+                let Some(circuit) = self.pending.remove(&(worker, tag)) else {
+                    return;
+                };
                 let hop = hop.and_then(|h| u8::try_from(h).ok()).unwrap_or(0);
                 control::Event::CircuitFailed { circuit, hop }
             }
             WorkerEvent::CircuitTimedOut { worker, tag, .. } => {
-                let Some(circuit) = self.pending.remove(&(worker, tag)) else { return };
+                let Some(circuit) = self.pending.remove(&(worker, tag)) else {
+                    return;
+                };
                 control::Event::CircuitTimedOut { circuit }
             }
             WorkerEvent::GuardUnreachable { worker, tag, .. } => {
-                let Some(circuit) = self.pending.remove(&(worker, tag)) else { return };
+                let Some(circuit) = self.pending.remove(&(worker, tag)) else {
+                    return;
+                };
                 control::Event::GuardUnreachable { circuit }
             }
             _ => return,
@@ -188,6 +249,7 @@ impl Control<'_> {
     fn tick(&mut self) {
         let now = self.now();
         self.out.clear();
-        self.core.handle_timeout(now, SystemTime::now(), &mut self.out);
+        self.core
+            .handle_timeout(now, SystemTime::now(), &mut self.out);
     }
 }

@@ -101,6 +101,10 @@ pub struct NetArgs {
     /// Give up if the client has not reported ready after this many seconds.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub ready_timeout: u64,
+    /// When a relay dies after the network is ready, report it on stderr and keep the rest
+    /// running (fault-injection runs); by default net stops everything and exits 1.
+    #[arg(long)]
+    pub keep_going: bool,
 }
 
 /// Why `kistrel net` failed.
@@ -260,6 +264,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         overrides: args.overrides.clone(),
         verbose,
         ready_timeout: Duration::from_secs(args.ready_timeout),
+        keep_going: args.keep_going,
     };
     supervise::run(&plan).map_err(CliError::from)
 }

@@ -26,7 +26,11 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
         .ok_or_else(|| CliError::runtime("binding ORPort", "no listener"))?;
     let (kinds, sched, _) = runner::sched_config(&conf.runtime);
     let clock = Clock::new();
-    let my_addrs = if conf.address.is_empty() { vec![addr.ip()] } else { conf.address.clone() };
+    let my_addrs = if conf.address.is_empty() {
+        vec![addr.ip()]
+    } else {
+        conf.address.clone()
+    };
     let configs = listeners
         .into_iter()
         .enumerate()
@@ -38,7 +42,8 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
                 my_addrs: my_addrs.clone(),
                 max_circuit_queue_cells: conf.max_circuit_queue_cells,
                 // Workers share nothing, so each gets its share of the memory limit.
-                max_mem_in_queues: usize::try_from(conf.max_mem_in_queues).unwrap_or(usize::MAX) / n,
+                max_mem_in_queues: usize::try_from(conf.max_mem_in_queues).unwrap_or(usize::MAX)
+                    / n,
                 ..runner::relay_config(&conf.runtime)
             },
             seed: None,
@@ -57,18 +62,33 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
             break Ok(());
         }
         if let Some(i) = workers.any_finished() {
-            break Err(CliError::runtime(format!("relay {}", conf.nickname), format!("worker {i} stopped unexpectedly")));
+            break Err(CliError::runtime(
+                format!("relay {}", conf.nickname),
+                format!("worker {i} stopped unexpectedly"),
+            ));
         }
-        if let Ok(WorkerEvent::Stats { worker, stats }) = workers.events.recv_timeout(runner::CONTROL_TICK) {
+        if let Ok(WorkerEvent::Stats { worker, stats }) =
+            workers.events.recv_timeout(runner::CONTROL_TICK)
+        {
             tracing::trace!(worker, ?stats, "worker stats");
         }
     };
     info!(nickname = %conf.nickname, "stopping: closing circuits");
     let reports = workers.stop();
     for (i, r) in reports.iter().enumerate() {
-        info!(worker = i, scheduler = r.scheduler.name(), cells_in = r.stats.cells_in, cells_out = r.stats.cells_out, "worker stopped");
+        info!(
+            worker = i,
+            scheduler = r.scheduler.name(),
+            cells_in = r.stats.cells_in,
+            cells_out = r.stats.cells_out,
+            "worker stopped"
+        );
         if r.events_dropped > 0 {
-            warn!(worker = i, dropped = r.events_dropped, "control events dropped (queue full)");
+            warn!(
+                worker = i,
+                dropped = r.events_dropped,
+                "control events dropped (queue full)"
+            );
         }
     }
     result

@@ -132,7 +132,9 @@ impl RawPeer {
         let reply = got
             .iter()
             .find_map(|c| match c {
-                ChanCell::Fixed(c) if c.cmd == ChanCmd::CREATED_FAST && c.circ_id == circ => Some(c),
+                ChanCell::Fixed(c) if c.cmd == ChanCmd::CREATED_FAST && c.circ_id == circ => {
+                    Some(c)
+                }
                 _ => None,
             })
             .expect("CREATED_FAST");
@@ -440,14 +442,17 @@ fn oom_handler_closes_the_oldest_circuits_until_below_90_percent() {
         streams.push(p.begin());
     }
     let _ = p.recv(); // the last CONNECTED: nothing older than the data stays queued
-    // A stalled peer: each circuit's exit packages a full stream window (500 cells, 257 KB)
-    // toward us, one circuit after the other, and we read nothing.
+                      // A stalled peer: each circuit's exit packages a full stream window (500 cells, 257 KB)
+                      // toward us, one circuit after the other, and we read nothing.
     for (k, stream) in streams.iter().enumerate() {
         p.now = Instant::from_millis(k as u64 + 1);
         let now = p.now;
         p.relay
             .handle_stream_data(now, *stream, &vec![2u8; 500 * RELAY_DATA_LEN]);
-        assert!(p.relay.queued_bytes() <= limit, "over the limit after circuit {k}");
+        assert!(
+            p.relay.queued_bytes() <= limit,
+            "over the limit after circuit {k}"
+        );
     }
     let stats = p.relay.stats();
     assert!(stats.oom_closed >= 2, "{stats:?}");
@@ -461,7 +466,9 @@ fn oom_handler_closes_the_oldest_circuits_until_below_90_percent() {
             _ => None,
         })
         .collect();
-    let expected: Vec<u32> = (0..stats.oom_closed as u32).map(|i| 0x8000_0100 + i).collect();
+    let expected: Vec<u32> = (0..stats.oom_closed as u32)
+        .map(|i| 0x8000_0100 + i)
+        .collect();
     assert_eq!(destroyed, expected);
     p.relay.check_invariants().expect("invariants");
 }

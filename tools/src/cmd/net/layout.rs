@@ -5,9 +5,11 @@
 //! DIR/directory.toml  client.toml  client.log  client-data/
 //! ```
 //!
-//! Every relay is on 127.0.0.1 with Guard, Fast, Running, Valid and Stable; the last one is
-//! also the exit (`accept 127.0.0.0/8:*`). The client turns `EnforceDistinctSubnets` off,
-//! since all relays share one /16.
+//! Every relay is on 127.0.0.1 with Fast, Running, Valid and Stable; all but the last have the
+//! Guard flag, and the last one is the exit (`accept 127.0.0.0/8:*`) without Guard: with one
+//! exit among three relays, a guard that is also the only exit would leave no path (Tor's
+//! position weights keep scarce exits out of the guard position the same way). The client
+//! turns `EnforceDistinctSubnets` off, since all relays share one /16.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -145,6 +147,7 @@ pub fn directory_for(relays: &[(RelayFiles, RelayKeyFile)]) -> Result<Directory,
                 Flag::Stable,
             ]);
             let exit_policy = if i == last {
+                flags.remove(Flag::Guard);
                 flags.insert(Flag::Exit);
                 EXIT_POLICY
                     .parse::<ExitPolicy>()
@@ -287,16 +290,11 @@ mod tests {
             assert_eq!(r.ntor_key, k.ntor_public());
             assert_eq!(r.address, l.relays[i].or_port);
             assert_eq!(r.bandwidth, BANDWIDTH);
-            for flag in [
-                Flag::Guard,
-                Flag::Fast,
-                Flag::Running,
-                Flag::Valid,
-                Flag::Stable,
-            ] {
+            let is_exit = i == 3;
+            assert_eq!(r.flags.contains(Flag::Guard), !is_exit);
+            for flag in [Flag::Fast, Flag::Running, Flag::Valid, Flag::Stable] {
                 assert!(r.flags.contains(flag), "{} lacks {flag:?}", r.nickname);
             }
-            let is_exit = i == 3;
             assert_eq!(r.flags.contains(Flag::Exit), is_exit);
             assert_eq!(
                 r.exit_policy.allows("127.0.0.1".parse().unwrap(), 80),

@@ -41,6 +41,8 @@ pub(super) struct Plan {
     pub(super) overrides: Vec<String>,
     pub(super) verbose: u8,
     pub(super) ready_timeout: Duration,
+    /// After ready, a relay that dies is reported, not fatal (the client must not die).
+    pub(super) keep_going: bool,
 }
 
 #[derive(Debug)]
@@ -265,8 +267,12 @@ pub(super) fn run(plan: &Plan) -> Result<(), NetError> {
             return Ok(());
         }
         if let Some(e) = children.exited()? {
-            children.stop_all();
-            return Err(e);
+            let relay_died = matches!(&e, NetError::ChildExited { name, .. } if name != "client");
+            if !(plan.keep_going && ready && relay_died) {
+                children.stop_all();
+                return Err(e);
+            }
+            eprintln!("kistrel net: {e} (--keep-going: the rest keeps running)");
         }
         if !ready {
             if let Ok(socks) = ready_rx.try_recv() {
