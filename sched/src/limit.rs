@@ -1,0 +1,226 @@
+//! Per-socket write limits: KIST's formula (spec/kist.md, "KIST run" step 2, as Tor's
+//! `scheduler_kist.c` computes it), KISTLite's high-water mark and Vanilla's fixed write.
+
+use crate::socket::TcpInfo;
+
+/// Bytes charged per cell: a link-protocol v4+ cell is 4 (circuit id) + 1 (command) + 509
+/// (payload) = 514 bytes on the wire. Tor's KIST charges 514 + 29 = 543 to cover TLS framing;
+/// kistrel has no TLS yet, so this is the one place to change when it does.
+pub const CELL_WIRE_LEN: u32 = 514;
+
+/// Tor flushes a channel's staged cells when its loop switches away from it with more than
+/// this many cells staged (8 * 514 = 4112 bytes).
+pub const FLUSH_CELLS: u32 = 8;
+
+/// Tor's `KISTSockBufSizeFactor` default.
+pub const DEFAULT_SOCK_BUF_SIZE_FACTOR: f64 = 1.0;
+
+/// Why a channel's grant is the size it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LimitReason {
+    /// KIST, and the congestion window was full (`unacked >= cwnd`): the grant is only the
+    /// socket-buffer top-up, often 0. The network path is the bottleneck.
+    CongestionWindow,
+    /// KIST, and the congestion window had room: the grant is that room plus a top-up to
+    /// `cwnd * mss * factor` unsent bytes, less what is already unsent or staged.
+    SocketBuffer,
+    /// KISTLite (or KIST on a socket whose TCP_INFO could not be read): a fixed high-water mark
+    /// of staged bytes.
+    HighWater,
+    /// Vanilla: a fixed amount per write.
+    VanillaMax,
+}
+
+/// KIST's per-run write limit for one socket, in bytes:
+///
+/// ```text
+/// tcp_space = max(0, (cwnd - unacked) * mss)
+/// extra     = cwnd * mss * sock_buf_size_factor - notsent - outbuf
+/// limit     = max(0, tcp_space + extra)
+/// ```
+///
+/// `notsent` is SIOCOUTQNSD, `outbuf` the bytes staged by the relay but not yet handed to the
+/// kernel. Computed in i128 (f64 product saturated), so it never panics, never goes negative
+/// and saturates at `u64::MAX`. A NaN or negative factor counts as 0.
+pub fn kist_limit(tcp: &TcpInfo, notsent: u32, outbuf: u32, sock_buf_size_factor: f64) -> u64 {
+    kist_limit_parts(tcp, notsent, outbuf, sock_buf_size_factor).0
+}
+
+/// [`kist_limit`] and which term bound it.
+pub fn kist_limit_with_reason(
+    tcp: &TcpInfo,
+    notsent: u32,
+    outbuf: u32,
+    sock_buf_size_factor: f64,
+) -> (u64, LimitReason) {
+    kist_limit_parts(tcp, notsent, outbuf, sock_buf_size_factor)
+}
+
+fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u64, LimitReason) {
+    let cwnd = i128::from(tcp.cwnd);
+    let mss = i128::from(tcp.mss);
+    let tcp_space = ((cwnd - i128::from(tcp.unacked)) * mss).max(0);
+    let factor = if factor.is_nan() {
+        0.0
+    } else {
+        factor.max(0.0)
+    };
+    // `as` from f64 to i128 saturates; cwnd * mss < 2^64 is exact in the product's range.
+    let target = ((cwnd * mss) as f64 * factor) as i128;
+    let extra = target - i128::from(notsent) - i128::from(outbuf);
+    // An infinite factor saturates `target` at i128::MAX: add saturating too.
+    let limit = tcp_space
+        .saturating_add(extra)
+        .clamp(0, i128::from(u64::MAX));
+    let reason = if tcp_space == 0 {
+        LimitReason::CongestionWindow
+    } else {
+        LimitReason::SocketBuffer
+    };
+    (u64::try_from(limit).unwrap_or(u64::MAX), reason)
+}
+
+/// KISTLite's limit: what fits below `high_water` staged bytes.
+pub fn kistlite_limit(outbuf: u32, high_water: u32) -> u64 {
+    u64::from(high_water.saturating_sub(outbuf))
+}
+
+/// Estimated time, in microseconds, that the `notsent` bytes wait in the kernel before they
+/// leave: `notsent / send_rate` with `send_rate ~ cwnd * mss / rtt`. `None` when the rate is
+/// unknown (zero cwnd, mss or rtt).
+pub fn kernel_queue_time_us(tcp: &TcpInfo, notsent: u32) -> Option<u64> {
+    let window = u128::from(tcp.cwnd) * u128::from(tcp.mss);
+    if window == 0 || tcp.rtt_us == 0 {
+        return None;
+    }
+    let us = u128::from(notsent) * u128::from(tcp.rtt_us) / window;
+    Some(u64::try_from(us).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tcp(cwnd: u32, unacked: u32, mss: u32) -> TcpInfo {
+        TcpInfo {
+            cwnd,
+            unacked,
+            mss,
+            rtt_us: 40_000,
+        }
+    }
+
+    #[test]
+    fn open_window_and_empty_buffer() {
+        // tcp_space = 10 * 1448, extra = 10 * 1448.
+        let (limit, why) = kist_limit_with_reason(&tcp(10, 0, 1448), 0, 0, 1.0);
+        assert_eq!(limit, 28_960);
+        assert_eq!(why, LimitReason::SocketBuffer);
+        // Half the window in flight, 2000 unsent, 514 staged:
+        // 5 * 1448 + (14_480 - 2000 - 514) = 7240 + 11_966.
+        assert_eq!(kist_limit(&tcp(10, 5, 1448), 2000, 514, 1.0), 19_206);
+    }
+
+    #[test]
+    fn zero_cwnd_gives_zero() {
+        assert_eq!(kist_limit(&tcp(0, 0, 1448), 0, 0, 1.0), 0);
+        assert_eq!(kist_limit(&tcp(0, 7, 1448), 5000, 5000, 1.0), 0);
+        assert_eq!(
+            kist_limit_with_reason(&tcp(0, 0, 1448), 0, 0, 1.0).1,
+            LimitReason::CongestionWindow
+        );
+    }
+
+    #[test]
+    fn unacked_above_cwnd_leaves_only_the_top_up() {
+        // tcp_space clamps to 0 (not -5 * 1448); extra = 14_480 - 4000.
+        let (limit, why) = kist_limit_with_reason(&tcp(10, 15, 1448), 4000, 0, 1.0);
+        assert_eq!(limit, 10_480);
+        assert_eq!(why, LimitReason::CongestionWindow);
+    }
+
+    #[test]
+    fn notsent_above_cwnd_times_mss_eats_tcp_space() {
+        // extra = 14_480 - 20_000 = -5520, tcp_space = 4 * 1448 = 5792: 272 left.
+        assert_eq!(kist_limit(&tcp(10, 6, 1448), 20_000, 0, 1.0), 272);
+        // A little more unsent and nothing is left; never negative.
+        assert_eq!(kist_limit(&tcp(10, 6, 1448), 20_300, 0, 1.0), 0);
+        assert_eq!(kist_limit(&tcp(10, 6, 1448), u32::MAX, u32::MAX, 1.0), 0);
+    }
+
+    #[test]
+    fn factor_scales_the_top_up_only() {
+        // tcp_space 14_480 + 2 * 14_480 target.
+        assert_eq!(kist_limit(&tcp(10, 0, 1448), 0, 0, 2.0), 43_440);
+        assert_eq!(kist_limit(&tcp(10, 0, 1448), 0, 0, 0.0), 14_480);
+        assert_eq!(kist_limit(&tcp(10, 0, 1448), 0, 0, -3.0), 14_480);
+        assert_eq!(kist_limit(&tcp(10, 0, 1448), 0, 0, f64::NAN), 14_480);
+    }
+
+    #[test]
+    fn huge_values_saturate() {
+        let max = tcp(u32::MAX, 0, u32::MAX);
+        // (2^32-1)^2 * 2 < 2^65: above u64::MAX, so it saturates.
+        assert_eq!(kist_limit(&max, 0, 0, 1.0), u64::MAX);
+        assert_eq!(kist_limit(&max, 0, 0, f64::INFINITY), u64::MAX);
+        assert_eq!(kist_limit(&max, 0, 0, f64::MAX), u64::MAX);
+        // Huge mss with a small window is exact.
+        assert_eq!(
+            kist_limit(&tcp(2, 1, u32::MAX), 0, 0, 1.0),
+            3 * u64::from(u32::MAX)
+        );
+    }
+
+    #[test]
+    fn kistlite_high_water() {
+        assert_eq!(kistlite_limit(0, 32 * 1024), 32_768);
+        assert_eq!(kistlite_limit(30_000, 32 * 1024), 2768);
+        assert_eq!(kistlite_limit(40_000, 32 * 1024), 0);
+    }
+
+    #[test]
+    fn kernel_queue_time() {
+        // 14_480 bytes per 40 ms: 28_960 unsent bytes wait 80 ms.
+        assert_eq!(
+            kernel_queue_time_us(&tcp(10, 0, 1448), 28_960),
+            Some(80_000)
+        );
+        assert_eq!(kernel_queue_time_us(&tcp(0, 0, 1448), 100), None);
+        let no_rtt = TcpInfo {
+            rtt_us: 0,
+            ..tcp(10, 0, 1448)
+        };
+        assert_eq!(kernel_queue_time_us(&no_rtt, 100), None);
+        let slow = TcpInfo {
+            rtt_us: u32::MAX,
+            ..tcp(1, 0, 1)
+        };
+        assert_eq!(
+            kernel_queue_time_us(&slow, u32::MAX),
+            Some(u64::from(u32::MAX) * u64::from(u32::MAX))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn limit_never_panics_and_matches_the_formula(
+            cwnd: u32, unacked: u32, mss: u32, notsent: u32, outbuf: u32,
+            factor in prop_oneof![0.0f64..16.0, Just(f64::NAN), Just(f64::INFINITY), any::<f64>()],
+        ) {
+            let t = TcpInfo { cwnd, unacked, mss, rtt_us: 1 };
+            let limit = kist_limit(&t, notsent, outbuf, factor);
+            // Reference in exact rational arithmetic for sane factors.
+            if (0.0..16.0).contains(&factor) {
+                let space = (i128::from(cwnd) - i128::from(unacked)).max(0) * i128::from(mss);
+                let target = ((i128::from(cwnd) * i128::from(mss)) as f64 * factor) as i128;
+                let want = (space + target - i128::from(notsent) - i128::from(outbuf))
+                    .clamp(0, i128::from(u64::MAX));
+                prop_assert_eq!(i128::from(limit), want);
+            }
+            // Staging more never raises the limit.
+            prop_assert!(kist_limit(&t, notsent, outbuf.saturating_add(1), factor) <= limit);
+            let _ = kernel_queue_time_us(&t, notsent);
+        }
+    }
+}

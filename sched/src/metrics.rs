@@ -1,0 +1,193 @@
+//! Scheduler figures Tor does not export (spec/kist.md, "What to measure"). One `SchedMetrics`
+//! per worker; every recording call is O(1) and allocation-free (the histograms are sized once,
+//! values beyond their range are clamped to it).
+
+use core::fmt;
+
+use hdrhistogram::Histogram;
+
+use crate::limit::LimitReason;
+use crate::time::Instant;
+
+/// Largest time the histograms resolve, in microseconds (60 s); longer waits are clamped.
+pub const MAX_RECORDED_US: u64 = 60_000_000;
+/// Largest per-run count recorded (cells per run).
+pub const MAX_RECORDED_CELLS_PER_RUN: u64 = 1 << 24;
+/// Largest per-run grant total recorded, bytes (1 GiB).
+pub const MAX_RECORDED_BYTES_PER_RUN: u64 = 1 << 30;
+/// Significant figures of every histogram.
+const SIGFIG: u8 = 3;
+
+/// Per-worker scheduler counters and histograms.
+pub struct SchedMetrics {
+    /// Scheduling runs (Vanilla: write rounds).
+    pub runs: u64,
+    /// Channels given a grant, summed over runs.
+    pub grants: u64,
+    /// Bytes granted (sum of the grants' `max_bytes`, saturating).
+    pub bytes_granted: u64,
+    /// Cells written into channels.
+    pub cells_written: u64,
+    /// Bytes charged for those cells.
+    pub bytes_written: u64,
+    /// Flushes requested (SENDs queued).
+    pub flushes: u64,
+    /// Grants whose channel used its whole grant with cells left, by [`LimitReason`].
+    pub exhausted_by_cwnd: u64,
+    /// As above, limited by the socket-buffer rule.
+    pub exhausted_by_sock_buf: u64,
+    /// As above, limited by KISTLite's high-water mark.
+    pub exhausted_by_high_water: u64,
+    /// As above, limited by Vanilla's per-write maximum.
+    pub exhausted_by_vanilla_max: u64,
+    /// Grants computed with the congestion window full (`unacked >= cwnd`).
+    pub grants_cwnd_full: u64,
+    /// Cells written per run.
+    pub cells_per_run: Histogram<u64>,
+    /// Bytes granted per run (sum of the run's grants, clamped to the histogram's range).
+    pub bytes_granted_per_run: Histogram<u64>,
+    /// Time a cell waited in the relay queue (enqueue to written), microseconds.
+    pub relay_queue_us: Histogram<u64>,
+    /// Estimated time a socket's unsent bytes wait in the kernel (notsent / (cwnd*mss/rtt)),
+    /// microseconds, one sample per KIST grant.
+    pub kernel_queue_us: Histogram<u64>,
+    /// Bytes granted so far in the current run.
+    run_bytes_granted: u64,
+}
+
+impl fmt::Debug for SchedMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchedMetrics")
+            .field("runs", &self.runs)
+            .field("grants", &self.grants)
+            .field("cells_written", &self.cells_written)
+            .field("bytes_written", &self.bytes_written)
+            .field("flushes", &self.flushes)
+            .field("relay_queue_samples", &self.relay_queue_us.len())
+            .field("kernel_queue_samples", &self.kernel_queue_us.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SchedMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn histogram(high: u64) -> Histogram<u64> {
+    match Histogram::new_with_bounds(1, high, SIGFIG) {
+        Ok(h) => h,
+        // The bounds are constants that hdrhistogram accepts (low >= 1, high >= 2 * low,
+        // sigfig <= 5); `metrics_construct` tests them.
+        Err(e) => unreachable!("constant histogram bounds rejected: {e}"),
+    }
+}
+
+impl SchedMetrics {
+    /// Zeroed metrics; allocates the histograms (about 100 KiB each).
+    pub fn new() -> Self {
+        SchedMetrics {
+            runs: 0,
+            grants: 0,
+            bytes_granted: 0,
+            cells_written: 0,
+            bytes_written: 0,
+            flushes: 0,
+            exhausted_by_cwnd: 0,
+            exhausted_by_sock_buf: 0,
+            exhausted_by_high_water: 0,
+            exhausted_by_vanilla_max: 0,
+            grants_cwnd_full: 0,
+            cells_per_run: histogram(MAX_RECORDED_CELLS_PER_RUN),
+            bytes_granted_per_run: histogram(MAX_RECORDED_BYTES_PER_RUN),
+            run_bytes_granted: 0,
+            relay_queue_us: histogram(MAX_RECORDED_US),
+            kernel_queue_us: histogram(MAX_RECORDED_US),
+        }
+    }
+
+    /// A cell queued at `enqueued` was written at `now`. The engine calls this per cell.
+    pub fn record_relay_queue_time(&mut self, enqueued: Instant, now: Instant) {
+        let us = u64::try_from((now - enqueued).as_micros()).unwrap_or(u64::MAX);
+        self.relay_queue_us
+            .saturating_record(us.clamp(1, MAX_RECORDED_US));
+    }
+
+    /// An estimated kernel queue time for one socket (see `limit::kernel_queue_time_us`).
+    pub fn record_kernel_queue_time(&mut self, us: u64) {
+        self.kernel_queue_us
+            .saturating_record(us.clamp(1, MAX_RECORDED_US));
+    }
+
+    pub(crate) fn record_grant(&mut self, max_bytes: u64, reason: LimitReason) {
+        self.grants += 1;
+        self.bytes_granted = self.bytes_granted.saturating_add(max_bytes);
+        self.run_bytes_granted = self.run_bytes_granted.saturating_add(max_bytes);
+        if reason == LimitReason::CongestionWindow {
+            self.grants_cwnd_full += 1;
+        }
+    }
+
+    pub(crate) fn record_exhausted(&mut self, reason: LimitReason) {
+        let counter = match reason {
+            LimitReason::CongestionWindow => &mut self.exhausted_by_cwnd,
+            LimitReason::SocketBuffer => &mut self.exhausted_by_sock_buf,
+            LimitReason::HighWater => &mut self.exhausted_by_high_water,
+            LimitReason::VanillaMax => &mut self.exhausted_by_vanilla_max,
+        };
+        *counter += 1;
+    }
+
+    pub(crate) fn record_run(&mut self, cells: u64, bytes: u64, flushes: u64) {
+        self.runs += 1;
+        self.cells_written += cells;
+        self.bytes_written = self.bytes_written.saturating_add(bytes);
+        self.flushes += flushes;
+        self.cells_per_run
+            .saturating_record(cells.clamp(1, MAX_RECORDED_CELLS_PER_RUN));
+        self.bytes_granted_per_run
+            .saturating_record(self.run_bytes_granted.clamp(1, MAX_RECORDED_BYTES_PER_RUN));
+        self.run_bytes_granted = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::time::Duration;
+
+    #[test]
+    fn metrics_construct_and_record() {
+        let mut m = SchedMetrics::new();
+        let t0 = Instant::from_millis(100);
+        m.record_relay_queue_time(t0, t0 + Duration::from_millis(5));
+        m.record_relay_queue_time(t0, t0 + Duration::from_secs(3600));
+        m.record_relay_queue_time(t0 + Duration::from_secs(1), t0);
+        assert_eq!(m.relay_queue_us.len(), 3);
+        assert_eq!(m.relay_queue_us.min(), 1);
+        assert!(m
+            .relay_queue_us
+            .equivalent(m.relay_queue_us.max(), MAX_RECORDED_US));
+        assert!(m
+            .relay_queue_us
+            .equivalent(m.relay_queue_us.value_at_quantile(0.5), 5000));
+        m.record_grant(1000, LimitReason::CongestionWindow);
+        m.record_grant(u64::MAX, LimitReason::SocketBuffer);
+        assert_eq!(
+            (m.grants, m.bytes_granted, m.grants_cwnd_full),
+            (2, u64::MAX, 1)
+        );
+        m.record_exhausted(LimitReason::HighWater);
+        m.record_run(0, 0, 0);
+        m.record_run(12, 12 * 514, 2);
+        assert_eq!((m.runs, m.cells_written, m.flushes), (2, 12, 2));
+        assert_eq!(m.exhausted_by_high_water, 1);
+        assert_eq!(m.cells_per_run.max(), 12);
+        // The two grants went into the first run's total (clamped), none into the second.
+        assert!(m
+            .bytes_granted_per_run
+            .equivalent(m.bytes_granted_per_run.max(), MAX_RECORDED_BYTES_PER_RUN));
+        assert_eq!(m.bytes_granted_per_run.min(), 1);
+    }
+}
