@@ -26,7 +26,7 @@ use crate::dir::{Directory, Flag, RelayInfo};
 pub const MAX_REDRAWS: usize = 32;
 
 /// Path selection and guard configuration (torrc names as serde keys).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PathConfig {
     /// `EnforceDistinctSubnets`: no two relays of a path in the same IPv4 /16 or IPv6 /32.
@@ -40,6 +40,49 @@ pub struct PathConfig {
     /// `NumEntryGuards`: primary guards (Tor 3; proposal 151 suggests 5).
     #[serde(rename = "NumEntryGuards")]
     pub num_entry_guards: usize,
+    /// Tor's `guard-n-primary-guards-to-use`: a circuit takes one of the first this-many
+    /// usable primary guards, uniformly (Tor 1 = "the first usable primary"). Proposal 151's
+    /// failure statistics need circuits spread over all its 5 guards: set 5 with it.
+    #[serde(rename = "NumPrimaryGuardsToUse")]
+    pub num_primary_guards_to_use: usize,
+    /// Proposal 151's guard rule and how "exceeds the average by 10%" is read.
+    #[serde(rename = "GuardFailureRule")]
+    pub guard_failure_rule: FailureRule,
+    /// The rule's margin: 0.10 (10 percentage points, or 10% relative).
+    #[serde(rename = "GuardFailureMargin")]
+    pub guard_failure_margin: f64,
+    /// Proposal 151's `ncircuits_to_observe` for guards: circuits (over all primary guards)
+    /// between two evaluations of the rule.
+    #[serde(rename = "GuardCircuitsToObserve")]
+    pub guard_circuits_to_observe: u64,
+    /// Tor's `guard-max-sample-size` (60).
+    #[serde(rename = "GuardMaxSampleSize")]
+    pub guard_max_sample_size: usize,
+    /// Tor's `guard-max-sample-threshold-percent` (20): stop sampling once the sample holds
+    /// this share of the guard-position weight.
+    #[serde(rename = "GuardMaxSampleThresholdPercent")]
+    pub guard_max_sample_threshold_percent: u32,
+    /// Tor's `guard-lifetime-days` (120): a sampled guard is dropped this long after it was
+    /// sampled, unless confirmed recently.
+    #[serde(rename = "GuardLifetimeDays")]
+    pub guard_lifetime_days: u64,
+    /// Tor's `guard-confirmed-min-lifetime-days` (60): a confirmed guard is kept at least
+    /// this long after its confirmation.
+    #[serde(rename = "GuardConfirmedMinLifetimeDays")]
+    pub guard_confirmed_min_lifetime_days: u64,
+}
+
+/// How proposal 151's "exceeds the average failure rate of all guards by 10%" is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureRule {
+    /// Never replace a guard for its failure rate (Tor's behaviour).
+    Off,
+    /// Default: `rate > average + margin` (percentage points): stable when the average is
+    /// small, where 10% relative would flag a guard at 2.2% against an average of 2%.
+    Points,
+    /// `rate > average * (1 + margin)` (relative).
+    Relative,
 }
 
 impl Default for PathConfig {
@@ -48,6 +91,25 @@ impl Default for PathConfig {
             enforce_distinct_subnets: true,
             use_entry_guards: true,
             num_entry_guards: 3,
+            num_primary_guards_to_use: 1,
+            guard_failure_rule: FailureRule::Points,
+            guard_failure_margin: 0.10,
+            guard_circuits_to_observe: 1000,
+            guard_max_sample_size: 60,
+            guard_max_sample_threshold_percent: 20,
+            guard_lifetime_days: 120,
+            guard_confirmed_min_lifetime_days: 60,
+        }
+    }
+}
+
+impl PathConfig {
+    /// Proposal 151's setting: 5 entry guards, circuits spread over all 5.
+    pub fn proposal_151() -> Self {
+        PathConfig {
+            num_entry_guards: 5,
+            num_primary_guards_to_use: 5,
+            ..PathConfig::default()
         }
     }
 }
