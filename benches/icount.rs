@@ -96,7 +96,7 @@ fn cbt_fit(mut input: CbtInput) -> CbtInput {
 }
 
 #[library_benchmark]
-#[bench::relays_7000(pure_fixtures::path_input())]
+#[bench::picks_64_of_7000(pure_fixtures::path_input())]
 fn path_pick(mut input: PathInput) -> PathInput {
     black_box(pure_fixtures::run_path_pick(&mut input));
     input

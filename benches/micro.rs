@@ -116,7 +116,8 @@ fn pathsel(c: &mut Criterion) {
         b.iter(|| black_box(pure_fixtures::run_cbt_fit(&mut cbt)))
     });
     let mut path = pure_fixtures::path_input();
-    g.bench_function("path_pick_7000_relays", |b| {
+    g.throughput(Throughput::Elements(pure_fixtures::PICKS as u64));
+    g.bench_function("path_pick_64_of_7000_relays", |b| {
         b.iter(|| black_box(pure_fixtures::run_path_pick(&mut path)))
     });
     g.finish();

@@ -18,7 +18,7 @@ use kistrel_sched::{
     RunReport, SchedConfig, Scheduler, SocketSnapshot, TcpInfo, Written, CELL_WIRE_LEN,
 };
 
-/// Cells written through the EWMA mux per measured call.
+/// Cells written through the EWMA mux, or paths picked, per measured call.
 pub const PICKS: usize = 64;
 /// Circuits per channel in the KIST runs (1k circuits = 100 channels, 10k = 1000).
 pub const CIRCUITS_PER_CHANNEL: u32 = 10;
@@ -169,30 +169,43 @@ pub fn run_kist(input: &mut KistInput) -> RunReport {
 // ----- pathsel -----------------------------------------------------------------------------
 
 /// A circuit build timeout estimator holding 1000 build times (a full ring, proposal 151's
-/// `ncircuits_to_observe`) drawn from a Pareto-like spread, and the next sample to add.
+/// `ncircuits_to_observe`) from a heavy-tailed spread, and those samples to feed again.
 pub struct CbtInput {
     pub est: CbtEstimator,
-    pub next_ms: u32,
+    pub samples: Vec<u32>,
+    pub next: usize,
 }
 
 pub fn cbt_input() -> CbtInput {
-    let cfg = CbtConfig::default();
-    let mut est = CbtEstimator::new(cfg);
-    // Deterministic heavy-tailed build times around 300-2000 ms (mode near 400 ms).
+    let mut est = CbtEstimator::new(CbtConfig::default());
+    // Deterministic Pareto-like build times: 300 ms / U^(1/2.5), U uniform in (0, 1] from an
+    // LCG (Knuth's MMIX constants), capped at 60 s.
     let mut x: u64 = 0x9e37_79b9;
-    for _ in 0..1000 {
-        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        let u = ((x >> 33) as f64 + 1.0) / (1u64 << 31) as f64;
-        let ms = 300.0 / u.powf(1.0 / 2.5);
-        est.add_build(ms.min(60_000.0) as u32);
+    let samples: Vec<u32> = (0..1000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let u = ((x >> 33) as f64 + 1.0) / (1u64 << 31) as f64;
+            (300.0 / u.powf(1.0 / 2.5)).min(60_000.0) as u32
+        })
+        .collect();
+    for &ms in &samples {
+        est.add_build(ms);
     }
-    CbtInput { est, next_ms: 450 }
+    CbtInput {
+        est,
+        samples,
+        next: 0,
+    }
 }
 
 /// A build completed: record it and refit (the fit is cached until the next change, so
-/// every call does a full fit over the 1000 samples).
+/// every call does a full fit over the 1000 samples). The samples are fed again in the order
+/// they filled the ring, so each one replaces itself and the fitted data never drifts.
 pub fn run_cbt_fit(input: &mut CbtInput) -> CbtFit {
-    input.est.add_build(input.next_ms);
+    input.est.add_build(input.samples[input.next]);
+    input.next = (input.next + 1) % input.samples.len();
     input.est.fit().expect("1000 spread-out samples fit")
 }
 
@@ -216,10 +229,16 @@ pub fn path_input() -> PathInput {
     }
 }
 
-/// One weighted guard/middle/exit pick for port 443.
+/// `PICKS` weighted guard/middle/exit picks for port 443; returns the last path.
 pub fn run_path_pick(input: &mut PathInput) -> Path {
-    input
-        .sel
-        .select_path(&mut input.rng, Some(input.target), None)
-        .expect("7000 relays give a path")
+    let mut last = None;
+    for _ in 0..PICKS {
+        last = Some(
+            input
+                .sel
+                .select_path(&mut input.rng, Some(input.target), None)
+                .expect("7000 relays give a path"),
+        );
+    }
+    last.expect("PICKS > 0")
 }
