@@ -44,9 +44,9 @@ fi
 apt_install() {
     echo "check-icount: installing $* with apt-get" >&2
     if [ "$(id -u)" -eq 0 ]; then
-        apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
     else
-        sudo apt-get update -qq && sudo apt-get install -y -qq "$@" >/dev/null
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
     fi
 }
 
