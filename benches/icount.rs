@@ -1,0 +1,116 @@
+//! Instruction counts of kistrel's hot paths under valgrind (callgrind), with Gungraun:
+//! repeatable on a shared, noisy machine where wall time is not. Run it through
+//! `benches/check-icount.sh`, which installs the matching runner, compares every count with
+//! `benches/baseline/icount.txt` and fails on a regression (see benches/README.md).
+//!
+//! Every bench takes its input from a fixture (setup is not counted) and returns it (so
+//! dropping it is not counted either); the counted part is exactly the `run_*` call.
+
+use std::hint::black_box;
+
+use gungraun::{library_benchmark, library_benchmark_group, main};
+
+mod fixtures;
+mod pure_fixtures;
+
+use fixtures::{ClientInput, DecodeInput, EncodeInput, HopInput, MiddleInput, NetInput, NtorInput};
+use pure_fixtures::{CbtInput, KistInput, MuxInput, PathInput};
+
+#[library_benchmark]
+#[bench::cells_64(fixtures::decode_input())]
+fn wire_decode(mut input: DecodeInput) -> DecodeInput {
+    black_box(fixtures::run_decode(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::cells_64(fixtures::encode_input())]
+fn wire_encode(mut input: EncodeInput) -> EncodeInput {
+    black_box(fixtures::run_encode(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::cells_64(fixtures::hop_forward_input())]
+fn crypto_hop_forward(mut input: HopInput) -> HopInput {
+    black_box(fixtures::run_hop_forward(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::cells_64(fixtures::hop_recognize_input())]
+fn crypto_hop_recognize(mut input: HopInput) -> HopInput {
+    let n = fixtures::run_hop_recognize(&mut input);
+    assert_eq!(n, fixtures::BATCH, "every sealed cell is recognized");
+    input
+}
+
+#[library_benchmark]
+#[bench::cells_64(fixtures::client_input())]
+fn crypto_client_3hop(mut input: ClientInput) -> ClientInput {
+    black_box(fixtures::run_client_encrypt(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::handshake(fixtures::ntor_input())]
+fn ntor(input: NtorInput) -> NtorInput {
+    black_box(fixtures::run_ntor(&input));
+    input
+}
+
+#[library_benchmark]
+#[bench::cells_64(fixtures::middle_input())]
+fn relay_middle_forward(mut input: MiddleInput) -> MiddleInput {
+    black_box(fixtures::run_middle(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::download_1mib(fixtures::net_input())]
+fn harness_3hop(mut input: NetInput) -> NetInput {
+    black_box(fixtures::run_net(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::picks_64_of_1k(pure_fixtures::mux_input(1000))]
+fn ewma_pick(mut input: MuxInput) -> MuxInput {
+    black_box(pure_fixtures::run_mux(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::circuits_1k(pure_fixtures::kist_input(100))]
+#[bench::circuits_10k(pure_fixtures::kist_input(1000))]
+fn kist_run(mut input: KistInput) -> KistInput {
+    black_box(pure_fixtures::run_kist(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::samples_1000(pure_fixtures::cbt_input())]
+fn cbt_fit(mut input: CbtInput) -> CbtInput {
+    black_box(pure_fixtures::run_cbt_fit(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::picks_64_of_7000(pure_fixtures::path_input())]
+fn path_pick(mut input: PathInput) -> PathInput {
+    black_box(pure_fixtures::run_path_pick(&mut input));
+    input
+}
+
+library_benchmark_group!(
+    name = engine;
+    benchmarks = wire_decode, wire_encode, crypto_hop_forward, crypto_hop_recognize,
+        crypto_client_3hop, ntor, relay_middle_forward, harness_3hop
+);
+
+library_benchmark_group!(
+    name = pure;
+    benchmarks = ewma_pick, kist_run, cbt_fit, path_pick
+);
+
+main!(library_benchmark_groups = engine, pure);
