@@ -25,6 +25,10 @@
 //! the worker's scheduler falls back from KIST to KISTLite.
 //!
 //! No `unsafe` here: poll(2) and connect(2) go through [`crate::sys::poll_sys`].
+//!
+//! Writes use std's `write_vectored` (writev(2)), which, unlike the io_uring SEND, passes no
+//! MSG_NOSIGNAL: a write to a reset peer returns EPIPE only because Rust programs start with
+//! SIGPIPE ignored. A host program that restores SIGPIPE must not use this backend.
 
 mod buf;
 mod driver;
