@@ -4,6 +4,7 @@ pub mod client;
 pub mod crypto;
 pub mod exit;
 pub mod harness;
+pub mod poll;
 pub mod relay;
 pub mod runtime;
 pub mod socks;
