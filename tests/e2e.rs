@@ -52,7 +52,7 @@ struct Net {
 }
 
 impl Net {
-    fn start(relays: usize, extra: &[&str]) -> Net {
+    fn start(backend: &str, relays: usize, extra: &[&str]) -> Net {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = match std::env::var_os("KISTREL_E2E_KEEP") {
             Some(base) => PathBuf::from(base)
@@ -67,6 +67,8 @@ impl Net {
             .args([
                 "-v",
                 "net",
+                "--backend",
+                backend,
                 "--relays",
                 &relays.to_string(),
                 "--workers",
@@ -225,7 +227,11 @@ fn fetch_at(
     }
     let status = cmd
         .args(["-s", "-f", "--max-time", "120", "--proxy"])
-        .arg(format!("socks5h://{user}:x@{socks}"))
+        .arg(match user {
+            // An empty user: no credentials, i.e. the client's pre-built circuit (tag 0).
+            "" => format!("socks5h://{socks}"),
+            user => format!("socks5h://{user}:x@{socks}"),
+        })
         .arg("-o")
         .arg(out)
         .arg(url)
@@ -238,14 +244,13 @@ fn fetch_at(
     Some((Sha256::digest(&data).into(), data.len()))
 }
 
-#[test]
-fn fetch_64_mib_through_three_hops_intact() {
+fn fetch_64_mib_through_three_hops_intact(backend: &str) {
     let _serial = serial();
     if skip_without_tools() {
         return;
     }
     let http = Http::start(64 * MIB, 1);
-    let net = Net::start(3, &[]);
+    let net = Net::start(backend, 3, &[]);
     let out = net.dir.join("got");
     let (sha, len) = fetch(net.socks, "a", &http.url(), &out).expect("curl through kistrel");
     assert_eq!(len, 64 * MIB);
@@ -253,14 +258,13 @@ fn fetch_64_mib_through_three_hops_intact() {
     assert!(net.stop().success(), "kistrel net exits 0 on SIGTERM");
 }
 
-#[test]
-fn eight_parallel_fetches_on_eight_circuits() {
+fn eight_parallel_fetches_on_eight_circuits(backend: &str) {
     let _serial = serial();
     if skip_without_tools() {
         return;
     }
     let http = Http::start(16 * MIB, 2);
-    let net = Net::start(3, &[]);
+    let net = Net::start(backend, 3, &[]);
     let url = http.url();
     let handles: Vec<_> = (0..8)
         .map(|i| {
@@ -322,21 +326,22 @@ fn relays_connected_to(relays: &[SocketAddr], peer: SocketAddr) -> Vec<SocketAdd
         .collect()
 }
 
-#[test]
-fn killing_the_middle_relay_fails_the_fetch_and_the_next_one_works() {
+fn killing_the_middle_relay_fails_the_fetch_and_the_next_one_works(backend: &str) {
     let _serial = serial();
     if skip_without_tools() {
         return;
     }
     let http = Http::start(64 * MIB, 3);
     // Four relays: three non-exits, so a path without the killed one remains.
-    let net = Net::start(4, &["--keep-going"]);
+    let net = Net::start(backend, 4, &["--keep-going"]);
     let exit = *net.relays.last().expect("exit relay");
     let url = http.url();
     let socks = net.socks;
     let out = net.dir.join("doomed");
     // Rate-limited by curl so the transfer is surely running when the relay dies.
-    let doomed = std::thread::spawn(move || fetch_at(socks, "x", &url, &out, Some("8M")));
+    // No SOCKS credentials: the fetch uses the client's one pre-built circuit, so the only
+    // non-exit relay connected to the exit is this circuit's middle.
+    let doomed = std::thread::spawn(move || fetch_at(socks, "", &url, &out, Some("8M")));
     // Find the middle: the non-exit relay connected to the exit while the fetch runs.
     let deadline = Instant::now() + Duration::from_secs(20);
     let middle = loop {
@@ -386,14 +391,13 @@ fn killing_the_middle_relay_fails_the_fetch_and_the_next_one_works() {
     let _ = net.stop();
 }
 
-#[test]
-fn bad_input_on_an_or_port_closes_that_channel_only() {
+fn bad_input_on_an_or_port_closes_that_channel_only(backend: &str) {
     let _serial = serial();
     if skip_without_tools() {
         return;
     }
     let http = Http::start(32 * MIB, 4);
-    let net = Net::start(3, &[]);
+    let net = Net::start(backend, 3, &[]);
     let url = http.url();
     let socks = net.socks;
     let out = net.dir.join("got");
@@ -462,13 +466,12 @@ fn bad_input_on_an_or_port_closes_that_channel_only() {
     assert!(net.stop().success());
 }
 
-#[test]
-fn sigterm_stops_everything_and_leaves_no_process() {
+fn sigterm_stops_everything_and_leaves_no_process(backend: &str) {
     let _serial = serial();
     if skip_without_tools() {
         return;
     }
-    let net = Net::start(3, &[]);
+    let net = Net::start(backend, 3, &[]);
     let dir = net.dir.clone();
     let status = net.stop();
     assert!(status.success(), "exit status {status:?}");
@@ -488,3 +491,24 @@ fn sigterm_stops_everything_and_leaves_no_process() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Every scenario runs on both runtime backends, from the same code (issue: the poll backend
+/// must pass the whole end-to-end suite too).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(#[test] fn $name() { super::$name("uring") })*
+        }
+        mod poll {
+            $(#[test] fn $name() { super::$name("poll") })*
+        }
+    };
+}
+
+on_both_backends!(
+    fetch_64_mib_through_three_hops_intact,
+    eight_parallel_fetches_on_eight_circuits,
+    killing_the_middle_relay_fails_the_fetch_and_the_next_one_works,
+    bad_input_on_an_or_port_closes_that_channel_only,
+    sigterm_stops_everything_and_leaves_no_process
+);

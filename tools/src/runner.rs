@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_engine::relay::RelayConfig;
 use kistrel_engine::runtime::{
-    Clock, Command, EventSender, Worker, WorkerConfig, WorkerEvent, WorkerReport,
+    Clock, Command, Driver, EventSender, Worker, WorkerConfig, WorkerEvent, WorkerReport,
 };
 use kistrel_sched::{EwmaConfig, SchedConfig, SchedulerKind};
 
@@ -70,18 +70,36 @@ pub fn listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>> {
         .collect()
 }
 
-/// Starts one worker per entry of `configs` with the given backend.
+/// Starts one worker per entry of `configs` with the given backend (io_uring exists on
+/// Linux only; elsewhere every backend is the poll one).
 pub fn start(
     configs: Vec<WorkerConfig>,
     backend: Backend,
     clock: Clock,
 ) -> Result<Workers, CliError> {
-    if backend == Backend::Poll {
-        return Err(CliError::runtime(
-            "Backend poll",
-            "the portable poll backend is not in this build yet; use Backend = \"uring\"",
-        ));
+    #[cfg(target_os = "linux")]
+    if backend == Backend::Uring {
+        return start_with(configs, clock, || {
+            kistrel_engine::uring::Ring::new(&kistrel_engine::uring::RingConfig::default())
+                .map_err(|e| format!("setting up io_uring: {e} (try Backend = \"poll\")"))
+        });
     }
+    let _ = backend;
+    start_with(configs, clock, || {
+        kistrel_engine::poll::PollDriver::new()
+            .map_err(|e| format!("setting up the poll backend: {e}"))
+    })
+}
+
+fn start_with<D, F>(
+    configs: Vec<WorkerConfig>,
+    clock: Clock,
+    make_driver: F,
+) -> Result<Workers, CliError>
+where
+    D: Driver,
+    F: Fn() -> Result<D, String> + Copy + Send + 'static,
+{
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ev_tx, ev_rx) = bounded(QUEUE);
     let mut commands = Vec::new();
@@ -99,16 +117,15 @@ pub fn start(
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                let ring = match kistrel_engine::uring::Ring::new(
-                    &kistrel_engine::uring::RingConfig::default(),
-                ) {
-                    Ok(r) => r,
+                // The driver is made on its own thread: io_uring's SINGLE_ISSUER wants that.
+                let driver = match make_driver() {
+                    Ok(d) => d,
                     Err(e) => {
-                        let _ = ready.send(Err(format!("setting up io_uring: {e}")));
+                        let _ = ready.send(Err(e));
                         return empty_report();
                     }
                 };
-                match Worker::new(cfg, ring, cmd_rx, events) {
+                match Worker::new(cfg, driver, cmd_rx, events) {
                     Ok(worker) => {
                         let _ = ready.send(Ok(()));
                         worker.run()
