@@ -428,7 +428,7 @@ impl<D: Driver> Worker<D> {
                 self.sched.channel_has_cells(now, chan);
             }
         }
-        if !self.sched.next_run().is_some_and(|t| t <= now) {
+        if self.sched.next_run().is_none_or(|t| t > now) {
             return;
         }
         self.pending.clear();

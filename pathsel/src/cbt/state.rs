@@ -159,7 +159,7 @@ impl CbtEstimator {
             Vec::with_capacity(state.total().min(MAX_STATE_SAMPLES) as usize);
         for &(mid, count) in &state.bins {
             if width <= u64::from(BIN_WIDTH_MS) {
-                samples.extend(std::iter::repeat(mid).take(count as usize));
+                samples.extend(std::iter::repeat_n(mid, count as usize));
             } else {
                 let lo = u64::from(mid).saturating_sub(width / 2);
                 for _ in 0..count {
@@ -168,7 +168,7 @@ impl CbtEstimator {
                 }
             }
         }
-        samples.extend(std::iter::repeat(TIMED_OUT).take(state.abandoned as usize));
+        samples.extend(std::iter::repeat_n(TIMED_OUT, state.abandoned as usize));
         samples.shuffle(rng);
         let mut est = CbtEstimator::new(cfg);
         let keep = samples.len().min(est.cfg.ncircuits_to_observe);
