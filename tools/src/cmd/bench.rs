@@ -1,19 +1,372 @@
-//! `kistrel bench`: the lead fills this in (bring up `net`, drive it with `tgen`, report).
+//! `kistrel bench`: the main job. Brings up a local network (`kistrel net` as a child
+//! process: relays and a client, each its own process), serves seeded data from an in-process
+//! TCP server, fetches it through the client's SOCKS port on N isolated circuits at once, and
+//! reports throughput, time to first / last byte, and CPU seconds per GiB for every relay
+//! (from `/proc/PID/stat`). The same transfers made directly (no hops) in the same run give
+//! the baseline ratio, so the figures stay meaningful on a noisy machine.
+//!
+//! ```text
+//!   bench threads --SOCKS5--> client --> relay1 --> relay2 --> relay3 (exit) --> source server
+//!   bench threads ------------------------------------------------------------> source server (direct)
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::error::CliError;
 
 /// `kistrel bench` options.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Print a versioned JSON result instead of the human summary.
+    /// Also write the versioned machine-readable result (schema `kistrel.bench/1`) here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Parallel transfers, each on its own circuit (SOCKS isolation).
+    #[arg(long, default_value_t = 8)]
+    pub circuits: usize,
+    /// MiB per transfer.
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+    /// Worker threads per relay and client.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Scheduler for every node (kist, kistlite, vanilla).
     #[arg(long)]
-    pub json: bool,
+    pub scheduler: Option<String>,
+    /// Runtime backend (uring, poll).
+    #[arg(long, default_value = "uring")]
+    pub backend: String,
+    /// Folder for the network's files and logs (default: a fresh temp folder).
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+}
+
+/// One transfer's outcome.
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    ttfb: Duration,
+    ttlb: Duration,
+    bytes: u64,
+    intact: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    count: usize,
+    failed: usize,
+    ttfb_s: [f64; 3],
+    ttlb_s: [f64; 3],
+}
+
+#[derive(Debug, Serialize)]
+struct ProcessCpu {
+    role: String,
+    pid: i32,
+    cpu_s: f64,
+    cpu_s_per_gib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    schema: &'static str,
+    circuits: usize,
+    transfer_mib: usize,
+    workers: usize,
+    backend: String,
+    scheduler: String,
+    throughput_mib_s: f64,
+    direct_throughput_mib_s: f64,
+    ratio_vs_direct: f64,
+    bytes_verified: u64,
+    transfers: std::collections::BTreeMap<&'static str, Percentiles>,
+    cpu_s_per_gib: Vec<ProcessCpu>,
 }
 
 /// Run the benchmark.
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
-    let _ = args;
-    Err(CliError::NotBuilt("kistrel bench"))
+    let tmp = tempfile::tempdir().map_err(|e| CliError::runtime("creating a temp folder", e))?;
+    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("net"));
+    let size = args.size.max(1) << 20;
+    let circuits = args.circuits.max(1);
+    let mut data = vec![0u8; size];
+    ChaCha8Rng::seed_from_u64(2026).fill_bytes(&mut data);
+    let want: [u8; 32] = Sha256::digest(&data).into();
+    let server = SourceServer::start(data)?;
+
+    eprintln!("kistrel bench: {circuits} transfers of {} MiB, direct and through 3 hops", args.size);
+    let direct = run_transfers(circuits, |_| TcpStream::connect(server.addr), want)?;
+    let net = NetChild::start(&args, &dir)?;
+    let pids = net.pids();
+    let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let socks = net.socks;
+    let target = server.addr;
+    let relayed = run_transfers(circuits, |i| socks_connect(socks, &format!("bench{i}"), target), want)?;
+    let cpu_after: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    net.stop();
+
+    let gib = relayed.iter().filter(|t| t.intact).map(|t| t.bytes).sum::<u64>() as f64 / (1u64 << 30) as f64;
+    let cpu = pids
+        .iter()
+        .zip(cpu_before.iter().zip(&cpu_after))
+        .map(|((role, pid), (b, a))| ProcessCpu {
+            role: role.clone(),
+            pid: *pid,
+            cpu_s: a - b,
+            cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { 0.0 },
+        })
+        .collect();
+    let mut transfers = std::collections::BTreeMap::new();
+    transfers.insert("direct", percentiles(&direct));
+    transfers.insert("relayed", percentiles(&relayed));
+    let report = Report {
+        schema: "kistrel.bench/1",
+        circuits,
+        transfer_mib: args.size,
+        workers: args.workers,
+        backend: args.backend.clone(),
+        scheduler: args.scheduler.clone().unwrap_or_else(|| "kist".into()),
+        throughput_mib_s: throughput(&relayed),
+        direct_throughput_mib_s: throughput(&direct),
+        ratio_vs_direct: throughput(&relayed) / throughput(&direct).max(f64::MIN_POSITIVE),
+        bytes_verified: relayed.iter().filter(|t| t.intact).map(|t| t.bytes).sum(),
+        transfers,
+        cpu_s_per_gib: cpu,
+    };
+    print_table(&report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::runtime("encoding JSON", e))?;
+        std::fs::write(path, text + "\n").map_err(|e| CliError::runtime(format!("writing {}", path.display()), e))?;
+    }
+    let failed = relayed.iter().filter(|t| !t.intact).count();
+    if failed > 0 {
+        return Err(CliError::runtime("kistrel bench", format!("{failed} transfer(s) failed or arrived corrupted")));
+    }
+    Ok(())
+}
+
+fn print_table(r: &Report) {
+    println!("kistrel bench  ({} x {} MiB, {} worker(s), backend {}, scheduler {})", r.circuits, r.transfer_mib, r.workers, r.backend, r.scheduler);
+    println!("  throughput   3 hops {:8.1} MiB/s   direct {:8.1} MiB/s   ratio {:.3}", r.throughput_mib_s, r.direct_throughput_mib_s, r.ratio_vs_direct);
+    for (name, p) in &r.transfers {
+        println!(
+            "  {name:<8} n={:<3} failed={:<2} ttfb p50/p90/p99 {:.4}/{:.4}/{:.4} s   ttlb p50/p90/p99 {:.3}/{:.3}/{:.3} s",
+            p.count, p.failed, p.ttfb_s[0], p.ttfb_s[1], p.ttfb_s[2], p.ttlb_s[0], p.ttlb_s[1], p.ttlb_s[2]
+        );
+    }
+    for c in &r.cpu_s_per_gib {
+        println!("  cpu  {:<8} pid {:<7} {:7.2} s  = {:6.2} CPU-s/GiB", c.role, c.pid, c.cpu_s, c.cpu_s_per_gib);
+    }
+}
+
+fn throughput(ts: &[Transfer]) -> f64 {
+    // All transfers start together: aggregate bytes over the slowest one's time.
+    let bytes: u64 = ts.iter().filter(|t| t.intact).map(|t| t.bytes).sum();
+    let wall = ts.iter().map(|t| t.ttlb).max().unwrap_or_default().as_secs_f64();
+    if wall > 0.0 { bytes as f64 / (1 << 20) as f64 / wall } else { 0.0 }
+}
+
+fn percentiles(ts: &[Transfer]) -> Percentiles {
+    let ok: Vec<&Transfer> = ts.iter().filter(|t| t.intact).collect();
+    let pick = |mut v: Vec<f64>| -> [f64; 3] {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        [at(0.5), at(0.9), at(0.99)]
+    };
+    Percentiles {
+        count: ts.len(),
+        failed: ts.len() - ok.len(),
+        ttfb_s: pick(ok.iter().map(|t| t.ttfb.as_secs_f64()).collect()),
+        ttlb_s: pick(ok.iter().map(|t| t.ttlb.as_secs_f64()).collect()),
+    }
+}
+
+/// Runs `n` transfers at once, each over the stream `connect(i)` gives.
+fn run_transfers(
+    n: usize,
+    connect: impl Fn(usize) -> std::io::Result<TcpStream> + Sync,
+    want: [u8; 32],
+) -> Result<Vec<Transfer>, CliError> {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let connect = &connect;
+                s.spawn(move || -> Transfer {
+                    let failed = Transfer { ttfb: Duration::ZERO, ttlb: start.elapsed(), bytes: 0, intact: false };
+                    let Ok(mut stream) = connect(i) else { return failed };
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+                    let mut hash = Sha256::new();
+                    let mut buf = vec![0u8; 256 << 10];
+                    let mut bytes = 0u64;
+                    let mut ttfb = None;
+                    loop {
+                        match stream.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(k) => {
+                                ttfb.get_or_insert_with(|| start.elapsed());
+                                hash.update(&buf[..k]);
+                                bytes += k as u64;
+                            }
+                            Err(_) => return Transfer { bytes, ..failed },
+                        }
+                    }
+                    let digest: [u8; 32] = hash.finalize().into();
+                    Transfer { ttfb: ttfb.unwrap_or_default(), ttlb: start.elapsed(), bytes, intact: digest == want }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| CliError::runtime("kistrel bench", "a transfer thread panicked")))
+            .collect()
+    })
+}
+
+/// A TCP server that sends the same bytes to every connection, then closes it.
+struct SourceServer {
+    addr: SocketAddr,
+}
+
+impl SourceServer {
+    fn start(data: Vec<u8>) -> Result<Self, CliError> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| CliError::runtime("binding the source server", e))?;
+        let addr = listener.local_addr().map_err(|e| CliError::runtime("source server address", e))?;
+        let data = std::sync::Arc::new(data);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let data = std::sync::Arc::clone(&data);
+                std::thread::spawn(move || {
+                    let _ = conn.write_all(&data);
+                });
+            }
+        });
+        Ok(SourceServer { addr })
+    }
+}
+
+/// SOCKS5 CONNECT (username/password for isolation) to an IPv4 target.
+fn socks_connect(socks: SocketAddr, user: &str, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let bad = |what: &str| std::io::Error::other(format!("SOCKS: {what}"));
+    let mut s = TcpStream::connect(socks)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.write_all(&[5, 1, 2])?;
+    let mut r = [0u8; 2];
+    s.read_exact(&mut r)?;
+    if r != [5, 2] {
+        return Err(bad("method refused"));
+    }
+    let mut auth = vec![1, user.len() as u8];
+    auth.extend_from_slice(user.as_bytes());
+    auth.extend_from_slice(&[1, b'x']);
+    s.write_all(&auth)?;
+    s.read_exact(&mut r)?;
+    if r != [1, 0] {
+        return Err(bad("auth refused"));
+    }
+    let SocketAddr::V4(t) = target else { return Err(bad("IPv4 target expected")) };
+    let mut req = vec![5, 1, 0, 1];
+    req.extend_from_slice(&t.ip().octets());
+    req.extend_from_slice(&t.port().to_be_bytes());
+    s.write_all(&req)?;
+    let mut rep = [0u8; 10];
+    s.read_exact(&mut rep)?;
+    if rep[1] != 0 {
+        return Err(bad(&format!("CONNECT failed with reply {}", rep[1])));
+    }
+    Ok(s)
+}
+
+/// `kistrel net` as a child process.
+struct NetChild {
+    child: Child,
+    socks: SocketAddr,
+    dir: PathBuf,
+}
+
+impl NetChild {
+    fn start(args: &BenchArgs, dir: &Path) -> Result<Self, CliError> {
+        let exe = std::env::current_exe().map_err(|e| CliError::runtime("finding the kistrel executable", e))?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["net", "--relays", "3", "--workers", &args.workers.to_string(), "--backend", &args.backend, "--dir"])
+            .arg(dir);
+        if let Some(s) = &args.scheduler {
+            cmd.args(["--scheduler", s]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| CliError::runtime("starting kistrel net", e))?;
+        let stdout = child.stdout.take().ok_or_else(|| CliError::runtime("kistrel net", "no stdout"))?;
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let socks = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("socks="))
+            .and_then(|a| a.parse().ok());
+        let Some(socks) = socks else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CliError::runtime("kistrel net", format!("no ready line (logs in {})", dir.display())));
+        };
+        Ok(NetChild { child, socks, dir: dir.to_path_buf() })
+    }
+
+    /// The network's processes by role, found by their config file on the command line.
+    fn pids(&self) -> Vec<(String, i32)> {
+        let mut found = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if !cmdline.contains(&*self.dir.to_string_lossy()) {
+                continue;
+            }
+            for role in ["relay1", "relay2", "relay3", "client"] {
+                if cmdline.contains(&format!("{role}.toml")) {
+                    found.push((role.to_owned(), pid));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    fn stop(mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User + system CPU seconds of a process so far (`/proc/PID/stat` fields 14 and 15).
+fn cpu_seconds(pid: i32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // The command name (field 2) may hold spaces: count fields after its closing ')'.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // After ')' the fields start at 3 (state): utime is field 14 -> index 11, stime index 12.
+    let hz = 100.0; // USER_HZ, fixed at 100 on Linux
+    (ticks(11) + ticks(12)) / hz
 }
