@@ -21,7 +21,7 @@ use super::origin::Origins;
 use super::{Clock, Command, Driver, EventSender, IoEvent, WorkerEvent};
 
 /// Longest the loop sleeps without checking the control queue.
-const MAX_WAIT: Duration = Duration::from_millis(10);
+const MAX_WAIT: Duration = Duration::from_millis(1);
 /// How long a stopping worker waits for its DESTROYs and queued bytes to go out.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
