@@ -48,7 +48,7 @@ struct Net {
     socks: SocketAddr,
     relays: Vec<SocketAddr>,
     dir: PathBuf,
-    _tmp: tempfile::TempDir,
+    tmp: Option<tempfile::TempDir>,
 }
 
 impl Net {
@@ -107,8 +107,14 @@ impl Net {
             socks,
             relays,
             dir,
-            _tmp: tmp,
+            tmp: Some(tmp),
         }
+    }
+
+    /// As [`Net::stop`], keeping the network's folder (logs, state file) for inspection.
+    fn stop_and_keep(mut self) -> (std::process::ExitStatus, Option<tempfile::TempDir>) {
+        let tmp = self.tmp.take();
+        (self.stop(), tmp)
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit.
@@ -492,6 +498,71 @@ fn sigterm_stops_everything_and_leaves_no_process(backend: &str) {
     }
 }
 
+/// Proposal 151 on a live network: after 100+ circuits the client has learned its build
+/// timeout, says so in its log, and keeps the histogram in its state file.
+fn learned_timeout_after_a_hundred_circuits(backend: &str) {
+    let _serial = serial();
+    let net = Net::start(backend, 3, &[]);
+    // A tiny server: every connection gets one byte.
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = server.local_addr().expect("addr");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    server.set_nonblocking(true).expect("nonblocking");
+    let serving = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            match server.accept() {
+                Ok((mut c, _)) => {
+                    let _ = c.write_all(b"!");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    // One SOCKS username per request: one new circuit each (stream isolation).
+    for i in 0..110 {
+        let mut s = TcpStream::connect(net.socks).expect("socks");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let user = format!("c{i}");
+        s.write_all(&[5, 1, 2]).expect("greeting");
+        let mut r = [0u8; 2];
+        s.read_exact(&mut r).expect("method");
+        let mut auth = vec![1, user.len() as u8];
+        auth.extend_from_slice(user.as_bytes());
+        auth.extend_from_slice(&[1, b'x']);
+        s.write_all(&auth).expect("auth");
+        s.read_exact(&mut r).expect("auth reply");
+        let SocketAddr::V4(t) = target else {
+            unreachable!()
+        };
+        let mut req = vec![5, 1, 0, 1];
+        req.extend_from_slice(&t.ip().octets());
+        req.extend_from_slice(&t.port().to_be_bytes());
+        s.write_all(&req).expect("request");
+        let mut rep = [0u8; 11];
+        s.read_exact(&mut rep).expect("reply + one byte");
+        assert_eq!((rep[1], rep[10]), (0, b'!'), "request {i}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    serving.join().expect("server thread");
+    let dir = net.dir.clone();
+    let (status, _keep) = net.stop_and_keep();
+    assert!(status.success());
+    let log = std::fs::read_to_string(dir.join("client.log")).unwrap_or_default();
+    assert!(
+        log.contains("learned circuit build timeout"),
+        "client log:\n{log}"
+    );
+    let state = std::fs::read_to_string(dir.join("client-data").join("state")).expect("state file");
+    let bins: u64 = state
+        .lines()
+        .filter_map(|l| l.strip_prefix("CircuitBuildTimeBin "))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    assert!(bins >= 100, "state file holds {bins} build times:\n{state}");
+}
+
 /// Every scenario runs on both runtime backends, from the same code (issue: the poll backend
 /// must pass the whole end-to-end suite too).
 macro_rules! on_both_backends {
@@ -506,6 +577,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    learned_timeout_after_a_hundred_circuits,
     fetch_64_mib_through_three_hops_intact,
     eight_parallel_fetches_on_eight_circuits,
     killing_the_middle_relay_fails_the_fetch_and_the_next_one_works,

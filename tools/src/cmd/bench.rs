@@ -102,18 +102,30 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let want: [u8; 32] = Sha256::digest(&data).into();
     let server = SourceServer::start(data)?;
 
-    eprintln!("kistrel bench: {circuits} transfers of {} MiB, direct and through 3 hops", args.size);
+    eprintln!(
+        "kistrel bench: {circuits} transfers of {} MiB, direct and through 3 hops",
+        args.size
+    );
     let direct = run_transfers(circuits, |_| TcpStream::connect(server.addr), want)?;
     let net = NetChild::start(&args, &dir)?;
     let pids = net.pids();
     let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     let socks = net.socks;
     let target = server.addr;
-    let relayed = run_transfers(circuits, |i| socks_connect(socks, &format!("bench{i}"), target), want)?;
+    let relayed = run_transfers(
+        circuits,
+        |i| socks_connect(socks, &format!("bench{i}"), target),
+        want,
+    )?;
     let cpu_after: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     net.stop();
 
-    let gib = relayed.iter().filter(|t| t.intact).map(|t| t.bytes).sum::<u64>() as f64 / (1u64 << 30) as f64;
+    let gib = relayed
+        .iter()
+        .filter(|t| t.intact)
+        .map(|t| t.bytes)
+        .sum::<u64>() as f64
+        / (1u64 << 30) as f64;
     let cpu = pids
         .iter()
         .zip(cpu_before.iter().zip(&cpu_after))
@@ -143,19 +155,30 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     };
     print_table(&report);
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::runtime("encoding JSON", e))?;
-        std::fs::write(path, text + "\n").map_err(|e| CliError::runtime(format!("writing {}", path.display()), e))?;
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::runtime("encoding JSON", e))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| CliError::runtime(format!("writing {}", path.display()), e))?;
     }
     let failed = relayed.iter().filter(|t| !t.intact).count();
     if failed > 0 {
-        return Err(CliError::runtime("kistrel bench", format!("{failed} transfer(s) failed or arrived corrupted")));
+        return Err(CliError::runtime(
+            "kistrel bench",
+            format!("{failed} transfer(s) failed or arrived corrupted"),
+        ));
     }
     Ok(())
 }
 
 fn print_table(r: &Report) {
-    println!("kistrel bench  ({} x {} MiB, {} worker(s), backend {}, scheduler {})", r.circuits, r.transfer_mib, r.workers, r.backend, r.scheduler);
-    println!("  throughput   3 hops {:8.1} MiB/s   direct {:8.1} MiB/s   ratio {:.3}", r.throughput_mib_s, r.direct_throughput_mib_s, r.ratio_vs_direct);
+    println!(
+        "kistrel bench  ({} x {} MiB, {} worker(s), backend {}, scheduler {})",
+        r.circuits, r.transfer_mib, r.workers, r.backend, r.scheduler
+    );
+    println!(
+        "  throughput   3 hops {:8.1} MiB/s   direct {:8.1} MiB/s   ratio {:.3}",
+        r.throughput_mib_s, r.direct_throughput_mib_s, r.ratio_vs_direct
+    );
     for (name, p) in &r.transfers {
         println!(
             "  {name:<8} n={:<3} failed={:<2} ttfb p50/p90/p99 {:.4}/{:.4}/{:.4} s   ttlb p50/p90/p99 {:.3}/{:.3}/{:.3} s",
@@ -163,22 +186,38 @@ fn print_table(r: &Report) {
         );
     }
     for c in &r.cpu_s_per_gib {
-        println!("  cpu  {:<8} pid {:<7} {:7.2} s  = {:6.2} CPU-s/GiB", c.role, c.pid, c.cpu_s, c.cpu_s_per_gib);
+        println!(
+            "  cpu  {:<8} pid {:<7} {:7.2} s  = {:6.2} CPU-s/GiB",
+            c.role, c.pid, c.cpu_s, c.cpu_s_per_gib
+        );
     }
 }
 
 fn throughput(ts: &[Transfer]) -> f64 {
     // All transfers start together: aggregate bytes over the slowest one's time.
     let bytes: u64 = ts.iter().filter(|t| t.intact).map(|t| t.bytes).sum();
-    let wall = ts.iter().map(|t| t.ttlb).max().unwrap_or_default().as_secs_f64();
-    if wall > 0.0 { bytes as f64 / (1 << 20) as f64 / wall } else { 0.0 }
+    let wall = ts
+        .iter()
+        .map(|t| t.ttlb)
+        .max()
+        .unwrap_or_default()
+        .as_secs_f64();
+    if wall > 0.0 {
+        bytes as f64 / (1 << 20) as f64 / wall
+    } else {
+        0.0
+    }
 }
 
 fn percentiles(ts: &[Transfer]) -> Percentiles {
     let ok: Vec<&Transfer> = ts.iter().filter(|t| t.intact).collect();
     let pick = |mut v: Vec<f64>| -> [f64; 3] {
         v.sort_by(f64::total_cmp);
-        let at = |q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        let at = |q: f64| {
+            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
         [at(0.5), at(0.9), at(0.99)]
     };
     Percentiles {
@@ -201,8 +240,15 @@ fn run_transfers(
             .map(|i| {
                 let connect = &connect;
                 s.spawn(move || -> Transfer {
-                    let failed = Transfer { ttfb: Duration::ZERO, ttlb: start.elapsed(), bytes: 0, intact: false };
-                    let Ok(mut stream) = connect(i) else { return failed };
+                    let failed = Transfer {
+                        ttfb: Duration::ZERO,
+                        ttlb: start.elapsed(),
+                        bytes: 0,
+                        intact: false,
+                    };
+                    let Ok(mut stream) = connect(i) else {
+                        return failed;
+                    };
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
                     let mut hash = Sha256::new();
                     let mut buf = vec![0u8; 256 << 10];
@@ -220,13 +266,21 @@ fn run_transfers(
                         }
                     }
                     let digest: [u8; 32] = hash.finalize().into();
-                    Transfer { ttfb: ttfb.unwrap_or_default(), ttlb: start.elapsed(), bytes, intact: digest == want }
+                    Transfer {
+                        ttfb: ttfb.unwrap_or_default(),
+                        ttlb: start.elapsed(),
+                        bytes,
+                        intact: digest == want,
+                    }
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().map_err(|_| CliError::runtime("kistrel bench", "a transfer thread panicked")))
+            .map(|h| {
+                h.join()
+                    .map_err(|_| CliError::runtime("kistrel bench", "a transfer thread panicked"))
+            })
             .collect()
     })
 }
@@ -238,8 +292,11 @@ struct SourceServer {
 
 impl SourceServer {
     fn start(data: Vec<u8>) -> Result<Self, CliError> {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| CliError::runtime("binding the source server", e))?;
-        let addr = listener.local_addr().map_err(|e| CliError::runtime("source server address", e))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| CliError::runtime("binding the source server", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::runtime("source server address", e))?;
         let data = std::sync::Arc::new(data);
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -273,7 +330,9 @@ fn socks_connect(socks: SocketAddr, user: &str, target: SocketAddr) -> std::io::
     if r != [1, 0] {
         return Err(bad("auth refused"));
     }
-    let SocketAddr::V4(t) = target else { return Err(bad("IPv4 target expected")) };
+    let SocketAddr::V4(t) = target else {
+        return Err(bad("IPv4 target expected"));
+    };
     let mut req = vec![5, 1, 0, 1];
     req.extend_from_slice(&t.ip().octets());
     req.extend_from_slice(&t.port().to_be_bytes());
@@ -295,10 +354,20 @@ struct NetChild {
 
 impl NetChild {
     fn start(args: &BenchArgs, dir: &Path) -> Result<Self, CliError> {
-        let exe = std::env::current_exe().map_err(|e| CliError::runtime("finding the kistrel executable", e))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::runtime("finding the kistrel executable", e))?;
         let mut cmd = Command::new(exe);
-        cmd.args(["net", "--relays", "3", "--workers", &args.workers.to_string(), "--backend", &args.backend, "--dir"])
-            .arg(dir);
+        cmd.args([
+            "net",
+            "--relays",
+            "3",
+            "--workers",
+            &args.workers.to_string(),
+            "--backend",
+            &args.backend,
+            "--dir",
+        ])
+        .arg(dir);
         if let Some(s) = &args.scheduler {
             cmd.args(["--scheduler", s]);
         }
@@ -307,7 +376,10 @@ impl NetChild {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| CliError::runtime("starting kistrel net", e))?;
-        let stdout = child.stdout.take().ok_or_else(|| CliError::runtime("kistrel net", "no stdout"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| CliError::runtime("kistrel net", "no stdout"))?;
         let mut line = String::new();
         let _ = BufReader::new(stdout).read_line(&mut line);
         let socks = line
@@ -317,18 +389,31 @@ impl NetChild {
         let Some(socks) = socks else {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(CliError::runtime("kistrel net", format!("no ready line (logs in {})", dir.display())));
+            return Err(CliError::runtime(
+                "kistrel net",
+                format!("no ready line (logs in {})", dir.display()),
+            ));
         };
-        Ok(NetChild { child, socks, dir: dir.to_path_buf() })
+        Ok(NetChild {
+            child,
+            socks,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The network's processes by role, found by their config file on the command line.
     fn pids(&self) -> Vec<(String, i32)> {
         let mut found = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return found;
+        };
         for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             if !cmdline.contains(&*self.dir.to_string_lossy()) {
                 continue;
@@ -345,7 +430,10 @@ impl NetChild {
 
     fn stop(mut self) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -361,11 +449,20 @@ impl NetChild {
 
 /// User + system CPU seconds of a process so far (`/proc/PID/stat` fields 14 and 15).
 fn cpu_seconds(pid: i32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
     // The command name (field 2) may hold spaces: count fields after its closing ')'.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0.0 };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // After ')' the fields start at 3 (state): utime is field 14 -> index 11, stime index 12.
     let hz = 100.0; // USER_HZ, fixed at 100 on Linux
     (ticks(11) + ticks(12)) / hz
