@@ -110,6 +110,7 @@ impl<D: Driver> Worker<D> {
         match self.driver.connect(addr) {
             Ok(conn) => {
                 self.roles.insert(conn, Role::Edge);
+                self.no_delay(conn);
                 self.edges.insert(
                     conn,
                     Edge {
@@ -152,6 +153,7 @@ impl<D: Driver> Worker<D> {
 
     pub(super) fn accept_socks(&mut self, conn: D::Conn) {
         self.roles.insert(conn, Role::Edge);
+        self.no_delay(conn);
         self.edges.insert(
             conn,
             Edge {

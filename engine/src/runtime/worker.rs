@@ -295,6 +295,18 @@ impl<D: Driver> Worker<D> {
         }
         self.chan_conn[i] = Some((chan, conn));
         self.roles.insert(conn, Role::Channel(chan));
+        self.no_delay(conn);
+    }
+
+    /// Turns Nagle's algorithm off: we batch cells ourselves (one send per connection per
+    /// loop iteration), and Nagle holding back a small write (a SENDME) until the previous
+    /// segment is acknowledged meets the peer's delayed ACK: a 40 ms stall per window.
+    pub(super) fn no_delay(&self, conn: D::Conn) {
+        if let Some(fd) = self.driver.conn_fd(conn) {
+            if let Err(e) = crate::sys::set_tcp_nodelay(fd, true) {
+                debug!(error = %e, "TCP_NODELAY failed");
+            }
+        }
     }
 
     fn unbind_channel(&mut self, chan: ChanId) -> Option<D::Conn> {

@@ -86,6 +86,9 @@ struct Report {
     throughput_mib_s: f64,
     direct_throughput_mib_s: f64,
     ratio_vs_direct: f64,
+    /// Three chained plain TCP forwarders (no cells, no crypto), same transfers, same run.
+    forwarders_throughput_mib_s: f64,
+    ratio_vs_forwarders: f64,
     bytes_verified: u64,
     transfers: std::collections::BTreeMap<&'static str, Percentiles>,
     cpu_s_per_gib: Vec<ProcessCpu>,
@@ -107,6 +110,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         args.size
     );
     let direct = run_transfers(circuits, |_| TcpStream::connect(server.addr), want)?;
+    let chain = plain_forwarder_chain(server.addr, 3)?;
+    let forwarded = run_transfers(circuits, |_| TcpStream::connect(chain), want)?;
     let net = NetChild::start(&args, &dir)?;
     let pids = net.pids();
     let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
@@ -139,6 +144,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let mut transfers = std::collections::BTreeMap::new();
     transfers.insert("direct", percentiles(&direct));
     transfers.insert("relayed", percentiles(&relayed));
+    transfers.insert("forwarded", percentiles(&forwarded));
     let report = Report {
         schema: "kistrel.bench/1",
         circuits,
@@ -149,6 +155,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         throughput_mib_s: throughput(&relayed),
         direct_throughput_mib_s: throughput(&direct),
         ratio_vs_direct: throughput(&relayed) / throughput(&direct).max(f64::MIN_POSITIVE),
+        forwarders_throughput_mib_s: throughput(&forwarded),
+        ratio_vs_forwarders: throughput(&relayed) / throughput(&forwarded).max(f64::MIN_POSITIVE),
         bytes_verified: relayed.iter().filter(|t| t.intact).map(|t| t.bytes).sum(),
         transfers,
         cpu_s_per_gib: cpu,
@@ -178,6 +186,10 @@ fn print_table(r: &Report) {
     println!(
         "  throughput   3 hops {:8.1} MiB/s   direct {:8.1} MiB/s   ratio {:.3}",
         r.throughput_mib_s, r.direct_throughput_mib_s, r.ratio_vs_direct
+    );
+    println!(
+        "  baseline     3 plain TCP forwarders {:8.1} MiB/s   kistrel / forwarders {:.3}",
+        r.forwarders_throughput_mib_s, r.ratio_vs_forwarders
     );
     for (name, p) in &r.transfers {
         println!(
@@ -283,6 +295,46 @@ fn run_transfers(
             })
             .collect()
     })
+}
+
+/// `hops` chained plain TCP forwarders in front of `upstream` (a thread per direction and
+/// connection, 64 KiB buffers): the same-run baseline of "moving bytes through three
+/// processes' worth of sockets" without cells or crypto. Returns the first one's address.
+fn plain_forwarder_chain(upstream: SocketAddr, hops: usize) -> Result<SocketAddr, CliError> {
+    let mut next = upstream;
+    for _ in 0..hops {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| CliError::runtime("binding a forwarder", e))?;
+        let addr = listener.local_addr().map_err(|e| CliError::runtime("forwarder address", e))?;
+        let to = next;
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(down) = conn else { continue };
+                let Ok(up) = TcpStream::connect(to) else { continue };
+                let pipe = |mut from: TcpStream, mut into: TcpStream| {
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 64 << 10];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if into.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = into.shutdown(std::net::Shutdown::Write);
+                    })
+                };
+                if let (Ok(d2), Ok(u2)) = (down.try_clone(), up.try_clone()) {
+                    pipe(down, up);
+                    pipe(u2, d2);
+                }
+            }
+        });
+        next = addr;
+    }
+    Ok(next)
 }
 
 /// A TCP server that sends the same bytes to every connection, then closes it.
