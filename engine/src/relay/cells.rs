@@ -990,10 +990,38 @@ impl Relay {
     ) -> Option<usize> {
         let c = self.circuits.get_mut(stream.circ.0)?;
         let s = c.streams.get_mut(&stream.id)?;
-        let n = buf.len().min(s.rx.len());
-        for (dst, src) in buf.iter_mut().zip(s.rx.drain(..n)) {
-            *dst = src;
-        }
+        let (front, back) = s.rx.as_slices();
+        let a = front.len().min(buf.len());
+        buf[..a].copy_from_slice(&front[..a]);
+        let b = back.len().min(buf.len() - a);
+        buf[a..a + b].copy_from_slice(&back[..b]);
+        self.finish_recv(now, stream, a + b)
+    }
+
+    /// As [`Relay::stream_recv`], appending at most `max` bytes to `out` (no zero-filling of
+    /// a buffer first: the runtime appends straight into a connection's send buffer).
+    pub fn stream_recv_append(
+        &mut self,
+        now: Instant,
+        stream: StreamHandle,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Option<usize> {
+        let c = self.circuits.get_mut(stream.circ.0)?;
+        let s = c.streams.get_mut(&stream.id)?;
+        let (front, back) = s.rx.as_slices();
+        let a = front.len().min(max);
+        out.extend_from_slice(&front[..a]);
+        let b = back.len().min(max - a);
+        out.extend_from_slice(&back[..b]);
+        self.finish_recv(now, stream, a + b)
+    }
+
+    /// Drops `n` bytes the application took; frees an ended, drained stream (None).
+    fn finish_recv(&mut self, now: Instant, stream: StreamHandle, n: usize) -> Option<usize> {
+        let c = self.circuits.get_mut(stream.circ.0)?;
+        let s = c.streams.get_mut(&stream.id)?;
+        s.rx.drain(..n);
         if n == 0 && s.state == StreamState::Ended {
             c.streams.remove(&stream.id);
             return None;

@@ -263,16 +263,10 @@ impl<D: Driver> Worker<D> {
                 let Some(buf) = self.driver.send_buf(conn) else {
                     break;
                 };
-                let old = buf.len();
-                buf.resize(old + EDGE_CHUNK, 0);
-                match self.relay.stream_recv(now, stream, &mut buf[old..]) {
-                    Some(0) => {
-                        buf.truncate(old);
-                        break;
-                    }
-                    Some(n) => buf.truncate(old + n),
+                match self.relay.stream_recv_append(now, stream, buf, EDGE_CHUNK) {
+                    Some(0) => break,
+                    Some(_) => {}
                     None => {
-                        buf.truncate(old);
                         // Ended and drained: close once the bytes are out.
                         self.forget_edge(conn);
                         self.driver.close_when_flushed(conn);
