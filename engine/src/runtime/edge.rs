@@ -20,6 +20,9 @@ use super::Driver;
 
 /// Stop moving stream bytes into a socket's send buffer above this much queued.
 const EDGE_SEND_HIGH_WATER: usize = 512 << 10;
+/// Bytes read from a socket and kept while the stream's windows are closed, before reads
+/// pause: one stream window (500 cells of 498 bytes) and a little more.
+const EDGE_PENDING_HIGH_WATER: usize = 256 << 10;
 /// Bytes read from the stream per copy into the send buffer.
 const EDGE_CHUNK: usize = 64 << 10;
 
@@ -173,6 +176,7 @@ impl<D: Driver> Worker<D> {
         }
         if !edge.pending.is_empty() || edge.stream.is_none() {
             edge.pending.extend_from_slice(data);
+            self.edge_backpressure(conn);
             return;
         }
         let Some(stream) = edge.stream else { return };
@@ -180,6 +184,18 @@ impl<D: Driver> Worker<D> {
         if taken < data.len() {
             let edge = self.edges.get_mut(&conn).expect("edge present");
             edge.pending.extend_from_slice(&data[taken..]);
+            self.edge_backpressure(conn);
+        }
+    }
+
+    /// Stops reading a socket whose bytes the stream cannot take, but only once a window's
+    /// worth is kept: then the next SENDME finds data ready instead of waiting a round trip
+    /// for a re-armed receive.
+    fn edge_backpressure(&mut self, conn: D::Conn) {
+        let Some(edge) = self.edges.get_mut(&conn) else {
+            return;
+        };
+        if !edge.paused && edge.pending.len() >= EDGE_PENDING_HIGH_WATER {
             edge.paused = true;
             self.driver.set_recv_paused(conn, true);
         }

@@ -303,13 +303,18 @@ fn run_transfers(
 fn plain_forwarder_chain(upstream: SocketAddr, hops: usize) -> Result<SocketAddr, CliError> {
     let mut next = upstream;
     for _ in 0..hops {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| CliError::runtime("binding a forwarder", e))?;
-        let addr = listener.local_addr().map_err(|e| CliError::runtime("forwarder address", e))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| CliError::runtime("binding a forwarder", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::runtime("forwarder address", e))?;
         let to = next;
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(down) = conn else { continue };
-                let Ok(up) = TcpStream::connect(to) else { continue };
+                let Ok(up) = TcpStream::connect(to) else {
+                    continue;
+                };
                 let pipe = |mut from: TcpStream, mut into: TcpStream| {
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 64 << 10];
