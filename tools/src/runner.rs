@@ -70,6 +70,25 @@ pub fn listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>> {
         .collect()
 }
 
+/// Binds `n` listeners for the config key `key` at `addr` and returns them with the address
+/// they got. A port in use is a config error naming the file and key (exit 2).
+pub fn bind(
+    addr: SocketAddr,
+    n: usize,
+    key: &'static str,
+    in_use: impl FnOnce(&'static str, SocketAddr) -> crate::config::ConfigError,
+) -> Result<(Vec<TcpListener>, SocketAddr), CliError> {
+    let listeners = listeners(addr, n).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => CliError::from(in_use(key, addr)),
+        _ => CliError::runtime(format!("binding {key} {addr}"), e),
+    })?;
+    let bound = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .ok_or_else(|| CliError::runtime(format!("binding {key}"), "no listener"))?;
+    Ok((listeners, bound))
+}
+
 /// Starts one worker per entry of `configs` with the given backend (io_uring exists on
 /// Linux only; elsewhere every backend is the poll one).
 pub fn start(

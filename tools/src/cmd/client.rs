@@ -6,7 +6,7 @@
 //! their build outcomes back, and saves the state file (atomically) every minute and at exit.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use kistrel_engine::client::HopSpec;
@@ -44,14 +44,9 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
     let mut core = ControlCore::new(&dir, conf.path.clone(), conf.cbt.clone(), &state, &mut rng);
 
     let n = conf.runtime.effective_workers();
-    let listeners = runner::listeners(conf.socks_port, n).map_err(|e| match e.kind() {
-        ErrorKind::AddrInUse => CliError::from(conf.port_in_use("SocksPort", conf.socks_port)),
-        _ => CliError::runtime(format!("binding SocksPort {}", conf.socks_port), e),
+    let (listeners, socks) = runner::bind(conf.socks_port, n, "SocksPort", |key, a| {
+        conf.port_in_use(key, a)
     })?;
-    let socks = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .ok_or_else(|| CliError::runtime("binding SocksPort", "no listener"))?;
     let (kinds, sched, _) = runner::sched_config(&conf.runtime);
     let clock = Clock::new();
     let configs = listeners

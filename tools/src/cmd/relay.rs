@@ -1,7 +1,5 @@
 //! `kistrel relay -c FILE`: a relay with one worker per core until SIGINT/SIGTERM.
 
-use std::io::ErrorKind;
-
 use kistrel_engine::relay::RelayConfig;
 use kistrel_engine::runtime::{Clock, WorkerConfig, WorkerEvent};
 use tracing::{info, warn};
@@ -16,14 +14,8 @@ use crate::runner;
 pub fn run(conf: RelayConf) -> Result<(), CliError> {
     let keys = RelayKeyFile::load(&conf.key_file)?;
     let n = conf.runtime.effective_workers();
-    let listeners = runner::listeners(conf.or_port, n).map_err(|e| match e.kind() {
-        ErrorKind::AddrInUse => CliError::from(conf.port_in_use("ORPort", conf.or_port)),
-        _ => CliError::runtime(format!("binding ORPort {}", conf.or_port), e),
-    })?;
-    let addr = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .ok_or_else(|| CliError::runtime("binding ORPort", "no listener"))?;
+    let (listeners, addr) =
+        runner::bind(conf.or_port, n, "ORPort", |key, a| conf.port_in_use(key, a))?;
     let (kinds, sched, _) = runner::sched_config(&conf.runtime);
     let clock = Clock::new();
     let my_addrs = if conf.address.is_empty() {

@@ -1,7 +1,8 @@
-//! The runtime over the portable poll(2) backend: the 3-hop SOCKS fetch of
-//! `runtime_loopback.rs` with a `PollDriver` in every worker (three relays and a client),
-//! checked by SHA-256. The poll backend has no TCP_INFO, so a KIST-first `Schedulers` list
-//! falls back to KISTLite. On Linux an ignored test compares the two backends' throughput.
+//! The worker runtime over real loopback sockets, on both backends: three relay workers and
+//! a client worker in this process, a SOCKS5 fetch through three hops from a local TCP
+//! server, checked by SHA-256. io_uring runs KIST, KISTLite and Vanilla; the portable poll(2)
+//! backend has no TCP_INFO, so a KIST-first `Schedulers` list falls back to KISTLite there.
+//! On Linux an ignored test compares the two backends' throughput.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -231,16 +232,46 @@ fn kist_alone_is_not_usable_without_tcp_info() {
     );
 }
 
+#[cfg(target_os = "linux")]
+fn ring() -> kistrel_engine::uring::Ring {
+    kistrel_engine::uring::Ring::new(&kistrel_engine::uring::RingConfig::default())
+        .expect("io_uring available")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn uring_three_hop_socks_fetch_with_kist() {
+    run_fetch(ring, &[SchedulerKind::Kist], SchedulerKind::Kist, 8 << 20);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn uring_three_hop_socks_fetch_with_vanilla() {
+    run_fetch(
+        ring,
+        &[SchedulerKind::Vanilla],
+        SchedulerKind::Vanilla,
+        8 << 20,
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn uring_three_hop_socks_fetch_with_kistlite() {
+    run_fetch(
+        ring,
+        &[SchedulerKind::KistLite],
+        SchedulerKind::KistLite,
+        2 << 20,
+    );
+}
+
 /// Not a test: prints how long the same fetch takes over io_uring and over poll(2).
 /// `cargo test -p kistrel-engine --test poll_runtime -- --ignored --nocapture`
 #[cfg(target_os = "linux")]
 #[test]
 #[ignore = "measurement: run by hand"]
 fn poll_vs_uring_throughput() {
-    use kistrel_engine::uring::{Ring, RingConfig};
-    fn ring() -> Ring {
-        Ring::new(&RingConfig::default()).expect("io_uring available")
-    }
     const SIZE: usize = 32 << 20;
     for kind in [SchedulerKind::Vanilla, SchedulerKind::KistLite] {
         let uring = run_fetch(ring, &[kind], kind, SIZE);
