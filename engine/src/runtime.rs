@@ -168,8 +168,14 @@ pub enum WorkerEvent {
         tag: u64,
         guard: RelayId,
     },
-    /// Periodic counters.
-    Stats { worker: usize, stats: RelayStats },
+    /// Periodic counters and scheduler metrics (once a second; boxed: the histograms are
+    /// a few KiB and this is off the data path).
+    Stats {
+        worker: usize,
+        stats: RelayStats,
+        sched: Box<kistrel_sched::SchedMetrics>,
+        kind: kistrel_sched::SchedulerKind,
+    },
 }
 
 /// Sends worker events without ever blocking: a full queue drops the event and counts it.

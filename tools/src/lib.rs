@@ -14,5 +14,6 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod keys;
+pub mod metrics;
 pub mod parent;
 pub mod runner;

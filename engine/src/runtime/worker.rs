@@ -195,9 +195,13 @@ impl<D: Driver> Worker<D> {
             if now - last_stats >= Duration::from_secs(1) {
                 last_stats = now;
                 let stats = self.relay.stats();
+                let sched = Box::new(self.sched.metrics().clone());
+                let kind = self.sched.kind();
                 self.events.send(WorkerEvent::Stats {
                     worker: self.index,
                     stats,
+                    sched,
+                    kind,
                 });
             }
             let wait = self.next_wait(now);

@@ -46,6 +46,17 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
             clock,
         })
         .collect();
+    let metrics = match conf.metrics_port {
+        Some(addr) => Some(crate::metrics::MetricsServer::start(addr).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    CliError::from(conf.port_in_use("MetricsPort", addr))
+                }
+                _ => CliError::runtime(format!("binding MetricsPort {addr}"), e),
+            },
+        )?),
+        None => None,
+    };
     let stop = runner::stop_flag()?;
     let workers = runner::start(configs, conf.runtime.backend, clock)?;
     info!(nickname = %conf.nickname, %addr, workers = n, exit = conf.exit_policy.is_some(), "relay running");
@@ -59,10 +70,17 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
                 format!("worker {i} stopped unexpectedly"),
             ));
         }
-        if let Ok(WorkerEvent::Stats { worker, stats }) =
-            workers.events.recv_timeout(runner::CONTROL_TICK)
+        if let Ok(WorkerEvent::Stats {
+            worker,
+            stats,
+            sched,
+            kind,
+        }) = workers.events.recv_timeout(runner::CONTROL_TICK)
         {
             tracing::trace!(worker, ?stats, "worker stats");
+            if let Some(m) = &metrics {
+                m.update(worker, stats, *sched, kind);
+            }
         }
     };
     info!(nickname = %conf.nickname, "stopping: closing circuits");
