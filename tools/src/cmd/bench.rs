@@ -48,6 +48,19 @@ pub struct BenchArgs {
     /// Folder for the network's files and logs (default: a fresh temp folder).
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
+    /// Also run the same transfers with KIST and with Vanilla on fresh networks, alternated
+    /// twice (KIST, Vanilla, KIST, Vanilla), and report the KIST / Vanilla throughput ratio.
+    #[arg(long)]
+    pub compare_schedulers: bool,
+}
+
+/// KIST against Vanilla on the same workload in the same run.
+#[derive(Debug, Serialize)]
+struct SchedulerComparison {
+    kist_mib_s: Vec<f64>,
+    vanilla_mib_s: Vec<f64>,
+    /// Mean KIST throughput over mean Vanilla throughput.
+    kist_over_vanilla: f64,
 }
 
 /// One transfer's outcome.
@@ -90,6 +103,8 @@ struct Report {
     forwarders_throughput_mib_s: f64,
     ratio_vs_forwarders: f64,
     bytes_verified: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduler_comparison: Option<SchedulerComparison>,
     transfers: std::collections::BTreeMap<&'static str, Percentiles>,
     cpu_s_per_gib: Vec<ProcessCpu>,
 }
@@ -125,6 +140,45 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let cpu_after: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     net.stop();
 
+    let mut comparison = None;
+    if args.compare_schedulers {
+        let (mut kist, mut vanilla) = (Vec::new(), Vec::new());
+        for round in 0..4 {
+            let name = if round % 2 == 0 { "kist" } else { "vanilla" };
+            let phase_args = BenchArgs {
+                scheduler: Some(name.into()),
+                ..args.clone()
+            };
+            let phase_dir = dir.with_file_name(format!("net-{name}-{round}"));
+            let net = NetChild::start(&phase_args, &phase_dir)?;
+            let socks = net.socks;
+            let ts = run_transfers(
+                circuits,
+                |i| socks_connect(socks, &format!("cmp{round}-{i}"), target),
+                want,
+            )?;
+            net.stop();
+            if ts.iter().any(|t| !t.intact) {
+                return Err(CliError::runtime(
+                    "kistrel bench",
+                    format!("a {name} transfer failed"),
+                ));
+            }
+            if round % 2 == 0 {
+                kist.push(throughput(&ts))
+            } else {
+                vanilla.push(throughput(&ts))
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let ratio = mean(&kist) / mean(&vanilla).max(f64::MIN_POSITIVE);
+        comparison = Some(SchedulerComparison {
+            kist_mib_s: kist,
+            vanilla_mib_s: vanilla,
+            kist_over_vanilla: ratio,
+        });
+    }
+
     let gib = relayed
         .iter()
         .filter(|t| t.intact)
@@ -158,6 +212,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         forwarders_throughput_mib_s: throughput(&forwarded),
         ratio_vs_forwarders: throughput(&relayed) / throughput(&forwarded).max(f64::MIN_POSITIVE),
         bytes_verified: relayed.iter().filter(|t| t.intact).map(|t| t.bytes).sum(),
+        scheduler_comparison: comparison,
         transfers,
         cpu_s_per_gib: cpu,
     };
@@ -195,6 +250,20 @@ fn print_table(r: &Report) {
         println!(
             "  {name:<8} n={:<3} failed={:<2} ttfb p50/p90/p99 {:.4}/{:.4}/{:.4} s   ttlb p50/p90/p99 {:.3}/{:.3}/{:.3} s",
             p.count, p.failed, p.ttfb_s[0], p.ttfb_s[1], p.ttfb_s[2], p.ttlb_s[0], p.ttlb_s[1], p.ttlb_s[2]
+        );
+    }
+    if let Some(c) = &r.scheduler_comparison {
+        println!(
+            "  schedulers   KIST {:?} MiB/s   Vanilla {:?} MiB/s   KIST/Vanilla {:.3}",
+            c.kist_mib_s
+                .iter()
+                .map(|v| (v * 10.0).round() / 10.0)
+                .collect::<Vec<_>>(),
+            c.vanilla_mib_s
+                .iter()
+                .map(|v| (v * 10.0).round() / 10.0)
+                .collect::<Vec<_>>(),
+            c.kist_over_vanilla
         );
     }
     for c in &r.cpu_s_per_gib {
