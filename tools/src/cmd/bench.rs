@@ -52,6 +52,39 @@ pub struct BenchArgs {
     /// twice (KIST, Vanilla, KIST, Vanilla), and report the KIST / Vanilla throughput ratio.
     #[arg(long)]
     pub compare_schedulers: bool,
+    /// Also run the relayed transfers with 2 workers per node and report 2-worker / 1-worker.
+    #[arg(long)]
+    pub compare_workers: bool,
+    /// Compare the run's ratios (and CPU per GiB) with a committed baseline file and exit 1
+    /// with a table when one regresses beyond its tolerance. Implies the two comparisons.
+    #[arg(long, value_name = "BASELINE")]
+    pub check: Option<PathBuf>,
+}
+
+/// 2 workers against 1 on the same workload in the same run.
+#[derive(Debug, Serialize)]
+struct WorkersComparison {
+    one_worker_mib_s: f64,
+    two_workers_mib_s: f64,
+    two_over_one: f64,
+}
+
+/// One figure of a `--check` baseline file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaselineFigure {
+    baseline: f64,
+    /// "higher" (a ratio: fails below baseline * (1 - tolerance)) or "lower" (a cost:
+    /// fails above baseline * (1 + tolerance)).
+    better: String,
+    tolerance: f64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaselineFile {
+    machine: Option<String>,
+    figures: std::collections::BTreeMap<String, BaselineFigure>,
 }
 
 /// KIST against Vanilla on the same workload in the same run.
@@ -105,6 +138,8 @@ struct Report {
     bytes_verified: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     scheduler_comparison: Option<SchedulerComparison>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers_comparison: Option<WorkersComparison>,
     transfers: std::collections::BTreeMap<&'static str, Percentiles>,
     cpu_s_per_gib: Vec<ProcessCpu>,
 }
@@ -141,7 +176,35 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     net.stop();
 
     let mut comparison = None;
-    if args.compare_schedulers {
+    let mut workers_cmp = None;
+    if args.compare_workers || args.check.is_some() {
+        let phase_args = BenchArgs {
+            workers: 2,
+            ..args.clone()
+        };
+        let net = NetChild::start(&phase_args, &dir.with_file_name("net-2-workers"))?;
+        let socks = net.socks;
+        let ts = run_transfers(
+            circuits,
+            |i| socks_connect(socks, &format!("w2-{i}"), target),
+            want,
+        )?;
+        net.stop();
+        if ts.iter().any(|t| !t.intact) {
+            return Err(CliError::runtime(
+                "kistrel bench",
+                "a 2-worker transfer failed",
+            ));
+        }
+        let one = throughput(&relayed);
+        let two = throughput(&ts);
+        workers_cmp = Some(WorkersComparison {
+            one_worker_mib_s: one,
+            two_workers_mib_s: two,
+            two_over_one: two / one.max(f64::MIN_POSITIVE),
+        });
+    }
+    if args.compare_schedulers || args.check.is_some() {
         let (mut kist, mut vanilla) = (Vec::new(), Vec::new());
         for round in 0..4 {
             let name = if round % 2 == 0 { "kist" } else { "vanilla" };
@@ -213,6 +276,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         ratio_vs_forwarders: throughput(&relayed) / throughput(&forwarded).max(f64::MIN_POSITIVE),
         bytes_verified: relayed.iter().filter(|t| t.intact).map(|t| t.bytes).sum(),
         scheduler_comparison: comparison,
+        workers_comparison: workers_cmp,
         transfers,
         cpu_s_per_gib: cpu,
     };
@@ -223,6 +287,9 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         std::fs::write(path, text + "\n")
             .map_err(|e| CliError::runtime(format!("writing {}", path.display()), e))?;
     }
+    if let Some(path) = &args.check {
+        check_against(path, &report)?;
+    }
     let failed = relayed.iter().filter(|t| !t.intact).count();
     if failed > 0 {
         return Err(CliError::runtime(
@@ -231,6 +298,87 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         ));
     }
     Ok(())
+}
+
+/// The figures `--check` compares, from a report.
+fn figures(r: &Report) -> std::collections::BTreeMap<&'static str, f64> {
+    let mut f = std::collections::BTreeMap::new();
+    f.insert("ratio_vs_forwarders", r.ratio_vs_forwarders);
+    if let Some(c) = &r.scheduler_comparison {
+        f.insert("kist_over_vanilla", c.kist_over_vanilla);
+    }
+    if let Some(w) = &r.workers_comparison {
+        f.insert("workers_two_over_one", w.two_over_one);
+    }
+    let relay_cpu = r
+        .cpu_s_per_gib
+        .iter()
+        .filter(|c| c.role.starts_with("relay"))
+        .map(|c| c.cpu_s_per_gib)
+        .fold(0.0, f64::max);
+    f.insert("max_relay_cpu_s_per_gib", relay_cpu);
+    f
+}
+
+/// Compares the run with a baseline file; prints a table; Err on any regression.
+fn check_against(path: &Path, r: &Report) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::runtime(format!("reading {}", path.display()), e))?;
+    let base: BaselineFile = toml::from_str(&text)
+        .map_err(|e| CliError::runtime(format!("parsing {}", path.display()), e))?;
+    let now = figures(r);
+    println!(
+        "\ncheck against {} (baseline from {})",
+        path.display(),
+        base.machine.as_deref().unwrap_or("an unnamed machine")
+    );
+    println!(
+        "  {:<26} {:>10} {:>10} {:>10}  status",
+        "figure", "baseline", "now", "limit"
+    );
+    let mut regressed = Vec::new();
+    for (name, b) in &base.figures {
+        let Some(&value) = now.get(name.as_str()) else {
+            regressed.push(format!("{name}: not measured"));
+            println!(
+                "  {name:<26} {:>10.3} {:>10} {:>10}  MISSING",
+                b.baseline, "-", "-"
+            );
+            continue;
+        };
+        let (limit, ok) = match b.better.as_str() {
+            "higher" => {
+                let limit = b.baseline * (1.0 - b.tolerance);
+                (limit, value >= limit)
+            }
+            "lower" => {
+                let limit = b.baseline * (1.0 + b.tolerance);
+                (limit, value <= limit)
+            }
+            other => {
+                return Err(CliError::runtime(
+                    format!("{}: figure {name}", path.display()),
+                    format!("better = {other:?}: want \"higher\" or \"lower\""),
+                ))
+            }
+        };
+        println!(
+            "  {name:<26} {:>10.3} {value:>10.3} {limit:>10.3}  {}",
+            b.baseline,
+            if ok { "OK" } else { "REGRESSED" }
+        );
+        if !ok {
+            regressed.push(format!("{name} = {value:.3} (limit {limit:.3})"));
+        }
+    }
+    if regressed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::runtime(
+            "kistrel bench --check",
+            format!("regressed: {}", regressed.join("; ")),
+        ))
+    }
 }
 
 fn print_table(r: &Report) {
@@ -264,6 +412,12 @@ fn print_table(r: &Report) {
                 .map(|v| (v * 10.0).round() / 10.0)
                 .collect::<Vec<_>>(),
             c.kist_over_vanilla
+        );
+    }
+    if let Some(w) = &r.workers_comparison {
+        println!(
+            "  workers      1: {:.1} MiB/s   2: {:.1} MiB/s   2/1 {:.3}",
+            w.one_worker_mib_s, w.two_workers_mib_s, w.two_over_one
         );
     }
     for c in &r.cpu_s_per_gib {
