@@ -182,20 +182,12 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             workers: 2,
             ..args.clone()
         };
-        let net = NetChild::start(&phase_args, &dir.with_file_name("net-2-workers"))?;
-        let socks = net.socks;
-        let ts = run_transfers(
+        let phase = Phase {
             circuits,
-            |i| socks_connect(socks, &format!("w2-{i}"), target),
+            target,
             want,
-        )?;
-        net.stop();
-        if ts.iter().any(|t| !t.intact) {
-            return Err(CliError::runtime(
-                "kistrel bench",
-                "a 2-worker transfer failed",
-            ));
-        }
+        };
+        let ts = phase.run(&phase_args, &dir.with_file_name("net-2-workers"), "w2")?;
         let one = throughput(&relayed);
         let two = throughput(&ts);
         workers_cmp = Some(WorkersComparison {
@@ -213,20 +205,12 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 ..args.clone()
             };
             let phase_dir = dir.with_file_name(format!("net-{name}-{round}"));
-            let net = NetChild::start(&phase_args, &phase_dir)?;
-            let socks = net.socks;
-            let ts = run_transfers(
+            let phase = Phase {
                 circuits,
-                |i| socks_connect(socks, &format!("cmp{round}-{i}"), target),
+                target,
                 want,
-            )?;
-            net.stop();
-            if ts.iter().any(|t| !t.intact) {
-                return Err(CliError::runtime(
-                    "kistrel bench",
-                    format!("a {name} transfer failed"),
-                ));
-            }
+            };
+            let ts = phase.run(&phase_args, &phase_dir, &format!("cmp{round}"))?;
             if round % 2 == 0 {
                 kist.push(throughput(&ts))
             } else {
@@ -298,6 +282,34 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         ));
     }
     Ok(())
+}
+
+/// One extra relayed phase on a fresh network (comparisons): same transfers, checked.
+struct Phase {
+    circuits: usize,
+    target: SocketAddr,
+    want: [u8; 32],
+}
+
+impl Phase {
+    fn run(&self, args: &BenchArgs, dir: &Path, label: &str) -> Result<Vec<Transfer>, CliError> {
+        let net = NetChild::start(args, dir)?;
+        let socks = net.socks;
+        let target = self.target;
+        let ts = run_transfers(
+            self.circuits,
+            |i| socks_connect(socks, &format!("{label}-{i}"), target),
+            self.want,
+        )?;
+        net.stop();
+        if ts.iter().any(|t| !t.intact) {
+            return Err(CliError::runtime(
+                "kistrel bench",
+                format!("a transfer of phase {label} failed"),
+            ));
+        }
+        Ok(ts)
+    }
 }
 
 /// The figures `--check` compares, from a report.
