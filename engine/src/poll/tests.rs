@@ -102,8 +102,9 @@ fn echo(size: usize) -> ([u8; 32], [u8; 32], PollStats) {
                 }
             }
             IoEvent::SendDone { conn: c } => {
+                // Not `queued_len == 0`: a Recv handled after this event was produced may
+                // already have queued more (events are drained in batches).
                 assert_eq!(c, conn);
-                assert_eq!(d.queued_len(conn), 0);
                 if paused {
                     paused = false;
                     d.set_recv_paused(conn, false);
