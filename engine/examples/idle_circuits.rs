@@ -10,7 +10,7 @@ use kistrel_engine::crypto::fast;
 use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::relay::{Relay, RelayConfig, RelayKeys};
 use kistrel_engine::time::Instant;
-use kistrel_engine::wire::{Cell, ChanCmd, CreateFast, Netinfo, Versions};
+use kistrel_engine::wire::{Cell, ChanCmd, CreateFast};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -39,21 +39,7 @@ fn main() {
     let mut relay = Relay::new(cfg, ChaCha12Rng::seed_from_u64(2));
     let now = Instant::ZERO;
     let chan = relay.accept_channel(now, "10.0.0.1:1".parse().expect("addr"));
-    let mut hello = Vec::new();
-    Versions {
-        versions: vec![4, 5],
-    }
-    .to_var_cell()
-    .append_to(&mut hello, 2);
-    let mut netinfo = Cell::new(0, ChanCmd::NETINFO);
-    Netinfo {
-        time: 0,
-        other_addr: None,
-        my_addrs: vec![],
-    }
-    .emit(&mut netinfo.body)
-    .expect("netinfo");
-    netinfo.append_to(&mut hello);
+    let hello = kistrel_engine::harness::initiator_hello();
     relay.handle_recv(now, chan, &hello);
     let mut out = Vec::new();
     relay.poll_transmit(now, chan, &mut out, usize::MAX);

@@ -201,6 +201,28 @@ impl core::fmt::Debug for Net {
     }
 }
 
+/// The link handshake an initiator sends: VERSIONS (4 and 5, 2-byte circuit id) then NETINFO
+/// (time 0, no addresses, as C Tor's clients send). For raw peers in tests and tools.
+pub fn initiator_hello() -> Vec<u8> {
+    use crate::wire::{Cell, ChanCmd, Netinfo, Versions};
+    let mut hello = Vec::new();
+    Versions {
+        versions: vec![4, 5],
+    }
+    .to_var_cell()
+    .append_to(&mut hello, 2);
+    let mut netinfo = Cell::new(0, ChanCmd::NETINFO);
+    let empty = Netinfo {
+        time: 0,
+        other_addr: None,
+        my_addrs: Vec::new(),
+    };
+    // An empty NETINFO always fits a cell body.
+    let _ = empty.emit(&mut netinfo.body);
+    netinfo.append_to(&mut hello);
+    hello
+}
+
 /// Address of the in-memory exit target in networks made by [`Net::three_hop`].
 pub const TARGET: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 80)), 80);
 

@@ -2,7 +2,7 @@
 //! a client worker in this process, a SOCKS5 fetch through three hops from a local TCP
 //! server, checked by SHA-256. io_uring runs KIST, KISTLite and Vanilla; the portable poll(2)
 //! backend has no TCP_INFO, so a KIST-first `Schedulers` list falls back to KISTLite there.
-//! On Linux an ignored test compares the two backends' throughput.
+//! The backends' throughput is compared by `kistrel bench --backend poll|uring`, not here.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -264,25 +264,4 @@ fn uring_three_hop_socks_fetch_with_kistlite() {
         SchedulerKind::KistLite,
         2 << 20,
     );
-}
-
-/// Not a test: prints how long the same fetch takes over io_uring and over poll(2).
-/// `cargo test -p kistrel-engine --test poll_runtime -- --ignored --nocapture`
-#[cfg(target_os = "linux")]
-#[test]
-#[ignore = "measurement: run by hand"]
-fn poll_vs_uring_throughput() {
-    const SIZE: usize = 32 << 20;
-    for kind in [SchedulerKind::Vanilla, SchedulerKind::KistLite] {
-        let uring = run_fetch(ring, &[kind], kind, SIZE);
-        let poll = run_fetch(poll_driver, &[kind], kind, SIZE);
-        let mib = (SIZE >> 20) as f64;
-        eprintln!(
-            "{}: io_uring {:.1} MiB/s, poll {:.1} MiB/s, poll/uring = {:.2}",
-            kind.name(),
-            mib / uring.as_secs_f64(),
-            mib / poll.as_secs_f64(),
-            uring.as_secs_f64() / poll.as_secs_f64()
-        );
-    }
 }

@@ -13,8 +13,7 @@ use crate::relay::{ChanId, Event, Relay, RelayConfig, RelayKeys, StreamHandle};
 use crate::time::Instant;
 use crate::wire::{
     emit_relay_cell, Begin, Cell, CellDecoder, ChanCell, ChanCmd, CreateFast, CreatedFast, Destroy,
-    DestroyReason, Netinfo, RelayCmd, Sendme, StreamId, VarCell, Versions, CELL_BODY_LEN,
-    RELAY_DATA_LEN,
+    DestroyReason, RelayCmd, Sendme, StreamId, VarCell, Versions, CELL_BODY_LEN, RELAY_DATA_LEN,
 };
 
 const CIRC: u32 = 0x8000_0001;
@@ -64,21 +63,7 @@ impl RawPeer {
             now,
             circ: CIRC,
         };
-        let mut hello = Vec::new();
-        Versions {
-            versions: vec![4, 5],
-        }
-        .to_var_cell()
-        .append_to(&mut hello, 2);
-        let mut netinfo = Cell::new(0, ChanCmd::NETINFO);
-        Netinfo {
-            time: 0,
-            other_addr: None,
-            my_addrs: vec![],
-        }
-        .emit(&mut netinfo.body)
-        .expect("netinfo");
-        netinfo.append_to(&mut hello);
+        let hello = crate::harness::initiator_hello();
         p.send_bytes(&hello);
         let got = p.recv();
         assert!(
