@@ -304,10 +304,15 @@ case "$1" in
       echo "cannot bind: boom" >&2
       exit 3
     fi
+    if grep -q MetricsPort "$3"; then
+      n=$(sed -n 's/^Nickname = "relay\([0-9]*\)"/\1/p' "$3")
+      echo "metrics addr=127.0.0.1:$((7000 + n))"
+    fi
     exec sleep 600 ;;
   client)
     if [ -n "$SILENT_CLIENT" ]; then exec sleep 600; fi
     echo "starting"
+    if grep -q MetricsPort "$3"; then echo "metrics addr=127.0.0.1:7100"; fi
     echo "ready socks=127.0.0.1:4242"
     exec sleep 600 ;;
 esac
@@ -404,6 +409,101 @@ fn net_prints_ready_then_stops_everything_on_sigterm() {
     for p in pids {
         assert!(!alive(p), "child {p} left behind");
     }
+}
+
+#[test]
+fn net_metrics_puts_every_nodes_address_on_the_ready_line() {
+    let f = FakeNet::new();
+    let mut net = f
+        .command(&["--metrics"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(net.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // Each config asks for port 0 on the node's own address.
+    let relay = std::fs::read_to_string(f.net_dir().join("relay2.toml")).unwrap();
+    assert!(relay.contains("MetricsPort = \"127.0.0.1:0\""), "{relay}");
+    let client = std::fs::read_to_string(f.net_dir().join("client.toml")).unwrap();
+    assert!(client.contains("MetricsPort = \"127.0.0.1:0\""), "{client}");
+    assert!(
+        line.trim_end().ends_with(
+            " metrics=relay1@127.0.0.1:7001,relay2@127.0.0.1:7002,relay3@127.0.0.1:7003,client@127.0.0.1:7100"
+        ),
+        "{line}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(net.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(net.wait().unwrap().code(), Some(0));
+}
+
+/// A real relay with `--metrics 127.0.0.1:0` prints where it serves, and serves Prometheus
+/// text with its scheduler on `GET /metrics`.
+#[test]
+fn relay_metrics_flag_serves_prometheus_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(&["keygen", "--out", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let conf = tmp.path().join("relay.toml");
+    std::fs::write(
+        &conf,
+        "Nickname = \"m1\"\nORPort = \"127.0.0.1:0\"\nWorkers = 1\nSchedulers = [\"Vanilla\"]\n",
+    )
+    .unwrap();
+    let mut relay = kistrel()
+        .args([
+            "relay",
+            "-c",
+            conf.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(relay.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("metrics addr=")
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    assert_ne!(addr.port(), 0);
+    // Workers publish once a second; poll (bounded) until the scheduler line shows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut page = String::new();
+    while std::time::Instant::now() < deadline {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        page.clear();
+        s.read_to_string(&mut page).unwrap();
+        if page.contains("kistrel_scheduler_info") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(
+        page.contains("kistrel_scheduler_info{worker=\"0\",scheduler=\"Vanilla\"} 1"),
+        "{page}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(relay.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(relay.wait().unwrap().code(), Some(0));
 }
 
 #[test]

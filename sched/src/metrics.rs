@@ -6,7 +6,8 @@ use core::fmt;
 
 use hdrhistogram::Histogram;
 
-use crate::limit::LimitReason;
+use crate::limit::{kernel_queue_time_us, LimitReason};
+use crate::socket::SocketSnapshot;
 use crate::time::Instant;
 
 /// Largest time the histograms resolve, in microseconds (60 s); longer waits are clamped.
@@ -52,6 +53,9 @@ pub struct SchedMetrics {
     /// Estimated time a socket's unsent bytes wait in the kernel (notsent / (cwnd*mss/rtt)),
     /// microseconds, one sample per KIST grant.
     pub kernel_queue_us: Histogram<u64>,
+    /// The same estimate sampled by the engine on a timer for every busy socket, whatever the
+    /// scheduler (Vanilla takes no snapshots of its own): the figure that compares schedulers.
+    pub kernel_queue_sampled_us: Histogram<u64>,
     /// Bytes granted so far in the current run.
     run_bytes_granted: u64,
 }
@@ -66,6 +70,7 @@ impl fmt::Debug for SchedMetrics {
             .field("flushes", &self.flushes)
             .field("relay_queue_samples", &self.relay_queue_us.len())
             .field("kernel_queue_samples", &self.kernel_queue_us.len())
+            .field("kernel_queue_sampled", &self.kernel_queue_sampled_us.len())
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +110,7 @@ impl SchedMetrics {
             run_bytes_granted: 0,
             relay_queue_us: histogram(MAX_RECORDED_US),
             kernel_queue_us: histogram(MAX_RECORDED_US),
+            kernel_queue_sampled_us: histogram(MAX_RECORDED_US),
         }
     }
 
@@ -120,6 +126,25 @@ impl SchedMetrics {
     pub fn record_kernel_queue_time(&mut self, us: u64) {
         self.kernel_queue_us
             .saturating_record(us.clamp(1, MAX_RECORDED_US));
+    }
+
+    /// One timer sample of a socket: records its estimated kernel queue time if the socket
+    /// is busy (bytes unsent or unacknowledged) and its rate is known; idle sockets are not
+    /// counted, so the distribution is over time spent sending. Returns whether it recorded.
+    pub fn sample_kernel_queue(&mut self, socket: &SocketSnapshot) -> bool {
+        let (Some(tcp), Some(notsent)) = (socket.tcp, socket.notsent) else {
+            return false;
+        };
+        if notsent == 0 && tcp.unacked == 0 {
+            return false;
+        }
+        let Some(us) = kernel_queue_time_us(&tcp, notsent) else {
+            return false;
+        };
+        // A zero estimate is a real sample ("nothing waits"); the histogram's floor is 1 us.
+        self.kernel_queue_sampled_us
+            .saturating_record(us.clamp(1, MAX_RECORDED_US));
+        true
     }
 
     pub(crate) fn record_grant(&mut self, max_bytes: u64, reason: LimitReason) {
@@ -191,5 +216,41 @@ mod tests {
             .bytes_granted_per_run
             .equivalent(m.bytes_granted_per_run.max(), MAX_RECORDED_BYTES_PER_RUN));
         assert_eq!(m.bytes_granted_per_run.min(), 1);
+    }
+
+    #[test]
+    fn timer_samples_count_only_busy_sockets_with_a_known_rate() {
+        use crate::socket::TcpInfo;
+        let tcp = |unacked| TcpInfo {
+            cwnd: 10,
+            unacked,
+            mss: 1448,
+            rtt_us: 40_000,
+        };
+        let snap = |tcp, notsent| SocketSnapshot {
+            tcp,
+            outq: None,
+            notsent,
+        };
+        let mut m = SchedMetrics::new();
+        // 10 * 1448 bytes per 40 ms: 28,960 unsent bytes wait 80 ms.
+        assert!(m.sample_kernel_queue(&snap(Some(tcp(3)), Some(28_960))));
+        // Busy (in flight) with nothing unsent: a real zero-wait sample (floor 1 us).
+        assert!(m.sample_kernel_queue(&snap(Some(tcp(3)), Some(0))));
+        // Idle, unknown rate, or no TCP_INFO: not counted.
+        assert!(!m.sample_kernel_queue(&snap(Some(tcp(0)), Some(0))));
+        let no_rtt = TcpInfo {
+            rtt_us: 0,
+            ..tcp(3)
+        };
+        assert!(!m.sample_kernel_queue(&snap(Some(no_rtt), Some(100))));
+        assert!(!m.sample_kernel_queue(&snap(None, Some(100))));
+        assert_eq!(m.kernel_queue_sampled_us.len(), 2);
+        assert!(m
+            .kernel_queue_sampled_us
+            .equivalent(m.kernel_queue_sampled_us.max(), 80_000));
+        assert_eq!(m.kernel_queue_sampled_us.min(), 1);
+        // The scheduler's own per-grant histogram is untouched.
+        assert!(m.kernel_queue_us.is_empty());
     }
 }

@@ -48,12 +48,24 @@ pub struct ConfArgs {
     /// Override a config key, e.g. -o Workers=2 -o ORPort=127.0.0.1:9001.
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Serve Prometheus metrics on ADDR (`-o MetricsPort=ADDR`; port 0 picks one and prints
+    /// `metrics addr=ADDR` on stdout).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl ConfArgs {
-    /// The overrides, parsed.
+    /// The overrides, parsed (`--metrics` last, so it wins).
     pub fn parsed_overrides(&self) -> Result<Vec<Override>, ConfigError> {
-        self.overrides.iter().map(|o| Override::parse(o)).collect()
+        let mut all: Vec<Override> = self
+            .overrides
+            .iter()
+            .map(|o| Override::parse(o))
+            .collect::<Result<_, _>>()?;
+        if let Some(addr) = self.metrics {
+            all.push(Override::parse(&format!("MetricsPort={addr}"))?);
+        }
+        Ok(all)
     }
 }
 

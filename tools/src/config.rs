@@ -429,6 +429,8 @@ pub struct ClientConf {
     pub path: PathConfig,
     /// Build-timeout keys (`LearnCircuitBuildTimeout`, `CircuitBuildTimeout`, `cbt*`).
     pub cbt: CbtConfig,
+    /// `MetricsPort`: where to serve the workers' metrics, if anywhere.
+    pub metrics_port: Option<SocketAddr>,
 }
 
 /// pathsel's `PathConfig` keys.
@@ -463,7 +465,7 @@ const CBT_KEYS: [&str; 10] = [
 impl ClientConf {
     /// Every key a client config may hold.
     pub fn keys() -> Vec<&'static str> {
-        let mut keys = vec!["SocksPort", "DirectoryFile", "DataDirectory"];
+        let mut keys = vec!["SocksPort", "DirectoryFile", "DataDirectory", "MetricsPort"];
         keys.extend(RuntimeConf::KEYS);
         keys.extend(PATH_KEYS);
         keys.extend(CBT_KEYS);
@@ -503,6 +505,7 @@ impl ClientConf {
             runtime: RuntimeConf::from_table(&t)?,
             path: t.serde_subset(&PATH_KEYS)?,
             cbt: t.serde_subset(&CBT_KEYS)?,
+            metrics_port: t.get("MetricsPort", value::socket_addr)?,
         })
     }
 
@@ -516,7 +519,7 @@ impl ClientConf {
         })
     }
 
-    /// The port-in-use error for `key` (`"SocksPort"`) at `addr`.
+    /// The port-in-use error for `key` (`"SocksPort"` / `"MetricsPort"`) at `addr`.
     pub fn port_in_use(&self, key: &'static str, addr: SocketAddr) -> ConfigError {
         ConfigError::PortInUse {
             file: self.file.clone(),

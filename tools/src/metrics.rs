@@ -66,6 +66,26 @@ impl MetricsServer {
         })
     }
 
+    /// Starts the server for a `MetricsPort` of a config (if set) and prints
+    /// `metrics addr=ADDR` on stdout, so a parent that asked for port 0 learns the port.
+    /// `in_use` builds the config error for a taken port (exit 2).
+    pub fn for_config(
+        addr: Option<SocketAddr>,
+        in_use: impl FnOnce(&'static str, SocketAddr) -> crate::config::ConfigError,
+    ) -> Result<Option<Self>, crate::error::CliError> {
+        let Some(addr) = addr else { return Ok(None) };
+        let server = Self::start(addr).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                crate::error::CliError::from(in_use("MetricsPort", addr))
+            }
+            _ => crate::error::CliError::runtime(format!("binding MetricsPort {addr}"), e),
+        })?;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "metrics addr={}", server.addr());
+        let _ = out.flush();
+        Ok(Some(server))
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -135,7 +155,7 @@ pub fn render(workers: &BTreeMap<usize, (RelayStats, SchedMetrics, SchedulerKind
     let quantiles = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     registry.register(
         "sched_quantile",
-        "Per-worker HdrHistogram quantiles: cells_per_run, bytes_granted_per_run, relay_queue_seconds, kernel_queue_seconds",
+        "Per-worker HdrHistogram quantiles: cells_per_run, bytes_granted_per_run, relay_queue_seconds, kernel_queue_seconds (per KIST grant), kernel_queue_sampled_seconds (every busy channel socket each 100 ms, any scheduler)",
         quantiles.clone(),
     );
     let info = Family::<Labels, Gauge>::default();
@@ -178,6 +198,11 @@ pub fn render(workers: &BTreeMap<usize, (RelayStats, SchedMetrics, SchedulerKind
             ("bytes_granted_per_run", &m.bytes_granted_per_run, 1.0),
             ("relay_queue_seconds", &m.relay_queue_us, 1e-6),
             ("kernel_queue_seconds", &m.kernel_queue_us, 1e-6),
+            (
+                "kernel_queue_sampled_seconds",
+                &m.kernel_queue_sampled_us,
+                1e-6,
+            ),
         ] {
             if h.is_empty() {
                 continue;

@@ -24,6 +24,11 @@ use super::{Clock, Command, Driver, EventSender, IoEvent, WorkerEvent};
 const MAX_WAIT: Duration = Duration::from_millis(1);
 /// How long a stopping worker waits for its DESTROYs and queued bytes to go out.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How often the kernel queue of busy channel sockets is sampled for the metrics, whatever
+/// the scheduler (one TCP_INFO + two ioctls per channel: a timer cost, never per cell).
+const KERNEL_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// At most this many sockets per sample (a cursor walks the rest on later samples).
+const KERNEL_SAMPLE_MAX: usize = 256;
 
 /// Everything a worker needs, built by the process that starts it.
 #[derive(Debug)]
@@ -91,6 +96,8 @@ pub struct Worker<D: Driver> {
     pending: Vec<ChanId>,
     snaps: Vec<ChannelSnapshot<ChanId>>,
     stopping: Option<Instant>,
+    /// Next slot of `chan_conn` the kernel-queue sampler looks at.
+    sample_cursor: usize,
 }
 
 impl<D: Driver> core::fmt::Debug for Worker<D> {
@@ -161,6 +168,7 @@ impl<D: Driver> Worker<D> {
             pending: Vec::new(),
             snaps: Vec::new(),
             stopping: None,
+            sample_cursor: 0,
         })
     }
 
@@ -176,6 +184,7 @@ impl<D: Driver> Worker<D> {
     /// Runs until a `Shutdown` command (or the control side hanging up) and the grace period.
     pub fn run(mut self) -> WorkerReport {
         let mut last_stats = self.clock.now();
+        let mut last_sample = last_stats;
         loop {
             let now = self.clock.now();
             if let Some(since) = self.stopping {
@@ -192,6 +201,10 @@ impl<D: Driver> Worker<D> {
             self.relay.handle_timeout(now);
             self.handle_relay_events(now);
             self.schedule(now);
+            if now - last_sample >= KERNEL_SAMPLE_EVERY {
+                last_sample = now;
+                self.sample_kernel_queues();
+            }
             if now - last_stats >= Duration::from_secs(1) {
                 last_stats = now;
                 let stats = self.relay.stats();
@@ -216,6 +229,30 @@ impl<D: Driver> Worker<D> {
             metrics: self.sched.metrics().clone(),
             events_dropped: self.events.dropped(),
         }
+    }
+
+    /// Records the estimated kernel queue time of up to [`KERNEL_SAMPLE_MAX`] busy channel
+    /// sockets (`SchedMetrics::sample_kernel_queue`): the scheduler-neutral figure that
+    /// compares KIST with Vanilla, which takes no snapshots of its own.
+    fn sample_kernel_queues(&mut self) {
+        let slots = self.chan_conn.len();
+        if slots == 0 {
+            return;
+        }
+        let metrics = self.sched.metrics_mut();
+        for step in 0..slots.min(KERNEL_SAMPLE_MAX) {
+            let slot = (self.sample_cursor + step) % slots;
+            let Some(Some((_, conn))) = self.chan_conn.get(slot) else {
+                continue;
+            };
+            let Some(fd) = self.driver.conn_fd(*conn) else {
+                continue;
+            };
+            if let Ok(snap) = crate::sys::socket_snapshot(fd) {
+                metrics.sample_kernel_queue(&snap);
+            }
+        }
+        self.sample_cursor = (self.sample_cursor + KERNEL_SAMPLE_MAX) % slots;
     }
 
     fn flushed(&self) -> bool {

@@ -10,10 +10,9 @@
 //!   bench threads ------------------------------------------------------------> source server (direct)
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -23,6 +22,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::CliError;
+
+mod net_child;
+mod scrape;
+
+use net_child::NetChild;
+pub use scrape::{NodeSchedMetrics, Quantiles};
 
 /// `kistrel bench` options.
 #[derive(Debug, Clone, Args)]
@@ -92,6 +97,8 @@ struct BaselineFile {
 struct SchedulerComparison {
     kist_mib_s: Vec<f64>,
     vanilla_mib_s: Vec<f64>,
+    /// Each phase's nodes' scheduler figures, in phase order (KIST, Vanilla, KIST, Vanilla).
+    scheduler_metrics_by_phase: Vec<Vec<NodeSchedMetrics>>,
     /// Mean KIST throughput over mean Vanilla throughput.
     kist_over_vanilla: f64,
 }
@@ -142,7 +149,12 @@ struct Report {
     workers_comparison: Option<WorkersComparison>,
     transfers: std::collections::BTreeMap<&'static str, Percentiles>,
     cpu_s_per_gib: Vec<ProcessCpu>,
+    /// Every node's scheduler figures from its MetricsPort at the end of the main phase.
+    scheduler_metrics: Vec<NodeSchedMetrics>,
 }
+
+/// How long to wait before scraping, so the workers' once-a-second figures include the end.
+const METRICS_SETTLE: Duration = Duration::from_millis(1100);
 
 /// Run the benchmark.
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
@@ -167,12 +179,16 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     let socks = net.socks;
     let target = server.addr;
+    let started = Instant::now();
     let relayed = run_transfers(
         circuits,
         |i| socks_connect(socks, &format!("bench{i}"), target),
         want,
     )?;
     let cpu_after: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    // Workers publish their figures once a second: let the last second's arrive.
+    std::thread::sleep(METRICS_SETTLE);
+    let scheduler_metrics = net.scrape(started.elapsed().as_secs_f64());
     net.stop();
 
     let mut comparison = None;
@@ -187,7 +203,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             target,
             want,
         };
-        let ts = phase.run(&phase_args, &dir.with_file_name("net-2-workers"), "w2")?;
+        let (ts, _) = phase.run(&phase_args, &dir.with_file_name("net-2-workers"), "w2")?;
         let one = throughput(&relayed);
         let two = throughput(&ts);
         workers_cmp = Some(WorkersComparison {
@@ -198,6 +214,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     }
     if args.compare_schedulers || args.check.is_some() {
         let (mut kist, mut vanilla) = (Vec::new(), Vec::new());
+        let mut by_phase = Vec::new();
         for round in 0..4 {
             let name = if round % 2 == 0 { "kist" } else { "vanilla" };
             let phase_args = BenchArgs {
@@ -210,7 +227,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 target,
                 want,
             };
-            let ts = phase.run(&phase_args, &phase_dir, &format!("cmp{round}"))?;
+            let (ts, nodes) = phase.run(&phase_args, &phase_dir, &format!("cmp{round}"))?;
+            by_phase.push(nodes);
             if round % 2 == 0 {
                 kist.push(throughput(&ts))
             } else {
@@ -222,6 +240,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         comparison = Some(SchedulerComparison {
             kist_mib_s: kist,
             vanilla_mib_s: vanilla,
+            scheduler_metrics_by_phase: by_phase,
             kist_over_vanilla: ratio,
         });
     }
@@ -263,6 +282,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         workers_comparison: workers_cmp,
         transfers,
         cpu_s_per_gib: cpu,
+        scheduler_metrics,
     };
     print_table(&report);
     if let Some(path) = &args.json {
@@ -292,15 +312,23 @@ struct Phase {
 }
 
 impl Phase {
-    fn run(&self, args: &BenchArgs, dir: &Path, label: &str) -> Result<Vec<Transfer>, CliError> {
+    fn run(
+        &self,
+        args: &BenchArgs,
+        dir: &Path,
+        label: &str,
+    ) -> Result<(Vec<Transfer>, Vec<NodeSchedMetrics>), CliError> {
         let net = NetChild::start(args, dir)?;
         let socks = net.socks;
         let target = self.target;
+        let started = Instant::now();
         let ts = run_transfers(
             self.circuits,
             |i| socks_connect(socks, &format!("{label}-{i}"), target),
             self.want,
         )?;
+        std::thread::sleep(METRICS_SETTLE);
+        let nodes = net.scrape(started.elapsed().as_secs_f64());
         net.stop();
         if ts.iter().any(|t| !t.intact) {
             return Err(CliError::runtime(
@@ -308,7 +336,7 @@ impl Phase {
                 format!("a transfer of phase {label} failed"),
             ));
         }
-        Ok(ts)
+        Ok((ts, nodes))
     }
 }
 
@@ -430,6 +458,22 @@ fn print_table(r: &Report) {
         println!(
             "  workers      1: {:.1} MiB/s   2: {:.1} MiB/s   2/1 {:.3}",
             w.one_worker_mib_s, w.two_workers_mib_s, w.two_over_one
+        );
+    }
+    if !r.scheduler_metrics.is_empty() {
+        println!("  scheduler    node     runs/s  cells/run p50  relay queue p50/p99 ms  kernel queue (sampled) p50/p99 ms");
+    }
+    for m in &r.scheduler_metrics {
+        println!(
+            "  {:<12} {:<8} {:7.0}  {:13.0}  {:9.2}/{:<9.2}     {:9.2}/{:<9.2}",
+            m.scheduler,
+            m.node,
+            m.runs_per_s,
+            m.cells_per_run.p50,
+            m.relay_queue_ms.p50,
+            m.relay_queue_ms.p99,
+            m.kernel_queue_sampled_ms.p50,
+            m.kernel_queue_sampled_ms.p99
         );
     }
     for c in &r.cpu_s_per_gib {
@@ -635,108 +679,6 @@ fn socks_connect(socks: SocketAddr, user: &str, target: SocketAddr) -> std::io::
         return Err(bad(&format!("CONNECT failed with reply {}", rep[1])));
     }
     Ok(s)
-}
-
-/// `kistrel net` as a child process.
-struct NetChild {
-    child: Child,
-    socks: SocketAddr,
-    dir: PathBuf,
-}
-
-impl NetChild {
-    fn start(args: &BenchArgs, dir: &Path) -> Result<Self, CliError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| CliError::runtime("finding the kistrel executable", e))?;
-        let mut cmd = Command::new(exe);
-        cmd.args([
-            "net",
-            "--relays",
-            "3",
-            "--workers",
-            &args.workers.to_string(),
-            "--backend",
-            &args.backend,
-            "--dir",
-        ])
-        .arg(dir);
-        if let Some(s) = &args.scheduler {
-            cmd.args(["--scheduler", s]);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| CliError::runtime("starting kistrel net", e))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| CliError::runtime("kistrel net", "no stdout"))?;
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let socks = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("socks="))
-            .and_then(|a| a.parse().ok());
-        let Some(socks) = socks else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(CliError::runtime(
-                "kistrel net",
-                format!("no ready line (logs in {})", dir.display()),
-            ));
-        };
-        Ok(NetChild {
-            child,
-            socks,
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// The network's processes by role, found by their config file on the command line.
-    fn pids(&self) -> Vec<(String, i32)> {
-        let mut found = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return found;
-        };
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if !cmdline.contains(&*self.dir.to_string_lossy()) {
-                continue;
-            }
-            for role in ["relay1", "relay2", "relay3", "client"] {
-                if cmdline.contains(&format!("{role}.toml")) {
-                    found.push((role.to_owned(), pid));
-                }
-            }
-        }
-        found.sort();
-        found
-    }
-
-    fn stop(mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// User + system CPU seconds of a process so far (`/proc/PID/stat` fields 14 and 15).

@@ -63,6 +63,9 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
             clock,
         })
         .collect();
+    let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, |key, a| {
+        conf.port_in_use(key, a)
+    })?;
     let stop = runner::stop_flag()?;
     let workers = runner::start(configs, conf.runtime.backend, clock)?;
     info!(%socks, workers = n, relays = dir.relays().len(), "client running");
@@ -87,6 +90,18 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
             ));
         }
         if let Ok(ev) = workers.events.recv_timeout(runner::CONTROL_TICK) {
+            if let (
+                WorkerEvent::Stats {
+                    worker,
+                    stats,
+                    sched,
+                    kind,
+                },
+                Some(m),
+            ) = (&ev, &metrics)
+            {
+                m.update(*worker, *stats, (**sched).clone(), *kind);
+            }
             let built = matches!(ev, WorkerEvent::CircuitBuilt { .. });
             control.handle(ev, &mut rng, &workers.commands);
             if built && !ready {

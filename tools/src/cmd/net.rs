@@ -6,7 +6,7 @@
 //! client's `ready socks=ADDR` line, then prints one line on stdout:
 //!
 //! ```text
-//! ready socks=127.0.0.1:PORT relays=ADDR,ADDR,... dir=PATH
+//! ready socks=127.0.0.1:PORT relays=ADDR,ADDR,... dir=PATH [metrics=NAME@ADDR,...]
 //! ```
 //!
 //! It runs until SIGINT/SIGTERM, then stops every child (SIGTERM, 5 s, SIGKILL), reaps
@@ -105,6 +105,10 @@ pub struct NetArgs {
     /// running (fault-injection runs); by default net stops everything and exits 1.
     #[arg(long)]
     pub keep_going: bool,
+    /// Every relay and the client serve Prometheus metrics on a free port of their address;
+    /// the ready line gains `metrics=relay1@ADDR,...,client@ADDR`.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 /// Why `kistrel net` failed.
@@ -247,6 +251,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         workers: args.workers,
         scheduler: args.scheduler.map(Into::into),
         backend: args.backend.map(Into::into),
+        metrics: args.metrics,
     };
     let layout = write_layout(&dir, &ports, keys, socks, &opts)?;
     check_layout(&layout, &overrides)?;
@@ -265,6 +270,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         verbose,
         ready_timeout: Duration::from_secs(args.ready_timeout),
         keep_going: args.keep_going,
+        metrics: args.metrics,
     };
     supervise::run(&plan).map_err(CliError::from)
 }

@@ -46,17 +46,9 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
             clock,
         })
         .collect();
-    let metrics = match conf.metrics_port {
-        Some(addr) => Some(crate::metrics::MetricsServer::start(addr).map_err(
-            |e| match e.kind() {
-                std::io::ErrorKind::AddrInUse => {
-                    CliError::from(conf.port_in_use("MetricsPort", addr))
-                }
-                _ => CliError::runtime(format!("binding MetricsPort {addr}"), e),
-            },
-        )?),
-        None => None,
-    };
+    let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, |key, a| {
+        conf.port_in_use(key, a)
+    })?;
     let stop = runner::stop_flag()?;
     let workers = runner::start(configs, conf.runtime.backend, clock)?;
     info!(nickname = %conf.nickname, %addr, workers = n, exit = conf.exit_policy.is_some(), "relay running");

@@ -430,7 +430,7 @@ ncircuits_to_observe = 500
     assert_eq!(c.path.guard_confirmed_min_lifetime_days, 50);
     assert_eq!(c.cbt.quantile_pct, 70.0);
     assert_eq!(c.cbt.ncircuits_to_observe, 500);
-    assert_eq!(ClientConf::keys().len(), 3 + 6 + 11 + 10);
+    assert_eq!(ClientConf::keys().len(), 4 + 6 + 11 + 10);
 }
 
 #[test]

@@ -36,6 +36,8 @@ pub struct LayoutOptions {
     pub scheduler: Option<SchedulerName>,
     /// `Backend` for every node.
     pub backend: Option<Backend>,
+    /// `MetricsPort` on port 0 of each node's address (each prints `metrics addr=ADDR`).
+    pub metrics: bool,
 }
 
 /// One relay's files.
@@ -116,6 +118,10 @@ pub fn relay_config_text(r: &RelayFiles, exit: bool, opts: &LayoutOptions) -> St
     if exit {
         s.push_str(&format!("ExitPolicy = [{}]\n", quote(EXIT_POLICY)));
     }
+    if opts.metrics {
+        let any_port = SocketAddr::new(r.or_port.ip(), 0);
+        s.push_str(&format!("MetricsPort = {}\n", quote(&any_port.to_string())));
+    }
     s.push_str(&runtime_keys(opts));
     s
 }
@@ -128,6 +134,10 @@ pub fn client_config_text(socks: SocketAddr, opts: &LayoutOptions) -> String {
          # All relays are on 127.0.0.1: one /16.\nEnforceDistinctSubnets = false\n",
         quote(&socks.to_string())
     );
+    if opts.metrics {
+        let any_port = SocketAddr::new(socks.ip(), 0);
+        s.push_str(&format!("MetricsPort = {}\n", quote(&any_port.to_string())));
+    }
     s.push_str(&runtime_keys(opts));
     s
 }
@@ -271,6 +281,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("net");
         let opts = LayoutOptions {
+            metrics: false,
             workers: Some(2),
             scheduler: Some(SchedulerName::KistLite),
             backend: Some(Backend::Poll),

@@ -43,6 +43,8 @@ pub(super) struct Plan {
     pub(super) ready_timeout: Duration,
     /// After ready, a relay that dies is reported, not fatal (the client must not die).
     pub(super) keep_going: bool,
+    /// Every node serves metrics on port 0: collect their `metrics addr=` lines into ours.
+    pub(super) metrics: bool,
 }
 
 #[derive(Debug)]
@@ -175,6 +177,19 @@ fn last_line(log: &Path) -> Option<String> {
     Some(line.chars().take(300).collect())
 }
 
+/// Parse a child's `metrics addr=ADDR` line.
+pub(super) fn parse_metrics(line: &str) -> Option<SocketAddr> {
+    line.trim().strip_prefix("metrics addr=")?.parse().ok()
+}
+
+/// The metrics address a relay printed into its log, if it has yet.
+fn metrics_in_log(log: &Path) -> Option<SocketAddr> {
+    std::fs::read_to_string(log)
+        .ok()?
+        .lines()
+        .find_map(parse_metrics)
+}
+
 /// Parse `ready socks=ADDR ...` from the client.
 pub(super) fn parse_ready(line: &str) -> Option<SocketAddr> {
     let rest = line.trim().strip_prefix("ready ")?;
@@ -183,18 +198,59 @@ pub(super) fn parse_ready(line: &str) -> Option<SocketAddr> {
         .and_then(|a| a.parse().ok())
 }
 
-/// Our ready line.
-pub(super) fn ready_line(socks: SocketAddr, layout: &Layout) -> String {
+/// Our ready line; `metrics` (name, address) pairs become `metrics=NAME@ADDR,...`.
+pub(super) fn ready_line(
+    socks: SocketAddr,
+    layout: &Layout,
+    metrics: &[(String, SocketAddr)],
+) -> String {
     let relays: Vec<String> = layout
         .relays
         .iter()
         .map(|r| r.or_port.to_string())
         .collect();
-    format!(
+    let mut line = format!(
         "ready socks={socks} relays={} dir={}",
         relays.join(","),
         layout.dir.display()
-    )
+    );
+    if !metrics.is_empty() {
+        let m: Vec<String> = metrics.iter().map(|(n, a)| format!("{n}@{a}")).collect();
+        line.push_str(&format!(" metrics={}", m.join(",")));
+    }
+    line
+}
+
+/// Each node's metrics address: relays from their logs (they print it before they listen
+/// on the ORPort, so by the client's ready line it is there; bounded wait anyway).
+fn collect_metrics(
+    layout: &Layout,
+    client: Option<SocketAddr>,
+) -> Result<Vec<(String, SocketAddr)>, NetError> {
+    let deadline = Instant::now() + RELAY_LISTEN_WAIT;
+    let mut out = Vec::new();
+    for r in &layout.relays {
+        loop {
+            if let Some(a) = metrics_in_log(&r.log) {
+                out.push((r.nickname.clone(), a));
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(NetError::Layout {
+                    problem: format!(
+                        "{} did not print its metrics address; its log: {}",
+                        r.nickname,
+                        r.log.display()
+                    ),
+                });
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+    if let Some(a) = client {
+        out.push(("client".to_owned(), a));
+    }
+    Ok(out)
 }
 
 fn register_signals() -> Result<Arc<AtomicBool>, NetError> {
@@ -245,11 +301,16 @@ pub(super) fn run(plan: &Plan) -> Result<(), NetError> {
     let (ready_tx, ready_rx) = mpsc::channel();
     if let Some(out) = client.stdout.take() {
         std::thread::spawn(move || {
+            let mut metrics = None;
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = parse_metrics(&line) {
+                    metrics = Some(addr);
+                    continue;
+                }
                 match parse_ready(&line) {
                     Some(addr) => {
-                        if ready_tx.send(addr).is_err() {
+                        if ready_tx.send((addr, metrics)).is_err() {
                             break;
                         }
                     }
@@ -275,11 +336,22 @@ pub(super) fn run(plan: &Plan) -> Result<(), NetError> {
             eprintln!("kistrel net: {e} (--keep-going: the rest keeps running)");
         }
         if !ready {
-            if let Ok(socks) = ready_rx.try_recv() {
+            if let Ok((socks, client_metrics)) = ready_rx.try_recv() {
                 ready = true;
+                let metrics = if plan.metrics {
+                    match collect_metrics(layout, client_metrics) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            children.stop_all();
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    Vec::new()
+                };
                 let mut out = std::io::stdout().lock();
                 // If nobody reads our stdout any more, keep running: signals still stop us.
-                let _ = writeln!(out, "{}", ready_line(socks, layout));
+                let _ = writeln!(out, "{}", ready_line(socks, layout, &metrics));
                 let _ = out.flush();
             } else if Instant::now() >= ready_deadline {
                 children.stop_all();
