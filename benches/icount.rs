@@ -14,7 +14,7 @@ mod fixtures;
 mod pure_fixtures;
 
 use fixtures::{ClientInput, DecodeInput, EncodeInput, HopInput, MiddleInput, NetInput, NtorInput};
-use pure_fixtures::{CbtInput, KistInput, MuxInput, PathInput};
+use pure_fixtures::{CbtInput, KistInput, MuxInput, PathInput, VanillaInput};
 
 #[library_benchmark]
 #[bench::cells_64(fixtures::decode_input())]
@@ -88,6 +88,15 @@ fn kist_run(mut input: KistInput) -> KistInput {
     input
 }
 
+// Vanilla writing the same cells per run as `kist_run` (equal load).
+#[library_benchmark]
+#[bench::circuits_1k(pure_fixtures::vanilla_input(100))]
+#[bench::circuits_10k(pure_fixtures::vanilla_input(1000))]
+fn vanilla_run(mut input: VanillaInput) -> VanillaInput {
+    black_box(pure_fixtures::run_sched(&mut input));
+    input
+}
+
 #[library_benchmark]
 #[bench::samples_1000(pure_fixtures::cbt_input())]
 fn cbt_fit(mut input: CbtInput) -> CbtInput {
@@ -110,7 +119,7 @@ library_benchmark_group!(
 
 library_benchmark_group!(
     name = pure;
-    benchmarks = ewma_pick, kist_run, cbt_fit, path_pick
+    benchmarks = ewma_pick, kist_run, vanilla_run, cbt_fit, path_pick
 );
 
 main!(library_benchmark_groups = engine, pure);

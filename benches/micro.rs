@@ -106,6 +106,17 @@ fn sched(c: &mut Criterion) {
             b.iter(|| black_box(pure_fixtures::run_kist(&mut run)))
         });
     }
+    // Same cells per run as KIST: the CPU KIST costs over Vanilla at equal load.
+    for (label, channels) in [
+        ("vanilla_run_1k_circuits", 100),
+        ("vanilla_run_10k_circuits", 1000),
+    ] {
+        let mut run = pure_fixtures::vanilla_input(channels);
+        g.throughput(Throughput::Elements(run.cells_per_run()));
+        g.bench_function(label, |b| {
+            b.iter(|| black_box(pure_fixtures::run_sched(&mut run)))
+        });
+    }
     g.finish();
 }
 

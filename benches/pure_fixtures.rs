@@ -15,7 +15,7 @@ use kistrel_pathsel::{
 };
 use kistrel_sched::{
     CellEwma, CellSource, ChannelSnapshot, CircuitMux, EwmaConfig, Instant, Kist, Priority,
-    RunReport, SchedConfig, Scheduler, SocketSnapshot, TcpInfo, Written, CELL_WIRE_LEN,
+    RunReport, SchedConfig, Scheduler, SocketSnapshot, TcpInfo, Vanilla, Written, CELL_WIRE_LEN,
 };
 
 /// Cells written through the EWMA mux, or paths picked, per measured call.
@@ -92,28 +92,27 @@ impl CellSource<u32> for Backlog {
     fn flush(&mut self, _chan: u32) {}
 }
 
-/// A warmed-up KIST scheduler over `channels` channels of `CIRCUITS_PER_CHANNEL` backlogged
+/// A warmed-up scheduler over `channels` channels of `CIRCUITS_PER_CHANNEL` backlogged
 /// circuits, and snapshots granting exactly `CELLS_PER_CHANNEL` cells per channel.
-pub struct KistInput {
-    pub kist: Kist<u32>,
+pub struct SchedInput<S> {
+    pub sched: S,
     pub source: Backlog,
     pub snaps: Vec<ChannelSnapshot<u32>>,
     pub now: Instant,
 }
 
-impl KistInput {
+/// KIST over the backlog.
+pub type KistInput = SchedInput<Kist<u32>>;
+/// Vanilla over the same backlog, writing the same cells per channel per run (equal load).
+pub type VanillaInput = SchedInput<Vanilla<u32>>;
+
+impl<S> SchedInput<S> {
     pub fn cells_per_run(&self) -> u64 {
         self.snaps.len() as u64 * u64::from(CELLS_PER_CHANNEL)
     }
 }
 
-pub fn kist_input(channels: u32) -> KistInput {
-    // Factor 0: the grant is exactly the empty congestion window (cwnd - unacked) * mss.
-    let cfg = SchedConfig {
-        sock_buf_size_factor: 0.0,
-        ..SchedConfig::default()
-    };
-    let mut kist = Kist::new(&cfg);
+fn sched_input<S: Scheduler<u32>>(mut sched: S, channels: u32) -> SchedInput<S> {
     let ewma_cfg = EwmaConfig::default();
     let mut ewma = vec![CellEwma::new(); (channels * CIRCUITS_PER_CHANNEL) as usize];
     let mut muxes = Vec::new();
@@ -124,8 +123,8 @@ pub fn kist_input(channels: u32) -> KistInput {
             mux.activate(Instant::ZERO, circ, &mut ewma[circ as usize]);
         }
         muxes.push(mux);
-        kist.channel_writable(Instant::ZERO, ch);
-        kist.channel_has_cells(Instant::ZERO, ch);
+        sched.channel_writable(Instant::ZERO, ch);
+        sched.channel_has_cells(Instant::ZERO, ch);
     }
     let snaps = (0..channels)
         .map(|ch| ChannelSnapshot {
@@ -143,27 +142,52 @@ pub fn kist_input(channels: u32) -> KistInput {
             outbuf: 0,
         })
         .collect();
-    let mut input = KistInput {
-        kist,
+    let mut input = SchedInput {
+        sched,
         source: Backlog { muxes, ewma },
         snaps,
         now: Instant::from_millis(1),
     };
     // One run first, so the measured ones find their buffers and histograms already grown.
-    run_kist(&mut input);
+    run_sched(&mut input);
     input
 }
 
-/// One scheduling round as the worker does it: every channel's send completed, then one KIST
-/// run over all of them. Panics unless every grant was used in full.
-pub fn run_kist(input: &mut KistInput) -> RunReport {
+pub fn kist_input(channels: u32) -> KistInput {
+    // Factor 0: the grant is exactly the empty congestion window (cwnd - unacked) * mss.
+    let cfg = SchedConfig {
+        sock_buf_size_factor: 0.0,
+        ..SchedConfig::default()
+    };
+    sched_input(Kist::new(&cfg), channels)
+}
+
+/// Vanilla with its per-write maximum set to `CELLS_PER_CHANNEL` cells, so a run writes
+/// exactly what a KIST run writes: the difference is the scheduling work alone.
+pub fn vanilla_input(channels: u32) -> VanillaInput {
+    let cfg = SchedConfig {
+        vanilla_max_write: CELLS_PER_CHANNEL * CELL_WIRE_LEN,
+        ..SchedConfig::default()
+    };
+    sched_input(Vanilla::new(&cfg), channels)
+}
+
+/// One scheduling round as the worker does it: every channel's send completed, then one run
+/// over all of them (KIST uses the snapshots, Vanilla ignores them). Panics unless every
+/// channel wrote its `CELLS_PER_CHANNEL` cells.
+pub fn run_sched<S: Scheduler<u32>>(input: &mut SchedInput<S>) -> RunReport {
     input.now += Duration::from_millis(1);
     for snap in &input.snaps {
-        input.kist.channel_writable(input.now, snap.channel);
+        input.sched.channel_writable(input.now, snap.channel);
     }
-    let report = input.kist.run(input.now, &input.snaps, &mut input.source);
+    let report = input.sched.run(input.now, &input.snaps, &mut input.source);
     assert_eq!(report.cells, input.cells_per_run(), "every grant used");
     report
+}
+
+/// [`run_sched`] for KIST (the bench names stay as they were).
+pub fn run_kist(input: &mut KistInput) -> RunReport {
+    run_sched(input)
 }
 
 // ----- pathsel -----------------------------------------------------------------------------
