@@ -550,3 +550,120 @@ fn cli_bad_model_file_exits_2_naming_file_key_problem() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn duration_ends_an_open_schedule_at_its_last_arrival_before_it() {
+    let server = Server::start(local()).unwrap();
+    let model = Model {
+        name: "d".into(),
+        sizes: vec![SizeChoice {
+            bytes: 3000,
+            weight: 1,
+            timeout: Duration::from_secs(30),
+        }],
+        arrivals: Arrivals::Open { rate: 30.0 },
+        count: None,
+        duration: None,
+    };
+    let mut o = ClientOptions::new(server.addr());
+    o.models = vec![ModelFlows {
+        model: model.clone(),
+        flows: 1,
+    }];
+    o.duration = Some(Duration::from_millis(400));
+    o.seed = 11;
+    let r = run_client(&o, &AtomicBool::new(false)).unwrap();
+    let want: Vec<f64> = model
+        .schedule(flow_rng(11, 0, 0))
+        .take_while(|a| a.at < Duration::from_millis(400))
+        .map(|a| a.at.as_secs_f64())
+        .collect();
+    assert!(!want.is_empty());
+    let got: Vec<f64> = r.transfers.iter().map(|t| t.scheduled_start_s).collect();
+    assert_eq!(got, want);
+    assert_eq!(r.failed(), 0);
+}
+
+#[test]
+fn a_set_stop_flag_starts_nothing() {
+    let server = Server::start(local()).unwrap();
+    let mut o = ClientOptions::new(server.addr());
+    o.models = vec![ModelFlows {
+        model: closed("x", &[(10, 1)]),
+        flows: 2,
+    }];
+    let r = run_client(&o, &AtomicBool::new(true)).unwrap();
+    assert!(r.transfers.is_empty());
+    assert_eq!((r.models["x"].count, r.interrupted), (0, 0));
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    let mut o = ClientOptions::new(local());
+    let e = run_client(&o, &AtomicBool::new(false)).unwrap_err();
+    assert_eq!(
+        (e.to_string().as_str(), e.exit_code()),
+        ("no model given", 2)
+    );
+    o.models = vec![
+        ModelFlows {
+            model: Model::web(),
+            flows: 1,
+        },
+        ModelFlows {
+            model: Model::web(),
+            flows: 2,
+        },
+    ];
+    let e = run_client(&o, &AtomicBool::new(false)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "model `web` given twice (use --flows, or a model file with another name)"
+    );
+}
+
+#[test]
+fn cli_think_override_and_web_model() {
+    let server = CliServer::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("web.json");
+    let o = kistrel()
+        .args([
+            "tgen",
+            "client",
+            "--server",
+            &server.1.to_string(),
+            "--model",
+            "web",
+            "--flows",
+            "2",
+        ])
+        .args([
+            "--think",
+            "const:0.01",
+            "--count",
+            "3",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: TgenReport = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r.transfers.len(), 6);
+    assert!(r
+        .transfers
+        .iter()
+        .all(|t| t.size == 320 * 1024 && t.outcome == Outcome::Ok));
+    let think = Some(kistrel::tgen::ThinkTime::Constant { seconds: 0.01 });
+    assert_eq!(
+        r.params.models[0].model.arrivals,
+        Arrivals::Closed { think }
+    );
+    assert_eq!(server.stop(), Some(0));
+}

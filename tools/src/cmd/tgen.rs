@@ -32,7 +32,7 @@ pub enum TgenCommand {
     /// Serve seeded data until SIGINT/SIGTERM; prints `ready addr=IP:PORT` on stdout.
     Server(ServerArgs),
     /// Fetch from a tgen server following traffic models; report per transfer and model.
-    Client(ClientArgs),
+    Client(Box<ClientArgs>),
 }
 
 /// `kistrel tgen server` options.
@@ -116,7 +116,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn run(args: TgenArgs) -> Result<(), CliError> {
     match args.command {
         TgenCommand::Server(a) => server(a),
-        TgenCommand::Client(a) => client(a),
+        TgenCommand::Client(a) => client(*a),
     }
 }
 

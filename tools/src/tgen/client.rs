@@ -241,6 +241,9 @@ impl Run<'_> {
             let Some(size) = size else { return };
             self.transfer(model, flow, index, size, payload.random(), Instant::now());
             index += 1;
+            if self.count(model).is_some_and(|c| index >= c) {
+                return; // no think time after the last transfer
+            }
             if let Some(t) = think {
                 let wait = t.sample(&mut rng);
                 if !self.sleep_until(model, Instant::now() + wait) {

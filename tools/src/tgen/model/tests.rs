@@ -274,3 +274,16 @@ fn size_strings() {
     assert_eq!(parse_size("2 GB"), None);
     assert_eq!(parse_size("KiB"), None);
 }
+
+#[test]
+fn perf_size_sequence_for_seed_2026() {
+    // A fixed vector: the same seed must pick the same sizes in every build (reruns of an
+    // experiment are comparable only then). Indices 0/1/2 = 50 KiB / 1 MiB / 5 MiB.
+    let perf = Model::perf();
+    let mut rng = ChaCha8Rng::seed_from_u64(2026);
+    let got: Vec<usize> = (0..30).map(|_| perf.pick_size(&mut rng)).collect();
+    let want = [
+        0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 2, 0, 0,
+    ];
+    assert_eq!(got, want);
+}
