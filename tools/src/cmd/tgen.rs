@@ -209,10 +209,20 @@ fn client(a: ClientArgs) -> Result<(), CliError> {
         let total = opts
             .count
             .map(|c| c * opts.models.iter().map(|m| u64::from(m.flows)).sum::<u64>());
-        let bar = match total {
-            Some(n) => indicatif::ProgressBar::new(n),
-            None => indicatif::ProgressBar::new_spinner(),
+        let (bar, template) = match total {
+            Some(n) => (
+                indicatif::ProgressBar::new(n),
+                "{bar:40} {pos}/{len} transfers, {elapsed}",
+            ),
+            None => (
+                indicatif::ProgressBar::new_spinner(),
+                "{spinner} {pos} transfers, {elapsed}",
+            ),
         };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(250));
         opts.progress = Some(bar);
     }
     let report = tgen::run_client(&opts, &stop)?;
