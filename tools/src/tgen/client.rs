@@ -215,10 +215,10 @@ impl Run<'_> {
                 .is_some_and(|d| self.start.elapsed() >= d)
     }
 
-    /// Sleeps until `at`; false if stopped (or the duration ended) first.
-    fn sleep_until(&self, model: &Model, at: Instant) -> bool {
+    /// Sleeps until `at`; false if the stop flag came first.
+    fn sleep_until(&self, at: Instant) -> bool {
         loop {
-            if self.over(model) {
+            if self.stop.load(Ordering::Relaxed) {
                 return false;
             }
             let now = Instant::now();
@@ -245,8 +245,11 @@ impl Run<'_> {
                 return; // no think time after the last transfer
             }
             if let Some(t) = think {
-                let wait = t.sample(&mut rng);
-                if !self.sleep_until(model, Instant::now() + wait) {
+                let mut wake = Instant::now() + t.sample(&mut rng);
+                if let Some(d) = self.duration(model) {
+                    wake = wake.min(self.start + d); // the loop test then ends the flow
+                }
+                if !self.sleep_until(wake) {
                     return;
                 }
             }
@@ -267,14 +270,22 @@ impl Run<'_> {
                     break;
                 }
                 let at = self.start + arrival.at;
-                if !self.sleep_until(model, at) {
+                // Only the stop flag: an arrival scheduled before the end runs even if this
+                // thread wakes late.
+                if !self.sleep_until(at) {
                     break;
                 }
                 let Some(size) = model.sizes.get(arrival.size).copied() else {
                     break;
                 };
                 let seed: u64 = payload.random();
-                s.spawn(move || self.transfer(model, flow, index, size, seed, at));
+                let spawned = std::thread::Builder::new()
+                    .name("tgen-transfer".into())
+                    .spawn_scoped(s, move || self.transfer(model, flow, index, size, seed, at));
+                if spawned.is_err() {
+                    // Out of threads: run it here (still timed from its scheduled start).
+                    self.transfer(model, flow, index, size, seed, at);
+                }
             }
         });
     }
