@@ -368,10 +368,12 @@ pub enum ModelError {
         source: std::io::Error,
     },
     /// Not TOML.
-    #[error("{}: TOML syntax error: {message}", file.display())]
+    #[error("{}{}: TOML syntax error: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Syntax {
         /// The file.
         file: PathBuf,
+        /// 1-based line, when the parser gives a position.
+        line: Option<usize>,
         /// The toml crate's message.
         message: String,
     },

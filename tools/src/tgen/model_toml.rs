@@ -112,7 +112,11 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Model, ModelError> {
         .parse()
         .map_err(|e: toml::de::Error| ModelError::Syntax {
             file: file.to_path_buf(),
-            message: e.message().to_owned(),
+            // 1-based line of the error, as the relay/client config errors give it.
+            line: e
+                .span()
+                .map(|sp| 1 + text.bytes().take(sp.start).filter(|b| *b == b'\n').count()),
+            message: e.message().trim().to_owned(),
         })?;
     cx.unknown(&t, TOP_KEYS, "")?;
 
