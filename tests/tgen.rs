@@ -667,3 +667,46 @@ fn cli_think_override_and_web_model() {
     );
     assert_eq!(server.stop(), Some(0));
 }
+
+#[test]
+fn report_files_read_back_and_merge() {
+    let server = Server::start(local()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut all = Vec::new();
+    for seed in [1, 2] {
+        let r = run(
+            server.addr(),
+            vec![(closed("m", &[(30_000, 1)]), 2)],
+            3,
+            seed,
+        );
+        let p = tmp.path().join(format!("r{seed}.json"));
+        std::fs::write(&p, serde_json::to_string(&r).unwrap()).unwrap();
+        let back = TgenReport::read(&p).unwrap();
+        assert_eq!(back, r);
+        all.extend(back.transfers);
+    }
+    let h = kistrel::tgen::histogram(&all, "m", Metric::Ttlb);
+    assert_eq!(h.len(), 12);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("r1.json")).unwrap())
+            .unwrap();
+    v["schema"] = "kistrel.tgen/2".into();
+    let p = tmp.path().join("other.json");
+    std::fs::write(&p, v.to_string()).unwrap();
+    let e = TgenReport::read(&p).unwrap_err().to_string();
+    let want = format!(
+        "cannot read tgen report {}: schema `kistrel.tgen/2`, expected `kistrel.tgen/1`",
+        p.display()
+    );
+    assert_eq!(e, want);
+    std::fs::write(&p, r#"{"schema": "kistrel.tgen/1"}"#).unwrap();
+    let e = TgenReport::read(&p).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "cannot read tgen report {}: missing field",
+            p.display()
+        )),
+        "{e}"
+    );
+}

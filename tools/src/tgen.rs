@@ -42,7 +42,9 @@ use std::path::PathBuf;
 pub use client::{flow_rng, run_client, socks_user, ClientOptions, ModelFlows};
 pub use model::{Arrival, Arrivals, Model, ModelError, SizeChoice, ThinkTime};
 pub use model_toml::parse_size;
-pub use report::{Metric, ModelSummary, Outcome, Percentiles, TgenReport, TransferRecord, SCHEMA};
+pub use report::{
+    histogram, Metric, ModelSummary, Outcome, Percentiles, TgenReport, TransferRecord, SCHEMA,
+};
 pub use server::Server;
 pub use socks::{socks_connect, socks_connect_timeout, SocksError};
 
@@ -74,6 +76,14 @@ pub enum TgenError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A report file could not be read or is not a tgen report (exit 1).
+    #[error("cannot read tgen report {}: {problem}", path.display())]
+    Report {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
     },
     /// Some transfers failed and failures were not allowed (exit 1).
     #[error("{failed} of {total} transfers failed (--allow-failures to accept)")]

@@ -262,6 +262,21 @@ impl TgenReport {
         }
     }
 
+    /// Reads a report written by `kistrel tgen client --json` (e.g. by a child process),
+    /// refusing other schemas.
+    pub fn read(path: &Path) -> Result<TgenReport, TgenError> {
+        let bad = |problem: String| TgenError::Report {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let r: TgenReport = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if r.schema != SCHEMA {
+            return Err(bad(format!("schema `{}`, expected `{SCHEMA}`", r.schema)));
+        }
+        Ok(r)
+    }
+
     /// Failed transfers over all models.
     pub fn failed(&self) -> u64 {
         self.transfers
@@ -324,7 +339,9 @@ fn micros(s: f64) -> u64 {
     (s * 1e6).round().max(1.0) as u64
 }
 
-fn histogram(records: &[TransferRecord], model: &str, metric: Metric) -> Histogram<u64> {
+/// A histogram (µs, 3 significant digits) of one metric over `model`'s `ok` transfers in
+/// `records`: for figures over merged runs (several reports' `transfers`).
+pub fn histogram(records: &[TransferRecord], model: &str, metric: Metric) -> Histogram<u64> {
     let mut h = new_histogram();
     for r in records
         .iter()
