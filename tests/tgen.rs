@@ -96,6 +96,13 @@ fn direct_transfers_have_exact_counts_sizes_and_verify() {
     assert_eq!(sa.bytes, a_bytes);
     assert_eq!(r.models["b"].bytes, 8 * 70_000);
     assert_eq!(r.failed(), 0);
+    // The server counts a transfer once its last write returned, which may be just after
+    // the client read the last byte: wait for the count (bounded).
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while server.served() < 20 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.served(), 20);
     // The JSON round-trips into the same report (bench reads a child's report this way).
     let back: TgenReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(back, r);
