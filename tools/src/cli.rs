@@ -37,6 +37,8 @@ pub enum Command {
     Keygen(cmd::keygen::KeygenArgs),
     /// Bring up a network, drive it with traffic, report.
     Bench(cmd::bench::BenchArgs),
+    /// Traffic generator: a server of seeded data and a client that fetches by models.
+    Tgen(cmd::tgen::TgenArgs),
 }
 
 /// `-c FILE [-o KEY=VALUE]...`.
@@ -87,5 +89,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Path(args) => cmd::path::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Tgen(args) => cmd::tgen::run(args),
     }
 }

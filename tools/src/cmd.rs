@@ -7,3 +7,4 @@ pub mod keygen;
 pub mod net;
 pub mod path;
 pub mod relay;
+pub mod tgen;

@@ -31,6 +31,9 @@ pub enum CliError {
     /// `kistrel net`.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// `kistrel tgen` (exit 2 for bad options or model files, 1 otherwise).
+    #[error(transparent)]
+    Tgen(#[from] crate::tgen::TgenError),
     /// A failure while running (exit 1): `what` says what was being done, e.g. "relay guard1:
     /// worker 2 setting up io_uring".
     #[error("{what}: {source}")]
@@ -67,6 +70,7 @@ impl CliError {
             CliError::Cbt(e) => e.exit_code(),
             CliError::Path(e) => e.exit_code(),
             CliError::Net(e) => e.exit_code(),
+            CliError::Tgen(e) => e.exit_code(),
             CliError::Runtime { .. } | CliError::NotBuilt(_) => EXIT_FAILURE,
         }
     }

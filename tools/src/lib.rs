@@ -2,7 +2,7 @@
 //!
 //! [`cli`] holds the command-line syntax and dispatch; [`cmd`] one module per subcommand
 //! group; [`config`] the relay/client TOML configs (torrc key names); [`keys`] relay key
-//! files; [`error`] the error type and exit codes.
+//! files; [`error`] the error type and exit codes; [`tgen`] the traffic generator.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::mod_module_files)]
@@ -17,3 +17,4 @@ pub mod keys;
 pub mod metrics;
 pub mod parent;
 pub mod runner;
+pub mod tgen;

@@ -1,0 +1,450 @@
+//! The tgen client: one thread per flow; a closed-loop flow fetches, thinks, fetches again;
+//! an open-loop flow walks its precomputed arrival schedule and starts each transfer on its
+//! own thread at its scheduled time, so a slow transfer never delays the next arrival, and
+//! times every transfer from its scheduled start (no coordinated omission).
+//!
+//! ```text
+//!   flow thread (closed): [pick size] -> transfer -> [think] -> transfer -> ...
+//!   flow thread (open):   sleep to at[0] -> spawn transfer; sleep to at[1] -> spawn; ...
+//!   transfer:             connect (direct | SOCKS5 user tgen-MODEL-FLOW) -> header ->
+//!                         read + verify every byte against the regenerated stream
+//! ```
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::model::{Arrivals, Model, SizeChoice};
+use super::proto::{PayloadStream, Request};
+use super::report::{IntervalLog, Outcome, TgenReport, TransferRecord};
+use super::socks::{socks_connect_timeout, SocksError};
+use super::TgenError;
+
+/// How often waiting threads look at the stop flag, and the longest single socket read wait.
+const POLL: Duration = Duration::from_millis(100);
+/// Read buffer per transfer.
+const READ_BUF: usize = 64 << 10;
+
+/// One model and how many flows run it.
+#[derive(Debug, Clone)]
+pub struct ModelFlows {
+    /// The model.
+    pub model: Model,
+    /// Flows (each its own thread, SOCKS username and so circuit).
+    pub flows: u32,
+}
+
+/// What [`run_client`] does.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The tgen server.
+    pub server: SocketAddr,
+    /// A SOCKS5 port to go through (`None`: connect directly, the baseline).
+    pub socks: Option<SocketAddr>,
+    /// The models; names must differ.
+    pub models: Vec<ModelFlows>,
+    /// Transfers per flow; overrides each model's own `count`.
+    pub count: Option<u64>,
+    /// Run length (no transfer starts after it; running ones finish); overrides the models'.
+    pub duration: Option<Duration>,
+    /// Seed of every random choice (see [`flow_rng`]).
+    pub seed: u64,
+    /// Write an HdrHistogram interval log of TTLB (µs, tag `MODEL`) here.
+    pub hdr_log: Option<PathBuf>,
+    /// Interval of that log.
+    pub hdr_interval: Duration,
+    /// Ticked once per finished transfer (the CLI's progress bar on a TTY).
+    pub progress: Option<indicatif::ProgressBar>,
+}
+
+impl ClientOptions {
+    /// Options with no models yet, direct, seed 1, 1 s log interval.
+    pub fn new(server: SocketAddr) -> Self {
+        ClientOptions {
+            server,
+            socks: None,
+            models: Vec::new(),
+            count: None,
+            duration: None,
+            seed: 1,
+            hdr_log: None,
+            hdr_interval: Duration::from_secs(1),
+            progress: None,
+        }
+    }
+}
+
+/// The RNG of flow `flow` of the `model_index`-th model: its sizes, think times and arrival
+/// schedule (ChaCha8 stream `2 * (model_index << 32 | flow)`); payload seeds come from the
+/// next stream, so they do not shift the schedule.
+pub fn flow_rng(seed: u64, model_index: usize, flow: u32) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream_id(model_index, flow));
+    rng
+}
+
+fn payload_rng(seed: u64, model_index: usize, flow: u32) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream_id(model_index, flow) + 1);
+    rng
+}
+
+fn stream_id(model_index: usize, flow: u32) -> u64 {
+    ((model_index as u64) << 32 | u64::from(flow)) << 1
+}
+
+/// The SOCKS username of a flow: `tgen-MODEL-FLOW` (one circuit per flow).
+pub fn socks_user(model: &str, flow: u32) -> String {
+    format!("tgen-{model}-{flow}")
+}
+
+/// Shared by the flows of one run.
+struct Run<'a> {
+    opts: &'a ClientOptions,
+    start: Instant,
+    stop: &'a AtomicBool,
+    records: Mutex<Vec<TransferRecord>>,
+    interrupted: AtomicU64,
+    log: Option<&'a IntervalLog>,
+}
+
+/// Runs the flows to their end (count, duration, or `stop` set), then reports. Transfers cut
+/// by `stop` are counted in `interrupted`, not recorded.
+pub fn run_client(opts: &ClientOptions, stop: &AtomicBool) -> Result<TgenReport, TgenError> {
+    if opts.models.is_empty() {
+        return Err(TgenError::Usage("no model given".into()));
+    }
+    for (i, m) in opts.models.iter().enumerate() {
+        if m.flows == 0 {
+            return Err(TgenError::Usage(format!(
+                "model `{}`: flows must be >= 1",
+                m.model.name
+            )));
+        }
+        if opts.models[..i]
+            .iter()
+            .any(|o| o.model.name == m.model.name)
+        {
+            return Err(TgenError::Usage(format!(
+                "model `{}` given twice (use --flows, or a model file with another name)",
+                m.model.name
+            )));
+        }
+    }
+    let log = match &opts.hdr_log {
+        Some(path) => Some(IntervalLog::create(
+            path,
+            opts.models.iter().map(|m| m.model.name.clone()),
+        )?),
+        None => None,
+    };
+    let run = Run {
+        opts,
+        start: Instant::now(),
+        stop,
+        records: Mutex::new(Vec::new()),
+        interrupted: AtomicU64::new(0),
+        log: log.as_ref(),
+    };
+    let flows_done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let logger = run.log.map(|log| {
+            let (flows_done, start) = (&flows_done, run.start);
+            s.spawn(move || log.run(start, opts.hdr_interval, flows_done))
+        });
+        let flows: Vec<_> = opts
+            .models
+            .iter()
+            .enumerate()
+            .flat_map(|(mi, mf)| (0..mf.flows).map(move |f| (mi, mf, f)))
+            .map(|(mi, mf, f)| {
+                let run = &run;
+                s.spawn(move || match mf.model.arrivals {
+                    Arrivals::Closed { .. } => run.closed_flow(mi, &mf.model, f),
+                    Arrivals::Open { .. } => run.open_flow(mi, &mf.model, f),
+                })
+            })
+            .collect();
+        for f in flows {
+            let _ = f.join();
+        }
+        flows_done.store(true, Ordering::Relaxed);
+        if let Some(l) = logger {
+            let _ = l.join();
+        }
+    });
+    let elapsed = run.start.elapsed();
+    if let Some(log) = &log {
+        log.finish()?;
+    }
+    let mut records = run.records.into_inner().unwrap_or_else(|p| p.into_inner());
+    records.sort_by(|a, b| {
+        a.scheduled_start_s
+            .total_cmp(&b.scheduled_start_s)
+            .then_with(|| a.model.cmp(&b.model))
+            .then(a.flow.cmp(&b.flow))
+            .then(a.index.cmp(&b.index))
+    });
+    Ok(TgenReport::build(
+        opts,
+        elapsed,
+        run.interrupted.into_inner(),
+        records,
+    ))
+}
+
+impl Run<'_> {
+    fn count(&self, model: &Model) -> Option<u64> {
+        self.opts.count.or(model.count)
+    }
+
+    fn duration(&self, model: &Model) -> Option<Duration> {
+        self.opts.duration.or(model.duration)
+    }
+
+    fn over(&self, model: &Model) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || self
+                .duration(model)
+                .is_some_and(|d| self.start.elapsed() >= d)
+    }
+
+    /// Sleeps until `at`; false if the stop flag came first.
+    fn sleep_until(&self, at: Instant) -> bool {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= at {
+                return true;
+            }
+            std::thread::sleep((at - now).min(POLL));
+        }
+    }
+
+    fn closed_flow(&self, mi: usize, model: &Model, flow: u32) {
+        let Arrivals::Closed { think } = model.arrivals else {
+            return;
+        };
+        let mut rng = flow_rng(self.opts.seed, mi, flow);
+        let mut payload = payload_rng(self.opts.seed, mi, flow);
+        let mut index = 0u64;
+        while self.count(model).is_none_or(|c| index < c) && !self.over(model) {
+            let size = model.sizes.get(model.pick_size(&mut rng)).copied();
+            let Some(size) = size else { return };
+            self.transfer(model, flow, index, size, payload.random(), Instant::now());
+            index += 1;
+            if self.count(model).is_some_and(|c| index >= c) {
+                return; // no think time after the last transfer
+            }
+            if let Some(t) = think {
+                let mut wake = Instant::now() + t.sample(&mut rng);
+                if let Some(d) = self.duration(model) {
+                    wake = wake.min(self.start + d); // the loop test then ends the flow
+                }
+                if !self.sleep_until(wake) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn open_flow(&self, mi: usize, model: &Model, flow: u32) {
+        let mut payload = payload_rng(self.opts.seed, mi, flow);
+        let count = self.count(model);
+        let duration = self.duration(model);
+        std::thread::scope(|s| {
+            for (index, arrival) in model
+                .schedule(flow_rng(self.opts.seed, mi, flow))
+                .enumerate()
+            {
+                let index = index as u64;
+                if count.is_some_and(|c| index >= c) || duration.is_some_and(|d| arrival.at >= d) {
+                    break;
+                }
+                let at = self.start + arrival.at;
+                // Only the stop flag: an arrival scheduled before the end runs even if this
+                // thread wakes late.
+                if !self.sleep_until(at) {
+                    break;
+                }
+                let Some(size) = model.sizes.get(arrival.size).copied() else {
+                    break;
+                };
+                let seed: u64 = payload.random();
+                let spawned = std::thread::Builder::new()
+                    .name("tgen-transfer".into())
+                    .spawn_scoped(s, move || self.transfer(model, flow, index, size, seed, at));
+                if spawned.is_err() {
+                    // Out of threads: run it here (still timed from its scheduled start).
+                    self.transfer(model, flow, index, size, seed, at);
+                }
+            }
+        });
+    }
+
+    /// One transfer, recorded (unless cut by the stop flag).
+    fn transfer(
+        &self,
+        model: &Model,
+        flow: u32,
+        index: u64,
+        size: SizeChoice,
+        seed: u64,
+        scheduled: Instant,
+    ) {
+        let user = self.opts.socks.map(|_| socks_user(&model.name, flow));
+        let deadline = scheduled + size.timeout;
+        let t = fetch(
+            self.opts.server,
+            self.opts.socks,
+            user.as_deref(),
+            size.bytes,
+            seed,
+            scheduled,
+            deadline,
+            self.stop,
+        );
+        let outcome = match t.outcome {
+            Fetched::Done(o) => o,
+            Fetched::Interrupted => {
+                self.interrupted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let ok = outcome == Outcome::Ok;
+        let rec = TransferRecord {
+            model: model.name.clone(),
+            flow,
+            index,
+            socks_user: user,
+            size: size.bytes,
+            bytes: t.bytes,
+            seed,
+            scheduled_start_s: scheduled
+                .saturating_duration_since(self.start)
+                .as_secs_f64(),
+            ttfb_s: t.ttfb.map(|d| d.as_secs_f64()),
+            ttlb_s: if ok {
+                Some(t.elapsed.as_secs_f64())
+            } else {
+                None
+            },
+            elapsed_s: t.elapsed.as_secs_f64(),
+            outcome,
+        };
+        if let (Some(log), true) = (self.log, ok) {
+            log.record(&model.name, t.elapsed);
+        }
+        if let Some(p) = &self.opts.progress {
+            p.inc(1);
+        }
+        if let Ok(mut r) = self.records.lock() {
+            r.push(rec);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetched {
+    Done(Outcome),
+    Interrupted,
+}
+
+struct Fetch {
+    outcome: Fetched,
+    bytes: u64,
+    ttfb: Option<Duration>,
+    elapsed: Duration,
+}
+
+/// Connects, asks for `size` bytes of `seed`'s stream, and verifies them as they arrive.
+/// Times are from `scheduled`.
+#[allow(clippy::too_many_arguments)]
+fn fetch(
+    server: SocketAddr,
+    socks: Option<SocketAddr>,
+    user: Option<&str>,
+    size: u64,
+    seed: u64,
+    scheduled: Instant,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> Fetch {
+    let mut bytes = 0u64;
+    let mut ttfb = None;
+    let done = |o: Fetched, bytes: u64, ttfb: Option<Duration>| Fetch {
+        outcome: o,
+        bytes,
+        ttfb,
+        elapsed: scheduled.elapsed(),
+    };
+    let left = || deadline.saturating_duration_since(Instant::now());
+    if left().is_zero() {
+        return done(Fetched::Done(Outcome::Timeout), 0, None);
+    }
+    let conn = match socks {
+        None => TcpStream::connect_timeout(&server, left()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                Outcome::Timeout
+            } else {
+                Outcome::Connect
+            }
+        }),
+        Some(proxy) => socks_connect_timeout(proxy, user, server, left()).map_err(|e| match e {
+            _ if left().is_zero() => Outcome::Timeout,
+            SocksError::Connect { .. } => Outcome::Connect,
+            _ => Outcome::Socks,
+        }),
+    };
+    let mut conn = match conn {
+        Ok(c) => c,
+        Err(o) => return done(Fetched::Done(o), 0, None),
+    };
+    let _ = conn.set_nodelay(true);
+    if conn.write_all(&Request { size, seed }.emit()).is_err() {
+        return done(Fetched::Done(Outcome::Io), 0, None);
+    }
+    let mut expect = PayloadStream::new(seed);
+    let mut buf = vec![0u8; READ_BUF];
+    while bytes < size {
+        if stop.load(Ordering::Relaxed) {
+            return done(Fetched::Interrupted, bytes, ttfb);
+        }
+        let wait = left();
+        if wait.is_zero() {
+            return done(Fetched::Done(Outcome::Timeout), bytes, ttfb);
+        }
+        if conn.set_read_timeout(Some(wait.min(POLL))).is_err() {
+            return done(Fetched::Done(Outcome::Io), bytes, ttfb);
+        }
+        let want = usize::try_from(size - bytes)
+            .unwrap_or(READ_BUF)
+            .min(READ_BUF);
+        match conn.read(&mut buf[..want]) {
+            Ok(0) => return done(Fetched::Done(Outcome::Short), bytes, ttfb),
+            Ok(n) => {
+                ttfb.get_or_insert_with(|| scheduled.elapsed());
+                if let Some(bad) = expect.verify(&buf[..n]) {
+                    return done(Fetched::Done(Outcome::Corrupt), bytes + bad as u64, ttfb);
+                }
+                bytes += n as u64;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return done(Fetched::Done(Outcome::Io), bytes, ttfb),
+        }
+    }
+    done(Fetched::Done(Outcome::Ok), bytes, ttfb)
+}
