@@ -25,6 +25,7 @@ use crate::error::CliError;
 
 mod net_child;
 mod scrape;
+mod soak;
 
 use net_child::NetChild;
 pub use scrape::{NodeSchedMetrics, Quantiles};
@@ -64,6 +65,14 @@ pub struct BenchArgs {
     /// with a table when one regresses beyond its tolerance. Implies the two comparisons.
     #[arg(long, value_name = "BASELINE")]
     pub check: Option<PathBuf>,
+    /// Soak instead: mixed tgen traffic (web, bulk, perf) through 5 relays for DURATION
+    /// (e.g. 30m) while relays are killed and restarted; reports transfers, verified bytes,
+    /// RSS over time and file descriptors of every process (schema `kistrel.soak/1`).
+    #[arg(long, value_name = "DURATION", value_parser = crate::cmd::tgen::parse_duration)]
+    pub soak: Option<Duration>,
+    /// With --soak: kill -9 one relay (round robin) this often, restart it 5 s later.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::cmd::tgen::parse_duration)]
+    pub soak_kill_every: Duration,
 }
 
 /// 2 workers against 1 on the same workload in the same run.
@@ -158,6 +167,9 @@ const METRICS_SETTLE: Duration = Duration::from_millis(1100);
 
 /// Run the benchmark.
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
+    if let Some(d) = args.soak {
+        return soak::run(&args, d, args.soak_kill_every);
+    }
     let tmp = tempfile::tempdir().map_err(|e| CliError::runtime("creating a temp folder", e))?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("net"));
     let size = args.size.max(1) << 20;

@@ -22,13 +22,23 @@ pub(super) struct NetChild {
 
 impl NetChild {
     pub(super) fn start(args: &BenchArgs, dir: &Path) -> Result<Self, CliError> {
+        Self::start_with(args, dir, 3, false)
+    }
+
+    /// As [`NetChild::start`] with `relays` relays, and `--keep-going` (relays may die).
+    pub(super) fn start_with(
+        args: &BenchArgs,
+        dir: &Path,
+        relays: u16,
+        keep_going: bool,
+    ) -> Result<Self, CliError> {
         let exe = std::env::current_exe()
             .map_err(|e| CliError::runtime("finding the kistrel executable", e))?;
         let mut cmd = Command::new(exe);
         cmd.args([
             "net",
             "--relays",
-            "3",
+            &relays.to_string(),
             "--workers",
             &args.workers.to_string(),
             "--backend",
@@ -39,6 +49,9 @@ impl NetChild {
         .arg(dir);
         if let Some(s) = &args.scheduler {
             cmd.args(["--scheduler", s]);
+        }
+        if keep_going {
+            cmd.arg("--keep-going");
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -113,10 +126,16 @@ impl NetChild {
             if !cmdline.contains(&*self.dir.to_string_lossy()) {
                 continue;
             }
-            for role in ["relay1", "relay2", "relay3", "client"] {
-                if cmdline.contains(&format!("{role}.toml")) {
-                    found.push((role.to_owned(), pid));
-                }
+            // The config's file name is the role: relayK.toml or client.toml.
+            let role = cmdline.split_whitespace().find_map(|arg| {
+                let name = Path::new(arg).file_name()?.to_str()?.strip_suffix(".toml")?;
+                let relay = name
+                    .strip_prefix("relay")
+                    .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
+                (relay || name == "client").then(|| name.to_owned())
+            });
+            if let Some(role) = role {
+                found.push((role, pid));
             }
         }
         found.sort();
