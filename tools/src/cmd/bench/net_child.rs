@@ -128,7 +128,10 @@ impl NetChild {
             }
             // The config's file name is the role: relayK.toml or client.toml.
             let role = cmdline.split_whitespace().find_map(|arg| {
-                let name = Path::new(arg).file_name()?.to_str()?.strip_suffix(".toml")?;
+                let name = Path::new(arg)
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".toml")?;
                 let relay = name
                     .strip_prefix("relay")
                     .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));

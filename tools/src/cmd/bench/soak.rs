@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -85,7 +85,11 @@ struct SoakReport {
 }
 
 /// Run the soak for `duration`.
-pub(super) fn run(args: &BenchArgs, duration: Duration, kill_every: Duration) -> Result<(), CliError> {
+pub(super) fn run(
+    args: &BenchArgs,
+    duration: Duration,
+    kill_every: Duration,
+) -> Result<(), CliError> {
     let tmp = tempfile::tempdir().map_err(|e| CliError::runtime("creating a temp folder", e))?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("net"));
     let server = tgen::Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -111,9 +115,18 @@ pub(super) fn run(args: &BenchArgs, duration: Duration, kill_every: Duration) ->
     opts.duration = Some(duration);
     opts.seed = 2026;
     opts.models = vec![
-        ModelFlows { model: Model::web(), flows: 4 },
-        ModelFlows { model: Model::bulk(), flows: 2 },
-        ModelFlows { model: Model::perf(), flows: 1 },
+        ModelFlows {
+            model: Model::web(),
+            flows: 4,
+        },
+        ModelFlows {
+            model: Model::bulk(),
+            flows: 2,
+        },
+        ModelFlows {
+            model: Model::perf(),
+            flows: 1,
+        },
     ];
     let stop = AtomicBool::new(false);
     let report = std::thread::scope(|s| -> Result<tgen::TgenReport, CliError> {
@@ -133,11 +146,15 @@ pub(super) fn run(args: &BenchArgs, duration: Duration, kill_every: Duration) ->
                     }
                 }
             }
-            if pending_restart.is_none() && now >= next_kill && now + kill_every < start + duration {
+            if pending_restart.is_none() && now >= next_kill && now + kill_every < start + duration
+            {
                 next_kill += kill_every;
                 let role = format!("relay{}", victim % RELAYS + 1);
                 victim += 1;
-                if let Some(i) = watches.iter().rposition(|w| w.role == role && w.killed_at_s.is_none()) {
+                if let Some(i) = watches
+                    .iter()
+                    .rposition(|w| w.role == role && w.killed_at_s.is_none())
+                {
                     let pid = watches[i].pid;
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
@@ -145,7 +162,12 @@ pub(super) fn run(args: &BenchArgs, duration: Duration, kill_every: Duration) ->
                     );
                     let at = start.elapsed().as_secs_f64();
                     watches[i].killed_at_s = Some(at);
-                    kills.push(Kill { at_s: at, role: role.clone(), pid, restarted_pid: None });
+                    kills.push(Kill {
+                        at_s: at,
+                        role: role.clone(),
+                        pid,
+                        restarted_pid: None,
+                    });
                     pending_restart = Some((now + DOWN_FOR, role, kills.len() - 1));
                 }
             }
@@ -187,7 +209,10 @@ pub(super) fn run(args: &BenchArgs, duration: Duration, kill_every: Duration) ->
     }
     for mut c in restarted {
         if let Ok(pid) = i32::try_from(c.id()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         let _ = c.wait();
     }
@@ -217,12 +242,17 @@ pub(super) fn run(args: &BenchArgs, duration: Duration, kill_every: Duration) ->
     };
     print_soak(&soak);
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&soak).map_err(|e| CliError::runtime("encoding JSON", e))?;
-        std::fs::write(path, text + "\n").map_err(|e| CliError::runtime(format!("writing {}", path.display()), e))?;
+        let text = serde_json::to_string_pretty(&soak)
+            .map_err(|e| CliError::runtime("encoding JSON", e))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| CliError::runtime(format!("writing {}", path.display()), e))?;
     }
     let corrupt = soak.transfers_failed.get("corrupt").copied().unwrap_or(0);
     if corrupt > 0 {
-        return Err(CliError::runtime("kistrel bench --soak", format!("{corrupt} transfer(s) delivered corrupted bytes")));
+        return Err(CliError::runtime(
+            "kistrel bench --soak",
+            format!("{corrupt} transfer(s) delivered corrupted bytes"),
+        ));
     }
     Ok(())
 }
@@ -245,17 +275,23 @@ fn refresh(net: &NetChild, _dir: &Path, watches: &mut Vec<ProcessWatch>, start: 
 }
 
 fn restart_relay(dir: &Path, role: &str, n: usize) -> Result<Child, CliError> {
-    let exe = std::env::current_exe().map_err(|e| CliError::runtime("finding the kistrel executable", e))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::runtime("finding the kistrel executable", e))?;
     let config: PathBuf = dir.join(format!("{role}.toml"));
     let log_path = dir.join(format!("{role}-restart{n}.log"));
     let log = std::fs::File::create(&log_path)
         .map_err(|e| CliError::runtime(format!("creating {}", log_path.display()), e))?;
-    let err = log.try_clone().map_err(|e| CliError::runtime("log file", e))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| CliError::runtime("log file", e))?;
     Command::new(exe)
         .arg("relay")
         .arg("-c")
         .arg(&config)
-        .env(crate::parent::PARENT_PID_ENV, std::process::id().to_string())
+        .env(
+            crate::parent::PARENT_PID_ENV,
+            std::process::id().to_string(),
+        )
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)
@@ -325,7 +361,9 @@ fn print_soak(r: &SoakReport) {
         r.transfers_failed,
         r.bytes_verified as f64 / (1u64 << 20) as f64
     );
-    println!("  process   pid      RSS start/end/max MiB      trend KiB/min   fds start/end   killed");
+    println!(
+        "  process   pid      RSS start/end/max MiB      trend KiB/min   fds start/end   killed"
+    );
     for p in &r.processes {
         println!(
             "  {:<8} {:<8} {:6.1}/{:6.1}/{:6.1}        {:9.1}      {:>4}/{:<4}        {}",
@@ -352,7 +390,9 @@ mod tests {
         let line: Vec<(f64, u64)> = (0..10).map(|i| (i as f64 * 10.0, 1000 + i * 10)).collect();
         assert!((slope_per_min(&line) - 60.0).abs() < 1e-9);
         assert_eq!(slope_per_min(&[(0.0, 5)]), 0.0);
-        let flat: Vec<(f64, u64)> = (0..10).map(|i| (i as f64, if i % 2 == 0 { 100 } else { 102 })).collect();
+        let flat: Vec<(f64, u64)> = (0..10)
+            .map(|i| (i as f64, if i % 2 == 0 { 100 } else { 102 }))
+            .collect();
         assert!(slope_per_min(&flat).abs() < 15.0);
     }
 }
