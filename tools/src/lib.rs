@@ -17,3 +17,4 @@ pub mod keys;
 pub mod metrics;
 pub mod parent;
 pub mod runner;
+pub mod testbed;
