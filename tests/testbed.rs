@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use kistrel::testbed::{exec, stale, sysctl, Bottleneck, Testbed, TestbedError, TestbedSpec};
+use kistrel::testbed::{
+    exec, stale, sysctl, Bottleneck, QdiscStats, Testbed, TestbedError, TestbedSpec,
+};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -260,7 +262,11 @@ fn drop_removes_everything_even_after_a_panic() {
         made.sort();
         assert_eq!(
             made,
-            [format!("{prefix}a"), format!("{prefix}b"), format!("{prefix}router")]
+            [
+                format!("{prefix}a"),
+                format!("{prefix}b"),
+                format!("{prefix}router")
+            ]
         );
         panic!("test body fails while the testbed is up");
     });
@@ -404,12 +410,9 @@ fn net_with_a_bottleneck_serves_curl_and_cleans_up() {
     );
     let net_pid = net.0.id();
     let lines = lines_of(&mut net.0);
-    let ready = lines.recv_timeout(WAIT).unwrap_or_else(|e| {
-        panic!(
-            "no ready line ({e}); logs in {}",
-            tmp.path().display()
-        )
-    });
+    let ready = lines
+        .recv_timeout(WAIT)
+        .unwrap_or_else(|e| panic!("no ready line ({e}); logs in {}", tmp.path().display()));
     let field = |name: &str| {
         ready
             .split_whitespace()
@@ -451,6 +454,24 @@ fn net_with_a_bottleneck_serves_curl_and_cleans_up() {
     );
     assert_eq!(out.stdout.len(), body.len());
     assert_eq!(Sha256::digest(&out.stdout), Sha256::digest(&body));
+    // The download went exit -> middle through the tbf (router device h3: the middle is the
+    // third host).
+    let tc = Command::new("tc")
+        .args([
+            "-s",
+            "-j",
+            "-n",
+            &format!("{prefix}router"),
+            "qdisc",
+            "show",
+            "dev",
+            "h3",
+        ])
+        .output()
+        .unwrap();
+    let stats = QdiscStats::from_tc_json(&String::from_utf8_lossy(&tc.stdout)).unwrap();
+    assert_eq!(stats.kind, "tbf");
+    assert!(stats.bytes >= body.len() as u64, "{stats:?}");
 
     let pid = nix::unistd::Pid::from_raw(net_pid as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -465,7 +486,10 @@ fn a_bad_bottleneck_value_is_a_usage_error() {
     let _g = serial();
     for (args, flag) in [
         (&["net", "--bottleneck", "25mbps,42ms"][..], "--bottleneck"),
-        (&["net", "--bottleneck", "25mbit,forever"][..], "--bottleneck"),
+        (
+            &["net", "--bottleneck", "25mbit,forever"][..],
+            "--bottleneck",
+        ),
         (&["net", "--tcp-wmem", "default"][..], "--bottleneck"),
         (
             &["net", "--bottleneck", "25mbit", "--tcp-wmem", "1,2"][..],

@@ -224,7 +224,9 @@ pub enum TestbedError {
     #[error("this testbed has no bottleneck")]
     NoBottleneck,
     /// Every 10.N.0.0/16 we may use is taken.
-    #[error("no free address range: 10.{FIRST_OCTET}.0.0/16 .. 10.{LAST_OCTET}.0.0/16 are all in use")]
+    #[error(
+        "no free address range: 10.{FIRST_OCTET}.0.0/16 .. 10.{LAST_OCTET}.0.0/16 are all in use"
+    )]
     NoFreeRange,
     /// A command exited with failure.
     #[error("`{command}` failed ({status}): {stderr}")]
@@ -393,15 +395,39 @@ impl Testbed {
             exec::run(
                 "ip",
                 [
-                    "-n", &router, "link", "add", &dev, "type", "veth", "peer", "name",
-                    HOST_IFACE, "netns", &ns,
+                    "-n", &router, "link", "add", &dev, "type", "veth", "peer", "name", HOST_IFACE,
+                    "netns", &ns,
                 ],
             )?;
-            ip(&["-n", &router, "addr", "add", &format!("10.{n}.{k}.1/24"), "dev", &dev])?;
+            ip(&[
+                "-n",
+                &router,
+                "addr",
+                "add",
+                &format!("10.{n}.{k}.1/24"),
+                "dev",
+                &dev,
+            ])?;
             ip(&["-n", &router, "link", "set", &dev, "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("10.{n}.{k}.2/24"), "dev", HOST_IFACE])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.{n}.{k}.2/24"),
+                "dev",
+                HOST_IFACE,
+            ])?;
             ip(&["-n", &ns, "link", "set", HOST_IFACE, "up"])?;
-            ip(&["-n", &ns, "route", "add", "default", "via", &format!("10.{n}.{k}.1")])?;
+            ip(&[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("10.{n}.{k}.1"),
+            ])?;
         }
         if let Some(cc) = &spec.congestion {
             if sysctl::allow(cc, &self.prefix)? {
@@ -447,15 +473,33 @@ impl Testbed {
             if used.contains(&format!(" 10.{n}.")) || used.contains(&format!("\n10.{n}.")) {
                 continue;
             }
-            let r0 = ["-n", &router, "link", "add", "r0", "type", "veth", "peer", "name"];
+            let r0 = [
+                "-n", &router, "link", "add", "r0", "type", "veth", "peer", "name",
+            ];
             ip(&[&r0[..], &[&link, "netns", &our_pid]].concat())?;
             self.root_link = Some(link.clone());
-            ip(&["-n", &router, "addr", "add", &format!("10.{n}.0.1/24"), "dev", "r0"])?;
+            ip(&[
+                "-n",
+                &router,
+                "addr",
+                "add",
+                &format!("10.{n}.0.1/24"),
+                "dev",
+                "r0",
+            ])?;
             ip(&["-n", &router, "link", "set", "r0", "up"])?;
             ip(&["addr", "add", &format!("10.{n}.0.2/24"), "dev", &link])?;
             ip(&["link", "set", &link, "up"])?;
             let range = format!("10.{n}.0.0/16");
-            match ip(&["route", "add", &range, "via", &format!("10.{n}.0.1"), "dev", &link]) {
+            match ip(&[
+                "route",
+                "add",
+                &range,
+                "via",
+                &format!("10.{n}.0.1"),
+                "dev",
+                &link,
+            ]) {
                 Ok(()) => {
                     self.octet = n;
                     return Ok(());
@@ -548,7 +592,10 @@ impl Testbed {
         let b = self.bottleneck.as_ref().ok_or(TestbedError::NoBottleneck)?;
         let dev = self.router_dev(&b.toward)?;
         let router = self.ns_name(ROUTER);
-        let out = exec::run("tc", ["-s", "-j", "-n", &router, "qdisc", "show", "dev", &dev])?;
+        let out = exec::run(
+            "tc",
+            ["-s", "-j", "-n", &router, "qdisc", "show", "dev", &dev],
+        )?;
         QdiscStats::from_tc_json(&out)
     }
 

@@ -128,8 +128,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let exe = tmp.path().join("faketool");
         std::fs::write(&exe, "#!/bin/sh\n").unwrap();
-        let dirs = std::env::join_paths(["/nonexistent-dir", tmp.path().to_str().unwrap()])
-            .unwrap();
+        let dirs =
+            std::env::join_paths(["/nonexistent-dir", tmp.path().to_str().unwrap()]).unwrap();
         // Not executable yet: not found.
         assert!(!find_tool_in("faketool", &dirs));
         use std::os::unix::fs::PermissionsExt;

@@ -125,7 +125,15 @@ pub fn repair_marker(file_name: &str, cc: &str) -> Result<(), TestbedError> {
 pub fn set_in(ns: &str, key: &str, value: &str) -> Result<(), TestbedError> {
     exec::run(
         "ip",
-        ["netns", "exec", ns, "sysctl", "-q", "-w", &format!("{key}={value}")],
+        [
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("{key}={value}"),
+        ],
     )
     .map(drop)
 }
@@ -143,7 +151,10 @@ mod tests {
 
     #[test]
     fn allowed_list_edits_touch_only_the_named_algorithm() {
-        assert_eq!(list_with("reno bbr", "cubic").as_deref(), Some("reno bbr cubic"));
+        assert_eq!(
+            list_with("reno bbr", "cubic").as_deref(),
+            Some("reno bbr cubic")
+        );
         assert_eq!(list_with("reno cubic bbr", "cubic"), None);
         assert_eq!(list_with("", "cubic").as_deref(), Some("cubic"));
         assert_eq!(list_without("reno bbr cubic", "cubic"), "reno bbr");

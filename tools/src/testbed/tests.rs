@@ -5,7 +5,12 @@ use super::*;
 
 fn spec() -> TestbedSpec {
     TestbedSpec {
-        hosts: vec!["client".into(), "guard".into(), "middle".into(), "exit".into()],
+        hosts: vec![
+            "client".into(),
+            "guard".into(),
+            "middle".into(),
+            "exit".into(),
+        ],
         bottleneck: Some(Bottleneck {
             toward: "middle".into(),
             rate_bit_s: 25_000_000,
@@ -92,7 +97,15 @@ fn tbf_arguments_carry_rate_burst_and_latency() {
     assert_eq!(b.burst_bytes(), 15_140);
     assert_eq!(
         b.tbf_args(),
-        ["tbf", "rate", "25000000bit", "burst", "15140", "latency", "42000us"]
+        [
+            "tbf",
+            "rate",
+            "25000000bit",
+            "burst",
+            "15140",
+            "latency",
+            "42000us"
+        ]
     );
     let fast = Bottleneck {
         rate_bit_s: 1_000_000_000,
@@ -128,7 +141,10 @@ fn unreadable_tc_output_is_a_typed_error() {
         ("qdisc tbf 8001: root", "not JSON"),
         ("{}", "not a list"),
         (r#"[{"kind":"noqueue","root":false}]"#, "no root qdisc"),
-        (r#"[{"kind":"tbf","root":true,"bytes":1}]"#, "no counter \"packets\""),
+        (
+            r#"[{"kind":"tbf","root":true,"bytes":1}]"#,
+            "no counter \"packets\"",
+        ),
     ] {
         match QdiscStats::from_tc_json(text) {
             Err(TestbedError::TcOutput { problem: p, .. }) => {

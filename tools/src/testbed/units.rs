@@ -59,7 +59,8 @@ fn split_number<'a>(value: &'a str, units: &'static str) -> Result<(f64, &'a str
 
 fn scaled(value: &str, number: f64, factor: f64, max: f64) -> Result<u64, UnitError> {
     let x = (number * factor).round();
-    if !(x >= 1.0) {
+    // NaN cannot come from the digits-and-dots parse, but is refused here too.
+    if x.is_nan() || x < 1.0 {
         return Err(UnitError::OutOfRange {
             value: value.to_owned(),
             why: "must be positive",
@@ -157,7 +158,10 @@ mod tests {
             parse_rate("25mbps"),
             Err(UnitError::UnknownUnit { .. })
         ));
-        assert!(matches!(parse_rate("mbit"), Err(UnitError::NoNumber { .. })));
+        assert!(matches!(
+            parse_rate("mbit"),
+            Err(UnitError::NoNumber { .. })
+        ));
         assert!(matches!(parse_rate(""), Err(UnitError::NoNumber { .. })));
         assert!(matches!(
             parse_rate("0mbit"),
@@ -199,6 +203,9 @@ mod tests {
             parse_bytes("4GiB"),
             Err(UnitError::UnknownUnit { .. })
         ));
-        assert!(matches!(parse_bytes("0"), Err(UnitError::OutOfRange { .. })));
+        assert!(matches!(
+            parse_bytes("0"),
+            Err(UnitError::OutOfRange { .. })
+        ));
     }
 }

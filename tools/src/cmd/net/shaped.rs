@@ -109,7 +109,10 @@ impl CongestionArg {
 
 /// The host of each node: `relay1` guard, last relay exit, the rest middle.
 pub fn host_of(name: &str, relays: usize) -> &'static str {
-    match name.strip_prefix("relay").and_then(|k| k.parse::<usize>().ok()) {
+    match name
+        .strip_prefix("relay")
+        .and_then(|k| k.parse::<usize>().ok())
+    {
         Some(1) => GUARD,
         Some(k) if k == relays => EXIT,
         Some(_) => MIDDLE,
