@@ -482,6 +482,63 @@ fn net_with_a_bottleneck_serves_curl_and_cleans_up() {
 }
 
 #[test]
+fn net_with_a_bottleneck_tears_down_when_a_relay_dies() {
+    let _g = serial();
+    if skip(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_kistrel"))
+            .args(["net", "--bottleneck", "20mbit", "--workers", "1"])
+            .args(["--congestion", "reno", "--tcp-wmem", "4096,16384,1MiB"])
+            .arg("--dir")
+            .arg(tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kistrel net"),
+    );
+    let net_pid = net.0.id();
+    let lines = lines_of(&mut net.0);
+    let ready = lines.recv_timeout(WAIT).expect("ready line");
+    let prefix = format!("kt{net_pid}-");
+    assert!(ready.contains(&format!(" netns={prefix} ")), "{ready}");
+    // The flags reached the namespaces.
+    for (key, want) in [
+        ("net.ipv4.tcp_congestion_control", "reno"),
+        ("net.ipv4.tcp_wmem", "4096 16384 1048576"),
+    ] {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{prefix}exit"),
+                "sysctl",
+                "-n",
+                key,
+            ])
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(got.split_whitespace().collect::<Vec<_>>().join(" "), want);
+    }
+    let kids = children_of_net(net_pid);
+    assert_eq!(kids.len(), 4);
+    let victim = nix::unistd::Pid::from_raw(kids[0] as i32);
+    nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let status = wait_exit(&mut net.0, "kistrel net");
+    let mut err = String::new();
+    if let Some(mut e) = net.0.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("exited unexpectedly"), "{err}");
+    assert_eq!(namespaces_with(&prefix), Vec::<String>::new());
+    assert_eq!(children_of_net(net_pid), Vec::<u32>::new());
+}
+
+#[test]
 fn a_bad_bottleneck_value_is_a_usage_error() {
     let _g = serial();
     for (args, flag) in [
