@@ -13,9 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use kistrel::testbed::{
-    exec, stale, sysctl, Bottleneck, QdiscStats, Testbed, TestbedError, TestbedSpec,
-};
+use kistrel::testbed::{exec, stale, sysctl, Bottleneck, Testbed, TestbedError, TestbedSpec};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -76,15 +74,26 @@ fn two_hosts(rate_bit_s: u64) -> TestbedSpec {
     }
 }
 
-/// A child killed and reaped on drop.
+/// A child stopped on drop: SIGTERM (so `kistrel net` tears its testbed down), then SIGKILL
+/// after 20 s; reaped.
 struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+        if self.0.try_wait().ok().flatten().is_some() {
+            return;
         }
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -456,20 +465,7 @@ fn net_with_a_bottleneck_serves_curl_and_cleans_up() {
     assert_eq!(Sha256::digest(&out.stdout), Sha256::digest(&body));
     // The download went exit -> middle through the tbf (router device h3: the middle is the
     // third host).
-    let tc = Command::new("tc")
-        .args([
-            "-s",
-            "-j",
-            "-n",
-            &format!("{prefix}router"),
-            "qdisc",
-            "show",
-            "dev",
-            "h3",
-        ])
-        .output()
-        .unwrap();
-    let stats = QdiscStats::from_tc_json(&String::from_utf8_lossy(&tc.stdout)).unwrap();
+    let stats = kistrel::cmd::net::shaped::bottleneck_stats(&prefix).unwrap();
     assert_eq!(stats.kind, "tbf");
     assert!(stats.bytes >= body.len() as u64, "{stats:?}");
 

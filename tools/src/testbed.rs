@@ -157,6 +157,14 @@ pub struct QdiscStats {
 }
 
 impl QdiscStats {
+    /// Read the root qdisc of `dev` in namespace `netns` (`tc -s -j -n NETNS qdisc show dev
+    /// DEV`); for a testbed owned by another process, e.g. `kistrel net --bottleneck`'s (see
+    /// `cmd::net::shaped::bottleneck_stats`).
+    pub fn read(netns: &str, dev: &str) -> Result<QdiscStats, TestbedError> {
+        let out = exec::run("tc", ["-s", "-j", "-n", netns, "qdisc", "show", "dev", dev])?;
+        QdiscStats::from_tc_json(&out)
+    }
+
     /// Parse the output of `tc -s -j qdisc show dev DEV`: the root qdisc's counters.
     pub fn from_tc_json(text: &str) -> Result<QdiscStats, TestbedError> {
         let bad = |problem: &str| TestbedError::TcOutput {
@@ -529,8 +537,15 @@ impl Testbed {
             })
     }
 
-    fn router_dev(&self, host: &str) -> Result<String, TestbedError> {
+    /// The router's veth toward `host` (`h<i>`, i its 1-based position in the spec): where
+    /// a bottleneck toward it sits.
+    pub fn router_dev(&self, host: &str) -> Result<String, TestbedError> {
         Ok(format!("h{}", self.index(host)?))
+    }
+
+    /// The router's namespace (`kt<PID>-router`).
+    pub fn router_netns(&self) -> String {
+        self.ns_name(ROUTER)
     }
 
     /// The namespace prefix, `kt<PID>-` (or `kt<PID>s<SEQ>-` for a process's later testbeds).
@@ -591,12 +606,7 @@ impl Testbed {
     pub fn qdisc_stats(&self) -> Result<QdiscStats, TestbedError> {
         let b = self.bottleneck.as_ref().ok_or(TestbedError::NoBottleneck)?;
         let dev = self.router_dev(&b.toward)?;
-        let router = self.ns_name(ROUTER);
-        let out = exec::run(
-            "tc",
-            ["-s", "-j", "-n", &router, "qdisc", "show", "dev", &dev],
-        )?;
-        QdiscStats::from_tc_json(&out)
+        QdiscStats::read(&self.ns_name(ROUTER), &dev)
     }
 
     /// Delete the root link and every namespace, undo the allowed-list change. Every step is

@@ -20,7 +20,7 @@ use clap::ValueEnum;
 
 use super::NetError;
 use crate::testbed::units::{parse_bytes, parse_duration, parse_rate};
-use crate::testbed::{Bottleneck, Testbed, TestbedSpec};
+use crate::testbed::{Bottleneck, QdiscStats, Testbed, TestbedError, TestbedSpec, ROUTER};
 
 /// Latency (queue limit) when `--bottleneck` gives only a rate.
 pub const DEFAULT_LATENCY: Duration = Duration::from_millis(50);
@@ -36,6 +36,17 @@ pub const GUARD: &str = "guard";
 pub const MIDDLE: &str = "middle";
 /// The exit relay's host.
 pub const EXIT: &str = "exit";
+
+/// The hosts in spec order (host i is 10.N.i.2; the router's veth toward it is `h<i>`).
+pub const HOSTS: [&str; 4] = [CLIENT, GUARD, MIDDLE, EXIT];
+/// The router's veth toward the middle namespace (third host): where the tbf sits.
+pub const BOTTLENECK_DEV: &str = "h3";
+
+/// The bottleneck counters of a running `kistrel net --bottleneck` whose ready line said
+/// `netns=PREFIX` (for a harness that started it as a child).
+pub fn bottleneck_stats(prefix: &str) -> Result<QdiscStats, TestbedError> {
+    QdiscStats::read(&format!("{prefix}{ROUTER}"), BOTTLENECK_DEV)
+}
 
 /// `--bottleneck RATE[,LATENCY]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +139,7 @@ pub fn spec(
     wmem: Option<WmemArg>,
 ) -> TestbedSpec {
     TestbedSpec {
-        hosts: [CLIENT, GUARD, MIDDLE, EXIT].map(String::from).to_vec(),
+        hosts: HOSTS.map(String::from).to_vec(),
         bottleneck: Some(Bottleneck {
             toward: MIDDLE.into(),
             rate_bit_s: bottleneck.rate_bit_s,
@@ -241,6 +252,12 @@ mod tests {
         assert!(parse_wmem("4096,16384").is_err());
         assert!(parse_wmem("8192,4096,4096").is_err());
         assert!(parse_wmem("big,4096,4096").is_err());
+    }
+
+    #[test]
+    fn the_bottleneck_device_is_the_middles() {
+        let i = HOSTS.iter().position(|h| *h == MIDDLE).unwrap() + 1;
+        assert_eq!(BOTTLENECK_DEV, format!("h{i}"));
     }
 
     #[test]
