@@ -333,6 +333,48 @@ fn stale_namespaces_of_dead_owners_are_removed() {
     tb.teardown().unwrap();
 }
 
+/// Puts the host's allowed-CC list back on drop.
+struct AllowedGuard(String);
+
+impl Drop for AllowedGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::write(sysctl::ALLOWED_CC, &self.0);
+    }
+}
+
+#[test]
+fn an_allowed_list_addition_of_a_dead_owner_is_undone() {
+    let _g = serial();
+    if skip(&[]) {
+        return;
+    }
+    let original = sysctl::read_allowed().unwrap();
+    let _restore = AllowedGuard(original.clone());
+    let Some(with_cubic) = sysctl::list_with(&original, "cubic") else {
+        println!("SKIPPED: cubic is on the host's allowed list already");
+        return;
+    };
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    // What a testbed killed with SIGKILL leaves: its marker and the extended list.
+    std::fs::create_dir_all(sysctl::MARKER_DIR).unwrap();
+    let marker = std::path::Path::new(sysctl::MARKER_DIR).join(format!("kt{dead_pid}-cc"));
+    std::fs::write(&marker, "cubic").unwrap();
+    std::fs::write(sysctl::ALLOWED_CC, &with_cubic).unwrap();
+
+    let tb = Testbed::create(&TestbedSpec {
+        hosts: vec!["a".into()],
+        bottleneck: None,
+        congestion: None,
+        tcp_wmem: None,
+    })
+    .expect("testbed");
+    assert_eq!(sysctl::read_allowed().unwrap(), original);
+    assert!(!marker.exists());
+    tb.teardown().unwrap();
+}
+
 fn exec_ok(args: &[&str]) {
     let s = Command::new("ip").args(args).status().unwrap();
     assert!(s.success(), "ip {args:?}");
