@@ -50,7 +50,7 @@ pub struct LayoutOptions {
 }
 
 impl LayoutOptions {
-    fn exit_policy(&self) -> &str {
+    fn exit_policy_or_default(&self) -> &str {
         self.exit_policy.as_deref().unwrap_or(EXIT_POLICY)
     }
 }
@@ -131,7 +131,10 @@ pub fn relay_config_text(r: &RelayFiles, exit: bool, opts: &LayoutOptions) -> St
         nick = r.nickname,
     );
     if exit {
-        s.push_str(&format!("ExitPolicy = [{}]\n", quote(opts.exit_policy())));
+        s.push_str(&format!(
+            "ExitPolicy = [{}]\n",
+            quote(opts.exit_policy_or_default())
+        ));
     }
     s.push_str(&runtime_keys(opts));
     s
@@ -172,7 +175,7 @@ pub fn directory_for(
             let exit_policy = if i == last {
                 flags.remove(Flag::Guard);
                 flags.insert(Flag::Exit);
-                let policy = opts.exit_policy();
+                let policy = opts.exit_policy_or_default();
                 policy.parse::<ExitPolicy>().map_err(|e| NetError::Layout {
                     problem: format!("exit policy {policy:?}: {e}"),
                 })?
