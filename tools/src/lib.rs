@@ -17,4 +17,5 @@ pub mod keys;
 pub mod metrics;
 pub mod parent;
 pub mod runner;
+pub mod testbed;
 pub mod tgen;

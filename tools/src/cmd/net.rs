@@ -12,6 +12,18 @@
 //! It runs until SIGINT/SIGTERM, then stops every child (SIGTERM, 5 s, SIGKILL), reaps
 //! them, and exits 0. A child that dies on its own is reported (which, exit status, its log)
 //! and the rest are stopped; exit 1.
+//!
+//! With `--bottleneck RATE[,LATENCY]` (root only; see [`shaped`] and [`crate::testbed`]) the
+//! relays and the client run in network namespaces behind a router with a tbf toward the
+//! middle relay(s), on addresses 10.N.*.2; the ready line then reads
+//!
+//! ```text
+//! ready socks=10.N.1.2:9050 relays=10.N.2.2:9001,... dir=PATH netns=kt<PID>- host=10.N.0.2
+//! ```
+//!
+//! where `host` is this machine's own address on the testbed (serve targets there: the exit
+//! accepts 10.N.0.0/16). The namespaces are deleted when `kistrel net` ends, however it ends
+//! (short of SIGKILL, whose leftovers the next testbed removes).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,9 +37,11 @@ use crate::error::{CliError, EXIT_FAILURE, EXIT_USAGE};
 use crate::keys::RelayKeyFile;
 
 pub mod layout;
+pub mod shaped;
 mod supervise;
 
 pub use layout::{write_layout, Layout, LayoutOptions};
+use shaped::{BottleneckArg, CongestionArg, Shaped, WmemArg};
 
 /// Environment variable that replaces the child program (default: this binary). For tests
 /// and wrappers: the program is run as `PROGRAM relay -c FILE [-o ..]` and
@@ -109,6 +123,18 @@ pub struct NetArgs {
     /// the ready line gains `metrics=relay1@ADDR,...,client@ADDR`.
     #[arg(long)]
     pub metrics: bool,
+    /// Run every node in its own network namespace behind a router whose tbf shapes the
+    /// traffic toward the middle relay(s): RATE (kbit, mbit, gbit) and the queue limit as a
+    /// wait time (ms, s; default 50ms), e.g. 25mbit,42ms. Needs root, `ip` and `tc`.
+    #[arg(long, value_name = "RATE[,LATENCY]", value_parser = shaped::parse_bottleneck)]
+    pub bottleneck: Option<BottleneckArg>,
+    /// With --bottleneck: net.ipv4.tcp_wmem in every namespace, e.g. 4MiB,4MiB,4MiB
+    /// (default: the kernel's autotuning).
+    #[arg(long, value_name = "MIN,DEF,MAX|default", requires = "bottleneck", value_parser = shaped::parse_wmem)]
+    pub tcp_wmem: Option<WmemArg>,
+    /// With --bottleneck: TCP congestion control in every namespace (default: cubic).
+    #[arg(long, value_enum, requires = "bottleneck")]
+    pub congestion: Option<CongestionArg>,
 }
 
 /// Why `kistrel net` failed.
@@ -180,6 +206,12 @@ pub enum NetError {
         /// The client's log.
         log: PathBuf,
     },
+    /// `--socks` with `--bottleneck` (exit 2).
+    #[error("--socks cannot be combined with --bottleneck: the SOCKS port is in the client's namespace (the ready line names it)")]
+    SocksWithBottleneck,
+    /// The shaped testbed failed (exit 2 without root or tools, else 1).
+    #[error(transparent)]
+    Testbed(#[from] crate::testbed::TestbedError),
     /// Waiting for a child failed (exit 1).
     #[error("cannot wait for {name}: {source}")]
     Wait {
@@ -195,7 +227,8 @@ impl NetError {
     /// [`EXIT_USAGE`] for a bad `--socks`, else [`EXIT_FAILURE`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            NetError::SocksInUse { .. } => EXIT_USAGE,
+            NetError::SocksInUse { .. } | NetError::SocksWithBottleneck => EXIT_USAGE,
+            NetError::Testbed(e) => e.exit_code(),
             NetError::Keys(e) => e.exit_code(),
             _ => EXIT_FAILURE,
         }
@@ -219,6 +252,16 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         .iter()
         .map(|o| Override::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
+    if args.bottleneck.is_some() && args.socks.is_some() {
+        return Err(NetError::SocksWithBottleneck.into());
+    }
+    if args.bottleneck.is_some() {
+        // Before any folder or namespace exists: without root, say so and leave nothing.
+        crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
+    }
+    // Before anything is built: a Ctrl-C from here on stops us through the normal path,
+    // which tears the testbed down.
+    let stop = supervise::register_signals()?;
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => tempfile::Builder::new()
@@ -232,17 +275,16 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
             .keep(),
     };
     let n = usize::from(args.relays);
-    let mut ports = layout::free_loopback_ports(n + usize::from(args.socks.is_none()))
-        .map_err(NetError::Ports)?;
-    let socks = match args.socks {
-        Some(addr) => {
-            // Fail early with a usage error rather than through the client's log.
-            std::net::TcpListener::bind(addr).map_err(|_| NetError::SocksInUse { addr })?;
-            addr
-        }
-        None => ports.pop().ok_or_else(|| NetError::Layout {
-            problem: "no port left for SOCKS".into(),
-        })?,
+    let shaped = match args.bottleneck {
+        Some(b) => Some(Shaped::create(
+            &shaped::spec(b, args.congestion, args.tcp_wmem),
+            n,
+        )?),
+        None => None,
+    };
+    let (ports, socks) = match &shaped {
+        Some(s) => (s.or_ports.clone(), s.socks),
+        None => loopback_ports(n, args.socks)?,
     };
     let keys = (0..n)
         .map(|_| RelayKeyFile::generate_os())
@@ -252,6 +294,8 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         scheduler: args.scheduler.map(Into::into),
         backend: args.backend.map(Into::into),
         metrics: args.metrics,
+        exit_policy: shaped.as_ref().map(|s| s.exit_policy.clone()),
+        fixed_roles: shaped.is_some(),
     };
     let layout = write_layout(&dir, &ports, keys, socks, &opts)?;
     check_layout(&layout, &overrides)?;
@@ -271,6 +315,34 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         ready_timeout: Duration::from_secs(args.ready_timeout),
         keep_going: args.keep_going,
         metrics: args.metrics,
+        shaped: shaped.as_ref(),
     };
-    supervise::run(&plan).map_err(CliError::from)
+    let result = supervise::run(&plan, &stop);
+    // The children are reaped by now; then the namespaces go (also when `run` failed).
+    let teardown = match shaped {
+        Some(s) => s.testbed.teardown(),
+        None => Ok(()),
+    };
+    result?;
+    teardown.map_err(|e| CliError::from(NetError::from(e)))
+}
+
+/// `n` free loopback ORPorts and the SOCKS address (`--socks`, checked free, or one more).
+fn loopback_ports(
+    n: usize,
+    socks: Option<SocketAddr>,
+) -> Result<(Vec<SocketAddr>, SocketAddr), NetError> {
+    let mut ports =
+        layout::free_loopback_ports(n + usize::from(socks.is_none())).map_err(NetError::Ports)?;
+    let socks = match socks {
+        Some(addr) => {
+            // Fail early with a usage error rather than through the client's log.
+            std::net::TcpListener::bind(addr).map_err(|_| NetError::SocksInUse { addr })?;
+            addr
+        }
+        None => ports.pop().ok_or_else(|| NetError::Layout {
+            problem: "no port left for SOCKS".into(),
+        })?,
+    };
+    Ok((ports, socks))
 }

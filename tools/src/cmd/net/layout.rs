@@ -10,6 +10,12 @@
 //! exit among three relays, a guard that is also the only exit would leave no path (Tor's
 //! position weights keep scarce exits out of the guard position the same way). The client
 //! turns `EnforceDistinctSubnets` off, since all relays share one /16.
+//!
+//! The shaped testbed (`--bottleneck`) changes two things through [`LayoutOptions`]: relays
+//! bind their namespace addresses and the exit accepts the testbed's range
+//! ([`LayoutOptions::exit_policy`]), and only the first relay is a guard
+//! ([`LayoutOptions::fixed_roles`]), so every path is relay1 -> relay2..N-1 -> relayN and the
+//! bottleneck in front of the middle namespace is on every circuit's middle-exit link.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -38,6 +44,17 @@ pub struct LayoutOptions {
     pub backend: Option<Backend>,
     /// `MetricsPort` on port 0 of each node's address (each prints `metrics addr=ADDR`).
     pub metrics: bool,
+    /// The exit's policy; `None`: [`EXIT_POLICY`].
+    pub exit_policy: Option<String>,
+    /// Only relay1 gets the Guard flag, so roles are fixed: guard relay1, exit relayN,
+    /// middles in between.
+    pub fixed_roles: bool,
+}
+
+impl LayoutOptions {
+    fn exit_policy_or_default(&self) -> &str {
+        self.exit_policy.as_deref().unwrap_or(EXIT_POLICY)
+    }
 }
 
 /// One relay's files.
@@ -116,7 +133,10 @@ pub fn relay_config_text(r: &RelayFiles, exit: bool, opts: &LayoutOptions) -> St
         nick = r.nickname,
     );
     if exit {
-        s.push_str(&format!("ExitPolicy = [{}]\n", quote(EXIT_POLICY)));
+        s.push_str(&format!(
+            "ExitPolicy = [{}]\n",
+            quote(opts.exit_policy_or_default())
+        ));
     }
     if opts.metrics {
         let any_port = SocketAddr::new(r.or_port.ip(), 0);
@@ -131,7 +151,7 @@ pub fn client_config_text(socks: SocketAddr, opts: &LayoutOptions) -> String {
     let mut s = format!(
         "# kistrel net: client\nSocksPort = {}\nDirectoryFile = \"directory.toml\"\n\
          DataDirectory = \"client-data\"\n\
-         # All relays are on 127.0.0.1: one /16.\nEnforceDistinctSubnets = false\n",
+         # All relays share one /16.\nEnforceDistinctSubnets = false\n",
         quote(&socks.to_string())
     );
     if opts.metrics {
@@ -143,7 +163,10 @@ pub fn client_config_text(socks: SocketAddr, opts: &LayoutOptions) -> String {
 }
 
 /// The directory listing every relay with its public keys.
-pub fn directory_for(relays: &[(RelayFiles, RelayKeyFile)]) -> Result<Directory, NetError> {
+pub fn directory_for(
+    relays: &[(RelayFiles, RelayKeyFile)],
+    opts: &LayoutOptions,
+) -> Result<Directory, NetError> {
     let last = relays.len().saturating_sub(1);
     let infos = relays
         .iter()
@@ -156,14 +179,16 @@ pub fn directory_for(relays: &[(RelayFiles, RelayKeyFile)]) -> Result<Directory,
                 Flag::Valid,
                 Flag::Stable,
             ]);
+            if opts.fixed_roles && i != 0 {
+                flags.remove(Flag::Guard);
+            }
             let exit_policy = if i == last {
                 flags.remove(Flag::Guard);
                 flags.insert(Flag::Exit);
-                EXIT_POLICY
-                    .parse::<ExitPolicy>()
-                    .map_err(|e| NetError::Layout {
-                        problem: format!("exit policy {EXIT_POLICY:?}: {e}"),
-                    })?
+                let policy = opts.exit_policy_or_default();
+                policy.parse::<ExitPolicy>().map_err(|e| NetError::Layout {
+                    problem: format!("exit policy {policy:?}: {e}"),
+                })?
             } else {
                 ExitPolicy::default()
             };
@@ -242,7 +267,7 @@ pub fn write_layout(
         )?;
     }
     let directory = dir.join("directory.toml");
-    write(&directory, &directory_for(&relays)?.to_toml(), 0o644)?;
+    write(&directory, &directory_for(&relays, opts)?.to_toml(), 0o644)?;
     let client_config = dir.join("client.toml");
     write(&client_config, &client_config_text(socks, opts), 0o644)?;
     Ok(Layout {
@@ -285,6 +310,7 @@ mod tests {
             workers: Some(2),
             scheduler: Some(SchedulerName::KistLite),
             backend: Some(Backend::Poll),
+            ..LayoutOptions::default()
         };
         let (l, keys) = layout(&dir, 4, &opts);
         assert_eq!(l.dir, dir);
@@ -370,6 +396,42 @@ mod tests {
                 l.relays[0].config.display()
             )
         );
+    }
+
+    #[test]
+    fn fixed_roles_make_relay1_the_only_guard_and_the_policy_is_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = LayoutOptions {
+            exit_policy: Some("accept 10.77.0.0/16:*".into()),
+            fixed_roles: true,
+            ..LayoutOptions::default()
+        };
+        let (l, _) = layout(tmp.path(), 4, &opts);
+        let d = Directory::load(&l.directory).unwrap();
+        let guards: Vec<bool> = d
+            .relays()
+            .iter()
+            .map(|r| r.flags.contains(Flag::Guard))
+            .collect();
+        assert_eq!(guards, [true, false, false, false]);
+        let exit = &d.relays()[3];
+        assert!(exit.flags.contains(Flag::Exit));
+        assert!(exit.exit_policy.allows("10.77.0.2".parse().unwrap(), 8000));
+        assert!(!exit.exit_policy.allows("127.0.0.1".parse().unwrap(), 80));
+        let c = RelayConf::load(&l.relays[3].config, &[]).unwrap();
+        assert!(c
+            .exit_policy
+            .unwrap()
+            .allows("10.77.200.9".parse().unwrap(), 1));
+        // Every path is relay1 -> relay2|relay3 -> relay4.
+        let c = ClientConf::load(&l.client_config, &[]).unwrap();
+        let sel = kistrel_pathsel::PathSelector::new(&d, c.path.clone());
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..20 {
+            let p = sel.select_path(&mut rng, None, None).unwrap();
+            assert_eq!((p.guard, p.exit), (0, 3));
+            assert!(p.middle == 1 || p.middle == 2);
+        }
     }
 
     #[test]

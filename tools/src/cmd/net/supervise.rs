@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{Layout, NetError};
+use super::{Layout, NetError, Shaped};
 use crate::parent::PARENT_PID_ENV;
 
 const TICK: Duration = Duration::from_millis(20);
@@ -35,7 +35,7 @@ const RELAY_LISTEN_WAIT: Duration = Duration::from_secs(3);
 
 /// What to run.
 #[derive(Debug)]
-pub(super) struct Plan {
+pub(super) struct Plan<'a> {
     pub(super) program: PathBuf,
     pub(super) layout: Layout,
     pub(super) overrides: Vec<String>,
@@ -45,6 +45,8 @@ pub(super) struct Plan {
     pub(super) keep_going: bool,
     /// Every node serves metrics on port 0: collect their `metrics addr=` lines into ours.
     pub(super) metrics: bool,
+    /// Run the children in these namespaces (`--bottleneck`).
+    pub(super) shaped: Option<&'a Shaped>,
 }
 
 #[derive(Debug)]
@@ -63,7 +65,7 @@ struct Children(Vec<Running>);
 impl Children {
     fn spawn(
         &mut self,
-        plan: &Plan,
+        plan: &Plan<'_>,
         name: &str,
         args: Vec<String>,
         log: &Path,
@@ -80,7 +82,10 @@ impl Children {
         } else {
             Stdio::from(log_file.try_clone().map_err(io_err)?)
         };
-        let mut cmd = Command::new(&plan.program);
+        let mut cmd = match plan.shaped {
+            Some(s) => s.command(name, &plan.program)?,
+            None => Command::new(&plan.program),
+        };
         for _ in 0..plan.verbose {
             cmd.arg("-v");
         }
@@ -253,7 +258,8 @@ fn collect_metrics(
     Ok(out)
 }
 
-fn register_signals() -> Result<Arc<AtomicBool>, NetError> {
+/// SIGINT/SIGTERM set the returned flag (instead of ending the process).
+pub(super) fn register_signals() -> Result<Arc<AtomicBool>, NetError> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(NetError::Signals)?;
@@ -262,8 +268,7 @@ fn register_signals() -> Result<Arc<AtomicBool>, NetError> {
 }
 
 /// Run the network until a signal (Ok) or a failure (Err). No child outlives this call.
-pub(super) fn run(plan: &Plan) -> Result<(), NetError> {
-    let stop = register_signals()?;
+pub(super) fn run(plan: &Plan<'_>, stop: &AtomicBool) -> Result<(), NetError> {
     let mut children = Children::default();
     let layout = &plan.layout;
     for r in &layout.relays {
@@ -351,7 +356,8 @@ pub(super) fn run(plan: &Plan) -> Result<(), NetError> {
                 };
                 let mut out = std::io::stdout().lock();
                 // If nobody reads our stdout any more, keep running: signals still stop us.
-                let _ = writeln!(out, "{}", ready_line(socks, layout, &metrics));
+                let suffix = plan.shaped.map(Shaped::ready_suffix).unwrap_or_default();
+                let _ = writeln!(out, "{}{suffix}", ready_line(socks, layout, &metrics));
                 let _ = out.flush();
             } else if Instant::now() >= ready_deadline {
                 children.stop_all();
