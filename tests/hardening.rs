@@ -441,9 +441,11 @@ impl TestRelay {
 
 /// `MaxMemInQueues` of the flooded relay.
 const LIMIT: u64 = 32 << 20;
-/// Allowed RSS growth over the limit: socket and send buffers, the allocator's slack, the
-/// queues' per-cell bookkeeping. Measured peaks are printed by the test.
-const MARGIN: u64 = 24 << 20;
+/// Allowed RSS growth over the limit: 16 MiB for the io_uring provided-buffer ring (1024 x
+/// 16 KiB, allocated at start but only touched once a flood arrives), 12 MiB for send
+/// buffers, the allocator's slack and the queues' per-cell bookkeeping. Measured on the
+/// 2-core CI box: 51 MiB growth with io_uring, 35 MiB with poll (the test prints it).
+const MARGIN: u64 = 28 << 20;
 
 fn stalled_next_hop_flood_is_bounded_by_max_mem_in_queues(backend: &str) {
     let _serial = serial();
