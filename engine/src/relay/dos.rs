@@ -94,7 +94,7 @@ impl CreateBucket {
             self.tokens += u32::try_from(gained).unwrap_or(0);
             let used_nanos = (gained * NANOS_PER_SEC).div_ceil(rate);
             let used = Duration::from_nanos(u64::try_from(used_nanos).unwrap_or(u64::MAX));
-            self.credited_to = self.credited_to + used;
+            self.credited_to += used;
         }
     }
 }
