@@ -8,10 +8,11 @@
 //! serves fetches again afterwards. Every wait is bounded; every process is stopped.
 //!
 //! Which transfers a kill affects is read from the client's log: transfers are started one
-//! after the other, each waiting for its first bytes, so the SOCKS username `tK` owns the
-//! client's isolation tag K+1 (tag 0 is the no-credentials circuit), and after the kill the
-//! client logs `circuit closed ... tag=N` for exactly the circuits that went through the
-//! dead relay.
+//! after the other, each waiting for its first bytes; the first uses no credentials (the
+//! client's pre-built circuit, isolation tag 0) and transfer K the SOCKS username `tK`,
+//! which owns tag K. So every circuit of the client carries a transfer, and after the kill
+//! the client logs `circuit closed ... tag=N` for exactly the circuits that went through
+//! the dead relay.
 #![cfg(target_os = "linux")]
 
 mod support;
@@ -43,11 +44,16 @@ struct Transfer {
 }
 
 /// Starts `n` rate-limited transfers of `url`, one after the other: each has received
-/// bytes before the next starts (so user `tK` owns isolation tag K+1).
+/// bytes before the next starts. Transfer 0 has no credentials (tag 0), transfer K is user
+/// `tK` (tag K).
 fn start_transfers(net: &Net, url: &str, n: usize, rate: &str) -> Vec<Transfer> {
     (0..n)
         .map(|i| {
-            let user = format!("t{i}");
+            let user = if i == 0 {
+                String::new()
+            } else {
+                format!("t{i}")
+            };
             let out = net.dir.join(format!("transfer{i}"));
             let (socks, url, u, o, rate) = (
                 net.socks,
@@ -190,7 +196,7 @@ fn kill_during_parallel_transfers(backend: &str, role: Role) {
             "{user}: a corrupted byte reached the application ({} bytes)",
             got.len()
         );
-        let tag = i as u64 + 1;
+        let tag = i as u64;
         if closed.contains(&tag) {
             affected += 1;
             assert!(!ok, "{user}: its circuit died, yet curl reported success");
@@ -370,7 +376,7 @@ fn exit_target_closing_early_or_resetting_leaves_an_intact_prefix(backend: &str)
     // Another stream on the same circuit (same isolation) runs through both faults.
     let mut other = start_transfers(&net, &http.url(), 1, "4M");
     for (mode, name) in [(FIN_EARLY, "closed early"), (RESET, "reset")] {
-        let mut s = socks_connect(net.socks, "t0", target).expect("SOCKS connect");
+        let mut s = socks_connect(net.socks, "", target).expect("SOCKS connect");
         s.write_all(&[mode, 1, 2, 3, 4, 5, 6, 7]).expect("request");
         let (got, err) = read_to_end_or_error(&mut s);
         assert!(

@@ -305,7 +305,11 @@ pub fn fetch_prefix(
     }
     let ok = cmd
         .args(["-s", "-f", "--max-time", "120", "--proxy"])
-        .arg(format!("socks5h://{user}:x@{socks}"))
+        .arg(match user {
+            // No credentials: the client's pre-built circuit (tag 0).
+            "" => format!("socks5h://{socks}"),
+            user => format!("socks5h://{user}:x@{socks}"),
+        })
         .arg("-o")
         .arg(out)
         .arg(url)
@@ -377,8 +381,8 @@ pub fn connected_to(pid: i32, port: u16) -> bool {
         .any(|l| l.contains(&format!("pid={pid},")) && l.contains(&format!("127.0.0.1:{port} ")))
 }
 
-/// A SOCKS5 CONNECT through `socks` to `target`, isolated by `user`. Returns the stream
-/// once the client reported success.
+/// A SOCKS5 CONNECT through `socks` to `target`, isolated by `user` (empty: no
+/// credentials). Returns the stream once the client reported success.
 pub fn socks_connect(
     socks: SocketAddr,
     user: &str,
@@ -387,14 +391,20 @@ pub fn socks_connect(
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(socks)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    s.write_all(&[5, 1, 2])?;
     let mut r = [0u8; 2];
-    s.read_exact(&mut r)?;
-    let mut auth = vec![1, user.len() as u8];
-    auth.extend_from_slice(user.as_bytes());
-    auth.extend_from_slice(&[1, b'x']);
-    s.write_all(&auth)?;
-    s.read_exact(&mut r)?;
+    if user.is_empty() {
+        // No credentials: the client's pre-built circuit (tag 0).
+        s.write_all(&[5, 1, 0])?;
+        s.read_exact(&mut r)?;
+    } else {
+        s.write_all(&[5, 1, 2])?;
+        s.read_exact(&mut r)?;
+        let mut auth = vec![1, user.len() as u8];
+        auth.extend_from_slice(user.as_bytes());
+        auth.extend_from_slice(&[1, b'x']);
+        s.write_all(&auth)?;
+        s.read_exact(&mut r)?;
+    }
     let SocketAddr::V4(t) = target else {
         return Err(std::io::Error::other("IPv4 targets only"));
     };
