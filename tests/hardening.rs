@@ -496,10 +496,13 @@ fn stalled_next_hop_flood_is_bounded_by_max_mem_in_queues(backend: &str) {
     sampler.join().expect("sampler");
     let peak = peak.load(Ordering::Relaxed);
     println!(
-        "{backend}: RSS before {} KiB, peak {} KiB; {} circuits destroyed",
+        "{backend}: RSS before {} KiB, peak {} KiB; circuits destroyed (fill order): {:?}",
         rss_before >> 10,
         peak >> 10,
-        destroyed.len()
+        destroyed
+            .iter()
+            .map(|(id, _)| id - ids[0])
+            .collect::<Vec<_>>()
     );
 
     assert!(alive(pid), "the relay died under the flood");
@@ -514,9 +517,12 @@ fn stalled_next_hop_flood_is_bounded_by_max_mem_in_queues(backend: &str) {
         assert!(ids.contains(id), "only flooded circuits close: {id:#x}");
         closed.insert(*id);
     }
-    // The OOM handler takes the circuits holding the oldest cells: never the last one filled.
-    let last = *ids.last().expect("ids");
-    assert!(!closed.contains(&last), "the newest circuit was closed");
+    // The OOM handler takes the circuits holding the oldest cells: exactly the first ones
+    // filled (the kernel's buffers toward the stalled hop hold far less than one circuit's
+    // cells, so each of them still had its oldest cells queued), never the newest.
+    let oldest: BTreeSet<u32> = ids[..closed.len()].iter().copied().collect();
+    assert_eq!(closed, oldest, "OOM victims are not the oldest circuits");
+    assert!(closed.len() < ids.len(), "every circuit was closed");
     assert!(
         peak <= rss_before + LIMIT + MARGIN,
         "RSS peak {} KiB > before {} KiB + MaxMemInQueues {} KiB + margin {} KiB",
@@ -527,12 +533,25 @@ fn stalled_next_hop_flood_is_bounded_by_max_mem_in_queues(backend: &str) {
     );
 
     // The healthy circuit still carries data, intact and in order.
+    send_and_check(&mut origin, &healthy, healthy_id, (&mut h1, &mut h2), 200);
+    assert!(alive(pid));
+}
+
+/// Sends `cells` seeded relay cells on the two-hop circuit `circ` and checks that `hop`
+/// (its second hop) recognizes all of them, unaltered and in order.
+fn send_and_check(
+    origin: &mut Origin,
+    hop: &FakeHop,
+    circ: u32,
+    (h1, h2): (&mut ClientLayer, &mut ClientLayer),
+    cells: usize,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     let mut sent = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..cells {
         let mut data = vec![0u8; RELAY_DATA_LEN];
         rng.fill_bytes(&mut data);
-        let mut cell = Cell::new(healthy_id, ChanCmd::RELAY);
+        let mut cell = Cell::new(circ, ChanCmd::RELAY);
         emit_relay_cell(&mut cell.body, RelayCmd::DROP, None, &data, &mut rng).expect("cell");
         h2.originate_forward(&mut cell.body);
         h1.encrypt_forward(&mut cell.body);
@@ -541,12 +560,82 @@ fn stalled_next_hop_flood_is_bounded_by_max_mem_in_queues(backend: &str) {
     }
     let mut got = Vec::new();
     while got.len() < sent.len() {
-        match healthy.data.recv_timeout(WAIT) {
+        match hop.data.recv_timeout(WAIT) {
             Ok((_, data)) => got.push(data),
-            Err(e) => panic!("healthy hop got {} of {} cells: {e}", got.len(), sent.len()),
+            Err(e) => panic!("second hop got {} of {} cells: {e}", got.len(), sent.len()),
         }
     }
-    assert!(got == sent, "the healthy circuit's cells arrived altered");
+    assert!(got == sent, "the circuit's cells arrived altered");
+}
+
+/// A peer sending CREATE2 far faster than `DoSCircuitCreationRate` allows gets the burst
+/// (plus the rate) answered and the rest refused with DESTROY RESOURCELIMIT at once, while a
+/// circuit built before keeps carrying data.
+fn create2_flood_is_rate_limited_and_does_not_starve_a_circuit(backend: &str) {
+    let _serial = serial();
+    let (rate, burst) = (10u128, 100u128);
+    let relay = TestRelay::start(
+        backend,
+        &format!("DoSCircuitCreationRate = {rate}\nDoSCircuitCreationBurst = {burst}\n"),
+    );
+    let pid = relay.process.pid();
+    let healthy = FakeHop::start(73, HopMode::Healthy);
+    let mut origin = Origin::connect(relay.addr);
+    let started = Instant::now();
+    let healthy_id = 0x8000_1000;
+    let mut h1 = origin.create(healthy_id, &relay.id, &relay.ntor_public);
+    let mut h2 = origin.extend(healthy_id, &mut h1, &healthy.keys);
+    // 3000 valid CREATE2 in one write.
+    let total: u32 = 3000;
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let mut flood = Vec::with_capacity(total as usize * 514);
+    for i in 0..total {
+        let (_, hdata) = ntor::client_create(&mut rng, &relay.id, &relay.ntor_public);
+        let mut cell = Cell::new(0x8000_4000 + i, ChanCmd::CREATE2);
+        Create2 {
+            htype: ntor::HTYPE,
+            hdata: &hdata,
+        }
+        .emit(&mut cell.body)
+        .expect("CREATE2 fits");
+        cell.append_to(&mut flood);
+    }
+    origin.stream.write_all(&flood).expect("flood");
+    // Meanwhile the existing circuit carries data.
+    send_and_check(&mut origin, &healthy, healthy_id, (&mut h1, &mut h2), 200);
+    let (mut created, mut refused) = (0u128, 0u128);
+    let deadline = Instant::now() + WAIT;
+    while created + refused < u128::from(total) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let cell = match origin.stash.pop_front() {
+            Some(c) => c,
+            None => match origin.cells.recv_timeout(left) {
+                Ok(ChanCell::Fixed(c)) => c,
+                Ok(ChanCell::Var(_)) => continue,
+                Err(e) => panic!("{created} created + {refused} refused of {total}: {e}"),
+            },
+        };
+        match cell.cmd {
+            ChanCmd::CREATED2 => created += 1,
+            ChanCmd::DESTROY => {
+                let reason = Destroy::parse(&cell.body).expect("DESTROY").reason;
+                assert_eq!(reason, DestroyReason::RESOURCELIMIT);
+                refused += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The bucket started full when our channel opened (after `started`); it cannot have
+    // granted more than the burst, the healthy circuit's CREATE2 and the rate since.
+    let elapsed = started.elapsed();
+    let ceiling = burst + rate * elapsed.as_millis() / 1000 + 1;
+    println!("{backend}: {created} CREATED2, {refused} refused in {elapsed:?}");
+    assert!(created + 1 >= burst, "the burst was not served: {created}");
+    assert!(
+        created + 1 <= ceiling,
+        "{created} created, ceiling {ceiling}"
+    );
+    assert_eq!(created + refused, u128::from(total));
     assert!(alive(pid));
 }
 
@@ -565,4 +654,5 @@ macro_rules! on_both_backends {
 on_both_backends!(
     idle_connections_are_closed_after_the_handshake_timeout,
     stalled_next_hop_flood_is_bounded_by_max_mem_in_queues,
+    create2_flood_is_rate_limited_and_does_not_starve_a_circuit,
 );
