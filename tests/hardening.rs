@@ -423,7 +423,7 @@ impl TestRelay {
         .expect("config");
         let process = RelayProcess::start(&config, &dir.path().join("relay.log"), &[]);
         assert!(
-            wait_for(WAIT, || pid_listening_on(addr).is_some()),
+            wait_for(WAIT, || TcpStream::connect(addr).is_ok()),
             "relay did not start; log: {}",
             std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default()
         );
