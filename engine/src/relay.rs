@@ -26,6 +26,7 @@
 mod cells;
 mod channel;
 mod circuit;
+mod dos;
 mod queue;
 pub(crate) mod slab;
 mod stream;
@@ -51,6 +52,7 @@ use channel::{ChanState, Channel};
 use circuit::{CircKind, Circuit, Dir, Hop};
 use slab::{GenSlab, Key};
 
+pub use dos::CircuitCreationLimit;
 pub use stream::StreamState;
 
 /// Handle of a channel (one TCP connection to a peer) on this worker.
@@ -100,8 +102,13 @@ pub struct RelayConfig {
     /// `MaxMemInQueues`: above this many queued bytes the OOM handler closes circuits,
     /// oldest queued cell first, until usage is below 90%.
     pub max_mem_in_queues: usize,
-    /// A channel that has not finished VERSIONS/NETINFO by then is closed.
+    /// A channel that has not finished VERSIONS/NETINFO by then is closed
+    /// (`ChannelHandshakeTimeout` in the config file).
     pub handshake_timeout: Duration,
+    /// Per-channel limit on CREATE/CREATE2/CREATE_FAST (`DoSCircuitCreationRate`,
+    /// `DoSCircuitCreationBurst`); `None` = unlimited. Excess cells get DESTROY
+    /// (RESOURCELIMIT) without a handshake.
+    pub circuit_creation_limit: Option<CircuitCreationLimit>,
     /// Circuit priority (`CircuitPriorityHalflife`; halflife 0 = round robin).
     pub ewma: kistrel_sched::EwmaConfig,
 }
@@ -115,6 +122,7 @@ impl Default for RelayConfig {
             max_circuit_queue_cells: 2500,
             max_mem_in_queues: 512 << 20,
             handshake_timeout: Duration::from_secs(30),
+            circuit_creation_limit: Some(CircuitCreationLimit::default()),
             ewma: kistrel_sched::EwmaConfig::default(),
         }
     }
@@ -196,6 +204,8 @@ pub struct RelayStats {
     pub channels_rejected: u64,
     /// Circuits closed for protocol violations.
     pub circuits_rejected: u64,
+    /// CREATE/CREATE2/CREATE_FAST cells refused by the circuit-creation rate limit.
+    pub creates_refused: u64,
 }
 
 /// The relay / origin state machine of one worker. See the module docs.
@@ -293,6 +303,8 @@ impl Relay {
             None,
             ChanState::Handshaking,
             &self.cfg.ewma,
+            now,
+            self.cfg.circuit_creation_limit.as_ref(),
         );
         let chan = ChanId(self.channels.insert(ch));
         self.arm_handshake_deadline(now, chan);
@@ -588,7 +600,7 @@ impl Relay {
     }
 
     /// An open or opening channel to `(addr, id)`, reusing one we opened before.
-    fn channel_to(&mut self, _now: Instant, addr: SocketAddr, id: RelayId) -> ChanId {
+    fn channel_to(&mut self, now: Instant, addr: SocketAddr, id: RelayId) -> ChanId {
         if let Some(&chan) = self.outbound.get(&(addr, id)) {
             if self.channels.contains(chan.0) {
                 return chan;
@@ -600,6 +612,8 @@ impl Relay {
             Some((addr, id)),
             ChanState::Connecting,
             &self.cfg.ewma,
+            now,
+            self.cfg.circuit_creation_limit.as_ref(),
         );
         let chan = ChanId(self.channels.insert(ch));
         self.outbound.insert((addr, id), chan);

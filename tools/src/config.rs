@@ -10,6 +10,10 @@
 //! Workers = 0                          # 0 = one per core
 //! Schedulers = "KIST,KISTLite,Vanilla"
 //! MaxMemInQueues = "512 MB"
+//! ChannelHandshakeTimeout = "30 s"     # kistrel's: close links that do not finish VERSIONS/NETINFO
+//! DoSCircuitCreationEnabled = 1        # per-channel CREATE limit (Tor's names, see below)
+//! DoSCircuitCreationRate = 100         # CREATE cells per second, sustained
+//! DoSCircuitCreationBurst = 2000       # CREATE cells at once
 //! ```
 //!
 //! Every problem is a [`ConfigError`] naming the file, the line (or `-o`), the key and what
@@ -19,6 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kistrel_engine::relay::CircuitCreationLimit;
 use kistrel_pathsel::{CbtConfig, DirError, Directory, ExitPolicy, PathConfig};
 
 use crate::keys::{KeyError, RelayKeyFile};
@@ -309,11 +314,19 @@ pub struct RelayConf {
     pub metrics_port: Option<SocketAddr>,
     /// `BandwidthRate`, bytes/s: parsed and carried; not enforced yet.
     pub bandwidth_rate: Option<u64>,
+    /// `ChannelHandshakeTimeout` (kistrel's key; Tor has no knob for it): an inbound or
+    /// outbound link that has not finished VERSIONS/NETINFO by then is closed, which is what
+    /// ends idle (slowloris) connections. Default 30 s; 100 ms to 1 hour.
+    pub channel_handshake_timeout: Duration,
+    /// `DoSCircuitCreationEnabled` (0/1, default 1), `DoSCircuitCreationRate` (per second,
+    /// default 100) and `DoSCircuitCreationBurst` (default 2000): Tor's names, but the limit
+    /// is per channel (see `kistrel_engine::relay::CircuitCreationLimit`). `None` = disabled.
+    pub circuit_creation_limit: Option<CircuitCreationLimit>,
 }
 
 impl RelayConf {
     /// Every key a relay config may hold.
-    pub const KEYS: [&'static str; 15] = [
+    pub const KEYS: [&'static str; 19] = [
         "Nickname",
         "ORPort",
         "KeyFile",
@@ -329,6 +342,10 @@ impl RelayConf {
         "MaxCircuitQueueCells",
         "MetricsPort",
         "BandwidthRate",
+        "ChannelHandshakeTimeout",
+        "DoSCircuitCreationEnabled",
+        "DoSCircuitCreationRate",
+        "DoSCircuitCreationBurst",
     ];
 
     /// Read `file`, apply `overrides`, validate.
@@ -375,6 +392,8 @@ impl RelayConf {
                 .unwrap_or(d.max_circuit_queue_cells),
             metrics_port: t.get("MetricsPort", value::socket_addr)?,
             bandwidth_rate: t.get("BandwidthRate", value::byte_rate)?,
+            channel_handshake_timeout: handshake_timeout(&t, d.handshake_timeout)?,
+            circuit_creation_limit: circuit_creation_limit(&t)?,
         })
     }
 
@@ -396,6 +415,8 @@ impl RelayConf {
             my_addrs,
             max_circuit_queue_cells: self.max_circuit_queue_cells,
             max_mem_in_queues: usize::try_from(self.max_mem_in_queues).unwrap_or(usize::MAX),
+            handshake_timeout: self.channel_handshake_timeout,
+            circuit_creation_limit: self.circuit_creation_limit,
             ..kistrel_engine::relay::RelayConfig::default()
         })
     }
@@ -527,6 +548,44 @@ impl ClientConf {
             addr,
         }
     }
+}
+
+/// `ChannelHandshakeTimeout`: 100 ms to 1 hour (zero would close every link at once).
+fn handshake_timeout(t: &ConfTable, default: Duration) -> Result<Duration, ConfigError> {
+    const KEY: &str = "ChannelHandshakeTimeout";
+    let d = t.get(KEY, value::millis)?.unwrap_or(default);
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(t.bad(
+            KEY,
+            format!(
+                "{} ms is out of range: want 100 ms to 1 hour (default 30 s)",
+                d.as_millis()
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// The `DoSCircuitCreation*` keys. Tor's ranges: rate and burst 1 to 2^31-1 (dos.c's
+/// consensus parameter bounds); enabled is 0 or 1 (`auto` means "ask the consensus",
+/// which kistrel does not have).
+fn circuit_creation_limit(t: &ConfTable) -> Result<Option<CircuitCreationLimit>, ConfigError> {
+    let d = CircuitCreationLimit::default();
+    let enabled = match t.get("DoSCircuitCreationEnabled", value::unsigned)? {
+        None | Some(1) => true,
+        Some(0) => false,
+        Some(n) => return Err(t.bad("DoSCircuitCreationEnabled", format!("{n} is not 0 or 1"))),
+    };
+    let get = |key: &'static str, default: u32| -> Result<u32, ConfigError> {
+        let n = t.get(key, value::unsigned)?.unwrap_or(u64::from(default));
+        match u32::try_from(n) {
+            Ok(n) if (1..=i32::MAX as u32).contains(&n) => Ok(n),
+            _ => Err(t.bad(key, format!("{n} is out of range: want 1 to {}", i32::MAX))),
+        }
+    };
+    let rate = get("DoSCircuitCreationRate", d.rate)?;
+    let burst = get("DoSCircuitCreationBurst", d.burst)?;
+    Ok(enabled.then_some(CircuitCreationLimit { rate, burst }))
 }
 
 fn read(file: &Path) -> Result<String, ConfigError> {

@@ -135,6 +135,11 @@ pub fn render(workers: &BTreeMap<usize, (RelayStats, SchedMetrics, SchedulerKind
         "oom_closed",
         "Circuits closed by the out-of-memory handler",
     );
+    let creates_refused = counter(
+        &mut registry,
+        "creates_refused",
+        "CREATE/CREATE2 refused by the circuit-creation rate limit (DESTROY RESOURCELIMIT)",
+    );
     let runs = counter(&mut registry, "sched_runs", "Scheduler runs");
     let grants = counter(&mut registry, "sched_grants", "Per-channel write grants");
     let bytes_granted = counter(
@@ -176,6 +181,9 @@ pub fn render(workers: &BTreeMap<usize, (RelayStats, SchedMetrics, SchedulerKind
             .get_or_create(&w)
             .inc_by(stats.channels_rejected);
         oom_closed.get_or_create(&w).inc_by(stats.oom_closed);
+        creates_refused
+            .get_or_create(&w)
+            .inc_by(stats.creates_refused);
         runs.get_or_create(&w).inc_by(m.runs);
         grants.get_or_create(&w).inc_by(m.grants);
         bytes_granted.get_or_create(&w).inc_by(m.bytes_granted);
@@ -237,6 +245,7 @@ mod tests {
         let stats = RelayStats {
             cells_in: 10,
             cells_out: 9,
+            creates_refused: 4,
             ..RelayStats::default()
         };
         let mut workers = BTreeMap::new();
@@ -248,6 +257,10 @@ mod tests {
         );
         assert!(
             text.contains("kistrel_sched_runs_total{worker=\"1\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kistrel_creates_refused_total{worker=\"1\"} 4"),
             "{text}"
         );
         assert!(

@@ -202,9 +202,15 @@ impl Relay {
             ChanCmd::DESTROY => self.handle_destroy(now, chan, cell),
             ChanCmd::NETINFO => self.reject_channel(now, chan, "NETINFO on an open channel"),
             ChanCmd::CREATE => {
-                // TAP is long gone from Tor; refuse the circuit, keep the channel.
+                // TAP is long gone from Tor; refuse the circuit, keep the channel. It still
+                // costs a token, as in Tor (every CREATE counts toward the limit).
+                let reason = if self.take_create_token(now, chan) {
+                    DestroyReason::PROTOCOL
+                } else {
+                    DestroyReason::RESOURCELIMIT
+                };
                 if let (Some(id), Some(ch)) = (cell.circ(), self.channels.get_mut(chan.0)) {
-                    ch.queue_destroy(id, DestroyReason::PROTOCOL);
+                    ch.queue_destroy(id, reason);
                     self.mark_ready(chan);
                 }
             }
@@ -222,6 +228,17 @@ impl Relay {
         if ch.circs.contains_key(&id) {
             return self.reject_channel(now, chan, "CREATE for a circuit id in use");
         }
+        // Over the rate limit: refuse before any handshake work or circuit state.
+        if !self.take_create_token(now, chan) {
+            if let Some(ch) = self.channels.get_mut(chan.0) {
+                ch.queue_destroy(id, DestroyReason::RESOURCELIMIT);
+                self.mark_ready(chan);
+            }
+            return;
+        }
+        let Some(ch) = self.channels.get_mut(chan.0) else {
+            return;
+        };
         // The side that opened the connection sets the top bit of the ids it allocates.
         let peer_opened = !ch.initiator;
         let top_bit = id.get() & 0x8000_0000 != 0;
@@ -287,6 +304,26 @@ impl Relay {
         );
         ch.circs.insert(id, circ);
         self.enqueue(now, circ, Dir::Backward, reply_cmd, &reply);
+    }
+
+    /// Takes one circuit-creation token of `chan`'s peer; false (and counted) when the
+    /// limit is reached. Always true without a limit.
+    fn take_create_token(&mut self, now: Instant, chan: ChanId) -> bool {
+        let (Some(limit), Some(ch)) = (
+            self.cfg.circuit_creation_limit.as_ref(),
+            self.channels.get_mut(chan.0),
+        ) else {
+            return true;
+        };
+        let Some(bucket) = ch.create_bucket.as_mut() else {
+            return true;
+        };
+        if bucket.try_take(now, limit) {
+            return true;
+        }
+        self.stats.creates_refused += 1;
+        tracing::trace!(?chan, "refusing CREATE: circuit creation rate limit");
+        false
     }
 
     fn handle_created(&mut self, now: Instant, chan: ChanId, cell: Cell) {

@@ -11,7 +11,9 @@ use crate::wire::{
 };
 
 use super::circuit::Dir;
+use super::dos::{CircuitCreationLimit, CreateBucket};
 use super::CircHandle;
+use crate::time::Instant;
 
 /// Link protocol versions we speak (tor-spec: v4 and v5 use 4-byte circuit ids).
 pub(crate) const LINK_VERSIONS: [u16; 2] = [4, 5];
@@ -50,6 +52,8 @@ pub(crate) struct Channel {
     pub mux: CircuitMux<(CircHandle, Dir)>,
     /// INVARIANT: set iff this channel is in the relay's ready list.
     pub in_ready: bool,
+    /// Circuit-creation tokens of this peer (`None` when the relay has no limit).
+    pub create_bucket: Option<CreateBucket>,
 }
 
 impl Channel {
@@ -59,6 +63,8 @@ impl Channel {
         target: Option<(SocketAddr, RelayId)>,
         state: ChanState,
         ewma: &EwmaConfig,
+        now: Instant,
+        create_limit: Option<&CircuitCreationLimit>,
     ) -> Self {
         Channel {
             state,
@@ -73,6 +79,7 @@ impl Channel {
             ctrl: Vec::new(),
             mux: CircuitMux::new(ewma),
             in_ready: false,
+            create_bucket: create_limit.map(|l| CreateBucket::new(now, l)),
         }
     }
 

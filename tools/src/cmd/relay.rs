@@ -36,6 +36,8 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
                 // Workers share nothing, so each gets its share of the memory limit.
                 max_mem_in_queues: usize::try_from(conf.max_mem_in_queues).unwrap_or(usize::MAX)
                     / n,
+                handshake_timeout: conf.channel_handshake_timeout,
+                circuit_creation_limit: conf.circuit_creation_limit,
                 ..runner::relay_config(&conf.runtime)
             },
             seed: None,

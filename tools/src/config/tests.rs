@@ -536,3 +536,91 @@ fn engine_config_from_relay_conf() {
         .unwrap_err();
     assert!(matches!(err, KeyError::Malformed { .. }), "{err:?}");
 }
+
+#[test]
+fn handshake_timeout_and_circuit_creation_limit_keys() {
+    use kistrel_engine::relay::CircuitCreationLimit;
+    let f = Fixture::new();
+    let c = f.relay(MINIMAL_RELAY, &[]).unwrap();
+    assert_eq!(c.channel_handshake_timeout, Duration::from_secs(30));
+    assert_eq!(
+        c.circuit_creation_limit,
+        Some(CircuitCreationLimit {
+            rate: 100,
+            burst: 2000
+        })
+    );
+    let text = format!(
+        "{MINIMAL_RELAY}ChannelHandshakeTimeout = \"1.5 s\"\n\
+         DoSCircuitCreationRate = 3\nDoSCircuitCreationBurst = 90\n"
+    );
+    let c = f.relay(&text, &[]).unwrap();
+    assert_eq!(c.channel_handshake_timeout, Duration::from_millis(1500));
+    assert_eq!(
+        c.circuit_creation_limit,
+        Some(CircuitCreationLimit { rate: 3, burst: 90 })
+    );
+    let c = f
+        .relay(MINIMAL_RELAY, &["DoSCircuitCreationEnabled=0"])
+        .unwrap();
+    assert_eq!(c.circuit_creation_limit, None);
+    let c = f
+        .relay(MINIMAL_RELAY, &["ChannelHandshakeTimeout=250"])
+        .unwrap();
+    assert_eq!(c.channel_handshake_timeout, Duration::from_millis(250));
+    let bad = [
+        (
+            "ChannelHandshakeTimeout = 0",
+            "D/relay.toml:2: key `ChannelHandshakeTimeout`: 0 ms is out of range: want 100 ms to 1 hour (default 30 s)",
+        ),
+        (
+            "DoSCircuitCreationEnabled = 2",
+            "D/relay.toml:2: key `DoSCircuitCreationEnabled`: 2 is not 0 or 1",
+        ),
+        (
+            "DoSCircuitCreationRate = 0",
+            "D/relay.toml:2: key `DoSCircuitCreationRate`: 0 is out of range: want 1 to 2147483647",
+        ),
+        (
+            "DoSCircuitCreationBurst = 2147483648",
+            "D/relay.toml:2: key `DoSCircuitCreationBurst`: 2147483648 is out of range: want 1 to 2147483647",
+        ),
+        (
+            "DoSCircuitCreationBurst = \"many\"",
+            "D/relay.toml:2: key `DoSCircuitCreationBurst`:",
+        ),
+    ];
+    for (extra, want) in bad {
+        let e = f
+            .relay(&format!("{MINIMAL_RELAY}{extra}\n"), &[])
+            .unwrap_err();
+        let msg = f.msg(e);
+        assert!(msg.starts_with(want), "{extra}: {msg}");
+    }
+}
+
+#[test]
+fn engine_config_carries_handshake_timeout_and_creation_limit() {
+    use kistrel_engine::relay::CircuitCreationLimit;
+    use rand::SeedableRng;
+    let f = Fixture::new();
+    let keys = RelayKeyFile::generate(&mut rand_chacha::ChaCha8Rng::seed_from_u64(6));
+    keys.save(&f.file("keys.toml")).unwrap();
+    let text =
+        format!("{MINIMAL_RELAY}ChannelHandshakeTimeout = \"2 s\"\nDoSCircuitCreationRate = 7\n");
+    let e = f.relay(&text, &[]).unwrap().engine_config().unwrap();
+    assert_eq!(e.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(
+        e.circuit_creation_limit,
+        Some(CircuitCreationLimit {
+            rate: 7,
+            burst: 2000
+        })
+    );
+    let e = f
+        .relay(MINIMAL_RELAY, &["DoSCircuitCreationEnabled=0"])
+        .unwrap()
+        .engine_config()
+        .unwrap();
+    assert_eq!(e.circuit_creation_limit, None);
+}

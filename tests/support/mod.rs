@@ -1,0 +1,478 @@
+//! Helpers shared by the real-socket tests (`tests/e2e.rs`, `tests/faults.rs`,
+//! `tests/hardening.rs`): a `kistrel net` process, a python3 HTTP server, curl through SOCKS,
+//! `ss` lookups, and the one-test-at-a-time lock. Each test binary uses a subset.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+pub const MIB: usize = 1 << 20;
+
+pub fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The tests share two cores: run them one at a time so each network gets the machine.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn skip_without_tools() -> bool {
+    for tool in ["curl", "python3"] {
+        if !have(tool) {
+            println!("SKIPPED: {tool} not installed");
+            return true;
+        }
+    }
+    false
+}
+
+/// `kistrel net`, stopped with SIGTERM on drop.
+pub struct Net {
+    pub child: Child,
+    pub socks: SocketAddr,
+    pub relays: Vec<SocketAddr>,
+    pub dir: PathBuf,
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl Net {
+    pub fn start(backend: &str, relays: usize, extra: &[&str]) -> Net {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = match std::env::var_os("KISTREL_E2E_KEEP") {
+            Some(base) => PathBuf::from(base)
+                .join(format!("net-{}", std::process::id()))
+                .join(
+                    format!("{:?}", std::thread::current().id())
+                        .replace(|c: char| !c.is_ascii_alphanumeric(), ""),
+                ),
+            None => tmp.path().join("net"),
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kistrel"))
+            .args([
+                "-v",
+                "net",
+                "--backend",
+                backend,
+                "--relays",
+                &relays.to_string(),
+                "--workers",
+                "1",
+                "--dir",
+            ])
+            .arg(&dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kistrel net");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ready line");
+        assert!(
+            line.starts_with("ready "),
+            "kistrel net said {line:?}; logs in {}",
+            dir.display()
+        );
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let socks = field("socks=").parse().expect("socks addr");
+        let relays = field("relays=")
+            .split(',')
+            .map(|a| a.parse().expect("relay addr"))
+            .collect();
+        Net {
+            child,
+            socks,
+            relays,
+            dir,
+            tmp: Some(tmp),
+        }
+    }
+
+    /// As [`Net::stop`], keeping the network's folder (logs, state file) for inspection.
+    pub fn stop_and_keep(mut self) -> (std::process::ExitStatus, Option<tempfile::TempDir>) {
+        let tmp = self.tmp.take();
+        (self.stop(), tmp)
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kistrel net did not stop within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A python3 http.server over a folder holding `file` (`size` random bytes).
+pub struct Http {
+    pub child: Child,
+    pub port: u16,
+    pub sha: [u8; 32],
+    _tmp: tempfile::TempDir,
+}
+
+impl Http {
+    pub fn start(size: usize, seed: u64) -> Http {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = seeded_data(size, seed);
+        std::fs::write(tmp.path().join("file"), &data).expect("write");
+        let sha = Sha256::digest(&data).into();
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 http.server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Http {
+            child,
+            port,
+            sha,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/file", self.port)
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `size` bytes [`Http::start`] serves for `seed`.
+pub fn seeded_data(size: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut data = vec![0u8; size];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
+    data
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// curl through the SOCKS port (with a username for stream isolation); returns the SHA-256
+/// of what arrived and its length, or None if curl failed.
+pub fn fetch(socks: SocketAddr, user: &str, url: &str, out: &Path) -> Option<([u8; 32], usize)> {
+    fetch_at(socks, user, url, out, None)
+}
+
+/// As [`fetch`], at most `rate` (curl's `--limit-rate`, e.g. "8M").
+pub fn fetch_at(
+    socks: SocketAddr,
+    user: &str,
+    url: &str,
+    out: &Path,
+    rate: Option<&str>,
+) -> Option<([u8; 32], usize)> {
+    let mut cmd = Command::new("curl");
+    if let Some(rate) = rate {
+        cmd.args(["--limit-rate", rate]);
+    }
+    let status = cmd
+        .args(["-s", "-f", "--max-time", "120", "--proxy"])
+        .arg(match user {
+            // An empty user: no credentials, i.e. the client's pre-built circuit (tag 0).
+            "" => format!("socks5h://{socks}"),
+            user => format!("socks5h://{user}:x@{socks}"),
+        })
+        .arg("-o")
+        .arg(out)
+        .arg(url)
+        .status()
+        .expect("run curl");
+    if !status.success() {
+        return None;
+    }
+    let data = std::fs::read(out).ok()?;
+    Some((Sha256::digest(&data).into(), data.len()))
+}
+
+/// The pid of the process listening on `addr`, from `ss`.
+pub fn pid_listening_on(addr: SocketAddr) -> Option<i32> {
+    let out = Command::new("ss")
+        .args(["-Hltnp", &format!("sport = :{}", addr.port())])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text.find("pid=")? + 4;
+    text[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Relays (by OR address) that have an established connection to `peer`.
+pub fn relays_connected_to(relays: &[SocketAddr], peer: SocketAddr) -> Vec<SocketAddr> {
+    let out = Command::new("ss")
+        .args(["-Htnp", "state", "established"])
+        .output()
+        .expect("ss");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    relays
+        .iter()
+        .copied()
+        .filter(|r| {
+            let Some(pid) = pid_listening_on(*r) else {
+                return false;
+            };
+            text.lines().any(|l| {
+                l.contains(&format!("pid={pid},"))
+                    && l.contains(&format!("127.0.0.1:{} ", peer.port()))
+            })
+        })
+        .collect()
+}
+
+/// curl through SOCKS without `-f` checks: whether curl succeeded and every byte that
+/// reached the output file (a failed transfer leaves its received prefix there).
+pub fn fetch_prefix(
+    socks: SocketAddr,
+    user: &str,
+    url: &str,
+    out: &Path,
+    rate: Option<&str>,
+) -> (bool, Vec<u8>) {
+    let mut cmd = Command::new("curl");
+    if let Some(rate) = rate {
+        cmd.args(["--limit-rate", rate]);
+    }
+    let ok = cmd
+        .args(["-s", "-f", "--max-time", "120", "--proxy"])
+        .arg(match user {
+            // No credentials: the client's pre-built circuit (tag 0).
+            "" => format!("socks5h://{socks}"),
+            user => format!("socks5h://{user}:x@{socks}"),
+        })
+        .arg("-o")
+        .arg(out)
+        .arg(url)
+        .status()
+        .expect("run curl")
+        .success();
+    (ok, std::fs::read(out).unwrap_or_default())
+}
+
+/// SIGKILL to `pid` (kill -9).
+pub fn kill9(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+}
+
+/// Whether a process `pid` exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// Open file descriptors of `pid`.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Resident set size of `pid` in bytes (`VmRSS` of /proc/PID/status).
+pub fn rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` has an established TCP connection to `port` on 127.0.0.1.
+pub fn connected_to(pid: i32, port: u16) -> bool {
+    let out = Command::new("ss")
+        .args(["-Htnp", "state", "established"])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains(&format!("pid={pid},")) && l.contains(&format!("127.0.0.1:{port} ")))
+}
+
+/// A SOCKS5 CONNECT through `socks` to `target`, isolated by `user` (empty: no
+/// credentials). Returns the stream once the client reported success.
+pub fn socks_connect(
+    socks: SocketAddr,
+    user: &str,
+    target: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(socks)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut r = [0u8; 2];
+    if user.is_empty() {
+        // No credentials: the client's pre-built circuit (tag 0).
+        s.write_all(&[5, 1, 0])?;
+        s.read_exact(&mut r)?;
+    } else {
+        s.write_all(&[5, 1, 2])?;
+        s.read_exact(&mut r)?;
+        let mut auth = vec![1, user.len() as u8];
+        auth.extend_from_slice(user.as_bytes());
+        auth.extend_from_slice(&[1, b'x']);
+        s.write_all(&auth)?;
+        s.read_exact(&mut r)?;
+    }
+    let SocketAddr::V4(t) = target else {
+        return Err(std::io::Error::other("IPv4 targets only"));
+    };
+    let mut req = vec![5, 1, 0, 1];
+    req.extend_from_slice(&t.ip().octets());
+    req.extend_from_slice(&t.port().to_be_bytes());
+    s.write_all(&req)?;
+    let mut rep = [0u8; 10];
+    s.read_exact(&mut rep)?;
+    if rep[1] != 0 {
+        return Err(std::io::Error::other(format!("SOCKS reply {}", rep[1])));
+    }
+    Ok(s)
+}
+
+/// Reads until EOF or an error (bounded by the stream's read timeout); returns the bytes
+/// and whether it ended with an error (reset) rather than a clean EOF.
+pub fn read_to_end_or_error(s: &mut TcpStream) -> (Vec<u8>, Option<std::io::ErrorKind>) {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, None),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return (got, Some(e.kind())),
+        }
+    }
+}
+
+/// A `kistrel relay -c FILE` started by a test (e.g. a restarted relay), stopped with
+/// SIGTERM (then SIGKILL) on drop.
+pub struct RelayProcess {
+    pub child: Child,
+}
+
+impl RelayProcess {
+    /// Starts `kistrel relay -c config`, logging to `log`, with `-o` overrides.
+    pub fn start(config: &Path, log: &Path, overrides: &[&str]) -> RelayProcess {
+        let log = std::fs::File::create(log).expect("relay log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kistrel"));
+        cmd.args(["-v", "relay", "-c"]).arg(config);
+        for o in overrides {
+            cmd.args(["-o", o]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kistrel relay");
+        RelayProcess { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
