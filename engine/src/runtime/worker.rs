@@ -29,6 +29,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 const KERNEL_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// At most this many sockets per sample (a cursor walks the rest on later samples).
 const KERNEL_SAMPLE_MAX: usize = 256;
+/// A channel whose send queue (bytes the kernel has not taken) grows past this stops being
+/// read until it drains below [`CHANNEL_SEND_LOW_WATER`]. Scheduled cells never get near it
+/// (KIST and Vanilla grant only what the socket takes); what can is replies to a peer that
+/// sends and never reads (DESTROYs for refused CREATEs, CREATED2s), which would otherwise
+/// grow without bound outside `MaxMemInQueues`.
+const CHANNEL_SEND_HIGH_WATER: usize = 4 << 20;
+/// See [`CHANNEL_SEND_HIGH_WATER`].
+const CHANNEL_SEND_LOW_WATER: usize = 1 << 20;
 
 /// Everything a worker needs, built by the process that starts it.
 #[derive(Debug)]
@@ -98,6 +106,8 @@ pub struct Worker<D: Driver> {
     stopping: Option<Instant>,
     /// Next slot of `chan_conn` the kernel-queue sampler looks at.
     sample_cursor: usize,
+    /// Channel connections not being read: their send queue is over the high-water mark.
+    recv_paused: std::collections::HashSet<D::Conn>,
 }
 
 impl<D: Driver> core::fmt::Debug for Worker<D> {
@@ -169,6 +179,7 @@ impl<D: Driver> Worker<D> {
             snaps: Vec::new(),
             stopping: None,
             sample_cursor: 0,
+            recv_paused: std::collections::HashSet::new(),
         })
     }
 
@@ -354,6 +365,7 @@ impl<D: Driver> Worker<D> {
         let conn = self.conn_of(chan)?;
         self.chan_conn[chan.index() as usize] = None;
         self.roles.remove(&conn);
+        self.recv_paused.remove(&conn);
         self.sched.channel_closed(chan);
         Some(conn)
     }
@@ -408,7 +420,15 @@ impl<D: Driver> Worker<D> {
                     None => {}
                 },
                 IoEvent::SendDone { conn } => match self.roles.get(&conn).copied() {
-                    Some(Role::Channel(chan)) => self.sched.channel_writable(now, chan),
+                    Some(Role::Channel(chan)) => {
+                        if self.recv_paused.contains(&conn)
+                            && self.driver.queued_len(conn) <= CHANNEL_SEND_LOW_WATER
+                        {
+                            self.recv_paused.remove(&conn);
+                            self.driver.set_recv_paused(conn, false);
+                        }
+                        self.sched.channel_writable(now, chan)
+                    }
                     Some(Role::Edge) => self.readable.push(conn),
                     None => {}
                 },
@@ -476,6 +496,12 @@ impl<D: Driver> Worker<D> {
             };
             if let Some(buf) = self.driver.send_buf(conn) {
                 self.relay.take_ctrl(chan, buf);
+            }
+            if self.driver.queued_len(conn) > CHANNEL_SEND_HIGH_WATER
+                && self.recv_paused.insert(conn)
+            {
+                debug!(?chan, "peer is not reading: pausing reads until it drains");
+                self.driver.set_recv_paused(conn, true);
             }
             if self.relay.has_circuit_cells(chan) {
                 self.sched.channel_has_cells(now, chan);
