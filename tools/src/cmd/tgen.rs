@@ -76,7 +76,8 @@ pub struct ClientArgs {
     /// Write the JSON report (schema kistrel.tgen/1) here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write an HdrHistogram interval log of TTLB (µs, one tag per model) here.
+    /// Write an HdrHistogram interval log of TTFB and TTLB here (µs; tags MODEL.ttfb,
+    /// MODEL.ttlb).
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
     /// Interval of the HdrHistogram log.
