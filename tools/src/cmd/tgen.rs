@@ -55,17 +55,19 @@ pub struct ClientArgs {
     /// Go through this SOCKS5 port (one username, so one circuit, per flow); absent: direct.
     #[arg(long, value_name = "ADDR")]
     pub socks: Option<SocketAddr>,
-    /// A model: web, bulk, perf or FILE.toml. Repeatable.
+    /// A model: web (320 KiB, think 1-60 s), bulk (5 MiB back to back), perf (OnionPerf
+    /// sizes, open loop at 15/hour per flow unless --rate) or FILE.toml. Repeatable.
     #[arg(long = "model", value_name = "MODEL", required = true)]
     pub models: Vec<String>,
     /// Flows of the model given at the same position (the i-th --flows goes with the i-th
     /// --model; 1 for models without one).
     #[arg(long = "flows", value_name = "N")]
     pub flows: Vec<u32>,
-    /// Stop starting transfers after this long (e.g. 90s, 5m, 500ms; plain numbers are s).
+    /// Stop starting transfers after this long (e.g. 90s, 5m, 500ms; plain numbers are s);
+    /// running ones finish. With --count: whichever comes first. Neither: until SIGINT.
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Transfers per flow.
+    /// Transfers per flow (overrides a model file's `count`).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Seed of every random choice.
@@ -74,7 +76,8 @@ pub struct ClientArgs {
     /// Write the JSON report (schema kistrel.tgen/1) here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write an HdrHistogram interval log of TTLB (µs, one tag per model) here.
+    /// Write an HdrHistogram interval log of TTFB and TTLB here (µs; tags MODEL.ttfb,
+    /// MODEL.ttlb).
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
     /// Interval of the HdrHistogram log.

@@ -55,7 +55,8 @@ pub struct ClientOptions {
     pub duration: Option<Duration>,
     /// Seed of every random choice (see [`flow_rng`]).
     pub seed: u64,
-    /// Write an HdrHistogram interval log of TTLB (µs, tag `MODEL`) here.
+    /// Write an HdrHistogram interval log of TTFB and TTLB (µs, tags `MODEL.ttfb`,
+    /// `MODEL.ttlb`) here.
     pub hdr_log: Option<PathBuf>,
     /// Interval of that log.
     pub hdr_interval: Duration,
@@ -340,8 +341,8 @@ impl Run<'_> {
             elapsed_s: t.elapsed.as_secs_f64(),
             outcome,
         };
-        if let (Some(log), true) = (self.log, ok) {
-            log.record(&model.name, t.elapsed);
+        if let (Some(log), true, Some(ttfb)) = (self.log, ok, t.ttfb) {
+            log.record(&model.name, ttfb, t.elapsed);
         }
         if let Some(p) = &self.opts.progress {
             p.inc(1);

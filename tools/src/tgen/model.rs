@@ -198,10 +198,12 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
 
 impl Model {
-    /// `web`: 320 KiB, then a think time uniform on 1..60 s. The KIST papers' web clients in
-    /// Shadow (Jansen et al., "Never Been KIST", USENIX Security 2014, section 5: 320 KiB
-    /// downloads with 1-60 s pauses; Shadow's tgen web graph pauses for a time drawn from
-    /// 1..60 s). Timeout 60 s (OnionPerf's for 1 MiB, a bound for a 320 KiB page).
+    /// `web`: 320 KiB, then a think time uniform on 1..60 s: the KIST papers' Shadow web
+    /// clients (Jansen et al., "Never Been KIST", USENIX Security 2014, section 5: 320 KiB
+    /// downloads separated by pauses of 1 to 60 s chosen uniformly at random). Shadow's tgen
+    /// draws from the integers 1..=60; a continuous uniform has the same mean (30.5 s) and
+    /// no ties. `--think` overrides it. Timeout 60 s (OnionPerf's for 1 MiB, a bound for a
+    /// 320 KiB page).
     pub fn web() -> Model {
         Model {
             name: "web".into(),

@@ -358,8 +358,9 @@ pub fn histogram(records: &[TransferRecord], model: &str, metric: Metric) -> His
     h
 }
 
-/// An HdrHistogram interval log (V2 deflate, the Java HdrHistogram's `.hlog`) of TTLB in µs,
-/// one tagged histogram per model per interval.
+/// An HdrHistogram interval log (V2 deflate, the Java HdrHistogram's `.hlog`) of the `ok`
+/// transfers' times in µs: per interval, one histogram tagged `MODEL.ttfb` and one tagged
+/// `MODEL.ttlb` per model.
 #[derive(Debug)]
 pub struct IntervalLog {
     path: PathBuf,
@@ -378,7 +379,9 @@ impl IntervalLog {
         let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
         let mut ser = V2DeflateSerializer::new();
         IntervalLogWriterBuilder::new()
-            .add_comment("kistrel tgen: time to last byte per model, microseconds")
+            .add_comment(
+                "kistrel tgen: time to first / last byte (MODEL.ttfb / MODEL.ttlb), microseconds",
+            )
             .with_start_time(base)
             .with_base_time(base)
             .begin_log_with(&mut file, &mut ser)
@@ -386,15 +389,22 @@ impl IntervalLog {
         Ok(IntervalLog {
             path: path.to_path_buf(),
             file: Mutex::new(Some(file)),
-            current: Mutex::new(models.map(|m| (m, new_histogram())).collect()),
+            current: Mutex::new(
+                models
+                    .flat_map(|m| [format!("{m}.ttfb"), format!("{m}.ttlb")])
+                    .map(|tag| (tag, new_histogram()))
+                    .collect(),
+            ),
         })
     }
 
-    /// Adds one TTLB.
-    pub fn record(&self, model: &str, ttlb: Duration) {
+    /// Adds one `ok` transfer's times.
+    pub fn record(&self, model: &str, ttfb: Duration, ttlb: Duration) {
         if let Ok(mut c) = self.current.lock() {
-            if let Some(h) = c.get_mut(model) {
-                let _ = h.record(micros(ttlb.as_secs_f64()));
+            for (metric, d) in [("ttfb", ttfb), ("ttlb", ttlb)] {
+                if let Some(h) = c.get_mut(&format!("{model}.{metric}")) {
+                    let _ = h.record(micros(d.as_secs_f64()));
+                }
             }
         }
     }
