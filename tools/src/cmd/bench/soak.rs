@@ -56,7 +56,8 @@ struct ProcessSummary {
     rss_start_kib: u64,
     rss_end_kib: u64,
     rss_max_kib: u64,
-    /// Least-squares slope of RSS over the instance's life, KiB per minute.
+    /// Least-squares slope of RSS over the second half of the instance's samples (after
+    /// warm-up: buffers and histograms grow at first), KiB per minute.
     rss_trend_kib_per_min: f64,
     fds_start: Option<usize>,
     fds_end: Option<usize>,
@@ -309,7 +310,7 @@ fn summarise(w: &ProcessWatch) -> ProcessSummary {
         rss_start_kib: first,
         rss_end_kib: last,
         rss_max_kib: max,
-        rss_trend_kib_per_min: slope_per_min(&w.rss_kib),
+        rss_trend_kib_per_min: slope_per_min(&w.rss_kib[w.rss_kib.len() / 2..]),
         fds_start: w.fds_start,
         fds_end: w.fds_end,
         killed: w.killed_at_s.is_some(),
