@@ -1,31 +1,37 @@
 //! `kistrel bench`: the main job. Brings up a local network (`kistrel net` as a child
-//! process: relays and a client, each its own process), serves seeded data from an in-process
-//! TCP server, fetches it through the client's SOCKS port on N isolated circuits at once, and
-//! reports throughput, time to first / last byte, and CPU seconds per GiB for every relay
-//! (from `/proc/PID/stat`). The same transfers made directly (no hops) in the same run give
-//! the baseline ratio, so the figures stay meaningful on a noisy machine.
+//! process: relays and a client, each its own process), runs a fixed tgen mix through the
+//! client's SOCKS port (N bulk transfers at once on N isolated circuits, plus two web flows
+//! fetching pages meanwhile), and reports throughput, time to first / last byte per model,
+//! CPU seconds per GiB for every relay (from `/proc/PID/stat`) and each node's scheduler
+//! figures (from its MetricsPort). The same mix made directly (no hops) and through three
+//! plain TCP forwarders in the same run give the baseline ratios, so the figures stay
+//! meaningful on a noisy machine.
 //!
 //! ```text
-//!   bench threads --SOCKS5--> client --> relay1 --> relay2 --> relay3 (exit) --> source server
-//!   bench threads ------------------------------------------------------------> source server (direct)
+//!   tgen flows --SOCKS5--> client --> relay1 --> relay2 --> relay3 (exit) --> tgen server
+//!   tgen flows --> forwarder --> forwarder --> forwarder ---------------------> tgen server
+//!   tgen flows ---------------------------------------------------------------> tgen server
 //! ```
+//!
+//! `--soak` and `--experiment` are other jobs on the same pieces (see [`soak`], [`experiment`]).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::CliError;
 
+mod mix;
 mod net_child;
 mod scrape;
 mod soak;
+
+use mix::{run_mix, MixResult, MixSpec};
 
 use net_child::NetChild;
 pub use scrape::{NodeSchedMetrics, Quantiles};
@@ -112,23 +118,6 @@ struct SchedulerComparison {
     kist_over_vanilla: f64,
 }
 
-/// One transfer's outcome.
-#[derive(Debug, Clone, Copy)]
-struct Transfer {
-    ttfb: Duration,
-    ttlb: Duration,
-    bytes: u64,
-    intact: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct Percentiles {
-    count: usize,
-    failed: usize,
-    ttfb_s: [f64; 3],
-    ttlb_s: [f64; 3],
-}
-
 #[derive(Debug, Serialize)]
 struct ProcessCpu {
     role: String,
@@ -151,12 +140,15 @@ struct Report {
     /// Three chained plain TCP forwarders (no cells, no crypto), same transfers, same run.
     forwarders_throughput_mib_s: f64,
     ratio_vs_forwarders: f64,
+    /// Verified payload bytes of the relayed phase (bulk and web).
     bytes_verified: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     scheduler_comparison: Option<SchedulerComparison>,
     #[serde(skip_serializing_if = "Option::is_none")]
     workers_comparison: Option<WorkersComparison>,
-    transfers: std::collections::BTreeMap<&'static str, Percentiles>,
+    /// Per phase (`relayed`, `direct`, `forwarded`), per model (`bulk`, `web`): counts,
+    /// failures by reason, bytes, TTFB / TTLB percentiles (tgen's summaries).
+    transfers: BTreeMap<&'static str, BTreeMap<String, crate::tgen::ModelSummary>>,
     cpu_s_per_gib: Vec<ProcessCpu>,
     /// Every node's scheduler figures from its MetricsPort at the end of the main phase.
     scheduler_metrics: Vec<NodeSchedMetrics>,
@@ -172,31 +164,29 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     }
     let tmp = tempfile::tempdir().map_err(|e| CliError::runtime("creating a temp folder", e))?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("net"));
-    let size = args.size.max(1) << 20;
     let circuits = args.circuits.max(1);
-    let mut data = vec![0u8; size];
-    ChaCha8Rng::seed_from_u64(2026).fill_bytes(&mut data);
-    let want: [u8; 32] = Sha256::digest(&data).into();
-    let server = SourceServer::start(data)?;
+    let spec = MixSpec {
+        circuits: u32::try_from(circuits).unwrap_or(u32::MAX),
+        bulk_bytes: (args.size.max(1) as u64) << 20,
+        seed: 2026,
+    };
+    let server = crate::tgen::Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .map_err(|e| CliError::runtime("starting the tgen server", e))?;
+    let target = server.addr();
 
     eprintln!(
-        "kistrel bench: {circuits} transfers of {} MiB, direct and through 3 hops",
-        args.size
+        "kistrel bench: {circuits} bulk transfers of {} MiB + {} web flows, direct, through 3 plain forwarders and through 3 hops",
+        args.size,
+        mix::WEB_FLOWS
     );
-    let direct = run_transfers(circuits, |_| TcpStream::connect(server.addr), want)?;
-    let chain = plain_forwarder_chain(server.addr, 3)?;
-    let forwarded = run_transfers(circuits, |_| TcpStream::connect(chain), want)?;
+    let direct = run_mix(target, None, spec, "direct")?;
+    let chain = plain_forwarder_chain(target, 3)?;
+    let forwarded = run_mix(chain, None, spec, "fwd")?;
     let net = NetChild::start(&args, &dir)?;
     let pids = net.pids();
     let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
-    let socks = net.socks;
-    let target = server.addr;
     let started = Instant::now();
-    let relayed = run_transfers(
-        circuits,
-        |i| socks_connect(socks, &format!("bench{i}"), target),
-        want,
-    )?;
+    let relayed = run_mix(target, Some(net.socks), spec, "bench")?;
     let cpu_after: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     // Workers publish their figures once a second: let the last second's arrive.
     std::thread::sleep(METRICS_SETTLE);
@@ -210,14 +200,10 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             workers: 2,
             ..args.clone()
         };
-        let phase = Phase {
-            circuits,
-            target,
-            want,
-        };
-        let (ts, _) = phase.run(&phase_args, &dir.with_file_name("net-2-workers"), "w2")?;
-        let one = throughput(&relayed);
-        let two = throughput(&ts);
+        let phase = Phase { target, spec };
+        let (two, _) = phase.run(&phase_args, &dir.with_file_name("net-2-workers"), "w2")?;
+        let one = relayed.throughput_mib_s();
+        let two = two.throughput_mib_s();
         workers_cmp = Some(WorkersComparison {
             one_worker_mib_s: one,
             two_workers_mib_s: two,
@@ -234,17 +220,13 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 ..args.clone()
             };
             let phase_dir = dir.with_file_name(format!("net-{name}-{round}"));
-            let phase = Phase {
-                circuits,
-                target,
-                want,
-            };
-            let (ts, nodes) = phase.run(&phase_args, &phase_dir, &format!("cmp{round}"))?;
+            let phase = Phase { target, spec };
+            let (mix, nodes) = phase.run(&phase_args, &phase_dir, &format!("cmp{round}"))?;
             by_phase.push(nodes);
             if round % 2 == 0 {
-                kist.push(throughput(&ts))
+                kist.push(mix.throughput_mib_s())
             } else {
-                vanilla.push(throughput(&ts))
+                vanilla.push(mix.throughput_mib_s())
             }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -257,12 +239,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         });
     }
 
-    let gib = relayed
-        .iter()
-        .filter(|t| t.intact)
-        .map(|t| t.bytes)
-        .sum::<u64>() as f64
-        / (1u64 << 30) as f64;
+    let gib = relayed.bytes_ok() as f64 / (1u64 << 30) as f64;
     let cpu = pids
         .iter()
         .zip(cpu_before.iter().zip(&cpu_after))
@@ -273,10 +250,11 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { 0.0 },
         })
         .collect();
-    let mut transfers = std::collections::BTreeMap::new();
-    transfers.insert("direct", percentiles(&direct));
-    transfers.insert("relayed", percentiles(&relayed));
-    transfers.insert("forwarded", percentiles(&forwarded));
+    let mut transfers = BTreeMap::new();
+    transfers.insert("direct", direct.summaries());
+    transfers.insert("relayed", relayed.summaries());
+    transfers.insert("forwarded", forwarded.summaries());
+    let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
     let report = Report {
         schema: "kistrel.bench/1",
         circuits,
@@ -284,12 +262,12 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         workers: args.workers,
         backend: args.backend.clone(),
         scheduler: args.scheduler.clone().unwrap_or_else(|| "kist".into()),
-        throughput_mib_s: throughput(&relayed),
-        direct_throughput_mib_s: throughput(&direct),
-        ratio_vs_direct: throughput(&relayed) / throughput(&direct).max(f64::MIN_POSITIVE),
-        forwarders_throughput_mib_s: throughput(&forwarded),
-        ratio_vs_forwarders: throughput(&relayed) / throughput(&forwarded).max(f64::MIN_POSITIVE),
-        bytes_verified: relayed.iter().filter(|t| t.intact).map(|t| t.bytes).sum(),
+        throughput_mib_s: relayed.throughput_mib_s(),
+        direct_throughput_mib_s: direct.throughput_mib_s(),
+        ratio_vs_direct: ratio(relayed.throughput_mib_s(), direct.throughput_mib_s()),
+        forwarders_throughput_mib_s: forwarded.throughput_mib_s(),
+        ratio_vs_forwarders: ratio(relayed.throughput_mib_s(), forwarded.throughput_mib_s()),
+        bytes_verified: relayed.bytes_ok(),
         scheduler_comparison: comparison,
         workers_comparison: workers_cmp,
         transfers,
@@ -306,7 +284,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     if let Some(path) = &args.check {
         check_against(path, &report)?;
     }
-    let failed = relayed.iter().filter(|t| !t.intact).count();
+    let failed = relayed.failed() + direct.failed() + forwarded.failed();
     if failed > 0 {
         return Err(CliError::runtime(
             "kistrel bench",
@@ -316,11 +294,10 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// One extra relayed phase on a fresh network (comparisons): same transfers, checked.
+/// One extra relayed phase on a fresh network (comparisons): the same mix, checked.
 struct Phase {
-    circuits: usize,
     target: SocketAddr,
-    want: [u8; 32],
+    spec: MixSpec,
 }
 
 impl Phase {
@@ -329,26 +306,20 @@ impl Phase {
         args: &BenchArgs,
         dir: &Path,
         label: &str,
-    ) -> Result<(Vec<Transfer>, Vec<NodeSchedMetrics>), CliError> {
+    ) -> Result<(MixResult, Vec<NodeSchedMetrics>), CliError> {
         let net = NetChild::start(args, dir)?;
-        let socks = net.socks;
-        let target = self.target;
         let started = Instant::now();
-        let ts = run_transfers(
-            self.circuits,
-            |i| socks_connect(socks, &format!("{label}-{i}"), target),
-            self.want,
-        )?;
+        let mix = run_mix(self.target, Some(net.socks), self.spec, label)?;
         std::thread::sleep(METRICS_SETTLE);
         let nodes = net.scrape(started.elapsed().as_secs_f64());
         net.stop();
-        if ts.iter().any(|t| !t.intact) {
+        if mix.failed() > 0 {
             return Err(CliError::runtime(
                 "kistrel bench",
-                format!("a transfer of phase {label} failed"),
+                format!("{} transfer(s) of phase {label} failed", mix.failed()),
             ));
         }
-        Ok((ts, nodes))
+        Ok((mix, nodes))
     }
 }
 
@@ -446,11 +417,25 @@ fn print_table(r: &Report) {
         "  baseline     3 plain TCP forwarders {:8.1} MiB/s   kistrel / forwarders {:.3}",
         r.forwarders_throughput_mib_s, r.ratio_vs_forwarders
     );
-    for (name, p) in &r.transfers {
-        println!(
-            "  {name:<8} n={:<3} failed={:<2} ttfb p50/p90/p99 {:.4}/{:.4}/{:.4} s   ttlb p50/p90/p99 {:.3}/{:.3}/{:.3} s",
-            p.count, p.failed, p.ttfb_s[0], p.ttfb_s[1], p.ttfb_s[2], p.ttlb_s[0], p.ttlb_s[1], p.ttlb_s[2]
-        );
+    for (phase, models) in &r.transfers {
+        for (model, m) in models {
+            let (fb, lb) = (m.ttfb_s, m.ttlb_s);
+            let p = |q: Option<crate::tgen::Percentiles>,
+                     f: fn(&crate::tgen::Percentiles) -> f64| {
+                q.map_or("-".to_owned(), |q| format!("{:.3}", f(&q)))
+            };
+            println!(
+                "  {phase:<9} {model:<5} n={:<4} failed={:<2} ttfb p50/p90/p99 {}/{}/{} s   ttlb p50/p90/p99 {}/{}/{} s",
+                m.count,
+                m.count - m.ok,
+                p(fb, |q| q.p50),
+                p(fb, |q| q.p90),
+                p(fb, |q| q.p99),
+                p(lb, |q| q.p50),
+                p(lb, |q| q.p90),
+                p(lb, |q| q.p99),
+            );
+        }
     }
     if let Some(c) = &r.scheduler_comparison {
         println!(
@@ -496,98 +481,6 @@ fn print_table(r: &Report) {
     }
 }
 
-fn throughput(ts: &[Transfer]) -> f64 {
-    // All transfers start together: aggregate bytes over the slowest one's time.
-    let bytes: u64 = ts.iter().filter(|t| t.intact).map(|t| t.bytes).sum();
-    let wall = ts
-        .iter()
-        .map(|t| t.ttlb)
-        .max()
-        .unwrap_or_default()
-        .as_secs_f64();
-    if wall > 0.0 {
-        bytes as f64 / (1 << 20) as f64 / wall
-    } else {
-        0.0
-    }
-}
-
-fn percentiles(ts: &[Transfer]) -> Percentiles {
-    let ok: Vec<&Transfer> = ts.iter().filter(|t| t.intact).collect();
-    let pick = |mut v: Vec<f64>| -> [f64; 3] {
-        v.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or(0.0)
-        };
-        [at(0.5), at(0.9), at(0.99)]
-    };
-    Percentiles {
-        count: ts.len(),
-        failed: ts.len() - ok.len(),
-        ttfb_s: pick(ok.iter().map(|t| t.ttfb.as_secs_f64()).collect()),
-        ttlb_s: pick(ok.iter().map(|t| t.ttlb.as_secs_f64()).collect()),
-    }
-}
-
-/// Runs `n` transfers at once, each over the stream `connect(i)` gives.
-fn run_transfers(
-    n: usize,
-    connect: impl Fn(usize) -> std::io::Result<TcpStream> + Sync,
-    want: [u8; 32],
-) -> Result<Vec<Transfer>, CliError> {
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|i| {
-                let connect = &connect;
-                s.spawn(move || -> Transfer {
-                    let failed = Transfer {
-                        ttfb: Duration::ZERO,
-                        ttlb: start.elapsed(),
-                        bytes: 0,
-                        intact: false,
-                    };
-                    let Ok(mut stream) = connect(i) else {
-                        return failed;
-                    };
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-                    let mut hash = Sha256::new();
-                    let mut buf = vec![0u8; 256 << 10];
-                    let mut bytes = 0u64;
-                    let mut ttfb = None;
-                    loop {
-                        match stream.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(k) => {
-                                ttfb.get_or_insert_with(|| start.elapsed());
-                                hash.update(&buf[..k]);
-                                bytes += k as u64;
-                            }
-                            Err(_) => return Transfer { bytes, ..failed },
-                        }
-                    }
-                    let digest: [u8; 32] = hash.finalize().into();
-                    Transfer {
-                        ttfb: ttfb.unwrap_or_default(),
-                        ttlb: start.elapsed(),
-                        bytes,
-                        intact: digest == want,
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| CliError::runtime("kistrel bench", "a transfer thread panicked"))
-            })
-            .collect()
-    })
-}
-
 /// `hops` chained plain TCP forwarders in front of `upstream` (a thread per direction and
 /// connection, 64 KiB buffers): the same-run baseline of "moving bytes through three
 /// processes' worth of sockets" without cells or crypto. Returns the first one's address.
@@ -631,66 +524,6 @@ fn plain_forwarder_chain(upstream: SocketAddr, hops: usize) -> Result<SocketAddr
         next = addr;
     }
     Ok(next)
-}
-
-/// A TCP server that sends the same bytes to every connection, then closes it.
-struct SourceServer {
-    addr: SocketAddr,
-}
-
-impl SourceServer {
-    fn start(data: Vec<u8>) -> Result<Self, CliError> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| CliError::runtime("binding the source server", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| CliError::runtime("source server address", e))?;
-        let data = std::sync::Arc::new(data);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let data = std::sync::Arc::clone(&data);
-                std::thread::spawn(move || {
-                    let _ = conn.write_all(&data);
-                });
-            }
-        });
-        Ok(SourceServer { addr })
-    }
-}
-
-/// SOCKS5 CONNECT (username/password for isolation) to an IPv4 target.
-fn socks_connect(socks: SocketAddr, user: &str, target: SocketAddr) -> std::io::Result<TcpStream> {
-    let bad = |what: &str| std::io::Error::other(format!("SOCKS: {what}"));
-    let mut s = TcpStream::connect(socks)?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    s.write_all(&[5, 1, 2])?;
-    let mut r = [0u8; 2];
-    s.read_exact(&mut r)?;
-    if r != [5, 2] {
-        return Err(bad("method refused"));
-    }
-    let mut auth = vec![1, user.len() as u8];
-    auth.extend_from_slice(user.as_bytes());
-    auth.extend_from_slice(&[1, b'x']);
-    s.write_all(&auth)?;
-    s.read_exact(&mut r)?;
-    if r != [1, 0] {
-        return Err(bad("auth refused"));
-    }
-    let SocketAddr::V4(t) = target else {
-        return Err(bad("IPv4 target expected"));
-    };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&t.ip().octets());
-    req.extend_from_slice(&t.port().to_be_bytes());
-    s.write_all(&req)?;
-    let mut rep = [0u8; 10];
-    s.read_exact(&mut rep)?;
-    if rep[1] != 0 {
-        return Err(bad(&format!("CONNECT failed with reply {}", rep[1])));
-    }
-    Ok(s)
 }
 
 /// User + system CPU seconds of a process so far (`/proc/PID/stat` fields 14 and 15).
