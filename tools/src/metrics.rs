@@ -24,6 +24,9 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
+/// The quantiles published of every histogram (enough points to draw a CDF from).
+pub const QUANTILES: [f64; 7] = [0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999];
+
 /// Serves the latest rendering on `GET /metrics`.
 #[derive(Debug)]
 pub struct MetricsServer {
@@ -215,7 +218,7 @@ pub fn render(workers: &BTreeMap<usize, (RelayStats, SchedMetrics, SchedulerKind
             if h.is_empty() {
                 continue;
             }
-            for q in [0.5, 0.9, 0.99] {
+            for q in QUANTILES {
                 let mut l = w.clone();
                 l.push(("histogram".to_owned(), name.to_owned()));
                 l.push(("quantile".to_owned(), q.to_string()));

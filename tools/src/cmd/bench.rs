@@ -26,8 +26,10 @@ use serde::Serialize;
 
 use crate::error::CliError;
 
+mod experiment;
 mod mix;
 mod net_child;
+mod plot;
 mod scrape;
 mod soak;
 
@@ -79,6 +81,62 @@ pub struct BenchArgs {
     /// With --soak: kill -9 one relay (round robin) this often, restart it 5 s later.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::cmd::tgen::parse_duration)]
     pub soak_kill_every: Duration,
+    /// Run an experiment instead (root: network namespaces): `kist-vs-vanilla` runs the
+    /// KIST papers' web + bulk mix over a shaped bottleneck per scheduler, alternated, under
+    /// large fixed send buffers, default buffers and without bulk load, and writes
+    /// experiment.json, SVG CDFs and report.md into --out.
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub experiment: Option<ExperimentName>,
+    /// Experiment: length of one phase.
+    #[arg(long, value_name = "DURATION", default_value = "40s", value_parser = crate::cmd::tgen::parse_duration)]
+    pub phase: Duration,
+    /// Experiment: phases per scheduler and condition (order flipped every pair).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub pairs: u32,
+    /// Experiment: `kistrel net --bottleneck` value (spec/kist.md's C Tor testbed: 25 Mbit/s,
+    /// ~42 ms of queue).
+    #[arg(long, value_name = "RATE[,LATENCY]", default_value = "25mbit,42ms")]
+    pub bottleneck: String,
+    /// Experiment: web flows (320 KiB pages, think 0.5-3 s).
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub web_flows: u32,
+    /// Experiment: bulk flows (5 MiB back to back).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub bulk_flows: u32,
+    /// Experiment: only these conditions (default: all three).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub conditions: Vec<ConditionArg>,
+    /// Experiment: folder for experiment.json, the SVG charts and report.md.
+    #[arg(long, value_name = "DIR", default_value = "kistrel-experiment")]
+    pub out: PathBuf,
+}
+
+/// `--experiment` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExperimentName {
+    /// KIST vs Vanilla on a shaped network.
+    KistVsVanilla,
+}
+
+/// `--conditions` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConditionArg {
+    /// tcp_wmem 4 MiB fixed, web + bulk.
+    LargeBuffers,
+    /// Linux's default autotuning, web + bulk.
+    DefaultBuffers,
+    /// Default buffers, web only.
+    Unloaded,
+}
+
+impl ConditionArg {
+    fn name(self) -> &'static str {
+        match self {
+            ConditionArg::LargeBuffers => "large_buffers",
+            ConditionArg::DefaultBuffers => "default_buffers",
+            ConditionArg::Unloaded => "unloaded",
+        }
+    }
 }
 
 /// 2 workers against 1 on the same workload in the same run.
@@ -161,6 +219,18 @@ const METRICS_SETTLE: Duration = Duration::from_millis(1100);
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
     if let Some(d) = args.soak {
         return soak::run(&args, d, args.soak_kill_every);
+    }
+    if let Some(ExperimentName::KistVsVanilla) = args.experiment {
+        let opts = experiment::ExperimentOptions {
+            phase: args.phase,
+            pairs: args.pairs.max(1),
+            bottleneck: args.bottleneck.clone(),
+            web_flows: args.web_flows,
+            bulk_flows: args.bulk_flows,
+            out: args.out.clone(),
+            conditions: args.conditions.iter().map(|c| c.name()).collect(),
+        };
+        return experiment::run(&args, &opts);
     }
     let tmp = tempfile::tempdir().map_err(|e| CliError::runtime("creating a temp folder", e))?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("net"));

@@ -18,19 +18,25 @@ pub(super) struct NetChild {
     dir: PathBuf,
     /// Each node's MetricsPort, from the ready line.
     metrics: Vec<(String, SocketAddr)>,
+    /// `host=`: the root namespace's address in a shaped network (where servers listen).
+    pub(super) host: Option<std::net::Ipv4Addr>,
+    /// `netns=`: the namespace prefix of a shaped network.
+    pub(super) netns: Option<String>,
 }
 
 impl NetChild {
     pub(super) fn start(args: &BenchArgs, dir: &Path) -> Result<Self, CliError> {
-        Self::start_with(args, dir, 3, false)
+        Self::start_with(args, dir, 3, false, &[])
     }
 
-    /// As [`NetChild::start`] with `relays` relays, and `--keep-going` (relays may die).
+    /// As [`NetChild::start`] with `relays` relays, `--keep-going` (relays may die) and
+    /// `extra` arguments for `kistrel net` (e.g. `--bottleneck`).
     pub(super) fn start_with(
         args: &BenchArgs,
         dir: &Path,
         relays: u16,
         keep_going: bool,
+        extra: &[String],
     ) -> Result<Self, CliError> {
         let exe = std::env::current_exe()
             .map_err(|e| CliError::runtime("finding the kistrel executable", e))?;
@@ -53,6 +59,7 @@ impl NetChild {
         if keep_going {
             cmd.arg("--keep-going");
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -88,11 +95,18 @@ impl NetChild {
                     .collect()
             })
             .unwrap_or_default();
+        let token = |key: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .map(str::to_owned)
+        };
         Ok(NetChild {
             child,
             socks,
             dir: dir.to_path_buf(),
             metrics,
+            host: token("host=").and_then(|h| h.parse().ok()),
+            netns: token("netns="),
         })
     }
 

@@ -14,12 +14,36 @@ use serde::{Deserialize, Serialize};
 /// Quantiles of one histogram, in the unit its name says.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quantiles {
+    /// 10th percentile.
+    pub p10: f64,
+    /// 25th percentile.
+    pub p25: f64,
     /// Median.
     pub p50: f64,
+    /// 75th percentile.
+    pub p75: f64,
     /// 90th percentile.
     pub p90: f64,
     /// 99th percentile.
     pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+}
+
+impl Quantiles {
+    /// (value, fraction) points, for a CDF drawn from quantiles.
+    pub fn points(&self) -> Vec<(f64, f64)> {
+        vec![
+            (0.0, 0.0),
+            (self.p10, 0.1),
+            (self.p25, 0.25),
+            (self.p50, 0.5),
+            (self.p75, 0.75),
+            (self.p90, 0.9),
+            (self.p99, 0.99),
+            (self.p999, 0.999),
+        ]
+    }
 }
 
 /// One node's scheduler figures at the end of a phase.
@@ -146,9 +170,13 @@ pub fn summarise(node: &str, text: &str, seconds: f64) -> NodeSchedMetrics {
                     _ => continue,
                 };
                 let slot = match q {
+                    "0.1" => &mut target.p10,
+                    "0.25" => &mut target.p25,
                     "0.5" => &mut target.p50,
+                    "0.75" => &mut target.p75,
                     "0.9" => &mut target.p90,
                     "0.99" => &mut target.p99,
+                    "0.999" => &mut target.p999,
                     _ => continue,
                 };
                 *slot = slot.max(v * scale);

@@ -95,7 +95,7 @@ pub(super) fn run(
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("net"));
     let server = tgen::Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .map_err(|e| CliError::runtime("starting the tgen server", e))?;
-    let net = NetChild::start_with(args, &dir, RELAYS, true)?;
+    let net = NetChild::start_with(args, &dir, RELAYS, true, &[])?;
     eprintln!(
         "kistrel bench --soak: {} s of web x4 + bulk x2 + perf x1 through {RELAYS} relays, a relay killed every {} s; network in {}",
         duration.as_secs(),
