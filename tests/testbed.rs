@@ -655,3 +655,100 @@ fn net_without_root_exits_2() {
         .collect();
     assert_eq!(left, [std::ffi::OsString::from("kistrel")]);
 }
+
+/// `kistrel bench --experiment kist-vs-vanilla`, short: two conditions, one pair of 6 s
+/// phases. Checks the JSON's shape and that both schedulers moved web and bulk traffic, the
+/// charts and the report exist, and nothing is left behind. The figures themselves are a
+/// benchmark's business, not this test's.
+#[test]
+fn experiment_writes_comparisons_charts_and_a_report() {
+    let _g = serial();
+    if skip(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("exp");
+    let json = tmp.path().join("exp.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_kistrel"))
+        .args([
+            "bench",
+            "--experiment",
+            "kist-vs-vanilla",
+            "--phase",
+            "6s",
+            "--pairs",
+            "1",
+            "--web-flows",
+            "3",
+            "--bulk-flows",
+            "2",
+            "--conditions",
+            "large-buffers,unloaded",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["schema"], "kistrel.bench/1");
+    assert_eq!(r["experiment"], "kist-vs-vanilla");
+    let c = &r["comparison"];
+    for key in [
+        "web_ttlb_median_ratio",
+        "web_ttfb_median_ratio",
+        "bulk_throughput_ratio",
+    ] {
+        assert!(c[key].as_f64().unwrap() > 0.0, "{key}: {c}");
+    }
+    for key in [
+        "web_ttfb_median_s",
+        "web_ttlb_median_s",
+        "kernel_queue_p99_ms",
+    ] {
+        assert!(
+            c[key]["kist"].is_number() && c[key]["vanilla"].is_number(),
+            "{key}: {c}"
+        );
+    }
+    assert!(r["comparison_default_buffers"].is_null(), "not asked for");
+    assert!(
+        r["comparison_unloaded"]["web_ttfb_median_s"]["kist"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(r["phases"].as_array().unwrap().len(), 4);
+    for key in ["large_buffers/kist", "large_buffers/vanilla"] {
+        let t = &r["transfers"][key];
+        assert!(t["web"]["ok"].as_u64().unwrap() >= 1, "{key}: {t}");
+        assert!(t["bulk"]["bytes"].as_u64().unwrap() > 0, "{key}: {t}");
+    }
+    assert!(r["throughput_mib_s"].as_f64().unwrap() > 0.0);
+    let roles: Vec<&str> = r["cpu_s_per_gib"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["client", "relay1", "relay2", "relay3"]);
+    for plot in r["plots"].as_array().unwrap() {
+        let svg = std::fs::read_to_string(out.join(plot.as_str().unwrap())).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{plot}"
+        );
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## large_buffers") && report.contains("## unloaded"));
+    assert!(report.contains("![web_ttlb_large_buffers.svg](web_ttlb_large_buffers.svg)"));
+    assert!(namespaces_with("kt").is_empty(), "namespaces left behind");
+}
