@@ -638,6 +638,71 @@ fn create2_flood_is_rate_limited_and_does_not_starve_a_circuit(backend: &str) {
     assert!(alive(pid));
 }
 
+// ----- a peer that sends and never reads ---------------------------------------------------
+
+/// A peer completes the link handshake, then sends CREATE2 after CREATE2 and never reads the
+/// DESTROY(RESOURCELIMIT) answers. The relay stops reading that channel once its send queue
+/// passes the high-water mark (4 MiB), so its memory stays bounded however much the peer
+/// sends (before that fix, 98 MiB sent grew a relay by ~94 MiB), and it keeps serving others.
+fn peer_that_never_reads_cannot_grow_the_relay(backend: &str) {
+    let _serial = serial();
+    // Every CREATE2 after the first is refused at once (no handshake): the cheapest reply
+    // a peer can extract, so the relay's reading is not the limit.
+    let relay = TestRelay::start(
+        backend,
+        "DoSCircuitCreationRate = 1\nDoSCircuitCreationBurst = 1\n",
+    );
+    let pid = relay.process.pid();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_bytes(pid);
+    let mut stream = TcpStream::connect(relay.addr).expect("connect");
+    stream
+        .write_all(&kistrel_engine::harness::initiator_hello())
+        .expect("hello");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    // 1024 CREATE2 per write, up to 160 MiB; a write that blocks for 3 s means the relay
+    // stopped reading us.
+    let mut batch = Vec::with_capacity(1024 * 514);
+    for i in 0..1024u32 {
+        let mut cell = Cell::new(0x8000_0000 | (i + 1), ChanCmd::CREATE2);
+        Create2 {
+            htype: ntor::HTYPE,
+            hdata: &[7u8; 84],
+        }
+        .emit(&mut cell.body)
+        .expect("CREATE2 fits");
+        cell.append_to(&mut batch);
+    }
+    let mut sent: u64 = 0;
+    let mut blocked = false;
+    while sent < 160 * MIB as u64 {
+        match stream.write_all(&batch) {
+            Ok(()) => sent += batch.len() as u64,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                blocked = true;
+                break;
+            }
+            Err(e) => panic!("write failed after {sent} bytes: {e}"),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss_bytes(pid).saturating_sub(before);
+    println!(
+        "{backend}: sent {} MiB, relay stopped reading: {blocked}, RSS grew {} MiB",
+        sent >> 20,
+        grown >> 20
+    );
+    assert!(blocked, "the relay read all {} MiB", sent >> 20);
+    // 4 MiB of queued replies, the receive buffers (16 MiB ring with io_uring), slack.
+    assert!(grown < 32 * MIB as u64, "RSS grew {} MiB", grown >> 20);
+    assert!(alive(pid));
+    // Others are still served: a fresh channel completes its handshake.
+    let _other = Origin::connect(relay.addr);
+    drop(stream);
+}
+
 /// Every scenario runs on both runtime backends, from the same code.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -654,4 +719,5 @@ on_both_backends!(
     idle_connections_are_closed_after_the_handshake_timeout,
     stalled_next_hop_flood_is_bounded_by_max_mem_in_queues,
     create2_flood_is_rate_limited_and_does_not_starve_a_circuit,
+    peer_that_never_reads_cannot_grow_the_relay,
 );
