@@ -6,6 +6,7 @@
 //! When `curl` or `python3` is missing the tests say SKIPPED and pass; `.ci/run` installs both.
 #![cfg(target_os = "linux")]
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
@@ -291,19 +292,6 @@ fn learned_timeout_after_a_hundred_circuits(backend: &str) {
         .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .sum();
     assert!(bins >= 100, "state file holds {bins} build times:\n{state}");
-}
-
-/// Every scenario runs on both runtime backends, from the same code (issue: the poll backend
-/// must pass the whole end-to-end suite too).
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(#[test] fn $name() { super::$name("uring") })*
-        }
-        mod poll {
-            $(#[test] fn $name() { super::$name("poll") })*
-        }
-    };
 }
 
 on_both_backends!(

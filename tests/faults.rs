@@ -15,6 +15,7 @@
 //! the dead relay.
 #![cfg(target_os = "linux")]
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeSet;
@@ -403,18 +404,6 @@ fn exit_target_closing_early_or_resetting_leaves_an_intact_prefix(backend: &str)
         (size, http.sha)
     );
     assert!(net.stop().success());
-}
-
-/// Every scenario runs on both runtime backends, from the same code.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(#[test] fn $name() { super::$name("uring") })*
-        }
-        mod poll {
-            $(#[test] fn $name() { super::$name("poll") })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -11,6 +11,7 @@
 //!   data intact.
 #![cfg(target_os = "linux")]
 
+#[macro_use]
 mod support;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -701,18 +702,6 @@ fn peer_that_never_reads_cannot_grow_the_relay(backend: &str) {
     // Others are still served: a fresh channel completes its handshake.
     let _other = Origin::connect(relay.addr);
     drop(stream);
-}
-
-/// Every scenario runs on both runtime backends, from the same code.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(#[test] fn $name() { super::$name("uring") })*
-        }
-        mod poll {
-            $(#[test] fn $name() { super::$name("poll") })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -476,3 +476,17 @@ impl Drop for RelayProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Every scenario runs on both runtime backends, from the same code (the poll backend must
+/// pass the whole real-socket suite too): `on_both_backends!(a, b)` makes `uring::a`,
+/// `poll::a`, ...
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(#[test] fn $name() { super::$name("uring") })*
+        }
+        mod poll {
+            $(#[test] fn $name() { super::$name("poll") })*
+        }
+    };
+}

@@ -36,8 +36,7 @@ use super::scrape::{NodeSchedMetrics, Quantiles};
 use super::{cpu_seconds, BenchArgs, ProcessCpu};
 use crate::error::CliError;
 use crate::tgen::{
-    self, Arrivals, ClientOptions, Model, ModelFlows, ModelSummary, Outcome, TgenReport, ThinkTime,
-    TransferRecord,
+    self, ClientOptions, Model, ModelFlows, ModelSummary, Outcome, TgenReport, TransferRecord,
 };
 
 /// What to run.
@@ -217,18 +216,6 @@ struct ExperimentReport {
     report: String,
 }
 
-fn web_model() -> Model {
-    Model {
-        arrivals: Arrivals::Closed {
-            think: Some(ThinkTime::Uniform {
-                low: 0.5,
-                high: 3.0,
-            }),
-        },
-        ..Model::web()
-    }
-}
-
 /// Run the experiment; writes everything into `opts.out` (and `--json` if given).
 pub(super) fn run(args: &BenchArgs, opts: &ExperimentOptions) -> Result<(), CliError> {
     crate::testbed::exec::check_privileges_and_tools()
@@ -330,7 +317,7 @@ fn run_phase(
         o
     };
     let seed = 1000 * u64::from(round) + 7;
-    let web_opts = options(web_model(), opts.web_flows.max(1), seed);
+    let web_opts = options(super::mix::web_model(0.5, 3.0), opts.web_flows.max(1), seed);
     let bulk_opts = options(Model::bulk(), opts.bulk_flows.max(1), seed + 1);
     let stop = AtomicBool::new(false);
     let started = Instant::now();

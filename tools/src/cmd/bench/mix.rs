@@ -84,13 +84,11 @@ fn bulk_model(bytes: u64) -> Model {
     }
 }
 
-fn web_model() -> Model {
+/// tgen's `web` model (320 KiB pages) with a think time uniform on `low..high` seconds.
+pub(super) fn web_model(low: f64, high: f64) -> Model {
     Model {
         arrivals: Arrivals::Closed {
-            think: Some(ThinkTime::Uniform {
-                low: 0.05,
-                high: 0.25,
-            }),
+            think: Some(ThinkTime::Uniform { low, high }),
         },
         ..Model::web()
     }
@@ -121,7 +119,7 @@ pub(super) fn run_mix(
     web.models = vec![ModelFlows {
         model: Model {
             name: format!("{label}-web"),
-            ..web_model()
+            ..web_model(0.05, 0.25)
         },
         flows: WEB_FLOWS,
     }];

@@ -177,15 +177,7 @@ pub(super) fn run(
                     let child = restart_relay(&dir, role, restarted.len())?;
                     let pid = i32::try_from(child.id()).unwrap_or(0);
                     kills[*k].restarted_pid = Some(pid);
-                    watches.push(ProcessWatch {
-                        role: role.clone(),
-                        pid,
-                        since_s: start.elapsed().as_secs_f64(),
-                        rss_kib: Vec::new(),
-                        fds_start: None,
-                        fds_end: None,
-                        killed_at_s: None,
-                    });
+                    watches.push(ProcessWatch::new(role.clone(), pid, start));
                     restarted.push(child);
                     pending_restart = None;
                 }
@@ -258,19 +250,25 @@ pub(super) fn run(
     Ok(())
 }
 
+impl ProcessWatch {
+    fn new(role: String, pid: i32, start: Instant) -> Self {
+        ProcessWatch {
+            role,
+            pid,
+            since_s: start.elapsed().as_secs_f64(),
+            rss_kib: Vec::new(),
+            fds_start: None,
+            fds_end: None,
+            killed_at_s: None,
+        }
+    }
+}
+
 /// Adds processes of the network not yet watched (the first call finds them all).
 fn refresh(net: &NetChild, _dir: &Path, watches: &mut Vec<ProcessWatch>, start: Instant) {
     for (role, pid) in net.pids() {
         if !watches.iter().any(|w| w.pid == pid) {
-            watches.push(ProcessWatch {
-                role,
-                pid,
-                since_s: start.elapsed().as_secs_f64(),
-                rss_kib: Vec::new(),
-                fds_start: None,
-                fds_end: None,
-                killed_at_s: None,
-            });
+            watches.push(ProcessWatch::new(role, pid, start));
         }
     }
 }
