@@ -22,7 +22,8 @@ fi
 
 # libFuzzer needs nightly flags (-Z sanitizer, -C passes=sancov). Use a nightly toolchain
 # when rustup has one; else the stable compiler with RUSTC_BOOTSTRAP=1 (CI's clean machine).
-if cargo +nightly --version >/dev/null 2>&1; then
+# KISTREL_FUZZ_TOOLCHAIN=stable forces the second way (to test it where nightly exists).
+if [ "${KISTREL_FUZZ_TOOLCHAIN:-}" != stable ] && cargo +nightly --version >/dev/null 2>&1; then
     cargo_cmd=(cargo +nightly)
     toolchain="nightly"
 else
@@ -32,6 +33,10 @@ else
 fi
 # -a: debug assertions on (the engine's debug_assert!s are invariants too).
 fuzz_flags=(-a)
+# KISTREL_FUZZ_TARGET_DIR: a separate build directory (e.g. one per toolchain).
+if [ -n "${KISTREL_FUZZ_TARGET_DIR:-}" ]; then
+    fuzz_flags+=(--target-dir "$KISTREL_FUZZ_TARGET_DIR")
+fi
 echo "fuzz: building ${#targets[@]} targets ($toolchain)"
 if ! "${cargo_cmd[@]}" fuzz build "${fuzz_flags[@]}" >"$here/target-build.log" 2>&1; then
     tail -n 30 "$here/target-build.log"

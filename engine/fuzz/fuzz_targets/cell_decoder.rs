@@ -16,10 +16,12 @@ fn decode_all(stream: &[u8], sizes: &[u8]) -> (Vec<ChanCell>, Option<Error>) {
     let mut pos = 0;
     let mut piece = 0;
     while pos < stream.len() {
-        let size = sizes.get(piece % sizes.len().max(1)).map_or(stream.len(), |&s| {
-            // Pieces up to 255 * 8 bytes: big enough to hold whole cells, or split them.
-            usize::from(s.max(1)) * if s & 1 == 0 { 8 } else { 1 }
-        });
+        let size = sizes
+            .get(piece % sizes.len().max(1))
+            .map_or(stream.len(), |&s| {
+                // Pieces up to 255 * 8 bytes: big enough to hold whole cells, or split them.
+                usize::from(s.max(1)) * if s & 1 == 0 { 8 } else { 1 }
+            });
         piece += 1;
         let end = stream.len().min(pos + size);
         let mut chunk = &stream[pos..end];

@@ -53,7 +53,10 @@ fuzz_target!(|data: &[u8]| {
                 ntor::server_respond_with_secret(SERVER_EPHEMERAL, &SERVER_ID, &keys, &onion)
             {
                 let client_keys = client.finish(&reply).expect("client accepts a real reply");
-                assert!(client_keys == server_keys, "both sides derive the same keys");
+                assert!(
+                    client_keys == server_keys,
+                    "both sides derive the same keys"
+                );
             }
         }
     }

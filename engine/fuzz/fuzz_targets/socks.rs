@@ -51,7 +51,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let whole = feed(stream, stream.len());
     assert_eq!(whole, feed(stream, 1), "byte-at-a-time differs");
-    assert_eq!(whole, feed(stream, usize::from(cut % 32) + 1), "chunking differs");
+    assert_eq!(
+        whole,
+        feed(stream, usize::from(cut % 32) + 1),
+        "chunking differs"
+    );
     if let Ok(Some((req, _))) = &whole.1 {
         if let kistrel_engine::socks::TargetAddr::Domain(name) = &req.target {
             assert!(!name.is_empty() && name.len() <= 255 && !name.contains('\0'));

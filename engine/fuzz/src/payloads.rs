@@ -111,13 +111,19 @@ pub fn check(selector: u8, input: &[u8]) {
             let input = cap(input, CELL_BODY_LEN);
             if let Ok(view) = RelayCellView::new_checked(input) {
                 // Every getter of a checked view is safe to call.
-                let _ = (view.cmd(), view.recognized(), view.stream_id(), view.digest());
+                let _ = (
+                    view.cmd(),
+                    view.recognized(),
+                    view.stream_id(),
+                    view.digest(),
+                );
                 assert!(view.data().len() <= RELAY_DATA_LEN);
             }
             if let Ok(repr) = RelayCellRepr::parse(input) {
                 let mut body = [0u8; CELL_BODY_LEN];
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-                repr.emit(&mut body, &mut rng).expect("parsed relay cell emits");
+                repr.emit(&mut body, &mut rng)
+                    .expect("parsed relay cell emits");
                 assert_eq!(RelayCellRepr::parse(&body), Ok(repr));
             }
         }

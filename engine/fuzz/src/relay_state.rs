@@ -27,9 +27,9 @@ use kistrel_engine::harness::initiator_hello;
 use kistrel_engine::relay::{ChanId, Event, Relay, RelayConfig, RelayKeys, StreamHandle};
 use kistrel_engine::time::Instant;
 use kistrel_engine::wire::{
-    emit_relay_cell, Begin, Cell, CellDecoder, ChanCell, ChanCmd, Create2, CreateFast,
-    CreatedFast, Created2, Destroy, DestroyReason, EndReason, Extend2, LinkSpec, RelayCmd,
-    Sendme, StreamId, CELL_BODY_LEN, RELAY_DATA_LEN,
+    emit_relay_cell, Begin, Cell, CellDecoder, ChanCell, ChanCmd, Create2, CreateFast, Created2,
+    CreatedFast, Destroy, DestroyReason, EndReason, Extend2, LinkSpec, RelayCmd, Sendme, StreamId,
+    CELL_BODY_LEN, RELAY_DATA_LEN,
 };
 use rand::{RngCore, SeedableRng};
 use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
@@ -65,20 +65,51 @@ pub enum Action {
     CreateFast { peer: u8, circ: u8 },
     /// CREATE2 with a real ntor onion for the relay from client secret `x`; `wrong_key`
     /// names another onion key instead.
-    Create2 { peer: u8, circ: u8, x: [u8; 32], wrong_key: bool },
+    Create2 {
+        peer: u8,
+        circ: u8,
+        x: [u8; 32],
+        wrong_key: bool,
+    },
     /// A relay cell on an open circuit, with the right keys. `originate`: recognized at the
     /// relay; otherwise encrypted only, so the relay passes it on (or rejects it).
-    Relay { circ: u8, early: bool, originate: bool, cmd: u8, stream: u16, data: Vec<u8> },
+    Relay {
+        circ: u8,
+        early: bool,
+        originate: bool,
+        cmd: u8,
+        stream: u16,
+        data: Vec<u8>,
+    },
     /// BEGIN to `HOSTS[host]:port` on stream `stream`.
-    Begin { circ: u8, stream: u16, host: u8, port: u16 },
+    Begin {
+        circ: u8,
+        stream: u16,
+        host: u8,
+        port: u16,
+    },
     /// EXTEND2 (in RELAY_EARLY) to 127.0.0.2:port, identity `[id; 20]`, arbitrary onion.
-    Extend2 { circ: u8, port: u16, id: u8, hdata: Vec<u8> },
+    Extend2 {
+        circ: u8,
+        port: u16,
+        id: u8,
+        hdata: Vec<u8>,
+    },
     /// A circuit SENDME (v1): with the digest the relay expects, or a wrong one.
-    Sendme { circ: u8, stream: u16, correct: bool },
+    Sendme {
+        circ: u8,
+        stream: u16,
+        correct: bool,
+    },
     /// DESTROY of a circuit we created.
     Destroy { circ: u8, reason: u8 },
     /// Any fixed cell on any circuit id.
-    RawCell { peer: u8, circ_id: u32, cmd: u8, body: Vec<u8> },
+    RawCell {
+        peer: u8,
+        circ_id: u32,
+        cmd: u8,
+        body: Vec<u8>,
+    },
     /// Arbitrary bytes on a channel.
     Garbage { peer: u8, bytes: Vec<u8> },
     /// A peer stops (or resumes) reading what the relay sends: its queues grow.
@@ -91,7 +122,12 @@ pub enum Action {
     CloseStream { stream: u8 },
     /// A next hop answers: CREATED2 with `body` as HDATA to the oldest CREATE2 (`created`),
     /// else a cell with command `cmd` on a circuit it knows.
-    NextHop { peer: u8, created: bool, cmd: u8, body: Vec<u8> },
+    NextHop {
+        peer: u8,
+        created: bool,
+        cmd: u8,
+        body: Vec<u8>,
+    },
     /// A peer's socket closes.
     CloseChannel { peer: u8 },
     /// Time passes (handshake timeouts).
@@ -171,7 +207,8 @@ pub fn run(scenario: &Scenario) -> Reached {
         ..RelayConfig::default()
     };
     if scenario.mem_limit != 0 {
-        cfg.max_mem_in_queues = usize::from(scenario.mem_limit) * 16 * kistrel_engine::wire::CELL_LEN;
+        cfg.max_mem_in_queues =
+            usize::from(scenario.mem_limit) * 16 * kistrel_engine::wire::CELL_LEN;
     }
     if scenario.queue_limit != 0 {
         cfg.max_circuit_queue_cells = usize::from(scenario.queue_limit) * 8;
@@ -205,7 +242,10 @@ impl Driver {
     fn note(&mut self) {
         let s = self.relay.stats();
         let r = &mut self.reached;
-        r.open_circuits |= self.circs.iter().any(|c| matches!(c.state, CircState::Open(_)));
+        r.open_circuits |= self
+            .circs
+            .iter()
+            .any(|c| matches!(c.state, CircState::Open(_)));
         r.streams |= !self.streams.is_empty();
         r.outbound |= self.peers.iter().any(|p| p.outbound);
         r.extended |= self.peers.iter().any(|p| !p.circ_ids.is_empty());
@@ -235,7 +275,13 @@ impl Driver {
     }
 
     /// Encrypts `body` for the relay on circuit `k` and sends it.
-    fn send_relay_body(&mut self, k: usize, early: bool, originate: bool, mut body: [u8; CELL_BODY_LEN]) {
+    fn send_relay_body(
+        &mut self,
+        k: usize,
+        early: bool,
+        originate: bool,
+        mut body: [u8; CELL_BODY_LEN],
+    ) {
         let c = &mut self.circs[k];
         let CircState::Open(layer) = &mut c.state else {
             return;
@@ -245,7 +291,11 @@ impl Driver {
         } else {
             layer.encrypt_forward(&mut body);
         }
-        let cmd = if early { ChanCmd::RELAY_EARLY } else { ChanCmd::RELAY };
+        let cmd = if early {
+            ChanCmd::RELAY_EARLY
+        } else {
+            ChanCmd::RELAY
+        };
         let mut cell = Cell::new(c.id, cmd);
         cell.body = body;
         let peer = c.peer;
@@ -277,7 +327,9 @@ impl Driver {
                 }
             }
             Action::CreateFast { peer, circ } => {
-                let Some(p) = pick(&self.peers, *peer) else { return };
+                let Some(p) = pick(&self.peers, *peer) else {
+                    return;
+                };
                 let id = 0x8000_0000 | u32::from(*circ);
                 let (state, x) = fast::client_create(&mut self.rng);
                 let mut cell = Cell::new(id, ChanCmd::CREATE_FAST);
@@ -286,8 +338,15 @@ impl Driver {
                     self.send_cell(p, &cell);
                 }
             }
-            Action::Create2 { peer, circ, x, wrong_key } => {
-                let Some(p) = pick(&self.peers, *peer) else { return };
+            Action::Create2 {
+                peer,
+                circ,
+                x,
+                wrong_key,
+            } => {
+                let Some(p) = pick(&self.peers, *peer) else {
+                    return;
+                };
                 let id = 0x8000_0000 | u32::from(*circ);
                 let mut b = NtorKeypair::from_secret(RELAY_NTOR_SECRET).public();
                 if *wrong_key {
@@ -295,14 +354,26 @@ impl Driver {
                 }
                 let (state, onion) = ntor::client_create_with_secret(*x, &RELAY_ID, &b);
                 let mut cell = Cell::new(id, ChanCmd::CREATE2);
-                let create = Create2 { htype: ntor::HTYPE, hdata: &onion };
+                let create = Create2 {
+                    htype: ntor::HTYPE,
+                    hdata: &onion,
+                };
                 if create.emit(&mut cell.body).is_ok() {
                     self.add_circ(p, id, Handshake::Ntor(state));
                     self.send_cell(p, &cell);
                 }
             }
-            Action::Relay { circ, early, originate, cmd, stream, data } => {
-                let Some(k) = self.open_circ(*circ) else { return };
+            Action::Relay {
+                circ,
+                early,
+                originate,
+                cmd,
+                stream,
+                data,
+            } => {
+                let Some(k) = self.open_circ(*circ) else {
+                    return;
+                };
                 if *originate {
                     self.relay_msg(k, *early, RelayCmd(*cmd), *stream, data);
                 } else {
@@ -312,16 +383,34 @@ impl Driver {
                     self.send_relay_body(k, *early, false, body);
                 }
             }
-            Action::Begin { circ, stream, host, port } => {
-                let Some(k) = self.open_circ(*circ) else { return };
-                let begin = Begin { host: HOSTS[usize::from(*host) % HOSTS.len()], port: *port, flags: 0 };
+            Action::Begin {
+                circ,
+                stream,
+                host,
+                port,
+            } => {
+                let Some(k) = self.open_circ(*circ) else {
+                    return;
+                };
+                let begin = Begin {
+                    host: HOSTS[usize::from(*host) % HOSTS.len()],
+                    port: *port,
+                    flags: 0,
+                };
                 let mut data = [0u8; RELAY_DATA_LEN];
                 if let Ok(n) = begin.emit(&mut data) {
                     self.relay_msg(k, false, RelayCmd::BEGIN, *stream, &data[..n]);
                 }
             }
-            Action::Extend2 { circ, port, id, hdata } => {
-                let Some(k) = self.open_circ(*circ) else { return };
+            Action::Extend2 {
+                circ,
+                port,
+                id,
+                hdata,
+            } => {
+                let Some(k) = self.open_circ(*circ) else {
+                    return;
+                };
                 let ext = Extend2 {
                     link_specs: vec![
                         LinkSpec::Ipv4(std::net::SocketAddrV4::new([127, 0, 0, 2].into(), *port)),
@@ -335,8 +424,14 @@ impl Driver {
                     self.relay_msg(k, true, RelayCmd::EXTEND2, 0, &data[..n]);
                 }
             }
-            Action::Sendme { circ, stream, correct } => {
-                let Some(k) = self.open_circ(*circ) else { return };
+            Action::Sendme {
+                circ,
+                stream,
+                correct,
+            } => {
+                let Some(k) = self.open_circ(*circ) else {
+                    return;
+                };
                 let c = &mut self.circs[k];
                 let want = 100 * (c.sendmes + 1) - 1;
                 let digest = match c.data_digests.get(want) {
@@ -345,20 +440,38 @@ impl Driver {
                 };
                 c.sendmes += 1;
                 let mut data = [0u8; RELAY_DATA_LEN];
-                if let Ok(n) = (Sendme { digest: Some(digest) }).emit(&mut data) {
+                if let Ok(n) = (Sendme {
+                    digest: Some(digest),
+                })
+                .emit(&mut data)
+                {
                     self.relay_msg(k, false, RelayCmd::SENDME, *stream % 2, &data[..n]);
                 }
             }
             Action::Destroy { circ, reason } => {
-                let Some(k) = pick(&self.circs, *circ) else { return };
+                let Some(k) = pick(&self.circs, *circ) else {
+                    return;
+                };
                 let c = self.circs.remove(k);
                 let mut cell = Cell::new(c.id, ChanCmd::DESTROY);
-                if (Destroy { reason: DestroyReason(*reason) }).emit(&mut cell.body).is_ok() {
+                if (Destroy {
+                    reason: DestroyReason(*reason),
+                })
+                .emit(&mut cell.body)
+                .is_ok()
+                {
                     self.send_cell(c.peer, &cell);
                 }
             }
-            Action::RawCell { peer, circ_id, cmd, body } => {
-                let Some(p) = pick(&self.peers, *peer) else { return };
+            Action::RawCell {
+                peer,
+                circ_id,
+                cmd,
+                body,
+            } => {
+                let Some(p) = pick(&self.peers, *peer) else {
+                    return;
+                };
                 let mut cell = Cell::new(*circ_id, ChanCmd(*cmd));
                 let n = body.len().min(CELL_BODY_LEN);
                 cell.body[..n].copy_from_slice(&body[..n]);
@@ -376,20 +489,31 @@ impl Driver {
             }
             Action::Events { n, fail } => self.events(usize::from(*n), *fail),
             Action::StreamData { stream, len } => {
-                let Some(s) = pick(&self.streams, *stream) else { return };
+                let Some(s) = pick(&self.streams, *stream) else {
+                    return;
+                };
                 let len = usize::from(*len).min(MAX_STREAM_DATA);
                 let data = vec![0x5a; len];
                 let taken = self.relay.handle_stream_data(now, self.streams[s], &data);
                 assert!(taken <= len);
             }
             Action::CloseStream { stream } => {
-                let Some(s) = pick(&self.streams, *stream) else { return };
+                let Some(s) = pick(&self.streams, *stream) else {
+                    return;
+                };
                 let s = self.streams.remove(s);
                 self.relay.stream_close(now, s, EndReason::DONE);
             }
-            Action::NextHop { peer, created, cmd, body } => self.next_hop(*peer, *created, *cmd, body),
+            Action::NextHop {
+                peer,
+                created,
+                cmd,
+                body,
+            } => self.next_hop(*peer, *created, *cmd, body),
             Action::CloseChannel { peer } => {
-                let Some(p) = pick(&self.peers, *peer) else { return };
+                let Some(p) = pick(&self.peers, *peer) else {
+                    return;
+                };
                 let chan = self.peers.remove(p).chan;
                 self.circs.retain(|c| c.peer != p);
                 for c in &mut self.circs {
@@ -420,11 +544,17 @@ impl Driver {
     }
 
     fn next_hop(&mut self, peer: u8, created: bool, cmd: u8, body: &[u8]) {
-        let outbound: Vec<usize> = (0..self.peers.len()).filter(|&p| self.peers[p].outbound).collect();
-        let Some(p) = pick(&outbound, peer).map(|i| outbound[i]) else { return };
+        let outbound: Vec<usize> = (0..self.peers.len())
+            .filter(|&p| self.peers[p].outbound)
+            .collect();
+        let Some(p) = pick(&outbound, peer).map(|i| outbound[i]) else {
+            return;
+        };
         let mut cell;
         if created {
-            let Some(id) = self.peers[p].pending_creates.pop_front() else { return };
+            let Some(id) = self.peers[p].pending_creates.pop_front() else {
+                return;
+            };
             self.peers[p].circ_ids.push(id);
             cell = Cell::new(id, ChanCmd::CREATED2);
             let hdata = &body[..body.len().min(CELL_BODY_LEN - 2)];
@@ -433,7 +563,9 @@ impl Driver {
             }
         } else {
             let ids = &self.peers[p].circ_ids;
-            let Some(i) = pick(ids, usize::from(cmd)) else { return };
+            let Some(i) = pick(ids, usize::from(cmd)) else {
+                return;
+            };
             let chan_cmd = match cmd % 4 {
                 0 | 1 => ChanCmd::RELAY,
                 2 => ChanCmd::DESTROY,
@@ -449,7 +581,9 @@ impl Driver {
     fn events(&mut self, n: usize, fail: bool) {
         let now = self.now;
         for _ in 0..n {
-            let Some(ev) = self.relay.poll_event() else { return };
+            let Some(ev) = self.relay.poll_event() else {
+                return;
+            };
             match ev {
                 Event::OpenChannel { chan, .. } => {
                     if fail {
@@ -472,7 +606,8 @@ impl Driver {
                 }
                 Event::ConnectStream { stream, .. } => {
                     if fail {
-                        self.relay.handle_stream_failed(now, stream, EndReason::CONNECTREFUSED);
+                        self.relay
+                            .handle_stream_failed(now, stream, EndReason::CONNECTREFUSED);
                     } else {
                         let addr = SocketAddr::from(([127, 0, 0, 1], 80));
                         self.relay.handle_stream_connected(now, stream, addr);
@@ -501,7 +636,9 @@ impl Driver {
             }
             self.buf.clear();
             let chan = self.peers[p].chan;
-            let _ = self.relay.poll_transmit(self.now, chan, &mut self.buf, usize::MAX);
+            let _ = self
+                .relay
+                .poll_transmit(self.now, chan, &mut self.buf, usize::MAX);
             let bytes = std::mem::take(&mut self.buf);
             let mut rest = &bytes[..];
             while !rest.is_empty() {
@@ -531,7 +668,11 @@ impl Driver {
             }
             return;
         }
-        let Some(k) = self.circs.iter().position(|c| c.peer == p && c.id == cell.circ_id) else {
+        let Some(k) = self
+            .circs
+            .iter()
+            .position(|c| c.peer == p && c.id == cell.circ_id)
+        else {
             return;
         };
         match cell.cmd {
@@ -545,14 +686,14 @@ impl Driver {
                     return;
                 };
                 let keys = match (hs, cell.cmd) {
-                    (Handshake::Fast(st), ChanCmd::CREATED_FAST) => CreatedFast::parse(&cell.body)
-                        .ok()
-                        .and_then(|r| {
+                    (Handshake::Fast(st), ChanCmd::CREATED_FAST) => {
+                        CreatedFast::parse(&cell.body).ok().and_then(|r| {
                             let mut y_kh = [0u8; 40];
                             y_kh[..20].copy_from_slice(&r.y);
                             y_kh[20..].copy_from_slice(&r.kh);
                             st.finish(&y_kh).ok()
-                        }),
+                        })
+                    }
                     (Handshake::Ntor(st), ChanCmd::CREATED2) => Created2::parse(&cell.body)
                         .ok()
                         .and_then(|r| st.finish(r.hdata).ok()),
@@ -591,6 +732,12 @@ impl Peer {
             circ_ids: Vec::new(),
         }
     }
+}
+
+/// Decodes fuzz input bytes as the `relay_state` target does (libfuzzer-sys's
+/// `arbitrary_take_rest`).
+pub fn decode(bytes: &[u8]) -> Option<Scenario> {
+    Scenario::arbitrary_take_rest(arbitrary::Unstructured::new(bytes)).ok()
 }
 
 /// Random bytes for the seed generator's search.

@@ -12,8 +12,8 @@ use kistrel_engine::crypto::ntor;
 use kistrel_engine::harness::initiator_hello;
 use kistrel_engine::wire::{
     Begin, Cell, ChanCmd, Connected, Create2, CreateFast, Created2, CreatedFast, Destroy,
-    DestroyReason, End, EndReason, Extend2, Extended2, LinkSpec, Netinfo, RelayCmd,
-    RelayCellRepr, Sendme, StreamId, Truncated, VarCell, Versions, CELL_BODY_LEN,
+    DestroyReason, End, EndReason, Extend2, Extended2, LinkSpec, Netinfo, RelayCellRepr, RelayCmd,
+    Sendme, StreamId, Truncated, VarCell, Versions, CELL_BODY_LEN,
 };
 use kistrel_fuzz::relay_state::{self, Reached};
 use rand::SeedableRng;
@@ -60,12 +60,21 @@ fn cell_bytes(circ_id: u32, cmd: ChanCmd, body: &[u8]) -> Vec<u8> {
 fn cell_decoder(c: &mut Corpus) {
     let hello = initiator_hello();
     // n = 0: no chunk sizes, the stream decoded in one piece and as one piece.
-    c.put("cell_decoder", "hello", &[[0u8].as_slice(), &hello].concat());
+    c.put(
+        "cell_decoder",
+        "hello",
+        &[[0u8].as_slice(), &hello].concat(),
+    );
     let mut s = vec![3, 1, 8, 255];
     s.extend(&hello);
     s.extend(cell_bytes(0x8000_0001, ChanCmd::CREATE_FAST, &[9; 20]));
     let mut vp = Vec::new();
-    VarCell { circ_id: 0, cmd: ChanCmd::VPADDING, payload: vec![0; 30] }.append_to(&mut vp, 4);
+    VarCell {
+        circ_id: 0,
+        cmd: ChanCmd::VPADDING,
+        payload: vec![0; 30],
+    }
+    .append_to(&mut vp, 4);
     s.extend(vp);
     s.extend(cell_bytes(0x8000_0001, ChanCmd::DESTROY, &[3]));
     c.put("cell_decoder", "hello_create_vpadding_destroy", &s);
@@ -80,7 +89,11 @@ fn relay_payloads(c: &mut Corpus) {
     let seeds: Vec<Vec<u8>> = vec![
         {
             let mut v = [0u8; 4];
-            let n = Versions { versions: vec![4, 5] }.emit(&mut v).expect("versions");
+            let n = Versions {
+                versions: vec![4, 5],
+            }
+            .emit(&mut v)
+            .expect("versions");
             v[..n].to_vec()
         },
         body_of(|b| {
@@ -92,31 +105,83 @@ fn relay_payloads(c: &mut Corpus) {
             .emit(b)
             .expect("netinfo")
         }),
-        body_of(|b| Create2 { htype: ntor::HTYPE, hdata: &onion }.emit(b).expect("create2")),
+        body_of(|b| {
+            Create2 {
+                htype: ntor::HTYPE,
+                hdata: &onion,
+            }
+            .emit(b)
+            .expect("create2")
+        }),
         body_of(|b| Created2 { hdata: &[6; 64] }.emit(b).expect("created2")),
         body_of(|b| CreateFast { x: [1; 20] }.emit(b).expect("create_fast")),
-        body_of(|b| CreatedFast { y: [2; 20], kh: [3; 20] }.emit(b).expect("created_fast")),
-        body_of(|b| Destroy { reason: DestroyReason::PROTOCOL }.emit(b).expect("destroy")),
+        body_of(|b| {
+            CreatedFast {
+                y: [2; 20],
+                kh: [3; 20],
+            }
+            .emit(b)
+            .expect("created_fast")
+        }),
+        body_of(|b| {
+            Destroy {
+                reason: DestroyReason::PROTOCOL,
+            }
+            .emit(b)
+            .expect("destroy")
+        }),
         cell_bytes(0x8000_0001, ChanCmd::RELAY, &[2, 0, 0, 0, 1]),
         {
             let mut v = vec![1];
-            VarCell { circ_id: 5, cmd: ChanCmd::VPADDING, payload: vec![1, 2, 3] }
-                .append_to(&mut v, 4);
+            VarCell {
+                circ_id: 5,
+                cmd: ChanCmd::VPADDING,
+                payload: vec![1, 2, 3],
+            }
+            .append_to(&mut v, 4);
             v
         },
         {
             let mut body = [0u8; CELL_BODY_LEN];
-            RelayCellRepr { cmd: RelayCmd::DATA, stream_id: StreamId::new(1), data: b"hello" }
-                .emit(&mut body, &mut rng)
-                .expect("relay cell");
+            RelayCellRepr {
+                cmd: RelayCmd::DATA,
+                stream_id: StreamId::new(1),
+                data: b"hello",
+            }
+            .emit(&mut body, &mut rng)
+            .expect("relay cell");
             body.to_vec()
         },
-        body_of(|b| Begin { host: "127.0.0.1", port: 80, flags: 1 }.emit(b).expect("begin")),
         body_of(|b| {
-            Connected { addr: Some(("127.0.0.1".parse().expect("ip"), 300)) }.emit(b).expect("c")
+            Begin {
+                host: "127.0.0.1",
+                port: 80,
+                flags: 1,
+            }
+            .emit(b)
+            .expect("begin")
         }),
-        body_of(|b| End { reason: EndReason::DONE }.emit(b).expect("end")),
-        body_of(|b| Sendme { digest: Some([4; 20]) }.emit(b).expect("sendme")),
+        body_of(|b| {
+            Connected {
+                addr: Some(("127.0.0.1".parse().expect("ip"), 300)),
+            }
+            .emit(b)
+            .expect("c")
+        }),
+        body_of(|b| {
+            End {
+                reason: EndReason::DONE,
+            }
+            .emit(b)
+            .expect("end")
+        }),
+        body_of(|b| {
+            Sendme {
+                digest: Some([4; 20]),
+            }
+            .emit(b)
+            .expect("sendme")
+        }),
         body_of(|b| {
             Extend2 {
                 link_specs: vec![
@@ -130,21 +195,47 @@ fn relay_payloads(c: &mut Corpus) {
             .expect("extend2")
         }),
         body_of(|b| Extended2 { hdata: &[6; 64] }.emit(b).expect("extended2")),
-        body_of(|b| Truncated { reason: DestroyReason::CONNECTFAILED }.emit(b).expect("t")),
+        body_of(|b| {
+            Truncated {
+                reason: DestroyReason::CONNECTFAILED,
+            }
+            .emit(b)
+            .expect("t")
+        }),
     ];
     for (i, (name, seed)) in PARSERS.iter().zip(seeds).enumerate() {
-        c.put("relay_payloads", name, &[[i as u8].as_slice(), &seed].concat());
+        c.put(
+            "relay_payloads",
+            name,
+            &[[i as u8].as_slice(), &seed].concat(),
+        );
     }
 }
 
 fn ntor_server(c: &mut Corpus) {
     // Mode 1 with a 32-byte rest: the rest is used as the client's x (Tor's test vector).
-    c.put("ntor_server", "tor_vector_x", &[[1u8].as_slice(), &unhex(NTOR_X)].concat());
+    c.put(
+        "ntor_server",
+        "tor_vector_x",
+        &[[1u8].as_slice(), &unhex(NTOR_X)].concat(),
+    );
     // Mode 0: a whole onion for another relay (UnknownRelay).
     let onion = ntor::client_create_with_secret([3; 32], &[7; 20], &[5; 32]).1;
-    c.put("ntor_server", "other_relay_onion", &[[0u8].as_slice(), &onion].concat());
+    c.put(
+        "ntor_server",
+        "other_relay_onion",
+        &[[0u8].as_slice(), &onion].concat(),
+    );
     // Mode 1 with X = 0 (a low-order point: all-zero shared secret).
-    c.put("ntor_server", "zero_x", &[1u8; 1].iter().chain(&[0u8; 32]).copied().collect::<Vec<_>>());
+    c.put(
+        "ntor_server",
+        "zero_x",
+        &[1u8; 1]
+            .iter()
+            .chain(&[0u8; 32])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
 }
 
 fn socks(c: &mut Corpus) {
@@ -215,14 +306,26 @@ fn config(c: &mut Corpus) {
     let relay = "Nickname = \"relay1\"\nORPort = \"127.0.0.1:9001\"\nKeyFile = \"keys.toml\"\n\
                  ExitPolicy = [\"accept 127.0.0.0/8:*\"]\nWorkers = 2\nMaxMemInQueues = \"64 MB\"\n\
                  Address = [\"10.0.0.1\"]\nBandwidthRate = \"1 MB\"\n";
-    c.put("config", "relay", &[b"\x00".as_slice(), relay.as_bytes()].concat());
+    c.put(
+        "config",
+        "relay",
+        &[b"\x00".as_slice(), relay.as_bytes()].concat(),
+    );
     let client = "SocksPort = \"127.0.0.1:9050\"\nDirectoryFile = \"directory.toml\"\n\
                   DataDirectory = \"client-data\"\nEnforceDistinctSubnets = false\nWorkers = 1\n";
-    c.put("config", "client", &[b"\x01".as_slice(), client.as_bytes()].concat());
+    c.put(
+        "config",
+        "client",
+        &[b"\x01".as_slice(), client.as_bytes()].concat(),
+    );
     c.put("config", "override", b"\x02MaxMemInQueues=512 MB");
     let keys = "identity = \"EC1E9280623EF90004A915A6FB75CDE2C645D7D4\"\n\
                 ntor_secret = \"j4JtiVcDhXy9CWU5YNAX6DPxTvCdBwRZ1NE1iQ+zSYY=\"\n";
-    c.put("config", "keys", &[b"\x03".as_slice(), keys.as_bytes()].concat());
+    c.put(
+        "config",
+        "keys",
+        &[b"\x03".as_slice(), keys.as_bytes()].concat(),
+    );
 }
 
 /// Random inputs, kept when they reach a driver state no kept input reached before.
@@ -233,9 +336,7 @@ fn relay_state(c: &mut Corpus) {
     for attempt in 0..20_000 {
         let len = 64 + attempt % 960;
         let bytes = relay_state::random_input(&mut rng, len);
-        let mut u = arbitrary::Unstructured::new(&bytes);
-        let Ok(scenario) = <relay_state::Scenario as arbitrary::Arbitrary>::arbitrary(&mut u)
-        else {
+        let Some(scenario) = relay_state::decode(&bytes) else {
             continue;
         };
         let reached = relay_state::run(&scenario);
@@ -247,9 +348,40 @@ fn relay_state(c: &mut Corpus) {
     }
 }
 
+/// `gen_seeds --reach DIR`: the driver states the `relay_state` inputs in DIR reach (to see
+/// how deep a fuzzing run got).
+fn report_reach(dir: &Path) {
+    let mut all = Vec::new();
+    for entry in fs::read_dir(dir).expect("read corpus dir").flatten() {
+        let bytes = fs::read(entry.path()).expect("read input");
+        if let Some(s) = relay_state::decode(&bytes) {
+            all.push(relay_state::run(&s));
+        }
+    }
+    let count = |f: fn(&Reached) -> bool| all.iter().filter(|r| f(r)).count();
+    println!("{} inputs", all.len());
+    println!("open circuit:        {}", count(|r| r.open_circuits));
+    println!("exit stream:         {}", count(|r| r.streams));
+    println!("outbound channel:    {}", count(|r| r.outbound));
+    println!("extended (CREATE2 out): {}", count(|r| r.extended));
+    println!("cells queued:        {}", count(|r| r.queued));
+    println!("OOM close:           {}", count(|r| r.oom_closed));
+    println!("circuit rejected:    {}", count(|r| r.circuits_rejected));
+    println!("channel rejected:    {}", count(|r| r.channels_rejected));
+}
+
 fn main() {
-    let root = std::env::args_os().nth(1).map_or_else(|| PathBuf::from("corpus"), PathBuf::from);
-    let mut c = Corpus { root: root.clone(), written: 0 };
+    let mut args = std::env::args_os().skip(1);
+    let first = args.next();
+    if first.as_deref() == Some(std::ffi::OsStr::new("--reach")) {
+        report_reach(Path::new(&args.next().expect("--reach DIR")));
+        return;
+    }
+    let root = first.map_or_else(|| PathBuf::from("corpus"), PathBuf::from);
+    let mut c = Corpus {
+        root: root.clone(),
+        written: 0,
+    };
     cell_decoder(&mut c);
     relay_payloads(&mut c);
     ntor_server(&mut c);
@@ -257,5 +389,9 @@ fn main() {
     directory(&mut c);
     config(&mut c);
     relay_state(&mut c);
-    println!("wrote {} seeds under {}", c.written, Path::new(&root).display());
+    println!(
+        "wrote {} seeds under {}",
+        c.written,
+        Path::new(&root).display()
+    );
 }
