@@ -13,12 +13,11 @@
 //! keys of the handshakes they complete, so relay cells are encrypted with the right keys
 //! and reach the exit and forwarding logic. After every action the driver calls
 //! `check_invariants()` (queued-bytes accounting, no half-freed circuit, mux consistency)
-//! and panics if it fails.
+//! and checks that queued bytes stay within `MaxMemInQueues`; it panics if either fails.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use arbitrary::Arbitrary;
 use kistrel_engine::crypto::fast::{self, FastClient};
 use kistrel_engine::crypto::ntor::{self, NtorClient, NtorKeypair};
 use kistrel_engine::crypto::relay_crypto::ClientLayer;
@@ -34,6 +33,10 @@ use kistrel_engine::wire::{
 use rand::{RngCore, SeedableRng};
 use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
 
+mod input;
+
+pub use input::{encode, seed_scenarios, Action, Bytes, Scenario};
+
 /// The relay's identity and ntor secret (fixed: the fuzzer must be able to address it).
 pub const RELAY_ID: [u8; 20] = [7; 20];
 const RELAY_NTOR_SECRET: [u8; 32] = [0x42; 32];
@@ -43,98 +46,6 @@ const MAX_ACTIONS: usize = 256;
 const MAX_STREAM_DATA: usize = 64 * RELAY_DATA_LEN;
 /// Hosts a BEGIN may name: allowed by the exit policy, refused, IPv6, a name to resolve.
 const HOSTS: [&str; 4] = ["127.0.0.1", "10.0.0.1", "::1", "example.com"];
-
-/// A whole fuzz input.
-#[derive(Arbitrary, Debug)]
-pub struct Scenario {
-    /// `MaxMemInQueues` in units of 16 cells (0: the default, 512 MiB).
-    pub mem_limit: u8,
-    /// `MaxCircuitQueueCells` in units of 8 cells (0: the default, 2500).
-    pub queue_limit: u8,
-    pub actions: Vec<Action>,
-}
-
-/// One step. Peer, circuit and stream numbers index the live ones (modulo their count).
-#[derive(Arbitrary, Debug)]
-pub enum Action {
-    /// A new inbound connection; `hello` sends VERSIONS + NETINFO at once.
-    Accept { hello: bool },
-    /// Send the link handshake (VERSIONS + NETINFO) on a peer.
-    Hello { peer: u8 },
-    /// CREATE_FAST on circuit id `0x8000_0000 | circ`.
-    CreateFast { peer: u8, circ: u8 },
-    /// CREATE2 with a real ntor onion for the relay from client secret `x`; `wrong_key`
-    /// names another onion key instead.
-    Create2 {
-        peer: u8,
-        circ: u8,
-        x: [u8; 32],
-        wrong_key: bool,
-    },
-    /// A relay cell on an open circuit, with the right keys. `originate`: recognized at the
-    /// relay; otherwise encrypted only, so the relay passes it on (or rejects it).
-    Relay {
-        circ: u8,
-        early: bool,
-        originate: bool,
-        cmd: u8,
-        stream: u16,
-        data: Vec<u8>,
-    },
-    /// BEGIN to `HOSTS[host]:port` on stream `stream`.
-    Begin {
-        circ: u8,
-        stream: u16,
-        host: u8,
-        port: u16,
-    },
-    /// EXTEND2 (in RELAY_EARLY) to 127.0.0.2:port, identity `[id; 20]`, arbitrary onion.
-    Extend2 {
-        circ: u8,
-        port: u16,
-        id: u8,
-        hdata: Vec<u8>,
-    },
-    /// A circuit SENDME (v1): with the digest the relay expects, or a wrong one.
-    Sendme {
-        circ: u8,
-        stream: u16,
-        correct: bool,
-    },
-    /// DESTROY of a circuit we created.
-    Destroy { circ: u8, reason: u8 },
-    /// Any fixed cell on any circuit id.
-    RawCell {
-        peer: u8,
-        circ_id: u32,
-        cmd: u8,
-        body: Vec<u8>,
-    },
-    /// Arbitrary bytes on a channel.
-    Garbage { peer: u8, bytes: Vec<u8> },
-    /// A peer stops (or resumes) reading what the relay sends: its queues grow.
-    Stall { peer: u8 },
-    /// The runtime answers up to `n` pending events (`fail`: connects fail).
-    Events { n: u8, fail: bool },
-    /// The exit's target sends `len` bytes on a stream.
-    StreamData { stream: u8, len: u16 },
-    /// The exit's target closes a stream.
-    CloseStream { stream: u8 },
-    /// A next hop answers: CREATED2 with `body` as HDATA to the oldest CREATE2 (`created`),
-    /// else a cell with command `cmd` on a circuit it knows.
-    NextHop {
-        peer: u8,
-        created: bool,
-        cmd: u8,
-        body: Vec<u8>,
-    },
-    /// A peer's socket closes.
-    CloseChannel { peer: u8 },
-    /// Time passes (handshake timeouts).
-    Advance { millis: u16 },
-    /// Graceful shutdown: DESTROY on every circuit.
-    Shutdown,
-}
 
 /// Deepest states a run reached (for the seed generator, which keeps inputs that reach new
 /// ones).
@@ -178,6 +89,8 @@ struct Peer {
     decoder: CellDecoder,
     outbound: bool,
     reading: bool,
+    /// Outbound: we answered the relay's VERSIONS.
+    hello_sent: bool,
     /// Outbound: circuit ids of CREATE2 cells not answered yet.
     pending_creates: VecDeque<u32>,
     /// Outbound: circuit ids the relay uses toward us.
@@ -208,10 +121,10 @@ pub fn run(scenario: &Scenario) -> Reached {
     };
     if scenario.mem_limit != 0 {
         cfg.max_mem_in_queues =
-            usize::from(scenario.mem_limit) * 16 * kistrel_engine::wire::CELL_LEN;
+            usize::from(scenario.mem_limit) * 4 * kistrel_engine::wire::CELL_LEN;
     }
     if scenario.queue_limit != 0 {
-        cfg.max_circuit_queue_cells = usize::from(scenario.queue_limit) * 8;
+        cfg.max_circuit_queue_cells = usize::from(scenario.queue_limit) * 4;
     }
     let mut d = Driver {
         relay: Relay::new(cfg, ChaCha12Rng::seed_from_u64(1)),
@@ -229,6 +142,13 @@ pub fn run(scenario: &Scenario) -> Reached {
         if let Err(why) = d.relay.check_invariants() {
             panic!("invariant violated after {action:?}: {why}");
         }
+        // Every enqueue runs the OOM handler, so no action leaves more than the limit queued.
+        let limit = d.relay.config().max_mem_in_queues;
+        assert!(
+            d.relay.queued_bytes() <= limit,
+            "{} bytes queued over MaxMemInQueues {limit} after {action:?}",
+            d.relay.queued_bytes()
+        );
         d.note();
     }
     d.reached
@@ -630,6 +550,18 @@ impl Driver {
 
     /// Every reading peer takes what the relay has for it and reacts as a client would.
     fn drain_readers(&mut self) {
+        // What a peer sends in answer can make the relay send more (a next hop's handshake
+        // lets the queued CREATE2 go): a few rounds, until nobody got anything.
+        for _ in 0..4 {
+            if !self.drain_round() {
+                return;
+            }
+        }
+    }
+
+    /// One pass over the reading peers; whether any of them got bytes.
+    fn drain_round(&mut self) -> bool {
+        let mut got = false;
         for p in 0..self.peers.len() {
             if !self.peers[p].reading {
                 continue;
@@ -640,6 +572,7 @@ impl Driver {
                 .relay
                 .poll_transmit(self.now, chan, &mut self.buf, usize::MAX);
             let bytes = std::mem::take(&mut self.buf);
+            got |= !bytes.is_empty();
             let mut rest = &bytes[..];
             while !rest.is_empty() {
                 let (used, cell) = self.peers[p]
@@ -647,12 +580,24 @@ impl Driver {
                     .decode(rest)
                     .unwrap_or_else(|e| panic!("relay output does not decode: {e}"));
                 rest = &rest[used..];
-                if let Some(ChanCell::Fixed(cell)) = cell {
-                    self.on_cell(p, cell);
+                match cell {
+                    Some(ChanCell::Fixed(cell)) => self.on_cell(p, cell),
+                    // A next hop answers the relay's VERSIONS at once (not answering is
+                    // what `Stall` and `CloseChannel` model).
+                    Some(ChanCell::Var(v))
+                        if v.cmd == ChanCmd::VERSIONS
+                            && self.peers[p].outbound
+                            && !self.peers[p].hello_sent =>
+                    {
+                        self.peers[p].hello_sent = true;
+                        self.send(p, &initiator_hello());
+                    }
+                    _ => {}
                 }
             }
             self.buf = bytes;
         }
+        got
     }
 
     fn on_cell(&mut self, p: usize, mut cell: Cell) {
@@ -728,6 +673,7 @@ impl Peer {
             decoder: CellDecoder::new(),
             outbound,
             reading: true,
+            hello_sent: false,
             pending_creates: VecDeque::new(),
             circ_ids: Vec::new(),
         }
@@ -737,7 +683,7 @@ impl Peer {
 /// Decodes fuzz input bytes as the `relay_state` target does (libfuzzer-sys's
 /// `arbitrary_take_rest`).
 pub fn decode(bytes: &[u8]) -> Option<Scenario> {
-    Scenario::arbitrary_take_rest(arbitrary::Unstructured::new(bytes)).ok()
+    arbitrary::Arbitrary::arbitrary_take_rest(arbitrary::Unstructured::new(bytes)).ok()
 }
 
 /// Random bytes for the seed generator's search.

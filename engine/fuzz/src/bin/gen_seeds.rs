@@ -328,8 +328,32 @@ fn config(c: &mut Corpus) {
     );
 }
 
-/// Random inputs, kept when they reach a driver state no kept input reached before.
+/// The hand-written scenarios (encoded, checked to decode back), then random inputs kept
+/// when they reach a driver state no kept input reached before.
 fn relay_state(c: &mut Corpus) {
+    for (i, (name, s)) in relay_state::seed_scenarios().into_iter().enumerate() {
+        let bytes = relay_state::encode(&s);
+        assert_eq!(
+            relay_state::decode(&bytes),
+            Some(s.clone()),
+            "encode/decode of {name}"
+        );
+        let reached = relay_state::run(&s);
+        if i == 0 {
+            let all = Reached {
+                open_circuits: true,
+                streams: true,
+                outbound: true,
+                extended: true,
+                oom_closed: true,
+                circuits_rejected: reached.circuits_rejected,
+                channels_rejected: true,
+                queued: true,
+            };
+            assert_eq!(reached, all, "the deep seed lost depth");
+        }
+        c.put("relay_state", name, &bytes);
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut seen: Vec<Reached> = Vec::new();
     let mut kept = 0;
@@ -340,7 +364,7 @@ fn relay_state(c: &mut Corpus) {
             continue;
         };
         let reached = relay_state::run(&scenario);
-        if reached != Reached::default() && !seen.contains(&reached) && kept < 40 {
+        if reached != Reached::default() && !seen.contains(&reached) && kept < 20 {
             seen.push(reached);
             c.put("relay_state", &format!("search_{kept:02}"), &bytes);
             kept += 1;
@@ -373,6 +397,12 @@ fn report_reach(dir: &Path) {
 fn main() {
     let mut args = std::env::args_os().skip(1);
     let first = args.next();
+    if first.as_deref() == Some(std::ffi::OsStr::new("--demo")) {
+        for (name, s) in relay_state::seed_scenarios() {
+            println!("{name}: {:?}", relay_state::run(&s));
+        }
+        return;
+    }
     if first.as_deref() == Some(std::ffi::OsStr::new("--reach")) {
         report_reach(Path::new(&args.next().expect("--reach DIR")));
         return;
