@@ -135,7 +135,7 @@ pub fn encode(s: &Scenario) -> Vec<u8> {
 
 fn tag(out: &mut Vec<u8>, index: u64) {
     // The smallest u32 that the derive maps to `index`.
-    let t = ((index << 32) + ACTION_VARIANTS - 1) / ACTION_VARIANTS;
+    let t = (index << 32).div_ceil(ACTION_VARIANTS);
     out.extend((t as u32).to_le_bytes());
 }
 
