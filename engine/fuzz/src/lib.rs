@@ -1,0 +1,5 @@
+//! Shared code of kistrel's fuzz targets: the checks behind `relay_payloads` and the
+//! stateful `relay_state` driver, kept in a library so the seed generator runs the same code.
+
+pub mod payloads;
+pub mod relay_state;
