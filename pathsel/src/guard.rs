@@ -343,6 +343,49 @@ impl GuardSet {
         }
     }
 
+    /// Nothing usable and nothing left to sample: rather than refuse every circuit from now
+    /// on, try the listed guards again. First the ones backing off (Tor marks its primary
+    /// guards "maybe reachable" when all are down: guards.c,
+    /// `mark_primary_guards_maybe_reachable`); their unreachable counts stay, so the next
+    /// failure backs off longer. If every listed guard was replaced by proposal 151's rule
+    /// (a small network where all guards failed alike), the replacements are forgiven and
+    /// the counts start over: the rule compares guards with each other and no better one
+    /// exists. Returns whether anything changed.
+    fn fall_back(&mut self, sel: &PathSelector) -> bool {
+        let dir = sel.directory();
+        let listed = |e: &GuardEntry| {
+            dir.index_of(&e.identity)
+                .is_some_and(|i| sel.is_guard_candidate(i))
+        };
+        let mut changed = false;
+        for e in self.sampled.iter_mut().filter(|e| listed(e) && !e.replaced) {
+            if e.retry_at.take().is_some() {
+                changed = true;
+            }
+        }
+        if changed {
+            tracing::warn!("every usable guard is backing off: retrying them now");
+            return true;
+        }
+        for e in self.sampled.iter_mut().filter(|e| listed(e) && e.replaced) {
+            e.replaced = false;
+            e.retry_at = None;
+            changed = true;
+        }
+        if changed {
+            tracing::warn!(
+                "every listed guard was replaced by the failure rule and none is left to \
+                 sample: using them again"
+            );
+            for e in &mut self.sampled {
+                e.circuits = 0;
+                e.failures = 0;
+            }
+            self.window_circuits = 0;
+        }
+        changed
+    }
+
     /// A guard for the next circuit (an index into `sel`'s directory) and its ticket.
     pub fn pick<R: Rng + ?Sized>(
         &mut self,
@@ -353,7 +396,10 @@ impl GuardSet {
         self.process_reports(now);
         self.expire(now);
         self.fill_sample(sel, now, rng);
-        let primaries = self.primary_indices(sel, now);
+        let mut primaries = self.primary_indices(sel, now);
+        if primaries.is_empty() && self.fall_back(sel) {
+            primaries = self.primary_indices(sel, now);
+        }
         let use_n = self
             .cfg
             .num_primary_guards_to_use

@@ -226,3 +226,38 @@ fn state_round_trip_and_errors() {
         assert_eq!(gs.load_state_text(bad, 10).unwrap_err().line, line, "{bad}");
     }
 }
+
+/// A directory whose only guard candidates are the sampled ones: when all of them are
+/// backing off, or all were replaced, pick() retries them instead of failing for good.
+#[test]
+fn all_guards_down_or_replaced_are_retried_not_abandoned() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let sel = PathSelector::new(&synthetic_directory(12, &mut rng), PathConfig::default());
+    let guards = (0..sel.directory().relays().len())
+        .filter(|&i| sel.is_guard_candidate(i))
+        .count();
+    assert!(guards >= 1);
+    let mut gs = GuardSet::new(PathConfig {
+        guard_max_sample_size: guards,
+        ..PathConfig::default()
+    });
+    // Every guard unreachable, one after another: each pick still finds one.
+    for _ in 0..3 * guards {
+        let (_, ticket) = gs
+            .pick(&sel, t(0), &mut rng)
+            .expect("a guard, even if all failed");
+        ticket.unreachable();
+    }
+    gs.process_reports(t(0));
+    assert!(gs.sampled().iter().all(|e| e.unreachable_count > 0));
+    // Every sampled guard replaced, and no room to sample another: forgiven.
+    gs.cfg.guard_max_sample_size = gs.sampled.len();
+    for e in &mut gs.sampled {
+        e.replaced = true;
+    }
+    let (_, ticket) = gs
+        .pick(&sel, t(0), &mut rng)
+        .expect("replaced guards reused");
+    ticket.succeeded();
+    assert!(gs.sampled().iter().all(|e| !e.replaced));
+}
