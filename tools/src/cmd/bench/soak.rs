@@ -145,6 +145,10 @@ pub(super) fn run(
                     if let Some(kib) = rss_kib(w.pid) {
                         w.rss_kib.push((start.elapsed().as_secs_f64(), kib));
                     }
+                    // A restarted relay's start: its first sample after the restart.
+                    if w.fds_start.is_none() {
+                        w.fds_start = fd_count(w.pid);
+                    }
                 }
             }
             if pending_restart.is_none() && now >= next_kill && now + kill_every < start + duration
@@ -194,10 +198,6 @@ pub(super) fn run(
         w.fds_end = fd_count(w.pid);
         if let Some(kib) = rss_kib(w.pid) {
             w.rss_kib.push((start.elapsed().as_secs_f64(), kib));
-        }
-        // A restarted relay's "start" is its first sample after the restart.
-        if w.fds_start.is_none() {
-            w.fds_start = w.fds_end;
         }
     }
     for mut c in restarted {
