@@ -362,6 +362,16 @@ impl FakeNet {
     }
 }
 
+/// SIGTERM to a child, then its exit code.
+fn sigterm_and_wait(child: &mut std::process::Child) -> Option<i32> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap().code()
+}
+
 fn alive(pid: i32) -> bool {
     // Reaped children are gone from /proc (a zombie would still show: we want reaped).
     Path::new(&format!("/proc/{pid}")).exists()
@@ -399,13 +409,7 @@ fn net_prints_ready_then_stops_everything_on_sigterm() {
     let pids = f.pids();
     assert_eq!(pids.len(), 5, "4 relays and a client");
     assert!(pids.iter().all(|p| alive(*p)));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(net.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = net.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(sigterm_and_wait(&mut net), Some(0));
     for p in pids {
         assert!(!alive(p), "child {p} left behind");
     }
@@ -435,12 +439,7 @@ fn net_metrics_puts_every_nodes_address_on_the_ready_line() {
         ),
         "{line}"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(net.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert_eq!(net.wait().unwrap().code(), Some(0));
+    assert_eq!(sigterm_and_wait(&mut net), Some(0));
 }
 
 /// A real relay with `--metrics 127.0.0.1:0` prints where it serves, and serves Prometheus
@@ -498,12 +497,7 @@ fn relay_metrics_flag_serves_prometheus_text() {
         page.contains("kistrel_scheduler_info{worker=\"0\",scheduler=\"Vanilla\"} 1"),
         "{page}"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(relay.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert_eq!(relay.wait().unwrap().code(), Some(0));
+    assert_eq!(sigterm_and_wait(&mut relay), Some(0));
 }
 
 #[test]

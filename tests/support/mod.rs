@@ -230,27 +230,8 @@ pub fn fetch_at(
     out: &Path,
     rate: Option<&str>,
 ) -> Option<([u8; 32], usize)> {
-    let mut cmd = Command::new("curl");
-    if let Some(rate) = rate {
-        cmd.args(["--limit-rate", rate]);
-    }
-    let status = cmd
-        .args(["-s", "-f", "--max-time", "120", "--proxy"])
-        .arg(match user {
-            // An empty user: no credentials, i.e. the client's pre-built circuit (tag 0).
-            "" => format!("socks5h://{socks}"),
-            user => format!("socks5h://{user}:x@{socks}"),
-        })
-        .arg("-o")
-        .arg(out)
-        .arg(url)
-        .status()
-        .expect("run curl");
-    if !status.success() {
-        return None;
-    }
-    let data = std::fs::read(out).ok()?;
-    Some((Sha256::digest(&data).into(), data.len()))
+    let (ok, data) = fetch_prefix(socks, user, url, out, rate);
+    ok.then(|| (Sha256::digest(&data).into(), data.len()))
 }
 
 /// The pid of the process listening on `addr`, from `ss`.

@@ -184,7 +184,9 @@ fn create2_flood_is_limited_to_burst_plus_rate_and_a_transfer_stays_intact() {
     // Exactly burst + rate * elapsed answered with CREATED2, every other one refused.
     let elapsed = last_batch.saturating_duration_since(t0);
     let allowed = limit.burst as u128 + limit.rate as u128 * elapsed.as_nanos() / 1_000_000_000;
-    assert!(elapsed >= Duration::from_millis(490), "{elapsed:?}");
+    // `elapsed` is the harness's virtual clock (deterministic, not wall time): the 50 batches
+    // 10 ms apart span at least 490 ms of it, so the rate, not only the burst, was tested.
+    assert!(elapsed >= Duration::from_millis(490), "virtual {elapsed:?}");
     assert_eq!(
         u128::from(replies.created),
         allowed,
