@@ -518,11 +518,21 @@ fn stalled_next_hop_flood_is_bounded_by_max_mem_in_queues(backend: &str) {
         assert!(ids.contains(id), "only flooded circuits close: {id:#x}");
         closed.insert(*id);
     }
-    // The OOM handler takes the circuits holding the oldest cells: exactly the first ones
-    // filled (the kernel's buffers toward the stalled hop hold far less than one circuit's
-    // cells, so each of them still had its oldest cells queued), never the newest.
-    let oldest: BTreeSet<u32> = ids[..closed.len()].iter().copied().collect();
-    assert_eq!(closed, oldest, "OOM victims are not the oldest circuits");
+    // The OOM handler takes the circuits holding the oldest queued cells: a contiguous run
+    // of the first ones filled, never the newest. The run may start after the first few:
+    // those can have handed all their early cells to the kernel's send buffer toward the
+    // stalled hop (autotuned, it can hold a circuit's worth), so their oldest *queued* cell
+    // is younger than the next circuit's.
+    let first = ids
+        .iter()
+        .position(|id| closed.contains(id))
+        .expect("a closed circuit is a flooded one");
+    let run: BTreeSet<u32> = ids[first..first + closed.len()].iter().copied().collect();
+    assert_eq!(
+        closed, run,
+        "OOM victims are not a run of the oldest circuits"
+    );
+    assert!(first <= 2, "the first {first} circuits were spared");
     assert!(closed.len() < ids.len(), "every circuit was closed");
     assert!(
         peak <= rss_before + LIMIT + MARGIN,
