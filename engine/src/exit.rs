@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-pub use kistrel_pathsel::policy::ExitPolicy;
+pub use kistrel_base::policy::ExitPolicy;
 
 use crate::wire::EndReason;
 

@@ -1,14 +1,24 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
+// kistrel lint header: the same lines open every crate (tests/lint_header.rs checks it).
+#![deny(
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::mod_module_files)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cbt;
 pub mod control;
 pub mod dir;
 pub mod guard;
-pub mod policy;
+/// Exit policies (defined in `kistrel-base`, shared with the engine).
+pub mod policy {
+    pub use kistrel_base::policy::{
+        AddrPattern, ExitPolicy, PolicyAction, PolicyError, PolicyRule,
+    };
+}
 pub mod sample;
 pub mod select;
 pub mod state;

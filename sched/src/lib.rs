@@ -1,5 +1,13 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
+// kistrel lint header: the same lines open every crate (tests/lint_header.rs checks it).
+#![deny(
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::mod_module_files)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod channels;
 pub mod ewma;
@@ -8,7 +16,10 @@ pub mod limit;
 pub mod metrics;
 pub mod scheduler;
 pub mod socket;
-pub mod time;
+/// The time type (defined in `kistrel-base`).
+pub mod time {
+    pub use kistrel_base::time::Instant;
+}
 pub mod vanilla;
 
 pub use ewma::{CellEwma, CircuitMux, EwmaConfig, Priority};

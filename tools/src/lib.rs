@@ -3,9 +3,14 @@
 //! [`cli`] holds the command-line syntax and dispatch; [`cmd`] one module per subcommand
 //! group; [`config`] the relay/client TOML configs (torrc key names); [`keys`] relay key
 //! files; [`error`] the error type and exit codes; [`tgen`] the traffic generator.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+// kistrel lint header: the same lines open every crate (tests/lint_header.rs checks it).
+#![deny(
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::mod_module_files)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;

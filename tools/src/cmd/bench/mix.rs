@@ -37,7 +37,7 @@ pub(super) struct MixResult {
 
 impl MixResult {
     /// Aggregate bulk payload rate: verified bulk bytes over the bulk run's wall time.
-    pub fn throughput_mib_s(&self) -> f64 {
+    pub(super) fn throughput_mib_s(&self) -> f64 {
         let bytes: u64 = self.bulk.models.values().map(|m| m.bytes).sum();
         if self.bulk.elapsed_s > 0.0 {
             bytes as f64 / f64::from(1u32 << 20) / self.bulk.elapsed_s
@@ -47,7 +47,7 @@ impl MixResult {
     }
 
     /// Verified bytes of both runs.
-    pub fn bytes_ok(&self) -> u64 {
+    pub(super) fn bytes_ok(&self) -> u64 {
         self.bulk
             .models
             .values()
@@ -57,12 +57,12 @@ impl MixResult {
     }
 
     /// Transfers that failed (any reason), both runs.
-    pub fn failed(&self) -> u64 {
+    pub(super) fn failed(&self) -> u64 {
         self.bulk.failed() + self.web.failed()
     }
 
     /// Per-model summaries of both runs (`bulk`, `web`).
-    pub fn summaries(&self) -> BTreeMap<String, ModelSummary> {
+    pub(super) fn summaries(&self) -> BTreeMap<String, ModelSummary> {
         let mut out = self.bulk.models.clone();
         out.extend(self.web.models.clone());
         out

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 /// One line of a chart: its legend and its (x, fraction) points, in order.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(super) struct Series {
     /// Legend text.
     pub label: String,
     /// Points (x, fraction <= x), x ascending.
@@ -20,7 +20,7 @@ pub struct Series {
 impl Series {
     /// The empirical CDF of `values` (any order; non-finite values dropped): a step up at
     /// each sample.
-    pub fn cdf(label: impl Into<String>, values: &[f64]) -> Series {
+    pub(super) fn cdf(label: impl Into<String>, values: &[f64]) -> Series {
         let mut v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
         v.sort_by(f64::total_cmp);
         let n = v.len() as f64;
@@ -37,7 +37,7 @@ impl Series {
     }
 
     /// A CDF known only at some quantiles: (value, fraction) points joined by lines.
-    pub fn quantiles(label: impl Into<String>, points: Vec<(f64, f64)>, n: usize) -> Series {
+    pub(super) fn quantiles(label: impl Into<String>, points: Vec<(f64, f64)>, n: usize) -> Series {
         Series {
             label: label.into(),
             points,
@@ -63,7 +63,7 @@ fn escape(s: &str) -> String {
 }
 
 /// CDFs of `series` on one chart; x from 0 to the largest value (or `x_max`).
-pub fn cdf_svg(title: &str, x_label: &str, series: &[Series], x_max: Option<f64>) -> String {
+pub(super) fn cdf_svg(title: &str, x_label: &str, series: &[Series], x_max: Option<f64>) -> String {
     let largest = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))

@@ -80,7 +80,7 @@ pub struct NodeSchedMetrics {
 }
 
 /// `GET /metrics` from `addr` (bounded: 2 s to connect, 5 s to read).
-pub fn fetch(addr: SocketAddr) -> std::io::Result<String> {
+pub(super) fn fetch(addr: SocketAddr) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: kistrel\r\nConnection: close\r\n\r\n")?;
@@ -128,7 +128,7 @@ fn label<'a>(labels: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
 }
 
 /// Summarise a node's page; `seconds` is the phase's length (for runs/s).
-pub fn summarise(node: &str, text: &str, seconds: f64) -> NodeSchedMetrics {
+pub(super) fn summarise(node: &str, text: &str, seconds: f64) -> NodeSchedMetrics {
     let mut m = NodeSchedMetrics {
         node: node.to_owned(),
         ..NodeSchedMetrics::default()

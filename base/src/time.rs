@@ -2,8 +2,8 @@
 //!
 //! `Instant` is a point on a monotonic clock with an arbitrary origin, in nanoseconds. The pure
 //! crates never read a clock: the runtime reads one once per loop iteration and passes `now` in,
-//! and tests start virtual time at `Instant::ZERO`. It lives in `kistrel-sched` because that is
-//! the lowest crate of the workspace; `kistrel_engine::time` re-exports it.
+//! and tests start virtual time at `Instant::ZERO`. It lives in `kistrel-base`, below every
+//! other crate; `kistrel_sched::time` and `kistrel_engine::time` re-export it.
 
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub};
