@@ -14,7 +14,7 @@
 //! answers for each connection what the kernel knows about its socket (the snapshot KIST
 //! schedules by), so that a simulated driver can stand in for the kernel.
 
-// pub mod sim;
+pub mod sim;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

@@ -1,10 +1,11 @@
 //! Where a worker's `now` comes from: the process clock, or a simulation's virtual time.
 
+use crate::driver::sim::SimClock;
 use crate::time::Instant;
 
 /// A source of the current time. The worker reads it once per loop iteration and passes
 /// `now` to everything below it (relay, scheduler, edges, origins), so the whole worker runs
-/// in virtual time over a simulated driver ([`crate::driver::sim::SimClock`]).
+/// in virtual time over a simulated driver ([`SimClock`]).
 pub trait TimeSource {
     /// The current time.
     fn now(&self) -> Instant;
@@ -41,5 +42,11 @@ impl Default for Clock {
 impl TimeSource for Clock {
     fn now(&self) -> Instant {
         Clock::now(self)
+    }
+}
+
+impl TimeSource for SimClock {
+    fn now(&self) -> Instant {
+        SimClock::now(self)
     }
 }

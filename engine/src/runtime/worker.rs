@@ -260,7 +260,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
     /// Runs until a `Shutdown` command (or the control side hanging up) and the grace period.
     pub fn run(mut self) -> WorkerReport {
         while let Some(wait) = self.turn() {
-            if let Err(e) = self.driver.run_once(Some(wait)) {
+            if let Err(e) = self.wait(Some(wait)) {
                 warn!(worker = self.index, error = %e, "driver failed; stopping worker");
                 break;
             }
@@ -292,6 +292,12 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         self.transmit(now);
         self.periodic(now);
         Some(self.next_wait(now))
+    }
+
+    /// Hands the bytes of the last turn to the driver and waits up to `timeout` for I/O
+    /// (`Driver::run_once`; a simulated driver never waits).
+    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.driver.run_once(timeout)
     }
 
     /// What the worker reports when it stops.
