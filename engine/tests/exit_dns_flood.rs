@@ -2,7 +2,9 @@
 //! real exit `Worker` (over the simulated network of tests/support) resolves through a
 //! fixed pool with a bounded queue, and refuses what does not fit with END RESOURCELIMIT.
 //! The lookups block until the test releases them, so the pool is full when the flood
-//! comes. This file holds one test: it counts the threads of its own process.
+//! comes. This file holds one test: it counts the threads of its own process (Linux:
+//! /proc/self/task).
+#![cfg(target_os = "linux")]
 
 mod support;
 
