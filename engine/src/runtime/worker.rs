@@ -471,10 +471,10 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 }
                 self.sched.channel_writable(now, chan);
             }
-            IoEvent::ConnectFailed { conn, err } => {
+            IoEvent::ConnectFailed { err, .. } => {
+                // The driver closed the connection already.
                 debug!(?chan, %err, "channel connect failed");
                 self.unbind_channel(chan);
-                let _ = conn; // the driver closed it
                 self.relay.handle_channel_closed(now, chan);
             }
             IoEvent::RecvClosed { conn, err } => {
