@@ -14,11 +14,13 @@
 
 pub mod client;
 pub mod crypto;
+pub mod driver;
 pub mod exit;
 pub mod harness;
 pub mod poll;
 pub mod relay;
 pub mod runtime;
+pub mod slab;
 pub mod socks;
 pub mod sys;
 pub mod wire;

@@ -1,6 +1,6 @@
 //! The portable runtime backend: one poll(2) per worker loop iteration over non-blocking
 //! sockets, for targets without io_uring (and on Linux with `--backend poll`). Implements
-//! [`crate::runtime::Driver`] with the same semantics as [`crate::uring`] (on Linux), so the
+//! [`crate::driver::Driver`] with the same semantics as [`crate::uring`] (on Linux), so the
 //! worker and the sans-IO core above it are unchanged.
 //!
 //! ```text
@@ -33,7 +33,6 @@
 mod buf;
 mod driver;
 mod round;
-mod slab;
 #[cfg(test)]
 mod tests;
 
@@ -42,14 +41,14 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::runtime::IoEvent;
+use crate::driver::IoEvent;
+use crate::slab::{GenSlab, Key};
 use crate::sys;
 use crate::sys::poll_sys::PollSet;
 
 pub use buf::RecvBuf;
 
 use buf::BufPool;
-use slab::{Key, Slab};
 
 /// A connection owned by a [`PollDriver`]: a slab handle, dead once the connection closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,7 +57,7 @@ pub struct ConnId(Key);
 impl ConnId {
     /// The slot index, dense from 0 (check the whole id for staleness, not the index).
     pub fn index(self) -> usize {
-        self.0.index as usize
+        self.0.index() as usize
     }
 }
 
@@ -168,8 +167,8 @@ enum Owner {
 /// receive buffers do.
 #[derive(Debug)]
 pub struct PollDriver {
-    conns: Slab<Conn>,
-    listeners: Slab<TcpListener>,
+    conns: GenSlab<Conn>,
+    listeners: GenSlab<TcpListener>,
     pool: BufPool,
     config: PollConfig,
     /// The pollfd array; entry `i` belongs to `owners[i]`.
@@ -197,8 +196,8 @@ impl PollDriver {
             ..config
         };
         Ok(PollDriver {
-            conns: Slab::default(),
-            listeners: Slab::default(),
+            conns: GenSlab::default(),
+            listeners: GenSlab::default(),
             pool: BufPool::new(config.recv_buf_size, config.pool_keep),
             config,
             set: PollSet::new(),
@@ -223,7 +222,10 @@ impl PollDriver {
     /// Starts accepting on `listener` (made non-blocking).
     pub fn add_listener(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
         listener.set_nonblocking(true)?;
-        let key = self.listeners.insert(listener).ok_or_else(too_many)?;
+        let key = self
+            .listeners
+            .try_insert(listener)
+            .map_err(|_| too_many())?;
         self.set_changed = true;
         Ok(ListenerId(key))
     }
@@ -245,8 +247,8 @@ impl PollDriver {
         let connecting = !matches!(started, Ok(true));
         let id = ConnId(
             self.conns
-                .insert(Conn::new(stream, connecting))
-                .ok_or_else(too_many)?,
+                .try_insert(Conn::new(stream, connecting))
+                .map_err(|_| too_many())?,
         );
         self.set_changed = true;
         match started {
@@ -266,8 +268,8 @@ impl PollDriver {
         stream.set_nonblocking(true)?;
         let id = ConnId(
             self.conns
-                .insert(Conn::new(stream, false))
-                .ok_or_else(too_many)?,
+                .try_insert(Conn::new(stream, false))
+                .map_err(|_| too_many())?,
         );
         self.set_changed = true;
         Ok(id)

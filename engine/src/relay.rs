@@ -28,7 +28,6 @@ mod channel;
 mod circuit;
 mod dos;
 mod queue;
-pub(crate) mod slab;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -48,9 +47,9 @@ use crate::exit::ExitPolicy;
 use crate::time::Instant;
 use crate::wire::{CellDecoder, CircId, DestroyReason, EndReason, StreamId, CELL_LEN};
 
+use crate::slab::{GenSlab, Key};
 use channel::{ChanState, Channel};
 use circuit::{CircKind, Circuit, Dir, Hop};
-use slab::{GenSlab, Key};
 
 pub use dos::CircuitCreationLimit;
 pub use stream::StreamState;

@@ -27,74 +27,98 @@
 mod bufring;
 mod complete;
 mod config;
+mod driver;
 mod op;
 mod ring;
-mod slab;
 #[cfg(test)]
 mod tests;
 
 use std::io;
 use std::net::SocketAddr;
 
+use crate::slab::Key;
+use crate::{ErrorKind, HasKind};
+
 pub use bufring::{Bid, BufRing, RxBuf};
 pub use config::{RingConfig, RingFeatures, RingStats};
 pub use op::{OpKey, OpKind};
-pub use ring::Ring;
+pub use ring::{probe, Ring};
 
 /// A connection owned by a [`Ring`]: a slab handle, dead once the connection is closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    index: u32,
-    generation: u32,
-}
+pub struct ConnId(pub(crate) Key);
 
 impl ConnId {
     /// The slot index, dense from 0: usable to index the upper layer's own per-connection
     /// tables (check the whole `ConnId` for staleness, not the index).
     pub fn index(self) -> usize {
-        self.index as usize
+        self.0.index() as usize
     }
 }
 
 /// A listener owned by a [`Ring`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ListenerId {
-    index: u32,
-    generation: u32,
-}
+pub struct ListenerId(pub(crate) Key);
 
 /// What the ring reports to the layer above, drained with [`Ring::poll_event`].
 #[derive(Debug)]
 pub enum Event {
     /// A listener accepted a connection; its RECV is armed.
     Accepted {
+        /// The listener.
         listener: ListenerId,
+        /// The new connection.
         conn: ConnId,
         /// `None` if the peer was already gone when asked.
         peer: Option<SocketAddr>,
     },
     /// A listener's accept failed (e.g. EMFILE); it is re-armed on the next iteration.
     AcceptFailed {
+        /// The listener.
         listener: ListenerId,
+        /// Why.
         err: io::Error,
     },
     /// An outgoing connection is established; its RECV is armed and queued bytes go out.
-    Connected { conn: ConnId },
+    Connected {
+        /// The connection.
+        conn: ConnId,
+    },
     /// An outgoing connection failed; the ring has closed it and `conn` is dead.
-    ConnectFailed { conn: ConnId, err: io::Error },
+    ConnectFailed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        err: io::Error,
+    },
     /// Bytes arrived. Drop `data` soon: it holds one buffer of the ring.
-    Recv { conn: ConnId, data: RxBuf },
+    Recv {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes, in one buffer of the ring.
+        data: RxBuf,
+    },
     /// The receive side ended: `err: None` is an orderly EOF from the peer. The connection
     /// stays open for sending until [`Ring::close`].
     RecvClosed {
+        /// The connection.
         conn: ConnId,
+        /// The receive error, if it was not an orderly EOF.
         err: Option<io::Error>,
     },
     /// All bytes queued on `conn` have been handed to the kernel.
-    SendDone { conn: ConnId },
+    SendDone {
+        /// The connection.
+        conn: ConnId,
+    },
     /// A SEND failed (e.g. EPIPE, ECONNRESET); queued bytes are dropped and further sends
     /// are refused. Close the connection.
-    SendFailed { conn: ConnId, err: io::Error },
+    SendFailed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        err: io::Error,
+    },
     /// The wait of [`Ring::run_once`] ended because its timeout expired.
     Timeout,
 }
@@ -129,29 +153,16 @@ pub enum UringError {
     Full,
 }
 
-/// A coarse classification of [`UringError`], for callers that branch on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UringErrorKind {
-    /// The backend is unusable here (setup/unsupported): fall back to another one.
-    Unavailable,
-    /// A system call failed.
-    Io,
-    /// The caller passed a stale handle or used a broken connection.
-    BadHandle,
-    /// A table is full.
-    Full,
-}
-
-impl UringError {
-    /// The error's kind.
-    pub fn kind(&self) -> UringErrorKind {
+impl HasKind for UringError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            UringError::Setup(_) | UringError::Unsupported(_) => UringErrorKind::Unavailable,
-            UringError::Enter(_) | UringError::Socket(_) => UringErrorKind::Io,
+            // The backend is unusable here: the runtime falls back to poll (`Backend` auto).
+            UringError::Setup(_) | UringError::Unsupported(_) => ErrorKind::Unsupported,
+            UringError::Enter(_) | UringError::Socket(_) => ErrorKind::LocalIo,
             UringError::NoSuchConn(_)
             | UringError::NoSuchListener(_)
-            | UringError::SendClosed(_) => UringErrorKind::BadHandle,
-            UringError::Full => UringErrorKind::Full,
+            | UringError::SendClosed(_) => ErrorKind::BadApiUsage,
+            UringError::Full => ErrorKind::ResourceExhausted,
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The worker runtime over real loopback sockets, on both backends: three relay workers and
-//! a client worker in this process, a SOCKS5 fetch through three hops from a local TCP
-//! server, checked by SHA-256. io_uring runs KIST, KISTLite and Vanilla; the portable poll(2)
-//! backend has no TCP_INFO, so a KIST-first `Schedulers` list falls back to KISTLite there.
-//! The backends' throughput is compared by `kistrel bench --backend poll|uring`, not here.
+//! The worker runtime over real loopback sockets, on both backends (one test body each,
+//! run for `poll` and `uring` by `on_both_backends!`): three relay workers and a client
+//! worker in this process, a SOCKS5 fetch through three hops from a local TCP server,
+//! checked by SHA-256. Workers start through `runtime::run_worker`, as `kistrel relay` does.
+//! io_uring runs KIST, KISTLite and Vanilla; the portable poll(2) backend has no TCP_INFO,
+//! so a KIST-first `Schedulers` list falls back to KISTLite there. The backends'
+//! throughput is compared by `kistrel bench --backend poll|uring`, not here.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -15,8 +17,10 @@ use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::poll::PollDriver;
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
 use kistrel_engine::runtime::{
-    Clock, Command, Driver, EventSender, Worker, WorkerConfig, WorkerEvent, WorkerReport,
+    self, Backend, BackendChoice, Clock, Command, EventSender, Worker, WorkerConfig, WorkerError,
+    WorkerEvent, WorkerReport,
 };
+use kistrel_engine::{ErrorKind, HasKind};
 use kistrel_sched::{SchedConfig, SchedulerKind};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,17 +29,23 @@ use sha2::{Digest, Sha256};
 struct Running {
     cmd: Sender<Command>,
     events: Receiver<WorkerEvent>,
-    handle: JoinHandle<WorkerReport>,
+    handle: JoinHandle<Option<WorkerReport>>,
 }
 
-/// Starts a worker on its own thread over the driver `make` builds there.
-fn spawn<D: Driver + 'static>(cfg: WorkerConfig, make: fn() -> D) -> Running {
+/// Starts a worker on its own thread over `backend`, as the CLI does.
+fn spawn(cfg: WorkerConfig, backend: Backend) -> Running {
     let (cmd_tx, cmd_rx) = bounded(64);
     let (ev_tx, ev_rx) = bounded(1024);
+    let (ready_tx, ready_rx) = bounded(1);
     let handle = std::thread::spawn(move || {
-        let worker = Worker::new(cfg, make(), cmd_rx, EventSender::new(ev_tx)).expect("worker");
-        worker.run()
+        runtime::run_worker(backend, cfg, cmd_rx, EventSender::new(ev_tx), |r| {
+            ready_tx.send(r).expect("ready")
+        })
     });
+    ready_rx
+        .recv()
+        .expect("worker thread")
+        .expect("worker started");
     Running {
         cmd: cmd_tx,
         events: ev_rx,
@@ -43,8 +53,15 @@ fn spawn<D: Driver + 'static>(cfg: WorkerConfig, make: fn() -> D) -> Running {
     }
 }
 
-fn poll_driver() -> PollDriver {
-    PollDriver::new().expect("poll driver")
+/// `backend`, or `None` (the test skipped, reason printed) where it cannot run here.
+fn usable(backend: Backend) -> Option<Backend> {
+    let choice = match backend {
+        Backend::Uring => BackendChoice::Uring,
+        Backend::Poll => BackendChoice::Poll,
+    };
+    runtime::select_backend(choice)
+        .map_err(|e| eprintln!("skipped: {e}"))
+        .ok()
 }
 
 fn listener() -> TcpListener {
@@ -103,15 +120,18 @@ fn socks_connect(socks: SocketAddr, target: SocketAddr) -> TcpStream {
     s
 }
 
-/// The 3-hop fetch of `size` bytes with every worker over the driver `make` builds and the
-/// scheduler list `kinds`; checks the bytes and that every worker ran `expect`. Returns the
-/// time from the SOCKS request to the last byte (for the throughput comparison only).
-fn run_fetch<D: Driver + 'static>(
-    make: fn() -> D,
-    kinds: &[SchedulerKind],
-    expect: SchedulerKind,
-    size: usize,
-) -> Duration {
+/// The 3-hop fetch of `size` bytes with every worker on `backend` and the scheduler list
+/// `kinds`; checks the bytes and that every worker ran the first of `kinds` the backend can
+/// run (KIST needs TCP_INFO, which only io_uring's sockets report here).
+fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
+    let Some(backend) = usable(backend) else {
+        return;
+    };
+    let expect = kinds
+        .iter()
+        .copied()
+        .find(|&k| k != SchedulerKind::Kist || backend == Backend::Uring)
+        .expect("a usable scheduler");
     let clock = Clock::new();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut relays = Vec::new();
@@ -133,13 +153,16 @@ fn run_fetch<D: Driver + 'static>(
             exit_policy,
             ..RelayConfig::default()
         };
-        relays.push(spawn(worker_cfg(i, cfg, Some(l), None, kinds, clock), make));
+        relays.push(spawn(
+            worker_cfg(i, cfg, Some(l), None, kinds, clock),
+            backend,
+        ));
     }
     let socks_l = listener();
     let socks = socks_l.local_addr().expect("addr");
     let client = spawn(
         worker_cfg(9, RelayConfig::default(), None, Some(socks_l), kinds, clock),
-        make,
+        backend,
     );
 
     // The control thread's part: answer NeedCircuit with the fixed path; wait for a build.
@@ -168,11 +191,9 @@ fn run_fetch<D: Driver + 'static>(
     rng.fill_bytes(&mut data);
     let want: [u8; 32] = Sha256::digest(&data).into();
     let (target, server) = serve(data);
-    let start = std::time::Instant::now();
     let mut s = socks_connect(socks, target);
     let mut got = Vec::with_capacity(size);
     s.read_to_end(&mut got).expect("read");
-    let elapsed = start.elapsed();
     server.join().expect("server");
     assert_eq!(got.len(), size);
     let have: [u8; 32] = Sha256::digest(&got).into();
@@ -180,36 +201,33 @@ fn run_fetch<D: Driver + 'static>(
 
     for w in relays.into_iter().chain([client]) {
         w.cmd.send(Command::Shutdown).expect("shutdown");
-        let report = w.handle.join().expect("worker thread");
+        let report = w.handle.join().expect("worker thread").expect("report");
         assert_eq!(report.scheduler, expect);
     }
-    elapsed
 }
 
-#[test]
-fn three_hop_socks_fetch_kist_falls_back_to_kistlite() {
-    use SchedulerKind::{Kist, KistLite, Vanilla};
-    run_fetch(poll_driver, &[Kist, KistLite, Vanilla], KistLite, 8 << 20);
+/// Makes `poll::name` and (Linux) `uring::name` of each `name => |backend| body`.
+macro_rules! on_both_backends {
+    ($($name:ident => $body:expr;)*) => {
+        mod poll {
+            use super::*;
+            $(#[test] fn $name() { ($body)(Backend::Poll) })*
+        }
+        #[cfg(target_os = "linux")]
+        mod uring {
+            use super::*;
+            $(#[test] fn $name() { ($body)(Backend::Uring) })*
+        }
+    };
 }
 
-#[test]
-fn three_hop_socks_fetch_with_vanilla() {
-    run_fetch(
-        poll_driver,
-        &[SchedulerKind::Vanilla],
-        SchedulerKind::Vanilla,
-        8 << 20,
-    );
-}
-
-#[test]
-fn three_hop_socks_fetch_with_kistlite() {
-    run_fetch(
-        poll_driver,
-        &[SchedulerKind::KistLite],
-        SchedulerKind::KistLite,
-        2 << 20,
-    );
+on_both_backends! {
+    three_hop_socks_fetch_kist_first => |b| {
+        use SchedulerKind::{Kist, KistLite, Vanilla};
+        run_fetch(b, &[Kist, KistLite, Vanilla], 8 << 20)
+    };
+    three_hop_socks_fetch_with_vanilla => |b| run_fetch(b, &[SchedulerKind::Vanilla], 8 << 20);
+    three_hop_socks_fetch_with_kistlite => |b| run_fetch(b, &[SchedulerKind::KistLite], 2 << 20);
 }
 
 #[test]
@@ -224,44 +242,12 @@ fn kist_alone_is_not_usable_without_tcp_info() {
     );
     let (_cmd_tx, cmd_rx) = bounded(1);
     let (ev_tx, _ev_rx) = bounded(1);
-    let err = Worker::new(cfg, poll_driver(), cmd_rx, EventSender::new(ev_tx))
-        .expect_err("KIST needs TCP_INFO");
-    assert_eq!(
+    let poll = PollDriver::new().expect("poll driver");
+    let err =
+        Worker::new(cfg, poll, cmd_rx, EventSender::new(ev_tx)).expect_err("KIST needs TCP_INFO");
+    assert!(matches!(
         err,
-        kistrel_sched::SchedError::NoUsableScheduler.to_string()
-    );
-}
-
-#[cfg(target_os = "linux")]
-fn ring() -> kistrel_engine::uring::Ring {
-    kistrel_engine::uring::Ring::new(&kistrel_engine::uring::RingConfig::default())
-        .expect("io_uring available")
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn uring_three_hop_socks_fetch_with_kist() {
-    run_fetch(ring, &[SchedulerKind::Kist], SchedulerKind::Kist, 8 << 20);
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn uring_three_hop_socks_fetch_with_vanilla() {
-    run_fetch(
-        ring,
-        &[SchedulerKind::Vanilla],
-        SchedulerKind::Vanilla,
-        8 << 20,
-    );
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn uring_three_hop_socks_fetch_with_kistlite() {
-    run_fetch(
-        ring,
-        &[SchedulerKind::KistLite],
-        SchedulerKind::KistLite,
-        2 << 20,
-    );
+        WorkerError::Scheduler(kistrel_sched::SchedError::NoUsableScheduler)
+    ));
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
 }

@@ -17,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kistrel_engine::sys;
-use kistrel_engine::uring::{ConnId, Event, Ring, RingConfig, RxBuf, UringError, UringErrorKind};
+use kistrel_engine::uring::{ConnId, Event, Ring, RingConfig, RxBuf, UringError};
+use kistrel_engine::{ErrorKind, HasKind};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -28,7 +29,7 @@ const TICK: Option<Duration> = Some(Duration::from_millis(10));
 fn ring(config: &RingConfig) -> Option<Ring> {
     match Ring::new(config) {
         Ok(r) => Some(r),
-        Err(e) if e.kind() == UringErrorKind::Unavailable => {
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
             eprintln!("skipped: io_uring unavailable: {e}");
             None
         }
@@ -405,7 +406,7 @@ fn close_with_operations_in_flight_frees_everything() {
     ring.close_listener(listener).unwrap();
     let stale = ring.close(conn).unwrap_err();
     assert!(matches!(stale, UringError::NoSuchConn(c) if c == conn));
-    assert_eq!(stale.kind(), UringErrorKind::BadHandle);
+    assert_eq!(stale.kind(), ErrorKind::BadApiUsage);
     drop(held);
     drain(&mut ring);
     assert_eq!(ring.conn_count(), 0);

@@ -139,16 +139,19 @@ pub enum ConfigError {
 /// Runtime backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// io_uring (Linux); the runtime falls back to `Poll` when the kernel lacks features.
+    /// io_uring where it can be set up, else `Poll` with a warning saying why (the default).
+    Auto,
+    /// io_uring (Linux), or fail to start where it cannot be set up.
     Uring,
     /// Portable readiness polling.
     Poll,
 }
 
 impl Backend {
-    /// `"uring"` or `"poll"`.
+    /// `"auto"`, `"uring"` or `"poll"`.
     pub fn name(self) -> &'static str {
         match self {
+            Backend::Auto => "auto",
             Backend::Uring => "uring",
             Backend::Poll => "poll",
         }
@@ -156,7 +159,7 @@ impl Backend {
 
     /// Case-insensitive inverse of [`Backend::name`].
     pub fn from_name(s: &str) -> Option<Backend> {
-        [Backend::Uring, Backend::Poll]
+        [Backend::Auto, Backend::Uring, Backend::Poll]
             .into_iter()
             .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
     }
@@ -222,7 +225,7 @@ impl Default for RuntimeConf {
     fn default() -> Self {
         RuntimeConf {
             workers: 0,
-            backend: Backend::Uring,
+            backend: Backend::Auto,
             schedulers: SchedulerName::TOR_DEFAULT.to_vec(),
             kist_sched_run_interval: Duration::from_millis(10),
             kist_sock_buf_size_factor: 1.0,

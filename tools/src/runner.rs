@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_engine::relay::RelayConfig;
 use kistrel_engine::runtime::{
-    Clock, Command, Driver, EventSender, Worker, WorkerConfig, WorkerEvent, WorkerReport,
+    self, BackendChoice, Clock, Command, EventSender, WorkerConfig, WorkerEvent, WorkerReport,
 };
 use kistrel_sched::{EwmaConfig, SchedConfig, SchedulerKind};
 
@@ -28,7 +28,7 @@ pub struct Workers {
     pub commands: Vec<Sender<Command>>,
     /// Events from all workers.
     pub events: Receiver<WorkerEvent>,
-    handles: Vec<(usize, JoinHandle<WorkerReport>)>,
+    handles: Vec<(usize, JoinHandle<Option<WorkerReport>>)>,
     /// The clock every worker uses.
     pub clock: Clock,
 }
@@ -89,41 +89,25 @@ pub fn bind(
     Ok((listeners, bound))
 }
 
-/// Starts one worker per entry of `configs` with the given backend (io_uring exists on
-/// Linux only; elsewhere every backend is the poll one).
+/// Starts one worker per entry of `configs` on `backend` (`auto`: io_uring where it can be
+/// set up, else poll with a warning; `uring` fails where it cannot).
 pub fn start(
     configs: Vec<WorkerConfig>,
     backend: Backend,
     clock: Clock,
 ) -> Result<Workers, CliError> {
-    #[cfg(target_os = "linux")]
-    if backend == Backend::Uring {
-        return start_with(configs, clock, || {
-            kistrel_engine::uring::Ring::new(&kistrel_engine::uring::RingConfig::default())
-                .map_err(|e| format!("setting up io_uring: {e} (try Backend = \"poll\")"))
-        });
-    }
-    let _ = backend;
-    start_with(configs, clock, || {
-        kistrel_engine::poll::PollDriver::new()
-            .map_err(|e| format!("setting up the poll backend: {e}"))
-    })
-}
-
-fn start_with<D, F>(
-    configs: Vec<WorkerConfig>,
-    clock: Clock,
-    make_driver: F,
-) -> Result<Workers, CliError>
-where
-    D: Driver,
-    F: Fn() -> Result<D, String> + Copy + Send + 'static,
-{
+    let choice = match backend {
+        Backend::Auto => BackendChoice::Auto,
+        Backend::Uring => BackendChoice::Uring,
+        Backend::Poll => BackendChoice::Poll,
+    };
+    let backend = runtime::select_backend(choice)
+        .map_err(|e| CliError::runtime("choosing the runtime backend", e))?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ev_tx, ev_rx) = bounded(QUEUE);
     let mut commands = Vec::new();
     let mut handles = Vec::new();
-    let (ready_tx, ready_rx) = bounded::<Result<(), String>>(configs.len());
+    let (ready_tx, ready_rx) = bounded(configs.len());
     for (i, cfg) in configs.into_iter().enumerate() {
         let (cmd_tx, cmd_rx) = bounded(QUEUE);
         let events = EventSender::new(ev_tx.clone());
@@ -136,24 +120,9 @@ where
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                // The driver is made on its own thread: io_uring's SINGLE_ISSUER wants that.
-                let driver = match make_driver() {
-                    Ok(d) => d,
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                        return empty_report();
-                    }
-                };
-                match Worker::new(cfg, driver, cmd_rx, events) {
-                    Ok(worker) => {
-                        let _ = ready.send(Ok(()));
-                        worker.run()
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                        empty_report()
-                    }
-                }
+                runtime::run_worker(backend, cfg, cmd_rx, events, |r| {
+                    let _ = ready.send(r);
+                })
             })
             .map_err(|e| CliError::runtime("starting a worker thread", e))?;
         commands.push(cmd_tx);
@@ -174,15 +143,6 @@ where
     })
 }
 
-fn empty_report() -> WorkerReport {
-    WorkerReport {
-        stats: Default::default(),
-        scheduler: SchedulerKind::Vanilla,
-        metrics: kistrel_sched::SchedMetrics::new(),
-        events_dropped: 0,
-    }
-}
-
 impl Workers {
     /// Whether a worker thread has ended on its own.
     pub fn any_finished(&self) -> Option<usize> {
@@ -199,7 +159,7 @@ impl Workers {
         }
         self.handles
             .into_iter()
-            .filter_map(|(_, h)| h.join().ok())
+            .filter_map(|(_, h)| h.join().ok().flatten())
             .collect()
     }
 }

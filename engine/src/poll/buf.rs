@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 
 /// The free buffers, shared by the driver and every outstanding [`RecvBuf`] of one thread.
@@ -88,6 +88,12 @@ impl Deref for RecvBuf {
 
     fn deref(&self) -> &[u8] {
         self.data.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl DerefMut for RecvBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.data.get_mut(..self.len).unwrap_or_default()
     }
 }
 

@@ -1,11 +1,13 @@
-//! `Driver` for the poll backend: the trait's methods are [`PollDriver`]'s own.
+//! [`Driver`] for the poll backend: the trait's methods are [`PollDriver`]'s own.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::runtime::Driver;
+use kistrel_sched::SocketSnapshot;
+
+use crate::driver::{no_such_conn, Driver};
+use crate::sys;
 
 use super::{ConnId, ListenerId, PollDriver, PollEvent, RecvBuf};
 
@@ -42,8 +44,15 @@ impl Driver for PollDriver {
         PollDriver::close_when_flushed(self, conn);
     }
 
-    fn conn_fd(&self, conn: ConnId) -> Option<RawFd> {
-        PollDriver::conn_fd(self, conn)
+    fn socket_snapshot(&self, conn: ConnId) -> io::Result<SocketSnapshot> {
+        sys::socket_snapshot(PollDriver::conn_fd(self, conn).ok_or_else(no_such_conn)?)
+    }
+
+    fn set_nodelay(&self, conn: ConnId, on: bool) -> io::Result<()> {
+        sys::set_tcp_nodelay(
+            PollDriver::conn_fd(self, conn).ok_or_else(no_such_conn)?,
+            on,
+        )
     }
 
     fn poll_event(&mut self) -> Option<PollEvent> {

@@ -3,7 +3,7 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::time::Duration;
 
-use crate::runtime::IoEvent;
+use crate::driver::IoEvent;
 use crate::sys::poll_sys::{Interest, Readiness};
 
 use super::{AfterFlush, ConnId, ListenerId, Owner, PollDriver};

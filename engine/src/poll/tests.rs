@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::runtime::Driver;
+use crate::driver::Driver;
 
 const ROUND: Duration = Duration::from_millis(10);
 const MAX_ROUNDS: usize = 3000;

@@ -1,321 +1,353 @@
-//! Edge connections: SOCKS clients (at a circuit origin) and target servers (at an exit),
-//! each bound to one stream.
+//! Edge connections, sans-IO: SOCKS clients (at a circuit origin) and target servers (at an
+//! exit), each bound to one stream.
 //!
 //! ```text
-//!   socket bytes --handle_stream_data--> DATA cells   (windows full: keep the rest, pause reads)
-//!   DATA cells   --stream_recv---------> socket       (send buffer full: wait for SendDone)
+//!   socket bytes --handle_recv--> StreamPort::stream_data  (windows full: keep the rest, pause)
+//!   stream bytes --(worker: Relay::stream_recv_append into the send buffer)--> socket
+//!   everything the socket side must do --------------------> EdgeAction (poll_action)
 //! ```
+//!
+//! [`Edges`] never touches a socket: it takes what happened to a connection (`handle_*`),
+//! calls the relay's stream API through [`StreamPort`] (a fake in the tests), and queues
+//! what the worker must do to the connections as [`EdgeAction`]s. Moving stream bytes into
+//! a socket's send buffer is the worker's (one copy, straight from the relay's buffer);
+//! `Edges` says which connections to serve ([`Edges::take_readable`]).
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::net::SocketAddr;
 
 use tracing::debug;
 
-use crate::relay::StreamHandle;
+use crate::relay::{Relay, StreamHandle};
 use crate::socks::{SocksProgress, SocksReply, SocksServer};
 use crate::time::Instant;
 use crate::wire::EndReason;
 
-use super::worker::{Role, Worker};
-use super::Driver;
+#[cfg(test)]
+mod tests;
 
-/// Stop moving stream bytes into a socket's send buffer above this much queued.
-const EDGE_SEND_HIGH_WATER: usize = 512 << 10;
 /// Bytes read from a socket and kept while the stream's windows are closed, before reads
 /// pause: one stream window (500 cells of 498 bytes) and a little more.
 const EDGE_PENDING_HIGH_WATER: usize = 256 << 10;
-/// Bytes read from the stream per copy into the send buffer.
-const EDGE_CHUNK: usize = 64 << 10;
 
-#[derive(Debug, Default)]
-pub(super) struct Edge {
-    /// The stream, once opened (origin) or requested (exit).
-    pub stream: Option<StreamHandle>,
-    /// Origin side: the SOCKS handshake, until the stream is connected.
-    pub socks: Option<SocksServer>,
-    /// Bytes read from the socket that the stream has not taken yet (windows closed).
-    pub pending: Vec<u8>,
-    /// The socket's peer finished sending.
-    pub eof: bool,
-    /// Reads are paused because `pending` is non-empty.
-    pub paused: bool,
-    /// Exit side: the address being connected to.
-    pub target: Option<SocketAddr>,
+/// The relay's stream API, as edges use it. `Relay` implements it; the tests use a fake.
+pub(super) trait StreamPort {
+    /// Bytes from the socket for `stream`; returns how many the stream took.
+    fn stream_data(&mut self, now: Instant, stream: StreamHandle, data: &[u8]) -> usize;
+    /// Ends `stream` from this side (END with `reason`).
+    fn stream_close(&mut self, now: Instant, stream: StreamHandle, reason: EndReason);
+    /// Exit: the target connection of `stream` is up.
+    fn stream_connected(&mut self, now: Instant, stream: StreamHandle, addr: SocketAddr);
+    /// Exit: connecting `stream` failed.
+    fn stream_failed(&mut self, now: Instant, stream: StreamHandle, reason: EndReason);
+    /// Frees an ended stream whose bytes nobody will read.
+    fn stream_discard(&mut self, now: Instant, stream: StreamHandle);
 }
 
-/// Resolves host names off the worker thread (one short-lived thread per lookup).
-#[derive(Debug)]
-pub(super) struct Resolver {
-    tx: crossbeam_channel::Sender<(StreamHandle, Option<IpAddr>, u16)>,
-    rx: crossbeam_channel::Receiver<(StreamHandle, Option<IpAddr>, u16)>,
-}
-
-impl Resolver {
-    pub fn new() -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Resolver { tx, rx }
+impl StreamPort for Relay {
+    fn stream_data(&mut self, now: Instant, stream: StreamHandle, data: &[u8]) -> usize {
+        self.handle_stream_data(now, stream, data)
     }
 
-    fn resolve(&self, stream: StreamHandle, host: String, port: u16) {
-        let tx = self.tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("kistrel-resolve".into())
-            .spawn(move || {
-                let ip = (host.as_str(), port)
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .map(|a| a.ip());
-                let _ = tx.send((stream, ip, port));
-            });
-        if spawned.is_err() {
-            let _ = self.tx.send((stream, None, port));
-        }
+    fn stream_close(&mut self, now: Instant, stream: StreamHandle, reason: EndReason) {
+        Relay::stream_close(self, now, stream, reason);
+    }
+
+    fn stream_connected(&mut self, now: Instant, stream: StreamHandle, addr: SocketAddr) {
+        self.handle_stream_connected(now, stream, addr);
+    }
+
+    fn stream_failed(&mut self, now: Instant, stream: StreamHandle, reason: EndReason) {
+        self.handle_stream_failed(now, stream, reason);
+    }
+
+    fn stream_discard(&mut self, now: Instant, stream: StreamHandle) {
+        // An ended stream is freed by the read that finds it drained.
+        let _ = self.stream_recv(now, stream, &mut []);
     }
 }
 
-impl<D: Driver> Worker<D> {
-    // ----- exit side --------------------------------------------------------------------
-
-    pub(super) fn exit_connect(
-        &mut self,
-        now: Instant,
-        stream: StreamHandle,
+/// What the worker must do to an edge connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum EdgeAction<C> {
+    /// Append `bytes` (a SOCKS reply) to the connection's send buffer.
+    Send { conn: C, bytes: Vec<u8> },
+    /// Stop (`true`) or resume reading the connection.
+    PauseRecv { conn: C, paused: bool },
+    /// Close the connection now.
+    Close { conn: C },
+    /// Close the connection once its queued bytes are out.
+    CloseWhenFlushed { conn: C },
+    /// Origin: a SOCKS client asks for a stream to `host:port` on a circuit of its
+    /// isolation key.
+    Request {
+        conn: C,
+        isolation: Option<(Vec<u8>, Vec<u8>)>,
         host: String,
         port: u16,
-        ip: Option<IpAddr>,
-    ) {
-        match ip {
-            Some(ip) => self.exit_connect_addr(now, stream, SocketAddr::new(ip, port)),
-            None => self.resolver.resolve(stream, host, port),
+    },
+    /// The edge is gone: forget the connection (its role, requests waiting for it).
+    Forgotten { conn: C },
+}
+
+#[derive(Debug, Default)]
+struct Edge {
+    /// The stream, once opened (origin) or requested (exit).
+    stream: Option<StreamHandle>,
+    /// Origin side: the SOCKS handshake, until the stream is connected.
+    socks: Option<SocksServer>,
+    /// Bytes read from the socket that the stream has not taken yet (windows closed).
+    pending: Vec<u8>,
+    /// The socket's peer finished sending.
+    eof: bool,
+    /// Reads are paused because `pending` is large.
+    paused: bool,
+    /// Exit side: the address being connected to.
+    target: Option<SocketAddr>,
+}
+
+impl Edge {
+    fn socks_handshaking(&self) -> bool {
+        self.socks.as_ref().is_some_and(|s| !s.is_open())
+    }
+}
+
+/// The edges of one worker. See the module docs.
+#[derive(Debug)]
+pub(super) struct Edges<C> {
+    edges: HashMap<C, Edge>,
+    /// INVARIANT: `by_stream[s] == c` iff `edges[c].stream == Some(s)`.
+    by_stream: HashMap<StreamHandle, C>,
+    /// Edges with stream bytes to deliver (duplicates are harmless).
+    readable: Vec<C>,
+    actions: VecDeque<EdgeAction<C>>,
+}
+
+impl<C> Default for Edges<C> {
+    fn default() -> Self {
+        Edges {
+            edges: HashMap::new(),
+            by_stream: HashMap::new(),
+            readable: Vec::new(),
+            actions: VecDeque::new(),
         }
     }
+}
 
-    pub(super) fn resolver_results(&mut self, now: Instant) {
-        while let Ok((stream, ip, port)) = self.resolver.rx.try_recv() {
-            match ip {
-                None => self
-                    .relay
-                    .handle_stream_failed(now, stream, EndReason::RESOLVEFAILED),
-                Some(ip) => {
-                    // The port was checked already; the address can only be checked now.
-                    if self.relay.exit_allows(ip, port) {
-                        self.exit_connect_addr(now, stream, SocketAddr::new(ip, port));
-                    } else {
-                        self.relay
-                            .handle_stream_failed(now, stream, EndReason::EXITPOLICY);
-                    }
-                }
-            }
-        }
+impl<C: Copy + Eq + Hash> Edges<C> {
+    /// The next thing the worker must do.
+    #[must_use]
+    pub(super) fn poll_action(&mut self) -> Option<EdgeAction<C>> {
+        self.actions.pop_front()
     }
 
-    fn exit_connect_addr(&mut self, now: Instant, stream: StreamHandle, addr: SocketAddr) {
-        match self.driver.connect(addr) {
-            Ok(conn) => {
-                self.roles.insert(conn, Role::Edge);
-                self.no_delay(conn);
-                self.edges.insert(
-                    conn,
-                    Edge {
-                        stream: Some(stream),
-                        target: Some(addr),
-                        ..Edge::default()
-                    },
-                );
-                self.stream_conn.insert(stream, conn);
-            }
-            Err(e) => {
-                debug!(?stream, %addr, error = %e, "exit connect failed to start");
-                self.relay
-                    .handle_stream_failed(now, stream, EndReason::CONNECTREFUSED);
-            }
-        }
+    /// Edges to serve stream bytes to (moved into `into`, which should be empty).
+    pub(super) fn take_readable(&mut self, into: &mut Vec<C>) {
+        std::mem::swap(&mut self.readable, into);
     }
 
-    pub(super) fn edge_connected(&mut self, now: Instant, conn: D::Conn) {
-        let Some(edge) = self.edges.get(&conn) else {
-            return;
+    /// Whether edges wait for stream bytes to be delivered.
+    pub(super) fn has_readable(&self) -> bool {
+        !self.readable.is_empty()
+    }
+
+    /// The stream of `conn`, if it has one.
+    pub(super) fn stream_of(&self, conn: C) -> Option<StreamHandle> {
+        self.edges.get(&conn)?.stream
+    }
+
+    // ----- exit side --------------------------------------------------------------------
+
+    /// Exit: `conn` is connecting to `addr` for `stream`.
+    pub(super) fn add_exit(&mut self, conn: C, stream: StreamHandle, addr: SocketAddr) {
+        let edge = Edge {
+            stream: Some(stream),
+            target: Some(addr),
+            ..Edge::default()
         };
-        if let (Some(stream), Some(addr)) = (edge.stream, edge.target) {
-            self.relay.handle_stream_connected(now, stream, addr);
+        self.edges.insert(conn, edge);
+        self.by_stream.insert(stream, conn);
+    }
+
+    /// Exit: `conn` connected.
+    pub(super) fn handle_connected(&mut self, now: Instant, conn: C, port: &mut impl StreamPort) {
+        if let Some(Edge {
+            stream: Some(stream),
+            target: Some(addr),
+            ..
+        }) = self.edges.get(&conn)
+        {
+            port.stream_connected(now, *stream, *addr);
         }
     }
 
-    pub(super) fn edge_connect_failed(&mut self, now: Instant, conn: D::Conn) {
-        self.roles.remove(&conn);
-        if let Some(edge) = self.edges.remove(&conn) {
-            if let Some(stream) = edge.stream {
-                self.stream_conn.remove(&stream);
-                self.relay
-                    .handle_stream_failed(now, stream, EndReason::CONNECTREFUSED);
-            }
+    /// Exit: `conn` could not connect (the driver closed it).
+    pub(super) fn handle_connect_failed(
+        &mut self,
+        now: Instant,
+        conn: C,
+        port: &mut impl StreamPort,
+    ) {
+        if let Some(stream) = self.forget(conn) {
+            port.stream_failed(now, stream, EndReason::CONNECTREFUSED);
         }
     }
 
     // ----- both sides -------------------------------------------------------------------
 
-    pub(super) fn accept_socks(&mut self, conn: D::Conn) {
-        self.roles.insert(conn, Role::Edge);
-        self.no_delay(conn);
-        self.edges.insert(
-            conn,
-            Edge {
-                socks: Some(SocksServer::new()),
-                ..Edge::default()
-            },
-        );
+    /// Origin: `conn` is a new SOCKS client.
+    pub(super) fn add_socks(&mut self, conn: C) {
+        let edge = Edge {
+            socks: Some(SocksServer::new()),
+            ..Edge::default()
+        };
+        self.edges.insert(conn, edge);
     }
 
-    pub(super) fn edge_recv(&mut self, now: Instant, conn: D::Conn, data: &[u8]) {
+    /// Bytes from `conn`'s socket.
+    pub(super) fn handle_recv(
+        &mut self,
+        now: Instant,
+        conn: C,
+        data: &[u8],
+        port: &mut impl StreamPort,
+    ) {
         let Some(edge) = self.edges.get_mut(&conn) else {
             return;
         };
-        let handshaking = edge.socks.as_ref().is_some_and(|s| !s.is_open());
-        if handshaking {
-            return self.socks_recv(now, conn, data);
+        if edge.socks_handshaking() {
+            return self.socks_recv(conn, data);
         }
-        if !edge.pending.is_empty() || edge.stream.is_none() {
-            edge.pending.extend_from_slice(data);
-            self.edge_backpressure(conn);
-            return;
-        }
-        let Some(stream) = edge.stream else { return };
-        let taken = self.relay.handle_stream_data(now, stream, data);
-        if taken < data.len() {
-            let edge = self.edges.get_mut(&conn).expect("edge present");
-            edge.pending.extend_from_slice(&data[taken..]);
-            self.edge_backpressure(conn);
-        }
-    }
-
-    /// Stops reading a socket whose bytes the stream cannot take, but only once a window's
-    /// worth is kept: then the next SENDME finds data ready instead of waiting a round trip
-    /// for a re-armed receive.
-    fn edge_backpressure(&mut self, conn: D::Conn) {
-        let Some(edge) = self.edges.get_mut(&conn) else {
-            return;
+        let taken = match edge.stream {
+            Some(stream) if edge.pending.is_empty() => port.stream_data(now, stream, data),
+            _ => 0,
         };
-        if !edge.paused && edge.pending.len() >= EDGE_PENDING_HIGH_WATER {
-            edge.paused = true;
-            self.driver.set_recv_paused(conn, true);
+        if let Some(rest) = data.get(taken..).filter(|r| !r.is_empty()) {
+            edge.pending.extend_from_slice(rest);
+            if !edge.paused && edge.pending.len() >= EDGE_PENDING_HIGH_WATER {
+                // Only once a window's worth is kept: then the next SENDME finds data ready
+                // instead of waiting a round trip for a re-armed receive.
+                edge.paused = true;
+                self.actions
+                    .push_back(EdgeAction::PauseRecv { conn, paused: true });
+            }
         }
     }
 
-    /// Offers bytes kept back to the stream again (its windows opened).
-    pub(super) fn edge_offer_pending(&mut self, now: Instant, conn: D::Conn) {
+    /// Offers bytes kept back to the stream again (its windows opened); ends the stream once
+    /// everything is taken after the socket's EOF.
+    fn offer_pending(&mut self, now: Instant, conn: C, port: &mut impl StreamPort) {
         let Some(edge) = self.edges.get_mut(&conn) else {
             return;
         };
         let Some(stream) = edge.stream else { return };
-        if edge.socks.as_ref().is_some_and(|s| !s.is_open()) {
+        if edge.socks_handshaking() {
             return;
         }
         if !edge.pending.is_empty() {
-            let pending = std::mem::take(&mut edge.pending);
-            let taken = self.relay.handle_stream_data(now, stream, &pending);
-            let edge = self.edges.get_mut(&conn).expect("edge present");
-            edge.pending = pending;
-            edge.pending.drain(..taken);
+            let taken = port.stream_data(now, stream, &edge.pending);
+            edge.pending.drain(..taken.min(edge.pending.len()));
         }
-        let edge = self.edges.get_mut(&conn).expect("edge present");
-        if edge.pending.is_empty() {
-            if edge.paused {
-                edge.paused = false;
-                self.driver.set_recv_paused(conn, false);
-            }
-            if edge.eof {
-                self.relay.stream_close(now, stream, EndReason::DONE);
-                self.forget_edge(conn);
-                self.driver.close_when_flushed(conn);
-            }
+        if !edge.pending.is_empty() {
+            return;
+        }
+        if edge.paused {
+            edge.paused = false;
+            self.actions.push_back(EdgeAction::PauseRecv {
+                conn,
+                paused: false,
+            });
+        }
+        if edge.eof {
+            port.stream_close(now, stream, EndReason::DONE);
+            self.forget(conn);
+            self.actions
+                .push_back(EdgeAction::CloseWhenFlushed { conn });
         }
     }
 
-    pub(super) fn edge_eof(&mut self, now: Instant, conn: D::Conn) {
+    /// `conn`'s peer finished sending.
+    pub(super) fn handle_eof(&mut self, now: Instant, conn: C, port: &mut impl StreamPort) {
         let Some(edge) = self.edges.get_mut(&conn) else {
-            self.roles.remove(&conn);
-            self.driver.close(conn);
+            self.actions.push_back(EdgeAction::Forgotten { conn });
+            self.actions.push_back(EdgeAction::Close { conn });
             return;
         };
         edge.eof = true;
         if edge.stream.is_none() {
-            self.forget_edge(conn);
-            self.driver.close(conn);
+            self.forget(conn);
+            self.actions.push_back(EdgeAction::Close { conn });
             return;
         }
-        self.edge_offer_pending(now, conn);
+        self.offer_pending(now, conn, port);
     }
 
-    pub(super) fn edge_broken(&mut self, now: Instant, conn: D::Conn) {
-        if let Some(stream) = self.edges.get(&conn).and_then(|e| e.stream) {
-            self.relay.stream_close(now, stream, EndReason::CONNRESET);
+    /// `conn` broke (a send failed).
+    pub(super) fn handle_broken(&mut self, now: Instant, conn: C, port: &mut impl StreamPort) {
+        if let Some(stream) = self.forget(conn) {
+            port.stream_close(now, stream, EndReason::CONNRESET);
         }
-        self.forget_edge(conn);
-        self.driver.close(conn);
+        self.actions.push_back(EdgeAction::Close { conn });
     }
 
-    fn forget_edge(&mut self, conn: D::Conn) {
-        self.roles.remove(&conn);
-        if let Some(edge) = self.edges.remove(&conn) {
-            if let Some(stream) = edge.stream {
-                self.stream_conn.remove(&stream);
-            }
+    /// The kernel took everything queued on `conn`: room for more stream bytes.
+    pub(super) fn handle_send_done(&mut self, conn: C) {
+        self.readable.push(conn);
+    }
+
+    /// `stream` has bytes to read, or its windows opened for bytes kept back.
+    pub(super) fn handle_stream_ready(
+        &mut self,
+        now: Instant,
+        stream: StreamHandle,
+        port: &mut impl StreamPort,
+    ) {
+        if let Some(&conn) = self.by_stream.get(&stream) {
+            self.readable.push(conn);
+            self.offer_pending(now, conn, port);
         }
-        self.origins.forget_conn(conn);
     }
 
-    /// Moves received stream bytes into the sockets that can take them.
-    pub(super) fn deliver_streams(&mut self, now: Instant) {
-        // Duplicates are harmless: a second pass finds nothing to read.
-        let mut conns = std::mem::take(&mut self.readable);
-        for conn in conns.drain(..) {
-            let Some(stream) = self.edges.get(&conn).and_then(|e| e.stream) else {
-                continue;
-            };
-            loop {
-                if self.driver.queued_len(conn) >= EDGE_SEND_HIGH_WATER {
-                    break; // SendDone brings us back.
-                }
-                let Some(buf) = self.driver.send_buf(conn) else {
-                    break;
-                };
-                match self.relay.stream_recv_append(now, stream, buf, EDGE_CHUNK) {
-                    Some(0) => break,
-                    Some(_) => {}
-                    None => {
-                        // Ended and drained: close once the bytes are out.
-                        self.forget_edge(conn);
-                        self.driver.close_when_flushed(conn);
-                        break;
-                    }
-                }
-            }
-        }
-        self.readable = conns;
-    }
-
-    pub(super) fn stream_ended(&mut self, now: Instant, stream: StreamHandle, reason: EndReason) {
-        let Some(&conn) = self.stream_conn.get(&stream) else {
+    /// `stream` ended. A SOCKS client still waiting for it gets the failure; otherwise its
+    /// remaining bytes are delivered before the connection closes.
+    pub(super) fn handle_stream_ended(
+        &mut self,
+        now: Instant,
+        stream: StreamHandle,
+        reason: EndReason,
+        port: &mut impl StreamPort,
+    ) {
+        let Some(&conn) = self.by_stream.get(&stream) else {
             return;
         };
-        let socks_waiting = self
-            .edges
-            .get(&conn)
-            .and_then(|e| e.socks.as_ref())
-            .is_some_and(|s| !s.is_open());
-        if socks_waiting {
+        if self.edges.get(&conn).is_some_and(Edge::socks_handshaking) {
             self.socks_fail(conn, SocksReply::from_end_reason(reason));
-            // The stream is ended at the relay; reading it frees it.
-            let mut scratch = [0u8; 0];
-            let _ = self.relay.stream_recv(now, stream, &mut scratch);
+            port.stream_discard(now, stream);
             return;
         }
         self.readable.push(conn);
     }
 
+    /// The stream of `conn` ended and everything was delivered: close once the bytes are out.
+    pub(super) fn handle_stream_drained(&mut self, conn: C) {
+        self.forget(conn);
+        self.actions
+            .push_back(EdgeAction::CloseWhenFlushed { conn });
+    }
+
+    /// Removes `conn`'s edge; returns its stream.
+    fn forget(&mut self, conn: C) -> Option<StreamHandle> {
+        let edge = self.edges.remove(&conn);
+        self.actions.push_back(EdgeAction::Forgotten { conn });
+        let stream = edge?.stream?;
+        self.by_stream.remove(&stream);
+        Some(stream)
+    }
+
     // ----- SOCKS ------------------------------------------------------------------------
 
-    fn socks_recv(&mut self, now: Instant, conn: D::Conn, data: &[u8]) {
+    fn socks_recv(&mut self, conn: C, data: &[u8]) {
         let Some(edge) = self.edges.get_mut(&conn) else {
             return;
         };
@@ -323,64 +355,71 @@ impl<D: Driver> Worker<D> {
             return;
         };
         let result = socks.handle(data);
-        let mut out = Vec::new();
-        socks.take_output(&mut out);
-        if !out.is_empty() {
-            if let Some(buf) = self.driver.send_buf(conn) {
-                buf.extend_from_slice(&out);
-            }
+        let mut bytes = Vec::new();
+        socks.take_output(&mut bytes);
+        if !bytes.is_empty() {
+            self.actions.push_back(EdgeAction::Send { conn, bytes });
         }
         match result {
             Ok((_, SocksProgress::NeedMore)) => {}
             Ok((used, SocksProgress::Request(req))) => {
-                let edge = self.edges.get_mut(&conn).expect("edge present");
-                edge.pending.extend_from_slice(&data[used..]);
-                let host = req.target.to_string();
-                self.origins.request(conn, req.isolation, host, req.port);
-                self.serve_requests(now);
+                // Bytes after the request are optimistic data for the stream.
+                edge.pending
+                    .extend_from_slice(data.get(used..).unwrap_or_default());
+                self.actions.push_back(EdgeAction::Request {
+                    conn,
+                    isolation: req.isolation,
+                    host: req.target.to_string(),
+                    port: req.port,
+                });
             }
             Err(e) => {
                 debug!(error = %e, "bad SOCKS request");
-                self.forget_edge(conn);
-                self.driver.close_when_flushed(conn);
+                self.forget(conn);
+                self.actions
+                    .push_back(EdgeAction::CloseWhenFlushed { conn });
             }
         }
     }
 
-    pub(super) fn socks_connected(&mut self, now: Instant, stream: StreamHandle) {
-        let Some(&conn) = self.stream_conn.get(&stream) else {
+    /// Origin: the stream of a SOCKS client connected: reply, then send what it sent early.
+    pub(super) fn handle_socks_connected(
+        &mut self,
+        now: Instant,
+        stream: StreamHandle,
+        port: &mut impl StreamPort,
+    ) {
+        let Some(&conn) = self.by_stream.get(&stream) else {
             return;
         };
         let Some(socks) = self.edges.get_mut(&conn).and_then(|e| e.socks.as_mut()) else {
             return;
         };
         socks.reply(SocksReply::Succeeded, SocketAddr::from(([0, 0, 0, 0], 0)));
-        let mut out = Vec::new();
-        socks.take_output(&mut out);
-        if let Some(buf) = self.driver.send_buf(conn) {
-            buf.extend_from_slice(&out);
-        }
-        self.edge_offer_pending(now, conn);
+        let mut bytes = Vec::new();
+        socks.take_output(&mut bytes);
+        self.actions.push_back(EdgeAction::Send { conn, bytes });
+        self.offer_pending(now, conn, port);
     }
 
-    pub(super) fn socks_fail(&mut self, conn: D::Conn, reply: SocksReply) {
+    /// Origin: no stream can be had for SOCKS client `conn`: reply `reply` and close.
+    pub(super) fn socks_fail(&mut self, conn: C, reply: SocksReply) {
         if let Some(socks) = self.edges.get_mut(&conn).and_then(|e| e.socks.as_mut()) {
             socks.reply(reply, SocketAddr::from(([0, 0, 0, 0], 0)));
-            let mut out = Vec::new();
-            socks.take_output(&mut out);
-            if let Some(buf) = self.driver.send_buf(conn) {
-                buf.extend_from_slice(&out);
-            }
+            let mut bytes = Vec::new();
+            socks.take_output(&mut bytes);
+            self.actions.push_back(EdgeAction::Send { conn, bytes });
         }
-        self.forget_edge(conn);
-        self.driver.close_when_flushed(conn);
+        self.forget(conn);
+        self.actions
+            .push_back(EdgeAction::CloseWhenFlushed { conn });
     }
 
-    /// Binds an opened origin stream to its SOCKS connection.
-    pub(super) fn bind_stream(&mut self, conn: D::Conn, stream: StreamHandle) {
+    /// Origin: binds an opened stream to its SOCKS client.
+    pub(super) fn bind_stream(&mut self, conn: C, stream: StreamHandle) {
         if let Some(edge) = self.edges.get_mut(&conn) {
             edge.stream = Some(stream);
-            self.stream_conn.insert(stream, conn);
+            self.by_stream.insert(stream, conn);
         }
     }
 }

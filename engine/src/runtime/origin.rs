@@ -1,4 +1,4 @@
-//! Circuit origin bookkeeping of a client worker: which circuit serves which SOCKS
+//! Circuit origin bookkeeping of a client worker, sans-IO: which circuit serves which SOCKS
 //! isolation key, circuits being built (with their learned-timeout deadline), and the SOCKS
 //! requests waiting for a circuit.
 //!
@@ -6,6 +6,12 @@
 //! thread answers `BuildCircuit { tag, path, deadline }`. A tag stands for one isolation key
 //! (SOCKS username/password, as Tor isolates streams); tag 0 is "no credentials", and a
 //! client always keeps one circuit for it built or building, so the first request finds one.
+//!
+//! ```text
+//!   Command / relay Event --handle_*--> Origins --CircuitPort--> Relay (build, open, close)
+//!                                          \--poll_action--> OriginAction (events for the
+//!                                              control thread, streams for SOCKS clients)
+//! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
@@ -14,25 +20,77 @@ use tracing::{debug, info};
 
 use crate::client::{CircuitFailure, HopSpec};
 use crate::crypto::RelayId;
-use crate::relay::CircHandle;
-use crate::socks::SocksReply;
+use crate::relay::{ApiError, CircHandle, Relay, StreamHandle};
 use crate::time::Instant;
 
-use super::worker::Worker;
-use super::{Driver, WorkerEvent};
+use super::control::WorkerEvent;
+
+#[cfg(test)]
+mod tests;
 
 /// Builds that fail in a row before the waiting requests are failed.
 const MAX_FAILURES: u32 = 3;
+/// How long to wait before asking again after the control thread found no path.
+const NO_PATH_BACKOFF: Duration = Duration::from_secs(1);
 
-type IsolationKey = Option<(Vec<u8>, Vec<u8>)>;
+/// A SOCKS username/password pair, or none.
+pub(super) type IsolationKey = Option<(Vec<u8>, Vec<u8>)>;
 
+/// The relay's origin API, as origins use it. `Relay` implements it; the tests use a fake.
+pub(super) trait CircuitPort {
+    /// Starts building a circuit along `path`.
+    fn build_circuit(&mut self, now: Instant, path: Vec<HopSpec>) -> Result<CircHandle, ApiError>;
+    /// Opens a stream to `host:port` on built circuit `circ`.
+    fn open_stream(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        host: &str,
+        port: u16,
+    ) -> Result<StreamHandle, ApiError>;
+    /// Closes `circ` (its build timed out).
+    fn close_circuit(&mut self, now: Instant, circ: CircHandle);
+}
+
+impl CircuitPort for Relay {
+    fn build_circuit(&mut self, now: Instant, path: Vec<HopSpec>) -> Result<CircHandle, ApiError> {
+        Relay::build_circuit(self, now, path)
+    }
+
+    fn open_stream(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        host: &str,
+        port: u16,
+    ) -> Result<StreamHandle, ApiError> {
+        Relay::open_stream(self, now, circ, host, port)
+    }
+
+    fn close_circuit(&mut self, now: Instant, circ: CircHandle) {
+        self.close_circuit_requested(now, circ);
+    }
+}
+
+/// What the worker must do for the origin side.
+#[derive(Clone, Debug)]
+pub(super) enum OriginAction<C> {
+    /// Send this to the control thread.
+    Event(WorkerEvent),
+    /// A stream for SOCKS client `conn` was opened.
+    StreamOpened { conn: C, stream: StreamHandle },
+    /// No stream can be had for SOCKS client `conn`: fail it.
+    RequestFailed { conn: C },
+}
+
+#[derive(Debug)]
 struct Building {
     circ: CircHandle,
     guard: RelayId,
     deadline: Instant,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct TagState {
     built: Option<CircHandle>,
     building: Option<Building>,
@@ -42,9 +100,7 @@ struct TagState {
     retry_after: Option<Instant>,
 }
 
-/// How long to wait before asking again after the control thread found no path.
-const NO_PATH_BACKOFF: Duration = Duration::from_secs(1);
-
+#[derive(Debug)]
 struct Request<C> {
     conn: C,
     tag: u64,
@@ -52,28 +108,53 @@ struct Request<C> {
     port: u16,
 }
 
+/// The origin side of one worker. See the module docs.
+#[derive(Debug)]
 pub(super) struct Origins<C> {
+    /// The worker's index, for the events.
+    worker: usize,
+    /// A client keeps a circuit for tag 0; a relay builds none.
     client: bool,
     tags: HashMap<IsolationKey, u64>,
     states: BTreeMap<u64, TagState>,
     by_circ: HashMap<CircHandle, u64>,
     requests: VecDeque<Request<C>>,
+    actions: VecDeque<OriginAction<C>>,
 }
 
 impl<C: Copy + Eq> Origins<C> {
-    pub fn new(client: bool) -> Self {
+    pub(super) fn new(worker: usize, client: bool) -> Self {
         let mut tags = HashMap::new();
         tags.insert(None, 0);
         Origins {
+            worker,
             client,
             tags,
             states: BTreeMap::new(),
             by_circ: HashMap::new(),
             requests: VecDeque::new(),
+            actions: VecDeque::new(),
         }
     }
 
-    pub fn request(&mut self, conn: C, isolation: IsolationKey, host: String, port: u16) {
+    /// The next thing the worker must do.
+    #[must_use]
+    pub(super) fn poll_action(&mut self) -> Option<OriginAction<C>> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest build deadline, when [`Origins::handle_timeout`] has work.
+    #[must_use]
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.states
+            .values()
+            .filter_map(|s| s.building.as_ref().map(|b| b.deadline))
+            .min()
+    }
+
+    /// SOCKS client `conn` asks for a stream to `host:port`; served by
+    /// [`Origins::serve_requests`].
+    pub(super) fn request(&mut self, conn: C, isolation: IsolationKey, host: String, port: u16) {
         let next = self.tags.len() as u64;
         let tag = *self.tags.entry(isolation).or_insert(next);
         self.requests.push_back(Request {
@@ -84,42 +165,39 @@ impl<C: Copy + Eq> Origins<C> {
         });
     }
 
-    pub fn forget_conn(&mut self, conn: C) {
+    /// SOCKS client `conn` is gone.
+    pub(super) fn forget_conn(&mut self, conn: C) {
         self.requests.retain(|r| r.conn != conn);
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.states
-            .values()
-            .filter_map(|s| s.building.as_ref().map(|b| b.deadline))
-            .min()
-    }
-}
-
-impl<D: Driver> Worker<D> {
     fn ask_for_circuit(&mut self, now: Instant, tag: u64) {
-        let state = self.origins.states.entry(tag).or_default();
+        let state = self.states.entry(tag).or_default();
         if state.asked || state.building.is_some() || state.retry_after.is_some_and(|t| now < t) {
             return;
         }
         state.asked = true;
-        self.events.send(WorkerEvent::NeedCircuit {
-            worker: self.index,
+        let ev = WorkerEvent::NeedCircuit {
+            worker: self.worker,
             tag,
-        });
+        };
+        self.actions.push_back(OriginAction::Event(ev));
     }
 
     /// Opens streams for the requests whose circuit is built; asks for circuits otherwise.
-    pub(super) fn serve_requests(&mut self, now: Instant) {
+    pub(super) fn serve_requests(&mut self, now: Instant, port: &mut impl CircuitPort) {
         let mut waiting = VecDeque::new();
-        while let Some(req) = self.origins.requests.pop_front() {
-            let built = self.origins.states.get(&req.tag).and_then(|s| s.built);
+        while let Some(req) = self.requests.pop_front() {
+            let built = self.states.get(&req.tag).and_then(|s| s.built);
             match built {
-                Some(circ) => match self.relay.open_stream(now, circ, &req.host, req.port) {
-                    Ok(stream) => self.bind_stream(req.conn, stream),
+                Some(circ) => match port.open_stream(now, circ, &req.host, req.port) {
+                    Ok(stream) => self.actions.push_back(OriginAction::StreamOpened {
+                        conn: req.conn,
+                        stream,
+                    }),
                     Err(e) => {
                         debug!(error = %e, "cannot open stream");
-                        self.socks_fail(req.conn, SocksReply::GeneralFailure);
+                        let conn = req.conn;
+                        self.actions.push_back(OriginAction::RequestFailed { conn });
                     }
                 },
                 None => {
@@ -128,177 +206,180 @@ impl<D: Driver> Worker<D> {
                 }
             }
         }
-        self.origins.requests = waiting;
+        self.requests = waiting;
     }
 
-    pub(super) fn build_for_tag(
+    /// The control thread's answer to `NeedCircuit`: build along `path` until `deadline`.
+    pub(super) fn handle_build(
         &mut self,
         now: Instant,
         tag: u64,
         path: Vec<HopSpec>,
         deadline: Instant,
+        port: &mut impl CircuitPort,
     ) {
         let Some(guard) = path.first().map(|h| h.id) else {
-            return self.fail_tag(now, tag);
+            return self.handle_no_path(now, tag);
         };
-        let state = self.origins.states.entry(tag).or_default();
+        let state = self.states.entry(tag).or_default();
         state.asked = false;
         if state.building.is_some() {
             return; // A duplicate answer: one build per tag at a time.
         }
-        match self.relay.build_circuit(now, path) {
+        match port.build_circuit(now, path) {
             Ok(circ) => {
-                self.origins.by_circ.insert(circ, tag);
-                if let Some(state) = self.origins.states.get_mut(&tag) {
-                    state.building = Some(Building {
-                        circ,
-                        guard,
-                        deadline,
-                    });
-                }
+                self.by_circ.insert(circ, tag);
+                state.building = Some(Building {
+                    circ,
+                    guard,
+                    deadline,
+                });
             }
-            Err(_) => self.fail_tag(now, tag),
+            Err(_) => self.handle_no_path(now, tag),
         }
-        self.handle_relay_events(now);
     }
 
     /// No circuit can be had for `tag`: fail the requests waiting for it.
-    pub(super) fn fail_tag(&mut self, now: Instant, tag: u64) {
-        if let Some(state) = self.origins.states.get_mut(&tag) {
+    pub(super) fn handle_no_path(&mut self, now: Instant, tag: u64) {
+        if let Some(state) = self.states.get_mut(&tag) {
             state.asked = false;
             state.retry_after = Some(now + NO_PATH_BACKOFF);
         }
-        let (failed, kept): (Vec<_>, Vec<_>) =
-            self.origins.requests.drain(..).partition(|r| r.tag == tag);
-        self.origins.requests = kept.into();
+        let (failed, kept): (Vec<_>, Vec<_>) = self.requests.drain(..).partition(|r| r.tag == tag);
+        self.requests = kept.into();
         for req in failed {
-            self.socks_fail(req.conn, SocksReply::GeneralFailure);
+            let conn = req.conn;
+            self.actions.push_back(OriginAction::RequestFailed { conn });
         }
     }
 
-    pub(super) fn circuit_built(&mut self, now: Instant, circ: CircHandle, elapsed: Duration) {
-        let Some(&tag) = self.origins.by_circ.get(&circ) else {
+    /// A circuit finished building in `elapsed`.
+    pub(super) fn handle_built(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        elapsed: Duration,
+        port: &mut impl CircuitPort,
+    ) {
+        let Some(&tag) = self.by_circ.get(&circ) else {
             return;
         };
-        let Some(state) = self.origins.states.get_mut(&tag) else {
+        let Some(state) = self.states.get_mut(&tag) else {
             return;
         };
-        let Some(b) = state.building.take().filter(|b| b.circ == circ) else {
+        let Some(b) = state.building.take_if(|b| b.circ == circ) else {
             return;
         };
         state.built = Some(circ);
         state.failures = 0;
         let build_ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
-        info!(worker = self.index, tag, build_ms, "circuit built");
-        self.events.send(WorkerEvent::CircuitBuilt {
-            worker: self.index,
-            tag,
-            guard: b.guard,
-            build_ms,
-        });
-        self.serve_requests(now);
+        info!(worker = self.worker, tag, build_ms, "circuit built");
+        self.actions
+            .push_back(OriginAction::Event(WorkerEvent::CircuitBuilt {
+                worker: self.worker,
+                tag,
+                guard: b.guard,
+                build_ms,
+            }));
+        self.serve_requests(now, port);
     }
 
-    pub(super) fn circuit_closed(
+    /// A circuit closed (while building: it failed at hop `hops_done`).
+    pub(super) fn handle_closed(
         &mut self,
         now: Instant,
         circ: CircHandle,
         why: CircuitFailure,
         hops_done: usize,
+        port: &mut impl CircuitPort,
     ) {
-        let Some(tag) = self.origins.by_circ.remove(&circ) else {
+        let Some(tag) = self.by_circ.remove(&circ) else {
             return;
         };
-        let Some(state) = self.origins.states.get_mut(&tag) else {
+        let Some(state) = self.states.get_mut(&tag) else {
             return;
         };
         if state.built == Some(circ) {
-            info!(worker = self.index, tag, ?why, "circuit closed");
+            info!(worker = self.worker, tag, ?why, "circuit closed");
             state.built = None;
-            return self.serve_requests(now);
+            return self.serve_requests(now, port);
         }
-        let Some(b) = state.building.take().filter(|b| b.circ == circ) else {
+        let Some(b) = state.building.take_if(|b| b.circ == circ) else {
             return;
         };
         state.failures += 1;
         let failures = state.failures;
+        if failures >= MAX_FAILURES {
+            state.failures = 0;
+        }
         info!(
-            worker = self.index,
+            worker = self.worker,
             tag,
             ?why,
             failures,
             "circuit failed while building"
         );
+        let (worker, guard) = (self.worker, b.guard);
         // Only a failure at the first hop is the guard's: a dead middle must not count
         // against the guard (proposal 151's statistics would then replace a good guard).
         let ev = match why {
-            CircuitFailure::ChannelFailed if hops_done == 0 => WorkerEvent::GuardUnreachable {
-                worker: self.index,
-                tag,
-                guard: b.guard,
-            },
+            CircuitFailure::ChannelFailed if hops_done == 0 => {
+                WorkerEvent::GuardUnreachable { worker, tag, guard }
+            }
             CircuitFailure::HandshakeFailed { hop, .. } => WorkerEvent::CircuitFailed {
-                worker: self.index,
+                worker,
                 tag,
-                guard: b.guard,
+                guard,
                 hop: Some(hop),
             },
             _ => WorkerEvent::CircuitFailed {
-                worker: self.index,
+                worker,
                 tag,
-                guard: b.guard,
+                guard,
                 hop: Some(hops_done),
             },
         };
-        self.events.send(ev);
+        self.actions.push_back(OriginAction::Event(ev));
         if failures >= MAX_FAILURES {
-            if let Some(state) = self.origins.states.get_mut(&tag) {
-                state.failures = 0;
-            }
-            self.fail_tag(now, tag);
+            self.handle_no_path(now, tag);
         }
-        self.serve_requests(now);
+        self.serve_requests(now, port);
     }
 
-    /// Keeps a circuit for tag 0 (clients), and closes builds that passed their deadline.
-    pub(super) fn origins_tick(&mut self, now: Instant) {
-        if !self.origins.client {
+    /// Closes builds that passed their deadline; keeps a circuit for tag 0 (clients, unless
+    /// `stopping`); serves waiting requests.
+    pub(super) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        stopping: bool,
+        port: &mut impl CircuitPort,
+    ) {
+        if !self.client {
             return;
         }
-        let expired: Vec<(u64, CircHandle, RelayId)> = self
-            .origins
-            .states
-            .iter()
-            .filter_map(|(&tag, s)| {
-                s.building
-                    .as_ref()
-                    .filter(|b| b.deadline <= now)
-                    .map(|b| (tag, b.circ, b.guard))
-            })
-            .collect();
-        for (tag, circ, guard) in expired {
-            if let Some(state) = self.origins.states.get_mut(&tag) {
-                state.building = None;
-            }
-            self.origins.by_circ.remove(&circ);
-            info!(worker = self.index, tag, "circuit build timed out");
-            self.relay.close_circuit_requested(now, circ);
-            self.events.send(WorkerEvent::CircuitTimedOut {
-                worker: self.index,
-                tag,
-                guard,
-            });
+        for (&tag, state) in &mut self.states {
+            let Some(b) = state.building.take_if(|b| b.deadline <= now) else {
+                continue;
+            };
+            self.by_circ.remove(&b.circ);
+            info!(worker = self.worker, tag, "circuit build timed out");
+            port.close_circuit(now, b.circ);
+            self.actions
+                .push_back(OriginAction::Event(WorkerEvent::CircuitTimedOut {
+                    worker: self.worker,
+                    tag,
+                    guard: b.guard,
+                }));
         }
         let idle = self
-            .origins
             .states
             .get(&0)
             .is_none_or(|s| s.built.is_none() && s.building.is_none());
-        if idle && self.stopping_is_none() {
+        if idle && !stopping {
             self.ask_for_circuit(now, 0);
         }
-        if !self.origins.requests.is_empty() {
-            self.serve_requests(now);
+        if !self.requests.is_empty() {
+            self.serve_requests(now, port);
         }
     }
 }

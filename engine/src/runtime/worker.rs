@@ -1,46 +1,50 @@
-//! The worker loop: one thread, one driver, one `Relay`, one scheduler.
+//! The worker loop: one thread, one driver, one `Relay`, one scheduler, and the tables that
+//! connect them (connections, edges, origins). Everything that decides lives in a sans-IO
+//! part ([`Relay`], the scheduler, [`Edges`], [`Origins`]); this file moves events between
+//! them and the driver, and performs the actions they return.
 
-use std::collections::HashMap;
-use std::net::TcpListener;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use kistrel_sched::{
-    make_scheduler, CellSource, ChannelSnapshot, Priority, SchedConfig, SchedMetrics, Scheduler,
-    SchedulerKind, SocketSnapshot, Written,
+    make_scheduler, SchedConfig, SchedError, SchedMetrics, Scheduler, SchedulerKind,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use tracing::{debug, info, warn};
 
+use crate::driver::{Driver, IoEvent};
 use crate::relay::{ChanId, Event, Relay, RelayConfig, RelayStats, StreamHandle};
+use crate::socks::SocksReply;
 use crate::time::Instant;
+use crate::wire::EndReason;
+use crate::{ErrorKind, HasKind};
 
-use super::edge::Edge;
-use super::origin::Origins;
-use super::{Clock, Command, Driver, EventSender, IoEvent, WorkerEvent};
+use super::clock::{Clock, TimeSource};
+use super::conns::{ConnTable, ReadGate, Role};
+use super::control::{Command, EventSender, WorkerEvent};
+use super::edge::{EdgeAction, Edges};
+use super::link::LinkError;
+use super::origin::{OriginAction, Origins};
+use super::resolve::{Resolver, ResolverConfig};
+use super::transmit::{Parts, Transmit, KERNEL_SAMPLE_EVERY};
 
 /// Longest the loop sleeps without checking the control queue.
 const MAX_WAIT: Duration = Duration::from_millis(1);
 /// How long a stopping worker waits for its DESTROYs and queued bytes to go out.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// How often the kernel queue of busy channel sockets is sampled for the metrics, whatever
-/// the scheduler (one TCP_INFO + two ioctls per channel: a timer cost, never per cell).
-const KERNEL_SAMPLE_EVERY: Duration = Duration::from_millis(100);
-/// At most this many sockets per sample (a cursor walks the rest on later samples).
-const KERNEL_SAMPLE_MAX: usize = 256;
-/// A channel whose send queue (bytes the kernel has not taken) grows past this stops being
-/// read until it drains below [`CHANNEL_SEND_LOW_WATER`]. Scheduled cells never get near it
-/// (KIST and Vanilla grant only what the socket takes); what can is replies to a peer that
-/// sends and never reads (DESTROYs for refused CREATEs, CREATED2s), which would otherwise
-/// grow without bound outside `MaxMemInQueues`.
-const CHANNEL_SEND_HIGH_WATER: usize = 4 << 20;
-/// See [`CHANNEL_SEND_HIGH_WATER`].
-const CHANNEL_SEND_LOW_WATER: usize = 1 << 20;
+/// How often the worker reports its counters to the control thread.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Stop moving stream bytes into an edge socket's send buffer above this much queued.
+const EDGE_SEND_HIGH_WATER: usize = 512 << 10;
+/// Bytes read from a stream per copy into an edge socket's send buffer.
+const EDGE_CHUNK: usize = 64 << 10;
 
 /// Everything a worker needs, built by the process that starts it.
 #[derive(Debug)]
-pub struct WorkerConfig {
+pub struct WorkerConfig<C = Clock> {
     /// Index of this worker (for events and logs).
     pub index: usize,
     /// The relay state machine's configuration (keys cloned per worker).
@@ -55,8 +59,17 @@ pub struct WorkerConfig {
     pub schedulers: Vec<SchedulerKind>,
     /// Scheduler settings.
     pub sched: SchedConfig,
-    /// The process-wide clock.
-    pub clock: Clock,
+    /// Where `now` comes from: the process-wide clock, or a simulation's virtual time.
+    pub clock: C,
+}
+
+/// The listeners of a worker, as handles of its driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listeners<L> {
+    /// Accepts channels from relays and clients.
+    pub or: Option<L>,
+    /// Accepts SOCKS clients.
+    pub socks: Option<L>,
 }
 
 /// What a worker reports when it stops.
@@ -72,64 +85,122 @@ pub struct WorkerReport {
     pub events_dropped: u64,
 }
 
-/// What a connection is to the worker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Role {
-    /// A channel to another relay or a client.
-    Channel(ChanId),
-    /// An application-side connection: a SOCKS client or an exit's target server.
-    Edge,
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// No scheduler of the `Schedulers` list can run here, or its settings are invalid.
+    #[error(transparent)]
+    Scheduler(#[from] SchedError),
+    /// A listener could not be handed to the driver.
+    #[error("{which} listener: {source}")]
+    Listener {
+        /// `OR` or `SOCKS`.
+        which: &'static str,
+        /// The driver's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The I/O backend could not be set up.
+    #[error("setting up the {backend} backend: {source}")]
+    Backend {
+        /// `io_uring` or `poll`.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// The cause's kind.
+        kind: ErrorKind,
+    },
+}
+
+impl HasKind for WorkerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            WorkerError::Scheduler(SchedError::NoUsableScheduler) => ErrorKind::Unsupported,
+            WorkerError::Scheduler(_) => ErrorKind::BadConfig,
+            WorkerError::Listener { source, .. } => HasKind::kind(source),
+            WorkerError::Backend { kind, .. } => *kind,
+        }
+    }
+}
+
+/// The control thread's queues, as a worker sees them.
+#[derive(Debug)]
+struct Control {
+    commands: Receiver<Command>,
+    events: EventSender,
+}
+
+/// When the loop last did its periodic work, and since when it is stopping.
+#[derive(Debug)]
+struct Timers {
+    stopping: Option<Instant>,
+    last_stats: Instant,
+    last_sample: Instant,
 }
 
 /// One worker. See the module docs of [`crate::runtime`].
-pub struct Worker<D: Driver> {
-    pub(super) index: usize,
-    pub(super) driver: D,
-    pub(super) relay: Relay,
-    pub(super) sched: Box<dyn Scheduler<ChanId>>,
-    pub(super) clock: Clock,
-    pub(super) or_listener: Option<D::Listener>,
-    pub(super) socks_listener: Option<D::Listener>,
-    pub(super) roles: HashMap<D::Conn, Role>,
-    /// Channel -> connection, indexed by the channel's slot.
-    chan_conn: Vec<Option<(ChanId, D::Conn)>>,
-    pub(super) edges: HashMap<D::Conn, Edge>,
-    pub(super) stream_conn: HashMap<StreamHandle, D::Conn>,
-    /// Edges with bytes to deliver from their stream.
-    pub(super) readable: Vec<D::Conn>,
-    pub(super) origins: Origins<D::Conn>,
-    pub(super) resolver: super::edge::Resolver,
-    commands: Receiver<Command>,
-    pub(super) events: EventSender,
-    pending: Vec<ChanId>,
-    snaps: Vec<ChannelSnapshot<ChanId>>,
-    stopping: Option<Instant>,
-    /// Next slot of `chan_conn` the kernel-queue sampler looks at.
-    sample_cursor: usize,
-    /// Channel connections not being read: their send queue is over the high-water mark.
-    recv_paused: std::collections::HashSet<D::Conn>,
+pub struct Worker<D: Driver, C: TimeSource = Clock> {
+    index: usize,
+    driver: D,
+    clock: C,
+    relay: Relay,
+    sched: Box<dyn Scheduler<ChanId>>,
+    listeners: Listeners<D::Listener>,
+    conns: ConnTable<D::Conn>,
+    edges: Edges<D::Conn>,
+    origins: Origins<D::Conn>,
+    resolver: Resolver,
+    control: Control,
+    transmit: Transmit,
+    timers: Timers,
+    /// Reused by the stream delivery pass.
+    scratch: Vec<D::Conn>,
 }
 
-impl<D: Driver> core::fmt::Debug for Worker<D> {
+impl<D: Driver, C: TimeSource> core::fmt::Debug for Worker<D, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Worker")
             .field("index", &self.index)
             .field("relay", &self.relay)
-            .finish()
+            .field("scheduler", &self.sched.kind())
+            .finish_non_exhaustive()
     }
 }
 
-impl<D: Driver> Worker<D> {
-    /// Sets up a worker over `driver`. Fails if no scheduler in the list is usable here.
+impl<D: Driver, C: TimeSource> Worker<D, C> {
+    /// Sets up a worker over `driver`, handing it the listeners of `cfg`. Fails if no
+    /// scheduler in the list is usable here or a listener cannot be added.
     pub fn new(
-        cfg: WorkerConfig,
+        mut cfg: WorkerConfig<C>,
         mut driver: D,
         commands: Receiver<Command>,
         events: EventSender,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WorkerError> {
+        let mut add = |l: Option<TcpListener>, which| {
+            l.map(|l| driver.add_listener(l))
+                .transpose()
+                .map_err(|source| WorkerError::Listener { which, source })
+        };
+        let listeners = Listeners {
+            or: add(cfg.or_listener.take(), "OR")?,
+            socks: add(cfg.socks_listener.take(), "SOCKS")?,
+        };
+        Self::with_listeners(cfg, driver, listeners, commands, events)
+    }
+
+    /// Sets up a worker over `driver` whose listeners were added already (a simulated
+    /// driver's, say); listeners in `cfg` are ignored.
+    pub fn with_listeners(
+        cfg: WorkerConfig<C>,
+        driver: D,
+        listeners: Listeners<D::Listener>,
+        commands: Receiver<Command>,
+        events: EventSender,
+    ) -> Result<Self, WorkerError> {
         let (sched, kind) =
-            make_scheduler::<ChanId>(&cfg.schedulers, driver.has_tcp_info(), &cfg.sched)
-                .map_err(|e| e.to_string())?;
+            make_scheduler::<ChanId>(&cfg.schedulers, driver.has_tcp_info(), &cfg.sched)?;
         if cfg.schedulers.first() != Some(&kind) {
             info!(
                 worker = cfg.index,
@@ -141,50 +212,34 @@ impl<D: Driver> Worker<D> {
             Some(s) => ChaCha12Rng::seed_from_u64(s),
             None => ChaCha12Rng::from_os_rng(),
         };
-        let or_listener = match cfg.or_listener {
-            Some(l) => Some(
-                driver
-                    .add_listener(l)
-                    .map_err(|e| format!("OR listener: {e}"))?,
-            ),
-            None => None,
-        };
-        let socks_listener = match cfg.socks_listener {
-            Some(l) => Some(
-                driver
-                    .add_listener(l)
-                    .map_err(|e| format!("SOCKS listener: {e}"))?,
-            ),
-            None => None,
-        };
-        let is_client = socks_listener.is_some();
+        let now = cfg.clock.now();
         Ok(Worker {
             index: cfg.index,
             driver,
+            clock: cfg.clock,
             relay: Relay::new(cfg.relay, rng),
             sched,
-            clock: cfg.clock,
-            or_listener,
-            socks_listener,
-            roles: HashMap::new(),
-            chan_conn: Vec::new(),
-            edges: HashMap::new(),
-            stream_conn: HashMap::new(),
-            readable: Vec::new(),
-            origins: Origins::new(is_client),
-            resolver: super::edge::Resolver::new(),
-            commands,
-            events,
-            pending: Vec::new(),
-            snaps: Vec::new(),
-            stopping: None,
-            sample_cursor: 0,
-            recv_paused: std::collections::HashSet::new(),
+            listeners,
+            conns: ConnTable::default(),
+            edges: Edges::default(),
+            origins: Origins::new(cfg.index, listeners.socks.is_some()),
+            resolver: Resolver::new(ResolverConfig::default()),
+            control: Control { commands, events },
+            transmit: Transmit::default(),
+            timers: Timers {
+                stopping: None,
+                last_stats: now,
+                last_sample: now,
+            },
+            scratch: Vec::new(),
         })
     }
 
-    pub(super) fn stopping_is_none(&self) -> bool {
-        self.stopping.is_none()
+    /// Uses `config` for host name lookups (exits) instead of the default pool.
+    #[must_use]
+    pub fn with_resolver(mut self, config: ResolverConfig) -> Self {
+        self.resolver = Resolver::new(config);
+        self
     }
 
     /// The scheduler in use.
@@ -192,115 +247,134 @@ impl<D: Driver> Worker<D> {
         self.sched.kind()
     }
 
+    /// The relay state machine (for counters and tests).
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// Host name lookup threads started so far.
+    pub fn resolver_threads(&self) -> usize {
+        self.resolver.threads()
+    }
+
     /// Runs until a `Shutdown` command (or the control side hanging up) and the grace period.
     pub fn run(mut self) -> WorkerReport {
-        let mut last_stats = self.clock.now();
-        let mut last_sample = last_stats;
-        loop {
-            let now = self.clock.now();
-            if let Some(since) = self.stopping {
-                if now - since >= SHUTDOWN_GRACE || self.flushed() {
-                    break;
-                }
-            }
-            self.handle_commands(now);
-            self.handle_io(now);
-            self.handle_relay_events(now);
-            self.resolver_results(now);
-            self.deliver_streams(now);
-            self.origins_tick(now);
-            self.relay.handle_timeout(now);
-            self.handle_relay_events(now);
-            self.schedule(now);
-            if now - last_sample >= KERNEL_SAMPLE_EVERY {
-                last_sample = now;
-                self.sample_kernel_queues();
-            }
-            if now - last_stats >= Duration::from_secs(1) {
-                last_stats = now;
-                let stats = self.relay.stats();
-                let sched = Box::new(self.sched.metrics().clone());
-                let kind = self.sched.kind();
-                self.events.send(WorkerEvent::Stats {
-                    worker: self.index,
-                    stats,
-                    sched,
-                    kind,
-                });
-            }
-            let wait = self.next_wait(now);
-            if let Err(e) = self.driver.run_once(Some(wait)) {
+        while let Some(wait) = self.turn() {
+            if let Err(e) = self.wait(Some(wait)) {
                 warn!(worker = self.index, error = %e, "driver failed; stopping worker");
                 break;
             }
         }
+        self.report()
+    }
+
+    /// One loop iteration without the driver's wait: handles what the driver, the control
+    /// queue and the timers have, schedules, and returns how long the worker may wait for
+    /// I/O before its next turn; `None` once it has stopped. [`Worker::run`] is this and
+    /// `Driver::run_once` in a loop; a simulation calls it between moves of its network.
+    pub fn turn(&mut self) -> Option<Duration> {
+        let now = self.clock.now();
+        if let Some(since) = self.timers.stopping {
+            if now - since >= SHUTDOWN_GRACE || self.flushed() {
+                return None;
+            }
+        }
+        self.handle_commands(now);
+        self.handle_io(now);
+        self.handle_relay_events(now);
+        self.handle_answers(now);
+        self.deliver_streams(now);
+        let stopping = self.timers.stopping.is_some();
+        self.origins.handle_timeout(now, stopping, &mut self.relay);
+        self.settle(now);
+        self.relay.handle_timeout(now);
+        self.handle_relay_events(now);
+        self.transmit(now);
+        self.periodic(now);
+        Some(self.next_wait(now))
+    }
+
+    /// Hands the bytes of the last turn to the driver and waits up to `timeout` for I/O
+    /// (`Driver::run_once`; a simulated driver never waits).
+    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.driver.run_once(timeout)
+    }
+
+    /// What the worker reports when it stops.
+    pub fn report(&self) -> WorkerReport {
         WorkerReport {
             stats: self.relay.stats(),
             scheduler: self.sched.kind(),
             metrics: self.sched.metrics().clone(),
-            events_dropped: self.events.dropped(),
+            events_dropped: self.control.events.dropped(),
         }
-    }
-
-    /// Records the estimated kernel queue time of up to [`KERNEL_SAMPLE_MAX`] busy channel
-    /// sockets (`SchedMetrics::sample_kernel_queue`): the scheduler-neutral figure that
-    /// compares KIST with Vanilla, which takes no snapshots of its own.
-    fn sample_kernel_queues(&mut self) {
-        let slots = self.chan_conn.len();
-        if slots == 0 {
-            return;
-        }
-        let metrics = self.sched.metrics_mut();
-        for step in 0..slots.min(KERNEL_SAMPLE_MAX) {
-            let slot = (self.sample_cursor + step) % slots;
-            let Some(Some((_, conn))) = self.chan_conn.get(slot) else {
-                continue;
-            };
-            let Some(fd) = self.driver.conn_fd(*conn) else {
-                continue;
-            };
-            if let Ok(snap) = crate::sys::socket_snapshot(fd) {
-                metrics.sample_kernel_queue(&snap);
-            }
-        }
-        self.sample_cursor = (self.sample_cursor + KERNEL_SAMPLE_MAX) % slots;
     }
 
     fn flushed(&self) -> bool {
-        self.roles.keys().all(|&c| self.driver.queued_len(c) == 0)
+        self.conns.conns().all(|c| self.driver.queued_len(c) == 0)
     }
 
     fn next_wait(&mut self, now: Instant) -> Duration {
-        let mut wait = MAX_WAIT;
         let deadlines = [
             self.relay.poll_timeout(),
             self.sched.next_run(),
-            self.origins.next_deadline(),
+            self.origins.poll_timeout(),
         ];
+        let mut wait = MAX_WAIT;
         for t in deadlines.into_iter().flatten() {
             wait = wait.min(t.saturating_duration_since(now));
         }
-        if self.relay.has_pending_events() || !self.readable.is_empty() {
+        if self.relay.has_pending_events() || self.edges.has_readable() {
             wait = Duration::ZERO;
         }
         wait
     }
 
+    /// Kernel queue samples and the counters for the control thread, when due.
+    fn periodic(&mut self, now: Instant) {
+        if now - self.timers.last_sample >= KERNEL_SAMPLE_EVERY {
+            self.timers.last_sample = now;
+            self.transmit.sample_kernel_queues(Parts {
+                relay: &mut self.relay,
+                driver: &mut self.driver,
+                conns: &mut self.conns,
+                sched: self.sched.as_mut(),
+            });
+        }
+        if now - self.timers.last_stats >= STATS_EVERY {
+            self.timers.last_stats = now;
+            self.control.events.send(WorkerEvent::Stats {
+                worker: self.index,
+                stats: self.relay.stats(),
+                sched: Box::new(self.sched.metrics().clone()),
+                kind: self.sched.kind(),
+            });
+        }
+    }
+
+    // ----- control ----------------------------------------------------------------------
+
     fn handle_commands(&mut self, now: Instant) {
         loop {
-            match self.commands.try_recv() {
+            match self.control.commands.try_recv() {
                 Ok(Command::Shutdown) => self.begin_shutdown(now),
                 Ok(Command::BuildCircuit {
                     tag,
                     path,
                     deadline,
-                }) => self.build_for_tag(now, tag, path, deadline),
-                Ok(Command::NoPath { tag }) => self.fail_tag(now, tag),
+                }) => {
+                    let relay = &mut self.relay;
+                    self.origins.handle_build(now, tag, path, deadline, relay);
+                    self.settle(now);
+                    self.handle_relay_events(now);
+                }
+                Ok(Command::NoPath { tag }) => {
+                    self.origins.handle_no_path(now, tag);
+                    self.settle(now);
+                }
                 Err(crossbeam_channel::TryRecvError::Empty) => return,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    if self.stopping.is_none() {
-                        self.begin_shutdown(now);
-                    }
+                    self.begin_shutdown(now);
                     return;
                 }
             }
@@ -308,7 +382,7 @@ impl<D: Driver> Worker<D> {
     }
 
     fn begin_shutdown(&mut self, now: Instant) {
-        if self.stopping.is_some() {
+        if self.timers.stopping.is_some() {
             return;
         }
         info!(
@@ -316,146 +390,170 @@ impl<D: Driver> Worker<D> {
             circuits = self.relay.circuit_count(),
             "shutting down"
         );
-        self.stopping = Some(now);
+        self.timers.stopping = Some(now);
         self.relay.shutdown(now);
         self.handle_relay_events(now);
         // Queue the DESTROYs, then close every connection once its bytes are out.
         while let Some(chan) = self.relay.poll_ready_channel() {
-            if let Some(conn) = self.conn_of(chan) {
-                if let Some(buf) = self.driver.send_buf(conn) {
-                    self.relay.take_ctrl(chan, buf);
+            let Some((conn, link)) = self.conns.channel(chan) else {
+                continue;
+            };
+            if let Some(send) = self.driver.send_buf(conn) {
+                self.relay.take_ctrl(chan, link.cell_buf(send));
+                if let Err(e) = link.seal(send) {
+                    debug!(?chan, error = %e, "link failed while shutting down");
                 }
             }
         }
-        let conns: Vec<D::Conn> = self.roles.keys().copied().collect();
+        let conns: Vec<D::Conn> = self.conns.conns().collect();
         for conn in conns {
             self.driver.close_when_flushed(conn);
         }
-    }
-
-    pub(super) fn conn_of(&self, chan: ChanId) -> Option<D::Conn> {
-        match self.chan_conn.get(chan.index() as usize) {
-            Some(Some((c, conn))) if *c == chan => Some(*conn),
-            _ => None,
-        }
-    }
-
-    fn bind_channel(&mut self, chan: ChanId, conn: D::Conn) {
-        let i = chan.index() as usize;
-        if self.chan_conn.len() <= i {
-            self.chan_conn.resize(i + 1, None);
-        }
-        self.chan_conn[i] = Some((chan, conn));
-        self.roles.insert(conn, Role::Channel(chan));
-        self.no_delay(conn);
-    }
-
-    /// Turns Nagle's algorithm off: we batch cells ourselves (one send per connection per
-    /// loop iteration), and Nagle holding back a small write (a SENDME) until the previous
-    /// segment is acknowledged meets the peer's delayed ACK: a 40 ms stall per window.
-    pub(super) fn no_delay(&self, conn: D::Conn) {
-        if let Some(fd) = self.driver.conn_fd(conn) {
-            if let Err(e) = crate::sys::set_tcp_nodelay(fd, true) {
-                debug!(error = %e, "TCP_NODELAY failed");
-            }
-        }
-    }
-
-    fn unbind_channel(&mut self, chan: ChanId) -> Option<D::Conn> {
-        let conn = self.conn_of(chan)?;
-        self.chan_conn[chan.index() as usize] = None;
-        self.roles.remove(&conn);
-        self.recv_paused.remove(&conn);
-        self.sched.channel_closed(chan);
-        Some(conn)
     }
 
     // ----- I/O events -------------------------------------------------------------------
 
     fn handle_io(&mut self, now: Instant) {
         while let Some(ev) = self.driver.poll_event() {
-            match ev {
-                IoEvent::Accepted {
-                    listener,
-                    conn,
-                    peer,
-                } => {
-                    if Some(listener) == self.or_listener && self.stopping.is_none() {
-                        let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
-                        let chan = self.relay.accept_channel(now, peer);
-                        self.bind_channel(chan, conn);
-                    } else if Some(listener) == self.socks_listener && self.stopping.is_none() {
-                        self.accept_socks(conn);
-                    } else {
-                        self.driver.close(conn);
-                    }
-                }
-                IoEvent::Connected { conn } => match self.roles.get(&conn).copied() {
-                    Some(Role::Channel(chan)) => self.relay.handle_channel_connected(now, chan),
-                    Some(Role::Edge) => self.edge_connected(now, conn),
-                    None => {}
-                },
-                IoEvent::ConnectFailed { conn, err } => match self.roles.get(&conn).copied() {
-                    Some(Role::Channel(chan)) => {
-                        debug!(?chan, %err, "channel connect failed");
-                        self.unbind_channel(chan);
-                        self.relay.handle_channel_closed(now, chan);
-                    }
-                    Some(Role::Edge) => self.edge_connect_failed(now, conn),
-                    None => {}
-                },
-                IoEvent::Recv { conn, data } => match self.roles.get(&conn).copied() {
-                    Some(Role::Channel(chan)) => self.relay.handle_recv(now, chan, &data),
-                    Some(Role::Edge) => self.edge_recv(now, conn, &data),
-                    None => {}
-                },
-                IoEvent::RecvClosed { conn, err } => match self.roles.get(&conn).copied() {
-                    Some(Role::Channel(chan)) => {
-                        debug!(?chan, err = ?err, "channel closed by peer");
-                        self.unbind_channel(chan);
-                        self.driver.close(conn);
-                        self.relay.handle_channel_closed(now, chan);
-                    }
-                    Some(Role::Edge) => self.edge_eof(now, conn),
-                    None => {}
-                },
-                IoEvent::SendDone { conn } => match self.roles.get(&conn).copied() {
-                    Some(Role::Channel(chan)) => {
-                        if self.recv_paused.contains(&conn)
-                            && self.driver.queued_len(conn) <= CHANNEL_SEND_LOW_WATER
-                        {
-                            self.recv_paused.remove(&conn);
-                            self.driver.set_recv_paused(conn, false);
-                        }
-                        self.sched.channel_writable(now, chan)
-                    }
-                    Some(Role::Edge) => self.readable.push(conn),
-                    None => {}
-                },
-                IoEvent::SendFailed { conn, err } => match self.roles.get(&conn).copied() {
-                    Some(Role::Channel(chan)) => {
-                        debug!(?chan, %err, "channel send failed");
-                        self.unbind_channel(chan);
-                        self.driver.close(conn);
-                        self.relay.handle_channel_closed(now, chan);
-                    }
-                    Some(Role::Edge) => self.edge_broken(now, conn),
-                    None => {}
-                },
+            if let IoEvent::Accepted {
+                listener,
+                conn,
+                peer,
+            } = ev
+            {
+                self.accepted(now, listener, conn, peer);
+                continue;
             }
+            match self.conns.role(ev.conn()) {
+                Some(Role::Channel(chan)) => self.channel_io(now, chan, ev),
+                Some(Role::Edge) => self.edge_io(now, ev),
+                None => {}
+            }
+            self.settle(now);
         }
     }
 
-    // ----- relay events -----------------------------------------------------------------
+    fn accepted(&mut self, now: Instant, l: D::Listener, conn: D::Conn, peer: Option<SocketAddr>) {
+        let accepting = self.timers.stopping.is_none();
+        if accepting && Some(l) == self.listeners.or {
+            let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+            let chan = self.relay.accept_channel(now, peer);
+            self.bind_channel(chan, conn);
+        } else if accepting && Some(l) == self.listeners.socks {
+            self.add_edge(conn);
+            self.edges.add_socks(conn);
+        } else {
+            self.driver.close(conn);
+        }
+    }
 
-    pub(super) fn handle_relay_events(&mut self, now: Instant) {
+    fn channel_io(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        ev: IoEvent<D::Conn, D::Listener, D::Buf>,
+    ) {
+        match ev {
+            IoEvent::Connected { .. } => self.relay.handle_channel_connected(now, chan),
+            IoEvent::Recv { conn, mut data } => {
+                let Some((_, link)) = self.conns.channel(chan) else {
+                    return;
+                };
+                let relay = &mut self.relay;
+                if let Err(e) = link.open(&mut data, |bytes| relay.handle_recv(now, chan, bytes)) {
+                    self.link_failed(now, chan, conn, e);
+                }
+            }
+            IoEvent::SendDone { conn } => {
+                let queued = self.driver.queued_len(conn);
+                if self.conns.after_sending(conn, queued) == Some(ReadGate::Resume) {
+                    self.driver.set_recv_paused(conn, false);
+                }
+                self.sched.channel_writable(now, chan);
+            }
+            IoEvent::ConnectFailed { err, .. } => {
+                // The driver closed the connection already.
+                debug!(?chan, %err, "channel connect failed");
+                self.unbind_channel(chan);
+                self.relay.handle_channel_closed(now, chan);
+            }
+            IoEvent::RecvClosed { conn, err } => {
+                debug!(?chan, err = ?err, "channel closed by peer");
+                self.close_channel(now, chan, conn);
+            }
+            IoEvent::SendFailed { conn, err } => {
+                debug!(?chan, %err, "channel send failed");
+                self.close_channel(now, chan, conn);
+            }
+            IoEvent::Accepted { .. } => {}
+        }
+    }
+
+    fn edge_io(&mut self, now: Instant, ev: IoEvent<D::Conn, D::Listener, D::Buf>) {
+        let relay = &mut self.relay;
+        match ev {
+            IoEvent::Connected { conn } => self.edges.handle_connected(now, conn, relay),
+            IoEvent::ConnectFailed { conn, .. } => {
+                self.edges.handle_connect_failed(now, conn, relay)
+            }
+            IoEvent::Recv { conn, data } => self.edges.handle_recv(now, conn, &data, relay),
+            IoEvent::RecvClosed { conn, .. } => self.edges.handle_eof(now, conn, relay),
+            IoEvent::SendDone { conn } => self.edges.handle_send_done(conn),
+            IoEvent::SendFailed { conn, .. } => self.edges.handle_broken(now, conn, relay),
+            IoEvent::Accepted { .. } => {}
+        }
+    }
+
+    // ----- connections ------------------------------------------------------------------
+
+    fn bind_channel(&mut self, chan: ChanId, conn: D::Conn) {
+        self.conns.bind_channel(chan, conn);
+        self.no_delay(conn);
+    }
+
+    fn add_edge(&mut self, conn: D::Conn) {
+        self.conns.add_edge(conn);
+        self.no_delay(conn);
+    }
+
+    /// Turns Nagle's algorithm off: we batch cells ourselves (one send per connection per
+    /// loop iteration), and Nagle holding back a small write (a SENDME) until the previous
+    /// segment is acknowledged meets the peer's delayed ACK: a 40 ms stall per window.
+    fn no_delay(&self, conn: D::Conn) {
+        if let Err(e) = self.driver.set_nodelay(conn, true) {
+            debug!(error = %e, "TCP_NODELAY failed");
+        }
+    }
+
+    fn unbind_channel(&mut self, chan: ChanId) -> Option<D::Conn> {
+        let conn = self.conns.unbind_channel(chan)?;
+        self.sched.channel_closed(chan);
+        Some(conn)
+    }
+
+    /// The connection of `chan` broke or ended: close it and tell the relay.
+    fn close_channel(&mut self, now: Instant, chan: ChanId, conn: D::Conn) {
+        self.unbind_channel(chan);
+        self.driver.close(conn);
+        self.relay.handle_channel_closed(now, chan);
+    }
+
+    fn link_failed(&mut self, now: Instant, chan: ChanId, conn: D::Conn, err: LinkError) {
+        debug!(?chan, error = %err, "closing channel: link failed");
+        self.close_channel(now, chan, conn);
+    }
+
+    // ----- relay events and the actions of edges and origins -----------------------------
+
+    fn handle_relay_events(&mut self, now: Instant) {
         while let Some(ev) = self.relay.poll_event() {
+            let relay = &mut self.relay;
             match ev {
                 Event::OpenChannel { chan, addr } => match self.driver.connect(addr) {
                     Ok(conn) => self.bind_channel(chan, conn),
                     Err(e) => {
                         debug!(?chan, %addr, error = %e, "cannot start connect");
-                        self.relay.handle_channel_closed(now, chan);
+                        relay.handle_channel_closed(now, chan);
                     }
                 },
                 Event::CloseChannel { chan } => {
@@ -470,108 +568,170 @@ impl<D: Driver> Worker<D> {
                     ip,
                 } => self.exit_connect(now, stream, host, port, ip),
                 Event::StreamReadable { stream } | Event::StreamWritable { stream } => {
-                    if let Some(&conn) = self.stream_conn.get(&stream) {
-                        self.readable.push(conn);
-                        self.edge_offer_pending(now, conn);
-                    }
+                    self.edges.handle_stream_ready(now, stream, relay)
                 }
-                Event::StreamConnected { stream } => self.socks_connected(now, stream),
-                Event::StreamEnded { stream, reason } => self.stream_ended(now, stream, reason),
-                Event::CircuitBuilt { circ, elapsed } => self.circuit_built(now, circ, elapsed),
+                Event::StreamConnected { stream } => {
+                    self.edges.handle_socks_connected(now, stream, relay)
+                }
+                Event::StreamEnded { stream, reason } => {
+                    self.edges.handle_stream_ended(now, stream, reason, relay)
+                }
+                Event::CircuitBuilt { circ, elapsed } => {
+                    self.origins.handle_built(now, circ, elapsed, relay)
+                }
                 Event::CircuitClosed {
                     circ,
                     why,
                     hops_done,
-                } => self.circuit_closed(now, circ, why, hops_done),
+                } => self.origins.handle_closed(now, circ, why, hops_done, relay),
+            }
+            self.settle(now);
+        }
+    }
+
+    /// Performs what edges and origins asked for, until neither has more.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            if let Some(action) = self.edges.poll_action() {
+                self.edge_action(now, action);
+            } else if let Some(action) = self.origins.poll_action() {
+                match action {
+                    OriginAction::Event(ev) => self.control.events.send(ev),
+                    OriginAction::StreamOpened { conn, stream } => {
+                        self.edges.bind_stream(conn, stream)
+                    }
+                    OriginAction::RequestFailed { conn } => {
+                        self.edges.socks_fail(conn, SocksReply::GeneralFailure)
+                    }
+                }
+            } else {
+                return;
             }
         }
+    }
+
+    fn edge_action(&mut self, now: Instant, action: EdgeAction<D::Conn>) {
+        match action {
+            EdgeAction::Send { conn, bytes } => {
+                if let Some(buf) = self.driver.send_buf(conn) {
+                    buf.extend_from_slice(&bytes);
+                }
+            }
+            EdgeAction::PauseRecv { conn, paused } => self.driver.set_recv_paused(conn, paused),
+            EdgeAction::Close { conn } => self.driver.close(conn),
+            EdgeAction::CloseWhenFlushed { conn } => self.driver.close_when_flushed(conn),
+            EdgeAction::Request {
+                conn,
+                isolation,
+                host,
+                port,
+            } => {
+                self.origins.request(conn, isolation, host, port);
+                self.origins.serve_requests(now, &mut self.relay);
+            }
+            EdgeAction::Forgotten { conn } => {
+                self.conns.remove_edge(conn);
+                self.origins.forget_conn(conn);
+            }
+        }
+    }
+
+    // ----- exit side --------------------------------------------------------------------
+
+    fn exit_connect(
+        &mut self,
+        now: Instant,
+        stream: StreamHandle,
+        host: String,
+        port: u16,
+        ip: Option<IpAddr>,
+    ) {
+        if let Some(ip) = ip {
+            return self.exit_connect_addr(now, stream, SocketAddr::new(ip, port));
+        }
+        if let Err(e) = self.resolver.resolve(stream, host, port) {
+            debug!(?stream, error = %e, "host name lookup refused");
+            self.relay
+                .handle_stream_failed(now, stream, EndReason::RESOURCELIMIT);
+        }
+    }
+
+    fn handle_answers(&mut self, now: Instant) {
+        while let Some(answer) = self.resolver.poll_answer() {
+            let (stream, port) = (answer.stream, answer.port);
+            match answer.ip {
+                None => self
+                    .relay
+                    .handle_stream_failed(now, stream, EndReason::RESOLVEFAILED),
+                // The port was checked already; the address can only be checked now.
+                Some(ip) if self.relay.exit_allows(ip, port) => {
+                    self.exit_connect_addr(now, stream, SocketAddr::new(ip, port))
+                }
+                Some(_) => self
+                    .relay
+                    .handle_stream_failed(now, stream, EndReason::EXITPOLICY),
+            }
+        }
+    }
+
+    fn exit_connect_addr(&mut self, now: Instant, stream: StreamHandle, addr: SocketAddr) {
+        match self.driver.connect(addr) {
+            Ok(conn) => {
+                self.add_edge(conn);
+                self.edges.add_exit(conn, stream, addr);
+            }
+            Err(e) => {
+                debug!(?stream, %addr, error = %e, "exit connect failed to start");
+                self.relay
+                    .handle_stream_failed(now, stream, EndReason::CONNECTREFUSED);
+            }
+        }
+    }
+
+    /// Moves received stream bytes into the edge sockets that can take them (one copy,
+    /// from the relay's stream buffer into the socket's send buffer).
+    fn deliver_streams(&mut self, now: Instant) {
+        let mut conns = std::mem::take(&mut self.scratch);
+        self.edges.take_readable(&mut conns);
+        for conn in conns.drain(..) {
+            let Some(stream) = self.edges.stream_of(conn) else {
+                continue;
+            };
+            while self.driver.queued_len(conn) < EDGE_SEND_HIGH_WATER {
+                let Some(buf) = self.driver.send_buf(conn) else {
+                    break;
+                };
+                match self.relay.stream_recv_append(now, stream, buf, EDGE_CHUNK) {
+                    Some(0) => break,
+                    Some(_) => {}
+                    None => {
+                        // Ended and drained: close once the bytes are out.
+                        self.edges.handle_stream_drained(conn);
+                        break;
+                    }
+                }
+            } // else: SendDone brings the connection back.
+        }
+        self.scratch = conns;
+        self.settle(now);
     }
 
     // ----- scheduling -------------------------------------------------------------------
 
-    fn schedule(&mut self, now: Instant) {
-        while let Some(chan) = self.relay.poll_ready_channel() {
-            let Some(conn) = self.conn_of(chan) else {
-                continue;
-            };
-            if let Some(buf) = self.driver.send_buf(conn) {
-                self.relay.take_ctrl(chan, buf);
-            }
-            if self.driver.queued_len(conn) > CHANNEL_SEND_HIGH_WATER
-                && self.recv_paused.insert(conn)
-            {
-                debug!(?chan, "peer is not reading: pausing reads until it drains");
-                self.driver.set_recv_paused(conn, true);
-            }
-            if self.relay.has_circuit_cells(chan) {
-                self.sched.channel_has_cells(now, chan);
+    fn transmit(&mut self, now: Instant) {
+        self.transmit.run(
+            now,
+            Parts {
+                relay: &mut self.relay,
+                driver: &mut self.driver,
+                conns: &mut self.conns,
+                sched: self.sched.as_mut(),
+            },
+        );
+        while let Some((chan, err)) = self.transmit.pop_broken() {
+            if let Some(conn) = self.conns.conn_of(chan) {
+                self.link_failed(now, chan, conn, err);
             }
         }
-        if self.sched.next_run().is_none_or(|t| t > now) {
-            return;
-        }
-        self.pending.clear();
-        self.sched.pending_channels(now, &mut self.pending);
-        self.snaps.clear();
-        let tcp_info = self.sched.needs_tcp_info();
-        for &chan in &self.pending {
-            let Some(conn) = self.conn_of(chan) else {
-                continue;
-            };
-            let socket = match (tcp_info, self.driver.conn_fd(conn)) {
-                (true, Some(fd)) => crate::sys::socket_snapshot(fd).unwrap_or_default(),
-                _ => SocketSnapshot::default(),
-            };
-            let outbuf = u32::try_from(self.driver.queued_len(conn)).unwrap_or(u32::MAX);
-            self.snaps.push(ChannelSnapshot {
-                channel: chan,
-                socket,
-                outbuf,
-            });
-        }
-        let mut source = Source {
-            relay: &mut self.relay,
-            driver: &mut self.driver,
-            chan_conn: &self.chan_conn,
-        };
-        self.sched.run(now, &self.snaps, &mut source);
-    }
-}
-
-/// The scheduler's view of the relay's queues: cells go straight into the connection's
-/// owned send buffer, which the driver hands to the kernel in this iteration's submit.
-struct Source<'a, D: Driver> {
-    relay: &'a mut Relay,
-    driver: &'a mut D,
-    chan_conn: &'a [Option<(ChanId, D::Conn)>],
-}
-
-impl<D: Driver> Source<'_, D> {
-    fn conn(&self, chan: ChanId) -> Option<D::Conn> {
-        match self.chan_conn.get(chan.index() as usize) {
-            Some(Some((c, conn))) if *c == chan => Some(*conn),
-            _ => None,
-        }
-    }
-}
-
-impl<D: Driver> CellSource<ChanId> for Source<'_, D> {
-    fn best_priority(&self, now: Instant, chan: ChanId) -> Option<Priority> {
-        self.relay.best_priority(now, chan)
-    }
-
-    fn write_one(&mut self, now: Instant, chan: ChanId) -> Option<Written> {
-        let conn = self.conn(chan)?;
-        let buf = self.driver.send_buf(conn)?;
-        let (n, enqueued) = self.relay.write_one_cell(now, chan, buf)?;
-        Some(Written {
-            bytes: u32::try_from(n).unwrap_or(u32::MAX),
-            next: self.relay.best_priority(now, chan),
-            enqueued: Some(enqueued),
-        })
-    }
-
-    fn flush(&mut self, _chan: ChanId) {
-        // Every connection's buffer goes out in this iteration's single submit.
     }
 }

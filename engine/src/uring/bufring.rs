@@ -16,7 +16,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -247,6 +247,23 @@ impl Deref for RxBuf {
         // completion and will not write this buffer again until `drop` returns it.
         unsafe {
             std::slice::from_raw_parts(self.shared.bufs.ptr.as_ptr().add(offset), self.len as usize)
+        }
+    }
+}
+
+impl DerefMut for RxBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let offset = usize::from(self.bid.0) * self.shared.buf_size as usize;
+        // SAFETY: the range is inside the buffer mapping, as for `deref`. The buffer belongs
+        // to this guard alone until `drop` returns it (an `RxBuf` is neither `Clone` nor
+        // made twice for one bid while it is out: the kernel hands a bid out once per
+        // return), so no one else reads or writes it meanwhile, the kernel included; `&mut
+        // self` keeps the slice from aliasing the one `deref` gives.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.shared.bufs.ptr.as_ptr().add(offset),
+                self.len as usize,
+            )
         }
     }
 }

@@ -13,6 +13,7 @@ use io_uring::{cqueue, opcode, types::Fd};
 use super::op::{Op, OpKey};
 use super::ring::Ring;
 use super::{ConnId, Event, ListenerId, UringError};
+use crate::slab::Key;
 
 fn os_error(res: i32) -> io::Error {
     io::Error::from_raw_os_error(res.saturating_neg())
@@ -33,7 +34,7 @@ impl Ring {
         }
         let slot = key.slot();
         let more = cqueue::more(flags);
-        let Some((generation, op)) = self.ops.get_any_mut(slot) else {
+        let Some((op_key, op)) = self.ops.get_any_mut(slot) else {
             tracing::warn!(?key, res, "completion for an unknown operation");
             return Ok(());
         };
@@ -41,28 +42,28 @@ impl Ring {
             Op::Recv { conn } => {
                 let conn = *conn;
                 if !more {
-                    self.ops.remove(slot, generation);
+                    self.ops.remove(op_key);
                 }
                 self.on_recv(conn, key, res, flags, more)
             }
             Op::Accept { listener } => {
                 let listener = *listener;
                 if !more {
-                    self.ops.remove(slot, generation);
+                    self.ops.remove(op_key);
                 }
                 self.on_accept(listener, key, res, more)
             }
             Op::Connect { conn, .. } => {
                 let conn = *conn;
-                self.ops.remove(slot, generation);
+                self.ops.remove(op_key);
                 self.on_connect(conn, res)
             }
-            Op::Send { .. } => self.on_send(slot, generation, res),
+            Op::Send { .. } => self.on_send(op_key, res),
             Op::Close { fd } => {
                 if res < 0 {
                     tracing::debug!(fd = *fd, err = %os_error(res), "io_uring close failed");
                 }
-                self.ops.remove(slot, generation);
+                self.ops.remove(op_key);
                 Ok(())
             }
         }
@@ -87,7 +88,7 @@ impl Ring {
             }
             _ => None,
         };
-        let Some(c) = self.conns.get_mut(conn.index, conn.generation) else {
+        let Some(c) = self.conns.get_mut(conn.0) else {
             return Ok(()); // orphan: `data` returns its buffer on drop
         };
         if !more && c.recv_op == Some(key) {
@@ -136,7 +137,7 @@ impl Ring {
         res: i32,
         more: bool,
     ) -> Result<(), UringError> {
-        let alive = match self.listeners.get_mut(listener.index, listener.generation) {
+        let alive = match self.listeners.get_mut(listener.0) {
             Some(l) => {
                 if !more && l.accept_op == Some(key) {
                     l.accept_op = None;
@@ -169,7 +170,7 @@ impl Ring {
     }
 
     fn on_connect(&mut self, conn: ConnId, res: i32) -> Result<(), UringError> {
-        let Some(c) = self.conns.get_mut(conn.index, conn.generation) else {
+        let Some(c) = self.conns.get_mut(conn.0) else {
             return Ok(()); // closed while connecting
         };
         c.connect_op = None;
@@ -185,23 +186,21 @@ impl Ring {
         self.events.push_back(Event::Connected { conn });
         self.arm_recv(conn)?;
         self.start_send(conn)?;
-        let idle = self
-            .conns
-            .get(conn.index, conn.generation)
-            .is_some_and(|c| c.send_op.is_none());
+        let idle = self.conns.get(conn.0).is_some_and(|c| c.send_op.is_none());
         if idle {
             self.run_after_flush(conn)?;
         }
         Ok(())
     }
 
-    fn on_send(&mut self, slot: u32, generation: u32, res: i32) -> Result<(), UringError> {
+    fn on_send(&mut self, op_key: Key, res: i32) -> Result<(), UringError> {
+        let slot = op_key.index();
         let Some((_, Op::Send { conn, buf, sent })) = self.ops.get_any_mut(slot) else {
             return Ok(());
         };
         let conn = *conn;
-        let Some(c) = self.conns.get_mut(conn.index, conn.generation) else {
-            self.ops.remove(slot, generation); // orphan: frees the buffer
+        let Some(c) = self.conns.get_mut(conn.0) else {
+            self.ops.remove(op_key); // orphan: frees the buffer
             return Ok(());
         };
         if let Ok(n @ 1..) = usize::try_from(res) {
@@ -223,10 +222,10 @@ impl Ring {
                 return Ok(());
             }
         }
-        let Some(Op::Send { mut buf, .. }) = self.ops.remove(slot, generation) else {
+        let Some(Op::Send { mut buf, .. }) = self.ops.remove(op_key) else {
             return Ok(());
         };
-        let Some(c) = self.conns.get_mut(conn.index, conn.generation) else {
+        let Some(c) = self.conns.get_mut(conn.0) else {
             return Ok(());
         };
         c.send_op = None;

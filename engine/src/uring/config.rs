@@ -75,7 +75,12 @@ pub struct RingStats {
 /// Builds the io_uring with SINGLE_ISSUER | DEFER_TASKRUN and a large CQ, falling back to
 /// plain flags, then to the default CQ size, when the kernel refuses. Returns whether the
 /// deferred task-run flags are set.
+///
+/// io_uring_setup failing with EPERM (a seccomp filter, `kernel.io_uring_disabled`) or
+/// ENOSYS (no io_uring at all) ends the attempts at once: other flags will not help.
 pub(super) fn build_ring(config: &RingConfig) -> Result<(IoUring, bool), UringError> {
+    let hopeless =
+        |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS));
     if config.defer_taskrun {
         let mut b = IoUring::builder();
         b.setup_cqsize(config.cq_entries)
@@ -83,6 +88,7 @@ pub(super) fn build_ring(config: &RingConfig) -> Result<(IoUring, bool), UringEr
             .setup_defer_taskrun();
         match b.build(config.sq_entries) {
             Ok(ring) => return Ok((ring, true)),
+            Err(e) if hopeless(&e) => return Err(UringError::Setup(e)),
             Err(e) => {
                 tracing::info!("io_uring: SINGLE_ISSUER|DEFER_TASKRUN refused ({e}); plain setup")
             }
@@ -92,6 +98,7 @@ pub(super) fn build_ring(config: &RingConfig) -> Result<(IoUring, bool), UringEr
     b.setup_cqsize(config.cq_entries);
     match b.build(config.sq_entries) {
         Ok(ring) => Ok((ring, false)),
+        Err(e) if hopeless(&e) => Err(UringError::Setup(e)),
         Err(e) => {
             tracing::info!("io_uring: large CQ refused ({e}); default CQ");
             IoUring::new(config.sq_entries)

@@ -13,8 +13,8 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 use super::bufring::BufRing;
 use super::config::{build_ring, RingConfig, RingFeatures, RingStats};
 use super::op::{Op, OpKey};
-use super::slab::Slab;
 use super::{ConnId, Event, ListenerId, UringError};
+use crate::slab::GenSlab;
 use crate::sys::{self, RawSockAddr};
 
 /// One TCP connection's state.
@@ -86,9 +86,9 @@ pub struct Ring {
     // `bufs` (and the memory behind it) can go.
     pub(super) ring: IoUring,
     pub(super) bufs: BufRing,
-    pub(super) ops: Slab<Op>,
-    pub(super) conns: Slab<Conn>,
-    pub(super) listeners: Slab<Listener>,
+    pub(super) ops: GenSlab<Op>,
+    pub(super) conns: GenSlab<Conn>,
+    pub(super) listeners: GenSlab<Listener>,
     /// SQEs that did not fit in the SQ, in order; their memory is owned by their op slots.
     pub(super) backlog: VecDeque<squeue::Entry>,
     pub(super) events: VecDeque<Event>,
@@ -104,6 +104,53 @@ pub struct Ring {
     pub(super) features: RingFeatures,
     pub(super) stats: RingStats,
     _not_send: PhantomData<*const ()>,
+}
+
+/// Sets up an io_uring with the operations this layer needs and its receive buffer ring.
+/// The tuple drops in order: the io_uring lets go of the buffer ring before it is unmapped.
+fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringError> {
+    let (ring, defer_taskrun) = build_ring(config)?;
+    let mut probe = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(UringError::Setup)?;
+    for (code, name) in [
+        (opcode::RecvMulti::CODE, "RECV"),
+        (opcode::Send::CODE, "SEND"),
+        (opcode::AcceptMulti::CODE, "ACCEPT"),
+        (opcode::Connect::CODE, "CONNECT"),
+        (opcode::Close::CODE, "CLOSE"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+        (opcode::Timeout::CODE, "TIMEOUT"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(UringError::Unsupported(name));
+        }
+    }
+    let ext_arg_wait = config.ext_arg_wait && ring.params().is_feature_ext_arg();
+    let bufs = BufRing::new(&ring, config.buf_entries, config.buf_size, config.buf_group)
+        .map_err(UringError::Setup)?;
+    let features = RingFeatures {
+        defer_taskrun,
+        ext_arg_wait,
+        sq_entries: ring.params().sq_entries(),
+        cq_entries: ring.params().cq_entries(),
+    };
+    Ok((ring, bufs, features))
+}
+
+/// Whether a [`Ring`] can be set up here: a small ring with every operation the layer needs
+/// and a buffer ring, made and dropped at once, without logging. The runtime calls it once
+/// per process to choose its backend.
+pub fn probe() -> Result<RingFeatures, UringError> {
+    let config = RingConfig {
+        sq_entries: 4,
+        cq_entries: 8,
+        buf_entries: 1,
+        buf_size: 64,
+        ..RingConfig::default()
+    };
+    setup(&config).map(|(_, _, features)| features)
 }
 
 impl std::fmt::Debug for Ring {
@@ -124,33 +171,7 @@ impl Ring {
     /// Fails with [`UringError::Setup`]/[`UringError::Unsupported`] where io_uring is
     /// unusable; the caller then uses the portable backend.
     pub fn new(config: &RingConfig) -> Result<Self, UringError> {
-        let (ring, defer_taskrun) = build_ring(config)?;
-        let mut probe = io_uring::Probe::new();
-        ring.submitter()
-            .register_probe(&mut probe)
-            .map_err(UringError::Setup)?;
-        for (code, name) in [
-            (opcode::RecvMulti::CODE, "RECV"),
-            (opcode::Send::CODE, "SEND"),
-            (opcode::AcceptMulti::CODE, "ACCEPT"),
-            (opcode::Connect::CODE, "CONNECT"),
-            (opcode::Close::CODE, "CLOSE"),
-            (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
-            (opcode::Timeout::CODE, "TIMEOUT"),
-        ] {
-            if !probe.is_supported(code) {
-                return Err(UringError::Unsupported(name));
-            }
-        }
-        let ext_arg_wait = config.ext_arg_wait && ring.params().is_feature_ext_arg();
-        let bufs = BufRing::new(&ring, config.buf_entries, config.buf_size, config.buf_group)
-            .map_err(UringError::Setup)?;
-        let features = RingFeatures {
-            defer_taskrun,
-            ext_arg_wait,
-            sq_entries: ring.params().sq_entries(),
-            cq_entries: ring.params().cq_entries(),
-        };
+        let (ring, bufs, features) = setup(config)?;
         tracing::info!(
             ?features,
             buf_entries = config.buf_entries,
@@ -160,9 +181,9 @@ impl Ring {
         Ok(Self {
             ring,
             bufs,
-            ops: Slab::default(),
-            conns: Slab::default(),
-            listeners: Slab::default(),
+            ops: GenSlab::default(),
+            conns: GenSlab::default(),
+            listeners: GenSlab::default(),
             backlog: VecDeque::new(),
             // Sized for a full CQ up front, so reaping never grows them on the data path.
             events: VecDeque::with_capacity(features.cq_entries as usize),
@@ -257,8 +278,8 @@ impl Ring {
     /// Builds an op key for a new slab entry.
     fn insert_op(&mut self, op: Op) -> Result<OpKey, UringError> {
         let kind = op.kind();
-        let (slot, _) = self.ops.insert(op).ok_or(UringError::Full)?;
-        Ok(OpKey::new(slot, kind))
+        let key = self.ops.try_insert(op).map_err(|_| UringError::Full)?;
+        Ok(OpKey::new(key.index(), kind))
     }
 
     /// Cancels one operation by its key; the cancel's own completion is ignored.
@@ -300,9 +321,9 @@ impl Ring {
             send_broken: false,
             after_flush: AfterFlush::Nothing,
         };
-        let (index, generation) = self.conns.insert(conn).ok_or(UringError::Full)?;
+        let key = self.conns.try_insert(conn).map_err(|_| UringError::Full)?;
         self.reserve_per_conn();
-        Ok(ConnId { index, generation })
+        Ok(ConnId(key))
     }
 
     /// Grows the tables a connection's data path pushes into when the connection is made,
@@ -318,20 +339,16 @@ impl Ring {
     }
 
     pub(super) fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn, UringError> {
-        self.conns
-            .get_mut(id.index, id.generation)
-            .ok_or(UringError::NoSuchConn(id))
+        self.conns.get_mut(id.0).ok_or(UringError::NoSuchConn(id))
     }
 
     fn conn(&self, id: ConnId) -> Result<&Conn, UringError> {
-        self.conns
-            .get(id.index, id.generation)
-            .ok_or(UringError::NoSuchConn(id))
+        self.conns.get(id.0).ok_or(UringError::NoSuchConn(id))
     }
 
     /// Arms the multishot RECV of `id` unless it is armed, paused, finished or connecting.
     pub(super) fn arm_recv(&mut self, id: ConnId) -> Result<(), UringError> {
-        let Some(conn) = self.conns.get(id.index, id.generation) else {
+        let Some(conn) = self.conns.get(id.0) else {
             return Ok(());
         };
         if conn.recv_op.is_some() || conn.recv_paused || conn.recv_done || conn.connecting {
@@ -339,7 +356,7 @@ impl Ring {
         }
         let fd = conn.stream.as_raw_fd();
         let key = self.insert_op(Op::Recv { conn: id })?;
-        if let Some(conn) = self.conns.get_mut(id.index, id.generation) {
+        if let Some(conn) = self.conns.get_mut(id.0) {
             conn.recv_op = Some(key);
         }
         let entry = opcode::RecvMulti::new(Fd(fd), self.bufs.bgid())
@@ -353,7 +370,7 @@ impl Ring {
     }
 
     fn arm_accept(&mut self, id: ListenerId) -> Result<(), UringError> {
-        let Some(l) = self.listeners.get(id.index, id.generation) else {
+        let Some(l) = self.listeners.get(id.0) else {
             return Ok(());
         };
         if l.accept_op.is_some() {
@@ -361,7 +378,7 @@ impl Ring {
         }
         let fd = l.listener.as_raw_fd();
         let key = self.insert_op(Op::Accept { listener: id })?;
-        if let Some(l) = self.listeners.get_mut(id.index, id.generation) {
+        if let Some(l) = self.listeners.get_mut(id.0) {
             l.accept_op = Some(key);
         }
         let entry = opcode::AcceptMulti::new(Fd(fd))
@@ -375,7 +392,7 @@ impl Ring {
 
     /// Starts a SEND of `out` if the connection has bytes and none in flight.
     pub(super) fn start_send(&mut self, id: ConnId) -> Result<(), UringError> {
-        let Some(conn) = self.conns.get_mut(id.index, id.generation) else {
+        let Some(conn) = self.conns.get_mut(id.0) else {
             return Ok(());
         };
         if conn.send_op.is_some() || conn.connecting || conn.send_broken || conn.out.is_empty() {
@@ -392,7 +409,7 @@ impl Ring {
             buf,
             sent: 0,
         })?;
-        if let Some(conn) = self.conns.get_mut(id.index, id.generation) {
+        if let Some(conn) = self.conns.get_mut(id.0) {
             conn.send_op = Some(key);
             conn.in_flight = len;
         }
@@ -410,14 +427,14 @@ impl Ring {
     /// Accepts connections on `listener` (made non-blocking) with a multishot ACCEPT.
     pub fn add_listener(&mut self, listener: TcpListener) -> Result<ListenerId, UringError> {
         listener.set_nonblocking(true).map_err(UringError::Socket)?;
-        let (index, generation) = self
+        let key = self
             .listeners
-            .insert(Listener {
+            .try_insert(Listener {
                 listener,
                 accept_op: None,
             })
-            .ok_or(UringError::Full)?;
-        let id = ListenerId { index, generation };
+            .map_err(|_| UringError::Full)?;
+        let id = ListenerId(key);
         self.arm_accept(id)?;
         Ok(id)
     }
@@ -427,7 +444,7 @@ impl Ring {
     pub fn close_listener(&mut self, id: ListenerId) -> Result<(), UringError> {
         let l = self
             .listeners
-            .remove(id.index, id.generation)
+            .remove(id.0)
             .ok_or(UringError::NoSuchListener(id))?;
         if let Some(key) = l.accept_op {
             self.push_cancel(key);
@@ -440,7 +457,7 @@ impl Ring {
     pub fn listener_addr(&self, id: ListenerId) -> Result<SocketAddr, UringError> {
         let l = self
             .listeners
-            .get(id.index, id.generation)
+            .get(id.0)
             .ok_or(UringError::NoSuchListener(id))?;
         l.listener.local_addr().map_err(UringError::Socket)
     }
@@ -468,7 +485,7 @@ impl Ring {
         let key = match self.insert_op(Op::Connect { conn: id, addr }) {
             Ok(key) => key,
             Err(e) => {
-                self.conns.remove(id.index, id.generation);
+                self.conns.remove(id.0);
                 return Err(e);
             }
         };
@@ -560,7 +577,7 @@ impl Ring {
     pub fn close(&mut self, conn: ConnId) -> Result<(), UringError> {
         let c = self
             .conns
-            .remove(conn.index, conn.generation)
+            .remove(conn.0)
             .ok_or(UringError::NoSuchConn(conn))?;
         for key in [c.connect_op, c.recv_op, c.send_op].into_iter().flatten() {
             self.push_cancel(key);
@@ -625,7 +642,7 @@ impl Ring {
     pub fn run_once(&mut self, timeout: Option<Duration>) -> Result<(), UringError> {
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
-            if let Some(c) = self.conns.get_mut(id.index, id.generation) {
+            if let Some(c) = self.conns.get_mut(id.0) {
                 c.dirty = false;
             }
             self.start_send(id)?;
@@ -723,13 +740,13 @@ impl Ring {
     /// Cancels and closes everything, then waits (bounded) until the kernel has finished
     /// every operation, so no buffer is freed under it.
     fn cancel_all_and_wait(&mut self) {
-        let conns: Vec<(u32, u32)> = self.conns.keys().collect();
-        for (index, generation) in conns {
-            let _ = self.close(ConnId { index, generation });
+        let conns: Vec<ConnId> = self.conns.keys().map(ConnId).collect();
+        for conn in conns {
+            let _ = self.close(conn);
         }
-        let listeners: Vec<(u32, u32)> = self.listeners.keys().collect();
-        for (index, generation) in listeners {
-            let _ = self.close_listener(ListenerId { index, generation });
+        let listeners: Vec<ListenerId> = self.listeners.keys().map(ListenerId).collect();
+        for listener in listeners {
+            let _ = self.close_listener(listener);
         }
         let entry = opcode::AsyncCancel2::new(CancelBuilder::any())
             .build()

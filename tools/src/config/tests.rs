@@ -52,7 +52,7 @@ fn relay_defaults() {
     assert!(c.address.is_empty());
     assert_eq!(c.runtime, RuntimeConf::default());
     assert_eq!(c.runtime.workers, 0);
-    assert_eq!(c.runtime.backend, Backend::Uring);
+    assert_eq!(c.runtime.backend, Backend::Auto);
     assert_eq!(c.runtime.schedulers, SchedulerName::TOR_DEFAULT.to_vec());
     assert_eq!(c.runtime.kist_sched_run_interval, Duration::from_millis(10));
     assert_eq!(c.runtime.kist_sock_buf_size_factor, 1.0);
@@ -280,7 +280,7 @@ fn error_bad_values() {
         ),
         (
             "ORPort = \"127.0.0.1:9001\"\nBackend = \"epoll\"",
-            "D/relay.toml:2: key `Backend`: unknown backend \"epoll\": want \"uring\" or \"poll\"",
+            "D/relay.toml:2: key `Backend`: unknown backend \"epoll\": want \"auto\", \"uring\" or \"poll\"",
         ),
         (
             "ORPort = \"127.0.0.1:9001\"\nSchedulers = \"KIST,Fast\"",

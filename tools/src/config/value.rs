@@ -135,9 +135,11 @@ pub(super) fn schedulers(v: &Value) -> Result<Vec<SchedulerName>, String> {
 }
 
 pub(super) fn backend(v: &Value) -> Result<Backend, String> {
-    let s = v.as_str().ok_or_else(|| want("\"uring\" or \"poll\"", v))?;
+    let s = v
+        .as_str()
+        .ok_or_else(|| want("\"auto\", \"uring\" or \"poll\"", v))?;
     Backend::from_name(s)
-        .ok_or_else(|| format!("unknown backend {s:?}: want \"uring\" or \"poll\""))
+        .ok_or_else(|| format!("unknown backend {s:?}: want \"auto\", \"uring\" or \"poll\""))
 }
 
 /// Split `"512 MB"` / `"512MB"` into number and unit.

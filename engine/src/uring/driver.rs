@@ -1,13 +1,15 @@
-//! `Driver` for the io_uring backend: a thin mapping onto [`Ring`].
+//! [`Driver`] for the io_uring backend: a thin mapping onto [`Ring`].
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::uring::{ConnId, Event, ListenerId, Ring, RxBuf};
+use kistrel_sched::SocketSnapshot;
 
-use super::{Driver, IoEvent};
+use crate::driver::{no_such_conn, Driver, IoEvent};
+use crate::sys;
+
+use super::{ConnId, Event, ListenerId, Ring, RxBuf};
 
 impl Driver for Ring {
     type Conn = ConnId;
@@ -43,8 +45,14 @@ impl Driver for Ring {
         let _ = Ring::close_when_flushed(self, conn);
     }
 
-    fn conn_fd(&self, conn: ConnId) -> Option<RawFd> {
-        Ring::conn_fd(self, conn).ok()
+    fn socket_snapshot(&self, conn: ConnId) -> io::Result<SocketSnapshot> {
+        let fd = Ring::conn_fd(self, conn).map_err(|_| no_such_conn())?;
+        sys::socket_snapshot(fd)
+    }
+
+    fn set_nodelay(&self, conn: ConnId, on: bool) -> io::Result<()> {
+        let fd = Ring::conn_fd(self, conn).map_err(|_| no_such_conn())?;
+        sys::set_tcp_nodelay(fd, on)
     }
 
     fn poll_event(&mut self) -> Option<IoEvent<ConnId, ListenerId, RxBuf>> {

@@ -1,0 +1,137 @@
+//! The seam between a worker and its I/O backend: the [`Driver`] trait and the [`IoEvent`]s
+//! a backend reports.
+//!
+//! ```text
+//!              runtime::Worker
+//!                    |  Driver + IoEvent (this module)
+//!      +-------------+--------------+---------------------+
+//!   uring::Ring   poll::PollDriver   sim::SimDriver
+//!   (Linux)       (portable)         (virtual time, no sockets: tests)
+//! ```
+//!
+//! The runtime imports this module and no backend's internals; the backends implement it and
+//! import nothing of the runtime. A driver moves bytes, opens and closes connections, and
+//! answers for each connection what the kernel knows about its socket (the snapshot KIST
+//! schedules by), so that a simulated driver can stand in for the kernel.
+
+pub mod sim;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use kistrel_sched::SocketSnapshot;
+
+/// What a backend reports to the worker.
+#[derive(Debug)]
+pub enum IoEvent<C, L, B> {
+    /// A listener accepted a connection (its receive side is armed).
+    Accepted {
+        /// The listener.
+        listener: L,
+        /// The new connection.
+        conn: C,
+        /// The peer's address, if the backend still knew it.
+        peer: Option<SocketAddr>,
+    },
+    /// An outgoing connection is up.
+    Connected {
+        /// The connection.
+        conn: C,
+    },
+    /// An outgoing connection failed; `conn` is dead.
+    ConnectFailed {
+        /// The connection.
+        conn: C,
+        /// Why.
+        err: io::Error,
+    },
+    /// Bytes arrived.
+    Recv {
+        /// The connection.
+        conn: C,
+        /// The bytes, in a buffer of the backend's (returned to it on drop).
+        data: B,
+    },
+    /// The peer closed its sending side (`err: None`) or the connection broke.
+    RecvClosed {
+        /// The connection.
+        conn: C,
+        /// The receive error, if it was not an orderly EOF.
+        err: Option<io::Error>,
+    },
+    /// Everything queued on `conn` was handed to the kernel.
+    SendDone {
+        /// The connection.
+        conn: C,
+    },
+    /// Sending failed; close the connection.
+    SendFailed {
+        /// The connection.
+        conn: C,
+        /// Why.
+        err: io::Error,
+    },
+}
+
+impl<C: Copy, L, B> IoEvent<C, L, B> {
+    /// The connection the event is about (for `Accepted`, the new one).
+    pub fn conn(&self) -> C {
+        match self {
+            IoEvent::Accepted { conn, .. }
+            | IoEvent::Connected { conn }
+            | IoEvent::ConnectFailed { conn, .. }
+            | IoEvent::Recv { conn, .. }
+            | IoEvent::RecvClosed { conn, .. }
+            | IoEvent::SendDone { conn }
+            | IoEvent::SendFailed { conn, .. } => *conn,
+        }
+    }
+}
+
+/// The event type of driver `D`.
+pub type EventOf<D> = IoEvent<<D as Driver>::Conn, <D as Driver>::Listener, <D as Driver>::Buf>;
+
+/// The I/O backend of a worker: moves bytes, nothing else. Implemented by
+/// [`crate::uring::Ring`] (Linux), [`crate::poll::PollDriver`] and [`sim::SimDriver`].
+pub trait Driver {
+    /// Connection handle.
+    type Conn: Copy + Eq + std::hash::Hash + std::fmt::Debug;
+    /// Listener handle.
+    type Listener: Copy + Eq + std::fmt::Debug;
+    /// Received bytes (returned to the backend on drop). Mutable, so that a link layer can
+    /// open TLS records in place (`runtime::Link`).
+    type Buf: std::ops::DerefMut<Target = [u8]>;
+
+    /// Starts accepting on `listener`.
+    fn add_listener(&mut self, listener: TcpListener) -> io::Result<Self::Listener>;
+    /// Starts connecting to `addr`.
+    fn connect(&mut self, addr: SocketAddr) -> io::Result<Self::Conn>;
+    /// The connection's outgoing buffer (append only), or None if it is gone or broken.
+    fn send_buf(&mut self, conn: Self::Conn) -> Option<&mut Vec<u8>>;
+    /// Bytes queued on `conn` and not yet taken by the kernel (0 if it is gone).
+    fn queued_len(&self, conn: Self::Conn) -> usize;
+    /// Stops or resumes reading from `conn` (backpressure).
+    fn set_recv_paused(&mut self, conn: Self::Conn, paused: bool);
+    /// Closes `conn` now.
+    fn close(&mut self, conn: Self::Conn);
+    /// Closes `conn` once its queued bytes are sent.
+    fn close_when_flushed(&mut self, conn: Self::Conn);
+    /// What the kernel knows about `conn`'s socket (TCP_INFO, SIOCOUTQ, SIOCOUTQNSD, where
+    /// the platform has them). One to three system calls on a real socket: call it for
+    /// sockets with work only, never per cell.
+    fn socket_snapshot(&self, conn: Self::Conn) -> io::Result<SocketSnapshot>;
+    /// Turns Nagle's algorithm off (on) for `conn`.
+    fn set_nodelay(&self, conn: Self::Conn, on: bool) -> io::Result<()>;
+    /// Next event.
+    fn poll_event(&mut self) -> Option<EventOf<Self>>;
+    /// Submits everything queued and waits up to `timeout` for completions.
+    fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Whether [`Driver::socket_snapshot`] reports TCP_INFO (KIST needs it).
+    fn has_tcp_info(&self) -> bool;
+}
+
+/// The error a driver gives for a handle that names no live connection.
+pub(crate) fn no_such_conn() -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, "no such connection")
+}

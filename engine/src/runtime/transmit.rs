@@ -1,0 +1,173 @@
+//! The transmit side of a worker: link-control cells straight out, scheduler runs over the
+//! channels with cells (socket snapshots from the driver, cells through each channel's link
+//! into its connection's send buffer), and the periodic kernel-queue sample.
+//!
+//! ```text
+//!   Relay::poll_ready_channel -> take_ctrl ------------------------> link -> send buffer
+//!   Scheduler::run(snapshots) -> CellSource::write_one (per cell) -> link -> send buffer
+//!                                CellSource::flush (per channel)  -> link seals its records
+//! ```
+
+use std::time::Duration;
+
+use kistrel_sched::{CellSource, ChannelSnapshot, Priority, Scheduler, SocketSnapshot, Written};
+use tracing::debug;
+
+use crate::driver::Driver;
+use crate::relay::{ChanId, Relay};
+use crate::time::Instant;
+
+use super::conns::{ConnTable, ReadGate};
+use super::link::LinkError;
+
+/// How often the kernel queue of busy channel sockets is sampled for the metrics, whatever
+/// the scheduler (one snapshot per channel: a timer cost, never per cell).
+pub(super) const KERNEL_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// At most this many sockets per sample (a cursor walks the rest on later samples).
+const KERNEL_SAMPLE_MAX: usize = 256;
+
+/// What the transmit side borrows from the worker for one call.
+pub(super) struct Parts<'a, D: Driver> {
+    pub(super) relay: &'a mut Relay,
+    pub(super) driver: &'a mut D,
+    pub(super) conns: &'a mut ConnTable<D::Conn>,
+    pub(super) sched: &'a mut dyn Scheduler<ChanId>,
+}
+
+/// The transmit side's own state: scratch vectors reused every run, the sampling cursor,
+/// and channels whose link failed (the worker closes them).
+#[derive(Debug, Default)]
+pub(super) struct Transmit {
+    pending: Vec<ChanId>,
+    snaps: Vec<ChannelSnapshot<ChanId>>,
+    /// Next slot of the channel table the kernel-queue sampler looks at.
+    sample_cursor: usize,
+    broken: Vec<(ChanId, LinkError)>,
+}
+
+impl Transmit {
+    /// A channel whose link failed, for the worker to close.
+    pub(super) fn pop_broken(&mut self) -> Option<(ChanId, LinkError)> {
+        self.broken.pop()
+    }
+
+    /// Moves link-control cells of every ready channel into its send buffer, tells the
+    /// scheduler which channels have circuit cells, and pauses reading a channel whose peer
+    /// does not take our bytes. Then, when the scheduler is due, runs it.
+    pub(super) fn run<D: Driver>(&mut self, now: Instant, p: Parts<'_, D>) {
+        while let Some(chan) = p.relay.poll_ready_channel() {
+            let Some((conn, link)) = p.conns.channel(chan) else {
+                continue;
+            };
+            if let Some(send) = p.driver.send_buf(conn) {
+                p.relay.take_ctrl(chan, link.cell_buf(send));
+                if let Err(e) = link.seal(send) {
+                    self.broken.push((chan, e));
+                }
+            }
+            let queued = p.driver.queued_len(conn);
+            if p.conns.after_queueing(conn, queued) == Some(ReadGate::Pause) {
+                debug!(?chan, "peer is not reading: pausing reads until it drains");
+                p.driver.set_recv_paused(conn, true);
+            }
+            if p.relay.has_circuit_cells(chan) {
+                p.sched.channel_has_cells(now, chan);
+            }
+        }
+        if p.sched.next_run().is_none_or(|t| t > now) {
+            return;
+        }
+        self.pending.clear();
+        p.sched.pending_channels(now, &mut self.pending);
+        self.snaps.clear();
+        let tcp_info = p.sched.needs_tcp_info();
+        for &chan in &self.pending {
+            let Some(conn) = p.conns.conn_of(chan) else {
+                continue;
+            };
+            let socket = if tcp_info {
+                p.driver.socket_snapshot(conn).unwrap_or_default()
+            } else {
+                SocketSnapshot::default()
+            };
+            let outbuf = u32::try_from(p.driver.queued_len(conn)).unwrap_or(u32::MAX);
+            self.snaps.push(ChannelSnapshot {
+                channel: chan,
+                socket,
+                outbuf,
+            });
+        }
+        let mut source = Source {
+            relay: p.relay,
+            driver: p.driver,
+            conns: p.conns,
+            broken: &mut self.broken,
+        };
+        p.sched.run(now, &self.snaps, &mut source);
+    }
+
+    /// Records the estimated kernel queue time of up to [`KERNEL_SAMPLE_MAX`] busy channel
+    /// sockets (`SchedMetrics::sample_kernel_queue`): the scheduler-neutral figure that
+    /// compares KIST with Vanilla, which takes no snapshots of its own.
+    pub(super) fn sample_kernel_queues<D: Driver>(&mut self, p: Parts<'_, D>) {
+        let slots = p.conns.channel_slots();
+        if slots == 0 {
+            return;
+        }
+        let metrics = p.sched.metrics_mut();
+        for step in 0..slots.min(KERNEL_SAMPLE_MAX) {
+            let slot = (self.sample_cursor + step) % slots;
+            let Some(conn) = p.conns.channel_at(slot) else {
+                continue;
+            };
+            if let Ok(snap) = p.driver.socket_snapshot(conn) {
+                metrics.sample_kernel_queue(&snap);
+            }
+        }
+        self.sample_cursor = (self.sample_cursor + KERNEL_SAMPLE_MAX) % slots;
+    }
+}
+
+/// The scheduler's view of the relay's queues: cells go through the channel's link straight
+/// into the connection's owned send buffer, which the driver hands to the kernel in this
+/// iteration's submit.
+struct Source<'a, D: Driver> {
+    relay: &'a mut Relay,
+    driver: &'a mut D,
+    conns: &'a mut ConnTable<D::Conn>,
+    broken: &'a mut Vec<(ChanId, LinkError)>,
+}
+
+impl<D: Driver> CellSource<ChanId> for Source<'_, D> {
+    fn best_priority(&self, now: Instant, chan: ChanId) -> Option<Priority> {
+        self.relay.best_priority(now, chan)
+    }
+
+    #[inline]
+    fn write_one(&mut self, now: Instant, chan: ChanId) -> Option<Written> {
+        let (conn, link) = self.conns.channel(chan)?;
+        let send = self.driver.send_buf(conn)?;
+        let (n, enqueued) = self.relay.write_one_cell(now, chan, link.cell_buf(send))?;
+        Some(Written {
+            bytes: u32::try_from(n).unwrap_or(u32::MAX),
+            next: self.relay.best_priority(now, chan),
+            enqueued: Some(enqueued),
+        })
+    }
+
+    fn flush(&mut self, chan: ChanId) {
+        // A plain link has nothing staged: every connection's buffer goes out in this
+        // iteration's single submit.
+        let Some((conn, link)) = self.conns.channel(chan) else {
+            return;
+        };
+        if !link.has_staged() {
+            return;
+        }
+        if let Some(send) = self.driver.send_buf(conn) {
+            if let Err(e) = link.seal(send) {
+                self.broken.push((chan, e));
+            }
+        }
+    }
+}
