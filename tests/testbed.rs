@@ -608,7 +608,7 @@ fn a_bad_bottleneck_value_is_a_usage_error() {
 #[test]
 fn without_root_the_privilege_check_refuses() {
     let e = exec::require_root_uid(Some(65534)).unwrap_err();
-    assert_eq!(e.exit_code(), 2);
+    assert_eq!(kistrel::exit::code(kistrel_base::HasKind::kind(&e)), 2);
     assert!(e.to_string().contains("needs root"), "{e}");
     assert!(exec::require_root_uid(Some(0)).is_ok());
 }

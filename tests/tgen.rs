@@ -18,6 +18,7 @@ use kistrel::tgen::{
     flow_rng, run_client, Arrivals, ClientOptions, Metric, Model, ModelFlows, Outcome, Server,
     SizeChoice, TgenReport,
 };
+use kistrel_base::HasKind as _;
 
 fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -610,7 +611,7 @@ fn bad_options_are_usage_errors() {
     let mut o = ClientOptions::new(local());
     let e = run_client(&o, &AtomicBool::new(false)).unwrap_err();
     assert_eq!(
-        (e.to_string().as_str(), e.exit_code()),
+        (e.to_string().as_str(), kistrel::exit::code(e.kind())),
         ("no model given", 2)
     );
     o.models = vec![

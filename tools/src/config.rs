@@ -23,6 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kistrel_base::{ErrorKind, HasKind};
 use kistrel_engine::relay::CircuitCreationLimit;
 use kistrel_pathsel::{CbtConfig, DirError, Directory, ExitPolicy, PathConfig};
 
@@ -134,6 +135,13 @@ pub enum ConfigError {
         /// The address.
         addr: SocketAddr,
     },
+}
+
+impl HasKind for ConfigError {
+    /// Every config problem is the operator's to fix (a taken port included: pick another).
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BadConfig
+    }
 }
 
 /// Runtime backend.

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod error;
+pub mod exit;
 pub mod fsutil;
 pub mod keys;
 pub mod metrics;

@@ -68,6 +68,8 @@ use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use kistrel_base::{ErrorKind, HasKind};
+
 pub mod exec;
 pub mod stale;
 pub mod sysctl;
@@ -276,15 +278,22 @@ pub enum TestbedError {
     },
 }
 
-impl TestbedError {
-    /// 2 (usage: the environment cannot run this) for a missing privilege or tool or a bad
-    /// spec, 1 otherwise; as `kistrel` exit codes.
-    pub fn exit_code(&self) -> u8 {
+impl HasKind for TestbedError {
+    /// A bad spec is the caller's to fix and a missing privilege or tool the operator's
+    /// ([`ErrorKind::Unsupported`]: this environment cannot run it); the rest failed while
+    /// running.
+    fn kind(&self) -> ErrorKind {
         match self {
-            TestbedError::NeedsRoot { .. }
-            | TestbedError::MissingTool { .. }
-            | TestbedError::BadSpec { .. } => crate::error::EXIT_USAGE,
-            _ => crate::error::EXIT_FAILURE,
+            TestbedError::BadSpec { .. } | TestbedError::UnknownHost { .. } => ErrorKind::BadConfig,
+            TestbedError::NeedsRoot { .. } | TestbedError::MissingTool { .. } => {
+                ErrorKind::Unsupported
+            }
+            TestbedError::NoBottleneck => ErrorKind::BadApiUsage,
+            TestbedError::NoFreeRange => ErrorKind::ResourceExhausted,
+            TestbedError::Command { .. }
+            | TestbedError::Spawn { .. }
+            | TestbedError::TcOutput { .. }
+            | TestbedError::Io { .. } => ErrorKind::LocalIo,
         }
     }
 }

@@ -27,19 +27,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf, SchedulerName};
-use crate::error::{CliError, EXIT_FAILURE, EXIT_USAGE};
 use crate::keys::RelayKeyFile;
 
+mod error;
 pub mod layout;
 pub mod shaped;
 mod supervise;
 
+pub use error::NetError;
 pub use layout::{write_layout, Layout, LayoutOptions};
 use shaped::{BottleneckArg, CongestionArg, Shaped, WmemArg};
 
@@ -137,104 +137,6 @@ pub struct NetArgs {
     pub congestion: Option<CongestionArg>,
 }
 
-/// Why `kistrel net` failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NetError {
-    /// A file or folder could not be made (exit 1).
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        /// "creating", "writing", ...
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The generated network is inconsistent (a bug; exit 1).
-    #[error("cannot lay out the network: {problem}")]
-    Layout {
-        /// What.
-        problem: String,
-    },
-    /// A relay key file could not be written.
-    #[error(transparent)]
-    Keys(#[from] crate::keys::KeyError),
-    /// No free loopback ports (exit 1).
-    #[error("cannot find free loopback ports: {0}")]
-    Ports(#[source] std::io::Error),
-    /// The `--socks` address given is taken (exit 2).
-    #[error("--socks {addr}: address is already in use (pick another or leave --socks out)")]
-    SocksInUse {
-        /// The address.
-        addr: SocketAddr,
-    },
-    /// SIGINT/SIGTERM handlers could not be installed (exit 1).
-    #[error("cannot install signal handlers: {0}")]
-    Signals(#[source] std::io::Error),
-    /// A child could not be started (exit 1).
-    #[error("cannot start {name} ({}): {source}", program.display())]
-    Spawn {
-        /// `relayK` or `client`.
-        name: String,
-        /// The program.
-        program: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A child exited while the network should be running (exit 1).
-    #[error("{name} (pid {pid}) exited unexpectedly ({status}); its log: {}{}", log.display(), last_line.as_ref().map(|l| format!("; last line: {l}")).unwrap_or_default())]
-    ChildExited {
-        /// `relayK` or `client`.
-        name: String,
-        /// Its pid.
-        pid: u32,
-        /// How it ended.
-        status: ExitStatus,
-        /// Its log file.
-        log: PathBuf,
-        /// The last non-empty line of the log, if any.
-        last_line: Option<String>,
-    },
-    /// The client did not print `ready socks=ADDR` in time (exit 1).
-    #[error("the client did not report ready within {} s; its log: {}", waited.as_secs(), log.display())]
-    NotReady {
-        /// How long we waited.
-        waited: Duration,
-        /// The client's log.
-        log: PathBuf,
-    },
-    /// `--socks` with `--bottleneck` (exit 2).
-    #[error("--socks cannot be combined with --bottleneck: the SOCKS port is in the client's namespace (the ready line names it)")]
-    SocksWithBottleneck,
-    /// The shaped testbed failed (exit 2 without root or tools, else 1).
-    #[error(transparent)]
-    Testbed(#[from] crate::testbed::TestbedError),
-    /// Waiting for a child failed (exit 1).
-    #[error("cannot wait for {name}: {source}")]
-    Wait {
-        /// `relayK` or `client`.
-        name: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl NetError {
-    /// [`EXIT_USAGE`] for a bad `--socks`, else [`EXIT_FAILURE`].
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            NetError::SocksInUse { .. } | NetError::SocksWithBottleneck => EXIT_USAGE,
-            NetError::Testbed(e) => e.exit_code(),
-            NetError::Keys(e) => e.exit_code(),
-            _ => EXIT_FAILURE,
-        }
-    }
-}
-
 /// Check that every generated config loads (and the `-o` overrides with it), so a bad
 /// override is a config error (exit 2) before anything starts.
 pub fn check_layout(layout: &Layout, overrides: &[Override]) -> Result<(), ConfigError> {
@@ -246,14 +148,14 @@ pub fn check_layout(layout: &Layout, overrides: &[Override]) -> Result<(), Confi
 }
 
 /// Run `kistrel net`; `verbose` is forwarded to the children as `-v`s.
-pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
+pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     let overrides = args
         .overrides
         .iter()
         .map(|o| Override::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
     if args.bottleneck.is_some() && args.socks.is_some() {
-        return Err(NetError::SocksWithBottleneck.into());
+        return Err(NetError::SocksWithBottleneck);
     }
     if args.bottleneck.is_some() {
         // Before any folder or namespace exists: without root, say so and leave nothing.
@@ -324,7 +226,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         None => Ok(()),
     };
     result?;
-    teardown.map_err(|e| CliError::from(NetError::from(e)))
+    Ok(teardown?)
 }
 
 /// `n` free loopback ORPorts and the SOCKS address (`--socks`, checked free, or one more).

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use kistrel_pathsel::{Directory, ExitPolicy, Flag, RelayFlags, RelayInfo};
 use toml::Value;
 
-use super::NetError;
+use super::error::NetError;
 use crate::config::{Backend, SchedulerName};
 use crate::fsutil::write_atomic;
 use crate::keys::RelayKeyFile;

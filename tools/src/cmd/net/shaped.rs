@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use super::NetError;
+use super::error::NetError;
 use crate::testbed::units::{parse_bytes, parse_duration, parse_rate};
 use crate::testbed::{Bottleneck, QdiscStats, Testbed, TestbedError, TestbedSpec, ROUTER};
 

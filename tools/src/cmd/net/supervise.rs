@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{Layout, NetError, Shaped};
+use super::error::NetError;
+use super::layout::Layout;
+use super::shaped::Shaped;
 use crate::parent::PARENT_PID_ENV;
 
 const TICK: Duration = Duration::from_millis(20);
