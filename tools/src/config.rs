@@ -26,6 +26,7 @@ use std::time::Duration;
 use kistrel_base::{ErrorKind, HasKind};
 use kistrel_engine::relay::CircuitCreationLimit;
 use kistrel_pathsel::{CbtConfig, DirError, Directory, ExitPolicy, PathConfig};
+pub use kistrel_sched::SchedulerKind;
 
 use crate::keys::{KeyError, RelayKeyFile};
 
@@ -145,7 +146,7 @@ impl HasKind for ConfigError {
 }
 
 /// Runtime backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
     /// io_uring (Linux); the runtime falls back to `Poll` when the kernel lacks features.
     Uring,
@@ -170,44 +171,6 @@ impl Backend {
     }
 }
 
-/// A scheduler named in `Schedulers`, with torrc's spelling. (Maps one-to-one onto
-/// `kistrel_sched::SchedulerKind`; kept here so the config does not depend on the sched
-/// crate's API.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchedulerName {
-    /// `KIST`.
-    Kist,
-    /// `KISTLite`.
-    KistLite,
-    /// `Vanilla`.
-    Vanilla,
-}
-
-impl SchedulerName {
-    /// Tor's default order: KIST where the kernel supports it, else KISTLite, else Vanilla.
-    pub const TOR_DEFAULT: [SchedulerName; 3] = [
-        SchedulerName::Kist,
-        SchedulerName::KistLite,
-        SchedulerName::Vanilla,
-    ];
-
-    /// torrc spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            SchedulerName::Kist => "KIST",
-            SchedulerName::KistLite => "KISTLite",
-            SchedulerName::Vanilla => "Vanilla",
-        }
-    }
-
-    /// Case-insensitive inverse of [`SchedulerName::name`].
-    pub fn from_name(s: &str) -> Option<SchedulerName> {
-        Self::TOR_DEFAULT
-            .into_iter()
-            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
-    }
-}
-
 /// Keys shared by relay and client: threads, backend, scheduling.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeConf {
@@ -216,7 +179,7 @@ pub struct RuntimeConf {
     /// `Backend`.
     pub backend: Backend,
     /// `Schedulers`: first usable one wins.
-    pub schedulers: Vec<SchedulerName>,
+    pub schedulers: Vec<SchedulerKind>,
     /// `KISTSchedRunInterval` (ms; Tor's range 1-100, default 10).
     pub kist_sched_run_interval: Duration,
     /// `KISTSockBufSizeFactor` (Tor default 1.0).
@@ -231,7 +194,7 @@ impl Default for RuntimeConf {
         RuntimeConf {
             workers: 0,
             backend: Backend::Uring,
-            schedulers: SchedulerName::TOR_DEFAULT.to_vec(),
+            schedulers: SchedulerKind::TOR_DEFAULT.to_vec(),
             kist_sched_run_interval: Duration::from_millis(10),
             kist_sock_buf_size_factor: 1.0,
             circuit_priority_halflife: Duration::from_secs(30),

@@ -29,9 +29,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf, SchedulerName};
+use kistrel_sched::SchedulerKind;
+
+use crate::cmd::args::scheduler_parser;
+use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf};
 use crate::keys::RelayKeyFile;
 
 mod error;
@@ -48,45 +51,6 @@ use shaped::{BottleneckArg, CongestionArg, Shaped, WmemArg};
 /// `PROGRAM client -c FILE`.
 pub const CHILD_EXE_ENV: &str = "KISTREL_NET_CHILD_EXE";
 
-/// `--scheduler` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SchedulerArg {
-    /// KIST.
-    Kist,
-    /// KISTLite.
-    Kistlite,
-    /// Vanilla.
-    Vanilla,
-}
-
-impl From<SchedulerArg> for SchedulerName {
-    fn from(s: SchedulerArg) -> Self {
-        match s {
-            SchedulerArg::Kist => SchedulerName::Kist,
-            SchedulerArg::Kistlite => SchedulerName::KistLite,
-            SchedulerArg::Vanilla => SchedulerName::Vanilla,
-        }
-    }
-}
-
-/// `--backend` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    /// io_uring.
-    Uring,
-    /// Readiness polling.
-    Poll,
-}
-
-impl From<BackendArg> for Backend {
-    fn from(b: BackendArg) -> Self {
-        match b {
-            BackendArg::Uring => Backend::Uring,
-            BackendArg::Poll => Backend::Poll,
-        }
-    }
-}
-
 /// `kistrel net` options.
 #[derive(Debug, Clone, Args)]
 pub struct NetArgs {
@@ -99,12 +63,13 @@ pub struct NetArgs {
     /// Worker threads per node (default: the config default, one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
-    /// Scheduler for every node (default: KIST, falling back to KISTLite, Vanilla).
-    #[arg(long, value_enum)]
-    pub scheduler: Option<SchedulerArg>,
+    /// Scheduler for every node: KIST, KISTLite or Vanilla, any case (default: KIST,
+    /// falling back to KISTLite, Vanilla).
+    #[arg(long, ignore_case = true, value_parser = scheduler_parser())]
+    pub scheduler: Option<SchedulerKind>,
     /// Runtime backend for every node.
     #[arg(long, value_enum)]
-    pub backend: Option<BackendArg>,
+    pub backend: Option<Backend>,
     /// Folder for keys, configs, directory and logs (created if missing; default: a fresh
     /// folder in the temp dir, kept after exit).
     #[arg(long, value_name = "PATH")]
@@ -193,8 +158,8 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         .collect::<Result<Vec<_>, _>>()?;
     let opts = LayoutOptions {
         workers: args.workers,
-        scheduler: args.scheduler.map(Into::into),
-        backend: args.backend.map(Into::into),
+        scheduler: args.scheduler,
+        backend: args.backend,
         metrics: args.metrics,
         exit_policy: shaped.as_ref().map(|s| s.exit_policy.clone()),
         fixed_roles: shaped.is_some(),

@@ -53,7 +53,7 @@ fn relay_defaults() {
     assert_eq!(c.runtime, RuntimeConf::default());
     assert_eq!(c.runtime.workers, 0);
     assert_eq!(c.runtime.backend, Backend::Uring);
-    assert_eq!(c.runtime.schedulers, SchedulerName::TOR_DEFAULT.to_vec());
+    assert_eq!(c.runtime.schedulers, SchedulerKind::TOR_DEFAULT.to_vec());
     assert_eq!(c.runtime.kist_sched_run_interval, Duration::from_millis(10));
     assert_eq!(c.runtime.kist_sock_buf_size_factor, 1.0);
     assert_eq!(c.runtime.circuit_priority_halflife, Duration::from_secs(30));
@@ -102,7 +102,7 @@ BandwidthRate = "100 MBits"
     assert_eq!(c.runtime.backend, Backend::Poll);
     assert_eq!(
         c.runtime.schedulers,
-        vec![SchedulerName::KistLite, SchedulerName::Vanilla]
+        vec![SchedulerKind::KistLite, SchedulerKind::Vanilla]
     );
     assert_eq!(c.runtime.kist_sched_run_interval, Duration::from_millis(2));
     assert_eq!(c.runtime.kist_sock_buf_size_factor, 1.5);
@@ -123,7 +123,7 @@ fn value_forms() {
     assert_eq!(get("MaxMemInQueues = \"1.5 KB\"").max_mem_in_queues, 1536);
     assert_eq!(
         get("Schedulers = [\"Vanilla\"]").runtime.schedulers,
-        vec![SchedulerName::Vanilla]
+        vec![SchedulerKind::Vanilla]
     );
     assert_eq!(
         get("CircuitPriorityHalflife = \"2 s\"")

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kistrel_pathsel::ExitPolicy;
 use toml::Value;
 
-use super::{Backend, SchedulerName};
+use super::{Backend, SchedulerKind};
 
 fn type_name(v: &Value) -> &'static str {
     match v {
@@ -120,7 +120,7 @@ pub(super) fn exit_policy(v: &Value) -> Result<ExitPolicy, String> {
     ExitPolicy::from_rules(&rules).map_err(|e| e.to_string())
 }
 
-pub(super) fn schedulers(v: &Value) -> Result<Vec<SchedulerName>, String> {
+pub(super) fn schedulers(v: &Value) -> Result<Vec<SchedulerKind>, String> {
     let names = string_list(v, "scheduler names")?;
     if names.is_empty() {
         return Err("no scheduler named: want some of KIST, KISTLite, Vanilla".into());
@@ -128,8 +128,8 @@ pub(super) fn schedulers(v: &Value) -> Result<Vec<SchedulerName>, String> {
     names
         .iter()
         .map(|n| {
-            SchedulerName::from_name(n)
-                .ok_or_else(|| format!("unknown scheduler {n:?}: want KIST, KISTLite or Vanilla"))
+            n.parse::<SchedulerKind>()
+                .map_err(|_| format!("unknown scheduler {n:?}: want KIST, KISTLite or Vanilla"))
         })
         .collect()
 }
