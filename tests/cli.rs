@@ -344,7 +344,7 @@ impl FakeNet {
             )
             .env("PIDS", self.tmp.path().join("pids"));
         if !extra.contains(&"--ready-timeout") {
-            c.args(["--ready-timeout", "30"]);
+            c.args(["--ready-timeout", "30s"]);
         }
         c
     }
@@ -534,7 +534,7 @@ fn net_bad_override_is_a_usage_error_before_any_child() {
 fn net_gives_up_when_the_client_is_never_ready() {
     let f = FakeNet::new();
     let o = f
-        .command(&["--ready-timeout", "1"])
+        .command(&["--ready-timeout", "1s"])
         .env("SILENT_CLIENT", "1")
         .output()
         .unwrap();

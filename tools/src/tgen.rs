@@ -31,7 +31,7 @@
 pub mod client;
 pub mod error;
 pub mod model;
-mod model_toml;
+mod model_file;
 pub mod proto;
 pub mod report;
 pub mod server;
@@ -39,8 +39,8 @@ pub mod socks;
 
 pub use client::{flow_rng, run_client, socks_user, ClientOptions, ModelFlows};
 pub use error::TgenError;
-pub use model::{Arrival, Arrivals, Model, ModelError, SizeChoice, ThinkTime};
-pub use model_toml::parse_size;
+pub use model::{Arrival, Arrivals, Model, SizeChoice, ThinkTime};
+pub use model_file::ModelError;
 pub use report::{
     histogram, Metric, ModelSummary, Outcome, Percentiles, TgenReport, TransferRecord, SCHEMA,
 };

@@ -77,9 +77,10 @@ pub struct NetArgs {
     /// Relay config override forwarded to every relay, e.g. -o MaxMemInQueues=64MB.
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Give up if the client has not reported ready after this many seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub ready_timeout: u64,
+    /// Give up if the client has not reported ready after this long (a duration with its
+    /// unit, e.g. 60s or 2min).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::cmd::args::duration)]
+    pub ready_timeout: Duration,
     /// When a relay dies after the network is ready, report it on stderr and keep the rest
     /// running (fault-injection runs); by default net stops everything and exits 1.
     #[arg(long)]
@@ -179,7 +180,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         layout,
         overrides: args.overrides.clone(),
         verbose,
-        ready_timeout: Duration::from_secs(args.ready_timeout),
+        ready_timeout: args.ready_timeout,
         keep_going: args.keep_going,
         metrics: args.metrics,
         shaped: shaped.as_ref(),

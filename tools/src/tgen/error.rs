@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use kistrel_base::{ErrorKind, HasKind};
 
-use super::model::ModelError;
+use super::model_file::ModelError;
 
 /// What a tgen run or server failed with.
 #[derive(Debug, thiserror::Error)]
