@@ -32,7 +32,6 @@ const KNOWN_DEBT: &[&str] = &[
     "engine/fuzz/src/relay_state/input.rs: fn seed_scenarios",
     "engine/fuzz/src/relay_state.rs: fn act",
     "tools/src/cmd/client.rs: fn handle",
-    "tools/src/cmd/net/supervise.rs: fn run",
     "loop: engine/src/relay/circuit.rs",
     "loop: engine/src/runtime/edge.rs",
 ];
