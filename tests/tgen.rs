@@ -538,7 +538,7 @@ fn cli_bad_model_file_exits_2_naming_file_key_problem() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr).trim(),
         format!(
-            "kistrel: error: {}: key `sizes[0].weight`: expected an integer from 1 to 4294967295",
+            "kistrel: error: {}:3: key `sizes[0].weight`: expected an integer from 1 to 4294967295",
             p.display()
         )
     );

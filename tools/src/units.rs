@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use bytesize::ByteSize;
+use kistrel_base::{ErrorKind, HasKind};
 
 /// A value that does not parse (the caller names the key or flag).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +49,13 @@ pub enum UnitError {
         /// Why.
         why: &'static str,
     },
+}
+
+impl HasKind for UnitError {
+    fn kind(&self) -> ErrorKind {
+        // A value the operator wrote.
+        ErrorKind::BadConfig
+    }
 }
 
 const DURATION_EXAMPLE: &str = "\"500ms\", \"30s\" or \"2min\"";

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use kistrel_base::{ErrorKind, HasKind};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{HistogramError, HistogramsPage};
@@ -108,6 +109,18 @@ pub(super) enum FetchError {
     /// A histogram on it is unreadable.
     #[error(transparent)]
     Histogram(#[from] HistogramError),
+}
+
+impl HasKind for FetchError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FetchError::Http(ureq::Error::Io(e)) => HasKind::kind(e),
+            FetchError::Http(ureq::Error::Timeout(_)) => ErrorKind::TimedOut,
+            FetchError::Http(_) => ErrorKind::Network,
+            FetchError::Json(_) => ErrorKind::PeerProtocol,
+            FetchError::Histogram(e) => e.kind(),
+        }
+    }
 }
 
 /// `GET /histograms` from a node's MetricsPort (bounded: 5 s in all).
