@@ -228,7 +228,9 @@ impl<K: ChannelKey> KistCore<K> {
     }
 
     /// The per-cell loop: always the lowest priority over all granted channels, one cell at a
-    /// time, until every channel is out of cells or of grant.
+    /// time, until every channel is out of cells or of grant. Always inlined into `run`: as a
+    /// call of its own it cost ~0.5% more instructions per cell (benches/icount kist_run).
+    #[inline(always)]
     fn write_cells(
         &mut self,
         now: Instant,
