@@ -9,6 +9,10 @@ use std::process::{Command, Output, Stdio};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+mod support;
+
+use support::NetProcess;
+
 fn kistrel() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kistrel"));
     c.env_remove("RUST_LOG");
@@ -344,13 +348,24 @@ impl FakeNet {
             )
             .env("PIDS", self.tmp.path().join("pids"));
         if !extra.contains(&"--ready-timeout") {
-            c.args(["--ready-timeout", "30"]);
+            c.args(["--ready-timeout", "30s"]);
         }
         c
     }
 
     fn net_dir(&self) -> PathBuf {
         self.tmp.path().join("net")
+    }
+
+    /// `kistrel net EXTRA` over the stand-in children, up to its ready line.
+    fn spawn(&self, extra: &[&str]) -> NetProcess {
+        let mut cmd = self.command(extra);
+        cmd.stderr(Stdio::piped());
+        NetProcess::spawn(
+            &mut cmd,
+            std::time::Duration::from_secs(60),
+            &self.net_dir(),
+        )
     }
 
     fn pids(&self) -> Vec<i32> {
@@ -380,16 +395,8 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn net_prints_ready_then_stops_everything_on_sigterm() {
     let f = FakeNet::new();
-    let mut net = f
-        .command(&["--relays", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(net.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut net = f.spawn(&["--relays", "4"]);
+    let line = format!("{}\n", net.ready.line);
     let dir = f.net_dir();
     let relays: Vec<String> = (1..=4)
         .map(|i| {
@@ -409,7 +416,7 @@ fn net_prints_ready_then_stops_everything_on_sigterm() {
     let pids = f.pids();
     assert_eq!(pids.len(), 5, "4 relays and a client");
     assert!(pids.iter().all(|p| alive(*p)));
-    assert_eq!(sigterm_and_wait(&mut net), Some(0));
+    assert_eq!(net.stop().code(), Some(0));
     for p in pids {
         assert!(!alive(p), "child {p} left behind");
     }
@@ -418,16 +425,8 @@ fn net_prints_ready_then_stops_everything_on_sigterm() {
 #[test]
 fn net_metrics_puts_every_nodes_address_on_the_ready_line() {
     let f = FakeNet::new();
-    let mut net = f
-        .command(&["--metrics"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(net.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut net = f.spawn(&["--metrics"]);
+    let line = &net.ready.line;
     // Each config asks for port 0 on the node's own address.
     let relay = std::fs::read_to_string(f.net_dir().join("relay2.toml")).unwrap();
     assert!(relay.contains("MetricsPort = \"127.0.0.1:0\""), "{relay}");
@@ -439,13 +438,89 @@ fn net_metrics_puts_every_nodes_address_on_the_ready_line() {
         ),
         "{line}"
     );
-    assert_eq!(sigterm_and_wait(&mut net), Some(0));
+    assert_eq!(
+        net.ready
+            .metrics
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["relay1", "relay2", "relay3", "client"]
+    );
+    assert_eq!(net.stop().code(), Some(0));
 }
 
-/// A real relay with `--metrics 127.0.0.1:0` prints where it serves, and serves Prometheus
-/// text with its scheduler on `GET /metrics`.
+/// Parses the two metrics pages given as files with the Python Prometheus client's parsers
+/// (0.0.4 text and OpenMetrics) and prints, per format, every family's type and samples.
+const PROMETHEUS_PARSE: &str = r#"
+import json, sys
+try:
+    from prometheus_client.parser import text_string_to_metric_families as parse_004
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+except ImportError as e:
+    print("SKIPPED: python3 module prometheus_client not installed (" + str(e) + ")")
+    sys.exit(0)
+out = {}
+for fmt, parse, path in (("0.0.4", parse_004, sys.argv[1]), ("openmetrics", parse_om, sys.argv[2])):
+    out[fmt] = {
+        f.name: {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+        for f in parse(open(path).read())
+    }
+print(json.dumps(out))
+"#;
+
+/// One HTTP/1.0 exchange with the metrics port: (status line and headers, body).
+fn http(addr: std::net::SocketAddr, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+/// Both pages of a metrics port, parsed by the real Prometheus parsers; `None` (after
+/// SKIPPED) without the Python module.
+fn parse_pages(addr: std::net::SocketAddr, dir: &Path) -> Option<serde_json::Value> {
+    let (head, plain) = http(addr, "GET /metrics HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let om_request =
+        "GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n";
+    let (head, open) = http(addr, om_request);
+    assert!(
+        head.contains("application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    std::fs::write(dir.join("plain.txt"), &plain).unwrap();
+    std::fs::write(dir.join("open.txt"), &open).unwrap();
+    let o = Command::new("python3")
+        .args(["-c", PROMETHEUS_PARSE])
+        .arg(dir.join("plain.txt"))
+        .arg(dir.join("open.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "parser: {}\n{plain}\n{open}",
+        stderr(&o)
+    );
+    let text = stdout(&o);
+    if let Some(skip) = text.lines().find(|l| l.starts_with("SKIPPED")) {
+        println!("{skip}");
+        return None;
+    }
+    Some(serde_json::from_str(&text).unwrap())
+}
+
+/// A real relay with `--metrics 127.0.0.1:0` prints where it serves; its page parses with
+/// Prometheus' own parsers in both formats from the first request (every series there, at
+/// zero), then shows the scheduler; HEAD is answered.
 #[test]
-fn relay_metrics_flag_serves_prometheus_text() {
+fn relay_metrics_parse_with_prometheus_parsers_in_both_formats() {
     let tmp = tempfile::tempdir().unwrap();
     let o = run(&["keygen", "--out", tmp.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -478,26 +553,63 @@ fn relay_metrics_flag_serves_prometheus_text() {
         .parse()
         .unwrap();
     assert_ne!(addr.port(), 0);
-    // Workers publish once a second; poll (bounded) until the scheduler line shows.
+    let (head, body) = http(addr, "HEAD /metrics HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+    assert!(body.is_empty(), "{body}");
+
+    let have_parser = have_python();
+    if let Some(first) = have_parser.then(|| parse_pages(addr, tmp.path())).flatten() {
+        // The first scrape: counters and histograms of worker 0, at zero, in both formats.
+        for fmt in ["0.0.4", "openmetrics"] {
+            let cells = &first[fmt]["kistrel_cells_in"];
+            assert_eq!(cells["type"], "counter", "{fmt}: {first}");
+            let samples = cells["samples"].as_array().unwrap();
+            assert_eq!(samples.len(), 1, "{fmt}: {cells}");
+            assert_eq!(samples[0][0], "kistrel_cells_in_total");
+            assert_eq!(samples[0][1]["worker"], "0");
+            let h = &first[fmt]["kistrel_relay_queue_seconds"];
+            assert_eq!(h["type"], "histogram", "{fmt}: {h}");
+            assert!(
+                h["samples"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s[0] == "kistrel_relay_queue_seconds_bucket" && s[1]["le"] == "+Inf"),
+                "{fmt}: {h}"
+            );
+        }
+    }
+    // Workers publish once a second; poll (bounded) until the scheduler shows.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut page = String::new();
     while std::time::Instant::now() < deadline {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
-        page.clear();
-        s.read_to_string(&mut page).unwrap();
-        if page.contains("kistrel_scheduler_info") {
+        page = http(addr, "GET /metrics HTTP/1.0\r\n\r\n").1;
+        if page.contains("kistrel_scheduler_info{") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     assert!(
         page.contains("kistrel_scheduler_info{worker=\"0\",scheduler=\"Vanilla\"} 1"),
         "{page}"
     );
+    if let Some(later) = have_parser.then(|| parse_pages(addr, tmp.path())).flatten() {
+        let info = &later["openmetrics"]["kistrel_scheduler"];
+        assert_eq!(info["type"], "info", "{later}");
+        assert_eq!(info["samples"][0][1]["scheduler"], "Vanilla", "{info}");
+        let gauge = &later["0.0.4"]["kistrel_scheduler_info"];
+        assert_eq!(gauge["type"], "gauge", "{later}");
+    }
     assert_eq!(sigterm_and_wait(&mut relay), Some(0));
+}
+
+/// python3 present (the parser check prints SKIPPED when its module is missing).
+fn have_python() -> bool {
+    let ok = support::have("python3");
+    if !ok {
+        println!("SKIPPED: python3 not installed");
+    }
+    ok
 }
 
 #[test]
@@ -534,7 +646,7 @@ fn net_bad_override_is_a_usage_error_before_any_child() {
 fn net_gives_up_when_the_client_is_never_ready() {
     let f = FakeNet::new();
     let o = f
-        .command(&["--ready-timeout", "1"])
+        .command(&["--ready-timeout", "1s"])
         .env("SILENT_CLIENT", "1")
         .output()
         .unwrap();

@@ -45,7 +45,7 @@ fn idle_connections_are_closed_after_the_handshake_timeout(backend: &str) {
     }
     let size = 16 * MIB;
     let http = Http::start(size, 41);
-    let net = Net::start(backend, 3, &["-o", "ChannelHandshakeTimeout=1500"]);
+    let net = Net::start(backend, 3, &["-o", "ChannelHandshakeTimeout=1500ms"]);
     // Warm up: the circuit and its channels exist before we count descriptors.
     let warm = fetch(net.socks, "w", &http.url(), &net.dir.join("warm")).expect("warm-up fetch");
     assert_eq!(warm, (http.sha, size));

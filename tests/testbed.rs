@@ -7,30 +7,20 @@
 //! behaviour (bytes, hashes, counters, names), never about time; every wait is bounded.
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kistrel::testbed::{exec, stale, sysctl, Bottleneck, Testbed, TestbedError, TestbedSpec};
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
-const MIB: usize = 1 << 20;
+mod support;
+
+use support::{have, lines_of, seeded_data as seeded, serial, wait_exit, NetProcess, Reaped, MIB};
+
 const WAIT: Duration = Duration::from_secs(60);
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn have(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    exec::find_tool_in(tool, &path)
-}
 
 /// True (after printing SKIPPED) when this machine cannot build a testbed or lacks `extra`.
 fn skip(extra: &[&str]) -> bool {
@@ -55,12 +45,6 @@ fn namespaces_with(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-fn seeded(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
-    data
-}
-
 fn two_hosts(rate_bit_s: u64) -> TestbedSpec {
     TestbedSpec {
         hosts: vec!["a".into(), "b".into()],
@@ -74,53 +58,11 @@ fn two_hosts(rate_bit_s: u64) -> TestbedSpec {
     }
 }
 
-/// A child stopped on drop: SIGTERM (so `kistrel net` tears its testbed down), then SIGKILL
-/// after 20 s; reaped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.0.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Lines of a child's stdout, read on a thread so waits can be bounded.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().expect("piped stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_exit(child: &mut Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what} did not exit in time");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// `kistrel ARGS --dir DIR` (a shaped `net`), up to its ready line.
+fn shaped_net(args: &[&str], dir: &std::path::Path, stderr: Stdio) -> NetProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kistrel"));
+    cmd.args(args).arg("--dir").arg(dir).stderr(stderr);
+    NetProcess::spawn(&mut cmd, WAIT, dir)
 }
 
 const RECEIVER: &str = r#"
@@ -184,7 +126,7 @@ fn a_transfer_crosses_the_bottleneck_whole() {
     let mut stdin = sender.0.stdin.take().expect("stdin");
     stdin.write_all(&data).expect("feed the sender");
     drop(stdin);
-    assert!(wait_exit(&mut sender.0, "sender").success());
+    assert!(wait_exit(&mut sender.0, WAIT, "sender").success());
 
     let got = lines.recv_timeout(WAIT).expect("receiver's result");
     let want = format!("{} {}", data.len(), hex::encode(Sha256::digest(&data)));
@@ -449,39 +391,19 @@ fn net_with_a_bottleneck_serves_curl_and_cleans_up() {
     let body = seeded(MIB, 20);
     let server = Server::start(body.clone());
     let tmp = tempfile::tempdir().unwrap();
-    let mut net = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_kistrel"))
-            .args(["-v", "net", "--bottleneck", "20mbit,40ms", "--workers", "1"])
-            .arg("--dir")
-            .arg(tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kistrel net"),
+    let mut net = shaped_net(
+        &["-v", "net", "--bottleneck", "20mbit,40ms", "--workers", "1"],
+        tmp.path(),
+        Stdio::null(),
     );
-    let net_pid = net.0.id();
-    let lines = lines_of(&mut net.0);
-    let ready = lines
-        .recv_timeout(WAIT)
-        .unwrap_or_else(|e| panic!("no ready line ({e}); logs in {}", tmp.path().display()));
-    let field = |name: &str| {
-        ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert!(ready.starts_with("ready socks="), "{ready}");
-    let socks: SocketAddr = field("socks=").parse().expect("socks");
-    let host: Ipv4Addr = field("host=").parse().expect("host");
-    let prefix = field("netns=");
+    let net_pid = net.pid();
+    let ready = net.ready.clone();
+    let socks = ready.socks;
+    let host: Ipv4Addr = ready.host.expect("host= on a shaped network");
+    let prefix = ready.netns.clone().expect("netns= on a shaped network");
     assert_eq!(prefix, format!("kt{net_pid}-"));
-    assert_eq!(field("dir="), tmp.path().display().to_string());
-    let relays: Vec<SocketAddr> = field("relays=")
-        .split(',')
-        .map(|a| a.parse().expect("relay addr"))
-        .collect();
-    assert_eq!(relays.len(), 3);
+    assert_eq!(ready.dir, tmp.path());
+    assert_eq!(ready.relays.len(), 3);
     let mut made = namespaces_with(&prefix);
     made.sort();
     let want: Vec<String> = ["client", "exit", "guard", "middle", "router"]
@@ -511,9 +433,7 @@ fn net_with_a_bottleneck_serves_curl_and_cleans_up() {
     assert_eq!(stats.kind, "tbf");
     assert!(stats.bytes >= body.len() as u64, "{stats:?}");
 
-    let pid = nix::unistd::Pid::from_raw(net_pid as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = wait_exit(&mut net.0, "kistrel net");
+    let status = net.stop();
     assert_eq!(status.code(), Some(0));
     assert_eq!(namespaces_with(&prefix), Vec::<String>::new());
     assert_eq!(children_of_net(net_pid), Vec::<u32>::new());
@@ -526,22 +446,24 @@ fn net_with_a_bottleneck_tears_down_when_a_relay_dies() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut net = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_kistrel"))
-            .args(["net", "--bottleneck", "20mbit", "--workers", "1"])
-            .args(["--congestion", "reno", "--tcp-wmem", "4096,16384,1MiB"])
-            .arg("--dir")
-            .arg(tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kistrel net"),
+    let mut net = shaped_net(
+        &[
+            "net",
+            "--bottleneck",
+            "20mbit",
+            "--workers",
+            "1",
+            "--congestion",
+            "reno",
+            "--tcp-wmem",
+            "4096,16384,1MiB",
+        ],
+        tmp.path(),
+        Stdio::piped(),
     );
-    let net_pid = net.0.id();
-    let lines = lines_of(&mut net.0);
-    let ready = lines.recv_timeout(WAIT).expect("ready line");
+    let net_pid = net.pid();
     let prefix = format!("kt{net_pid}-");
-    assert!(ready.contains(&format!(" netns={prefix} ")), "{ready}");
+    assert_eq!(net.ready.netns.as_deref(), Some(prefix.as_str()));
     // The flags reached the namespaces.
     for (key, want) in [
         ("net.ipv4.tcp_congestion_control", "reno"),
@@ -565,9 +487,9 @@ fn net_with_a_bottleneck_tears_down_when_a_relay_dies() {
     assert_eq!(kids.len(), 4);
     let victim = nix::unistd::Pid::from_raw(kids[0] as i32);
     nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let status = wait_exit(&mut net.0, "kistrel net");
+    let status = net.wait_exit(WAIT);
     let mut err = String::new();
-    if let Some(mut e) = net.0.stderr.take() {
+    if let Some(mut e) = net.child.0.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
     assert_eq!(status.code(), Some(1), "{err}");
@@ -608,7 +530,7 @@ fn a_bad_bottleneck_value_is_a_usage_error() {
 #[test]
 fn without_root_the_privilege_check_refuses() {
     let e = exec::require_root_uid(Some(65534)).unwrap_err();
-    assert_eq!(e.exit_code(), 2);
+    assert_eq!(kistrel::exit::code(kistrel_base::HasKind::kind(&e)), 2);
     assert!(e.to_string().contains("needs root"), "{e}");
     assert!(exec::require_root_uid(Some(0)).is_ok());
 }
@@ -656,7 +578,7 @@ fn net_without_root_exits_2() {
     assert_eq!(left, [std::ffi::OsString::from("kistrel")]);
 }
 
-/// `kistrel bench --experiment kist-vs-vanilla`, short: two conditions, one pair of 6 s
+/// `kistrel bench experiment kist-vs-vanilla`, short: two conditions, one pair of 6 s
 /// phases. Checks the JSON's shape and that both schedulers moved web and bulk traffic, the
 /// charts and the report exist, and nothing is left behind. The figures themselves are a
 /// benchmark's business, not this test's.
@@ -672,7 +594,7 @@ fn experiment_writes_comparisons_charts_and_a_report() {
     let o = Command::new(env!("CARGO_BIN_EXE_kistrel"))
         .args([
             "bench",
-            "--experiment",
+            "experiment",
             "kist-vs-vanilla",
             "--phase",
             "6s",

@@ -18,6 +18,7 @@ use kistrel::tgen::{
     flow_rng, run_client, Arrivals, ClientOptions, Metric, Model, ModelFlows, Outcome, Server,
     SizeChoice, TgenReport,
 };
+use kistrel_base::HasKind as _;
 
 fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -537,7 +538,7 @@ fn cli_bad_model_file_exits_2_naming_file_key_problem() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr).trim(),
         format!(
-            "kistrel: error: {}: key `sizes[0].weight`: expected an integer from 1 to 4294967295",
+            "kistrel: error: {}:3: key `sizes[0].weight`: expected an integer from 1 to 4294967295",
             p.display()
         )
     );
@@ -610,7 +611,7 @@ fn bad_options_are_usage_errors() {
     let mut o = ClientOptions::new(local());
     let e = run_client(&o, &AtomicBool::new(false)).unwrap_err();
     assert_eq!(
-        (e.to_string().as_str(), e.exit_code()),
+        (e.to_string().as_str(), kistrel::exit::code(e.kind())),
         ("no model given", 2)
     );
     o.models = vec![

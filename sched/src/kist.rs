@@ -174,6 +174,24 @@ impl<K: ChannelKey> KistCore<K> {
         snaps: &[ChannelSnapshot<K>],
         source: &mut dyn CellSource<K>,
     ) -> RunReport {
+        let seq = self.grant(now, snaps, source);
+        let mut report = RunReport {
+            channels: self.granted.len() as u32,
+            ..RunReport::default()
+        };
+        self.write_cells(now, seq, source, &mut report);
+        self.finish_run(now, source, &mut report);
+        report
+    }
+
+    /// A grant for every snapshot of a pending channel; channels with cells and room for one
+    /// go on the heap by their best priority. Returns the next heap sequence number.
+    fn grant(
+        &mut self,
+        now: Instant,
+        snaps: &[ChannelSnapshot<K>],
+        source: &mut dyn CellSource<K>,
+    ) -> u64 {
         self.granted.clear();
         self.heap.clear();
         self.grants.clear();
@@ -206,11 +224,20 @@ impl<K: ChannelKey> KistCore<K> {
                 None => self.table.set(snap.channel, ChannelState::WaitingForCells),
             }
         }
+        seq
+    }
 
-        let mut report = RunReport {
-            channels: self.granted.len() as u32,
-            ..RunReport::default()
-        };
+    /// The per-cell loop: always the lowest priority over all granted channels, one cell at a
+    /// time, until every channel is out of cells or of grant. Always inlined into `run`: as a
+    /// call of its own it cost ~0.5% more instructions per cell (benches/icount kist_run).
+    #[inline(always)]
+    fn write_cells(
+        &mut self,
+        now: Instant,
+        mut seq: u64,
+        source: &mut dyn CellSource<K>,
+        report: &mut RunReport,
+    ) {
         let mut last: Option<usize> = None;
         // The top entry is updated in place (one sift) rather than popped and pushed back.
         while let Some(mut top) = self.heap.peek_mut() {
@@ -258,7 +285,11 @@ impl<K: ChannelKey> KistCore<K> {
                 }
             }
         }
+    }
 
+    /// Flush what is staged, record the grants, re-add channels that keep cells, and set the
+    /// next tick.
+    fn finish_run(&mut self, now: Instant, source: &mut dyn CellSource<K>, report: &mut RunReport) {
         for g in &mut self.granted {
             if g.staged_cells > 0 {
                 source.flush(g.chan);
@@ -290,7 +321,6 @@ impl<K: ChannelKey> KistCore<K> {
         };
         self.metrics
             .record_run(report.cells, report.bytes, u64::from(report.flushes));
-        report
     }
 }
 

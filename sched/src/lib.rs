@@ -10,25 +10,26 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod channels;
+pub mod error;
 pub mod ewma;
 pub mod kist;
 pub mod limit;
+pub mod make;
 pub mod metrics;
 pub mod scheduler;
 pub mod socket;
-/// The time type (defined in `kistrel-base`).
-pub mod time {
-    pub use kistrel_base::time::Instant;
-}
+pub mod time;
 pub mod vanilla;
 
+pub use error::SchedError;
 pub use ewma::{CellEwma, CircuitMux, EwmaConfig, Priority};
 pub use kist::{Kist, KistLite};
 pub use limit::{kist_limit, LimitReason, CELL_WIRE_LEN};
+pub use make::make_scheduler;
 pub use metrics::SchedMetrics;
 pub use scheduler::{
-    make_scheduler, CellSource, ChannelKey, ChannelSnapshot, ChannelState, RunReport, SchedConfig,
-    SchedError, Scheduler, SchedulerKind, WriteGrant, Written,
+    CellSource, ChannelKey, ChannelSnapshot, ChannelState, RunReport, SchedConfig, Scheduler,
+    SchedulerKind, WriteGrant, Written,
 };
 pub use socket::{SocketSnapshot, TcpInfo};
 pub use time::Instant;

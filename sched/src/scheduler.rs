@@ -1,5 +1,5 @@
 //! The `Scheduler` trait the worker drives, the types it exchanges, configuration, and the
-//! `Schedulers KIST,KISTLite,Vanilla` choice.
+//! names of the schedulers (`Schedulers KIST,KISTLite,Vanilla`; [`crate::make`] builds one).
 //!
 //! ```text
 //!  engine events ──> channel_has_cells / channel_writable / channel_closed
@@ -18,13 +18,12 @@ use core::hash::Hash;
 use core::str::FromStr;
 use core::time::Duration;
 
+use crate::error::SchedError;
 use crate::ewma::Priority;
-use crate::kist::{Kist, KistLite};
 use crate::limit::{LimitReason, DEFAULT_SOCK_BUF_SIZE_FACTOR};
 use crate::metrics::SchedMetrics;
 use crate::socket::SocketSnapshot;
 use crate::time::Instant;
-use crate::vanilla::Vanilla;
 
 /// What a channel key must be. The engine's slab key newtype (`ChannelKey`) qualifies.
 pub trait ChannelKey: Copy + Eq + Hash + Debug {}
@@ -86,38 +85,6 @@ impl FromStr for SchedulerKind {
             .find(|k| k.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| SchedError::UnknownScheduler { name: s.to_owned() })
     }
-}
-
-/// Scheduler errors (configuration only: running never fails).
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum SchedError {
-    /// A `Schedulers` entry is not KIST, KISTLite or Vanilla.
-    #[error("unknown scheduler {name:?}: expected KIST, KISTLite or Vanilla")]
-    UnknownScheduler {
-        /// The entry as written.
-        name: String,
-    },
-    /// No listed scheduler works here (empty list, or only KIST without TCP_INFO).
-    #[error(
-        "no usable scheduler in the Schedulers list (KIST needs TCP_INFO; add KISTLite or Vanilla)"
-    )]
-    NoUsableScheduler,
-    /// `KISTSockBufSizeFactor` must be a finite number >= 0.
-    #[error("KISTSockBufSizeFactor must be finite and >= 0, got {0}")]
-    BadSockBufSizeFactor(f64),
-    /// `KISTSchedRunInterval` must be positive.
-    #[error("KISTSchedRunInterval must be positive")]
-    ZeroRunInterval,
-    /// A per-write limit below one cell would never write anything.
-    #[error("{name} must be at least one cell ({min} bytes), got {got}")]
-    LimitBelowOneCell {
-        /// The option.
-        name: &'static str,
-        /// Its value.
-        got: u32,
-        /// `CELL_WIRE_LEN`.
-        min: u32,
-    },
 }
 
 /// Scheduler configuration (torrc names in the field docs).
@@ -275,24 +242,4 @@ pub trait Scheduler<K>: Debug {
     fn metrics(&self) -> &SchedMetrics;
     /// For `SchedMetrics::record_relay_queue_time`, which the engine calls per written cell.
     fn metrics_mut(&mut self) -> &mut SchedMetrics;
-}
-
-/// The first scheduler of `names` that works here (`Schedulers`; KIST needs `has_tcp_info`).
-pub fn make_scheduler<K: ChannelKey + 'static>(
-    names: &[SchedulerKind],
-    has_tcp_info: bool,
-    cfg: &SchedConfig,
-) -> Result<(Box<dyn Scheduler<K>>, SchedulerKind), SchedError> {
-    cfg.validate()?;
-    let kind = names
-        .iter()
-        .copied()
-        .find(|&k| k != SchedulerKind::Kist || has_tcp_info)
-        .ok_or(SchedError::NoUsableScheduler)?;
-    let sched: Box<dyn Scheduler<K>> = match kind {
-        SchedulerKind::Kist => Box::new(Kist::new(cfg)),
-        SchedulerKind::KistLite => Box::new(KistLite::new(cfg)),
-        SchedulerKind::Vanilla => Box::new(Vanilla::new(cfg)),
-    };
-    Ok((sched, kind))
 }

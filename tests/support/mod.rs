@@ -1,7 +1,8 @@
 //! Helpers shared by the real-socket tests (`tests/e2e.rs`, `tests/faults.rs`,
-//! `tests/hardening.rs`): a `kistrel net` process, a python3 HTTP server, curl through SOCKS,
+//! `tests/hardening.rs`, `tests/testbed.rs`, `tests/cli.rs`): a `kistrel net` process and its
+//! ready line, a python3 HTTP server, curl through SOCKS,
 //! `ss` lookups, and the one-test-at-a-time lock. Each test binary uses a subset.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,9 +40,165 @@ pub fn skip_without_tools() -> bool {
     false
 }
 
-/// `kistrel net`, stopped with SIGTERM on drop.
+/// `kistrel net`'s ready line, parsed:
+/// `ready socks=ADDR relays=ADDR,... dir=PATH [metrics=NAME@ADDR,...] [netns=P host=IP]`.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The whole line (without the newline).
+    pub line: String,
+    pub socks: SocketAddr,
+    pub relays: Vec<SocketAddr>,
+    pub dir: PathBuf,
+    /// `metrics=`: each node's MetricsPort.
+    pub metrics: Vec<(String, SocketAddr)>,
+    /// `netns=`: the namespace prefix of a shaped network.
+    pub netns: Option<String>,
+    /// `host=`: this machine's address on a shaped network.
+    pub host: Option<std::net::Ipv4Addr>,
+}
+
+impl Ready {
+    /// The fields of a ready line; `None` for any other line.
+    pub fn parse(line: &str) -> Option<Ready> {
+        let line = line.trim_end();
+        if !line.starts_with("ready ") {
+            return None;
+        }
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_owned)
+        };
+        let list = |name: &str| {
+            field(name)
+                .map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        Some(Ready {
+            line: line.to_owned(),
+            socks: field("socks=")?.parse().ok()?,
+            relays: list("relays=")
+                .iter()
+                .map(|a| a.parse().ok())
+                .collect::<Option<_>>()?,
+            dir: PathBuf::from(field("dir=")?),
+            metrics: list("metrics=")
+                .iter()
+                .map(|e| {
+                    let (name, addr) = e.split_once('@')?;
+                    Some((name.to_owned(), addr.parse().ok()?))
+                })
+                .collect::<Option<_>>()?,
+            netns: field("netns="),
+            host: field("host=").and_then(|h| h.parse().ok()),
+        })
+    }
+}
+
+/// A child stopped on drop: SIGTERM (so `kistrel net` tears its network down), then SIGKILL
+/// after 20 s; reaped.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines of a child's (piped) stdout, read on a thread so waits can be bounded.
+pub fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (bounded by `limit`) for `child` to exit on its own.
+pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what} did not exit in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `kistrel net` (or another command that prints a ready line): spawned, its
+/// stdout read on a thread (so every wait is bounded), its ready line parsed. Dropping it
+/// sends SIGTERM (so `kistrel net` tears its network down), then SIGKILL after 20 s, and
+/// reaps it.
+pub struct NetProcess {
+    pub child: Reaped,
+    pub ready: Ready,
+    /// Later stdout lines.
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl NetProcess {
+    /// Spawns `cmd` with stdout piped and waits up to `wait` for its ready line; panics with
+    /// what it printed instead (and `logs`, where its logs are).
+    pub fn spawn(cmd: &mut Command, wait: Duration, logs: &Path) -> NetProcess {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn kistrel net");
+        let lines = lines_of(&mut child);
+        let first = lines.recv_timeout(wait);
+        let ready = first.as_deref().ok().and_then(Ready::parse);
+        let Some(ready) = ready else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no ready line (got {first:?}); logs in {}", logs.display());
+        };
+        NetProcess {
+            child: Reaped(child),
+            ready,
+            lines,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Waits (bounded by `limit`) for it to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        wait_exit(&mut self.child.0, limit, "kistrel net")
+    }
+
+    /// SIGTERM, then wait (bounded) for its exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(20))
+    }
+}
+
+/// `kistrel net` on loopback for the end-to-end tests, stopped with SIGTERM on drop.
 pub struct Net {
-    pub child: Child,
+    pub process: NetProcess,
     pub socks: SocketAddr,
     pub relays: Vec<SocketAddr>,
     pub dir: PathBuf,
@@ -60,50 +217,27 @@ impl Net {
                 ),
             None => tmp.path().join("net"),
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kistrel"))
-            .args([
-                "-v",
-                "net",
-                "--backend",
-                backend,
-                "--relays",
-                &relays.to_string(),
-                "--workers",
-                "1",
-                "--dir",
-            ])
-            .arg(&dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start kistrel net");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("ready line");
-        assert!(
-            line.starts_with("ready "),
-            "kistrel net said {line:?}; logs in {}",
-            dir.display()
-        );
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let socks = field("socks=").parse().expect("socks addr");
-        let relays = field("relays=")
-            .split(',')
-            .map(|a| a.parse().expect("relay addr"))
-            .collect();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kistrel"));
+        cmd.args([
+            "-v",
+            "net",
+            "--backend",
+            backend,
+            "--relays",
+            &relays.to_string(),
+            "--workers",
+            "1",
+            "--dir",
+        ])
+        .arg(&dir)
+        .args(extra)
+        .stderr(Stdio::null());
+        let process = NetProcess::spawn(&mut cmd, Duration::from_secs(120), &dir);
         Net {
-            child,
-            socks,
-            relays,
+            socks: process.ready.socks,
+            relays: process.ready.relays.clone(),
             dir,
+            process,
             tmp: Some(tmp),
         }
     }
@@ -116,34 +250,7 @@ impl Net {
 
     /// SIGTERM, then wait (bounded) for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kistrel net did not stop within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.stop()
     }
 }
 

@@ -84,9 +84,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let conf = ClientConf::load(&args.config, &args.parsed_overrides()?)?;
             cmd::client::run(conf)
         }
-        Command::Net(args) => cmd::net::run(args, cli.verbose),
-        Command::Cbt(args) => cmd::cbt::run(args),
-        Command::Path(args) => cmd::path::run(args),
+        Command::Net(args) => Ok(cmd::net::run(args, cli.verbose)?),
+        Command::Cbt(args) => Ok(cmd::cbt::run(args)?),
+        Command::Path(args) => Ok(cmd::path::run(args)?),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Tgen(args) => cmd::tgen::run(args),

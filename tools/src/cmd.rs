@@ -1,5 +1,6 @@
 //! One module per subcommand group (as Arti's `crates/arti/src/subcommands/`).
 
+pub mod args;
 pub mod bench;
 pub mod cbt;
 pub mod client;

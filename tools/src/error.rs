@@ -1,25 +1,27 @@
 //! The error every subcommand returns, and its exit code.
+//!
+//! Each layer keeps its own error type with a [`HasKind`] impl; [`CliError`] only gathers
+//! them, and its exit code comes from the kind ([`crate::exit::code`]). Nothing below the
+//! subcommands imports this module.
+
+use kistrel_base::{ErrorKind, HasKind};
 
 use crate::cmd::cbt::CbtCmdError;
 use crate::cmd::net::NetError;
 use crate::cmd::path::PathCmdError;
 use crate::config::ConfigError;
 use crate::keys::KeyError;
-
-/// Exit code for bad usage, config or input (clap uses 2 for its own usage errors too).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code for a failure at run time.
-pub const EXIT_FAILURE: u8 = 1;
+use crate::tgen::TgenError;
 
 /// What a subcommand failed with. `main` prints it on one line as `kistrel: error: {self}`
 /// and exits with [`CliError::exit_code`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CliError {
-    /// Config file or override problem, or a port already in use (exit 2).
+    /// Config file or override problem, or a port already in use.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Key file problem (exit 2 to read, 1 to write).
+    /// Key file problem.
     #[error(transparent)]
     Keys(#[from] KeyError),
     /// `kistrel cbt`.
@@ -31,22 +33,21 @@ pub enum CliError {
     /// `kistrel net`.
     #[error(transparent)]
     Net(#[from] NetError),
-    /// `kistrel tgen` (exit 2 for bad options or model files, 1 otherwise).
+    /// `kistrel tgen`.
     #[error(transparent)]
-    Tgen(#[from] crate::tgen::TgenError),
-    /// A failure while running (exit 1): `what` says what was being done, e.g. "relay guard1:
+    Tgen(#[from] TgenError),
+    /// A failure while running: `what` says what was being done, e.g. "relay guard1:
     /// worker 2 setting up io_uring".
     #[error("{what}: {source}")]
     Runtime {
         /// What was being done.
         what: String,
+        /// The kind: the source's if it is an I/O error, else [`ErrorKind::LocalIo`].
+        kind: ErrorKind,
         /// The cause.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A subcommand this build does not have yet (exit 1).
-    #[error("{0}: not built yet")]
-    NotBuilt(&'static str),
 }
 
 impl CliError {
@@ -55,23 +56,33 @@ impl CliError {
         what: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
+        let source = source.into();
+        let kind = source
+            .downcast_ref::<std::io::Error>()
+            .map_or(ErrorKind::LocalIo, HasKind::kind);
         CliError::Runtime {
             what: what.into(),
-            source: source.into(),
+            kind,
+            source,
         }
     }
 
-    /// The process exit code: [`EXIT_USAGE`] (2) for usage/config/input problems,
-    /// [`EXIT_FAILURE`] (1) for run-time failures.
+    /// The process exit code (see [`crate::exit::code`]).
     pub fn exit_code(&self) -> u8 {
+        crate::exit::code(self.kind())
+    }
+}
+
+impl HasKind for CliError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            CliError::Config(_) => EXIT_USAGE,
-            CliError::Keys(e) => e.exit_code(),
-            CliError::Cbt(e) => e.exit_code(),
-            CliError::Path(e) => e.exit_code(),
-            CliError::Net(e) => e.exit_code(),
-            CliError::Tgen(e) => e.exit_code(),
-            CliError::Runtime { .. } | CliError::NotBuilt(_) => EXIT_FAILURE,
+            CliError::Config(e) => e.kind(),
+            CliError::Keys(e) => e.kind(),
+            CliError::Cbt(e) => e.kind(),
+            CliError::Path(e) => e.kind(),
+            CliError::Net(e) => e.kind(),
+            CliError::Tgen(e) => e.kind(),
+            CliError::Runtime { kind, .. } => *kind,
         }
     }
 }

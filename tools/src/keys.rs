@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use kistrel_base::{ErrorKind, HasKind};
 use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::crypto::RelayId;
 use kistrel_engine::relay::RelayKeys;
@@ -78,12 +79,12 @@ pub enum KeyError {
     Rng(#[source] rand::rand_core::OsError),
 }
 
-impl KeyError {
-    /// 2 for a bad or missing key file (fix the file), 1 for write/RNG failures.
-    pub fn exit_code(&self) -> u8 {
+impl HasKind for KeyError {
+    /// A bad or missing key file is the operator's to fix; writing or the RNG failing is not.
+    fn kind(&self) -> ErrorKind {
         match self {
-            KeyError::Write { .. } | KeyError::Rng(_) => crate::error::EXIT_FAILURE,
-            _ => crate::error::EXIT_USAGE,
+            KeyError::Write { .. } | KeyError::Rng(_) => ErrorKind::LocalIo,
+            _ => ErrorKind::BadConfig,
         }
     }
 }
@@ -288,7 +289,7 @@ mod tests {
             }
             other => panic!("wrong error {other:?}"),
         }
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.kind(), ErrorKind::BadConfig);
         let e = RelayKeyFile::load(Path::new("/nonexistent/keys.toml")).unwrap_err();
         assert!(matches!(e, KeyError::Read { .. }));
         assert!(e

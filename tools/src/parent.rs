@@ -25,7 +25,7 @@ pub fn exit_with_parent() {
         }
         if nix::unistd::getppid().as_raw() != expected {
             eprintln!("kistrel: parent process {expected} is gone; exiting");
-            std::process::exit(i32::from(crate::error::EXIT_FAILURE));
+            std::process::exit(i32::from(crate::exit::EXIT_FAILURE));
         }
     }
     #[cfg(not(target_os = "linux"))]

@@ -15,7 +15,7 @@ use kistrel_engine::runtime::{
 };
 use kistrel_sched::{EwmaConfig, SchedConfig, SchedulerKind};
 
-use crate::config::{Backend, RuntimeConf, SchedulerName};
+use crate::config::{Backend, RuntimeConf};
 use crate::error::CliError;
 
 /// Capacity of each worker's command queue and of the shared event queue.
@@ -35,15 +35,7 @@ pub struct Workers {
 
 /// The scheduler settings of a config.
 pub fn sched_config(rt: &RuntimeConf) -> (Vec<SchedulerKind>, SchedConfig, EwmaConfig) {
-    let kinds = rt
-        .schedulers
-        .iter()
-        .map(|s| match s {
-            SchedulerName::Kist => SchedulerKind::Kist,
-            SchedulerName::KistLite => SchedulerKind::KistLite,
-            SchedulerName::Vanilla => SchedulerKind::Vanilla,
-        })
-        .collect();
+    let kinds = rt.schedulers.clone();
     let sched = SchedConfig {
         run_interval: rt.kist_sched_run_interval,
         sock_buf_size_factor: rt.kist_sock_buf_size_factor,

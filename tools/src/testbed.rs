@@ -63,15 +63,16 @@
 //! ```
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub use error::TestbedError;
+
+mod error;
 pub mod exec;
 pub mod stale;
 pub mod sysctl;
-pub mod units;
 
 /// First second octet tried for 10.N.0.0/16.
 const FIRST_OCTET: u8 = 77;
@@ -197,95 +198,6 @@ impl QdiscStats {
             backlog_bytes: num("backlog")?,
             backlog_packets: num("qlen")?,
         })
-    }
-}
-
-/// Why a testbed could not be built, queried or torn down.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TestbedError {
-    /// Not running as root.
-    #[error("the shaped testbed needs root (network namespaces, veths, tc qdiscs and host sysctls); effective uid is {}: run as root, e.g. with sudo", euid.map_or_else(|| "unknown".to_owned(), |u| u.to_string()))]
-    NeedsRoot {
-        /// The effective uid found (`None` if unreadable).
-        euid: Option<u32>,
-    },
-    /// `ip`, `tc` or `sysctl` is not installed.
-    #[error("the shaped testbed needs `{tool}`, which is not on PATH (Debian: apt-get install iproute2 procps)")]
-    MissingTool {
-        /// The program.
-        tool: String,
-    },
-    /// The spec is inconsistent.
-    #[error("bad testbed spec: {problem}")]
-    BadSpec {
-        /// What.
-        problem: String,
-    },
-    /// A host name not in the spec.
-    #[error("no host {host:?} in this testbed")]
-    UnknownHost {
-        /// The name asked for.
-        host: String,
-    },
-    /// The testbed has no bottleneck to report on.
-    #[error("this testbed has no bottleneck")]
-    NoBottleneck,
-    /// Every 10.N.0.0/16 we may use is taken.
-    #[error(
-        "no free address range: 10.{FIRST_OCTET}.0.0/16 .. 10.{LAST_OCTET}.0.0/16 are all in use"
-    )]
-    NoFreeRange,
-    /// A command exited with failure.
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// Its exit status.
-        status: ExitStatus,
-        /// Its stderr, trimmed.
-        stderr: String,
-    },
-    /// A command could not be started.
-    #[error("cannot run `{command}`: {source}")]
-    Spawn {
-        /// The command line.
-        command: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `tc` printed something we cannot read.
-    #[error("cannot read tc's statistics ({problem}): {output}")]
-    TcOutput {
-        /// What was wrong.
-        problem: String,
-        /// The start of the output.
-        output: String,
-    },
-    /// A /proc or /run file could not be read or written.
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        /// "reading", "writing", ...
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl TestbedError {
-    /// 2 (usage: the environment cannot run this) for a missing privilege or tool or a bad
-    /// spec, 1 otherwise; as `kistrel` exit codes.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            TestbedError::NeedsRoot { .. }
-            | TestbedError::MissingTool { .. }
-            | TestbedError::BadSpec { .. } => crate::error::EXIT_USAGE,
-            _ => crate::error::EXIT_FAILURE,
-        }
     }
 }
 
@@ -520,7 +432,10 @@ impl Testbed {
                 Err(e) => return Err(e),
             }
         }
-        Err(TestbedError::NoFreeRange)
+        Err(TestbedError::NoFreeRange {
+            first: FIRST_OCTET,
+            last: LAST_OCTET,
+        })
     }
 
     fn ns_name(&self, host: &str) -> String {

@@ -29,78 +29,20 @@
 //! - [`socks_connect`]`(socks, user, target)`.
 
 pub mod client;
+pub mod error;
 pub mod model;
-mod model_toml;
+mod model_file;
 pub mod proto;
 pub mod report;
 pub mod server;
 pub mod socks;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
 pub use client::{flow_rng, run_client, socks_user, ClientOptions, ModelFlows};
-pub use model::{Arrival, Arrivals, Model, ModelError, SizeChoice, ThinkTime};
-pub use model_toml::parse_size;
+pub use error::TgenError;
+pub use model::{Arrival, Arrivals, Model, SizeChoice, ThinkTime};
+pub use model_file::ModelError;
 pub use report::{
     histogram, Metric, ModelSummary, Outcome, Percentiles, TgenReport, TransferRecord, SCHEMA,
 };
 pub use server::Server;
 pub use socks::{socks_connect, socks_connect_timeout, SocksError};
-
-use crate::error::{EXIT_FAILURE, EXIT_USAGE};
-
-/// What a tgen run or server failed with.
-#[derive(Debug, thiserror::Error)]
-pub enum TgenError {
-    /// A bad model name or model file (exit 2).
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    /// Bad options (exit 2).
-    #[error("{0}")]
-    Usage(String),
-    /// The server could not listen (exit 1).
-    #[error("tgen server: cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An output file could not be written (exit 1).
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A report file could not be read or is not a tgen report (exit 1).
-    #[error("cannot read tgen report {}: {problem}", path.display())]
-    Report {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// Some transfers failed and failures were not allowed (exit 1).
-    #[error("{failed} of {total} transfers failed (--allow-failures to accept)")]
-    Failures {
-        /// Failed transfers.
-        failed: u64,
-        /// All transfers.
-        total: u64,
-    },
-}
-
-impl TgenError {
-    /// 2 for usage and model-file problems, 1 for the rest.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            TgenError::Model(_) | TgenError::Usage(_) => EXIT_USAGE,
-            _ => EXIT_FAILURE,
-        }
-    }
-}

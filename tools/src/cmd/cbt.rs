@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use kistrel_pathsel::cbt::{parse_build_times, LineError};
 use kistrel_pathsel::{CbtConfig, CbtEstimator, CbtFit};
 
-use crate::error::{CliError, EXIT_USAGE};
+use kistrel_base::{ErrorKind, HasKind};
 
 /// Version of the `--json` output object.
 pub const JSON_VERSION: u32 = 1;
@@ -46,7 +46,7 @@ pub struct FitArgs {
     pub num_modes: usize,
 }
 
-/// Why `kistrel cbt` failed. All are input problems (exit 2).
+/// Why `kistrel cbt` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CbtCmdError {
@@ -84,12 +84,21 @@ pub enum CbtCmdError {
         /// Its value.
         value: f64,
     },
+    /// The result could not be encoded as JSON (a bug).
+    #[error("encoding the JSON result: {0}")]
+    Json(#[source] serde_json::Error),
 }
 
-impl CbtCmdError {
-    /// Always [`EXIT_USAGE`]: the input is at fault.
-    pub fn exit_code(&self) -> u8 {
-        EXIT_USAGE
+impl HasKind for CbtCmdError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            // The input is at fault.
+            CbtCmdError::Read { .. }
+            | CbtCmdError::Parse { .. }
+            | CbtCmdError::NoFit { .. }
+            | CbtCmdError::BadQuantile { .. } => ErrorKind::BadConfig,
+            CbtCmdError::Json(_) => ErrorKind::Internal,
+        }
     }
 }
 
@@ -139,14 +148,14 @@ pub fn fit_times(times: &[u32], mut cfg: CbtConfig) -> Option<FitReport> {
 }
 
 /// Run `kistrel cbt`.
-pub fn run(args: CbtArgs) -> Result<(), CliError> {
+pub fn run(args: CbtArgs) -> Result<(), CbtCmdError> {
     let CbtCommand::Fit(args) = args.command;
     for (flag, value) in [
         ("quantile", args.quantile),
         ("close-quantile", args.close_quantile),
     ] {
         if !(value > 0.0 && value < 100.0) {
-            return Err(CbtCmdError::BadQuantile { flag, value }.into());
+            return Err(CbtCmdError::BadQuantile { flag, value });
         }
     }
     let text = std::fs::read_to_string(&args.file).map_err(|source| CbtCmdError::Read {
@@ -168,8 +177,7 @@ pub fn run(args: CbtArgs) -> Result<(), CliError> {
         n: times.len(),
     })?;
     if args.json {
-        let json = serde_json::to_string(&report)
-            .map_err(|e| CliError::runtime("writing the JSON result", e))?;
+        let json = serde_json::to_string(&report).map_err(CbtCmdError::Json)?;
         println!("{json}");
     } else {
         println!(

@@ -63,7 +63,7 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
             clock,
         })
         .collect();
-    let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, |key, a| {
+    let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, n, |key, a| {
         conf.port_in_use(key, a)
     })?;
     let stop = runner::stop_flag()?;

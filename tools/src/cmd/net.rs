@@ -27,19 +27,22 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf, SchedulerName};
-use crate::error::{CliError, EXIT_FAILURE, EXIT_USAGE};
+use kistrel_sched::SchedulerKind;
+
+use crate::cmd::args::scheduler_parser;
+use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf};
 use crate::keys::RelayKeyFile;
 
+mod error;
 pub mod layout;
 pub mod shaped;
 mod supervise;
 
+pub use error::NetError;
 pub use layout::{write_layout, Layout, LayoutOptions};
 use shaped::{BottleneckArg, CongestionArg, Shaped, WmemArg};
 
@@ -47,45 +50,6 @@ use shaped::{BottleneckArg, CongestionArg, Shaped, WmemArg};
 /// and wrappers: the program is run as `PROGRAM relay -c FILE [-o ..]` and
 /// `PROGRAM client -c FILE`.
 pub const CHILD_EXE_ENV: &str = "KISTREL_NET_CHILD_EXE";
-
-/// `--scheduler` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SchedulerArg {
-    /// KIST.
-    Kist,
-    /// KISTLite.
-    Kistlite,
-    /// Vanilla.
-    Vanilla,
-}
-
-impl From<SchedulerArg> for SchedulerName {
-    fn from(s: SchedulerArg) -> Self {
-        match s {
-            SchedulerArg::Kist => SchedulerName::Kist,
-            SchedulerArg::Kistlite => SchedulerName::KistLite,
-            SchedulerArg::Vanilla => SchedulerName::Vanilla,
-        }
-    }
-}
-
-/// `--backend` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    /// io_uring.
-    Uring,
-    /// Readiness polling.
-    Poll,
-}
-
-impl From<BackendArg> for Backend {
-    fn from(b: BackendArg) -> Self {
-        match b {
-            BackendArg::Uring => Backend::Uring,
-            BackendArg::Poll => Backend::Poll,
-        }
-    }
-}
 
 /// `kistrel net` options.
 #[derive(Debug, Clone, Args)]
@@ -99,12 +63,13 @@ pub struct NetArgs {
     /// Worker threads per node (default: the config default, one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
-    /// Scheduler for every node (default: KIST, falling back to KISTLite, Vanilla).
-    #[arg(long, value_enum)]
-    pub scheduler: Option<SchedulerArg>,
+    /// Scheduler for every node: KIST, KISTLite or Vanilla, any case (default: KIST,
+    /// falling back to KISTLite, Vanilla).
+    #[arg(long, ignore_case = true, value_parser = scheduler_parser())]
+    pub scheduler: Option<SchedulerKind>,
     /// Runtime backend for every node.
     #[arg(long, value_enum)]
-    pub backend: Option<BackendArg>,
+    pub backend: Option<Backend>,
     /// Folder for keys, configs, directory and logs (created if missing; default: a fresh
     /// folder in the temp dir, kept after exit).
     #[arg(long, value_name = "PATH")]
@@ -112,9 +77,10 @@ pub struct NetArgs {
     /// Relay config override forwarded to every relay, e.g. -o MaxMemInQueues=64MB.
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Give up if the client has not reported ready after this many seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub ready_timeout: u64,
+    /// Give up if the client has not reported ready after this long (a duration with its
+    /// unit, e.g. 60s or 2min).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::cmd::args::duration)]
+    pub ready_timeout: Duration,
     /// When a relay dies after the network is ready, report it on stderr and keep the rest
     /// running (fault-injection runs); by default net stops everything and exits 1.
     #[arg(long)]
@@ -137,104 +103,6 @@ pub struct NetArgs {
     pub congestion: Option<CongestionArg>,
 }
 
-/// Why `kistrel net` failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NetError {
-    /// A file or folder could not be made (exit 1).
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        /// "creating", "writing", ...
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The generated network is inconsistent (a bug; exit 1).
-    #[error("cannot lay out the network: {problem}")]
-    Layout {
-        /// What.
-        problem: String,
-    },
-    /// A relay key file could not be written.
-    #[error(transparent)]
-    Keys(#[from] crate::keys::KeyError),
-    /// No free loopback ports (exit 1).
-    #[error("cannot find free loopback ports: {0}")]
-    Ports(#[source] std::io::Error),
-    /// The `--socks` address given is taken (exit 2).
-    #[error("--socks {addr}: address is already in use (pick another or leave --socks out)")]
-    SocksInUse {
-        /// The address.
-        addr: SocketAddr,
-    },
-    /// SIGINT/SIGTERM handlers could not be installed (exit 1).
-    #[error("cannot install signal handlers: {0}")]
-    Signals(#[source] std::io::Error),
-    /// A child could not be started (exit 1).
-    #[error("cannot start {name} ({}): {source}", program.display())]
-    Spawn {
-        /// `relayK` or `client`.
-        name: String,
-        /// The program.
-        program: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A child exited while the network should be running (exit 1).
-    #[error("{name} (pid {pid}) exited unexpectedly ({status}); its log: {}{}", log.display(), last_line.as_ref().map(|l| format!("; last line: {l}")).unwrap_or_default())]
-    ChildExited {
-        /// `relayK` or `client`.
-        name: String,
-        /// Its pid.
-        pid: u32,
-        /// How it ended.
-        status: ExitStatus,
-        /// Its log file.
-        log: PathBuf,
-        /// The last non-empty line of the log, if any.
-        last_line: Option<String>,
-    },
-    /// The client did not print `ready socks=ADDR` in time (exit 1).
-    #[error("the client did not report ready within {} s; its log: {}", waited.as_secs(), log.display())]
-    NotReady {
-        /// How long we waited.
-        waited: Duration,
-        /// The client's log.
-        log: PathBuf,
-    },
-    /// `--socks` with `--bottleneck` (exit 2).
-    #[error("--socks cannot be combined with --bottleneck: the SOCKS port is in the client's namespace (the ready line names it)")]
-    SocksWithBottleneck,
-    /// The shaped testbed failed (exit 2 without root or tools, else 1).
-    #[error(transparent)]
-    Testbed(#[from] crate::testbed::TestbedError),
-    /// Waiting for a child failed (exit 1).
-    #[error("cannot wait for {name}: {source}")]
-    Wait {
-        /// `relayK` or `client`.
-        name: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl NetError {
-    /// [`EXIT_USAGE`] for a bad `--socks`, else [`EXIT_FAILURE`].
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            NetError::SocksInUse { .. } | NetError::SocksWithBottleneck => EXIT_USAGE,
-            NetError::Testbed(e) => e.exit_code(),
-            NetError::Keys(e) => e.exit_code(),
-            _ => EXIT_FAILURE,
-        }
-    }
-}
-
 /// Check that every generated config loads (and the `-o` overrides with it), so a bad
 /// override is a config error (exit 2) before anything starts.
 pub fn check_layout(layout: &Layout, overrides: &[Override]) -> Result<(), ConfigError> {
@@ -246,14 +114,14 @@ pub fn check_layout(layout: &Layout, overrides: &[Override]) -> Result<(), Confi
 }
 
 /// Run `kistrel net`; `verbose` is forwarded to the children as `-v`s.
-pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
+pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     let overrides = args
         .overrides
         .iter()
         .map(|o| Override::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
     if args.bottleneck.is_some() && args.socks.is_some() {
-        return Err(NetError::SocksWithBottleneck.into());
+        return Err(NetError::SocksWithBottleneck);
     }
     if args.bottleneck.is_some() {
         // Before any folder or namespace exists: without root, say so and leave nothing.
@@ -291,8 +159,8 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         .collect::<Result<Vec<_>, _>>()?;
     let opts = LayoutOptions {
         workers: args.workers,
-        scheduler: args.scheduler.map(Into::into),
-        backend: args.backend.map(Into::into),
+        scheduler: args.scheduler,
+        backend: args.backend,
         metrics: args.metrics,
         exit_policy: shaped.as_ref().map(|s| s.exit_policy.clone()),
         fixed_roles: shaped.is_some(),
@@ -312,7 +180,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         layout,
         overrides: args.overrides.clone(),
         verbose,
-        ready_timeout: Duration::from_secs(args.ready_timeout),
+        ready_timeout: args.ready_timeout,
         keep_going: args.keep_going,
         metrics: args.metrics,
         shaped: shaped.as_ref(),
@@ -324,7 +192,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), CliError> {
         None => Ok(()),
     };
     result?;
-    teardown.map_err(|e| CliError::from(NetError::from(e)))
+    Ok(teardown?)
 }
 
 /// `n` free loopback ORPorts and the SOCKS address (`--socks`, checked free, or one more).

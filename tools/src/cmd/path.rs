@@ -10,7 +10,7 @@ use kistrel_pathsel::{DirError, Directory, PathConfig, PathError, PathSelector};
 use rand::{SeedableRng, TryRngCore};
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{CliError, EXIT_USAGE};
+use kistrel_base::{ErrorKind, HasKind};
 
 /// Version of the `--json` output object.
 pub const JSON_VERSION: u32 = 1;
@@ -51,7 +51,7 @@ pub struct SampleArgs {
     pub allow_same_subnet: bool,
 }
 
-/// Why `kistrel path` failed. All are input problems (exit 2).
+/// Why `kistrel path` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PathCmdError {
@@ -76,12 +76,19 @@ pub enum PathCmdError {
     /// The OS RNG failed while drawing a seed.
     #[error("cannot draw a random seed: {0} (pass --seed)")]
     Seed(#[source] rand::rand_core::OsError),
+    /// The result could not be encoded as JSON (a bug).
+    #[error("encoding the JSON result: {0}")]
+    Json(#[source] serde_json::Error),
 }
 
-impl PathCmdError {
-    /// Always [`EXIT_USAGE`]: the input is at fault.
-    pub fn exit_code(&self) -> u8 {
-        EXIT_USAGE
+impl HasKind for PathCmdError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            // The input is at fault.
+            PathCmdError::Directory { .. } | PathCmdError::NoPath { .. } => ErrorKind::BadConfig,
+            PathCmdError::Seed(_) => ErrorKind::LocalIo,
+            PathCmdError::Json(_) => ErrorKind::Internal,
+        }
     }
 }
 
@@ -122,7 +129,7 @@ pub fn sample(
 }
 
 /// Run `kistrel path`.
-pub fn run(args: PathArgs) -> Result<(), CliError> {
+pub fn run(args: PathArgs) -> Result<(), PathCmdError> {
     let PathCommand::Sample(args) = args.command;
     let dir = Directory::load(&args.dir).map_err(|source| PathCmdError::Directory {
         path: args.dir.clone(),
@@ -154,7 +161,7 @@ pub fn run(args: PathArgs) -> Result<(), CliError> {
             report: &report,
             chi_square: chi,
         })
-        .map_err(|e| CliError::runtime("writing the JSON result", e))?;
+        .map_err(PathCmdError::Json)?;
         println!("{json}");
     } else {
         println!("seed {seed}");

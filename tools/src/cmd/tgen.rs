@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use crate::cmd::args::duration;
 use crate::error::CliError;
 use crate::runner;
 use crate::tgen::server::Fault;
@@ -63,9 +64,9 @@ pub struct ClientArgs {
     /// --model; 1 for models without one).
     #[arg(long = "flows", value_name = "N")]
     pub flows: Vec<u32>,
-    /// Stop starting transfers after this long (e.g. 90s, 5m, 500ms; plain numbers are s);
-    /// running ones finish. With --count: whichever comes first. Neither: until SIGINT.
-    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    /// Stop starting transfers after this long (a duration with its unit: 90s, 5min,
+    /// 500ms); running ones finish. With --count: whichever comes first. Neither: until SIGINT.
+    #[arg(long, value_name = "D", value_parser = duration)]
     pub duration: Option<Duration>,
     /// Transfers per flow (overrides a model file's `count`).
     #[arg(long, value_name = "N")]
@@ -81,7 +82,7 @@ pub struct ClientArgs {
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
     /// Interval of the HdrHistogram log.
-    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, value_name = "D", value_parser = duration, default_value = "1s")]
     pub hdr_interval: Duration,
     /// Think time of closed-loop models: const:S, uniform:LO,HI, exp:MEAN,
     /// lognormal:MU,SIGMA or pareto:SCALE,SHAPE (seconds).
@@ -93,26 +94,6 @@ pub struct ClientArgs {
     /// Exit 0 even if transfers failed.
     #[arg(long)]
     pub allow_failures: bool,
-}
-
-/// `30`, `30s`, `500ms`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a duration like 30s, 500ms, 5m"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}`: out of range"))
 }
 
 /// Runs `kistrel tgen`.

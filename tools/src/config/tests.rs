@@ -1,6 +1,11 @@
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kistrel_pathsel::{CbtConfig, PathConfig};
 
 use super::*;
+use crate::keys::{KeyError, RelayKeyFile};
 
 /// A folder with a key file and a directory file, for the file-existence checks.
 struct Fixture {
@@ -53,7 +58,7 @@ fn relay_defaults() {
     assert_eq!(c.runtime, RuntimeConf::default());
     assert_eq!(c.runtime.workers, 0);
     assert_eq!(c.runtime.backend, Backend::Auto);
-    assert_eq!(c.runtime.schedulers, SchedulerName::TOR_DEFAULT.to_vec());
+    assert_eq!(c.runtime.schedulers, SchedulerKind::TOR_DEFAULT.to_vec());
     assert_eq!(c.runtime.kist_sched_run_interval, Duration::from_millis(10));
     assert_eq!(c.runtime.kist_sock_buf_size_factor, 1.0);
     assert_eq!(c.runtime.circuit_priority_halflife, Duration::from_secs(30));
@@ -102,7 +107,7 @@ BandwidthRate = "100 MBits"
     assert_eq!(c.runtime.backend, Backend::Poll);
     assert_eq!(
         c.runtime.schedulers,
-        vec![SchedulerName::KistLite, SchedulerName::Vanilla]
+        vec![SchedulerKind::KistLite, SchedulerKind::Vanilla]
     );
     assert_eq!(c.runtime.kist_sched_run_interval, Duration::from_millis(2));
     assert_eq!(c.runtime.kist_sock_buf_size_factor, 1.5);
@@ -123,7 +128,7 @@ fn value_forms() {
     assert_eq!(get("MaxMemInQueues = \"1.5 KB\"").max_mem_in_queues, 1536);
     assert_eq!(
         get("Schedulers = [\"Vanilla\"]").runtime.schedulers,
-        vec![SchedulerName::Vanilla]
+        vec![SchedulerKind::Vanilla]
     );
     assert_eq!(
         get("CircuitPriorityHalflife = \"2 s\"")
@@ -136,6 +141,31 @@ fn value_forms() {
             .runtime
             .kist_sched_run_interval,
         Duration::from_millis(100)
+    );
+    // Bare numbers take the key's torrc unit: msec here, seconds (a float) for the halflife.
+    assert_eq!(
+        get("KISTSchedRunInterval = \"2 ms\"")
+            .runtime
+            .kist_sched_run_interval,
+        Duration::from_millis(2)
+    );
+    assert_eq!(
+        get("CircuitPriorityHalflife = 2")
+            .runtime
+            .circuit_priority_halflife,
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        get("CircuitPriorityHalflife = 0.5")
+            .runtime
+            .circuit_priority_halflife,
+        Duration::from_millis(500)
+    );
+    assert_eq!(
+        get("CircuitPriorityHalflife = \"1min\"")
+            .runtime
+            .circuit_priority_halflife,
+        Duration::from_secs(60)
     );
     assert_eq!(
         get("Address = \"10.0.0.1\"").address,
@@ -296,7 +326,7 @@ fn error_bad_values() {
         ),
         (
             "ORPort = \"127.0.0.1:9001\"\nMaxMemInQueues = \"512 XB\"",
-            "D/relay.toml:2: key `MaxMemInQueues`: unknown unit \"xb\" in \"512 XB\": want bytes, KB, MB, GB or TB",
+            "D/relay.toml:2: key `MaxMemInQueues`: \"512 XB\": unknown unit \"XB\": want e.g. \"4096\", \"64 KiB\" or \"512 MB\"",
         ),
         (
             "ORPort = \"127.0.0.1:9001\"\nNickname = \"has space\"",
@@ -431,6 +461,15 @@ ncircuits_to_observe = 500
     assert_eq!(c.cbt.quantile_pct, 70.0);
     assert_eq!(c.cbt.ncircuits_to_observe, 500);
     assert_eq!(ClientConf::keys().len(), 4 + 6 + 11 + 10);
+    assert_eq!(RelayConf::keys().len(), 10 + 3 + 6);
+    // A misspelt key of any section gets its suggestion.
+    let e = f
+        .client("DirectoryFile = \"dir.toml\"\ncbtquantil = 70.0\n", &[])
+        .unwrap_err();
+    assert_eq!(
+        f.msg(e),
+        "D/client.toml:2: unknown key `cbtquantil` (did you mean `cbtquantile`?)"
+    );
 }
 
 #[test]
@@ -565,13 +604,18 @@ fn handshake_timeout_and_circuit_creation_limit_keys() {
         .unwrap();
     assert_eq!(c.circuit_creation_limit, None);
     let c = f
-        .relay(MINIMAL_RELAY, &["ChannelHandshakeTimeout=250"])
+        .relay(MINIMAL_RELAY, &["ChannelHandshakeTimeout=250ms"])
         .unwrap();
     assert_eq!(c.channel_handshake_timeout, Duration::from_millis(250));
     let bad = [
         (
-            "ChannelHandshakeTimeout = 0",
+            "ChannelHandshakeTimeout = \"0s\"",
             "D/relay.toml:2: key `ChannelHandshakeTimeout`: 0 ms is out of range: want 100 ms to 1 hour (default 30 s)",
+        ),
+        (
+            // kistrel's own key has no unit of its own: a bare number is refused.
+            "ChannelHandshakeTimeout = 250",
+            "D/relay.toml:2: key `ChannelHandshakeTimeout`: 250 has no unit: write e.g. \"500 ms\" or \"30 s\" (a quoted string)",
         ),
         (
             "DoSCircuitCreationEnabled = 2",

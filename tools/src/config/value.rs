@@ -1,13 +1,20 @@
-//! Converters from TOML values to config types. Each returns a short problem text that
-//! [`ConfigError::BadValue`](super::ConfigError::BadValue) puts after the file, line and key.
+//! Converters from TOML values to config types, and their serde adapters (for
+//! `#[serde(deserialize_with = ...)]` on the config sections). Each converter returns a short
+//! problem text that [`ConfigError::BadValue`](super::error::ConfigError::BadValue) puts
+//! after the file, line and key.
+//!
+//! Durations and sizes go through [`crate::units`]: a size may be a bare number (bytes); a
+//! duration may be one only where its key has a unit (Tor's: msec for
+//! `KISTSchedRunInterval`, seconds for `CircuitPriorityHalflife`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use kistrel_pathsel::ExitPolicy;
+use kistrel_sched::SchedulerKind;
 use toml::Value;
 
-use super::{Backend, SchedulerName};
+use crate::units;
 
 fn type_name(v: &Value) -> &'static str {
     match v {
@@ -120,7 +127,7 @@ pub(super) fn exit_policy(v: &Value) -> Result<ExitPolicy, String> {
     ExitPolicy::from_rules(&rules).map_err(|e| e.to_string())
 }
 
-pub(super) fn schedulers(v: &Value) -> Result<Vec<SchedulerName>, String> {
+pub(super) fn schedulers(v: &Value) -> Result<Vec<SchedulerKind>, String> {
     let names = string_list(v, "scheduler names")?;
     if names.is_empty() {
         return Err("no scheduler named: want some of KIST, KISTLite, Vanilla".into());
@@ -128,108 +135,119 @@ pub(super) fn schedulers(v: &Value) -> Result<Vec<SchedulerName>, String> {
     names
         .iter()
         .map(|n| {
-            SchedulerName::from_name(n)
-                .ok_or_else(|| format!("unknown scheduler {n:?}: want KIST, KISTLite or Vanilla"))
+            n.parse::<SchedulerKind>()
+                .map_err(|_| format!("unknown scheduler {n:?}: want KIST, KISTLite or Vanilla"))
         })
         .collect()
 }
 
-pub(super) fn backend(v: &Value) -> Result<Backend, String> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| want("\"auto\", \"uring\" or \"poll\"", v))?;
-    Backend::from_name(s)
-        .ok_or_else(|| format!("unknown backend {s:?}: want \"auto\", \"uring\" or \"poll\""))
-}
-
-/// Split `"512 MB"` / `"512MB"` into number and unit.
-fn number_and_unit(s: &str) -> Option<(f64, String)> {
-    let s = s.trim();
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(end);
-    let num: f64 = num.parse().ok()?;
-    Some((num, unit.trim().to_ascii_lowercase()))
-}
-
-/// Byte unit multipliers. Tor's torrc units are powers of two (`KB` = 1024, config.c
-/// `memory_units`), and so are ours; bit units (Tor's rate units, `KBits` = 128 bytes) only
-/// for rates.
-fn byte_unit(unit: &str, rate: bool) -> Option<u64> {
-    let bytes = match unit {
-        "" | "b" | "byte" | "bytes" => 1,
-        "kb" | "kbyte" | "kbytes" | "kilobyte" | "kilobytes" | "kib" => 1 << 10,
-        "mb" | "mbyte" | "mbytes" | "megabyte" | "megabytes" | "mib" => 1 << 20,
-        "gb" | "gbyte" | "gbytes" | "gigabyte" | "gigabytes" | "gib" => 1 << 30,
-        "tb" | "tbyte" | "tbytes" | "terabyte" | "terabytes" | "tib" => 1 << 40,
-        _ if !rate => return None,
-        "kbit" | "kbits" | "kilobit" | "kilobits" => 1 << 7,
-        "mbit" | "mbits" | "megabit" | "megabits" => 1 << 17,
-        "gbit" | "gbits" | "gigabit" | "gigabits" => 1 << 27,
-        _ => return None,
-    };
-    Some(bytes)
-}
-
-fn byte_amount(v: &Value, rate: bool) -> Result<u64, String> {
-    let example = if rate { "\"10 MB\"" } else { "\"512 MB\"" };
+/// Split off the bare-number case of a duration or size.
+fn number(v: &Value) -> Option<f64> {
     match v {
-        Value::Integer(_) => unsigned(v),
-        Value::String(s) => {
-            let (num, unit) = number_and_unit(s).ok_or_else(|| {
-                format!("bad size {s:?}: want a number of bytes or e.g. {example}")
-            })?;
-            let mult = byte_unit(&unit, rate).ok_or_else(|| {
-                format!(
-                    "unknown unit {unit:?} in {s:?}: want bytes, KB, MB, GB or TB{}",
-                    if rate {
-                        " (or KBits, MBits, GBits)"
-                    } else {
-                        ""
-                    }
-                )
-            })?;
-            let total = num * mult as f64;
-            if total >= u64::MAX as f64 {
-                return Err(format!("{s:?} is too large"));
-            }
-            Ok(total as u64)
+        Value::Integer(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+/// A duration whose key has a unit: a bare number is `unit`s, a string has its own unit.
+fn duration_in(v: &Value, unit: Duration, name: &str) -> Result<Duration, String> {
+    match (number(v), v) {
+        (Some(n), _) if n >= 0.0 && n.is_finite() => {
+            Duration::try_from_secs_f64(n * unit.as_secs_f64()).map_err(|e| e.to_string())
         }
-        other => Err(want(
-            &format!("a number of bytes or a string like {example}"),
+        (Some(n), _) => Err(format!("{n} is negative: want 0 or more {name}")),
+        (None, Value::String(s)) => units::parse_duration(s).map_err(|e| e.to_string()),
+        (None, other) => Err(want(
+            &format!("a number of {name} or a string like \"10 ms\""),
             other,
         )),
     }
 }
 
-/// A size in bytes: an integer, or a string with a torrc unit ("512 MB").
-pub(super) fn bytes(v: &Value) -> Result<u64, String> {
-    byte_amount(v, false)
+/// `KISTSchedRunInterval`: msec, as Tor's MSEC_INTERVAL.
+pub(super) fn duration_msec(v: &Value) -> Result<Duration, String> {
+    duration_in(v, Duration::from_millis(1), "milliseconds")
 }
 
-/// A rate in bytes per second: as [`bytes`], plus bit units ("100 MBits").
-pub(super) fn byte_rate(v: &Value) -> Result<u64, String> {
-    byte_amount(v, true)
+/// `CircuitPriorityHalflife`: seconds, as Tor's (a float).
+pub(super) fn duration_secs(v: &Value) -> Result<Duration, String> {
+    duration_in(v, Duration::from_secs(1), "seconds")
 }
 
-/// A duration: an integer number of milliseconds, or a string with a unit ("10 ms",
-/// "30 s", "2 min").
-pub(super) fn millis(v: &Value) -> Result<Duration, String> {
+/// A duration of a key with no unit of its own: a string with its unit ("30 s").
+pub(super) fn duration(v: &Value) -> Result<Duration, String> {
     match v {
-        Value::Integer(_) => unsigned(v).map(Duration::from_millis),
-        Value::String(s) => {
-            let (num, unit) = number_and_unit(s).ok_or_else(|| {
-                format!("bad duration {s:?}: want milliseconds or e.g. \"10 ms\"")
-            })?;
-            let secs = match unit.as_str() {
-                "" | "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => num / 1000.0,
-                "s" | "sec" | "secs" | "second" | "seconds" => num,
-                "min" | "mins" | "minute" | "minutes" => num * 60.0,
-                _ => return Err(format!("unknown unit {unit:?} in {s:?}: want ms, s or min")),
-            };
-            Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
-        }
-        other => Err(want("milliseconds or a string like \"10 ms\"", other)),
+        Value::String(s) => units::parse_duration(s).map_err(|e| e.to_string()),
+        Value::Integer(_) | Value::Float(_) => Err(format!(
+            "{v} has no unit: write e.g. \"500 ms\" or \"30 s\" (a quoted string)"
+        )),
+        other => Err(want("a string like \"30 s\"", other)),
+    }
+}
+
+/// A size in bytes: an integer, or a string with a unit ("512 MB": Tor's binary units).
+pub(super) fn bytes(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Integer(_) => unsigned(v),
+        Value::String(s) => units::parse_size(s).map_err(|e| e.to_string()),
+        other => Err(want("a number of bytes or a string like \"512 MB\"", other)),
+    }
+}
+
+/// A rate in bytes per second: as [`bytes`], plus Tor's bit units ("100 MBits").
+pub(super) fn byte_rate(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Integer(_) => unsigned(v),
+        Value::String(s) => units::parse_byte_rate(s).map_err(|e| e.to_string()),
+        other => Err(want("a number of bytes or a string like \"10 MB\"", other)),
+    }
+}
+
+/// Serde adapters: each deserializes the raw TOML value and converts it with the converter
+/// of the same name, its problem text becoming the error message.
+pub(super) mod de {
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::Duration;
+
+    use kistrel_pathsel::ExitPolicy;
+    use kistrel_sched::SchedulerKind;
+    use serde::{Deserialize, Deserializer};
+    use toml::Value;
+
+    use crate::config::value as convert;
+
+    fn with<'de, D: Deserializer<'de>, T>(
+        d: D,
+        convert: fn(&Value) -> Result<T, String>,
+    ) -> Result<Option<T>, D::Error> {
+        let v = Value::deserialize(d)?;
+        convert(&v).map(Some).map_err(serde::de::Error::custom)
+    }
+
+    macro_rules! adapters {
+        ($($name:ident -> $t:ty;)*) => {$(
+            pub(in crate::config) fn $name<'de, D: Deserializer<'de>>(
+                d: D,
+            ) -> Result<Option<$t>, D::Error> {
+                with(d, convert::$name)
+            }
+        )*};
+    }
+
+    adapters! {
+        string -> String;
+        unsigned -> u64;
+        usize_value -> usize;
+        float -> f64;
+        socket_addr -> SocketAddr;
+        ip_list -> Vec<IpAddr>;
+        exit_policy -> ExitPolicy;
+        schedulers -> Vec<SchedulerKind>;
+        duration_msec -> Duration;
+        duration_secs -> Duration;
+        duration -> Duration;
+        bytes -> u64;
+        byte_rate -> u64;
     }
 }

@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::TestbedError;
+use super::error::TestbedError;
 
 /// The programs a testbed needs.
 pub const REQUIRED_TOOLS: [&str; 3] = ["ip", "tc", "sysctl"];

@@ -1,7 +1,8 @@
 //! Leftovers of testbeds whose owner died without tearing down (SIGKILL, power cut): their
 //! namespaces (`kt<PID>-*`, `kt<PID>s<SEQ>-*`) and their allowed-list markers.
 
-use super::{exec, sysctl, TestbedError};
+use super::error::TestbedError;
+use super::{exec, sysctl};
 
 /// The owner pid in a testbed name: `kt1234-middle` and `kt1234s2-middle` -> 1234; the marker
 /// `kt1234-cc` -> 1234. `None` for any other name.

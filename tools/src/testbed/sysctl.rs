@@ -12,7 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{exec, TestbedError};
+use super::error::TestbedError;
+use super::exec;
 
 /// The host's allowed list.
 pub const ALLOWED_CC: &str = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";

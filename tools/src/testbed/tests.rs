@@ -157,12 +157,16 @@ fn unreadable_tc_output_is_a_typed_error() {
 
 #[test]
 fn exit_codes_put_environment_problems_at_2() {
-    assert_eq!(TestbedError::NeedsRoot { euid: Some(1000) }.exit_code(), 2);
+    let code = |e: TestbedError| crate::exit::code(kistrel_base::HasKind::kind(&e));
+    assert_eq!(code(TestbedError::NeedsRoot { euid: Some(1000) }), 2);
+    assert_eq!(code(TestbedError::MissingTool { tool: "tc".into() }), 2);
     assert_eq!(
-        TestbedError::MissingTool { tool: "tc".into() }.exit_code(),
-        2
+        code(TestbedError::NoFreeRange {
+            first: 77,
+            last: 126
+        }),
+        1
     );
-    assert_eq!(TestbedError::NoFreeRange.exit_code(), 1);
     let msg = TestbedError::NeedsRoot { euid: Some(1000) }.to_string();
     assert!(msg.contains("needs root") && msg.contains("1000"), "{msg}");
 }

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::error::TgenError;
 use super::model::{Arrivals, Model, SizeChoice};
 use super::proto::{PayloadStream, Request};
-use super::report::{IntervalLog, Outcome, TgenReport, TransferRecord};
+use super::report::{IntervalLog, ModelParams, Outcome, RunParams, TgenReport, TransferRecord};
 use super::socks::{socks_connect_timeout, SocksError};
-use super::TgenError;
 
 /// How often waiting threads look at the stop flag, and the longest single socket read wait.
 const POLL: Duration = Duration::from_millis(100);
@@ -77,6 +77,25 @@ impl ClientOptions {
             hdr_log: None,
             hdr_interval: Duration::from_secs(1),
             progress: None,
+        }
+    }
+
+    /// The parameters a report records.
+    pub fn params(&self) -> RunParams {
+        RunParams {
+            server: self.server.to_string(),
+            socks: self.socks.map(|s| s.to_string()),
+            seed: self.seed,
+            count: self.count,
+            duration_s: self.duration.map(|d| d.as_secs_f64()),
+            models: self
+                .models
+                .iter()
+                .map(|m| ModelParams {
+                    flows: m.flows,
+                    model: m.model.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -193,7 +212,7 @@ pub fn run_client(opts: &ClientOptions, stop: &AtomicBool) -> Result<TgenReport,
             .then(a.index.cmp(&b.index))
     });
     Ok(TgenReport::build(
-        opts,
+        opts.params(),
         elapsed,
         run.interrupted.into_inner(),
         records,

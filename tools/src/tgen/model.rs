@@ -2,14 +2,15 @@
 //! with a think time, or open-loop Poisson arrivals), and for how long (count or duration).
 //!
 //! Built-in models (sources cited at each constructor): `web`, `bulk`, `perf`. A custom model
-//! comes from a TOML file:
+//! comes from a TOML file (read by the model_file module):
 //!
 //! ```toml
 //! name = "chat"            # optional: the file stem by default
 //! arrivals = "closed"      # "closed" (think after each transfer, default) or "open"
 //! rate = 0.5               # open only, required: arrivals per second per flow
-//! timeout = 60             # seconds per transfer (default 60); a size may override it
-//! count = 100              # transfers per flow; or `duration = 300` (seconds); optional
+//! timeout = 60             # per transfer (default 60 s); a size may override it
+//! count = 100              # transfers per flow; or `duration = 300`; optional
+//!                          # timeout, duration: a number of seconds or "2min", "500ms"
 //!
 //! [think]                  # closed only; absent = back to back
 //! distribution = "lognormal"   # constant (seconds) | uniform (low, high) |
@@ -17,7 +18,7 @@
 //! sigma = 0.5                  # pareto (scale, shape); all in seconds
 //!
 //! [[sizes]]                # at least one
-//! bytes = "50 KiB"         # an integer (bytes) or "N B|KiB|MiB|GiB"
+//! bytes = "50 KiB"         # an integer (bytes) or a size with a unit ("1.5 MB")
 //! weight = 12              # integer >= 1, default 1
 //! timeout = 15             # optional
 //! ```
@@ -27,7 +28,6 @@
 //! the next arrival (exponential), then its size index. A size index is
 //! `random_range(0..total_weight)` mapped through the cumulative weights.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::Rng;
@@ -40,7 +40,7 @@ const MAX_WAIT_S: f64 = 86_400.0;
 
 /// A think-time distribution, parameters in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "distribution", rename_all = "lowercase")]
+#[serde(tag = "distribution", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ThinkTime {
     /// Always `seconds`.
     Constant {
@@ -271,31 +271,6 @@ impl Model {
         }
     }
 
-    /// A built-in model by name, or a model file when `spec` ends in `.toml`.
-    pub fn from_spec(spec: &str) -> Result<Model, ModelError> {
-        match spec {
-            "web" => Ok(Model::web()),
-            "bulk" => Ok(Model::bulk()),
-            "perf" => Ok(Model::perf()),
-            s if s.ends_with(".toml") => Model::load(Path::new(s)),
-            s => Err(ModelError::Unknown(s.to_owned())),
-        }
-    }
-
-    /// Reads a model file.
-    pub fn load(path: &Path) -> Result<Model, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Read {
-            file: path.to_path_buf(),
-            source: e,
-        })?;
-        Model::parse(path, &text)
-    }
-
-    /// Parses model TOML; `file` names it in errors and gives the default name.
-    pub fn parse(file: &Path, text: &str) -> Result<Model, ModelError> {
-        super::model_toml::parse(file, text)
-    }
-
     /// Index into [`Model::sizes`] for one draw.
     pub fn pick_size<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
         let total: u64 = self.sizes.iter().map(|s| u64::from(s.weight)).sum();
@@ -352,59 +327,6 @@ impl<R: Rng> Iterator for Schedule<'_, R> {
         let size = self.model.pick_size(&mut self.rng);
         Some(Arrival { at: self.at, size })
     }
-}
-
-/// Why a model could not be had.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// Not a built-in name nor a `.toml` file.
-    #[error("unknown model `{0}` (built-in: web, bulk, perf; or a FILE.toml)")]
-    Unknown(String),
-    /// The file could not be read.
-    #[error("{}: cannot read model file: {source}", file.display())]
-    Read {
-        /// The file.
-        file: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Not TOML.
-    #[error("{}{}: TOML syntax error: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Syntax {
-        /// The file.
-        file: PathBuf,
-        /// 1-based line, when the parser gives a position.
-        line: Option<usize>,
-        /// The toml crate's message.
-        message: String,
-    },
-    /// A key models do not have.
-    #[error("{}: unknown key `{key}`", file.display())]
-    UnknownKey {
-        /// The file.
-        file: PathBuf,
-        /// The key (dotted path).
-        key: String,
-    },
-    /// A required key is absent.
-    #[error("{}: missing required key `{key}`", file.display())]
-    MissingKey {
-        /// The file.
-        file: PathBuf,
-        /// The key (dotted path).
-        key: String,
-    },
-    /// A value of the wrong type or out of range.
-    #[error("{}: key `{key}`: {problem}", file.display())]
-    BadValue {
-        /// The file.
-        file: PathBuf,
-        /// The key (dotted path).
-        key: String,
-        /// What is wrong and what is wanted.
-        problem: String,
-    },
 }
 
 /// Serde for a `Duration` as float seconds.

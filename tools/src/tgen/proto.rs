@@ -13,6 +13,7 @@
 //! in [`BLOCK`]-byte `fill_bytes` calls on both sides: `fill_bytes` drops the unused bytes of
 //! a partly used 32-bit word, so both ends must cut the stream at the same multiples of 4.
 
+use kistrel_base::{ErrorKind, HasKind};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -42,6 +43,13 @@ pub enum HeaderError {
     /// More than [`MAX_SIZE`].
     #[error("size {0} above the limit")]
     TooLarge(u64),
+}
+
+impl HasKind for HeaderError {
+    fn kind(&self) -> ErrorKind {
+        // The other side sent a header this protocol does not allow.
+        ErrorKind::PeerProtocol
+    }
 }
 
 /// One transfer request.

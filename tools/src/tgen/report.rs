@@ -14,9 +14,8 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::client::ClientOptions;
+use super::error::TgenError;
 use super::model::Model;
-use super::TgenError;
 
 /// The `schema` of a tgen report.
 pub const SCHEMA: &str = "kistrel.tgen/1";
@@ -200,15 +199,15 @@ pub enum Metric {
 }
 
 impl TgenReport {
-    /// Summarises `records`.
+    /// Summarises `records` of a run with `params`.
     pub fn build(
-        opts: &ClientOptions,
+        params: RunParams,
         elapsed: Duration,
         interrupted: u64,
         records: Vec<TransferRecord>,
     ) -> Self {
         let mut models = BTreeMap::new();
-        for mf in &opts.models {
+        for mf in &params.models {
             let name = &mf.model.name;
             let mine = || records.iter().filter(|r| &r.model == name);
             let mut failed = BTreeMap::new();
@@ -240,21 +239,7 @@ impl TgenReport {
         }
         TgenReport {
             schema: SCHEMA.into(),
-            params: RunParams {
-                server: opts.server.to_string(),
-                socks: opts.socks.map(|s| s.to_string()),
-                seed: opts.seed,
-                count: opts.count,
-                duration_s: opts.duration.map(|d| d.as_secs_f64()),
-                models: opts
-                    .models
-                    .iter()
-                    .map(|m| ModelParams {
-                        flows: m.flows,
-                        model: m.model.clone(),
-                    })
-                    .collect(),
-            },
+            params,
             elapsed_s: elapsed.as_secs_f64(),
             interrupted,
             models,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::error::TgenError;
 use super::proto::{PayloadStream, Request, BLOCK, HEADER_LEN};
-use super::TgenError;
 
 /// How long the accept loop sleeps when no connection is waiting (it polls a stop flag).
 const ACCEPT_POLL: Duration = Duration::from_millis(20);

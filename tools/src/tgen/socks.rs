@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use kistrel_base::{ErrorKind, HasKind};
+
 /// Time a SOCKS handshake may take by default (it includes building a circuit).
 pub const DEFAULT_SOCKS_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -39,6 +41,20 @@ pub enum SocksError {
     /// A malformed reply.
     #[error("SOCKS: malformed reply ({0})")]
     BadReply(&'static str),
+}
+
+impl HasKind for SocksError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SocksError::Connect { source, .. } | SocksError::Io(source) => HasKind::kind(source),
+            // The proxy answered, but not as SOCKS5 does.
+            SocksError::MethodRefused(_) | SocksError::BadReply(_) => ErrorKind::PeerProtocol,
+            SocksError::AuthRefused(_) => ErrorKind::BadConfig,
+            SocksError::UserTooLong => ErrorKind::BadApiUsage,
+            // The proxy could not reach the target (RFC 1928 reply codes).
+            SocksError::ConnectFailed(_) => ErrorKind::Unavailable,
+        }
+    }
 }
 
 /// SOCKS5 CONNECT to `target` through `socks`, authenticating as `user` (password "x") when

@@ -1,5 +1,5 @@
 //! `kistrel net` as a child of the bench: started with `--metrics`, its ready line parsed,
-//! its processes found, its nodes' metrics scraped, stopped with SIGTERM.
+//! its processes found, its nodes' histograms fetched, stopped with SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -7,9 +7,53 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::scrape::{self, NodeSchedMetrics};
-use super::BenchArgs;
+use clap::Args;
+use kistrel_sched::SchedulerKind;
+
+use super::nodes::{self, NodeSchedMetrics};
+use super::procs;
+use crate::cmd::args::scheduler_parser;
+use crate::config::Backend;
 use crate::error::CliError;
+
+/// The network every bench job brings up: options shared by all of them.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Worker threads per relay and client.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
+    /// Scheduler for every node: KIST, KISTLite or Vanilla (any case; default: KIST,
+    /// falling back as Tor does).
+    #[arg(long, ignore_case = true, value_parser = scheduler_parser())]
+    pub scheduler: Option<SchedulerKind>,
+    /// Runtime backend for every node.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Folder for the network's files and logs (default: a fresh temp folder).
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+}
+
+/// What else a job asks of `kistrel net`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct NetShape {
+    /// Relays (at least 3).
+    pub relays: u16,
+    /// `--keep-going`: relays may die (the soak kills them).
+    pub keep_going: bool,
+    /// More `kistrel net` arguments (e.g. `--bottleneck`).
+    pub extra: Vec<String>,
+}
+
+impl NetShape {
+    /// Three relays, nothing else.
+    pub(super) fn three_hops() -> Self {
+        NetShape {
+            relays: 3,
+            ..NetShape::default()
+        }
+    }
+}
 
 /// `kistrel net` as a child process.
 pub(super) struct NetChild {
@@ -25,41 +69,30 @@ pub(super) struct NetChild {
 }
 
 impl NetChild {
-    pub(super) fn start(args: &BenchArgs, dir: &Path) -> Result<Self, CliError> {
-        Self::start_with(args, dir, 3, false, &[])
-    }
-
-    /// As [`NetChild::start`] with `relays` relays, `--keep-going` (relays may die) and
-    /// `extra` arguments for `kistrel net` (e.g. `--bottleneck`).
-    pub(super) fn start_with(
-        args: &BenchArgs,
-        dir: &Path,
-        relays: u16,
-        keep_going: bool,
-        extra: &[String],
-    ) -> Result<Self, CliError> {
+    /// Starts `kistrel net` with `nodes` and `shape` in `dir` and waits for its ready line.
+    pub(super) fn start(nodes: &NodeArgs, shape: &NetShape, dir: &Path) -> Result<Self, CliError> {
         let exe = std::env::current_exe()
             .map_err(|e| CliError::runtime("finding the kistrel executable", e))?;
         let mut cmd = Command::new(exe);
         cmd.args([
             "net",
             "--relays",
-            &relays.to_string(),
+            &shape.relays.to_string(),
             "--workers",
-            &args.workers.to_string(),
+            &nodes.workers.to_string(),
             "--backend",
-            &args.backend,
+            nodes.backend.name(),
             "--metrics",
             "--dir",
         ])
         .arg(dir);
-        if let Some(s) = &args.scheduler {
-            cmd.args(["--scheduler", s]);
+        if let Some(s) = nodes.scheduler {
+            cmd.args(["--scheduler", s.name()]);
         }
-        if keep_going {
+        if shape.keep_going {
             cmd.arg("--keep-going");
         }
-        cmd.args(extra);
+        cmd.args(&shape.extra);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -112,11 +145,14 @@ impl NetChild {
 
     /// Every node's scheduler figures now; `seconds` is how long the phase ran. A node whose
     /// page cannot be read is left out with a warning (the figures are a report, not a check).
-    pub(super) fn scrape(&self, seconds: f64) -> Vec<NodeSchedMetrics> {
+    pub(super) fn scheduler_figures(&self, seconds: f64) -> Vec<NodeSchedMetrics> {
         let mut out = Vec::new();
         for (node, addr) in &self.metrics {
-            match scrape::fetch(*addr) {
-                Ok(text) => out.push(scrape::summarise(node, &text, seconds)),
+            let summary = nodes::fetch(*addr)
+                .map_err(|e| e.to_string())
+                .and_then(|page| nodes::summarise(node, &page, seconds).map_err(|e| e.to_string()));
+            match summary {
+                Ok(m) => out.push(m),
                 Err(e) => eprintln!("kistrel bench: metrics of {node} at {addr}: {e}"),
             }
         }
@@ -125,38 +161,7 @@ impl NetChild {
 
     /// The network's processes by role, found by their config file on the command line.
     pub(super) fn pids(&self) -> Vec<(String, i32)> {
-        let mut found = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return found;
-        };
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if !cmdline.contains(&*self.dir.to_string_lossy()) {
-                continue;
-            }
-            // The config's file name is the role: relayK.toml or client.toml.
-            let role = cmdline.split_whitespace().find_map(|arg| {
-                let name = Path::new(arg)
-                    .file_name()?
-                    .to_str()?
-                    .strip_suffix(".toml")?;
-                let relay = name
-                    .strip_prefix("relay")
-                    .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
-                (relay || name == "client").then(|| name.to_owned())
-            });
-            if let Some(role) = role {
-                found.push((role, pid));
-            }
-        }
-        found.sort();
-        found
+        procs::find(&self.dir)
     }
 
     pub(super) fn stop(mut self) {

@@ -1,9 +1,9 @@
-//! `kistrel bench --soak DURATION`: mixed tgen traffic through a 5-relay network for a long
+//! `kistrel bench soak DURATION`: mixed tgen traffic through a 5-relay network for a long
 //! time while relays are killed (-9) and restarted, watching for leaks.
 //!
 //! ```text
 //! tgen server (host) <- exit <- middle <- guard <- client <- tgen flows: web x4, bulk x2, perf x1
-//! every --soak-kill-every: kill -9 the next relay (round robin), restart it 5 s later
+//! every --kill-every: kill -9 the next relay (round robin), restart it 5 s later
 //!                          from its own config (same keys, same port)
 //! every 10 s:              RSS of every process
 //! at the start and end:    open file descriptors of every process (end: after 5 s of quiet)
@@ -20,12 +20,32 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use serde::Serialize;
 
-use super::net_child::NetChild;
-use super::BenchArgs;
+use super::job::{net_dir, write_json};
+use super::net_child::{NetChild, NetShape, NodeArgs};
+use super::procs::{fd_count, rss_kib};
+use crate::cmd::args::duration;
 use crate::error::CliError;
 use crate::tgen::{self, ClientOptions, Model, ModelFlows};
+
+/// `kistrel bench soak` options.
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    /// How long the traffic runs, e.g. 30min.
+    #[arg(value_name = "DURATION", value_parser = duration)]
+    pub duration: Duration,
+    /// kill -9 one relay (round robin) this often; it is restarted 5 s later.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub kill_every: Duration,
+    /// Also write the report (schema `kistrel.soak/1`) here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// The network.
+    #[command(flatten)]
+    pub nodes: NodeArgs,
+}
 
 /// Relays in the soak network (enough that a path avoids any one dead relay).
 const RELAYS: u16 = 5;
@@ -85,34 +105,77 @@ struct SoakReport {
     processes: Vec<ProcessSummary>,
 }
 
-/// Run the soak for `duration`.
-pub(super) fn run(
-    args: &BenchArgs,
-    duration: Duration,
-    kill_every: Duration,
-) -> Result<(), CliError> {
+/// Run the soak.
+pub fn run(args: &SoakArgs) -> Result<(), CliError> {
+    let (duration, kill_every) = (args.duration, args.kill_every);
     let tmp = tempfile::tempdir().map_err(|e| CliError::runtime("creating a temp folder", e))?;
-    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("net"));
+    let dir = net_dir(&args.nodes, tmp.path());
     let server = tgen::Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .map_err(|e| CliError::runtime("starting the tgen server", e))?;
-    let net = NetChild::start_with(args, &dir, RELAYS, true, &[])?;
+    let shape = NetShape {
+        relays: RELAYS,
+        keep_going: true,
+        extra: Vec::new(),
+    };
+    let net = NetChild::start(&args.nodes, &shape, &dir)?;
     eprintln!(
-        "kistrel bench --soak: {} s of web x4 + bulk x2 + perf x1 through {RELAYS} relays, a relay killed every {} s; network in {}",
+        "kistrel bench soak: {} s of web x4 + bulk x2 + perf x1 through {RELAYS} relays, a relay killed every {} s; network in {}",
         duration.as_secs(),
         kill_every.as_secs(),
         dir.display()
     );
-    let start = Instant::now();
-    let mut watches: Vec<ProcessWatch> = Vec::new();
-    let mut restarted: Vec<Child> = Vec::new();
-    let mut kills = Vec::new();
-    refresh(&net, &dir, &mut watches, start);
-    for w in &mut watches {
+    let mut soak = Soak {
+        net: &net,
+        dir: &dir,
+        start: Instant::now(),
+        watches: Vec::new(),
+        restarted: Vec::new(),
+        kills: Vec::new(),
+        victim: 0,
+        pending_restart: None,
+    };
+    soak.refresh();
+    for w in &mut soak.watches {
         w.fds_start = fd_count(w.pid);
     }
+    let opts = traffic(server.addr(), net.socks, duration);
+    let stop = AtomicBool::new(false);
+    let report = std::thread::scope(|s| -> Result<tgen::TgenReport, CliError> {
+        let traffic = s.spawn(|| tgen::run_client(&opts, &stop));
+        let mut next_sample = soak.start;
+        let mut next_kill = soak.start + kill_every;
+        while !traffic.is_finished() {
+            let now = Instant::now();
+            if now >= next_sample {
+                next_sample += SAMPLE_EVERY;
+                soak.sample();
+            }
+            if soak.pending_restart.is_none()
+                && now >= next_kill
+                && now + kill_every < soak.start + duration
+            {
+                next_kill += kill_every;
+                soak.kill_next(now);
+            }
+            soak.restart_due(now)?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        traffic
+            .join()
+            .map_err(|_| CliError::runtime("kistrel bench soak", "the traffic thread panicked"))?
+            .map_err(|e| CliError::runtime("tgen", e))
+    })?;
+    std::thread::sleep(SETTLE);
+    let (start, watches, kills) = soak.finish();
+    net.stop();
+    drop(server);
+    report_and_check(args, start, &report, &watches, kills)
+}
 
-    let mut opts = ClientOptions::new(server.addr());
-    opts.socks = Some(net.socks);
+/// The soak's traffic: web x4, bulk x2, perf x1 for `duration`.
+fn traffic(server: SocketAddr, socks: SocketAddr, duration: Duration) -> ClientOptions {
+    let mut opts = ClientOptions::new(server);
+    opts.socks = Some(socks);
     opts.duration = Some(duration);
     opts.seed = 2026;
     opts.models = vec![
@@ -129,89 +192,120 @@ pub(super) fn run(
             flows: 1,
         },
     ];
-    let stop = AtomicBool::new(false);
-    let report = std::thread::scope(|s| -> Result<tgen::TgenReport, CliError> {
-        let traffic = s.spawn(|| tgen::run_client(&opts, &stop));
-        let mut next_sample = start;
-        let mut next_kill = start + kill_every;
-        let mut victim = 0u16;
-        let mut pending_restart: Option<(Instant, String, usize)> = None;
-        while !traffic.is_finished() {
-            let now = Instant::now();
-            if now >= next_sample {
-                next_sample += SAMPLE_EVERY;
-                refresh(&net, &dir, &mut watches, start);
-                for w in watches.iter_mut().filter(|w| w.killed_at_s.is_none()) {
-                    if let Some(kib) = rss_kib(w.pid) {
-                        w.rss_kib.push((start.elapsed().as_secs_f64(), kib));
-                    }
-                    // A restarted relay's start: its first sample after the restart.
-                    if w.fds_start.is_none() {
-                        w.fds_start = fd_count(w.pid);
-                    }
-                }
-            }
-            if pending_restart.is_none() && now >= next_kill && now + kill_every < start + duration
-            {
-                next_kill += kill_every;
-                let role = format!("relay{}", victim % RELAYS + 1);
-                victim += 1;
-                if let Some(i) = watches
-                    .iter()
-                    .rposition(|w| w.role == role && w.killed_at_s.is_none())
-                {
-                    let pid = watches[i].pid;
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    let at = start.elapsed().as_secs_f64();
-                    watches[i].killed_at_s = Some(at);
-                    kills.push(Kill {
-                        at_s: at,
-                        role: role.clone(),
-                        pid,
-                        restarted_pid: None,
-                    });
-                    pending_restart = Some((now + DOWN_FOR, role, kills.len() - 1));
-                }
-            }
-            if let Some((when, role, k)) = &pending_restart {
-                if now >= *when {
-                    let child = restart_relay(&dir, role, restarted.len())?;
-                    let pid = i32::try_from(child.id()).unwrap_or(0);
-                    kills[*k].restarted_pid = Some(pid);
-                    watches.push(ProcessWatch::new(role.clone(), pid, start));
-                    restarted.push(child);
-                    pending_restart = None;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        traffic
-            .join()
-            .map_err(|_| CliError::runtime("kistrel bench --soak", "the traffic thread panicked"))?
-            .map_err(|e| CliError::runtime("tgen", e))
-    })?;
-    std::thread::sleep(SETTLE);
-    for w in watches.iter_mut().filter(|w| w.killed_at_s.is_none()) {
-        w.fds_end = fd_count(w.pid);
-        if let Some(kib) = rss_kib(w.pid) {
-            w.rss_kib.push((start.elapsed().as_secs_f64(), kib));
-        }
-    }
-    for mut c in restarted {
-        if let Ok(pid) = i32::try_from(c.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let _ = c.wait();
-    }
-    net.stop();
-    drop(server);
+    opts
+}
 
+/// The watcher's state while the traffic runs.
+struct Soak<'a> {
+    net: &'a NetChild,
+    dir: &'a Path,
+    start: Instant,
+    watches: Vec<ProcessWatch>,
+    restarted: Vec<Child>,
+    kills: Vec<Kill>,
+    victim: u16,
+    /// When to restart which role, and its entry in `kills`.
+    pending_restart: Option<(Instant, String, usize)>,
+}
+
+impl Soak<'_> {
+    /// Adds processes of the network not yet watched (the first call finds them all).
+    fn refresh(&mut self) {
+        for (role, pid) in self.net.pids() {
+            if !self.watches.iter().any(|w| w.pid == pid) {
+                self.watches.push(ProcessWatch::new(role, pid, self.start));
+            }
+        }
+    }
+
+    /// RSS of every live process (and a restarted one's fds at its first sample).
+    fn sample(&mut self) {
+        self.refresh();
+        let t = self.start.elapsed().as_secs_f64();
+        for w in self.watches.iter_mut().filter(|w| w.killed_at_s.is_none()) {
+            if let Some(kib) = rss_kib(w.pid) {
+                w.rss_kib.push((t, kib));
+            }
+            // A restarted relay's start: its first sample after the restart.
+            if w.fds_start.is_none() {
+                w.fds_start = fd_count(w.pid);
+            }
+        }
+    }
+
+    /// kill -9 the next relay in turn; its restart is due `DOWN_FOR` later.
+    fn kill_next(&mut self, now: Instant) {
+        let role = format!("relay{}", self.victim % RELAYS + 1);
+        self.victim += 1;
+        let Some(i) = self
+            .watches
+            .iter()
+            .rposition(|w| w.role == role && w.killed_at_s.is_none())
+        else {
+            return;
+        };
+        let pid = self.watches[i].pid;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let at = self.start.elapsed().as_secs_f64();
+        self.watches[i].killed_at_s = Some(at);
+        self.kills.push(Kill {
+            at_s: at,
+            role: role.clone(),
+            pid,
+            restarted_pid: None,
+        });
+        self.pending_restart = Some((now + DOWN_FOR, role, self.kills.len() - 1));
+    }
+
+    fn restart_due(&mut self, now: Instant) -> Result<(), CliError> {
+        let Some((when, role, k)) = &self.pending_restart else {
+            return Ok(());
+        };
+        if now < *when {
+            return Ok(());
+        }
+        let child = restart_relay(self.dir, role, self.restarted.len())?;
+        let pid = i32::try_from(child.id()).unwrap_or(0);
+        self.kills[*k].restarted_pid = Some(pid);
+        self.watches
+            .push(ProcessWatch::new(role.clone(), pid, self.start));
+        self.restarted.push(child);
+        self.pending_restart = None;
+        Ok(())
+    }
+
+    /// Final fds and RSS, then stop the restarted relays.
+    fn finish(mut self) -> (Instant, Vec<ProcessWatch>, Vec<Kill>) {
+        let t = self.start.elapsed().as_secs_f64();
+        for w in self.watches.iter_mut().filter(|w| w.killed_at_s.is_none()) {
+            w.fds_end = fd_count(w.pid);
+            if let Some(kib) = rss_kib(w.pid) {
+                w.rss_kib.push((t, kib));
+            }
+        }
+        for mut c in self.restarted.drain(..) {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let _ = c.wait();
+        }
+        (self.start, self.watches, self.kills)
+    }
+}
+
+fn report_and_check(
+    args: &SoakArgs,
+    start: Instant,
+    report: &tgen::TgenReport,
+    watches: &[ProcessWatch],
+    kills: Vec<Kill>,
+) -> Result<(), CliError> {
     let mut failed = BTreeMap::new();
     let (mut ok, mut bytes) = (0, 0);
     for m in report.models.values() {
@@ -221,7 +315,6 @@ pub(super) fn run(
             *failed.entry(k.clone()).or_insert(0) += n;
         }
     }
-    let processes: Vec<ProcessSummary> = watches.iter().map(summarise).collect();
     let soak = SoakReport {
         schema: "kistrel.soak/1",
         duration_s: start.elapsed().as_secs_f64(),
@@ -231,19 +324,16 @@ pub(super) fn run(
         bytes_verified: bytes,
         models: report.models.clone(),
         kills,
-        processes,
+        processes: watches.iter().map(summarise).collect(),
     };
     print_soak(&soak);
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&soak)
-            .map_err(|e| CliError::runtime("encoding JSON", e))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| CliError::runtime(format!("writing {}", path.display()), e))?;
+        write_json(path, &soak)?;
     }
     let corrupt = soak.transfers_failed.get("corrupt").copied().unwrap_or(0);
     if corrupt > 0 {
         return Err(CliError::runtime(
-            "kistrel bench --soak",
+            "kistrel bench soak",
             format!("{corrupt} transfer(s) delivered corrupted bytes"),
         ));
     }
@@ -260,15 +350,6 @@ impl ProcessWatch {
             fds_start: None,
             fds_end: None,
             killed_at_s: None,
-        }
-    }
-}
-
-/// Adds processes of the network not yet watched (the first call finds them all).
-fn refresh(net: &NetChild, _dir: &Path, watches: &mut Vec<ProcessWatch>, start: Instant) {
-    for (role, pid) in net.pids() {
-        if !watches.iter().any(|w| w.pid == pid) {
-            watches.push(ProcessWatch::new(role, pid, start));
         }
     }
 }
@@ -332,24 +413,9 @@ fn slope_per_min(points: &[(f64, u64)]) -> f64 {
     }
 }
 
-/// `VmRSS` of a process, KiB.
-fn rss_kib(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Open file descriptors of a process.
-fn fd_count(pid: i32) -> Option<usize> {
-    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
-}
-
 fn print_soak(r: &SoakReport) {
     println!(
-        "kistrel bench --soak  ({:.0} s, {} relays, {} kills)",
+        "kistrel bench soak  ({:.0} s, {} relays, {} kills)",
         r.duration_s,
         r.relays,
         r.kills.len()

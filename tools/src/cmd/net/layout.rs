@@ -23,8 +23,10 @@ use std::path::{Path, PathBuf};
 use kistrel_pathsel::{Directory, ExitPolicy, Flag, RelayFlags, RelayInfo};
 use toml::Value;
 
-use super::NetError;
-use crate::config::{Backend, SchedulerName};
+use super::error::NetError;
+use kistrel_sched::SchedulerKind;
+
+use crate::config::Backend;
 use crate::fsutil::write_atomic;
 use crate::keys::RelayKeyFile;
 
@@ -39,7 +41,7 @@ pub struct LayoutOptions {
     /// `Workers` for every node.
     pub workers: Option<usize>,
     /// `Schedulers = [one]` for every node.
-    pub scheduler: Option<SchedulerName>,
+    pub scheduler: Option<SchedulerKind>,
     /// `Backend` for every node.
     pub backend: Option<Backend>,
     /// `MetricsPort` on port 0 of each node's address (each prints `metrics addr=ADDR`).
@@ -308,7 +310,7 @@ mod tests {
         let opts = LayoutOptions {
             metrics: false,
             workers: Some(2),
-            scheduler: Some(SchedulerName::KistLite),
+            scheduler: Some(SchedulerKind::KistLite),
             backend: Some(Backend::Poll),
             ..LayoutOptions::default()
         };
@@ -349,7 +351,7 @@ mod tests {
             assert_eq!(c.exit_policy.is_some(), i == 3);
             assert_eq!(c.runtime.workers, 2);
             assert_eq!(c.runtime.backend, Backend::Poll);
-            assert_eq!(c.runtime.schedulers, vec![SchedulerName::KistLite]);
+            assert_eq!(c.runtime.schedulers, vec![SchedulerKind::KistLite]);
             assert_eq!(&RelayKeyFile::load(&c.key_file).unwrap(), k);
         }
 

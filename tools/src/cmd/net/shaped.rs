@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use super::NetError;
-use crate::testbed::units::{parse_bytes, parse_duration, parse_rate};
+use super::error::NetError;
 use crate::testbed::{Bottleneck, QdiscStats, Testbed, TestbedError, TestbedSpec, ROUTER};
+use crate::units::{parse_bit_rate, parse_duration, parse_size};
 
 /// Latency (queue limit) when `--bottleneck` gives only a rate.
 pub const DEFAULT_LATENCY: Duration = Duration::from_millis(50);
@@ -63,11 +63,14 @@ pub fn parse_bottleneck(value: &str) -> Result<BottleneckArg, String> {
         Some((r, l)) => (r, Some(l)),
         None => (value, None),
     };
-    let rate_bit_s = parse_rate(rate).map_err(|e| format!("rate {e}"))?;
+    let rate_bit_s = parse_bit_rate(rate).map_err(|e| format!("rate {e}"))?;
     let latency = match latency {
         Some(l) => parse_duration(l).map_err(|e| format!("latency {e}"))?,
         None => DEFAULT_LATENCY,
     };
+    if latency.is_zero() {
+        return Err("latency must be positive (it is tbf's queue limit)".into());
+    }
     Ok(BottleneckArg {
         rate_bit_s,
         latency,
@@ -85,7 +88,13 @@ pub fn parse_wmem(value: &str) -> Result<WmemArg, String> {
     }
     let parts = value
         .split(',')
-        .map(|p| parse_bytes(p).map_err(|e| e.to_string()))
+        .map(|p| {
+            let bytes = parse_size(p).map_err(|e| e.to_string())?;
+            u32::try_from(bytes)
+                .ok()
+                .filter(|b| *b > 0)
+                .ok_or_else(|| format!("{p:?}: want 1 byte to 4 GiB"))
+        })
         .collect::<Result<Vec<u32>, String>>()?;
     match parts[..] {
         [min, def, max] if min <= def && def <= max => Ok(WmemArg(Some([min, def, max]))),
@@ -234,7 +243,9 @@ mod tests {
         let e = parse_bottleneck("25mbps,42ms").unwrap_err();
         assert!(e.starts_with("rate \"25mbps\": unknown unit"), "{e}");
         let e = parse_bottleneck("25mbit,42").unwrap_err();
-        assert!(e.starts_with("latency \"42\": unknown unit"), "{e}");
+        assert!(e.starts_with("latency \"42\" has no unit"), "{e}");
+        let e = parse_bottleneck("25mbit,0ms").unwrap_err();
+        assert!(e.contains("latency must be positive"), "{e}");
         assert!(parse_bottleneck("").is_err());
     }
 

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{Layout, NetError, Shaped};
+use super::error::NetError;
+use super::layout::Layout;
+use super::shaped::Shaped;
 use crate::parent::PARENT_PID_ENV;
 
 const TICK: Duration = Duration::from_millis(20);
@@ -270,6 +272,17 @@ pub(super) fn register_signals() -> Result<Arc<AtomicBool>, NetError> {
 /// Run the network until a signal (Ok) or a failure (Err). No child outlives this call.
 pub(super) fn run(plan: &Plan<'_>, stop: &AtomicBool) -> Result<(), NetError> {
     let mut children = Children::default();
+    let result = start_and_watch(plan, stop, &mut children);
+    children.stop_all();
+    result
+}
+
+/// Starts the relays, waits for them to listen, starts the client, then watches them all.
+fn start_and_watch(
+    plan: &Plan<'_>,
+    stop: &AtomicBool,
+    children: &mut Children,
+) -> Result<(), NetError> {
     let layout = &plan.layout;
     for r in &layout.relays {
         let mut args = vec!["relay".to_owned(), "-c".to_owned()];
@@ -287,11 +300,9 @@ pub(super) fn run(plan: &Plan<'_>, stop: &AtomicBool) -> Result<(), NetError> {
             && Instant::now() < listen_deadline
         {
             if stop.load(Ordering::Relaxed) {
-                children.stop_all();
                 return Ok(());
             }
             if let Some(e) = children.exited()? {
-                children.stop_all();
                 return Err(e);
             }
             std::thread::sleep(TICK);
@@ -305,37 +316,54 @@ pub(super) fn run(plan: &Plan<'_>, stop: &AtomicBool) -> Result<(), NetError> {
     let client = children.spawn(plan, "client", client_args, &layout.client_log, true)?;
     let (ready_tx, ready_rx) = mpsc::channel();
     if let Some(out) = client.stdout.take() {
-        std::thread::spawn(move || {
-            let mut metrics = None;
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = parse_metrics(&line) {
-                    metrics = Some(addr);
-                    continue;
-                }
-                match parse_ready(&line) {
-                    Some(addr) => {
-                        if ready_tx.send((addr, metrics)).is_err() {
-                            break;
-                        }
-                    }
-                    None => tracing::debug!(target: "kistrel::net::client", "{line}"),
+        std::thread::spawn(move || forward_client_stdout(out, ready_tx));
+    }
+    watch(plan, stop, children, &ready_rx)
+}
+
+/// Reads the client's stdout: its `metrics addr=` and `ready socks=` lines go to `ready`,
+/// the rest to the debug log.
+fn forward_client_stdout(
+    out: std::process::ChildStdout,
+    ready: mpsc::Sender<(SocketAddr, Option<SocketAddr>)>,
+) {
+    let mut metrics = None;
+    for line in BufReader::new(out).lines() {
+        let Ok(line) = line else { break };
+        if let Some(addr) = parse_metrics(&line) {
+            metrics = Some(addr);
+            continue;
+        }
+        match parse_ready(&line) {
+            Some(addr) => {
+                if ready.send((addr, metrics)).is_err() {
+                    break;
                 }
             }
-        });
+            None => tracing::debug!(target: "kistrel::net::client", "{line}"),
+        }
     }
+}
+
+/// Until a signal: print the ready line once the client is ready (or fail after the ready
+/// timeout), and fail when a child exits (a relay after ready, with --keep-going: report).
+fn watch(
+    plan: &Plan<'_>,
+    stop: &AtomicBool,
+    children: &mut Children,
+    ready_rx: &mpsc::Receiver<(SocketAddr, Option<SocketAddr>)>,
+) -> Result<(), NetError> {
+    let layout = &plan.layout;
     let ready_deadline = Instant::now() + plan.ready_timeout;
     let mut ready = false;
     loop {
         if stop.load(Ordering::Relaxed) {
             tracing::info!("signal received: stopping the network");
-            children.stop_all();
             return Ok(());
         }
         if let Some(e) = children.exited()? {
             let relay_died = matches!(&e, NetError::ChildExited { name, .. } if name != "client");
             if !(plan.keep_going && ready && relay_died) {
-                children.stop_all();
                 return Err(e);
             }
             eprintln!("kistrel net: {e} (--keep-going: the rest keeps running)");
@@ -344,13 +372,7 @@ pub(super) fn run(plan: &Plan<'_>, stop: &AtomicBool) -> Result<(), NetError> {
             if let Ok((socks, client_metrics)) = ready_rx.try_recv() {
                 ready = true;
                 let metrics = if plan.metrics {
-                    match collect_metrics(layout, client_metrics) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            children.stop_all();
-                            return Err(e);
-                        }
-                    }
+                    collect_metrics(layout, client_metrics)?
                 } else {
                     Vec::new()
                 };
@@ -360,7 +382,6 @@ pub(super) fn run(plan: &Plan<'_>, stop: &AtomicBool) -> Result<(), NetError> {
                 let _ = writeln!(out, "{}{suffix}", ready_line(socks, layout, &metrics));
                 let _ = out.flush();
             } else if Instant::now() >= ready_deadline {
-                children.stop_all();
                 return Err(NetError::NotReady {
                     waited: plan.ready_timeout,
                     log: layout.client_log.clone(),

@@ -1,0 +1,3 @@
+//! The time type (defined in `kistrel-base`).
+
+pub use kistrel_base::time::Instant;

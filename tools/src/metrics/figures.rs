@@ -1,0 +1,25 @@
+//! What a node publishes: each worker's latest counters and scheduler metrics.
+
+use std::collections::BTreeMap;
+
+use kistrel_engine::relay::RelayStats;
+use kistrel_sched::{SchedMetrics, SchedulerKind};
+
+/// One worker's latest figures.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerFigures {
+    /// The relay state machine's counters.
+    pub stats: RelayStats,
+    /// The scheduler's counters and histograms.
+    pub sched: SchedMetrics,
+    /// The scheduler the worker runs; `None` until it has reported.
+    pub scheduler: Option<SchedulerKind>,
+}
+
+/// Every worker's figures, by worker index (so pages list workers in order).
+pub type Figures = BTreeMap<usize, WorkerFigures>;
+
+/// Zeroed figures for workers `0..n`: what a node publishes before the first report.
+pub fn zeroed(n: usize) -> Figures {
+    (0..n).map(|w| (w, WorkerFigures::default())).collect()
+}

@@ -1,0 +1,235 @@
+//! The HTTP side: a [`tiny_http`] server on its own thread serving `/metrics` and
+//! `/histograms` from the latest figures.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use kistrel_engine::relay::RelayStats;
+use kistrel_sched::{SchedMetrics, SchedulerKind};
+use tiny_http::{Header, Method, Request, Response};
+
+use super::exposition::{render, Format};
+use super::figures::{zeroed, Figures, WorkerFigures};
+use super::histograms::page;
+use crate::config::ConfigError;
+use crate::error::CliError;
+
+/// Serves a node's figures until dropped.
+pub struct MetricsServer {
+    figures: Arc<Mutex<Figures>>,
+    http: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsServer {
+    /// Binds `addr` and starts the HTTP thread; the pages list workers `0..workers` at zero
+    /// until they report.
+    pub fn start(addr: SocketAddr, workers: usize) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let http =
+            tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?;
+        let http = Arc::new(http);
+        let figures = Arc::new(Mutex::new(zeroed(workers)));
+        let thread = {
+            let (http, figures) = (Arc::clone(&http), Arc::clone(&figures));
+            std::thread::Builder::new()
+                .name("kistrel-metrics".into())
+                .spawn(move || {
+                    for request in http.incoming_requests() {
+                        serve(request, &figures);
+                    }
+                })?
+        };
+        Ok(MetricsServer {
+            figures,
+            http,
+            thread: Some(thread),
+            addr,
+        })
+    }
+
+    /// Starts the server for a config's `MetricsPort` (if set) and prints `metrics addr=ADDR`
+    /// on stdout, so a parent that asked for port 0 learns the port. `in_use` builds the
+    /// config error for a taken port (exit 2).
+    pub fn for_config(
+        addr: Option<SocketAddr>,
+        workers: usize,
+        in_use: impl FnOnce(&'static str, SocketAddr) -> ConfigError,
+    ) -> Result<Option<Self>, CliError> {
+        let Some(addr) = addr else { return Ok(None) };
+        let server = Self::start(addr, workers).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => CliError::from(in_use("MetricsPort", addr)),
+            _ => CliError::runtime(format!("binding MetricsPort {addr}"), e),
+        })?;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "metrics addr={}", server.addr());
+        let _ = out.flush();
+        Ok(Some(server))
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Takes a worker's latest figures.
+    pub fn update(
+        &self,
+        worker: usize,
+        stats: RelayStats,
+        sched: SchedMetrics,
+        kind: SchedulerKind,
+    ) {
+        let mut figures = self.figures.lock().unwrap_or_else(PoisonError::into_inner);
+        figures.insert(
+            worker,
+            WorkerFigures {
+                stats,
+                sched,
+                scheduler: Some(kind),
+            },
+        );
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.http.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `response` with the header `name: value` (ASCII constants here, so it always parses).
+fn with_header<R: std::io::Read>(response: Response<R>, name: &str, value: &str) -> Response<R> {
+    match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+        Ok(h) => response.with_header(h),
+        Err(()) => response,
+    }
+}
+
+/// Answers one request (tiny_http leaves the body out for HEAD).
+fn serve(request: Request, figures: &Mutex<Figures>) {
+    let path = request.url().split('?').next().unwrap_or("").to_owned();
+    let method = request.method().clone();
+    if !matches!(method, Method::Get | Method::Head) {
+        let response = with_header(
+            Response::from_string("use GET or HEAD\n").with_status_code(405),
+            "Allow",
+            "GET, HEAD",
+        );
+        let _ = request.respond(response);
+        return;
+    }
+    // Copy under the lock, render after it: the control thread's update never waits long.
+    let snapshot = || {
+        figures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    };
+    let (body, content_type) = match path.as_str() {
+        "/metrics" => {
+            let accept = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Accept"))
+                .map(|h| h.value.as_str().to_owned());
+            let format = Format::negotiate(accept.as_deref());
+            (render(&snapshot(), format), format.content_type())
+        }
+        "/histograms" => match serde_json::to_string(&page(&snapshot())) {
+            Ok(json) => (json, "application/json"),
+            Err(e) => {
+                let msg = format!("encoding the histograms page: {e}\n");
+                let _ = request.respond(Response::from_string(msg).with_status_code(500));
+                return;
+            }
+        },
+        _ => {
+            let response = Response::from_string("not found: try /metrics or /histograms\n")
+                .with_status_code(404);
+            let _ = request.respond(response);
+            return;
+        }
+    };
+    let response = with_header(Response::from_string(body), "Content-Type", content_type);
+    let _ = request.respond(response);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    /// One raw HTTP/1.0 exchange: (status line, headers, body).
+    fn exchange(addr: SocketAddr, request: &str) -> (String, String, String) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+        (status.to_owned(), headers.to_owned(), body.to_owned())
+    }
+
+    #[test]
+    fn serves_both_formats_histograms_and_head_from_the_first_request() {
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = server.addr();
+        let (status, headers, body) = exchange(addr, "GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(status.contains("200"), "{status}");
+        assert!(headers.contains("text/plain; version=0.0.4"), "{headers}");
+        // Zero-valued series for both workers before any report.
+        assert!(
+            body.contains("kistrel_cells_in_total{worker=\"1\"} 0\n"),
+            "{body}"
+        );
+        assert!(!body.contains("# EOF"));
+        let (_, headers, body) = exchange(
+            addr,
+            "GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n",
+        );
+        assert!(
+            headers.contains("application/openmetrics-text"),
+            "{headers}"
+        );
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        let (status, headers, body) = exchange(addr, "HEAD /metrics HTTP/1.0\r\n\r\n");
+        assert!(status.contains("200"), "{status}");
+        assert!(headers.contains("text/plain"), "{headers}");
+        assert!(body.is_empty(), "{body}");
+
+        let mut m = SchedMetrics::new();
+        m.runs = 4;
+        server.update(1, RelayStats::default(), m, SchedulerKind::Vanilla);
+        let (_, headers, body) = exchange(addr, "GET /histograms HTTP/1.0\r\n\r\n");
+        assert!(headers.contains("application/json"), "{headers}");
+        let page: super::super::HistogramsPage = serde_json::from_str(&body).unwrap();
+        assert_eq!(page.workers[1].counters.runs, 4);
+        assert_eq!(page.workers[1].scheduler.as_deref(), Some("Vanilla"));
+
+        let (status, _, _) = exchange(addr, "GET /nope HTTP/1.0\r\n\r\n");
+        assert!(status.contains("404"), "{status}");
+        let (status, headers, _) = exchange(addr, "POST /metrics HTTP/1.0\r\n\r\n");
+        assert!(status.contains("405"), "{status}");
+        assert!(headers.contains("Allow: GET, HEAD"), "{headers}");
+        // Dropping stops the serving thread (and returns: the join in Drop does not hang).
+        drop(server);
+    }
+}
