@@ -15,14 +15,14 @@
 //! `check_invariants()` (queued-bytes accounting, no half-freed circuit, mux consistency)
 //! and checks that queued bytes stay within `MaxMemInQueues`; it panics if either fails.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use kistrel_engine::crypto::fast::{self, FastClient};
 use kistrel_engine::crypto::ntor::{self, NtorClient, NtorKeypair};
 use kistrel_engine::crypto::relay_crypto::ClientLayer;
 use kistrel_engine::exit::ExitPolicy;
-use kistrel_engine::harness::initiator_hello;
+use kistrel_engine::harness::{initiator_hello, transmit};
 use kistrel_engine::relay::{ChanId, Event, Relay, RelayConfig, RelayKeys, StreamHandle};
 use kistrel_engine::time::Instant;
 use kistrel_engine::wire::{
@@ -106,6 +106,8 @@ struct Driver {
     streams: Vec<StreamHandle>,
     reached: Reached,
     buf: Vec<u8>,
+    /// Channels the relay listed as ready and not drained since (stalled peers keep theirs).
+    ready: BTreeSet<ChanId>,
 }
 
 /// Runs a scenario; panics on an invariant violation or undecodable relay output.
@@ -135,6 +137,7 @@ pub fn run(scenario: &Scenario) -> Reached {
         streams: Vec::new(),
         reached: Reached::default(),
         buf: Vec::new(),
+        ready: BTreeSet::new(),
     };
     for action in scenario.actions.iter().take(MAX_ACTIONS) {
         d.act(action);
@@ -559,18 +562,28 @@ impl Driver {
         }
     }
 
-    /// One pass over the reading peers; whether any of them got bytes.
+    /// One pass over the reading peers; whether any of them got bytes. As the runtime does,
+    /// only channels `poll_ready_channel` listed are drained, so a channel with output that
+    /// is never listed shows up as a stuck peer (and trips the check below).
     fn drain_round(&mut self) -> bool {
+        while let Some(chan) = self.relay.poll_ready_channel() {
+            self.ready.insert(chan);
+        }
+        for p in &self.peers {
+            assert!(
+                !self.relay.has_output(p.chan) || self.ready.contains(&p.chan),
+                "{:?} has output but was never listed ready",
+                p.chan
+            );
+        }
         let mut got = false;
         for p in 0..self.peers.len() {
-            if !self.peers[p].reading {
+            let chan = self.peers[p].chan;
+            if !self.peers[p].reading || !self.ready.remove(&chan) {
                 continue;
             }
             self.buf.clear();
-            let chan = self.peers[p].chan;
-            let _ = self
-                .relay
-                .poll_transmit(self.now, chan, &mut self.buf, usize::MAX);
+            let _ = transmit(&mut self.relay, self.now, chan, &mut self.buf, usize::MAX);
             let bytes = std::mem::take(&mut self.buf);
             got |= !bytes.is_empty();
             let mut rest = &bytes[..];

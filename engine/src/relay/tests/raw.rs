@@ -9,6 +9,7 @@ use crate::crypto::fast;
 use crate::crypto::ntor::NtorKeypair;
 use crate::crypto::relay_crypto::ClientLayer;
 use crate::exit::ExitPolicy;
+use crate::harness::transmit;
 use crate::relay::{ChanId, Event, Relay, RelayConfig, RelayKeys, StreamHandle};
 use crate::time::Instant;
 use crate::wire::{
@@ -89,8 +90,7 @@ impl RawPeer {
     fn recv(&mut self) -> Vec<ChanCell> {
         let mut out = Vec::new();
         let now = self.now;
-        self.relay
-            .poll_transmit(now, self.chan, &mut out, usize::MAX);
+        transmit(&mut self.relay, now, self.chan, &mut out, usize::MAX);
         let mut cells = Vec::new();
         let mut rest = &out[..];
         while !rest.is_empty() {
