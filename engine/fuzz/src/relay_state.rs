@@ -234,6 +234,31 @@ impl Driver {
     }
 
     fn act(&mut self, action: &Action) {
+        match action {
+            Action::Accept { .. }
+            | Action::Hello { .. }
+            | Action::RawCell { .. }
+            | Action::Garbage { .. }
+            | Action::Stall { .. }
+            | Action::CloseChannel { .. } => self.act_peer(action),
+            Action::CreateFast { .. } | Action::Create2 { .. } | Action::Destroy { .. } => {
+                self.act_create(action)
+            }
+            Action::Relay { .. }
+            | Action::Begin { .. }
+            | Action::Extend2 { .. }
+            | Action::Sendme { .. } => self.act_circuit(action),
+            Action::Events { .. }
+            | Action::StreamData { .. }
+            | Action::CloseStream { .. }
+            | Action::NextHop { .. }
+            | Action::Advance { .. }
+            | Action::Shutdown => self.act_runtime(action),
+        }
+    }
+
+    /// Connections and raw bytes from peers.
+    fn act_peer(&mut self, action: &Action) {
         let now = self.now;
         match action {
             Action::Accept { hello } => {
@@ -249,6 +274,50 @@ impl Driver {
                     self.send(p, &initiator_hello());
                 }
             }
+            Action::RawCell {
+                peer,
+                circ_id,
+                cmd,
+                body,
+            } => {
+                let Some(p) = pick(&self.peers, *peer) else {
+                    return;
+                };
+                let mut cell = Cell::new(*circ_id, ChanCmd(*cmd));
+                let n = body.len().min(CELL_BODY_LEN);
+                cell.body[..n].copy_from_slice(&body[..n]);
+                self.send_cell(p, &cell);
+            }
+            Action::Garbage { peer, bytes } => {
+                if let Some(p) = pick(&self.peers, *peer) {
+                    self.send(p, bytes);
+                }
+            }
+            Action::Stall { peer } => {
+                if let Some(p) = pick(&self.peers, *peer) {
+                    self.peers[p].reading ^= true;
+                }
+            }
+            Action::CloseChannel { peer } => {
+                let Some(p) = pick(&self.peers, *peer) else {
+                    return;
+                };
+                let chan = self.peers.remove(p).chan;
+                self.circs.retain(|c| c.peer != p);
+                for c in &mut self.circs {
+                    if c.peer > p {
+                        c.peer -= 1;
+                    }
+                }
+                self.relay.handle_channel_closed(now, chan);
+            }
+            _ => {}
+        }
+    }
+
+    /// Circuits made and unmade by inbound peers: CREATE_FAST, CREATE2, DESTROY.
+    fn act_create(&mut self, action: &Action) {
+        match action {
             Action::CreateFast { peer, circ } => {
                 let Some(p) = pick(&self.peers, *peer) else {
                     return;
@@ -286,6 +355,28 @@ impl Driver {
                     self.send_cell(p, &cell);
                 }
             }
+            Action::Destroy { circ, reason } => {
+                let Some(k) = pick(&self.circs, *circ) else {
+                    return;
+                };
+                let c = self.circs.remove(k);
+                let mut cell = Cell::new(c.id, ChanCmd::DESTROY);
+                if (Destroy {
+                    reason: DestroyReason(*reason),
+                })
+                .emit(&mut cell.body)
+                .is_ok()
+                {
+                    self.send_cell(c.peer, &cell);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Cells on circuits the peers created.
+    fn act_circuit(&mut self, action: &Action) {
+        match action {
             Action::Relay {
                 circ,
                 early,
@@ -371,45 +462,14 @@ impl Driver {
                     self.relay_msg(k, false, RelayCmd::SENDME, *stream % 2, &data[..n]);
                 }
             }
-            Action::Destroy { circ, reason } => {
-                let Some(k) = pick(&self.circs, *circ) else {
-                    return;
-                };
-                let c = self.circs.remove(k);
-                let mut cell = Cell::new(c.id, ChanCmd::DESTROY);
-                if (Destroy {
-                    reason: DestroyReason(*reason),
-                })
-                .emit(&mut cell.body)
-                .is_ok()
-                {
-                    self.send_cell(c.peer, &cell);
-                }
-            }
-            Action::RawCell {
-                peer,
-                circ_id,
-                cmd,
-                body,
-            } => {
-                let Some(p) = pick(&self.peers, *peer) else {
-                    return;
-                };
-                let mut cell = Cell::new(*circ_id, ChanCmd(*cmd));
-                let n = body.len().min(CELL_BODY_LEN);
-                cell.body[..n].copy_from_slice(&body[..n]);
-                self.send_cell(p, &cell);
-            }
-            Action::Garbage { peer, bytes } => {
-                if let Some(p) = pick(&self.peers, *peer) {
-                    self.send(p, bytes);
-                }
-            }
-            Action::Stall { peer } => {
-                if let Some(p) = pick(&self.peers, *peer) {
-                    self.peers[p].reading ^= true;
-                }
-            }
+            _ => {}
+        }
+    }
+
+    /// What the runtime and time do: events, stream data, next hops, timers.
+    fn act_runtime(&mut self, action: &Action) {
+        let now = self.now;
+        match action {
             Action::Events { n, fail } => self.events(usize::from(*n), *fail),
             Action::StreamData { stream, len } => {
                 let Some(s) = pick(&self.streams, *stream) else {
@@ -433,28 +493,15 @@ impl Driver {
                 cmd,
                 body,
             } => self.next_hop(*peer, *created, *cmd, body),
-            Action::CloseChannel { peer } => {
-                let Some(p) = pick(&self.peers, *peer) else {
-                    return;
-                };
-                let chan = self.peers.remove(p).chan;
-                self.circs.retain(|c| c.peer != p);
-                for c in &mut self.circs {
-                    if c.peer > p {
-                        c.peer -= 1;
-                    }
-                }
-                self.relay.handle_channel_closed(now, chan);
-            }
             Action::Advance { millis } => {
                 self.now = now + std::time::Duration::from_millis(u64::from(*millis) * 16);
                 let _ = self.relay.poll_timeout();
                 self.relay.handle_timeout(self.now);
             }
             Action::Shutdown => self.relay.shutdown(now),
+            _ => {}
         }
     }
-
     fn add_circ(&mut self, peer: usize, id: u32, hs: Handshake) {
         self.circs.retain(|c| !(c.peer == peer && c.id == id));
         self.circs.push(ClientCirc {
