@@ -232,37 +232,39 @@ impl Relay {
             let Some(ch) = self.channels.get_mut(chan) else {
                 return;
             };
-            match ch.decoder.decode(bytes) {
+            // Matched by reference: moving the cell out of the result would copy it.
+            let decoded = ch.decoder.decode(bytes);
+            match &decoded {
                 Ok((used, cell)) => {
-                    bytes = bytes.get(used..).unwrap_or_default();
+                    bytes = bytes.get(*used..).unwrap_or_default();
                     match cell {
                         Some(cell) => {
                             self.stats.cells_in += 1;
                             self.handle_cell(now, chan, cell);
                         }
-                        None if used == 0 => return,
+                        None if *used == 0 => return,
                         None => {}
                     }
                 }
-                Err(e) => return self.reject_channel(now, chan, LinkError::Undecodable(e)),
+                Err(e) => return self.reject_channel(now, chan, LinkError::Undecodable(*e)),
             }
         }
     }
 
-    fn handle_cell(&mut self, now: Instant, chan: ChanId, cell: ChanCell) {
+    fn handle_cell(&mut self, now: Instant, chan: ChanId, cell: &ChanCell) {
         let Some(ch) = self.channels.get_mut(chan) else {
             return;
         };
         if ch.link.is_open() {
             return match cell {
-                ChanCell::Fixed(cell) => self.handle_open_cell(now, chan, &cell),
+                ChanCell::Fixed(cell) => self.handle_open_cell(now, chan, cell),
                 ChanCell::Var(v) if v.cmd == ChanCmd::VPADDING => {}
                 ChanCell::Var(v) => {
                     self.reject_channel(now, chan, LinkError::VarCellOnOpenChannel { cmd: v.cmd })
                 }
             };
         }
-        match ch.link.handle(&cell) {
+        match ch.link.handle(cell) {
             Ok(step) => self.link_step(now, chan, step),
             Err(e) => self.reject_channel(now, chan, e),
         }
