@@ -52,3 +52,38 @@ impl Timers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::slab::GenSlab;
+
+    #[test]
+    fn deadlines_come_due_in_order_and_dead_ones_are_skipped() {
+        let mut slab = GenSlab::default();
+        let (a, b, c) = (
+            ChanId(slab.insert(())),
+            ChanId(slab.insert(())),
+            ChanId(slab.insert(())),
+        );
+        let mut t = Timers::default();
+        t.arm(Instant::from_millis(30), Timer::LinkHandshake(a));
+        t.arm(Instant::from_millis(10), Timer::LinkHandshake(b));
+        t.arm(Instant::from_millis(20), Timer::LinkHandshake(c));
+        assert_eq!(t.next(|_| true), Some(Instant::from_millis(10)));
+        // b's channel opened meanwhile: its deadline no longer counts.
+        let live = |timer: Timer| timer != Timer::LinkHandshake(b);
+        assert_eq!(t.next(live), Some(Instant::from_millis(20)));
+        assert_eq!(t.pop_due(Instant::from_millis(19)), None);
+        assert_eq!(
+            t.pop_due(Instant::from_millis(30)),
+            Some(Timer::LinkHandshake(c))
+        );
+        assert_eq!(
+            t.pop_due(Instant::from_millis(30)),
+            Some(Timer::LinkHandshake(a))
+        );
+        assert_eq!(t.pop_due(Instant::from_millis(99)), None);
+        assert_eq!(t.next(|_| true), None);
+    }
+}
