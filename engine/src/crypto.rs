@@ -17,6 +17,8 @@
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use crate::{ErrorKind, HasKind};
+
 pub mod fast;
 pub mod ntor;
 pub mod relay_crypto;
@@ -115,8 +117,9 @@ impl PartialEq for KeyMaterial {
 
 impl Eq for KeyMaterial {}
 
-/// Why a circuit handshake failed. All variants are the peer's fault (or a wrong directory
-/// entry); the relay answers with DESTROY (PROTOCOL), the client abandons the circuit.
+/// Why a circuit handshake failed. All variants but `Internal` are the peer's fault (or a
+/// wrong directory entry); the relay answers with DESTROY (PROTOCOL), the client abandons the
+/// circuit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
     /// The handshake data has the wrong length for its type.
@@ -131,4 +134,20 @@ pub enum HandshakeError {
     /// A Diffie-Hellman result was all zeros: the peer sent a low-order point.
     #[error("handshake produced an all-zero shared secret")]
     ZeroSharedSecret,
+    /// A key-derivation primitive refused its input (HMAC key, HKDF output length). Our
+    /// inputs are constants within its limits, so this is a bug in kistrel, never the peer's.
+    #[error("handshake key derivation failed (internal error)")]
+    Internal,
+}
+
+impl HasKind for HandshakeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            HandshakeError::BadLength
+            | HandshakeError::UnknownRelay
+            | HandshakeError::BadAuth
+            | HandshakeError::ZeroSharedSecret => ErrorKind::PeerProtocol,
+            HandshakeError::Internal => ErrorKind::Internal,
+        }
+    }
 }

@@ -24,6 +24,8 @@
 
 use core::num::{NonZeroU16, NonZeroU32};
 
+use crate::{ErrorKind, HasKind};
+
 mod bytes;
 mod cell;
 mod chan_msg;
@@ -65,26 +67,82 @@ const _: () = assert!(CELL_LEN == 4 + 1 + CELL_BODY_LEN);
 const _: () = assert!(RELAY_DATA_LEN == 498);
 
 /// Why bytes could not be parsed or emitted. Small and `Copy`: which field, and why.
+///
+/// Parsing peer bytes fails with `Truncated`, `BadLength`, `BadValue`, `VarCellTooLong` or
+/// `ExpectedVersions` (all [`ErrorKind::PeerProtocol`]); emitting fails with `TooLong` or
+/// `Unencodable` (the caller asked for something the wire cannot carry:
+/// [`ErrorKind::BadApiUsage`]) or `NoSpace` (we sized a buffer wrong: [`ErrorKind::Internal`]).
+/// When an emit carries bytes a peer sent (EXTENDED2 wrapping a CREATED2 reply), its failure
+/// is the peer's doing: the caller knows that, the kind cannot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The input ended inside `field`.
     #[error("input ended inside {field}")]
-    Truncated { field: &'static str },
-    /// A length field (or a length to be written) is out of range.
+    Truncated {
+        /// The field being read when the bytes ran out (`"netinfo time"`, `"relay data"`).
+        field: &'static str,
+    },
+    /// A length field read from the input is out of range for its message.
     #[error("{field} has a bad length ({len})")]
-    BadLength { field: &'static str, len: usize },
-    /// A value that is not allowed here.
+    BadLength {
+        /// The length field, or the element whose size it fixes (`"relay length"`).
+        field: &'static str,
+        /// The length found, in bytes.
+        len: usize,
+    },
+    /// A value read from the input that is not allowed here.
     #[error("{field} has a value not allowed here")]
-    BadValue { field: &'static str },
+    BadValue {
+        /// The offending field (`"begin port"`, `"sendme version"`).
+        field: &'static str,
+    },
     /// A variable-length cell declared more than [`MAX_VAR_PAYLOAD_LEN`] bytes of payload.
     #[error("variable-length cell of {len} bytes exceeds the {MAX_VAR_PAYLOAD_LEN}-byte cap")]
-    VarCellTooLong { len: usize },
-    /// The first cell on a channel was not VERSIONS.
+    VarCellTooLong {
+        /// The declared payload length (the cell's `u16` length field), in bytes.
+        len: usize,
+    },
+    /// The first cell on a channel was not VERSIONS (tor-spec 4.1: it must be).
     #[error("first cell on a channel was {cmd:?}, not VERSIONS")]
-    ExpectedVersions { cmd: ChanCmd },
+    ExpectedVersions {
+        /// The command the first cell carried instead.
+        cmd: ChanCmd,
+    },
+    /// A value given to an `emit` is longer than its length field or its cell can carry.
+    #[error("{field} is too long to encode ({len})")]
+    TooLong {
+        /// The field whose length or count does not fit (`"relay data"`, `"extend2 nspec"`).
+        field: &'static str,
+        /// The length (bytes) or count (items) given.
+        len: usize,
+    },
+    /// A value given to an `emit` has no encoding on the wire (port 0, a malformed host,
+    /// 0.0.0.0 in CONNECTED, a link specifier whose value was not kept).
+    #[error("{field} cannot be encoded")]
+    Unencodable {
+        /// The field that cannot be written.
+        field: &'static str,
+    },
     /// The output buffer given to an `emit` is too small for `field`.
     #[error("output buffer too small for {field}")]
-    NoSpace { field: &'static str },
+    NoSpace {
+        /// The field that did not fit.
+        field: &'static str,
+    },
+}
+
+impl HasKind for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Truncated { .. }
+            | Error::BadLength { .. }
+            | Error::BadValue { .. }
+            | Error::VarCellTooLong { .. }
+            | Error::ExpectedVersions { .. } => ErrorKind::PeerProtocol,
+            Error::TooLong { .. } | Error::Unencodable { .. } => ErrorKind::BadApiUsage,
+            Error::NoSpace { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Result of wire parsing and emitting.

@@ -52,7 +52,9 @@ const _: () = assert!(KEY_MATERIAL_LEN <= 255 * 32);
 /// worker thread can hold its own copy.
 #[derive(Clone)]
 pub struct NtorKeypair {
+    /// The onion key secret `b`.
     secret: StaticSecret,
+    /// INVARIANT: `PublicKey::from(&secret)`, the `B` clients put in CREATE2.
     public: PublicKey,
 }
 
@@ -95,9 +97,13 @@ impl std::fmt::Debug for NtorKeypair {
 /// Client state between sending CREATE2 and receiving CREATED2. Holds the ephemeral secret
 /// `x` (zeroized on drop).
 pub struct NtorClient {
+    /// The ephemeral secret `x`.
     x: StaticSecret,
+    /// INVARIANT: `PublicKey::from(&x)`, the `X` sent in CREATE2.
     x_public: PublicKey,
+    /// The relay identity `ID` sent in CREATE2.
     relay_id: RelayId,
+    /// The relay's onion key `B` sent in CREATE2.
     relay_b: PublicKey,
 }
 
@@ -245,7 +251,18 @@ fn derive(
             PROTOID,
         ],
     );
-    let mut verify = hmac_sha256(T_VERIFY, &secret_input);
+    // Zeroized whether or not the derivation succeeds.
+    let derived = derive_from_secret(&secret_input, p);
+    secret_input.zeroize();
+    derived
+}
+
+/// AUTH and the key material from `secret_input`; every intermediate secret is zeroized.
+fn derive_from_secret(
+    secret_input: &[u8; SECRET_INPUT_LEN],
+    p: &Parties<'_>,
+) -> Result<([u8; AUTH_LEN], KeyMaterial), HandshakeError> {
+    let mut verify = hmac_sha256(T_VERIFY, secret_input)?;
     let mut auth_input = [0u8; AUTH_INPUT_LEN];
     concat_into(
         &mut auth_input,
@@ -259,29 +276,27 @@ fn derive(
             SERVER_STR,
         ],
     );
+    verify.zeroize();
     let auth = hmac_sha256(T_MAC, &auth_input);
+    auth_input.zeroize();
+    let auth = auth?;
 
     let mut okm = [0u8; KEY_MATERIAL_LEN];
-    #[allow(clippy::expect_used)] // 92 bytes is far below RFC 5869's limit (asserted above)
-    Hkdf::<Sha256>::new(Some(T_KEY), &secret_input)
-        .expand(M_EXPAND, &mut okm)
-        .expect("HKDF-SHA256 output of 92 bytes is within RFC 5869's limit");
+    // Cannot fail: 92 bytes is far below RFC 5869's limit (asserted above).
+    let expanded = Hkdf::<Sha256>::new(Some(T_KEY), secret_input).expand(M_EXPAND, &mut okm);
     let material = KeyMaterial::from_bytes(&okm);
-
     okm.zeroize();
-    secret_input.zeroize();
-    verify.zeroize();
-    auth_input.zeroize();
+    expanded.map_err(|_| HandshakeError::Internal)?;
     Ok((auth, material))
 }
 
-/// tor-spec's `H(x, t)` = HMAC-SHA256 with key `t` over message `x`.
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    #[allow(clippy::expect_used)] // the keys are our constant tweak strings
+/// tor-spec's `H(x, t)` = HMAC-SHA256 with key `t` over message `x`. HMAC takes keys of any
+/// length and ours are constant tweak strings, so `Internal` cannot happen.
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> Result<[u8; 32], HandshakeError> {
     let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+        <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| HandshakeError::Internal)?;
     mac.update(msg);
-    mac.finalize().into_bytes().into()
+    Ok(mac.finalize().into_bytes().into())
 }
 
 /// Writes `parts` back to back into `out`; their lengths must add up to `out.len()`.

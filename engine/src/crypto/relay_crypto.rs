@@ -19,17 +19,18 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
 use super::KeyMaterial;
+use crate::wire::{CELL_BODY_LEN, RELAY_DIGEST, RELAY_RECOGNIZED};
 
 #[cfg(test)]
 mod tests;
 
 /// Length of a relay cell body (the payload of a 514-byte RELAY / RELAY_EARLY cell).
-pub const BODY_LEN: usize = 509;
+pub const BODY_LEN: usize = CELL_BODY_LEN;
 
 /// `recognized u16` in the relay header (`cmd u8 | recognized u16 | stream u16 | digest [4]`).
-const RECOGNIZED: Range<usize> = 1..3;
+const RECOGNIZED: Range<usize> = RELAY_RECOGNIZED;
 /// `digest [4]` in the relay header.
-const DIGEST: Range<usize> = 5..9;
+const DIGEST: Range<usize> = RELAY_DIGEST;
 
 /// AES-128 in CTR mode with the whole 16-byte block as a big-endian counter (Tor's AES-CTR).
 /// The encrypt-only key schedule is enough for CTR and half the size.
@@ -37,8 +38,13 @@ type Aes128Ctr = ctr::Ctr128BE<aes::Aes128Enc>;
 
 /// One direction of one hop: cipher, running digest and the digest after the last cell.
 struct HopDirection {
+    /// AES-128-CTR keyed with Kf or Kb; its keystream position is the number of bodies
+    /// this direction has processed times 509.
     cipher: Aes128Ctr,
+    /// SHA-1 seeded with Df or Db, then fed every body sealed or recognized here.
     digest: Sha1,
+    /// INVARIANT: zeros until the first body is sealed or recognized; after that, equal to
+    /// `digest` finalized (the two change together, and nothing else feeds `digest`).
     last: [u8; 20],
 }
 

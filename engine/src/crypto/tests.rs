@@ -35,3 +35,19 @@ fn test_key_material_eq_and_debug() {
     let shown = format!("{a:?}");
     assert_eq!(shown, "KeyMaterial { .. }");
 }
+
+#[test]
+fn test_handshake_error_kind() {
+    use crate::{ErrorKind, HasKind};
+
+    let cases = [
+        (HandshakeError::BadLength, ErrorKind::PeerProtocol),
+        (HandshakeError::UnknownRelay, ErrorKind::PeerProtocol),
+        (HandshakeError::BadAuth, ErrorKind::PeerProtocol),
+        (HandshakeError::ZeroSharedSecret, ErrorKind::PeerProtocol),
+        (HandshakeError::Internal, ErrorKind::Internal),
+    ];
+    for (error, kind) in cases {
+        assert_eq!(error.kind(), kind, "{error:?}");
+    }
+}

@@ -83,9 +83,9 @@ impl<'a> Writer<'a> {
         self.bytes(&value.to_be_bytes(), field)
     }
 
-    /// A `u16` length prefix for `len` bytes, refusing lengths that do not fit.
+    /// A `u16` length prefix for `len` bytes, refusing lengths that do not fit (`TooLong`).
     pub(super) fn len_u16(&mut self, len: usize, field: &'static str) -> Result<()> {
-        let len16 = u16::try_from(len).map_err(|_| Error::BadLength { field, len })?;
+        let len16 = u16::try_from(len).map_err(|_| Error::TooLong { field, len })?;
         self.u16(len16, field)
     }
 }

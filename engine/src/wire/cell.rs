@@ -77,6 +77,7 @@ impl<T: AsRef<[u8]>> CellView<T> {
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
+    /// The cell command (tor-spec 3): fixes how the body is read.
     pub fn cmd(&self) -> ChanCmd {
         ChanCmd(self.buffer.as_ref()[field::COMMAND])
     }
@@ -88,14 +89,17 @@ impl<T: AsRef<[u8]>> CellView<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> CellView<T> {
+    /// Write the raw 4-byte circuit id (0 = no circuit), big-endian.
     pub fn set_circ_id(&mut self, circ_id: u32) {
         self.buffer.as_mut()[field::CIRC_ID].copy_from_slice(&circ_id.to_be_bytes());
     }
 
+    /// Write the command byte.
     pub fn set_cmd(&mut self, cmd: ChanCmd) {
         self.buffer.as_mut()[field::COMMAND] = cmd.0;
     }
 
+    /// The 509-byte body, to write a payload into (the rest of it is padding).
     pub fn body_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::BODY]
     }
@@ -104,8 +108,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> CellView<T> {
 /// A fixed-length cell. `circ_id` is raw (0 = no circuit).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Cell {
+    /// The 4-byte circuit id (link v4/v5), raw: 0 for channel-level cells (NETINFO,
+    /// PADDING); see [`Cell::circ`] for the typed form.
     pub circ_id: u32,
+    /// The cell command (tor-spec 3): a fixed-length one (below 128, not VERSIONS) for the
+    /// bytes to decode as a fixed cell again.
     pub cmd: ChanCmd,
+    /// The 509-byte body: the command's payload from the front, then padding (zeros as
+    /// `Cell::new` leaves it, or whatever the sender chose).
     pub body: [u8; CELL_BODY_LEN],
 }
 
@@ -166,7 +176,8 @@ impl fmt::Debug for Cell {
 #[derive(Debug, Clone)]
 pub struct VarCellView<T: AsRef<[u8]>> {
     buffer: T,
-    /// INVARIANT: 2 or 4.
+    /// Width of the circuit id field, in bytes.
+    /// INVARIANT: 2 or 4 (`new_unchecked` maps anything else to 4).
     circ_id_len: usize,
 }
 
@@ -206,15 +217,17 @@ impl<T: AsRef<[u8]>> VarCellView<T> {
         Ok(())
     }
 
-    /// Header plus declared payload length.
+    /// Header plus declared payload length, in bytes.
     pub fn total_len(&self) -> usize {
         var_header_len(self.circ_id_len) + usize::from(self.length())
     }
 
+    /// Width of the circuit id field in bytes: 2 or 4.
     pub fn circ_id_len(&self) -> usize {
         self.circ_id_len
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
@@ -225,6 +238,7 @@ impl<T: AsRef<[u8]>> VarCellView<T> {
         b.iter().fold(0, |id, &byte| id << 8 | u32::from(byte))
     }
 
+    /// The cell command: VERSIONS or one of 128 and above (tor-spec 3).
     pub fn cmd(&self) -> ChanCmd {
         ChanCmd(self.buffer.as_ref()[field::var_command(self.circ_id_len)])
     }
@@ -235,6 +249,7 @@ impl<T: AsRef<[u8]>> VarCellView<T> {
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    /// The payload, `length()` bytes (anything after it in the buffer is the next cell).
     pub fn payload(&self) -> &[u8] {
         let start = field::var_payload(self.circ_id_len).start;
         &self.buffer.as_ref()[start..self.total_len()]
@@ -244,8 +259,13 @@ impl<T: AsRef<[u8]>> VarCellView<T> {
 /// A variable-length cell (handshake only, so owning its payload is fine).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VarCell {
+    /// The circuit id, raw and widened to `u32` (a 2-byte VERSIONS id fits); 0 on every
+    /// handshake cell kistrel sends or expects.
     pub circ_id: u32,
+    /// The cell command: VERSIONS, or 128 and above (VPADDING, CERTS, AUTH_CHALLENGE, ...).
     pub cmd: ChanCmd,
+    /// The payload. Decoded cells hold at most [`MAX_VAR_PAYLOAD_LEN`](super::MAX_VAR_PAYLOAD_LEN)
+    /// bytes; [`VarCell::append_to`] writes at most `u16::MAX`.
     pub payload: Vec<u8>,
 }
 
@@ -285,11 +305,14 @@ impl VarCell {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChanCell {
+    /// A 514-byte cell (every command below 128 except VERSIONS).
     Fixed(Cell),
+    /// A variable-length cell (VERSIONS, and commands 128 and above).
     Var(VarCell),
 }
 
 impl ChanCell {
+    /// The raw circuit id (0 = no circuit).
     pub fn circ_id(&self) -> u32 {
         match self {
             Self::Fixed(cell) => cell.circ_id,
@@ -297,6 +320,7 @@ impl ChanCell {
         }
     }
 
+    /// The cell command.
     pub fn cmd(&self) -> ChanCmd {
         match self {
             Self::Fixed(cell) => cell.cmd,

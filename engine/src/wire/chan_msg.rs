@@ -12,6 +12,8 @@ use super::{ChanCmd, DestroyReason, Error, Result, VarCell};
 /// VERSIONS payload: the link protocol versions a side supports, u16 each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versions {
+    /// Link protocol versions, in the sender's order (tor-spec 4.1). Non-empty after
+    /// `parse`; kistrel offers and accepts 4 and 5.
     pub versions: Vec<u16>,
 }
 
@@ -31,6 +33,7 @@ impl Versions {
         Ok(Self { versions })
     }
 
+    /// Write the versions as big-endian `u16`s; `NoSpace` if `out` is short.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         for version in &self.versions {
@@ -71,12 +74,18 @@ const ATYPE_IPV6: u8 = 6;
 /// 0.0.0.0 (Arti's captured client NETINFO: `00000000 04 04 00000000 00`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Netinfo {
+    /// The sender's clock, seconds since the Unix epoch (relays send it, clients send 0).
     pub time: u32,
+    /// The address the sender sees us at; `None` when unspecified or of an unknown type.
     pub other_addr: Option<IpAddr>,
+    /// The sender's own addresses, IPv4 and IPv6 only (other types are skipped on parse).
+    /// At most 255 can be emitted (a `u8` count).
     pub my_addrs: Vec<IpAddr>,
 }
 
 impl Netinfo {
+    /// Parse a NETINFO body; `Truncated` if it ends inside a field. Unknown address types
+    /// are skipped, not rejected.
     pub fn parse(body: &[u8]) -> Result<Self> {
         let mut r = Reader::new(body);
         let time = r.u32("netinfo time")?;
@@ -96,13 +105,13 @@ impl Netinfo {
         })
     }
 
-    /// Fails with `BadLength` for more than 255 own addresses, `NoSpace` if `out` is short.
+    /// Fails with `TooLong` for more than 255 own addresses, `NoSpace` if `out` is short.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         w.u32(self.time, "netinfo time")?;
         let other = self.other_addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         write_addr(&mut w, other, "netinfo other address")?;
-        let count = u8::try_from(self.my_addrs.len()).map_err(|_| Error::BadLength {
+        let count = u8::try_from(self.my_addrs.len()).map_err(|_| Error::TooLong {
             field: "netinfo address count",
             len: self.my_addrs.len(),
         })?;
@@ -148,11 +157,14 @@ fn write_addr(w: &mut Writer<'_>, addr: IpAddr, field: &'static str) -> Result<(
 /// CREATE2 body: `htype u16 | hlen u16 | hdata [hlen]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Create2<'a> {
+    /// Handshake type (tor-spec 5.1): 2 is ntor, the only one kistrel answers.
     pub htype: u16,
+    /// The client's handshake data (ntor: 84 bytes `ID | B | X`).
     pub hdata: &'a [u8],
 }
 
 impl<'a> Create2<'a> {
+    /// Parse a CREATE2 body; `Truncated` if `hlen` runs past it (the rest is padding).
     pub fn parse(body: &'a [u8]) -> Result<Self> {
         let mut r = Reader::new(body);
         let htype = r.u16("create2 htype")?;
@@ -161,6 +173,7 @@ impl<'a> Create2<'a> {
         Ok(Self { htype, hdata })
     }
 
+    /// Write the body; `NoSpace` if `hdata` does not fit in `out`.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         w.u16(self.htype, "create2 htype")?;
@@ -173,10 +186,12 @@ impl<'a> Create2<'a> {
 /// CREATED2 body: `hlen u16 | hdata [hlen]`. (EXTENDED2 has the same layout.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Created2<'a> {
+    /// The relay's handshake reply (ntor: 64 bytes `Y | AUTH`).
     pub hdata: &'a [u8],
 }
 
 impl<'a> Created2<'a> {
+    /// Parse a CREATED2 body; `Truncated` if `hlen` runs past it.
     pub fn parse(body: &'a [u8]) -> Result<Self> {
         let mut r = Reader::new(body);
         let hlen = r.u16("created2 hlen")?;
@@ -184,6 +199,7 @@ impl<'a> Created2<'a> {
         Ok(Self { hdata })
     }
 
+    /// Write the body; `NoSpace` if `hdata` does not fit in `out`.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         w.len_u16(self.hdata.len(), "created2 hlen")?;
@@ -195,16 +211,19 @@ impl<'a> Created2<'a> {
 /// CREATE_FAST body: the client's 20 random bytes X (tor-spec 5.1.3, KDF-TOR).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreateFast {
+    /// The client's key material X: 20 fresh random bytes.
     pub x: [u8; 20],
 }
 
 impl CreateFast {
+    /// Read X from the front of the body (the rest is padding).
     pub fn parse(body: &[u8]) -> Result<Self> {
         Ok(Self {
             x: Reader::new(body).array("create_fast x")?,
         })
     }
 
+    /// Write X (20 bytes).
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         w.bytes(&self.x, "create_fast x")?;
@@ -215,11 +234,14 @@ impl CreateFast {
 /// CREATED_FAST body: the relay's 20 random bytes Y, then the 20-byte derivative key KH.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreatedFast {
+    /// The relay's key material Y: 20 fresh random bytes.
     pub y: [u8; 20],
+    /// KH, the first 20 bytes of KDF-TOR(X | Y): proves the relay derived the same keys.
     pub kh: [u8; 20],
 }
 
 impl CreatedFast {
+    /// Read Y and KH from the front of the body (the rest is padding).
     pub fn parse(body: &[u8]) -> Result<Self> {
         let mut r = Reader::new(body);
         let y = r.array("created_fast y")?;
@@ -227,6 +249,7 @@ impl CreatedFast {
         Ok(Self { y, kh })
     }
 
+    /// Write `Y | KH` (40 bytes).
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         w.bytes(&self.y, "created_fast y")?;
@@ -238,16 +261,19 @@ impl CreatedFast {
 /// DESTROY body: one reason byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Destroy {
+    /// Why the sender tore the circuit down (tor-spec 5.4); any byte is kept.
     pub reason: DestroyReason,
 }
 
 impl Destroy {
+    /// Read the reason byte (the rest of the body is padding).
     pub fn parse(body: &[u8]) -> Result<Self> {
         Ok(Self {
             reason: DestroyReason(Reader::new(body).u8("destroy reason")?),
         })
     }
 
+    /// Write the reason byte.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         w.u8(self.reason.0, "destroy reason")?;

@@ -41,6 +41,7 @@ pub struct CellDecoder {
     /// True until the first cell (VERSIONS) has been decoded.
     awaiting_versions: bool,
     /// Set by the first error; every later call returns it.
+    /// INVARIANT: while `Some`, `partial` is empty.
     poisoned: Option<Error>,
 }
 
@@ -51,6 +52,7 @@ impl Default for CellDecoder {
 }
 
 impl CellDecoder {
+    /// A decoder for a fresh channel: expects VERSIONS first, holds nothing.
     pub fn new() -> Self {
         Self {
             partial: Vec::new(),
@@ -78,6 +80,7 @@ impl CellDecoder {
             self.poisoned = Some(err);
             self.partial.clear();
         }
+        debug_assert!(self.partial.len() < var_header_len(CIRC_ID_LEN) + MAX_VAR_PAYLOAD_LEN);
         result
     }
 

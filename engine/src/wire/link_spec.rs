@@ -25,7 +25,12 @@ pub enum LinkSpec {
     Ed25519([u8; 32]),
     /// Any other type: skipped on parse, recorded so the caller can see it was there. It
     /// cannot be emitted (its value was not kept).
-    Unrecognized { ty: u8, len: u8 },
+    Unrecognized {
+        /// The specifier type byte; never 0..=3, which parse into the variants above.
+        ty: u8,
+        /// Its declared value length, in bytes (the value itself was skipped).
+        len: u8,
+    },
 }
 
 impl LinkSpec {
@@ -62,7 +67,7 @@ impl LinkSpec {
         })
     }
 
-    /// Write one specifier. `Unrecognized` is `BadValue`: its value is unknown. An IPv6
+    /// Write one specifier. `Unrecognized` is `Unencodable`: its value was not kept. An IPv6
     /// address's flow info and scope id are not on the wire and are dropped.
     pub(super) fn write(&self, w: &mut Writer<'_>) -> Result<()> {
         const FIELD: &str = "link specifier";
@@ -85,7 +90,7 @@ impl LinkSpec {
                 w.bytes(&[ty::ED25519, 32], FIELD)?;
                 w.bytes(id, FIELD)
             }
-            Self::Unrecognized { .. } => Err(Error::BadValue { field: FIELD }),
+            Self::Unrecognized { .. } => Err(Error::Unencodable { field: FIELD }),
         }
     }
 }

@@ -77,10 +77,12 @@ impl<T: AsRef<[u8]>> RelayCellView<T> {
         Ok(())
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// The relay command (tor-spec 6.1); meaningful only once the cell is recognized.
     pub fn cmd(&self) -> RelayCmd {
         RelayCmd(self.buffer.as_ref()[field::COMMAND])
     }
@@ -95,6 +97,8 @@ impl<T: AsRef<[u8]>> RelayCellView<T> {
         StreamId::new(self.u16_at(field::STREAM_ID))
     }
 
+    /// The first 4 bytes of the sender's running digest (tor-spec 6.1), checked by
+    /// `crypto::relay_crypto`.
     pub fn digest(&self) -> [u8; 4] {
         let b = &self.buffer.as_ref()[field::DIGEST];
         [b[0], b[1], b[2], b[3]]
@@ -118,19 +122,23 @@ impl<T: AsRef<[u8]>> RelayCellView<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> RelayCellView<T> {
+    /// Write the relay command byte.
     pub fn set_cmd(&mut self, cmd: RelayCmd) {
         self.buffer.as_mut()[field::COMMAND] = cmd.0;
     }
 
+    /// Write `recognized` (0 on every cell we originate; the crypto layer seals over it).
     pub fn set_recognized(&mut self, recognized: u16) {
         self.buffer.as_mut()[field::RECOGNIZED].copy_from_slice(&recognized.to_be_bytes());
     }
 
+    /// Write the stream id; `None` writes 0 (a circuit-level message).
     pub fn set_stream_id(&mut self, stream_id: Option<StreamId>) {
         let raw = stream_id.map_or(0, StreamId::get);
         self.buffer.as_mut()[field::STREAM_ID].copy_from_slice(&raw.to_be_bytes());
     }
 
+    /// Write the 4 digest bytes (zeros while the running digest is taken, then its prefix).
     pub fn set_digest(&mut self, digest: &[u8; 4]) {
         self.buffer.as_mut()[field::DIGEST].copy_from_slice(digest);
     }
@@ -150,9 +158,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> RelayCellView<T> {
 /// digest are the crypto layer's business and are not kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayCellRepr<'a> {
+    /// The relay command (tor-spec 6.1).
     pub cmd: RelayCmd,
+    /// The stream the message is for; `None` (0 on the wire) for circuit-level messages.
     pub stream_id: Option<StreamId>,
-    /// The message data (`length` bytes; padding excluded).
+    /// The message data (`length` bytes; padding excluded). At most [`RELAY_DATA_LEN`]
+    /// bytes after `parse`; `emit` refuses more with `TooLong`.
     pub data: &'a [u8],
 }
 
@@ -184,7 +195,7 @@ impl<'a> RelayCellRepr<'a> {
 }
 
 /// Emit a relay cell into a body: header (recognized 0, digest 0), `data`, then 4 zero bytes,
-/// then random bytes to the end. Fails with `BadLength` if `data` is over `RELAY_DATA_LEN`.
+/// then random bytes to the end. Fails with `TooLong` if `data` is over `RELAY_DATA_LEN`.
 pub fn emit_relay_cell<R: RngCore + ?Sized>(
     body: &mut [u8; CELL_BODY_LEN],
     cmd: RelayCmd,
@@ -223,13 +234,13 @@ pub fn finish_relay_cell<R: RngCore + ?Sized>(
 
 fn check_data_len(len: usize) -> Result<u16> {
     if len > RELAY_DATA_LEN {
-        return Err(Error::BadLength {
+        return Err(Error::TooLong {
             field: "relay data",
             len,
         });
     }
     // RELAY_DATA_LEN < u16::MAX, so this cannot fail after the check above.
-    u16::try_from(len).map_err(|_| Error::BadLength {
+    u16::try_from(len).map_err(|_| Error::TooLong {
         field: "relay data",
         len,
     })

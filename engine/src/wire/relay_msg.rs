@@ -12,8 +12,13 @@ use super::{DestroyReason, EndReason, Error, LinkSpec, Result};
 /// is bracketed on the wire (`"[::1]:443"`); `host` holds it without the brackets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Begin<'a> {
+    /// Hostname, IPv4 literal or IPv6 literal (without brackets). After `parse`: non-empty
+    /// ASCII, no NUL, `:` only in an IPv6 literal.
     pub host: &'a str,
+    /// TCP port, 1..=65535 (0 is refused both ways).
     pub port: u16,
+    /// tor-spec 6.2 flags, bit 1 the least significant: bit 1 IPv6 okay, bit 2 IPv4 not
+    /// okay, bit 3 IPv6 preferred.
     pub flags: u32,
 }
 
@@ -44,15 +49,16 @@ impl<'a> Begin<'a> {
         Ok(Self { host, port, flags })
     }
 
-    /// Flags are written only when non-zero (C Tor's and Arti's encoding).
+    /// Flags are written only when non-zero (C Tor's and Arti's encoding). A host or port
+    /// that `parse` would refuse is `Unencodable`.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         const FIELD: &str = "begin address";
         if self.port == 0 {
-            return Err(Error::BadValue {
+            return Err(Error::Unencodable {
                 field: "begin port",
             });
         }
-        let bracketed = check_host(self.host)?;
+        let bracketed = check_host(self.host).map_err(|_| Error::Unencodable { field: FIELD })?;
         let mut w = Writer::new(out);
         if bracketed {
             w.u8(b'[', FIELD)?;
@@ -144,10 +150,13 @@ const ATYPE_IPV6: u8 = 6;
 /// Bytes after the TTL are ignored (C Tor does the same).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connected {
+    /// The address the exit connected to and how long the client may cache it, in
+    /// seconds; `None` for an empty payload. An IPv4 address here is never 0.0.0.0.
     pub addr: Option<(IpAddr, u32)>,
 }
 
 impl Connected {
+    /// Parse a CONNECTED payload; `BadValue` for a 0.0.0.0 prefix not followed by type 6.
     pub fn parse(data: &[u8]) -> Result<Self> {
         if data.is_empty() {
             return Ok(Self { addr: None });
@@ -170,14 +179,14 @@ impl Connected {
         })
     }
 
-    /// 0.0.0.0 cannot be sent (on the wire it announces the IPv6 form): `BadValue`.
+    /// 0.0.0.0 cannot be sent (on the wire it announces the IPv6 form): `Unencodable`.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         match self.addr {
             None => {}
             Some((IpAddr::V4(v4), ttl)) => {
                 if v4.is_unspecified() {
-                    return Err(Error::BadValue {
+                    return Err(Error::Unencodable {
                         field: "connected address",
                     });
                 }
@@ -198,15 +207,18 @@ impl Connected {
 /// TTL that may follow EXITPOLICY are ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct End {
+    /// Why the stream closed (tor-spec 6.3); any byte is kept.
     pub reason: EndReason,
 }
 
 impl End {
+    /// Never fails: an empty payload is MISC.
     pub fn parse(data: &[u8]) -> Result<Self> {
         let reason = data.first().map_or(EndReason::MISC, |&b| EndReason(b));
         Ok(Self { reason })
     }
 
+    /// Write the reason byte alone (no address or TTL).
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         w.u8(self.reason.0, "end reason")?;
@@ -218,12 +230,16 @@ impl End {
 /// version 1 with `DATA_LEN u16 = 20` and the 20-byte digest of the cell that triggered it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sendme {
+    /// For v1, the full 20-byte running digest after the cell that triggered this SENDME
+    /// (the receiver's `last_*_digest`); `None` for v0.
     pub digest: Option<[u8; 20]>,
 }
 
 const SENDME_V1_DIGEST_LEN: u16 = 20;
 
 impl Sendme {
+    /// Parse v0 or v1; `BadValue` for another version, `BadLength` for a v1 data length
+    /// other than 20.
     pub fn parse(data: &[u8]) -> Result<Self> {
         let mut r = Reader::new(data);
         if r.remaining() == 0 {
@@ -264,12 +280,16 @@ impl Sendme {
 /// EXTEND2 payload: `nspec u8 | link specifiers | htype u16 | hlen u16 | hdata [hlen]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Extend2<'a> {
+    /// Where and who the next hop is, in the sender's order; at most 255 (a `u8` count).
     pub link_specs: Vec<LinkSpec>,
+    /// Handshake type for the CREATE2 to send on (2 is ntor).
     pub htype: u16,
+    /// The client's handshake data for the next hop, copied into that CREATE2.
     pub hdata: &'a [u8],
 }
 
 impl<'a> Extend2<'a> {
+    /// Parse an EXTEND2 payload; a known link specifier of the wrong size is `BadLength`.
     pub fn parse(data: &'a [u8]) -> Result<Self> {
         let mut r = Reader::new(data);
         let count = r.u8("extend2 nspec")?;
@@ -287,9 +307,11 @@ impl<'a> Extend2<'a> {
         })
     }
 
+    /// Write the payload; `TooLong` for over 255 specifiers, `Unencodable` for an
+    /// `Unrecognized` one, `NoSpace` if `out` is short.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
-        let count = u8::try_from(self.link_specs.len()).map_err(|_| Error::BadLength {
+        let count = u8::try_from(self.link_specs.len()).map_err(|_| Error::TooLong {
             field: "extend2 nspec",
             len: self.link_specs.len(),
         })?;
@@ -307,10 +329,12 @@ impl<'a> Extend2<'a> {
 /// EXTENDED2 payload: `hlen u16 | hdata [hlen]` (the CREATED2 body it carries).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extended2<'a> {
+    /// The next hop's handshake reply, as its CREATED2 carried it.
     pub hdata: &'a [u8],
 }
 
 impl<'a> Extended2<'a> {
+    /// Parse an EXTENDED2 payload; `Truncated` if `hlen` runs past it.
     pub fn parse(data: &'a [u8]) -> Result<Self> {
         let mut r = Reader::new(data);
         let hlen = r.u16("extended2 hlen")?;
@@ -318,6 +342,8 @@ impl<'a> Extended2<'a> {
         Ok(Self { hdata })
     }
 
+    /// Write the payload; `NoSpace` if `hdata` does not fit in `out` (a relay data area
+    /// holds at most 496 bytes of it).
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         w.len_u16(self.hdata.len(), "extended2 hlen")?;
@@ -329,16 +355,19 @@ impl<'a> Extended2<'a> {
 /// TRUNCATED payload: a DESTROY reason byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Truncated {
+    /// Why the circuit was cut after the sending hop (a DESTROY reason, tor-spec 5.4).
     pub reason: DestroyReason,
 }
 
 impl Truncated {
+    /// Read the reason byte.
     pub fn parse(data: &[u8]) -> Result<Self> {
         Ok(Self {
             reason: DestroyReason(Reader::new(data).u8("truncated reason")?),
         })
     }
 
+    /// Write the reason byte.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize> {
         let mut w = Writer::new(out);
         w.u8(self.reason.0, "truncated reason")?;

@@ -18,3 +18,36 @@ fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     hex::decode(s).expect("test vector is valid hex")
 }
+
+/// Every variant's kind: peer bytes that fail to parse are the peer's fault; an emit refusing
+/// its input is a caller's misuse; an emit buffer too small is our bug.
+#[test]
+fn test_error_kind() {
+    use super::{ChanCmd, Error};
+    use crate::{ErrorKind, HasKind};
+
+    let cases = [
+        (Error::Truncated { field: "f" }, ErrorKind::PeerProtocol),
+        (
+            Error::BadLength { field: "f", len: 1 },
+            ErrorKind::PeerProtocol,
+        ),
+        (Error::BadValue { field: "f" }, ErrorKind::PeerProtocol),
+        (Error::VarCellTooLong { len: 4097 }, ErrorKind::PeerProtocol),
+        (
+            Error::ExpectedVersions {
+                cmd: ChanCmd::NETINFO,
+            },
+            ErrorKind::PeerProtocol,
+        ),
+        (
+            Error::TooLong { field: "f", len: 1 },
+            ErrorKind::BadApiUsage,
+        ),
+        (Error::Unencodable { field: "f" }, ErrorKind::BadApiUsage),
+        (Error::NoSpace { field: "f" }, ErrorKind::Internal),
+    ];
+    for (error, kind) in cases {
+        assert_eq!(error.kind(), kind, "{error:?}");
+    }
+}

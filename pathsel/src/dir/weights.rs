@@ -116,108 +116,144 @@ impl PositionWeights {
         }
         let w = i64::from(WEIGHT_SCALE);
         let t = g + m + e + d;
-        let (wgg, wgd, wmg, wme, wmd, wee, wed);
-        if 3 * e >= t && 3 * g >= t {
+        let r = if 3 * e >= t && 3 * g >= t {
             // Case 1: neither scarce; Wmg == Wmd, Wed == 1/3.
-            wgd = w / 3;
-            wed = w / 3;
-            wmd = w / 3;
-            wee = (w * (e + g + m)) / (3 * e);
-            wme = w - wee;
-            wmg = (w * (2 * g - e - m)) / (3 * g);
-            wgg = w - wmg;
+            let wee = (w * (e + g + m)) / (3 * e);
+            let wmg = (w * (2 * g - e - m)) / (3 * g);
+            RawWeights {
+                wgg: w - wmg,
+                wgd: w / 3,
+                wmg,
+                wme: w - wee,
+                wmd: w / 3,
+                wee,
+                wed: w / 3,
+            }
         } else if 3 * e < t && 3 * g < t {
-            // Case 2: both scarce.
-            let (r, s) = (e.min(g), e.max(g));
-            if r + d < s {
-                // 2a: all of D to the scarcer class.
-                wgg = w;
-                wee = w;
-                wmg = 0;
-                wme = 0;
-                wmd = 0;
-                (wed, wgd) = if e < g { (w, 0) } else { (0, w) };
-            } else {
-                // 2b1: Wgg = 1, Wmd == Wgd.
-                let c_wee = (w * (e - g + m)) / e;
-                let c_wed = (w * (d - 2 * e + 4 * g - 2 * m)) / (3 * d);
-                let c_wme = (w * (g - m)) / e;
-                let c_wmd = (w - c_wed) / 2;
-                let in_range = |x: i64| (0..=w).contains(&x);
-                if [c_wee, c_wed, c_wme, c_wmd].into_iter().all(in_range) {
-                    wee = c_wee;
-                    wed = c_wed;
-                    wme = c_wme;
-                    wmg = 0;
-                    wgg = w;
-                    wmd = c_wmd;
-                    wgd = c_wmd;
-                } else {
-                    // 2b2: Wgg = Wee = 1; 2b3 when M > T/3 makes Wmd negative.
-                    // (Tor's check also tests balance within a tolerance; we test range only.)
-                    wgg = w;
-                    wee = w;
-                    wme = 0;
-                    wmg = 0;
-                    wed = (w * (d - 2 * e + g + m)) / (3 * d);
-                    let c_wmd = (w * (d - 2 * m + g + e)) / (3 * d);
-                    wmd = c_wmd.max(0);
-                    wgd = w - wed - wmd;
-                }
-            }
+            RawWeights::both_scarce(w, g, m, e, d)
         } else if 3 * g < t {
-            // Case 3, G scarce.
-            if 3 * (g + d) < t {
-                wgg = w;
-                wgd = w;
-                wmd = 0;
-                wed = 0;
-                wmg = 0;
-                wme = if e < m { 0 } else { (w * (e - m)) / (2 * e) };
-                wee = w - wme;
-            } else {
-                wgg = w;
-                wgd = (w * (d - 2 * g + e + m)) / (3 * d);
-                wmg = 0;
-                wee = (w * (e + m)) / (2 * e);
-                wme = w - wee;
-                wmd = (w - wgd) / 2;
-                wed = (w - wgd) / 2;
-            }
+            // Case 3 with G scarce is case 3 with E scarce, the classes swapped.
+            RawWeights::one_scarce(w, g, m, e, d)
         } else {
-            // Case 3, E scarce.
-            if 3 * (e + d) < t {
-                wee = w;
-                wed = w;
-                wmd = 0;
-                wgd = 0;
-                wme = 0;
-                wmg = if g < m { 0 } else { (w * (g - m)) / (2 * g) };
-                wgg = w - wmg;
-            } else {
-                wee = w;
-                wed = (w * (d - 2 * e + g + m)) / (3 * d);
-                wme = 0;
-                wgg = (w * (g + m)) / (2 * g);
-                wmg = w - wgg;
-                wmd = (w - wed) / 2;
-                wgd = (w - wed) / 2;
-            }
-        }
+            RawWeights::one_scarce(w, e, m, g, d).swapped()
+        };
         let clamp = |x: i64| x.clamp(0, w) as u32;
         // Tor's fixed assignments: Wgm = Wgg, Wem = Wee, Weg = Wed, Wmm = W, Wbd = Wmd.
         PositionWeights {
-            wgg: clamp(wgg),
-            wgm: clamp(wgg),
-            wgd: clamp(wgd),
-            wmg: clamp(wmg),
+            wgg: clamp(r.wgg),
+            wgm: clamp(r.wgg),
+            wgd: clamp(r.wgd),
+            wmg: clamp(r.wmg),
             wmm: WEIGHT_SCALE,
-            wme: clamp(wme),
-            wmd: clamp(wmd),
-            weg: clamp(wed),
-            wee: clamp(wee),
-            wed: clamp(wed),
-            wbd: clamp(wmd),
+            wme: clamp(r.wme),
+            wmd: clamp(r.wmd),
+            weg: clamp(r.wed),
+            wee: clamp(r.wee),
+            wed: clamp(r.wed),
+            wbd: clamp(r.wmd),
+        }
+    }
+}
+
+/// The seven weights dir-spec 3.8.3 solves for (the other four follow from them), unclamped.
+struct RawWeights {
+    wgg: i64,
+    wgd: i64,
+    wmg: i64,
+    wme: i64,
+    wmd: i64,
+    wee: i64,
+    wed: i64,
+}
+
+impl RawWeights {
+    /// Case 2: both guards and exits scarce (3E < T and 3G < T).
+    fn both_scarce(w: i64, g: i64, m: i64, e: i64, d: i64) -> Self {
+        let (r, s) = (e.min(g), e.max(g));
+        if r + d < s {
+            // 2a: all of D to the scarcer class.
+            let (wed, wgd) = if e < g { (w, 0) } else { (0, w) };
+            return RawWeights {
+                wgg: w,
+                wgd,
+                wmg: 0,
+                wme: 0,
+                wmd: 0,
+                wee: w,
+                wed,
+            };
+        }
+        // 2b1: Wgg = 1, Wmd == Wgd.
+        let c_wee = (w * (e - g + m)) / e;
+        let c_wed = (w * (d - 2 * e + 4 * g - 2 * m)) / (3 * d);
+        let c_wme = (w * (g - m)) / e;
+        let c_wmd = (w - c_wed) / 2;
+        let in_range = |x: i64| (0..=w).contains(&x);
+        if [c_wee, c_wed, c_wme, c_wmd].into_iter().all(in_range) {
+            return RawWeights {
+                wgg: w,
+                wgd: c_wmd,
+                wmg: 0,
+                wme: c_wme,
+                wmd: c_wmd,
+                wee: c_wee,
+                wed: c_wed,
+            };
+        }
+        // 2b2: Wgg = Wee = 1; 2b3 when M > T/3 makes Wmd negative.
+        // (Tor's check also tests balance within a tolerance; we test range only.)
+        let wed = (w * (d - 2 * e + g + m)) / (3 * d);
+        let wmd = ((w * (d - 2 * m + g + e)) / (3 * d)).max(0);
+        RawWeights {
+            wgg: w,
+            wgd: w - wed - wmd,
+            wmg: 0,
+            wme: 0,
+            wmd,
+            wee: w,
+            wed,
+        }
+    }
+
+    /// Case 3 with guards scarce (3G < T, 3E >= T).
+    fn one_scarce(w: i64, g: i64, m: i64, e: i64, d: i64) -> Self {
+        let t = g + m + e + d;
+        if 3 * (g + d) < t {
+            let wme = if e < m { 0 } else { (w * (e - m)) / (2 * e) };
+            RawWeights {
+                wgg: w,
+                wgd: w,
+                wmg: 0,
+                wme,
+                wmd: 0,
+                wee: w - wme,
+                wed: 0,
+            }
+        } else {
+            let wgd = (w * (d - 2 * g + e + m)) / (3 * d);
+            let wee = (w * (e + m)) / (2 * e);
+            RawWeights {
+                wgg: w,
+                wgd,
+                wmg: 0,
+                wme: w - wee,
+                wmd: (w - wgd) / 2,
+                wee,
+                wed: (w - wgd) / 2,
+            }
+        }
+    }
+
+    /// The same weights with the guard and exit classes exchanged.
+    fn swapped(self) -> Self {
+        RawWeights {
+            wgg: self.wee,
+            wgd: self.wed,
+            wmg: self.wme,
+            wme: self.wmg,
+            wmd: self.wmd,
+            wee: self.wgg,
+            wed: self.wgd,
         }
     }
 }

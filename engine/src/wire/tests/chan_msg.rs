@@ -140,7 +140,7 @@ fn test_netinfo_emit_limits() {
     };
     assert_eq!(
         many.emit(&mut [0; 4096]).unwrap_err(),
-        Error::BadLength {
+        Error::TooLong {
             field: "netinfo address count",
             len: 256
         }
@@ -206,6 +206,24 @@ fn test_create2_emit_no_space() {
         create2.emit(&mut [0; CELL_BODY_LEN]).unwrap_err(),
         Error::NoSpace {
             field: "create2 hdata"
+        }
+    );
+}
+
+#[test]
+fn test_create2_emit_too_long() {
+    // A u16 hlen cannot say 65536.
+    let hdata = vec![1; usize::from(u16::MAX) + 1];
+    let create2 = Create2 {
+        htype: 2,
+        hdata: &hdata,
+    };
+    let mut out = [0xa5; CELL_BODY_LEN];
+    assert_eq!(
+        create2.emit(&mut out).unwrap_err(),
+        Error::TooLong {
+            field: "create2 hlen",
+            len: 65536
         }
     );
 }

@@ -142,7 +142,7 @@ fn test_relay_header_truncated() {
 fn test_emit_data_too_long() {
     let mut body = [0; CELL_BODY_LEN];
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let err = Error::BadLength {
+    let err = Error::TooLong {
         field: "relay data",
         len: 499,
     };

@@ -116,7 +116,7 @@ fn test_begin_bad_port() {
 #[test]
 fn test_begin_emit_rejects() {
     let mut out = [0; RELAY_DATA_LEN];
-    let bad_host = Error::BadValue {
+    let bad_host = Error::Unencodable {
         field: "begin address",
     };
     for host in ["", "a:b", "a\0b", "[::1]", "caf\u{e9}"] {
@@ -134,7 +134,7 @@ fn test_begin_emit_rejects() {
     };
     assert_eq!(
         begin.emit(&mut out).unwrap_err(),
-        Error::BadValue {
+        Error::Unencodable {
             field: "begin port"
         }
     );
@@ -196,7 +196,7 @@ fn test_connected_emit_unspecified_v4() {
     };
     assert_eq!(
         connected.emit(&mut [0; RELAY_DATA_LEN]).unwrap_err(),
-        Error::BadValue {
+        Error::Unencodable {
             field: "connected address"
         }
     );
@@ -324,8 +324,24 @@ fn test_extend2_unrecognized_spec_skipped() {
     // Its value was not kept, so it cannot be written back.
     assert_eq!(
         extend2.emit(&mut [0; RELAY_DATA_LEN]).unwrap_err(),
-        Error::BadValue {
+        Error::Unencodable {
             field: "link specifier"
+        }
+    );
+}
+
+#[test]
+fn test_extend2_emit_too_many_specs() {
+    let extend2 = Extend2 {
+        link_specs: vec![LinkSpec::LegacyId([7; 20]); 256],
+        htype: 2,
+        hdata: &[],
+    };
+    assert_eq!(
+        extend2.emit(&mut [0; RELAY_DATA_LEN]).unwrap_err(),
+        Error::TooLong {
+            field: "extend2 nspec",
+            len: 256
         }
     );
 }
