@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use kistrel_engine::crypto::ntor::{self, NtorKeypair};
 use kistrel_engine::crypto::relay_crypto::{ClientLayer, RelayLayer, BODY_LEN};
 use kistrel_engine::crypto::{KeyMaterial, RelayId, KEY_MATERIAL_LEN};
-use kistrel_engine::harness::{App, LinkModel, Net, TargetKind, TARGET};
+use kistrel_engine::harness::{transmit, App, LinkModel, Net, TargetKind, TARGET};
 use kistrel_engine::relay::{ChanId, CircHandle, Relay};
 use kistrel_engine::time::Instant;
 use kistrel_engine::wire::{
@@ -326,9 +326,13 @@ pub fn run_middle(input: &mut MiddleInput) -> usize {
     input
         .relay
         .handle_recv(input.now, input.from_guard, &input.cells);
-    let n = input
-        .relay
-        .poll_transmit(input.now, input.to_exit, &mut input.out, usize::MAX);
+    let n = transmit(
+        &mut input.relay,
+        input.now,
+        input.to_exit,
+        &mut input.out,
+        usize::MAX,
+    );
     assert_eq!(n, BATCH * CELL_LEN, "every cell forwarded");
     n
 }

@@ -42,7 +42,7 @@ fn main() {
     let hello = kistrel_engine::harness::initiator_hello();
     relay.handle_recv(now, chan, &hello);
     let mut out = Vec::new();
-    relay.poll_transmit(now, chan, &mut out, usize::MAX);
+    kistrel_engine::harness::transmit(&mut relay, now, chan, &mut out, usize::MAX);
 
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let before = rss_bytes();
@@ -56,7 +56,7 @@ fn main() {
             relay.handle_recv(now, chan, &batch);
             batch.clear();
             out.clear();
-            relay.poll_transmit(now, chan, &mut out, usize::MAX);
+            kistrel_engine::harness::transmit(&mut relay, now, chan, &mut out, usize::MAX);
         }
     }
     let after = rss_bytes();

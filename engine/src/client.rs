@@ -19,6 +19,7 @@ use crate::crypto::relay_crypto::ClientLayer;
 use crate::crypto::{HandshakeError, RelayId};
 use crate::time::Instant;
 use crate::wire::CELL_BODY_LEN;
+use crate::{ErrorKind, HasKind};
 
 /// What the origin needs to know about one hop of a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,21 +55,53 @@ pub enum CircuitFailure {
     OutOfMemory,
 }
 
+/// Why a hop's handshake reply was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HopError {
+    /// A reply arrived while no handshake was pending.
+    #[error("no handshake pending")]
+    NotPending,
+    /// The reply did not verify (wrong AUTH: not the relay we meant).
+    #[error("hop {hop} failed its handshake: {error}")]
+    Failed {
+        /// Index of the hop (0 = first).
+        hop: usize,
+        /// What was wrong.
+        error: HandshakeError,
+    },
+}
+
+impl HasKind for HopError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::PeerProtocol
+    }
+}
+
+impl From<HopError> for CircuitFailure {
+    fn from(e: HopError) -> Self {
+        match e {
+            HopError::NotPending => CircuitFailure::Protocol,
+            HopError::Failed { hop, error } => CircuitFailure::HandshakeFailed { hop, error },
+        }
+    }
+}
+
 /// Origin-side state of one circuit.
 pub(crate) struct OriginCirc {
-    pub path: Vec<HopSpec>,
+    pub(crate) path: Vec<HopSpec>,
     /// Crypto layers of the hops whose handshake has completed, first hop first.
     /// INVARIANT: `hops.len() <= path.len()`.
-    pub hops: Vec<ClientLayer>,
+    pub(crate) hops: Vec<ClientLayer>,
     /// The handshake in progress, for hop `hops.len()`.
-    pub pending: Option<NtorClient>,
+    pub(crate) pending: Option<NtorClient>,
     /// The client handshake data sent (or to be sent) for hop `hops.len()`.
-    pub pending_hdata: [u8; ntor::CLIENT_HDATA_LEN],
-    pub started: Instant,
+    pub(crate) pending_hdata: [u8; ntor::CLIENT_HDATA_LEN],
+    pub(crate) started: Instant,
 }
 
 impl OriginCirc {
-    pub fn new(path: Vec<HopSpec>, started: Instant) -> Self {
+    pub(crate) fn new(path: Vec<HopSpec>, started: Instant) -> Self {
         OriginCirc {
             path,
             hops: Vec::new(),
@@ -78,12 +111,12 @@ impl OriginCirc {
         }
     }
 
-    pub fn is_built(&self) -> bool {
+    pub(crate) fn is_built(&self) -> bool {
         self.hops.len() == self.path.len()
     }
 
     /// Starts the ntor handshake with the next hop; returns its client data.
-    pub fn start_next_hop<R: rand::RngCore + ?Sized>(
+    pub(crate) fn start_next_hop<R: rand::RngCore + ?Sized>(
         &mut self,
         rng: &mut R,
     ) -> Option<[u8; ntor::CLIENT_HDATA_LEN]> {
@@ -94,20 +127,25 @@ impl OriginCirc {
         Some(hdata)
     }
 
+    /// Hops whose handshake has completed.
+    pub(crate) fn hops_done(&self) -> usize {
+        self.hops.len()
+    }
+
     /// Completes the pending handshake with the server's reply.
-    pub fn finish_hop(&mut self, server_hdata: &[u8]) -> Result<(), CircuitFailure> {
+    pub(crate) fn finish_hop(&mut self, server_hdata: &[u8]) -> Result<(), HopError> {
         let hop = self.hops.len();
-        let state = self.pending.take().ok_or(CircuitFailure::Protocol)?;
+        let state = self.pending.take().ok_or(HopError::NotPending)?;
         let keys = state
             .finish(server_hdata)
-            .map_err(|error| CircuitFailure::HandshakeFailed { hop, error })?;
+            .map_err(|error| HopError::Failed { hop, error })?;
         self.hops.push(ClientLayer::new(&keys));
         Ok(())
     }
 
     /// Encrypts a relay cell body addressed to hop `target`: that hop's layer (with its
     /// digest) first, then every earlier hop's, so the first hop's layer is outermost.
-    pub fn encrypt_forward(&mut self, target: usize, body: &mut [u8; CELL_BODY_LEN]) {
+    pub(crate) fn encrypt_forward(&mut self, target: usize, body: &mut [u8; CELL_BODY_LEN]) {
         let Some((last, earlier)) = self
             .hops
             .get_mut(..=target)
@@ -122,7 +160,7 @@ impl OriginCirc {
     }
 
     /// Removes layers from a backward cell until a hop recognizes it; returns that hop.
-    pub fn decrypt_backward(&mut self, body: &mut [u8; CELL_BODY_LEN]) -> Option<usize> {
+    pub(crate) fn decrypt_backward(&mut self, body: &mut [u8; CELL_BODY_LEN]) -> Option<usize> {
         self.hops
             .iter_mut()
             .position(|layer| layer.decrypt_backward(body))

@@ -15,14 +15,14 @@
 //! `check_invariants()` (queued-bytes accounting, no half-freed circuit, mux consistency)
 //! and checks that queued bytes stay within `MaxMemInQueues`; it panics if either fails.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use kistrel_engine::crypto::fast::{self, FastClient};
 use kistrel_engine::crypto::ntor::{self, NtorClient, NtorKeypair};
 use kistrel_engine::crypto::relay_crypto::ClientLayer;
 use kistrel_engine::exit::ExitPolicy;
-use kistrel_engine::harness::initiator_hello;
+use kistrel_engine::harness::{initiator_hello, transmit};
 use kistrel_engine::relay::{ChanId, Event, Relay, RelayConfig, RelayKeys, StreamHandle};
 use kistrel_engine::time::Instant;
 use kistrel_engine::wire::{
@@ -106,6 +106,8 @@ struct Driver {
     streams: Vec<StreamHandle>,
     reached: Reached,
     buf: Vec<u8>,
+    /// Channels the relay listed as ready and not drained since (stalled peers keep theirs).
+    ready: BTreeSet<ChanId>,
 }
 
 /// Runs a scenario; panics on an invariant violation or undecodable relay output.
@@ -135,6 +137,7 @@ pub fn run(scenario: &Scenario) -> Reached {
         streams: Vec::new(),
         reached: Reached::default(),
         buf: Vec::new(),
+        ready: BTreeSet::new(),
     };
     for action in scenario.actions.iter().take(MAX_ACTIONS) {
         d.act(action);
@@ -231,6 +234,31 @@ impl Driver {
     }
 
     fn act(&mut self, action: &Action) {
+        match action {
+            Action::Accept { .. }
+            | Action::Hello { .. }
+            | Action::RawCell { .. }
+            | Action::Garbage { .. }
+            | Action::Stall { .. }
+            | Action::CloseChannel { .. } => self.act_peer(action),
+            Action::CreateFast { .. } | Action::Create2 { .. } | Action::Destroy { .. } => {
+                self.act_create(action)
+            }
+            Action::Relay { .. }
+            | Action::Begin { .. }
+            | Action::Extend2 { .. }
+            | Action::Sendme { .. } => self.act_circuit(action),
+            Action::Events { .. }
+            | Action::StreamData { .. }
+            | Action::CloseStream { .. }
+            | Action::NextHop { .. }
+            | Action::Advance { .. }
+            | Action::Shutdown => self.act_runtime(action),
+        }
+    }
+
+    /// Connections and raw bytes from peers.
+    fn act_peer(&mut self, action: &Action) {
         let now = self.now;
         match action {
             Action::Accept { hello } => {
@@ -246,6 +274,50 @@ impl Driver {
                     self.send(p, &initiator_hello());
                 }
             }
+            Action::RawCell {
+                peer,
+                circ_id,
+                cmd,
+                body,
+            } => {
+                let Some(p) = pick(&self.peers, *peer) else {
+                    return;
+                };
+                let mut cell = Cell::new(*circ_id, ChanCmd(*cmd));
+                let n = body.len().min(CELL_BODY_LEN);
+                cell.body[..n].copy_from_slice(&body[..n]);
+                self.send_cell(p, &cell);
+            }
+            Action::Garbage { peer, bytes } => {
+                if let Some(p) = pick(&self.peers, *peer) {
+                    self.send(p, bytes);
+                }
+            }
+            Action::Stall { peer } => {
+                if let Some(p) = pick(&self.peers, *peer) {
+                    self.peers[p].reading ^= true;
+                }
+            }
+            Action::CloseChannel { peer } => {
+                let Some(p) = pick(&self.peers, *peer) else {
+                    return;
+                };
+                let chan = self.peers.remove(p).chan;
+                self.circs.retain(|c| c.peer != p);
+                for c in &mut self.circs {
+                    if c.peer > p {
+                        c.peer -= 1;
+                    }
+                }
+                self.relay.handle_channel_closed(now, chan);
+            }
+            _ => {}
+        }
+    }
+
+    /// Circuits made and unmade by inbound peers: CREATE_FAST, CREATE2, DESTROY.
+    fn act_create(&mut self, action: &Action) {
+        match action {
             Action::CreateFast { peer, circ } => {
                 let Some(p) = pick(&self.peers, *peer) else {
                     return;
@@ -283,6 +355,28 @@ impl Driver {
                     self.send_cell(p, &cell);
                 }
             }
+            Action::Destroy { circ, reason } => {
+                let Some(k) = pick(&self.circs, *circ) else {
+                    return;
+                };
+                let c = self.circs.remove(k);
+                let mut cell = Cell::new(c.id, ChanCmd::DESTROY);
+                if (Destroy {
+                    reason: DestroyReason(*reason),
+                })
+                .emit(&mut cell.body)
+                .is_ok()
+                {
+                    self.send_cell(c.peer, &cell);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Cells on circuits the peers created.
+    fn act_circuit(&mut self, action: &Action) {
+        match action {
             Action::Relay {
                 circ,
                 early,
@@ -368,45 +462,14 @@ impl Driver {
                     self.relay_msg(k, false, RelayCmd::SENDME, *stream % 2, &data[..n]);
                 }
             }
-            Action::Destroy { circ, reason } => {
-                let Some(k) = pick(&self.circs, *circ) else {
-                    return;
-                };
-                let c = self.circs.remove(k);
-                let mut cell = Cell::new(c.id, ChanCmd::DESTROY);
-                if (Destroy {
-                    reason: DestroyReason(*reason),
-                })
-                .emit(&mut cell.body)
-                .is_ok()
-                {
-                    self.send_cell(c.peer, &cell);
-                }
-            }
-            Action::RawCell {
-                peer,
-                circ_id,
-                cmd,
-                body,
-            } => {
-                let Some(p) = pick(&self.peers, *peer) else {
-                    return;
-                };
-                let mut cell = Cell::new(*circ_id, ChanCmd(*cmd));
-                let n = body.len().min(CELL_BODY_LEN);
-                cell.body[..n].copy_from_slice(&body[..n]);
-                self.send_cell(p, &cell);
-            }
-            Action::Garbage { peer, bytes } => {
-                if let Some(p) = pick(&self.peers, *peer) {
-                    self.send(p, bytes);
-                }
-            }
-            Action::Stall { peer } => {
-                if let Some(p) = pick(&self.peers, *peer) {
-                    self.peers[p].reading ^= true;
-                }
-            }
+            _ => {}
+        }
+    }
+
+    /// What the runtime and time do: events, stream data, next hops, timers.
+    fn act_runtime(&mut self, action: &Action) {
+        let now = self.now;
+        match action {
             Action::Events { n, fail } => self.events(usize::from(*n), *fail),
             Action::StreamData { stream, len } => {
                 let Some(s) = pick(&self.streams, *stream) else {
@@ -430,28 +493,15 @@ impl Driver {
                 cmd,
                 body,
             } => self.next_hop(*peer, *created, *cmd, body),
-            Action::CloseChannel { peer } => {
-                let Some(p) = pick(&self.peers, *peer) else {
-                    return;
-                };
-                let chan = self.peers.remove(p).chan;
-                self.circs.retain(|c| c.peer != p);
-                for c in &mut self.circs {
-                    if c.peer > p {
-                        c.peer -= 1;
-                    }
-                }
-                self.relay.handle_channel_closed(now, chan);
-            }
             Action::Advance { millis } => {
                 self.now = now + std::time::Duration::from_millis(u64::from(*millis) * 16);
                 let _ = self.relay.poll_timeout();
                 self.relay.handle_timeout(self.now);
             }
             Action::Shutdown => self.relay.shutdown(now),
+            _ => {}
         }
     }
-
     fn add_circ(&mut self, peer: usize, id: u32, hs: Handshake) {
         self.circs.retain(|c| !(c.peer == peer && c.id == id));
         self.circs.push(ClientCirc {
@@ -559,18 +609,28 @@ impl Driver {
         }
     }
 
-    /// One pass over the reading peers; whether any of them got bytes.
+    /// One pass over the reading peers; whether any of them got bytes. As the runtime does,
+    /// only channels `poll_ready_channel` listed are drained, so a channel with output that
+    /// is never listed shows up as a stuck peer (and trips the check below).
     fn drain_round(&mut self) -> bool {
+        while let Some(chan) = self.relay.poll_ready_channel() {
+            self.ready.insert(chan);
+        }
+        for p in &self.peers {
+            assert!(
+                !self.relay.has_output(p.chan) || self.ready.contains(&p.chan),
+                "{:?} has output but was never listed ready",
+                p.chan
+            );
+        }
         let mut got = false;
         for p in 0..self.peers.len() {
-            if !self.peers[p].reading {
+            let chan = self.peers[p].chan;
+            if !self.peers[p].reading || !self.ready.remove(&chan) {
                 continue;
             }
             self.buf.clear();
-            let chan = self.peers[p].chan;
-            let _ = self
-                .relay
-                .poll_transmit(self.now, chan, &mut self.buf, usize::MAX);
+            let _ = transmit(&mut self.relay, self.now, chan, &mut self.buf, usize::MAX);
             let bytes = std::mem::take(&mut self.buf);
             got |= !bytes.is_empty();
             let mut rest = &bytes[..];

@@ -1,79 +1,64 @@
-//! One channel: a TCP connection to a peer, its link handshake state, and its output.
+//! Channels: one per TCP connection to a peer, with its link state, the circuits on it and
+//! its output; and the table of all channels of a `Relay` with its ready list.
+//!
+//! A channel's output is its link-control bytes (handshake cells, DESTROYs) plus the
+//! circuit queues active in its mux. Everything that adds output goes through
+//! [`Channels`], which lists the channel as ready, so the runtime learns of every channel
+//! with output from `Relay::poll_ready_channel`.
 
-use std::collections::HashMap;
-
-use kistrel_sched::{CircuitMux, EwmaConfig};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use kistrel_sched::{CellEwma, CircuitMux, EwmaConfig};
+
 use crate::crypto::RelayId;
-use crate::wire::{
-    Cell, CellDecoder, ChanCmd, CircId, Destroy, DestroyReason, Versions, CELL_BODY_LEN,
-};
+use crate::time::Instant;
+use crate::wire::{Cell, CellDecoder, ChanCmd, CircId, Destroy, DestroyReason};
 
 use super::circuit::Dir;
 use super::dos::{CircuitCreationLimit, CreateBucket};
-use super::CircHandle;
-use crate::time::Instant;
+use super::ids::{ChanId, CircHandle};
+use super::link::{append_versions, Link};
+use crate::slab::GenSlab;
 
-/// Link protocol versions we speak (tor-spec: v4 and v5 use 4-byte circuit ids).
-pub(crate) const LINK_VERSIONS: [u16; 2] = [4, 5];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ChanState {
-    /// Outbound: waiting for the TCP connection.
-    Connecting,
-    /// VERSIONS / NETINFO exchange in progress.
-    Handshaking,
-    /// Link is up: circuit cells flow.
-    Open,
-}
-
+/// One channel.
 pub(crate) struct Channel {
-    pub state: ChanState,
-    /// We opened the TCP connection (we set the top bit of circuit ids we allocate).
-    pub initiator: bool,
-    pub peer: Option<SocketAddr>,
+    /// Link handshake state (and whether we opened the connection).
+    pub(crate) link: Link,
+    pub(crate) peer: Option<SocketAddr>,
     /// For channels we opened: the (address, identity) we opened it to.
-    pub target: Option<(SocketAddr, RelayId)>,
-    pub decoder: CellDecoder,
-    /// Negotiated link version, once VERSIONS arrived.
-    pub version: Option<u16>,
-    /// Whether we sent our VERSIONS.
-    pub sent_versions: bool,
+    pub(crate) target: Option<(SocketAddr, RelayId)>,
+    pub(crate) decoder: CellDecoder,
     /// Circuits on this channel by the id used on it.
-    pub circs: HashMap<CircId, CircHandle>,
+    pub(crate) circs: HashMap<CircId, CircHandle>,
     /// Circuits waiting for this channel to open to send their CREATE2.
-    pub waiting: Vec<CircHandle>,
+    pub(crate) waiting: Vec<CircHandle>,
     /// Link-control bytes (handshake cells, DESTROYs of freed circuits): sent before
     /// circuit cells. Always whole cells.
-    pub ctrl: Vec<u8>,
+    ctrl: Vec<u8>,
     /// Circuit queues with cells for this channel, lowest EWMA first.
     /// INVARIANT: (c, d) is active here iff circuit c's queue d has cells and `in_mux` set.
-    pub mux: CircuitMux<(CircHandle, Dir)>,
-    /// INVARIANT: set iff this channel is in the relay's ready list.
-    pub in_ready: bool,
+    pub(crate) mux: CircuitMux<(CircHandle, Dir)>,
+    /// INVARIANT: set iff this channel is in the table's ready list.
+    in_ready: bool,
     /// Circuit-creation tokens of this peer (`None` when the relay has no limit).
-    pub create_bucket: Option<CreateBucket>,
+    pub(crate) create_bucket: Option<CreateBucket>,
 }
 
 impl Channel {
-    pub fn new(
-        initiator: bool,
+    fn new(
+        link: Link,
         peer: Option<SocketAddr>,
         target: Option<(SocketAddr, RelayId)>,
-        state: ChanState,
         ewma: &EwmaConfig,
         now: Instant,
         create_limit: Option<&CircuitCreationLimit>,
     ) -> Self {
         Channel {
-            state,
-            initiator,
+            link,
             peer,
             target,
-            decoder: super::fresh_decoder(),
-            version: None,
-            sent_versions: false,
+            decoder: CellDecoder::new(),
             circs: HashMap::new(),
             waiting: Vec::new(),
             ctrl: Vec::new(),
@@ -83,44 +68,165 @@ impl Channel {
         }
     }
 
-    pub fn has_output(&self) -> bool {
+    /// Whether anything waits to be transmitted.
+    pub(crate) fn has_output(&self) -> bool {
         !self.ctrl.is_empty() || !self.mux.is_empty()
     }
+}
 
-    pub fn send_versions(&mut self) {
-        let v = Versions {
-            versions: LINK_VERSIONS.to_vec(),
-        };
-        v.to_var_cell().append_to(&mut self.ctrl, 2);
-        self.sent_versions = true;
+/// All channels of a relay, the outbound ones by target, and the ready list.
+#[derive(Default)]
+pub(crate) struct Channels {
+    slab: GenSlab<Channel>,
+    /// Outbound channels we opened, by (address, identity), for reuse on EXTEND2.
+    /// INVARIANT: every value is a live channel whose `target` is the key.
+    outbound: HashMap<(SocketAddr, RelayId), ChanId>,
+    /// Channels with output waiting. INVARIANT: a channel is here iff its `in_ready` is set.
+    ready: VecDeque<ChanId>,
+}
+
+impl Channels {
+    /// A channel a peer opened to us.
+    pub(crate) fn insert_inbound(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        ewma: &EwmaConfig,
+        create_limit: Option<&CircuitCreationLimit>,
+    ) -> ChanId {
+        let ch = Channel::new(Link::inbound(), Some(peer), None, ewma, now, create_limit);
+        ChanId(self.slab.insert(ch))
     }
 
-    pub fn queue_ctrl_cell(&mut self, cell: &Cell) {
-        cell.append_to(&mut self.ctrl);
+    /// A channel we open to `(addr, id)`; later EXTEND2s to the same target reuse it.
+    pub(crate) fn insert_outbound(
+        &mut self,
+        now: Instant,
+        target: (SocketAddr, RelayId),
+        ewma: &EwmaConfig,
+        create_limit: Option<&CircuitCreationLimit>,
+    ) -> ChanId {
+        let ch = Channel::new(
+            Link::outbound(),
+            Some(target.0),
+            Some(target),
+            ewma,
+            now,
+            create_limit,
+        );
+        let chan = ChanId(self.slab.insert(ch));
+        self.outbound.insert(target, chan);
+        chan
     }
 
-    pub fn queue_destroy(&mut self, id: CircId, reason: DestroyReason) {
+    /// The live channel we opened to `target`, if any.
+    pub(crate) fn outbound_to(&self, target: &(SocketAddr, RelayId)) -> Option<ChanId> {
+        self.outbound
+            .get(target)
+            .copied()
+            .filter(|chan| self.slab.contains(chan.0))
+    }
+
+    /// Removes a channel (and its outbound entry).
+    pub(crate) fn remove(&mut self, chan: ChanId) -> Option<Channel> {
+        let ch = self.slab.remove(chan.0)?;
+        if let Some(target) = ch.target {
+            if self.outbound.get(&target) == Some(&chan) {
+                self.outbound.remove(&target);
+            }
+        }
+        Some(ch)
+    }
+
+    pub(crate) fn get(&self, chan: ChanId) -> Option<&Channel> {
+        self.slab.get(chan.0)
+    }
+
+    pub(crate) fn get_mut(&mut self, chan: ChanId) -> Option<&mut Channel> {
+        self.slab.get_mut(chan.0)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (ChanId, &Channel)> {
+        self.slab.iter().map(|(k, ch)| (ChanId(k), ch))
+    }
+
+    /// Next listed channel that still has output.
+    pub(crate) fn poll_ready(&mut self) -> Option<ChanId> {
+        while let Some(chan) = self.ready.pop_front() {
+            if let Some(ch) = self.slab.get_mut(chan.0) {
+                ch.in_ready = false;
+                if ch.has_output() {
+                    return Some(chan);
+                }
+            }
+        }
+        None
+    }
+
+    /// Queues our VERSIONS on `chan`.
+    pub(crate) fn queue_versions(&mut self, chan: ChanId) {
+        if let Some(ch) = self.slab.get_mut(chan.0) {
+            append_versions(&mut ch.ctrl);
+            list_ready(&mut self.ready, chan, ch);
+        }
+    }
+
+    /// Queues a link-control cell on `chan`.
+    pub(crate) fn queue_ctrl_cell(&mut self, chan: ChanId, cell: &Cell) {
+        if let Some(ch) = self.slab.get_mut(chan.0) {
+            cell.append_to(&mut ch.ctrl);
+            list_ready(&mut self.ready, chan, ch);
+        }
+    }
+
+    /// Queues a DESTROY for circuit `id` on `chan`.
+    pub(crate) fn queue_destroy(&mut self, chan: ChanId, id: CircId, reason: DestroyReason) {
         let mut cell = Cell::new(id.get(), ChanCmd::DESTROY);
         // A one-byte body cannot fail to fit.
         let _ = Destroy { reason }.emit(&mut cell.body[..]);
-        self.queue_ctrl_cell(&cell);
+        self.queue_ctrl_cell(chan, &cell);
     }
 
-    /// Moves all control bytes to `out` (they are few and must not wait behind data).
-    pub fn take_ctrl(&mut self, out: &mut Vec<u8>, _max: usize) -> usize {
-        let n = self.ctrl.len();
-        out.append(&mut self.ctrl);
+    /// Moves all of `chan`'s control bytes to `out` (they are few and must not wait
+    /// behind data). Returns how many.
+    pub(crate) fn take_ctrl(&mut self, chan: ChanId, out: &mut Vec<u8>) -> usize {
+        let Some(ch) = self.slab.get_mut(chan.0) else {
+            return 0;
+        };
+        let n = ch.ctrl.len();
+        out.append(&mut ch.ctrl);
         n
     }
+
+    /// A circuit cell was queued for `chan` on queue `key`: activates the queue in the mux
+    /// unless it is `active` already, and lists the channel as ready. Returns whether the
+    /// queue is active now (false only when the channel is gone).
+    pub(crate) fn cell_queued(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        key: (CircHandle, Dir),
+        ewma: &mut CellEwma,
+        active: bool,
+    ) -> bool {
+        let Some(ch) = self.slab.get_mut(chan.0) else {
+            return active;
+        };
+        if !active {
+            ch.mux.activate(now, key, ewma);
+        }
+        list_ready(&mut self.ready, chan, ch);
+        true
+    }
 }
 
-/// Highest link version both sides offer.
-pub(crate) fn negotiate(theirs: &[u16]) -> Option<u16> {
-    theirs
-        .iter()
-        .copied()
-        .filter(|v| LINK_VERSIONS.contains(v))
-        .max()
+fn list_ready(ready: &mut VecDeque<ChanId>, chan: ChanId, ch: &mut Channel) {
+    if !ch.in_ready {
+        ch.in_ready = true;
+        ready.push_back(chan);
+    }
 }
-
-const _: () = assert!(CELL_BODY_LEN == 509);

@@ -1,14 +1,19 @@
-//! One circuit as this node sees it: up to two channel sides, crypto, queues, windows.
-
-use std::collections::{BTreeMap, VecDeque};
+//! Circuits as this node sees them: up to two channel sides, crypto, queues, windows and
+//! streams; and the table of all circuits of a `Relay`.
 
 use crate::client::OriginCirc;
 use crate::crypto::relay_crypto::RelayLayer;
-use crate::wire::{CircId, StreamId};
+use crate::time::Instant;
+use crate::wire::CircId;
 
+use super::flow::CircFlow;
+use super::ids::{ChanId, CircHandle};
 use super::queue::CellQueue;
-use super::stream::Stream;
-use super::ChanId;
+use super::streammap::StreamMap;
+use crate::slab::GenSlab;
+
+/// At most this many RELAY_EARLY cells per circuit (tor-spec).
+pub(crate) const MAX_RELAY_EARLY: u8 = 8;
 
 /// Which way a cell travels: Forward = away from the origin (queued toward `next`),
 /// Backward = toward the origin (queued toward `prev`).
@@ -18,27 +23,34 @@ pub(crate) enum Dir {
     Backward,
 }
 
+impl Dir {
+    /// The other direction.
+    pub(crate) fn reverse(self) -> Dir {
+        match self {
+            Dir::Forward => Dir::Backward,
+            Dir::Backward => Dir::Forward,
+        }
+    }
+}
+
 /// One side of a circuit: the channel and the circuit id used on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Hop {
-    pub chan: ChanId,
-    pub id: CircId,
+    pub(crate) chan: ChanId,
+    pub(crate) id: CircId,
 }
 
-/// Circuit-level SENDME windows (tor-spec: 1000 cells, +100 per SENDME). Only the two
-/// endpoints of a circuit (origin and last hop) use them.
-pub(crate) const CIRC_WINDOW_START: u16 = 1000;
-pub(crate) const CIRC_WINDOW_INCREMENT: u16 = 100;
-/// Stream-level windows (500 cells, +50 per stream SENDME).
-pub(crate) const STREAM_WINDOW_START: u16 = 500;
-pub(crate) const STREAM_WINDOW_INCREMENT: u16 = 50;
-/// At most this many RELAY_EARLY cells per circuit (tor-spec).
-pub(crate) const MAX_RELAY_EARLY: u8 = 8;
+/// Which end of a circuit is acting: the origin (talking to hop `n`), or the last relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Origin(usize),
+    Exit,
+}
 
 /// An EXTEND2 this relay is carrying out.
 pub(crate) struct PendingExtend {
-    pub htype: u16,
-    pub hdata: Vec<u8>,
+    pub(crate) htype: u16,
+    pub(crate) hdata: Vec<u8>,
 }
 
 pub(crate) enum CircKind {
@@ -51,51 +63,25 @@ pub(crate) enum CircKind {
     Origin(Box<OriginCirc>),
 }
 
-/// Endpoint flow-control state.
-pub(crate) struct Flow {
-    /// DATA cells we may still send before a circuit SENDME.
-    pub package_window: u16,
-    /// DATA cells the peer may still send us.
-    pub deliver_window: u16,
-    /// DATA cells sent / received so far (the 100th, 200th, ... carry SENDME digests).
-    pub data_sent: u64,
-    pub data_received: u64,
-    /// Digests we expect back in authenticated SENDMEs, oldest first.
-    pub expected_sendme: VecDeque<[u8; 20]>,
-}
-
-impl Default for Flow {
-    fn default() -> Self {
-        Flow {
-            package_window: CIRC_WINDOW_START,
-            deliver_window: CIRC_WINDOW_START,
-            data_sent: 0,
-            data_received: 0,
-            expected_sendme: VecDeque::new(),
-        }
-    }
-}
-
 pub(crate) struct Circuit {
     /// The side toward the origin (None for origin circuits).
-    pub prev: Option<Hop>,
+    pub(crate) prev: Option<Hop>,
     /// The side toward the exit, once CREATE2 has been sent on it.
-    pub next: Option<Hop>,
+    pub(crate) next: Option<Hop>,
     /// The channel whose opening this circuit waits for (to send CREATE2 on it).
-    pub waiting_on: Option<ChanId>,
-    pub kind: CircKind,
+    pub(crate) waiting_on: Option<ChanId>,
+    pub(crate) kind: CircKind,
     /// Cells queued toward `prev` / toward `next`.
-    pub to_prev: CellQueue,
-    pub to_next: CellQueue,
-    pub relay_early_seen: u8,
-    pub flow: Flow,
-    pub streams: BTreeMap<StreamId, Stream>,
-    /// Origin: next stream id to try.
-    pub next_stream_id: u16,
+    pub(crate) to_prev: CellQueue,
+    pub(crate) to_next: CellQueue,
+    pub(crate) relay_early_seen: u8,
+    /// Circuit-level windows (used at the two endpoints only).
+    pub(crate) flow: CircFlow,
+    pub(crate) streams: StreamMap,
 }
 
 impl Circuit {
-    pub fn new(kind: CircKind, prev: Option<Hop>) -> Self {
+    pub(crate) fn new(kind: CircKind, prev: Option<Hop>) -> Self {
         Circuit {
             prev,
             next: None,
@@ -104,13 +90,19 @@ impl Circuit {
             to_prev: CellQueue::default(),
             to_next: CellQueue::default(),
             relay_early_seen: 0,
-            flow: Flow::default(),
-            streams: BTreeMap::new(),
-            next_stream_id: 1,
+            flow: CircFlow::default(),
+            streams: StreamMap::default(),
         }
     }
 
-    pub fn queue_mut(&mut self, dir: Dir) -> &mut CellQueue {
+    pub(crate) fn queue(&self, dir: Dir) -> &CellQueue {
+        match dir {
+            Dir::Forward => &self.to_next,
+            Dir::Backward => &self.to_prev,
+        }
+    }
+
+    pub(crate) fn queue_mut(&mut self, dir: Dir) -> &mut CellQueue {
         match dir {
             Dir::Forward => &mut self.to_next,
             Dir::Backward => &mut self.to_prev,
@@ -118,10 +110,78 @@ impl Circuit {
     }
 
     /// The side a cell travelling in `dir` leaves on.
-    pub fn out_hop(&self, dir: Dir) -> Option<Hop> {
+    pub(crate) fn out_hop(&self, dir: Dir) -> Option<Hop> {
         match dir {
             Dir::Forward => self.next,
             Dir::Backward => self.prev,
         }
+    }
+
+    /// Whether this is an origin circuit whose every hop is built.
+    pub(crate) fn is_built_origin(&self) -> bool {
+        matches!(&self.kind, CircKind::Origin(o) if o.is_built())
+    }
+
+    /// When the oldest byte this circuit holds (queued cells, unread stream bytes) arrived.
+    pub(crate) fn oldest(&self) -> Option<Instant> {
+        [
+            self.to_prev.oldest(),
+            self.to_next.oldest(),
+            self.streams.oldest(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// All circuits of a relay.
+#[derive(Default)]
+pub(crate) struct Circuits {
+    slab: GenSlab<Circuit>,
+}
+
+impl Circuits {
+    pub(crate) fn insert(&mut self, c: Circuit) -> CircHandle {
+        CircHandle(self.slab.insert(c))
+    }
+
+    pub(crate) fn remove(&mut self, circ: CircHandle) -> Option<Circuit> {
+        self.slab.remove(circ.0)
+    }
+
+    pub(crate) fn get(&self, circ: CircHandle) -> Option<&Circuit> {
+        self.slab.get(circ.0)
+    }
+
+    pub(crate) fn get_mut(&mut self, circ: CircHandle) -> Option<&mut Circuit> {
+        self.slab.get_mut(circ.0)
+    }
+
+    pub(crate) fn contains(&self, circ: CircHandle) -> bool {
+        self.slab.contains(circ.0)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (CircHandle, &Circuit)> {
+        self.slab.iter().map(|(k, c)| (CircHandle(k), c))
+    }
+
+    /// Every circuit handle (a snapshot, for loops that close circuits).
+    pub(crate) fn handles(&self) -> Vec<CircHandle> {
+        self.slab.keys().map(CircHandle).collect()
+    }
+
+    /// Circuits holding queued bytes, oldest byte first: the OOM handler's victims.
+    pub(crate) fn by_oldest_byte(&self) -> Vec<(Instant, CircHandle)> {
+        let mut victims: Vec<(Instant, CircHandle)> = self
+            .iter()
+            .filter_map(|(circ, c)| c.oldest().map(|t| (t, circ)))
+            .collect();
+        victims.sort();
+        victims
     }
 }

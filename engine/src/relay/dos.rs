@@ -56,7 +56,7 @@ pub(crate) struct CreateBucket {
 
 impl CreateBucket {
     /// A full bucket at `now`.
-    pub fn new(now: Instant, limit: &CircuitCreationLimit) -> Self {
+    pub(crate) fn new(now: Instant, limit: &CircuitCreationLimit) -> Self {
         CreateBucket {
             tokens: limit.burst,
             credited_to: now,
@@ -64,7 +64,7 @@ impl CreateBucket {
     }
 
     /// Takes one token if there is one (after crediting the refill up to `now`).
-    pub fn try_take(&mut self, now: Instant, limit: &CircuitCreationLimit) -> bool {
+    pub(crate) fn try_take(&mut self, now: Instant, limit: &CircuitCreationLimit) -> bool {
         self.refill(now, limit);
         if self.tokens == 0 {
             return false;

@@ -14,12 +14,17 @@ use crate::wire::{ChanCmd, CELL_BODY_LEN, CELL_LEN};
 /// handler, which closes the circuits holding the oldest cells first).
 #[derive(Clone)]
 pub(crate) struct QueuedCell {
-    pub bytes: [u8; CELL_LEN],
-    pub enqueued: Instant,
+    pub(crate) bytes: [u8; CELL_LEN],
+    pub(crate) enqueued: Instant,
 }
 
 impl QueuedCell {
-    pub fn new(circ_id: u32, cmd: ChanCmd, body: &[u8; CELL_BODY_LEN], now: Instant) -> Self {
+    pub(crate) fn new(
+        circ_id: u32,
+        cmd: ChanCmd,
+        body: &[u8; CELL_BODY_LEN],
+        now: Instant,
+    ) -> Self {
         let mut bytes = [0u8; CELL_LEN];
         bytes[..4].copy_from_slice(&circ_id.to_be_bytes());
         bytes[4] = cmd.0;
@@ -36,34 +41,34 @@ impl QueuedCell {
 pub(crate) struct CellQueue {
     cells: VecDeque<QueuedCell>,
     /// INVARIANT: true iff this queue is active in its channel's `CircuitMux`.
-    pub in_mux: bool,
+    pub(crate) in_mux: bool,
     /// EWMA of cells written from this queue (circuit priority, CircuitPriorityHalflife).
-    pub ewma: CellEwma,
+    pub(crate) ewma: CellEwma,
 }
 
 impl CellQueue {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.cells.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.cells.is_empty()
     }
 
-    pub fn push(&mut self, cell: QueuedCell) {
+    pub(crate) fn push(&mut self, cell: QueuedCell) {
         self.cells.push_back(cell);
     }
 
-    pub fn pop(&mut self) -> Option<QueuedCell> {
+    pub(crate) fn pop(&mut self) -> Option<QueuedCell> {
         self.cells.pop_front()
     }
 
-    pub fn oldest(&self) -> Option<Instant> {
+    pub(crate) fn oldest(&self) -> Option<Instant> {
         self.cells.front().map(|c| c.enqueued)
     }
 
     /// Drops every cell, returning how many there were.
-    pub fn clear(&mut self) -> usize {
+    pub(crate) fn clear(&mut self) -> usize {
         let n = self.cells.len();
         self.cells.clear();
         self.cells.shrink_to_fit();

@@ -84,9 +84,21 @@ fn cell_decoder(c: &mut Corpus) {
 
 fn relay_payloads(c: &mut Corpus) {
     use kistrel_fuzz::payloads::PARSERS;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let onion = ntor::client_create_with_secret([3; 32], &[7; 20], &[5; 32]).1;
-    let seeds: Vec<Vec<u8>> = vec![
+    let mut seeds = chan_payload_seeds(&onion);
+    seeds.extend(relay_msg_seeds(&onion));
+    for (i, (name, seed)) in PARSERS.iter().zip(seeds).enumerate() {
+        c.put(
+            "relay_payloads",
+            name,
+            &[[i as u8].as_slice(), &seed].concat(),
+        );
+    }
+}
+
+/// One valid payload per channel-cell parser, in `PARSERS` order.
+fn chan_payload_seeds(onion: &[u8]) -> Vec<Vec<u8>> {
+    vec![
         {
             let mut v = [0u8; 4];
             let n = Versions {
@@ -108,7 +120,7 @@ fn relay_payloads(c: &mut Corpus) {
         body_of(|b| {
             Create2 {
                 htype: ntor::HTYPE,
-                hdata: &onion,
+                hdata: onion,
             }
             .emit(b)
             .expect("create2")
@@ -141,6 +153,13 @@ fn relay_payloads(c: &mut Corpus) {
             .append_to(&mut v, 4);
             v
         },
+    ]
+}
+
+/// One valid payload per relay-cell parser, in `PARSERS` order (after the channel ones).
+fn relay_msg_seeds(onion: &[u8]) -> Vec<Vec<u8>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    vec![
         {
             let mut body = [0u8; CELL_BODY_LEN];
             RelayCellRepr {
@@ -189,7 +208,7 @@ fn relay_payloads(c: &mut Corpus) {
                     LinkSpec::LegacyId([8; 20]),
                 ],
                 htype: ntor::HTYPE,
-                hdata: &onion,
+                hdata: onion,
             }
             .emit(b)
             .expect("extend2")
@@ -202,14 +221,7 @@ fn relay_payloads(c: &mut Corpus) {
             .emit(b)
             .expect("t")
         }),
-    ];
-    for (i, (name, seed)) in PARSERS.iter().zip(seeds).enumerate() {
-        c.put(
-            "relay_payloads",
-            name,
-            &[[i as u8].as_slice(), &seed].concat(),
-        );
-    }
+    ]
 }
 
 fn ntor_server(c: &mut Corpus) {

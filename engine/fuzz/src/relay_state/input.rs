@@ -148,6 +148,32 @@ fn bytes(out: &mut Vec<u8>, b: &Bytes) {
 fn encode_action(a: &Action, out: &mut Vec<u8>) {
     use Action::*;
     match a {
+        Accept { .. }
+        | Hello { .. }
+        | RawCell { .. }
+        | Garbage { .. }
+        | Stall { .. }
+        | CloseChannel { .. } => encode_peer_action(a, out),
+        CreateFast { .. }
+        | Create2 { .. }
+        | Destroy { .. }
+        | Relay { .. }
+        | Begin { .. }
+        | Extend2 { .. }
+        | Sendme { .. } => encode_circuit_action(a, out),
+        Events { .. }
+        | StreamData { .. }
+        | CloseStream { .. }
+        | NextHop { .. }
+        | Advance { .. }
+        | Shutdown => encode_runtime_action(a, out),
+    }
+}
+
+/// Actions on connections and raw bytes.
+fn encode_peer_action(a: &Action, out: &mut Vec<u8>) {
+    use Action::*;
+    match a {
         Accept { hello } => {
             tag(out, 0);
             out.push(u8::from(*hello));
@@ -156,6 +182,39 @@ fn encode_action(a: &Action, out: &mut Vec<u8>) {
             tag(out, 1);
             out.push(*peer);
         }
+        RawCell {
+            peer,
+            circ_id,
+            cmd,
+            body,
+        } => {
+            tag(out, 9);
+            out.push(*peer);
+            out.extend(circ_id.to_le_bytes());
+            out.push(*cmd);
+            bytes(out, body);
+        }
+        Garbage { peer, bytes: b } => {
+            tag(out, 10);
+            out.push(*peer);
+            bytes(out, b);
+        }
+        Stall { peer } => {
+            tag(out, 11);
+            out.push(*peer);
+        }
+        CloseChannel { peer } => {
+            tag(out, 16);
+            out.push(*peer);
+        }
+        _ => {}
+    }
+}
+
+/// Actions on circuits.
+fn encode_circuit_action(a: &Action, out: &mut Vec<u8>) {
+    use Action::*;
+    match a {
         CreateFast { peer, circ } => {
             tag(out, 2);
             out.extend([*peer, *circ]);
@@ -170,6 +229,10 @@ fn encode_action(a: &Action, out: &mut Vec<u8>) {
             out.extend([*peer, *circ]);
             out.extend(x);
             out.push(u8::from(*wrong_key));
+        }
+        Destroy { circ, reason } => {
+            tag(out, 8);
+            out.extend([*circ, *reason]);
         }
         Relay {
             circ,
@@ -218,31 +281,14 @@ fn encode_action(a: &Action, out: &mut Vec<u8>) {
             out.extend(stream.to_le_bytes());
             out.push(u8::from(*correct));
         }
-        Destroy { circ, reason } => {
-            tag(out, 8);
-            out.extend([*circ, *reason]);
-        }
-        RawCell {
-            peer,
-            circ_id,
-            cmd,
-            body,
-        } => {
-            tag(out, 9);
-            out.push(*peer);
-            out.extend(circ_id.to_le_bytes());
-            out.push(*cmd);
-            bytes(out, body);
-        }
-        Garbage { peer, bytes: b } => {
-            tag(out, 10);
-            out.push(*peer);
-            bytes(out, b);
-        }
-        Stall { peer } => {
-            tag(out, 11);
-            out.push(*peer);
-        }
+        _ => {}
+    }
+}
+
+/// Actions of the runtime and the clock.
+fn encode_runtime_action(a: &Action, out: &mut Vec<u8>) {
+    use Action::*;
+    match a {
         Events { n, fail } => {
             tag(out, 12);
             out.extend([*n, u8::from(*fail)]);
@@ -266,38 +312,51 @@ fn encode_action(a: &Action, out: &mut Vec<u8>) {
             out.extend([*peer, u8::from(*created), *cmd]);
             bytes(out, body);
         }
-        CloseChannel { peer } => {
-            tag(out, 16);
-            out.push(*peer);
-        }
         Advance { millis } => {
             tag(out, 17);
             out.extend(millis.to_le_bytes());
         }
         Shutdown => tag(out, 18),
+        _ => {}
     }
 }
-
 /// Hand-written scenarios (the `relay_state` seeds). The first reaches every state in
 /// `Reached`; `gen_seeds` asserts that, so a driver change that loses depth is noticed.
 pub fn seed_scenarios() -> Vec<(&'static str, Scenario)> {
+    let scenario = |mem_limit, queue_limit, actions| Scenario {
+        mem_limit,
+        queue_limit,
+        actions,
+    };
+    vec![
+        ("deep", scenario(40, 0, deep_scenario())),
+        ("exit", scenario(0, 30, exit_scenario())),
+        ("refused", scenario(0, 0, refused_scenario())),
+        ("link", scenario(2, 2, link_scenario())),
+    ]
+}
+
+const HELLO: Action = Action::Accept { hello: true };
+const FAST: Action = Action::CreateFast { peer: 0, circ: 1 };
+const NTOR: Action = Action::Create2 {
+    peer: 0,
+    circ: 2,
+    x: [3; 32],
+    wrong_key: false,
+};
+const BEGIN: Action = Action::Begin {
+    circ: 0,
+    stream: 1,
+    host: 0,
+    port: 80,
+};
+const CONNECT: Action = Action::Events { n: 4, fail: false };
+
+/// Opens a circuit and a stream, floods a stalled reader into the OOM handler, extends to
+/// a next hop and feeds it cells.
+fn deep_scenario() -> Vec<Action> {
     use Action::*;
-    let hello = Accept { hello: true };
-    let fast = CreateFast { peer: 0, circ: 1 };
-    let ntor = Create2 {
-        peer: 0,
-        circ: 2,
-        x: [3; 32],
-        wrong_key: false,
-    };
-    let begin = Begin {
-        circ: 0,
-        stream: 1,
-        host: 0,
-        port: 80,
-    };
-    let connect = Events { n: 4, fail: false };
-    let mut deep = vec![hello.clone(), fast.clone(), begin.clone(), connect.clone()];
+    let mut deep = vec![HELLO, FAST, BEGIN, CONNECT];
     deep.push(Stall { peer: 0 });
     deep.extend((0..8).map(|_| StreamData {
         stream: 0,
@@ -305,14 +364,14 @@ pub fn seed_scenarios() -> Vec<(&'static str, Scenario)> {
     }));
     deep.extend([
         Stall { peer: 0 },
-        ntor.clone(),
+        NTOR,
         Extend2 {
             circ: 0,
             port: 9001,
             id: 9,
             hdata: Bytes(vec![1; 84]),
         },
-        connect.clone(),
+        CONNECT,
         NextHop {
             peer: 0,
             created: true,
@@ -338,6 +397,12 @@ pub fn seed_scenarios() -> Vec<(&'static str, Scenario)> {
             bytes: Bytes(vec![0xff; 600]),
         },
     ]);
+    deep
+}
+
+/// An exit exchange: DATA both ways, right and wrong SENDMEs, close and DESTROY.
+fn exit_scenario() -> Vec<Action> {
+    use Action::*;
     let data = |len: usize| Relay {
         circ: 0,
         early: false,
@@ -346,7 +411,7 @@ pub fn seed_scenarios() -> Vec<(&'static str, Scenario)> {
         stream: 1,
         data: Bytes(vec![0x61; len]),
     };
-    let mut exit = vec![hello.clone(), ntor.clone(), begin.clone(), connect.clone()];
+    let mut exit = vec![HELLO, NTOR, BEGIN, CONNECT];
     exit.extend((0..4).map(|_| data(498)));
     exit.extend([
         Events { n: 8, fail: false },
@@ -367,9 +432,15 @@ pub fn seed_scenarios() -> Vec<(&'static str, Scenario)> {
         CloseStream { stream: 0 },
         Destroy { circ: 0, reason: 3 },
     ]);
-    let refused = vec![
-        hello.clone(),
-        fast.clone(),
+    exit
+}
+
+/// BEGINs the exit policy refuses, a failed connect, an EXTEND2 that cannot work.
+fn refused_scenario() -> Vec<Action> {
+    use Action::*;
+    vec![
+        HELLO,
+        FAST,
         Begin {
             circ: 0,
             stream: 1,
@@ -391,8 +462,13 @@ pub fn seed_scenarios() -> Vec<(&'static str, Scenario)> {
             stream: 0,
             data: Bytes(vec![0]),
         },
-    ];
-    let link = vec![
+    ]
+}
+
+/// Link-handshake faults and timeouts, bad circuit ids, a closed channel, shutdown.
+fn link_scenario() -> Vec<Action> {
+    use Action::*;
+    vec![
         Accept { hello: false },
         Garbage {
             peer: 0,
@@ -400,7 +476,7 @@ pub fn seed_scenarios() -> Vec<(&'static str, Scenario)> {
         },
         Accept { hello: false },
         Advance { millis: 3000 },
-        hello,
+        HELLO,
         RawCell {
             peer: 0,
             circ_id: 0x8000_0005,
@@ -413,42 +489,8 @@ pub fn seed_scenarios() -> Vec<(&'static str, Scenario)> {
             cmd: 5,
             body: Bytes(vec![0; 20]),
         },
-        fast,
+        FAST,
         CloseChannel { peer: 0 },
         Shutdown,
-    ];
-    vec![
-        (
-            "deep",
-            Scenario {
-                mem_limit: 40,
-                queue_limit: 0,
-                actions: deep,
-            },
-        ),
-        (
-            "exit",
-            Scenario {
-                mem_limit: 0,
-                queue_limit: 30,
-                actions: exit,
-            },
-        ),
-        (
-            "refused",
-            Scenario {
-                mem_limit: 0,
-                queue_limit: 0,
-                actions: refused,
-            },
-        ),
-        (
-            "link",
-            Scenario {
-                mem_limit: 2,
-                queue_limit: 2,
-                actions: link,
-            },
-        ),
     ]
 }

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
 
 use crate::crypto::ntor::{self, NtorClient, NtorKeypair};
-use crate::harness::{initiator_hello, App, LinkModel, Net, TargetKind, TARGET};
+use crate::harness::{initiator_hello, transmit, App, LinkModel, Net, TargetKind, TARGET};
 use crate::relay::{ChanId, CircuitCreationLimit, RelayConfig, RelayKeys};
 use crate::wire::{
     Cell, CellDecoder, ChanCell, ChanCmd, Create2, Created2, Destroy, DestroyReason,
@@ -56,9 +56,7 @@ fn drain(
 ) {
     let mut out = Vec::new();
     let now = net.now;
-    net.nodes[1]
-        .relay
-        .poll_transmit(now, chan, &mut out, usize::MAX);
+    transmit(&mut net.nodes[1].relay, now, chan, &mut out, usize::MAX);
     let mut rest = &out[..];
     while !rest.is_empty() {
         let (used, cell) = decoder.decode(rest).expect("relay output decodes");
@@ -110,9 +108,13 @@ fn create2_flood_is_limited_to_burst_plus_rate_and_a_transfer_stays_intact() {
     net.inject(1, flood, &initiator_hello());
     let mut decoder = CellDecoder::new();
     let mut handshake = Vec::new();
-    let _ = net.nodes[1]
-        .relay
-        .poll_transmit(t0, flood, &mut handshake, usize::MAX);
+    let _ = transmit(
+        &mut net.nodes[1].relay,
+        t0,
+        flood,
+        &mut handshake,
+        usize::MAX,
+    );
     let mut rest = &handshake[..];
     let mut link_cells = 0;
     while !rest.is_empty() {
@@ -243,9 +245,7 @@ fn refused_create_fast_and_tap_create_get_resourcelimit() {
     }
     net.inject(1, chan, &bytes);
     let mut out = Vec::new();
-    let _ = net.nodes[1]
-        .relay
-        .poll_transmit(now, chan, &mut out, usize::MAX);
+    let _ = transmit(&mut net.nodes[1].relay, now, chan, &mut out, usize::MAX);
     let mut decoder = CellDecoder::new();
     let mut rest = &out[..];
     let mut answers = Vec::new();

@@ -9,11 +9,16 @@ use crate::crypto::fast;
 use crate::crypto::ntor::NtorKeypair;
 use crate::crypto::relay_crypto::ClientLayer;
 use crate::exit::ExitPolicy;
-use crate::relay::{ChanId, Event, Relay, RelayConfig, RelayKeys, StreamHandle};
+use crate::harness::transmit;
+use crate::relay::{
+    ChanId, CircuitError, CreateError, Event, ExtendError, FlowError, ForwardError, LinkError,
+    Rejection, Relay, RelayConfig, RelayKeys, StreamHandle,
+};
 use crate::time::Instant;
 use crate::wire::{
     emit_relay_cell, Begin, Cell, CellDecoder, ChanCell, ChanCmd, CreateFast, CreatedFast, Destroy,
-    DestroyReason, RelayCmd, Sendme, StreamId, VarCell, Versions, CELL_BODY_LEN, RELAY_DATA_LEN,
+    DestroyReason, EndReason, RelayCmd, Sendme, StreamId, VarCell, Versions, CELL_BODY_LEN,
+    CELL_LEN, RELAY_DATA_LEN,
 };
 
 const CIRC: u32 = 0x8000_0001;
@@ -89,8 +94,7 @@ impl RawPeer {
     fn recv(&mut self) -> Vec<ChanCell> {
         let mut out = Vec::new();
         let now = self.now;
-        self.relay
-            .poll_transmit(now, self.chan, &mut out, usize::MAX);
+        transmit(&mut self.relay, now, self.chan, &mut out, usize::MAX);
         let mut cells = Vec::new();
         let mut rest = &out[..];
         while !rest.is_empty() {
@@ -173,6 +177,14 @@ impl RawPeer {
         stream
     }
 
+    /// The circuit error the relay last closed a circuit for.
+    fn rejected(&self) -> Option<CircuitError> {
+        match self.relay.last_rejection() {
+            Some(Rejection::Circuit(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     fn destroyed_with(&mut self) -> Option<DestroyReason> {
         self.recv().into_iter().find_map(|c| match c {
             ChanCell::Fixed(c) if c.cmd == ChanCmd::DESTROY && c.circ_id == CIRC => {
@@ -195,6 +207,7 @@ fn stream_window_violation_closes_the_circuit() {
     assert_eq!(p.relay.circuit_count(), 1);
     p.relay_cell(false, RelayCmd::DATA, 1, &[0x55; 10]);
     assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+    assert_eq!(p.rejected(), Some(FlowError::StreamWindowExceeded.into()));
     assert_eq!(p.relay.circuit_count(), 0);
     assert_eq!(p.relay.stream_count(), 0);
     assert_eq!(p.relay.queued_bytes(), 0);
@@ -218,6 +231,7 @@ fn circuit_sendme_without_data_sent_closes_the_circuit() {
     p.relay_cell(false, RelayCmd::SENDME, 0, &data[..n]);
     assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
     assert_eq!(p.relay.circuit_count(), 0);
+    assert_eq!(p.rejected(), Some(FlowError::UnexpectedSendme.into()));
 }
 
 #[test]
@@ -240,6 +254,7 @@ fn sendme_with_wrong_digest_closes_the_circuit() {
     .expect("sendme");
     p.relay_cell(false, RelayCmd::SENDME, 0, &data[..n]);
     assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+    assert_eq!(p.rejected(), Some(FlowError::SendmeDigestMismatch.into()));
 }
 
 #[test]
@@ -302,6 +317,7 @@ fn ninth_relay_early_closes_the_circuit() {
     assert_eq!(p.relay.circuit_count(), 1);
     p.relay_cell(true, RelayCmd::DROP, 0, &[]);
     assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+    assert_eq!(p.rejected(), Some(ForwardError::TooManyRelayEarly.into()));
 }
 
 #[test]
@@ -310,6 +326,7 @@ fn extend2_outside_relay_early_closes_the_circuit() {
     p.create();
     p.relay_cell(false, RelayCmd::EXTEND2, 0, &[0]);
     assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+    assert_eq!(p.rejected(), Some(ExtendError::NotEarly.into()));
 }
 
 #[test]
@@ -336,6 +353,11 @@ fn create_with_wrong_top_bit_is_refused() {
         .iter()
         .any(|c| matches!(c, ChanCell::Fixed(c) if c.cmd == ChanCmd::DESTROY && c.circ_id == 5)));
     assert_eq!(p.relay.circuit_count(), 0);
+    assert_eq!(
+        p.relay.last_rejection(),
+        Some(Rejection::Create(CreateError::WrongTopBit))
+    );
+    assert_eq!(p.relay.channel_count(), 1, "only the CREATE is refused");
 }
 
 #[test]
@@ -355,12 +377,17 @@ fn destroy_from_the_client_frees_the_circuit() {
     p.relay.check_invariants().expect("invariants");
 }
 
-fn handshake_rejects(bytes: Vec<u8>) -> bool {
+/// Feeds `bytes` to a fresh inbound channel; the link error it was closed for, if it was.
+fn handshake_rejection(bytes: Vec<u8>) -> Option<LinkError> {
     let mut relay = Relay::new(RelayConfig::default(), ChaCha12Rng::seed_from_u64(1));
     let chan = relay.accept_channel(Instant::ZERO, "10.1.1.1:1".parse().expect("addr"));
     relay.handle_recv(Instant::ZERO, chan, &bytes);
     let closed = matches!(relay.poll_event(), Some(Event::CloseChannel { chan: c }) if c == chan);
-    closed && relay.channel_count() == 0
+    assert_eq!(closed, relay.channel_count() == 0);
+    match relay.last_rejection() {
+        Some(Rejection::Channel(e)) if closed => Some(e),
+        _ => None,
+    }
 }
 
 #[test]
@@ -372,22 +399,41 @@ fn bad_link_handshakes_close_the_channel() {
     }
     .to_var_cell()
     .append_to(&mut b, 2);
-    assert!(handshake_rejects(b));
+    assert_eq!(handshake_rejection(b), Some(LinkError::NoCommonVersion));
     // A first cell that is not VERSIONS.
     let mut b = Vec::new();
     Cell::new(0, ChanCmd::NETINFO).append_to(&mut b);
-    assert!(handshake_rejects(b));
+    assert!(matches!(
+        handshake_rejection(b),
+        Some(LinkError::Undecodable(_))
+    ));
     // A 65535-byte variable-length cell.
     let mut b = vec![0, 0, ChanCmd::VERSIONS.0, 0xff, 0xff];
     b.extend(std::iter::repeat_n(0, 100));
-    assert!(handshake_rejects(b));
+    assert!(matches!(
+        handshake_rejection(b),
+        Some(LinkError::Undecodable(_))
+    ));
     // CREATE2 before NETINFO.
     let mut b = Vec::new();
     Versions { versions: vec![4] }
         .to_var_cell()
         .append_to(&mut b, 2);
     Cell::new(CIRC, ChanCmd::CREATE2).append_to(&mut b);
-    assert!(handshake_rejects(b));
+    assert_eq!(
+        handshake_rejection(b),
+        Some(LinkError::UnexpectedHandshakeCell {
+            cmd: ChanCmd::CREATE2
+        })
+    );
+    // A second VERSIONS (after the first, circuit ids are 4 bytes).
+    let mut b = Vec::new();
+    for circ_id_len in [2, 4] {
+        Versions { versions: vec![4] }
+            .to_var_cell()
+            .append_to(&mut b, circ_id_len);
+    }
+    assert_eq!(handshake_rejection(b), Some(LinkError::DuplicateVersions));
     // A variable-length cell after the handshake.
     let mut p = RawPeer::connect();
     let mut b = Vec::new();
@@ -399,6 +445,12 @@ fn bad_link_handshakes_close_the_channel() {
     .append_to(&mut b, 4);
     p.send_bytes(&b);
     assert_eq!(p.relay.channel_count(), 0);
+    assert_eq!(
+        p.relay.last_rejection(),
+        Some(Rejection::Channel(LinkError::VarCellOnOpenChannel {
+            cmd: ChanCmd::CERTS
+        }))
+    );
 }
 
 #[test]
@@ -414,6 +466,7 @@ fn circuit_queue_over_its_cap_closes_the_circuit() {
     assert_eq!(p.relay.stats().circuits_rejected, 1);
     assert_eq!(p.relay.queued_bytes(), 0);
     assert_eq!(p.destroyed_with(), Some(DestroyReason::PROTOCOL));
+    assert_eq!(p.rejected(), Some(ForwardError::QueueOverCap.into()));
     p.relay.check_invariants().expect("invariants");
 }
 
@@ -455,5 +508,63 @@ fn oom_handler_closes_the_oldest_circuits_until_below_90_percent() {
         .map(|i| 0x8000_0100 + i)
         .collect();
     assert_eq!(destroyed, expected);
+    p.relay.check_invariants().expect("invariants");
+}
+
+#[test]
+fn unread_stream_bytes_are_queued_bytes_and_the_oom_handler_frees_them() {
+    // Room for 300 cells' worth of data: MaxMemInQueues counts receive buffers too.
+    let limit = 300 * RELAY_DATA_LEN;
+    let mut p = RawPeer::connect_with(|c| c.max_mem_in_queues = limit);
+    p.create();
+    let first = p.begin();
+    let _ = p.recv();
+    // Nobody reads the stream at the exit: every DATA byte waits in its receive buffer.
+    p.now = Instant::from_millis(1);
+    for k in 1..=250 {
+        p.relay_cell(false, RelayCmd::DATA, 1, &[0x55; RELAY_DATA_LEN]);
+        assert_eq!(p.relay.stream_buffered_bytes(), k * RELAY_DATA_LEN);
+        // Besides the data, only the circuit SENDMEs (one per 100 cells) wait for us.
+        let sendmes = k / 100;
+        assert_eq!(
+            p.relay.queued_bytes(),
+            k * RELAY_DATA_LEN + sendmes * CELL_LEN,
+            "after {k} cells"
+        );
+    }
+    p.relay.check_invariants().expect("invariants");
+    // Reading takes bytes off the count.
+    let mut buf = [0u8; 1000];
+    assert_eq!(p.relay.stream_recv(p.now, first, &mut buf), Some(1000));
+    assert_eq!(p.relay.stream_buffered_bytes(), 250 * RELAY_DATA_LEN - 1000);
+    p.relay.check_invariants().expect("invariants");
+    // A second circuit's stream, later: together they pass the limit, and the OOM handler
+    // closes the circuit whose unread bytes are oldest.
+    while p.relay.poll_event().is_some() {}
+    p.create_on(CIRC + 1);
+    let second = p.begin();
+    let _ = p.recv();
+    p.now = Instant::from_millis(2);
+    let mut sent = 0;
+    while p.relay.stats().oom_closed == 0 {
+        assert!(sent < 100, "the OOM handler never ran");
+        p.relay_cell(false, RelayCmd::DATA, 1, &[0x66; RELAY_DATA_LEN]);
+        sent += 1;
+    }
+    assert_eq!(p.relay.stats().oom_closed, 1);
+    assert_eq!(p.relay.circuit_count(), 1);
+    assert!(p.relay.queued_bytes() <= limit);
+    assert_eq!(p.relay.stream_buffered_bytes(), sent * RELAY_DATA_LEN);
+    assert_eq!(p.relay.stream_pending(second), sent * RELAY_DATA_LEN);
+    assert_eq!(p.relay.stream_state(first), None);
+    let events: Vec<Event> = std::iter::from_fn(|| p.relay.poll_event()).collect();
+    assert!(
+        events.contains(&Event::StreamEnded {
+            stream: first,
+            reason: EndReason::DESTROY
+        }),
+        "{events:?}"
+    );
+    assert_eq!(p.destroyed_with(), Some(DestroyReason::RESOURCELIMIT));
     p.relay.check_invariants().expect("invariants");
 }

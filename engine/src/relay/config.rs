@@ -1,0 +1,61 @@
+//! What a `Relay` is configured with: its keys and limits. Names follow torrc where Tor has
+//! one.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::crypto::ntor::NtorKeypair;
+use crate::crypto::RelayId;
+use crate::exit::ExitPolicy;
+
+use super::dos::CircuitCreationLimit;
+
+/// A relay's long-term keys.
+#[derive(Debug)]
+pub struct RelayKeys {
+    /// Identity digest (what clients name us by in CREATE2 / EXTEND2).
+    pub identity: RelayId,
+    /// ntor onion key.
+    pub ntor: NtorKeypair,
+}
+
+/// Configuration of one `Relay`. Names follow torrc where Tor has one.
+#[derive(Debug)]
+pub struct RelayConfig {
+    /// Keys; `None` for a client-only node, which refuses CREATE2/CREATE_FAST.
+    pub keys: Option<RelayKeys>,
+    /// Exit policy; `None` = not an exit (every BEGIN gets END EXITPOLICY).
+    pub exit_policy: Option<ExitPolicy>,
+    /// Our addresses, announced in NETINFO.
+    pub my_addrs: Vec<IpAddr>,
+    /// Cells one circuit may queue toward one channel before it is closed (Tor: 2500).
+    pub max_circuit_queue_cells: usize,
+    /// `MaxMemInQueues`: above this many queued bytes (circuit queues plus unread stream
+    /// receive buffers) the OOM handler closes circuits, oldest queued byte first, until
+    /// usage is below 90%.
+    pub max_mem_in_queues: usize,
+    /// A channel that has not finished VERSIONS/NETINFO by then is closed
+    /// (`ChannelHandshakeTimeout` in the config file).
+    pub handshake_timeout: Duration,
+    /// Per-channel limit on CREATE/CREATE2/CREATE_FAST (`DoSCircuitCreationRate`,
+    /// `DoSCircuitCreationBurst`); `None` = unlimited. Excess cells get DESTROY
+    /// (RESOURCELIMIT) without a handshake.
+    pub circuit_creation_limit: Option<CircuitCreationLimit>,
+    /// Circuit priority (`CircuitPriorityHalflife`; halflife 0 = round robin).
+    pub ewma: kistrel_sched::EwmaConfig,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            keys: None,
+            exit_policy: None,
+            my_addrs: Vec::new(),
+            max_circuit_queue_cells: 2500,
+            max_mem_in_queues: 512 << 20,
+            handshake_timeout: Duration::from_secs(30),
+            circuit_creation_limit: Some(CircuitCreationLimit::default()),
+            ewma: kistrel_sched::EwmaConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Relay cells in both directions: one layer of relay crypto per hop, then either forward
+//! the cell (not for us) or hand it to the endpoint logic (recognized); and packaging the
+//! relay messages a circuit endpoint originates.
+//!
+//! ```text
+//!   RELAY from prev --decrypt_forward--> recognized? --yes--> handle_at_exit (EXTEND2, BEGIN, DATA, ...)
+//!                                                    --no---> queue toward next (or close at the last hop)
+//!   RELAY from next --encrypt_backward-> queue toward prev            (relayed circuit)
+//!                   --decrypt layers---> handle_at_origin             (origin circuit)
+//! ```
+//!
+//! Forwarding is the per-cell path: the body is copied once out of the decoded cell,
+//! transformed in place and copied once more into the circuit queue, with no allocation.
+
+use tracing::debug;
+
+use crate::time::Instant;
+use crate::wire::{
+    emit_relay_cell, Cell, ChanCmd, DestroyReason, RelayCellView, RelayCmd, StreamId, Truncated,
+    CELL_BODY_LEN,
+};
+
+use super::circuit::{CircKind, Dir, Endpoint, MAX_RELAY_EARLY};
+use super::error::{CircuitClose, ForwardError};
+use super::flow::CircuitFlow;
+use super::ids::{ChanId, CircHandle};
+use super::link::LinkError;
+use super::Relay;
+
+impl Relay {
+    /// RELAY or RELAY_EARLY from `chan`.
+    pub(super) fn handle_relay(&mut self, now: Instant, chan: ChanId, cell: &Cell) {
+        let Some(id) = cell.circ() else {
+            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd });
+        };
+        let Some((circ, dir)) = self.circuit_dir_of(chan, id) else {
+            return debug!(?chan, ?id, "RELAY cell for an unknown circuit");
+        };
+        let early = cell.cmd == ChanCmd::RELAY_EARLY;
+        let mut body = cell.body;
+        let Some(c) = self.circuits.get_mut(circ) else {
+            return;
+        };
+        match (dir, &mut c.kind) {
+            (Dir::Forward, CircKind::Relay { layer, .. }) => {
+                if early {
+                    c.relay_early_seen += 1;
+                    if c.relay_early_seen > MAX_RELAY_EARLY {
+                        let e = ForwardError::TooManyRelayEarly;
+                        return self.reject_circuit(now, circ, e.into());
+                    }
+                }
+                if layer.decrypt_forward(&mut body) {
+                    self.handle_at_exit(now, circ, early, &body);
+                } else if c.next.is_some() {
+                    self.enqueue(now, circ, Dir::Forward, cell.cmd, &body);
+                } else {
+                    let e = ForwardError::UnrecognizedAtLastHop;
+                    self.reject_circuit(now, circ, e.into());
+                }
+            }
+            (Dir::Backward, _) if early => {
+                self.reject_circuit(now, circ, ForwardError::RelayEarlyTowardOrigin.into())
+            }
+            (Dir::Backward, CircKind::Relay { layer, .. }) => {
+                layer.encrypt_backward(&mut body);
+                self.enqueue(now, circ, Dir::Backward, ChanCmd::RELAY, &body);
+            }
+            (Dir::Backward, CircKind::Origin(o)) => match o.decrypt_backward(&mut body) {
+                Some(hop) => self.handle_at_origin(now, circ, hop, &body),
+                None => self.reject_circuit(now, circ, ForwardError::UnrecognizedAtOrigin.into()),
+            },
+            (Dir::Forward, CircKind::Origin(_)) => {
+                self.reject_circuit(now, circ, ForwardError::TowardOrigin.into())
+            }
+        }
+    }
+
+    /// A relay cell recognized at this relay (we are its last hop so far).
+    fn handle_at_exit(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        early: bool,
+        body: &[u8; CELL_BODY_LEN],
+    ) {
+        let Ok(view) = RelayCellView::new_checked(&body[..]) else {
+            return self.reject_circuit(now, circ, ForwardError::BadLength.into());
+        };
+        let stream = view.stream_id();
+        let data = view.data();
+        match view.cmd() {
+            RelayCmd::DATA => self.handle_data(now, circ, Endpoint::Exit, stream, data),
+            RelayCmd::SENDME => self.handle_sendme(now, circ, stream, data),
+            RelayCmd::BEGIN => self.handle_begin(now, circ, stream, data),
+            RelayCmd::END => self.handle_end(now, circ, stream, data),
+            RelayCmd::EXTEND2 => self.handle_extend2(now, circ, early, data),
+            RelayCmd::TRUNCATE => self.handle_truncate(now, circ),
+            RelayCmd::DROP => {}
+            cmd @ (RelayCmd::CONNECTED | RelayCmd::EXTENDED2 | RelayCmd::TRUNCATED) => {
+                let e = ForwardError::OriginBoundCommand { cmd };
+                self.reject_circuit(now, circ, e.into())
+            }
+            other => debug!(?circ, cmd = ?other, "ignoring unhandled relay command"),
+        }
+    }
+
+    /// A relay cell recognized by the origin as coming from hop `hop`.
+    fn handle_at_origin(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        hop: usize,
+        body: &[u8; CELL_BODY_LEN],
+    ) {
+        let Ok(view) = RelayCellView::new_checked(&body[..]) else {
+            return self.reject_circuit(now, circ, ForwardError::BadLength.into());
+        };
+        let last = match self.circuits.get(circ).map(|c| &c.kind) {
+            Some(CircKind::Origin(o)) => o.hops_done().saturating_sub(1),
+            _ => return,
+        };
+        let stream = view.stream_id();
+        let data = view.data();
+        match view.cmd() {
+            RelayCmd::EXTENDED2 if hop == last => self.handle_extended2(now, circ, data),
+            RelayCmd::DROP => {}
+            _ if hop != last => {
+                self.reject_circuit(now, circ, ForwardError::FromIntermediateHop.into())
+            }
+            RelayCmd::DATA => self.handle_data(now, circ, Endpoint::Origin(hop), stream, data),
+            RelayCmd::SENDME => self.handle_sendme(now, circ, stream, data),
+            RelayCmd::CONNECTED => self.handle_connected(now, circ, stream),
+            RelayCmd::END => self.handle_end(now, circ, stream, data),
+            RelayCmd::TRUNCATED => {
+                let reason = Truncated::parse(data)
+                    .map(|t| t.reason)
+                    .unwrap_or(DestroyReason::NONE);
+                self.close_circuit(now, circ, CircuitClose::Truncated(reason));
+            }
+            cmd => {
+                let e = ForwardError::UnexpectedAtOrigin { cmd };
+                self.reject_circuit(now, circ, e.into())
+            }
+        }
+    }
+
+    // ----- originating ------------------------------------------------------------------
+
+    /// A DATA cell (body complete, not yet encrypted) from this endpoint: encrypts it and
+    /// counts it in the circuit's flow control (which remembers the digests SENDMEs will
+    /// echo).
+    pub(super) fn send_data_body(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        body: &mut [u8; CELL_BODY_LEN],
+    ) {
+        let Some(c) = self.circuits.get_mut(circ) else {
+            return;
+        };
+        let dir = match &mut c.kind {
+            CircKind::Relay { layer, .. } => {
+                layer.originate_backward(body);
+                c.flow.on_data_sent(now, || layer.last_backward_digest());
+                Dir::Backward
+            }
+            CircKind::Origin(o) => {
+                let Some(last) = o.hops_done().checked_sub(1) else {
+                    return;
+                };
+                o.encrypt_forward(last, body);
+                // `last` is a valid hop index: checked above.
+                c.flow.on_data_sent(now, || {
+                    o.hops
+                        .get(last)
+                        .map_or([0; 20], |l| l.last_forward_digest())
+                });
+                Dir::Forward
+            }
+        };
+        self.enqueue(now, circ, dir, ChanCmd::RELAY, body);
+    }
+
+    /// A control relay message from this circuit endpoint to the other end (the last hop
+    /// for an origin, the origin for a relay).
+    pub(super) fn send_from_endpoint(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        cmd: RelayCmd,
+        stream: Option<StreamId>,
+        data: &[u8],
+    ) {
+        match self.circuits.get(circ).map(|c| &c.kind) {
+            Some(CircKind::Origin(_)) => self.send_origin(now, circ, false, cmd, stream, data),
+            Some(CircKind::Relay { .. }) => {
+                let mut body = [0u8; CELL_BODY_LEN];
+                if emit_relay_cell(&mut body, cmd, stream, data, &mut self.rng).is_err() {
+                    return;
+                }
+                let Some(CircKind::Relay { layer, .. }) =
+                    self.circuits.get_mut(circ).map(|c| &mut c.kind)
+                else {
+                    return;
+                };
+                layer.originate_backward(&mut body);
+                self.enqueue(now, circ, Dir::Backward, ChanCmd::RELAY, &body);
+            }
+            None => {}
+        }
+    }
+
+    /// Origin: a relay message to the last completed hop.
+    pub(super) fn send_origin(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        early: bool,
+        cmd: RelayCmd,
+        stream: Option<StreamId>,
+        data: &[u8],
+    ) {
+        let mut body = [0u8; CELL_BODY_LEN];
+        if emit_relay_cell(&mut body, cmd, stream, data, &mut self.rng).is_err() {
+            return;
+        }
+        let Some(CircKind::Origin(o)) = self.circuits.get_mut(circ).map(|c| &mut c.kind) else {
+            return;
+        };
+        let Some(last) = o.hops_done().checked_sub(1) else {
+            return;
+        };
+        o.encrypt_forward(last, &mut body);
+        let cell_cmd = if early {
+            ChanCmd::RELAY_EARLY
+        } else {
+            ChanCmd::RELAY
+        };
+        self.enqueue(now, circ, Dir::Forward, cell_cmd, &body);
+    }
+}

@@ -1,0 +1,134 @@
+//! How cells reach a channel and leave the `Relay`: the one transmit path.
+//!
+//! ```text
+//!   enqueue(circ, dir, cell) -> circuit queue (crypto done, outgoing id written)
+//!                            -> queue active in the channel's mux, channel listed ready
+//!   runtime: poll_ready_channel() -> take_ctrl(chan)          link-control cells, all
+//!            scheduler grant      -> write_one_cell(chan) ... circuit cells, one at a time,
+//!                                                             lowest EWMA circuit first
+//! ```
+//!
+//! `take_ctrl` and `write_one_cell` are the only ways cells leave; the runtime, the harness,
+//! the fuzz target and the benches all drive them. A cell is copied once, from its queue
+//! into the caller's send buffer.
+
+use kistrel_sched::Priority;
+
+use crate::time::Instant;
+use crate::wire::{ChanCmd, CELL_BODY_LEN, CELL_LEN};
+
+use super::circuit::Dir;
+use super::error::ForwardError;
+use super::ids::{ChanId, CircHandle};
+use super::queue::QueuedCell;
+use super::Relay;
+
+impl Relay {
+    /// Whether `chan` has cells waiting to be transmitted.
+    pub fn has_output(&self, chan: ChanId) -> bool {
+        self.channels.get(chan).is_some_and(|c| c.has_output())
+    }
+
+    /// Next channel with output waiting (each channel appears once until it is drained or
+    /// gets new output). A channel with output is always either listed here or was
+    /// returned by an earlier call and not drained since.
+    #[must_use]
+    pub fn poll_ready_channel(&mut self) -> Option<ChanId> {
+        self.channels.poll_ready()
+    }
+
+    /// Moves `chan`'s link-control cells (handshake, DESTROY of freed circuits) to `out`;
+    /// returns how many bytes. They bypass the scheduler: few, small, and they must not
+    /// wait behind data.
+    pub fn take_ctrl(&mut self, chan: ChanId, out: &mut Vec<u8>) -> usize {
+        self.channels.take_ctrl(chan, out)
+    }
+
+    /// Whether `chan` has circuit cells queued (not counting link-control cells).
+    pub fn has_circuit_cells(&self, chan: ChanId) -> bool {
+        self.channels.get(chan).is_some_and(|c| !c.mux.is_empty())
+    }
+
+    /// The priority of `chan`'s best circuit (for the scheduler's cross-channel order).
+    pub fn best_priority(&self, now: Instant, chan: ChanId) -> Option<Priority> {
+        self.channels.get(chan)?.mux.best_priority(now)
+    }
+
+    /// Moves one cell of `chan`'s best circuit (lowest EWMA, see `CircuitPriorityHalflife`)
+    /// into `out` and counts it in the circuit's EWMA. Returns the cell's size and when it
+    /// was queued, or None if no circuit on `chan` has a queued cell. This is the
+    /// scheduler's per-cell primitive: no allocation, one copy.
+    pub fn write_one_cell(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        out: &mut Vec<u8>,
+    ) -> Option<(usize, Instant)> {
+        let ch = self.channels.get_mut(chan)?;
+        let key @ (circ, dir) = ch.mux.peek()?;
+        let Some(c) = self.circuits.get_mut(circ) else {
+            // INVARIANT violated (a freed circuit left active): repair rather than spin.
+            debug_assert!(false, "freed circuit {circ:?} still active on {chan:?}");
+            let mut scratch = kistrel_sched::CellEwma::new();
+            ch.mux.deactivate(key, &mut scratch);
+            return None;
+        };
+        let q = c.queue_mut(dir);
+        let cell = q.pop()?;
+        if q.is_empty() {
+            q.in_mux = false;
+            ch.mux.deactivate(key, &mut q.ewma);
+        } else {
+            ch.mux.note_written(now, key, &mut q.ewma);
+        }
+        #[cfg(feature = "inject-slowdown")]
+        std::hint::black_box(cell.bytes.to_vec());
+        out.extend_from_slice(&cell.bytes);
+        self.memory.cells_gone(1);
+        self.stats.cells_out += 1;
+        Some((CELL_LEN, cell.enqueued))
+    }
+
+    /// Queues a finished cell on `circ` toward its `dir` side. Enforces the per-circuit
+    /// queue cap (closing the circuit) and the memory limit.
+    pub(super) fn enqueue(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        dir: Dir,
+        cmd: ChanCmd,
+        body: &[u8; CELL_BODY_LEN],
+    ) {
+        let cap = self.cfg.max_circuit_queue_cells;
+        let Some(c) = self.circuits.get_mut(circ) else {
+            return;
+        };
+        let Some(hop) = c.out_hop(dir) else { return };
+        let q = c.queue_mut(dir);
+        if q.len() >= cap {
+            return self.reject_circuit(now, circ, ForwardError::QueueOverCap.into());
+        }
+        q.push(QueuedCell::new(hop.id.get(), cmd, body, now));
+        self.memory.cell_queued();
+        q.in_mux = self
+            .channels
+            .cell_queued(now, hop.chan, (circ, dir), &mut q.ewma, q.in_mux);
+        self.check_oom(now);
+    }
+
+    /// Removes queue `dir` of `circ` from its channel's mux (before that side goes away).
+    pub(super) fn detach_queue(&mut self, circ: CircHandle, dir: Dir) {
+        let Some(c) = self.circuits.get_mut(circ) else {
+            return;
+        };
+        let hop = c.out_hop(dir);
+        let q = c.queue_mut(dir);
+        if !q.in_mux {
+            return;
+        }
+        q.in_mux = false;
+        if let Some(ch) = hop.and_then(|h| self.channels.get_mut(h.chan)) {
+            ch.mux.deactivate((circ, dir), &mut q.ewma);
+        }
+    }
+}
