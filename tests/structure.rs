@@ -152,6 +152,21 @@ fn every_crate_opens_with_the_same_lint_header() {
         }
         lines
     };
+    // No crate may switch a lint of the header back off for the whole crate.
+    for (name, lib, _) in CRATES {
+        let text = std::fs::read_to_string(root().join(lib)).unwrap_or_default();
+        let allows: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.trim_start().starts_with("#![allow(")
+                    || l.contains("#![cfg_attr(not(test), allow(")
+            })
+            .collect();
+        assert!(
+            allows.is_empty(),
+            "{name} ({lib}) turns lints off crate-wide: {allows:?}"
+        );
+    }
     let (first_name, first_root, _) = CRATES[0];
     let expected = header(&root().join(first_root));
     assert!(

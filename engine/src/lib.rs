@@ -8,9 +8,6 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::mod_module_files)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
-// TODO(restructure): the engine is brought under the header module by module; this line goes then.
-#![cfg_attr(not(test), allow(clippy::expect_used))]
-#![allow(missing_docs, unreachable_pub)]
 
 pub mod client;
 pub mod crypto;
