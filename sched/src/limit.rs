@@ -8,10 +8,6 @@ use crate::socket::TcpInfo;
 /// kistrel has no TLS yet, so this is the one place to change when it does.
 pub const CELL_WIRE_LEN: u32 = 514;
 
-/// Tor flushes a channel's staged cells when its loop switches away from it with more than
-/// this many cells staged (8 * 514 = 4112 bytes).
-pub const FLUSH_CELLS: u32 = 8;
-
 /// Tor's `KISTSockBufSizeFactor` default.
 pub const DEFAULT_SOCK_BUF_SIZE_FACTOR: f64 = 1.0;
 

@@ -114,12 +114,17 @@ impl SchedMetrics {
         }
     }
 
-    /// A cell queued at `enqueued` was written at `now`. The engine calls this per cell.
+    /// A cell queued at `enqueued` was written at `now`.
     pub fn record_relay_queue_time(&mut self, enqueued: Instant, now: Instant) {
-        // u64 nanoseconds, not `Duration::as_micros` (u128 arithmetic): this runs per cell.
+        self.record_relay_queue_times(enqueued, now, 1);
+    }
+
+    /// `cells` cells queued at `enqueued` were written at `now` (one histogram update).
+    pub fn record_relay_queue_times(&mut self, enqueued: Instant, now: Instant, cells: u64) {
+        // u64 nanoseconds, not `Duration::as_micros` (u128 arithmetic).
         let us = now.as_nanos().saturating_sub(enqueued.as_nanos()) / 1000;
         self.relay_queue_us
-            .saturating_record(us.clamp(1, MAX_RECORDED_US));
+            .saturating_record_n(us.clamp(1, MAX_RECORDED_US), cells);
     }
 
     /// An estimated kernel queue time for one socket (see `limit::kernel_queue_time_us`).
@@ -179,6 +184,50 @@ impl SchedMetrics {
     }
 }
 
+/// The relay-queue times of one batch of written cells, recorded per run of cells that were
+/// queued at the same instant (cells that arrived in one receive share it), so the histogram
+/// sees one update per run instead of one per cell. The counts are exact; what is left when
+/// it is dropped is recorded then.
+#[derive(Debug)]
+pub struct QueueTimes<'a> {
+    metrics: &'a mut SchedMetrics,
+    now: Instant,
+    /// The enqueue instant of the run being counted, and its length.
+    run: Option<(Instant, u64)>,
+}
+
+impl<'a> QueueTimes<'a> {
+    /// Collects the queue times of cells written at `now` into `metrics`.
+    pub fn new(metrics: &'a mut SchedMetrics, now: Instant) -> Self {
+        QueueTimes {
+            metrics,
+            now,
+            run: None,
+        }
+    }
+
+    /// A cell that was queued at `enqueued` was written. Per cell: one compare and an add.
+    #[inline]
+    pub fn cell(&mut self, enqueued: Instant) {
+        match &mut self.run {
+            Some((at, n)) if *at == enqueued => *n += 1,
+            run => {
+                if let Some((at, n)) = run.replace((enqueued, 1)) {
+                    self.metrics.record_relay_queue_times(at, self.now, n);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for QueueTimes<'_> {
+    fn drop(&mut self) {
+        if let Some((at, n)) = self.run.take() {
+            self.metrics.record_relay_queue_times(at, self.now, n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +265,25 @@ mod tests {
             .bytes_granted_per_run
             .equivalent(m.bytes_granted_per_run.max(), MAX_RECORDED_BYTES_PER_RUN));
         assert_eq!(m.bytes_granted_per_run.min(), 1);
+    }
+
+    #[test]
+    fn queue_times_are_recorded_exactly_per_run_of_equal_instants() {
+        let mut m = SchedMetrics::new();
+        let now = Instant::from_millis(10);
+        {
+            let mut q = QueueTimes::new(&mut m, now);
+            for at in [7, 7, 7, 9, 9, 7] {
+                q.cell(Instant::from_millis(at));
+            }
+        }
+        let h = &m.relay_queue_us;
+        assert_eq!(h.len(), 6);
+        assert_eq!(h.count_at(3000), 4, "four cells waited 3 ms");
+        assert_eq!(h.count_at(1000), 2, "two cells waited 1 ms");
+        // Nothing written, nothing recorded.
+        drop(QueueTimes::new(&mut m, now));
+        assert_eq!(m.relay_queue_us.len(), 6);
     }
 
     #[test]
