@@ -46,6 +46,7 @@
 //! faults, its channel ([`LinkError`]), with the error as the logged reason.
 
 mod channel;
+mod circ_ids;
 mod circuit;
 mod config;
 mod create;
@@ -70,6 +71,7 @@ mod transmit;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
+use rand::RngCore;
 use rand_chacha::ChaCha12Rng;
 use tracing::debug;
 
@@ -122,12 +124,13 @@ impl core::fmt::Debug for Relay {
 impl Relay {
     /// A relay (or client-only node, without keys) with its own RNG (seeded by the caller:
     /// from the OS in production, from a fixed seed in tests).
-    pub fn new(cfg: RelayConfig, rng: ChaCha12Rng) -> Self {
+    pub fn new(cfg: RelayConfig, mut rng: ChaCha12Rng) -> Self {
+        let channels = Channels::new(rng.next_u64());
         Relay {
             memory: QueueMemory::new(cfg.max_mem_in_queues),
             cfg,
             rng,
-            channels: Channels::default(),
+            channels,
             circuits: Circuits::default(),
             timers: Timers::default(),
             events: VecDeque::new(),
