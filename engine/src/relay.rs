@@ -83,6 +83,7 @@ use circuit::{Circuits, Dir, Hop};
 use error::ChannelClose;
 use link::{netinfo_cell, LinkStep};
 use memory::QueueMemory;
+use queue::CellPool;
 use timer::{Timer, Timers};
 
 pub use config::{RelayConfig, RelayKeys};
@@ -102,6 +103,8 @@ pub struct Relay {
     rng: ChaCha12Rng,
     channels: Channels,
     circuits: Circuits,
+    /// Where the cells of every circuit queue live.
+    cells: CellPool,
     /// What `MaxMemInQueues` limits: circuit queues and stream receive buffers.
     memory: QueueMemory,
     timers: Timers,
@@ -132,6 +135,7 @@ impl Relay {
             rng,
             channels,
             circuits: Circuits::default(),
+            cells: CellPool::default(),
             timers: Timers::default(),
             events: VecDeque::new(),
             stats: RelayStats::default(),

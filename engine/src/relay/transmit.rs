@@ -20,7 +20,6 @@ use crate::wire::{ChanCmd, CELL_BODY_LEN, CELL_LEN};
 use super::circuit::Dir;
 use super::error::ForwardError;
 use super::ids::{ChanId, CircHandle};
-use super::queue::QueuedCell;
 use super::Relay;
 
 impl Relay {
@@ -95,21 +94,21 @@ impl Relay {
                 ch.mux.deactivate(key, &mut kistrel_sched::CellEwma::new());
                 continue;
             };
-            let Some(cell) = q.pop() else {
+            let Some((bytes, enqueued)) = self.cells.pop(q) else {
                 debug_assert!(false, "empty queue {key:?} active on {chan:?}");
                 q.in_mux = false;
                 ch.mux.deactivate(key, &mut q.ewma);
                 continue;
             };
+            #[cfg(feature = "inject-slowdown")]
+            std::hint::black_box(bytes.to_vec());
+            out.extend_from_slice(bytes);
             ch.mux.note_written(now, key, &mut q.ewma);
             if q.is_empty() {
                 q.in_mux = false;
                 ch.mux.deactivate(key, &mut q.ewma);
             }
-            #[cfg(feature = "inject-slowdown")]
-            std::hint::black_box(cell.bytes.to_vec());
-            out.extend_from_slice(&cell.bytes);
-            on_cell(cell.enqueued);
+            on_cell(enqueued);
             cells += 1;
         }
         let more = !ch.mux.is_empty();
@@ -137,7 +136,7 @@ impl Relay {
         if q.len() >= cap {
             return self.reject_circuit(now, circ, ForwardError::QueueOverCap.into());
         }
-        q.push(QueuedCell::new(hop.id.get(), cmd, body, now));
+        self.cells.push(q, hop.id.get(), cmd, body, now);
         self.memory.cell_queued();
         q.in_mux = self
             .channels
