@@ -62,7 +62,12 @@ fn main() {
         }
     }
     let after = rss_bytes();
-    assert_eq!(relay.circuit_count(), n as usize, "{:?}", relay.last_rejection());
+    assert_eq!(
+        relay.circuit_count(),
+        n as usize,
+        "{:?}",
+        relay.last_rejection()
+    );
     println!(
         "idle circuits: {n}; RSS {} -> {} MiB; {:.0} bytes per circuit",
         before >> 20,

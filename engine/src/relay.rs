@@ -75,6 +75,7 @@ use rand::RngCore;
 use rand_chacha::ChaCha12Rng;
 use tracing::debug;
 
+use crate::crypto::relay_crypto::CipherCache;
 use crate::time::Instant;
 use crate::wire::{Cell, ChanCell, ChanCmd, CircId, CELL_LEN};
 
@@ -105,6 +106,8 @@ pub struct Relay {
     circuits: Circuits,
     /// Where the cells of every circuit queue live.
     cells: CellPool,
+    /// The expanded AES ciphers of the relay layers in use.
+    ciphers: CipherCache,
     /// What `MaxMemInQueues` limits: circuit queues and stream receive buffers.
     memory: QueueMemory,
     timers: Timers,
@@ -136,6 +139,7 @@ impl Relay {
             channels,
             circuits: Circuits::default(),
             cells: CellPool::default(),
+            ciphers: CipherCache::new(),
             timers: Timers::default(),
             events: VecDeque::new(),
             stats: RelayStats::default(),

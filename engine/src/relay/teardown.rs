@@ -145,6 +145,9 @@ impl Relay {
         let Some(mut c) = self.circuits.remove(circ) else {
             return;
         };
+        if let CircKind::Relay { layer, .. } = &c.kind {
+            layer.forget(&mut self.ciphers);
+        }
         let dropped = self.cells.clear(&mut c.to_prev) + self.cells.clear(&mut c.to_next);
         self.memory.cells_gone(dropped);
         for (hop, reason) in [(c.prev, to_prev), (c.next, to_next)] {
