@@ -11,14 +11,14 @@
 //!   bytes from socket   -> handle_recv(now, chan, bytes)        (decode -> handle_cell)
 //!   which channels      <- poll_ready_channel()                 (each once, until drained)
 //!   link-control cells  <- take_ctrl(chan, buf)                 (handshake, DESTROY)
-//!   circuit cells       <- write_one_cell(now, chan, buf)       (the scheduler's primitive)
+//!   circuit cells       <- write_cells(now, chan, n, buf, ..)   (the scheduler's primitive)
 //!   exit socket bytes   -> handle_stream_data(now, stream, bytes) -> bytes taken
 //!   bytes for a stream  <- stream_recv(now, stream, buf)
 //!   what to do next     <- poll_event()   (open/close sockets, connect streams, ...)
 //!   timers              <- poll_timeout(), handle_timeout(now)
 //! ```
 //!
-//! `take_ctrl` and `write_one_cell` are the only ways cells leave a `Relay`: the runtime's
+//! `take_ctrl` and `write_cells` are the only ways cells leave a `Relay`: the runtime's
 //! scheduler, the in-memory harness, the fuzz target and the benches all drive them.
 //!
 //! Relay crypto is applied when a cell arrives; the cell is then queued on its circuit for the
