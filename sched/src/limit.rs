@@ -27,6 +27,26 @@ pub enum LimitReason {
     VanillaMax,
 }
 
+impl LimitReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [LimitReason; 4] = [
+        LimitReason::CongestionWindow,
+        LimitReason::SocketBuffer,
+        LimitReason::HighWater,
+        LimitReason::VanillaMax,
+    ];
+
+    /// Short snake_case name: the `by` label of the exported grant counters.
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitReason::CongestionWindow => "cwnd",
+            LimitReason::SocketBuffer => "sock_buf",
+            LimitReason::HighWater => "high_water",
+            LimitReason::VanillaMax => "vanilla_max",
+        }
+    }
+}
+
 /// KIST's per-run write limit for one socket, in bytes:
 ///
 /// ```text

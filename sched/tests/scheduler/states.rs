@@ -116,7 +116,7 @@ fn kist_run_stops_at_the_grant_and_readds() {
     // Tor's to_readd: pending again, retried after the run interval.
     assert_eq!(s.channel_state(chan), ChannelState::Pending);
     assert_eq!(s.next_run(), Some(T0 + Duration::from_millis(2)));
-    assert_eq!(s.metrics().exhausted_by_sock_buf, 1);
+    assert_eq!(s.metrics().exhausted.sock_buf, 1);
     // A send completion makes it due at once (event-driven).
     let t1 = T0 + Duration::from_micros(300);
     s.channel_writable(t1, chan);
@@ -138,13 +138,14 @@ fn kist_grant_zero_when_window_and_buffer_are_full() {
     assert_eq!(s.grants()[0].max_bytes, 0);
     assert_eq!(s.grants()[0].limited_by, LimitReason::CongestionWindow);
     assert_eq!(s.channel_state(chan), ChannelState::Pending);
-    assert_eq!(s.metrics().exhausted_by_cwnd, 1);
+    assert_eq!(s.metrics().exhausted.cwnd, 1);
     assert_eq!(s.metrics().grants_cwnd_full, 1);
     // Estimated kernel queue: 5140 unsent at 5140 bytes per 10 ms.
     assert!(s
         .metrics()
+        .histograms
         .kernel_queue_us
-        .equivalent(s.metrics().kernel_queue_us.max(), 10_000));
+        .equivalent(s.metrics().histograms.kernel_queue_us.max(), 10_000));
 }
 
 #[test]
@@ -329,7 +330,7 @@ fn kistlite_uses_the_high_water_mark() {
     assert_eq!(report.cells, 5);
     assert_eq!(s.grants()[0].limited_by, LimitReason::HighWater);
     assert_eq!(s.channel_state(chan), ChannelState::Pending);
-    assert_eq!(s.metrics().exhausted_by_high_water, 1);
+    assert_eq!(s.metrics().exhausted.high_water, 1);
 }
 
 #[test]
@@ -393,7 +394,7 @@ fn vanilla_writes_32_kib_then_waits_for_writable() {
     assert_eq!(s.channel_state(a), ChannelState::Pending);
     assert_eq!(s.next_run(), Some(t1));
     assert_eq!(s.run(t1, &[], &mut relay).cells, 37);
-    assert_eq!(s.metrics().exhausted_by_vanilla_max, 1);
+    assert_eq!(s.metrics().exhausted.vanilla_max, 1);
 }
 
 #[test]
