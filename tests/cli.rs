@@ -402,7 +402,7 @@ fn net_prints_ready_then_stops_everything_on_sigterm() {
         .map(|i| {
             let c =
                 kistrel::config::RelayConf::load(&dir.join(format!("relay{i}.toml")), &[]).unwrap();
-            c.or_port.to_string()
+            format!("relay{i}:kistrel@{}", c.or_port)
         })
         .collect();
     assert_eq!(

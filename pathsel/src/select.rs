@@ -423,9 +423,11 @@ impl PathSelector {
                     && match guard {
                         Some(g) => !self.conflicts(e, g),
                         // With the guards pinned, leave one of them usable with this exit.
-                        None if !self.cfg.entry_nodes.is_empty() => {
-                            self.guards.members.iter().any(|g| !self.conflicts(e, *g as usize))
-                        }
+                        None if !self.cfg.entry_nodes.is_empty() => self
+                            .guards
+                            .members
+                            .iter()
+                            .any(|g| !self.conflicts(e, *g as usize)),
                         None => true,
                     }
             })

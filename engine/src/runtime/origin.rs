@@ -273,7 +273,11 @@ impl<C: Copy + Eq> Origins<C> {
         state.built = Some(circ);
         state.failures = 0;
         let build_ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
-        info!(worker = self.worker, tag, build_ms, "circuit built");
+        let build_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        info!(
+            worker = self.worker,
+            tag, build_ms, build_us, "circuit built"
+        );
         self.actions
             .push_back(OriginAction::Event(WorkerEvent::CircuitBuilt {
                 worker: self.worker,

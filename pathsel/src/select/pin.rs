@@ -212,7 +212,10 @@ mod tests {
                 NodeSpec::Nickname("ctor2".into())
             ]
         );
-        assert_eq!(s.to_string(), format!("relay1,${},ctor2", hex.to_uppercase()));
+        assert_eq!(
+            s.to_string(),
+            format!("relay1,${},ctor2", hex.to_uppercase())
+        );
         assert!(NodeSet::parse_list("").unwrap().is_empty());
     }
 
@@ -227,7 +230,13 @@ mod tests {
 
     #[test]
     fn unsupported_forms_are_refused_with_the_entry() {
-        for bad in ["{us}", "10.0.0.0/8", "$ABCD", "$0123456789ABCDEF0123456789ABCDEF01234567=n", "a-b"] {
+        for bad in [
+            "{us}",
+            "10.0.0.0/8",
+            "$ABCD",
+            "$0123456789ABCDEF0123456789ABCDEF01234567=n",
+            "a-b",
+        ] {
             let e = NodeSet::parse_list(bad).unwrap_err();
             assert_eq!(e, NodeSetError::Unsupported(bad.to_owned()), "{bad}");
         }

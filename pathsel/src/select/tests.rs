@@ -231,7 +231,10 @@ fn pinned_positions_take_only_the_named_relays() {
         assert_eq!((p.guard, p.middle), (1, 2));
         exits[p.exit] += 1;
     }
-    assert!(exits[3] > 0 && exits[4] > 0, "both named exits used: {exits:?}");
+    assert!(
+        exits[3] > 0 && exits[4] > 0,
+        "both named exits used: {exits:?}"
+    );
     assert_eq!(exits[3] + exits[4], 200);
     // The exit pin still obeys the target's port.
     let p = sel
@@ -246,7 +249,10 @@ fn pinned_positions_take_only_the_named_relays() {
         .unwrap();
     assert_eq!(p.exit, 4);
     // A fingerprint names a relay as well as a nickname does.
-    let by_id = PathSelector::new(&dir, pinned(&format!("${}", hex::encode([0u8; 20])), "", ""));
+    let by_id = PathSelector::new(
+        &dir,
+        pinned(&format!("${}", hex::encode([0u8; 20])), "", ""),
+    );
     for _ in 0..20 {
         assert_eq!(by_id.select_path(&mut rng, None, None).unwrap().guard, 0);
     }
@@ -290,7 +296,13 @@ fn pins_are_checked_against_the_directory() {
         })
     );
     let e = PathSelector::new(&dir, pinned("", "", "n5")).check_pins();
-    assert!(matches!(e, Err(PinError::NoneEligible { key: "ExitNodes", .. })));
+    assert!(matches!(
+        e,
+        Err(PinError::NoneEligible {
+            key: "ExitNodes",
+            ..
+        })
+    ));
     assert_eq!(
         PathSelector::new(&dir, pinned("n0", "n5", "n4")).check_pins(),
         Ok(())
@@ -298,14 +310,18 @@ fn pins_are_checked_against_the_directory() {
     // And a selection with a pin nobody can fill fails with the position's error.
     let sel = PathSelector::new(&dir, pinned("n2", "", ""));
     let mut rng = ChaCha8Rng::seed_from_u64(13);
-    assert_eq!(sel.select_path(&mut rng, None, None), Err(PathError::NoGuard));
+    assert_eq!(
+        sel.select_path(&mut rng, None, None),
+        Err(PathError::NoGuard)
+    );
 }
 
 #[test]
 fn pins_read_from_torrc_keys() {
-    let cfg: PathConfig =
-        toml::from_str("EntryNodes = \"n1\"\nMiddleNodes = [\"n2\", \"n5\"]\nExitNodes = \"n3,n4\"\n")
-            .unwrap();
+    let cfg: PathConfig = toml::from_str(
+        "EntryNodes = \"n1\"\nMiddleNodes = [\"n2\", \"n5\"]\nExitNodes = \"n3,n4\"\n",
+    )
+    .unwrap();
     assert_eq!(cfg.entry_nodes.to_string(), "n1");
     assert_eq!(cfg.middle_nodes.to_string(), "n2,n5");
     assert_eq!(cfg.exit_nodes.to_string(), "n3,n4");
