@@ -140,7 +140,7 @@ fn ctor_warnings(ctor_dir: &Path, kistrel: &[(String, SocketAddr, String)]) -> V
 
 /// The kistrel relays of the directory: nickname, address, uppercase hex fingerprint.
 fn kistrel_relays(dir: &Path, ready: &support::Ready) -> Vec<(String, SocketAddr, String)> {
-    let directory = kistrel_pathsel::Directory::load(&dir.join("directory.toml")).expect("dir");
+    let directory = kistrel_pathsel::Directory::load(dir.join("directory.toml")).expect("dir");
     ready
         .relay_list
         .iter()

@@ -110,6 +110,18 @@ pub struct NetArgs {
     /// With --bottleneck: TCP congestion control in every namespace (default: cubic).
     #[arg(long, value_enum, requires = "bottleneck")]
     pub congestion: Option<CongestionArg>,
+    /// The C Tor network beside kistrel's relays.
+    #[command(flatten)]
+    pub ctor: CtorArgs,
+    /// Pin the client's path: GUARD,MIDDLE,EXIT nicknames (or $fingerprints), written into
+    /// the client config as EntryNodes, MiddleNodes and ExitNodes.
+    #[arg(long, value_name = "NICK,NICK,NICK", value_parser = parse_path)]
+    pub path: Option<PathPins>,
+}
+
+/// `kistrel net`'s C Tor options.
+#[derive(Debug, Clone, Args)]
+pub struct CtorArgs {
     /// Also start a private C Tor network of this many exit relays (and its authorities,
     /// see --ctor-authorities) on 127.0.0.1, from the system's `tor` and `tor-gencert`; the
     /// client's directory lists them beside kistrel's relays (nicknames ctor1.., auth1..).
@@ -118,10 +130,6 @@ pub struct NetArgs {
     /// With --ctor-relays: directory authorities of the C Tor network (they are relays too).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
     pub ctor_authorities: u8,
-    /// Pin the client's path: GUARD,MIDDLE,EXIT nicknames (or $fingerprints), written into
-    /// the client config as EntryNodes, MiddleNodes and ExitNodes.
-    #[arg(long, value_name = "NICK,NICK,NICK", value_parser = parse_path)]
-    pub path: Option<PathPins>,
 }
 
 /// `--path`: one relay per position.
@@ -169,7 +177,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     if args.bottleneck.is_some() && args.socks.is_some() {
         return Err(NetError::SocksWithBottleneck);
     }
-    if args.bottleneck.is_some() && args.ctor_relays > 0 {
+    if args.bottleneck.is_some() && args.ctor.ctor_relays > 0 {
         return Err(NetError::CtorWithBottleneck);
     }
     if args.bottleneck.is_some() {
@@ -177,13 +185,13 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
     }
     let ctor_opts = CtorOptions {
-        authorities: usize::from(args.ctor_authorities),
-        relays: usize::from(args.ctor_relays),
+        authorities: usize::from(args.ctor.ctor_authorities),
+        relays: usize::from(args.ctor.ctor_relays),
         info_log: verbose >= 2,
         owner_pid: Some(std::process::id()),
     };
     // Before anything is made: a missing tor is a usage error naming the package.
-    let programs = match args.ctor_relays {
+    let programs = match args.ctor.ctor_relays {
         0 => None,
         _ => Some(Programs::find().map_err(NetError::from)?),
     };

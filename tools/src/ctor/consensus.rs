@@ -139,7 +139,11 @@ pub struct Docs<'a> {
 impl Docs<'_> {
     fn doc_err(what: &'static str, path: &Path) -> impl FnOnce(tor_netdoc::Error) -> CtorError {
         let path = path.to_path_buf();
-        move |source| CtorError::Document { what, path, source }
+        move |source| CtorError::Document {
+            what,
+            path,
+            source: Box::new(source),
+        }
     }
 
     fn authority_certs(&self, now: SystemTime) -> Result<Vec<AuthCert>, CtorError> {

@@ -66,9 +66,9 @@ pub enum CtorError {
         what: &'static str,
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// Why (boxed: tor-netdoc's error is large, and errors travel by value).
         #[source]
-        source: tor_netdoc::Error,
+        source: Box<tor_netdoc::Error>,
     },
     /// The consensus is not signed by the network's own authorities, or not valid now.
     #[error("the consensus {} is not usable: {problem}", path.display())]
