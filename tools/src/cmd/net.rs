@@ -42,7 +42,6 @@ use kistrel_sched::SchedulerKind;
 
 use crate::cmd::args::scheduler_parser;
 use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf};
-use crate::ctor::{CtorOptions, Programs};
 use crate::keys::RelayKeyFile;
 
 mod ctor;
@@ -184,17 +183,8 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         // Before any folder or namespace exists: without root, say so and leave nothing.
         crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
     }
-    let ctor_opts = CtorOptions {
-        authorities: usize::from(args.ctor.ctor_authorities),
-        relays: usize::from(args.ctor.ctor_relays),
-        info_log: verbose >= 2,
-        owner_pid: Some(std::process::id()),
-    };
     // Before anything is made: a missing tor is a usage error naming the package.
-    let programs = match args.ctor.ctor_relays {
-        0 => None,
-        _ => Some(Programs::find().map_err(NetError::from)?),
-    };
+    let (ctor_opts, programs) = ctor::options(&args.ctor, verbose)?;
     // Before anything is built: a Ctrl-C from here on stops us through the normal path,
     // which tears the testbed down.
     let stop = supervise::register_signals()?;
@@ -244,16 +234,8 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         Some(p) => Some(ctor::prepare(p, &dir, &ctor_opts, &ctor_ports)?),
         None => None,
     };
-    let program = match std::env::var_os(CHILD_EXE_ENV) {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe().map_err(|source| NetError::Io {
-            what: "finding",
-            path: PathBuf::from("the kistrel executable"),
-            source,
-        })?,
-    };
     let plan = supervise::Plan {
-        program,
+        program: child_program()?,
         layout,
         overrides: args.overrides.clone(),
         verbose,
@@ -271,6 +253,18 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     };
     result?;
     Ok(teardown?)
+}
+
+/// The program run as each kistrel child: [`CHILD_EXE_ENV`], else this binary.
+fn child_program() -> Result<PathBuf, NetError> {
+    match std::env::var_os(CHILD_EXE_ENV) {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => std::env::current_exe().map_err(|source| NetError::Io {
+            what: "finding",
+            path: PathBuf::from("the kistrel executable"),
+            source,
+        }),
+    }
 }
 
 /// `n` free loopback ORPorts and the SOCKS address (`--socks`, checked free, or one more).

@@ -19,6 +19,7 @@ use kistrel_pathsel::Directory;
 
 use super::error::NetError;
 use super::layout::{Layout, BANDWIDTH};
+use super::CtorArgs;
 use crate::ctor::{CtorNet, CtorOptions, CtorRelay, Programs};
 
 /// The C Tor network to start.
@@ -28,6 +29,26 @@ pub(super) struct CtorPlan {
     pub(super) net: CtorNet,
     /// The `tor` program.
     pub(super) tor: PathBuf,
+}
+
+/// The network `args` asks for, and the programs to run it (found now: a missing `tor` is
+/// an error before anything is made); `None` without `--ctor-relays`. `-vv` adds tor's
+/// info logs.
+pub(super) fn options(
+    args: &CtorArgs,
+    verbose: u8,
+) -> Result<(CtorOptions, Option<Programs>), NetError> {
+    let opts = CtorOptions {
+        authorities: usize::from(args.ctor_authorities),
+        relays: usize::from(args.ctor_relays),
+        info_log: verbose >= 2,
+        owner_pid: Some(std::process::id()),
+    };
+    let programs = match args.ctor_relays {
+        0 => None,
+        _ => Some(Programs::find()?),
+    };
+    Ok((opts, programs))
 }
 
 /// Free loopback ports a network of `opts` needs.
