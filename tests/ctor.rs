@@ -26,7 +26,7 @@ mod support;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::{
@@ -231,11 +231,9 @@ fn compare_build_times(dir: &Path, http: &Http, n: usize) -> String {
     report
 }
 
-#[test]
-fn mixed_paths_carry_16_mib_and_c_tor_logs_no_warning_about_kistrel() {
-    if skip_without_tools() || !tor_available() {
-        return;
-    }
+/// Start the network (its own client pinned to `paths[0]` by `--path`), fetch through
+/// every path, search the C Tor logs, stop the network; panic naming what failed.
+fn run_paths(paths: &[(&'static str, [&'static str; 3])]) {
     let _g = serial();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = match std::env::var_os("KISTREL_E2E_KEEP") {
@@ -255,12 +253,16 @@ fn mixed_paths_carry_16_mib_and_c_tor_logs_no_warning_about_kistrel() {
         "--ready-timeout",
         "180s",
         "--path",
-        "relay1,ctor1,relay3",
+        &paths[0].1.join(","),
         "--dir",
     ])
     .arg(&dir)
-    .stderr(Stdio::null());
-    let net = NetProcess::spawn(&mut cmd, Duration::from_secs(400), &dir);
+    .stderr(std::fs::File::create(tmp.path().join("net.stderr")).expect("stderr file"));
+    let net = NetProcess::spawn(
+        &mut cmd,
+        Duration::from_secs(400),
+        &tmp.path().join("net.stderr"),
+    );
 
     // The ready line lists every relay with its kind.
     let listed: Vec<(String, String)> = net
@@ -294,7 +296,7 @@ fn mixed_paths_carry_16_mib_and_c_tor_logs_no_warning_about_kistrel() {
 
     let http = Http::start(SIZE, 14);
     let mut outcomes = Vec::new();
-    for (i, (label, path)) in PATHS.iter().enumerate() {
+    for (i, (label, path)) in paths.iter().enumerate() {
         let out = dir.join(format!("fetch-{label}"));
         let guard = addr_of(path[0]);
         if i == 0 {
@@ -361,4 +363,26 @@ fn mixed_paths_carry_16_mib_and_c_tor_logs_no_warning_about_kistrel() {
         "C Tor logged {} warnings about kistrel hops",
         warnings.len()
     );
+}
+
+/// The C Tor network comes up, joins the directory and the ready line, and a pinned K-K-K
+/// path carries 16 MiB beside it; the C Tor logs stay clean. (Subsumed by the mixed-path
+/// test below once that runs: then this one goes.)
+#[test]
+fn c_tor_network_comes_up_beside_kistrel_and_pins_hold() {
+    if skip_without_tools() || !tor_available() {
+        return;
+    }
+    run_paths(&PATHS[4..]);
+}
+
+/// Every mixed path. Needs TLS links (helper LB) and the CERTS / AUTH_CHALLENGE /
+/// AUTHENTICATE handshake (helper LA) on main: a C Tor relay refuses kistrel's plain links.
+#[test]
+#[ignore = "needs kistrel's TLS links and Tor link handshake (issue #14 items 1 and 4): un-ignore when both are on main"]
+fn mixed_paths_carry_16_mib_and_c_tor_logs_no_warning_about_kistrel() {
+    if skip_without_tools() || !tor_available() {
+        return;
+    }
+    run_paths(&PATHS);
 }
