@@ -1,7 +1,7 @@
-//! Circuits that mix kistrel and C Tor relays (issue #14): one `kistrel net --relays 3
+//! Circuits that mix kistrel and C Tor relays (issue #14): `kistrel net --relays 3
 //! --ctor-relays 3` (a private C Tor 0.4.9 network on 127.0.0.1: one authority, three exit
-//! relays) is started once and shared by the whole file, and torn down at the end, also on
-//! failure (the network's process is stopped on drop).
+//! relays) is started once per test and shared by all of its paths, and torn down at the
+//! end, also on failure (the network's process is stopped on drop).
 //!
 //! ```text
 //! kistrel relays: relay1 (guard), relay2 (guard), relay3 (exit)   C Tor: auth1, ctor1..3
@@ -12,13 +12,18 @@
 //! K-K-K  relay1 relay2 relay3
 //! ```
 //!
-//! Each path carries a 16 MiB fetch whose SHA-256 must equal the served file's; afterwards
-//! every C Tor node's log is searched for warnings about the kistrel hops (see
-//! [`ctor_warnings`]): none may appear. With `KISTREL_CTOR_BUILD_TIMES=N` the test also
-//! builds N circuits through K-K-K and N through C-C-C, alternated, with the same client
-//! program and settings (one process pinned to each path), and prints the build times.
+//! Each path carries a 16 MiB fetch whose SHA-256 must equal the served file's, through a
+//! client that holds a channel to its pinned guard and to no other relay; afterwards every
+//! C Tor node's log is searched for warnings about the kistrel hops (see [`ctor_warnings`]):
+//! none may appear. With `KISTREL_CTOR_BUILD_TIMES=N` the mixed-path test also builds N
+//! circuits through K-K-K and N through C-C-C, alternated, with the same client program and
+//! settings (one process pinned to each path), and prints the build times.
 //!
-//! Without `tor` the test installs the Debian package if it can, and prints `SKIPPED:` only
+//! Until kistrel's links speak TLS and the Tor link handshake (issue #14 items 1 and 4), only
+//! the K-K-K test runs (the C Tor network beside kistrel's relays, pins, the log check); the
+//! mixed-path test is `#[ignore]`d with that reason.
+//!
+//! Without `tor` the tests install the Debian package if they can, and print `SKIPPED:` only
 //! when that fails.
 
 mod support;

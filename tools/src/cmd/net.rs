@@ -86,7 +86,8 @@ pub struct NetArgs {
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
     /// Give up if the client has not reported ready after this long (a duration with its
-    /// unit, e.g. 60s or 2min).
+    /// unit, e.g. 60s or 2min); with --ctor-relays the C Tor network's consensus gets as
+    /// long again before kistrel's relays start.
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::cmd::args::duration)]
     pub ready_timeout: Duration,
     /// When a relay dies after the network is ready, report it on stderr and keep the rest
