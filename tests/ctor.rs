@@ -35,8 +35,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    connected_to, fetch, serial, skip_without_tools, socks_connect, tor_available, ClientProcess,
-    Http, NetProcess, MIB,
+    connected_to, fetch, serial, skip_without_tools, socks_connect, strip_ansi, tor_available,
+    ClientProcess, Http, NetProcess, MIB,
 };
 
 const SIZE: usize = 16 * MIB;
@@ -161,11 +161,11 @@ fn kistrel_relays(dir: &Path, ready: &support::Ready) -> Vec<(String, SocketAddr
         .collect()
 }
 
-/// The `build_us=` figures of the `circuit built` lines in a client log, tag 0 (the
-/// client's first, pre-built circuit) left out.
-fn build_times_us(log: &Path) -> Vec<u64> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
+/// The `build_us=` figures of the `circuit built` lines in a client log's text (coloured
+/// or not), tag 0 (the client's first, pre-built circuit) left out.
+fn build_times_us(log_text: &str) -> Vec<u64> {
+    strip_ansi(log_text)
+        .lines()
         .filter(|l| l.contains("circuit built") && !l.contains(" tag=0 "))
         .filter_map(|l| {
             l.split_whitespace()
@@ -208,7 +208,7 @@ fn compare_build_times(dir: &Path, http: &Http, n: usize) -> String {
     let mut report = format!("circuit build time, {n} builds per path, alternated:\n");
     let mut medians = Vec::new();
     for (label, c) in &clients {
-        let mut t = build_times_us(&c.log);
+        let mut t = build_times_us(&std::fs::read_to_string(&c.log).unwrap_or_default());
         t.sort_unstable();
         assert_eq!(
             t.len(),
@@ -390,4 +390,18 @@ fn mixed_paths_carry_16_mib_and_c_tor_logs_no_warning_about_kistrel() {
         return;
     }
     run_paths(&PATHS);
+}
+
+/// The build-time figures come from the client's coloured log lines.
+#[test]
+fn build_times_are_read_from_coloured_log_lines() {
+    let log = "\x1b[2m2026-12-05T01:00:00Z\x1b[0m \x1b[32m INFO\x1b[0m origin: circuit built \
+               \x1b[3mcircuit\x1b[0m\x1b[2m=\x1b[0m0/1 \x1b[3mtag\x1b[0m\x1b[2m=\x1b[0m0 \
+               \x1b[3mbuild_ms\x1b[0m\x1b[2m=\x1b[0m9 \x1b[3mbuild_us\x1b[0m\x1b[2m=\x1b[0m9100\n\
+               2026-12-05T01:00:01Z  INFO origin: circuit built circuit=0/2 tag=7 build_ms=4 \
+               build_us=4321\n\
+               \x1b[32m INFO\x1b[0m origin: circuit built \x1b[3mtag\x1b[0m\x1b[2m=\x1b[0m8 \
+               \x1b[3mbuild_us\x1b[0m\x1b[2m=\x1b[0m5000\n\
+               origin: circuit failed while building tag=9 build_us=1\n";
+    assert_eq!(build_times_us(log), vec![4321, 5000]);
 }

@@ -27,7 +27,7 @@ use sha2::Digest;
 use support::{
     alive, connected_to, fd_count, fetch, fetch_prefix, kill9, pid_listening_on,
     read_to_end_or_error, relays_connected_to, seeded_data, serial, skip_without_tools,
-    socks_connect, wait_for, Http, Net, RelayProcess, MIB,
+    socks_connect, strip_ansi, wait_for, Http, Net, RelayProcess, MIB,
 };
 
 /// The three roles a relay plays in a circuit.
@@ -74,22 +74,6 @@ fn start_transfers(net: &Net, url: &str, n: usize, rate: &str) -> Vec<Transfer> 
             Transfer { user, handle }
         })
         .collect()
-}
-
-/// `text` without ANSI colour sequences (the log is written with colours, field names
-/// and values separated by them).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_escape = false;
-    for c in text.chars() {
-        match (in_escape, c) {
-            (false, '\x1b') => in_escape = true,
-            (false, c) => out.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    out
 }
 
 /// Isolation tags the client logged `circuit closed` for in `log` text.
