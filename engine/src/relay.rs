@@ -91,7 +91,7 @@ pub use error::{
 pub use event::{ApiError, Event, RelayStats};
 pub use flow::FlowError;
 pub use ids::{ChanId, CircHandle, StreamHandle};
-pub use link::LinkError;
+pub use link::{LinkAuth, LinkError};
 pub use streammap::StreamState;
 
 /// The relay / origin state machine of one worker. See the module docs.

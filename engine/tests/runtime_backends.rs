@@ -17,8 +17,8 @@ use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::poll::PollDriver;
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
 use kistrel_engine::runtime::{
-    self, Backend, BackendChoice, Clock, Command, EventSender, Worker, WorkerConfig, WorkerError,
-    WorkerEvent, WorkerReport,
+    self, Backend, BackendChoice, Clock, Command, EventSender, Links, TlsContext, Worker,
+    WorkerConfig, WorkerError, WorkerEvent, WorkerReport,
 };
 use kistrel_engine::{ErrorKind, HasKind};
 use kistrel_sched::{SchedConfig, SchedulerKind};
@@ -85,7 +85,17 @@ fn worker_cfg(
         schedulers: kinds.to_vec(),
         sched: SchedConfig::default(),
         clock,
+        links: tls_links(),
     }
+}
+
+/// One TLS context for the whole test process (as `kistrel relay` makes one per process).
+fn tls_links() -> Links {
+    static CTX: std::sync::OnceLock<std::sync::Arc<TlsContext>> = std::sync::OnceLock::new();
+    Links::Tls(
+        CTX.get_or_init(|| std::sync::Arc::new(TlsContext::new().expect("TLS context")))
+            .clone(),
+    )
 }
 
 /// A server that sends `data` to every connection, then closes.
@@ -199,10 +209,25 @@ fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
     let have: [u8; 32] = Sha256::digest(&got).into();
     assert_eq!(have, want, "payload corrupted");
 
-    for w in relays.into_iter().chain([client]) {
+    for (i, w) in relays.into_iter().chain([client]).enumerate() {
         w.cmd.send(Command::Shutdown).expect("shutdown");
         let report = w.handle.join().expect("worker thread").expect("report");
         assert_eq!(report.scheduler, expect);
+        // Every hop ran over TLS: one link each for the client and the exit, two for the
+        // guard and the middle; the payload went through records.
+        println!("node {i}: {:?}", report.links);
+        let links = report.links;
+        let want = if i == 0 || i == 1 { 2 } else { 1 };
+        assert_eq!(
+            (links.tls_user, links.plain),
+            (want, 0),
+            "node {i}: {links:?}"
+        );
+        let r = links.records;
+        assert!(
+            r.records_in + r.records_out > (size / 16384) as u64,
+            "node {i}: {links:?}"
+        );
     }
 }
 

@@ -127,6 +127,8 @@ fn seccomp_child() {
         schedulers: vec![SchedulerKind::Kist, SchedulerKind::KistLite],
         sched: SchedConfig::default(),
         clock: Clock::new(),
+        // The parent speaks plaintext VERSIONS: this test is about the backend, not TLS.
+        links: runtime::Links::Plain,
     };
     let (cmd_tx, cmd_rx) = bounded(4);
     let (ev_tx, _ev_rx) = bounded(64);

@@ -26,10 +26,14 @@
 //! peer's CERTS verify against the TLS certificate. Each failure is a new [`LinkError`]
 //! variant. Nothing outside this module has to change for it.
 
+mod auth;
+
 use std::net::{IpAddr, SocketAddr};
 
 use crate::wire::{Cell, ChanCell, ChanCmd, Netinfo, Versions};
 use crate::{ErrorKind, HasKind};
+
+pub use auth::LinkAuth;
 
 /// Link protocol versions we speak (tor-spec: v4 and v5 use 4-byte circuit ids).
 pub(crate) const LINK_VERSIONS: [u16; 2] = [4, 5];

@@ -91,6 +91,8 @@ pub enum WorkerEvent {
         sched: Box<kistrel_sched::SchedMetrics>,
         /// The scheduler in use.
         kind: kistrel_sched::SchedulerKind,
+        /// Link counters: links per kind, records.
+        links: super::link::LinkStats,
     },
 }
 

@@ -65,6 +65,7 @@ impl SimWorker {
             schedulers: vec![kind],
             sched: SchedConfig::default(),
             clock: net.clock(),
+            links: tls_links(),
         };
         let (cmd_tx, cmd_rx) = bounded(1024);
         let (ev_tx, ev_rx) = bounded(1 << 16);
@@ -256,4 +257,17 @@ pub fn drain(
             _ => {}
         }
     }
+}
+
+/// One TLS context for the whole test process (as `kistrel relay` makes one per process):
+/// simulated workers run real TLS over the simulated network.
+pub fn tls_links() -> kistrel_engine::runtime::Links {
+    static CTX: std::sync::OnceLock<std::sync::Arc<kistrel_engine::runtime::TlsContext>> =
+        std::sync::OnceLock::new();
+    kistrel_engine::runtime::Links::Tls(
+        CTX.get_or_init(|| {
+            std::sync::Arc::new(kistrel_engine::runtime::TlsContext::new().expect("TLS context"))
+        })
+        .clone(),
+    )
 }

@@ -48,6 +48,7 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
         conf.port_in_use(key, a)
     })?;
     let (kinds, sched, _) = runner::sched_config(&conf.runtime);
+    let links = runner::links(&conf.runtime)?;
     let clock = Clock::new();
     let configs = listeners
         .into_iter()
@@ -61,6 +62,7 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
             schedulers: kinds.clone(),
             sched,
             clock,
+            links: links.clone(),
         })
         .collect();
     let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, n, |key, a| {
@@ -96,11 +98,12 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
                     stats,
                     sched,
                     kind,
+                    links,
                 },
                 Some(m),
             ) = (&ev, &metrics)
             {
-                m.update(*worker, *stats, (**sched).clone(), *kind);
+                m.update(*worker, *stats, (**sched).clone(), *kind, *links);
             }
             let built = matches!(ev, WorkerEvent::CircuitBuilt { .. });
             control.handle(ev, &mut rng, &workers.commands);

@@ -34,7 +34,7 @@ use clap::Args;
 use kistrel_sched::SchedulerKind;
 
 use crate::cmd::args::scheduler_parser;
-use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf};
+use crate::config::{Backend, ClientConf, ConfigError, LinksMode, Override, RelayConf};
 use crate::keys::RelayKeyFile;
 
 mod error;
@@ -70,6 +70,10 @@ pub struct NetArgs {
     /// Runtime backend for every node.
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
+    /// Links between the nodes: `tls` (the default, Tor's link protocol) or `plain`, a
+    /// BENCHMARK MODE ONLY (no encryption, no TLS binding of identities; C Tor refuses it).
+    #[arg(long, value_enum)]
+    pub links: Option<LinksMode>,
     /// Folder for keys, configs, directory and logs (created if missing; default: a fresh
     /// folder in the temp dir, kept after exit).
     #[arg(long, value_name = "PATH")]
@@ -161,6 +165,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         workers: args.workers,
         scheduler: args.scheduler,
         backend: args.backend,
+        links: args.links,
         metrics: args.metrics,
         exit_policy: shaped.as_ref().map(|s| s.exit_policy.clone()),
         fixed_roles: shaped.is_some(),

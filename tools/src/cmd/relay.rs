@@ -17,6 +17,7 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
     let (listeners, addr) =
         runner::bind(conf.or_port, n, "ORPort", |key, a| conf.port_in_use(key, a))?;
     let (kinds, sched, _) = runner::sched_config(&conf.runtime);
+    let links = runner::links(&conf.runtime)?;
     let clock = Clock::new();
     let my_addrs = if conf.address.is_empty() {
         vec![addr.ip()]
@@ -46,6 +47,7 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
             schedulers: kinds.clone(),
             sched,
             clock,
+            links: links.clone(),
         })
         .collect();
     let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, n, |key, a| {
@@ -69,11 +71,12 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
             stats,
             sched,
             kind,
+            links,
         }) = workers.events.recv_timeout(runner::CONTROL_TICK)
         {
             tracing::trace!(worker, ?stats, "worker stats");
             if let Some(m) = &metrics {
-                m.update(worker, stats, *sched, kind);
+                m.update(worker, stats, *sched, kind, links);
             }
         }
     };
@@ -85,6 +88,8 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
             scheduler = r.scheduler.name(),
             cells_in = r.stats.cells_in,
             cells_out = r.stats.cells_out,
+            links_tls = r.links.tls_user + r.links.ktls,
+            links_plain = r.links.plain,
             "worker stopped"
         );
         if r.events_dropped > 0 {

@@ -80,6 +80,7 @@ ExitPolicy = ["accept 127.0.0.0/8:*", "reject *:*"]
 Address = ["127.0.0.1", "::1"]
 Workers = 4
 Backend = "poll"
+Links = "PLAIN"
 Schedulers = "kistlite, Vanilla"
 KISTSchedRunInterval = "2 ms"
 KISTSockBufSizeFactor = 1.5
@@ -105,6 +106,7 @@ BandwidthRate = "100 MBits"
     assert_eq!(c.runtime.workers, 4);
     assert_eq!(c.runtime.effective_workers(), 4);
     assert_eq!(c.runtime.backend, Backend::Poll);
+    assert_eq!(c.runtime.links, LinksMode::Plain);
     assert_eq!(
         c.runtime.schedulers,
         vec![SchedulerKind::KistLite, SchedulerKind::Vanilla]
@@ -313,6 +315,10 @@ fn error_bad_values() {
             "D/relay.toml:2: key `Backend`: unknown backend \"epoll\": want \"auto\", \"uring\" or \"poll\"",
         ),
         (
+            "ORPort = \"127.0.0.1:9001\"\nLinks = \"ssl\"",
+            "D/relay.toml:2: key `Links`: unknown links \"ssl\": want \"tls\" (the default) or \"plain\" (a benchmark mode)",
+        ),
+        (
             "ORPort = \"127.0.0.1:9001\"\nSchedulers = \"KIST,Fast\"",
             "D/relay.toml:2: key `Schedulers`: unknown scheduler \"Fast\": want KIST, KISTLite or Vanilla",
         ),
@@ -460,8 +466,8 @@ ncircuits_to_observe = 500
     assert_eq!(c.path.guard_confirmed_min_lifetime_days, 50);
     assert_eq!(c.cbt.quantile_pct, 70.0);
     assert_eq!(c.cbt.ncircuits_to_observe, 500);
-    assert_eq!(ClientConf::keys().len(), 4 + 6 + 11 + 10);
-    assert_eq!(RelayConf::keys().len(), 10 + 3 + 6);
+    assert_eq!(ClientConf::keys().len(), 4 + 7 + 11 + 10);
+    assert_eq!(RelayConf::keys().len(), 10 + 3 + 7);
     // A misspelt key of any section gets its suggestion.
     let e = f
         .client("DirectoryFile = \"dir.toml\"\ncbtquantil = 70.0\n", &[])

@@ -125,11 +125,47 @@ type Counter = (
 );
 
 /// The per-worker counters: name, help, unit, value.
-fn counters() -> [Counter; 10] {
+fn counters() -> [Counter; 17] {
     [
         ("cells_in", "Cells received", None, |w| w.stats.cells_in),
         ("cells_out", "Cells handed to the kernel", None, |w| {
             w.stats.cells_out
+        }),
+        (
+            "links_plain",
+            "Plain (benchmark mode) links opened",
+            None,
+            |w| w.links.plain,
+        ),
+        (
+            "links_tls_user",
+            "TLS links opened, records sealed and opened in user space",
+            None,
+            |w| w.links.tls_user,
+        ),
+        (
+            "links_ktls",
+            "TLS links whose records the kernel seals (kTLS)",
+            None,
+            |w| w.links.ktls,
+        ),
+        (
+            "tls_handshakes_failed",
+            "TLS handshakes that failed or timed out",
+            None,
+            |w| w.links.tls_handshake_failed,
+        ),
+        ("tls_records_in", "TLS records opened", None, |w| {
+            w.links.records.records_in
+        }),
+        (
+            "tls_records_staged",
+            "TLS records cut by the end of a receive buffer, finished in a staging buffer",
+            None,
+            |w| w.links.records.records_staged,
+        ),
+        ("tls_records_out", "TLS records sealed", None, |w| {
+            w.links.records.records_out
         }),
         (
             "circuits_rejected",

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use kistrel_engine::relay::RelayStats;
+use kistrel_engine::runtime::LinkStats;
 use kistrel_sched::{SchedMetrics, SchedulerKind};
 
 /// One worker's latest figures.
@@ -14,6 +15,8 @@ pub struct WorkerFigures {
     pub sched: SchedMetrics,
     /// The scheduler the worker runs; `None` until it has reported.
     pub scheduler: Option<SchedulerKind>,
+    /// Links opened per kind (plain, TLS in user space, kTLS) and TLS record counters.
+    pub links: LinkStats,
 }
 
 /// Every worker's figures, by worker index (so pages list workers in order).

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use kistrel_engine::relay::RelayStats;
+use kistrel_engine::runtime::LinkStats;
 use kistrel_sched::{SchedMetrics, SchedulerKind};
 use tiny_http::{Header, Method, Request, Response};
 
@@ -91,6 +92,7 @@ impl MetricsServer {
         stats: RelayStats,
         sched: SchedMetrics,
         kind: SchedulerKind,
+        links: LinkStats,
     ) {
         let mut figures = self.figures.lock().unwrap_or_else(PoisonError::into_inner);
         figures.insert(
@@ -99,6 +101,7 @@ impl MetricsServer {
                 stats,
                 sched,
                 scheduler: Some(kind),
+                links,
             },
         );
     }
@@ -217,7 +220,13 @@ mod tests {
 
         let mut m = SchedMetrics::new();
         m.runs = 4;
-        server.update(1, RelayStats::default(), m, SchedulerKind::Vanilla);
+        server.update(
+            1,
+            RelayStats::default(),
+            m,
+            SchedulerKind::Vanilla,
+            LinkStats::default(),
+        );
         let (_, headers, body) = exchange(addr, "GET /histograms HTTP/1.0\r\n\r\n");
         assert!(headers.contains("application/json"), "{headers}");
         let page: super::super::HistogramsPage = serde_json::from_str(&body).unwrap();

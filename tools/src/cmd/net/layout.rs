@@ -26,7 +26,7 @@ use toml::Value;
 use super::error::NetError;
 use kistrel_sched::SchedulerKind;
 
-use crate::config::Backend;
+use crate::config::{Backend, LinksMode};
 use crate::fsutil::write_atomic;
 use crate::keys::RelayKeyFile;
 
@@ -44,6 +44,8 @@ pub struct LayoutOptions {
     pub scheduler: Option<SchedulerKind>,
     /// `Backend` for every node.
     pub backend: Option<Backend>,
+    /// `Links` for every node.
+    pub links: Option<LinksMode>,
     /// `MetricsPort` on port 0 of each node's address (each prints `metrics addr=ADDR`).
     pub metrics: bool,
     /// The exit's policy; `None`: [`EXIT_POLICY`].
@@ -118,6 +120,9 @@ fn runtime_keys(opts: &LayoutOptions) -> String {
     }
     if let Some(b) = opts.backend {
         s.push_str(&format!("Backend = {}\n", quote(b.name())));
+    }
+    if let Some(l) = opts.links {
+        s.push_str(&format!("Links = {}\n", quote(l.name())));
     }
     if let Some(k) = opts.scheduler {
         s.push_str(&format!("Schedulers = [{}]\n", quote(k.name())));
@@ -312,6 +317,7 @@ mod tests {
             workers: Some(2),
             scheduler: Some(SchedulerKind::KistLite),
             backend: Some(Backend::Poll),
+            links: Some(LinksMode::Plain),
             ..LayoutOptions::default()
         };
         let (l, keys) = layout(&dir, 4, &opts);
@@ -351,6 +357,7 @@ mod tests {
             assert_eq!(c.exit_policy.is_some(), i == 3);
             assert_eq!(c.runtime.workers, 2);
             assert_eq!(c.runtime.backend, Backend::Poll);
+            assert_eq!(c.runtime.links, LinksMode::Plain);
             assert_eq!(c.runtime.schedulers, vec![SchedulerKind::KistLite]);
             assert_eq!(&RelayKeyFile::load(&c.key_file).unwrap(), k);
         }
