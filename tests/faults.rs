@@ -20,7 +20,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use sha2::Digest;
@@ -255,7 +255,7 @@ fn hello() -> Vec<u8> {
 
 /// Connects to an OR port and completes the link handshake (reads VERSIONS and NETINFO).
 fn handshake_with(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr) else {
+    let Ok(mut s) = support::tls::connect(addr) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
@@ -283,7 +283,7 @@ fn peer_reset_mid_cell_closes_that_channel_only(backend: &str) {
     let exit = *net.relays.last().expect("exit");
     let pid = pid_listening_on(exit).expect("exit pid");
     let fds_before = fd_count(pid);
-    let mut s = TcpStream::connect(exit).expect("connect");
+    let mut s = support::tls::connect(exit).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     s.write_all(&hello()).expect("hello");

@@ -89,6 +89,10 @@ fn idle_connections_are_closed_after_the_handshake_timeout(backend: &str) {
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A hop's connection: TLS over TCP.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
 /// Reads cells from `stream` on a thread and hands them over a channel until EOF.
 fn cell_reader(mut stream: TcpStream) -> mpsc::Receiver<ChanCell> {
     let (tx, rx) = mpsc::channel();
@@ -128,7 +132,7 @@ struct Origin {
 
 impl Origin {
     fn connect(relay: SocketAddr) -> Origin {
-        let mut stream = TcpStream::connect(relay).expect("connect to the relay");
+        let mut stream = support::tls::connect(relay).expect("connect to the relay");
         stream.set_nodelay(true).expect("nodelay");
         let cells = cell_reader(stream.try_clone().expect("clone"));
         stream
@@ -303,6 +307,9 @@ impl FakeHop {
             conn.set_nonblocking(false).expect("blocking");
             conn.set_read_timeout(Some(Duration::from_millis(200)))
                 .expect("timeout");
+            // Relays reach it over TLS (its records go to the socket as they are written, so
+            // a stalled hop stalls its socket as a plain one did).
+            let mut conn = support::tls::server_stream(conn);
             serve_hop(&mut conn, &id, &keypair, mode, &mut rng, &tx, &stop2);
             // Keep the socket open (unread) until the test is done.
             while !stop2.load(Ordering::Relaxed) {
@@ -320,7 +327,7 @@ impl Drop for FakeHop {
 }
 
 fn serve_hop(
-    conn: &mut TcpStream,
+    conn: &mut impl ReadWrite,
     id: &RelayId,
     keypair: &NtorKeypair,
     mode: HopMode,
@@ -666,7 +673,7 @@ fn peer_that_never_reads_cannot_grow_the_relay(backend: &str) {
     let pid = relay.process.pid();
     std::thread::sleep(Duration::from_millis(300));
     let before = rss_bytes(pid);
-    let mut stream = TcpStream::connect(relay.addr).expect("connect");
+    let mut stream = support::tls::connect(relay.addr).expect("connect");
     stream
         .write_all(&kistrel_engine::harness::initiator_hello())
         .expect("hello");

@@ -139,7 +139,7 @@ pub enum LinkError {
     #[error("a plaintext Tor cell where a TLS record was expected (the peer's links are plain)")]
     PlaintextCell,
     /// The first bytes are not a TLS record.
-    #[error("not TLS: a record of type {0} (want 22, handshake)")]
+    #[error("not TLS: the first record has type {0} (want 22, a ClientHello)")]
     NotTls(u8),
     /// A record header announced a body over 2^14 + 256 bytes.
     #[error("TLS record of {0} bytes, over the limit")]

@@ -123,6 +123,18 @@ impl TlsContext {
         self.own_cert_sha256
     }
 
+    /// The client configuration of outbound links (accepts any certificate, records none:
+    /// for a test's own TLS peer; links make their own per connection).
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        Arc::new(self.client.clone())
+    }
+
+    /// The server configuration of inbound links (this process's certificate, no client
+    /// certificates, no resumption: for a test's own TLS peer).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        Arc::new(self.server.clone())
+    }
+
     /// Whether links hand their records to the kernel, and if not why.
     pub fn ktls(&self) -> &KtlsSupport {
         &self.ktls

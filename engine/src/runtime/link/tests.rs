@@ -248,6 +248,11 @@ fn a_responder_names_what_it_got_instead_of_tls() {
     let err = open(&mut server, &mut versions, &mut Got::default()).unwrap_err();
     assert!(matches!(err, LinkError::PlaintextCell), "{err}");
     assert_eq!(crate::HasKind::kind(&err), crate::ErrorKind::PeerProtocol);
+    // An application-data record header before any handshake: refused at once.
+    let mut early = [0x17u8, 3, 3, 0, 0x40, 0xde, 0xad];
+    let mut server = Link::accept(&links).unwrap();
+    let err = open(&mut server, &mut early, &mut Got::default()).unwrap_err();
+    assert!(matches!(err, LinkError::NotTls(0x17)), "{err}");
     let mut garbage = *b"GET / HTTP/1.1\r\n";
     let mut server = Link::accept(&links).unwrap();
     let err = open(&mut server, &mut garbage, &mut Got::default()).unwrap_err();

@@ -89,6 +89,8 @@ struct Handshake {
     capture: Arc<Capture>,
     /// Received bytes rustls has not consumed yet.
     incoming: Vec<u8>,
+    /// Bytes were received (a responder checks the very first ones).
+    started: bool,
 }
 
 struct Records {
@@ -166,6 +168,7 @@ impl TlsLink {
                 conn,
                 capture,
                 incoming: Vec::new(),
+                started: false,
             })),
             out: Vec::new(),
             early: Vec::new(),
@@ -209,6 +212,17 @@ impl TlsLink {
     ) -> Result<(), LinkError> {
         match &mut self.phase {
             Phase::Handshake(hs) => {
+                let first = !hs.started && matches!(hs.conn, Conn::Server(_));
+                let checked = if first {
+                    check_first_record(received)
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = checked {
+                    self.phase = Phase::Closed;
+                    return Err(e);
+                }
+                hs.started = true;
                 hs.incoming.extend_from_slice(received);
                 self.handshake(deliver)
             }
@@ -228,10 +242,7 @@ impl TlsLink {
             let Handshake { conn, incoming, .. } = &mut **hs;
             let result = match conn {
                 Conn::Client(c) => step(c.process_tls_records(incoming), &mut self.out, &mut plain),
-                Conn::Server(c) => {
-                    check_first_record(incoming)?;
-                    step(c.process_tls_records(incoming), &mut self.out, &mut plain)
-                }
+                Conn::Server(c) => step(c.process_tls_records(incoming), &mut self.out, &mut plain),
             };
             let (discard, step) = match result {
                 Ok(r) => r,
@@ -285,6 +296,7 @@ impl TlsLink {
             conn,
             capture,
             incoming,
+            ..
         } = *hs;
         let (secrets, kernel, version) = match conn {
             Conn::Client(c) => {
@@ -510,13 +522,19 @@ fn step<Data>(
     Ok((discard, step))
 }
 
-/// Names what a responder got instead of a ClientHello, before rustls rejects it: a
-/// plaintext Tor cell (VERSIONS: circuit id 0, command 7) or any other non-TLS bytes.
-fn check_first_record(incoming: &[u8]) -> Result<(), LinkError> {
-    match incoming {
-        [0, 0, 7, ..] => Err(LinkError::PlaintextCell),
-        [typ, major, ..] if !(20..=23).contains(typ) || *major != 3 => Err(LinkError::NotTls(*typ)),
-        _ => Ok(()),
+/// Names what a responder got instead of a ClientHello, before rustls would wait for more
+/// or reject it: a plaintext Tor cell (VERSIONS: circuit id 0, command 7) or anything that
+/// is not a handshake (22) or alert (21) record of TLS (major version 3).
+fn check_first_record(first: &[u8]) -> Result<(), LinkError> {
+    if first.starts_with(&[0, 0, 7]) {
+        return Err(LinkError::PlaintextCell);
+    }
+    let typ = first.first().copied().unwrap_or(22);
+    let major = first.get(1).copied().unwrap_or(3);
+    if (typ == 21 || typ == 22) && major == 3 {
+        Ok(())
+    } else {
+        Err(LinkError::NotTls(typ))
     }
 }
 
