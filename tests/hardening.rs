@@ -295,7 +295,7 @@ impl FakeHop {
         std::thread::spawn(move || {
             listener.set_nonblocking(true).expect("nonblocking");
             let deadline = Instant::now() + Duration::from_secs(120);
-            let mut conn = loop {
+            let conn = loop {
                 match listener.accept() {
                     Ok((c, _)) => break c,
                     Err(_) if Instant::now() < deadline && !stop2.load(Ordering::Relaxed) => {
