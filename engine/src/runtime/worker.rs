@@ -493,7 +493,12 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 self.relay.handle_channel_closed(now, chan);
             }
             IoEvent::RecvClosed { conn, err } => {
-                debug!(?chan, err = ?err, "channel closed by peer");
+                if self.conns.channel(chan).is_some_and(|(_, l)| !l.is_open()) {
+                    info!(?chan, err = ?err, "closing channel: the peer closed it during the TLS handshake");
+                    self.links.stats_mut().tls_handshake_failed += 1;
+                } else {
+                    debug!(?chan, err = ?err, "channel closed by peer");
+                }
                 self.close_channel(now, chan, conn);
             }
             IoEvent::SendFailed { conn, err } => {
