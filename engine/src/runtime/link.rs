@@ -255,7 +255,29 @@ impl Link {
     pub fn kind(&self) -> LinkKind {
         match self {
             Link::Plain => LinkKind::Plain,
+            Link::Tls(t) if t.tx_in_kernel() => LinkKind::Ktls,
             Link::Tls(_) => LinkKind::TlsUser,
+        }
+    }
+
+    /// Whether an open TLS link still waits to hand its send keys to the kernel (kTLS).
+    pub fn ktls_pending(&self) -> bool {
+        matches!(self, Link::Tls(t) if t.ktls_pending())
+    }
+
+    /// The kernel's crypto info for this link's send side, if the switch can happen now
+    /// (call only when the connection has nothing queued).
+    pub fn ktls_tx_info(&self) -> Option<crate::sys::ktls::CryptoInfo> {
+        match self {
+            Link::Tls(t) => t.ktls_tx_info(),
+            Link::Plain => None,
+        }
+    }
+
+    /// The kernel took the send keys (`accepted`) or refused them.
+    pub fn ktls_tx_done(&mut self, accepted: bool) {
+        if let Link::Tls(t) = self {
+            t.ktls_tx_done(accepted);
         }
     }
 

@@ -484,6 +484,13 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 if self.conns.after_sending(conn, queued) == Some(ReadGate::Resume) {
                     self.driver.set_recv_paused(conn, false);
                 }
+                if self
+                    .conns
+                    .channel(chan)
+                    .is_some_and(|(_, l)| l.ktls_pending())
+                {
+                    self.try_ktls(chan, conn);
+                }
                 self.sched.channel_writable(now, chan);
             }
             IoEvent::ConnectFailed { err, .. } => {

@@ -67,12 +67,13 @@ impl TlsContext {
     pub(crate) fn with_suites(
         suites: Vec<rustls::SupportedCipherSuite>,
         versions: &[&'static SupportedProtocolVersion],
+        ktls: KtlsSupport,
     ) -> Result<Self, TlsSetupError> {
         let provider = CryptoProvider {
             cipher_suites: suites,
             ..link_provider()
         };
-        Self::with_provider(provider, versions, KtlsSupport::Unavailable("test".into()))
+        Self::with_provider(provider, versions, ktls)
     }
 
     fn with_provider(

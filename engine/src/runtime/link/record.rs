@@ -112,6 +112,33 @@ impl Direction {
         })
     }
 
+    /// A direction from raw parts (tests: what the kernel would build from a crypto info).
+    #[cfg(test)]
+    pub(crate) fn from_parts(
+        chacha: bool,
+        key: &[u8],
+        iv: [u8; NONCE_LEN],
+        seq: u64,
+        framing: Framing,
+    ) -> Self {
+        let alg = match (chacha, key.len()) {
+            (true, _) => &CHACHA20_POLY1305,
+            (false, 16) => &AES_128_GCM,
+            (false, _) => &AES_256_GCM,
+        };
+        Direction {
+            key: LessSafeKey::new(UnboundKey::new(alg, key).expect("key")),
+            iv,
+            seq,
+            framing,
+        }
+    }
+
+    /// The sequence number of the next record (records sealed or opened under this key).
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// The framing of this direction's records.
     pub(crate) fn framing(&self) -> Framing {
         self.framing

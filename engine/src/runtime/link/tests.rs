@@ -15,6 +15,10 @@ use crate::sys::ktls::{CryptoInfo, KtlsSupport, KtlsVersion};
 
 const TOR_LABEL: &[u8] = b"EXPORTER FOR TOR TLS CLIENT BINDING AUTH0003";
 
+fn no_ktls() -> KtlsSupport {
+    KtlsSupport::Unavailable("test".into())
+}
+
 fn ctx(versions: &[&'static SupportedProtocolVersion]) -> Arc<TlsContext> {
     Arc::new(TlsContext::with_versions(versions, KtlsSupport::Unavailable("test".into())).unwrap())
 }
@@ -335,7 +339,7 @@ fn suites() -> Vec<(SupportedCipherSuite, &'static SupportedProtocolVersion)> {
 #[test]
 fn the_record_layer_talks_to_rustls_in_every_suite_both_ways() {
     for (suite, version) in suites() {
-        let ctx = Arc::new(TlsContext::with_suites(vec![suite], &[version]).unwrap());
+        let ctx = Arc::new(TlsContext::with_suites(vec![suite], &[version], no_ktls()).unwrap());
         for we_are_client in [true, false] {
             let (mut ours, mut peer, capture) = with_rustls_peer(&ctx, we_are_client);
             let name = format!("{:?} client={we_are_client}", suite.suite());
@@ -400,7 +404,7 @@ fn close_notify_ends_the_link() {
 #[test]
 fn ktls_crypto_info_comes_from_the_sessions_secrets() {
     for (suite, version) in suites() {
-        let ctx = TlsContext::with_suites(vec![suite], &[version]).unwrap();
+        let ctx = TlsContext::with_suites(vec![suite], &[version], no_ktls()).unwrap();
         let capture = Arc::new(Capture::default());
         let (mut ccfg, mut scfg) = ctx.configs(capture);
         ccfg.enable_secret_extraction = true;
@@ -459,5 +463,80 @@ fn ktls_crypto_info_comes_from_the_sessions_secrets() {
                 "the Finished used the first sequence number: {suite:?}"
             );
         }
+    }
+}
+
+/// What the kernel would do with a `CryptoInfo` (TLS_TX): parse it as the kernel's struct and
+/// seal records with it (the user-space record layer stands in for the kernel's).
+fn kernel_sealer(info: &CryptoInfo, tls13: bool) -> record::Direction {
+    let b = info.as_bytes();
+    let cipher = u16::from_ne_bytes([b[2], b[3]]);
+    let (iv_len, key_len, salt_len) = match cipher {
+        51 => (8, 16, 4),
+        52 => (8, 32, 4),
+        54 => (12, 32, 0),
+        other => panic!("cipher {other}"),
+    };
+    let iv = &b[4..4 + iv_len];
+    let key = &b[4 + iv_len..4 + iv_len + key_len];
+    let salt = &b[4 + iv_len + key_len..4 + iv_len + key_len + salt_len];
+    let seq = u64::from_be_bytes(b[b.len() - 8..].try_into().unwrap());
+    let mut nonce = [0u8; 12];
+    nonce[..salt_len].copy_from_slice(salt);
+    nonce[salt_len..].copy_from_slice(iv);
+    let framing = match (tls13, cipher) {
+        (true, _) => record::Framing::Tls13,
+        (false, 54) => record::Framing::Tls12Chacha,
+        (false, _) => record::Framing::Tls12Gcm,
+    };
+    record::Direction::from_parts(cipher == 54, key, nonce, seq, framing)
+}
+
+#[test]
+fn after_the_switch_to_ktls_the_kernel_seals_what_the_peer_opens() {
+    for (suite, version) in suites() {
+        let ktls = KtlsSupport::Available;
+        let ctx = Arc::new(TlsContext::with_suites(vec![suite], &[version], ktls).unwrap());
+        let links = Links::Tls(ctx);
+        let mut client = Link::connect(&links).unwrap();
+        let mut server = Link::accept(&links).unwrap();
+        handshake(&mut client, &mut server);
+        let tls12_gcm = version == &TLS12 && !format!("{:?}", suite.suite()).contains("CHACHA");
+        if tls12_gcm {
+            assert!(
+                !client.ktls_pending(),
+                "TLS 1.2 AES-GCM stays in user space"
+            );
+            continue;
+        }
+        assert!(client.ktls_pending(), "{suite:?}");
+        // Some records in user space first: the kernel goes on from their sequence number.
+        let mut wire = send_cells(&mut client, &cells(40));
+        let info = client
+            .ktls_tx_info()
+            .expect("nothing staged: the switch can happen");
+        client.ktls_tx_done(true);
+        assert_eq!(client.kind(), LinkKind::Ktls);
+        assert!(!client.ktls_pending());
+        let mut send = Vec::new();
+        let plain = cells(5);
+        for cell in plain.chunks(crate::wire::CELL_LEN) {
+            client.cell_buf(&mut send).extend_from_slice(cell);
+        }
+        assert!(!client.has_staged());
+        client.seal(&mut send).unwrap();
+        assert_eq!(send, plain, "plaintext for the kernel");
+        let mut kernel = kernel_sealer(&info, version == &TLS13);
+        let start = wire.len();
+        wire.resize(start + record::HEADER_LEN, 0);
+        wire.extend_from_slice(&send);
+        kernel
+            .seal(&mut wire, start, record::ContentType::APPLICATION_DATA)
+            .unwrap();
+        let mut got = Got::default();
+        open(&mut server, &mut wire, &mut got).unwrap();
+        let mut want = cells(40);
+        want.extend_from_slice(&plain);
+        assert_eq!(got.data, want, "{suite:?}");
     }
 }

@@ -24,6 +24,12 @@ use super::{Delivery, LinkError, TlsContext};
 use crate::relay::LinkAuth;
 use crate::wire::CELL_LEN;
 
+mod ktls;
+
+/// Records sealed under one key before a TLS 1.3 link renews it: AES-GCM's confidentiality
+/// limit is 2^24.5 full records (RFC 8446 5.5); one limit for every suite keeps it simple.
+const KEY_LIMIT: u64 = 1 << 24;
+
 /// What the TLS layer tells the relay's link handshake ([`LinkAuth`]).
 #[derive(Debug, Default)]
 pub(crate) struct Facts {
@@ -97,6 +103,11 @@ struct Records {
     rx: Direction,
     tx: Direction,
     kernel: Kernel,
+    /// kTLS: the send keys, kept (zeroed on drop) until the kernel takes them or refuses.
+    tx_secrets: Option<ConnectionTrafficSecrets>,
+    /// The kernel seals what we send (kTLS TX): cells go to the send buffer as they are.
+    tx_kernel: bool,
+    tls13: bool,
     /// A record cut by the end of a receive buffer: its first bytes, until the rest comes.
     staging: Vec<u8>,
 }
@@ -120,6 +131,8 @@ pub struct TlsLink {
     /// A sealing error met while handing out the cell buffer, reported by the next seal.
     deferred: Option<LinkError>,
     stats: RecordStats,
+    /// The process may hand send keys to the kernel (kTLS probed at start).
+    ktls_wanted: bool,
 }
 
 impl std::fmt::Debug for TlsLink {
@@ -144,6 +157,7 @@ impl TlsLink {
     pub(crate) fn connect(ctx: &TlsContext) -> Result<Self, LinkError> {
         let (conn, capture) = ctx.client_conn()?;
         let mut link = Self::new(Conn::Client(conn), capture, None);
+        link.ktls_wanted = ctx.ktls().is_available();
         link.handshake(&mut |_| {})?;
         Ok(link)
     }
@@ -151,11 +165,9 @@ impl TlsLink {
     /// The responder's side: waits for the ClientHello.
     pub(crate) fn accept(ctx: &TlsContext) -> Result<Self, LinkError> {
         let (conn, capture) = ctx.server_conn()?;
-        Ok(Self::new(
-            Conn::Server(conn),
-            capture,
-            Some(ctx.own_cert_sha256()),
-        ))
+        let mut link = Self::new(Conn::Server(conn), capture, Some(ctx.own_cert_sha256()));
+        link.ktls_wanted = ctx.ktls().is_available();
+        Ok(link)
     }
 
     fn new(conn: Conn, capture: Arc<Capture>, own: Option<[u8; 32]>) -> Self {
@@ -175,6 +187,7 @@ impl TlsLink {
             open_record: None,
             deferred: None,
             stats: RecordStats::default(),
+            ktls_wanted: false,
         }
     }
 
@@ -321,10 +334,17 @@ impl TlsLink {
         };
         self.facts.peer_cert_sha256 = capture.peer_cert_sha256();
         self.facts.exporter = capture.take_exporter();
+        let tls13 = framing == Framing::Tls13;
+        // kTLS only where the kernel counts nonces as we do (see `crate::sys::ktls`).
+        let ktls_ok = self.ktls_wanted && framing != Framing::Tls12Gcm;
+        let tx = Direction::new(framing, secrets.tx.0, &secrets.tx.1)?;
         self.phase = Phase::Records(Box::new(Records {
             rx: Direction::new(framing, secrets.rx.0, &secrets.rx.1)?,
-            tx: Direction::new(framing, secrets.tx.0, &secrets.tx.1)?,
+            tx,
             kernel,
+            tx_secrets: ktls_ok.then_some(secrets.tx.1),
+            tx_kernel: false,
+            tls13,
             staging: incoming,
         }));
         Ok(())
@@ -390,8 +410,10 @@ impl TlsLink {
     /// is done, the link's own early buffer.
     #[inline]
     pub(crate) fn cell_buf<'a>(&'a mut self, send: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
-        if !self.is_open() {
-            return &mut self.early;
+        match &self.phase {
+            Phase::Records(r) if r.tx_kernel => return send,
+            Phase::Records(_) => {}
+            _ => return &mut self.early,
         }
         match self.open_record {
             Some(start) if send.len() - start <= MAX_PLAINTEXT - CELL_LEN => {}
@@ -423,6 +445,11 @@ impl TlsLink {
         self.open_record.is_some() || (!self.early.is_empty() && self.is_open())
     }
 
+    /// Records sealed by the kernel (kTLS TX)?
+    pub(crate) fn tx_in_kernel(&self) -> bool {
+        matches!(&self.phase, Phase::Records(r) if r.tx_kernel)
+    }
+
     /// Seals the open record (and plaintext written before the handshake was done).
     pub(crate) fn seal(&mut self, send: &mut Vec<u8>) -> Result<(), LinkError> {
         if let Some(e) = self.deferred.take() {
@@ -444,6 +471,11 @@ impl TlsLink {
         let Some(start) = self.open_record.take() else {
             return Ok(());
         };
+        self.seal_at(send, start)
+    }
+
+    /// Seals the record that starts at `start` in `send` (splitting it if it overfilled).
+    fn seal_at(&mut self, send: &mut Vec<u8>, start: usize) -> Result<(), LinkError> {
         let Phase::Records(r) = &mut self.phase else {
             return Err(LinkError::Closed);
         };
@@ -452,6 +484,18 @@ impl TlsLink {
         if plain == 0 {
             send.truncate(start);
             return Ok(());
+        }
+        if r.tx.seq() >= KEY_LIMIT {
+            // Renew our keys before AES-GCM's confidentiality limit (RFC 8446 5.5); TLS 1.2
+            // cannot, so such a link ends (as rustls' own record layer would end it).
+            if !r.tls13 {
+                return Err(LinkError::SequenceExhausted);
+            }
+            let tail = send.split_off(start);
+            key_update(r, send)?;
+            let s = send.len();
+            send.extend_from_slice(&tail);
+            return self.seal_at(send, s);
         }
         if plain <= MAX_PLAINTEXT {
             self.stats.records_out += 1;
@@ -620,6 +664,9 @@ fn post_handshake(r: &mut Records, mut msgs: &[u8], out: &mut Vec<u8>) -> Result
 
 /// Sends KeyUpdate(update_not_requested) under the current keys, then moves to new ones.
 fn key_update(r: &mut Records, out: &mut Vec<u8>) -> Result<(), LinkError> {
+    if r.tx_kernel {
+        return Err(LinkError::KeyUpdateOnKtls);
+    }
     let start = out.len();
     out.resize(start + HEADER_LEN, 0);
     out.extend_from_slice(&[24, 0, 0, 1, 0]);

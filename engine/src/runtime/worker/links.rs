@@ -2,7 +2,7 @@
 //! their handshake bytes out, timing out TLS handshakes, and closing a failed one with its
 //! reason logged.
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::driver::Driver;
 use crate::relay::ChanId;
@@ -37,10 +37,11 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         let Some((_, link)) = self.conns.channel(chan) else {
             return;
         };
-        let (relay, stats) = (&mut self.relay, self.links.stats_mut());
+        let relay = &mut self.relay;
+        let mut secured = false;
         let opened = link.open(data, |d| match d {
             Delivery::Secured => {
-                stats.opened(LinkKind::TlsUser);
+                secured = true;
                 relay.handle_channel_connected(now, chan);
             }
             Delivery::Data { bytes, auth } => {
@@ -50,7 +51,44 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         });
         match opened {
             Ok(()) => self.write_link_out(chan, conn),
-            Err(e) => self.link_failed(now, chan, conn, e),
+            Err(e) => return self.link_failed(now, chan, conn, e),
+        }
+        if secured {
+            let ktls = self
+                .conns
+                .channel(chan)
+                .is_some_and(|(_, l)| l.ktls_pending());
+            if ktls {
+                self.try_ktls(chan, conn);
+            } else {
+                self.links.stats_mut().opened(LinkKind::TlsUser);
+            }
+        }
+    }
+
+    /// Hands an open link's send keys to the kernel once nothing it sealed is queued (kTLS
+    /// TX); a refusal keeps the link in user space. Counts the link's kind either way.
+    pub(super) fn try_ktls(&mut self, chan: ChanId, conn: D::Conn) {
+        let queued = self.driver.queued_len(conn);
+        let Some((_, link)) = self.conns.channel(chan) else {
+            return;
+        };
+        if queued > 0 || !link.ktls_pending() {
+            return; // SendDone brings it back
+        }
+        let Some(info) = link.ktls_tx_info() else {
+            return;
+        };
+        match self.driver.enable_ktls_tx(conn, &info) {
+            Ok(()) => {
+                link.ktls_tx_done(true);
+                self.links.stats_mut().opened(LinkKind::Ktls);
+            }
+            Err(e) => {
+                debug!(?chan, error = %e, "kTLS refused for this link: records stay in user space");
+                link.ktls_tx_done(false);
+                self.links.stats_mut().opened(LinkKind::TlsUser);
+            }
         }
     }
 
