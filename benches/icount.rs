@@ -113,8 +113,8 @@ fn path_pick(mut input: PathInput) -> PathInput {
     input
 }
 
-/// TLS on a link: a batch of cells sealed into records in the send buffer, then opened in
-/// place (what TLS adds per cell batch on each side of a link).
+// TLS on a link: a batch of cells sealed into records in the send buffer, then opened in
+// place (what TLS adds per cell batch on each side of a link).
 #[library_benchmark]
 #[bench::cells_64(fixtures::tls_input())]
 fn tls_records(mut input: TlsInput) -> TlsInput {
