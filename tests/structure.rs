@@ -22,10 +22,7 @@ const MAX_FN_LINES: usize = 100;
 /// Offenders that predate these checks and are being split (issue #18). A ratchet: an entry
 /// that no longer offends must be removed (the tests fail until it is), and nothing may be
 /// added. Empty when the restructure is done.
-const KNOWN_DEBT: &[&str] = &[
-    "sched/src/metrics.rs: struct SchedMetrics",
-    "tools/src/cmd/client.rs: fn handle",
-];
+const KNOWN_DEBT: &[&str] = &["sched/src/metrics.rs: struct SchedMetrics"];
 
 /// Fails on every offender not in [`KNOWN_DEBT`] and on every debt entry of `kind` that no
 /// longer offends. `found` holds (debt key, message) pairs.
@@ -52,6 +49,7 @@ const CRATES: &[(&str, &str, &[&str])] = &[
     ("base", "base/src/lib.rs", &["base/src"]),
     ("sched", "sched/src/lib.rs", &["sched/src"]),
     ("pathsel", "pathsel/src/lib.rs", &["pathsel/src"]),
+    ("control", "control/src/lib.rs", &["control/src"]),
     ("engine", "engine/src/lib.rs", &["engine/src"]),
     ("kistrel", "tools/src/lib.rs", &["tools/src"]),
     ("kistrel-bin", "tools/src/main.rs", &[]),
@@ -70,6 +68,7 @@ const OTHER_RUST: &[&str] = &[
     "sched/benches",
     "sched/examples",
     "pathsel/benches",
+    "control/tests",
 ];
 
 fn root() -> PathBuf {

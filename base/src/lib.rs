@@ -9,6 +9,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod control;
 pub mod error;
 pub mod policy;
 pub mod time;

@@ -12,25 +12,16 @@
 //!   ... until hops.len() == path.len(): CircuitBuilt
 //! ```
 
-use std::net::SocketAddr;
-
 use crate::crypto::ntor::{self, NtorClient};
 use crate::crypto::relay_crypto::ClientLayer;
-use crate::crypto::{HandshakeError, RelayId};
+use crate::crypto::HandshakeError;
 use crate::time::Instant;
 use crate::wire::CELL_BODY_LEN;
 use crate::{ErrorKind, HasKind};
 
-/// What the origin needs to know about one hop of a path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HopSpec {
-    /// The relay's identity digest.
-    pub id: RelayId,
-    /// The relay's ntor onion key.
-    pub ntor_key: [u8; 32],
-    /// The relay's OR address.
-    pub addr: SocketAddr,
-}
+/// What the origin needs to know about one hop of a path (a control-plane message field, so
+/// defined in `kistrel-base`).
+pub use kistrel_base::control::HopSpec;
 
 /// Why an origin circuit failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

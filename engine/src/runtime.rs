@@ -3,8 +3,10 @@
 //! simulated network of [`crate::driver::sim`]).
 //!
 //! ```text
-//!            control thread  <-- WorkerEvent (bounded; dropped + counted when full)
-//!                 |          --> Command     (bounded; polled once per loop iteration)
+//!            control thread  <-- WorkerEvent: circuit events, stats (bounded; dropped +
+//!                 |                           counted when full)
+//!                 |          --> Command: circuit commands, Shutdown (bounded; polled once
+//!                 |                       per loop iteration)
 //!   +-------------v----------------------------------------------------------------+
 //!   | Worker (one thread, pinned), one turn per iteration, `now` from its clock:   |
 //!   |   IoEvent::Recv  -> channel: Link::open -> relay.handle_recv                 |
@@ -24,7 +26,8 @@
 //! - `transmit` — scheduler runs and the kernel-queue sample;
 //! - `resolve` — the bounded host name lookup pool of an exit;
 //! - `backend` — choosing io_uring or poll (with the fallback), starting a worker;
-//! - `clock`, `control` — where `now` comes from; the control-thread messages.
+//! - `clock`, `control` — where `now` comes from; the control-thread messages (the circuit
+//!   messages of `kistrel_base::control`, keyed by the `CircuitKey` a worker hands out).
 
 mod backend;
 mod clock;
@@ -41,7 +44,10 @@ pub use backend::{
     run_worker, select_backend, select_with, Backend, BackendChoice, BackendError, UringUnavailable,
 };
 pub use clock::{Clock, TimeSource};
-pub use control::{Command, EventSender, WorkerEvent};
+pub use control::{
+    CircuitCommand, CircuitEvent, CircuitKey, Command, EventSender, ExitTarget, WorkerEvent,
+    WorkerStats,
+};
 pub use link::{
     Delivery, Link, LinkError, LinkKind, LinkStats, Links, RecordStats, TlsContext, TlsLink,
     TlsSetupError,

@@ -17,8 +17,8 @@ use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::poll::PollDriver;
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
 use kistrel_engine::runtime::{
-    self, Backend, BackendChoice, Clock, Command, EventSender, Links, TlsContext, Worker,
-    WorkerConfig, WorkerError, WorkerEvent, WorkerReport,
+    self, Backend, BackendChoice, CircuitCommand, CircuitEvent, Clock, Command, EventSender, Links,
+    TlsContext, Worker, WorkerConfig, WorkerError, WorkerEvent, WorkerReport,
 };
 use kistrel_engine::{ErrorKind, HasKind};
 use kistrel_sched::{SchedConfig, SchedulerKind};
@@ -184,15 +184,15 @@ fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
             "no circuit built in time"
         );
         match client.events.recv_timeout(Duration::from_millis(100)) {
-            Ok(WorkerEvent::NeedCircuit { tag, .. }) => {
-                let cmd = Command::BuildCircuit {
-                    tag,
+            Ok(WorkerEvent::Circuit(CircuitEvent::NeedCircuit { circuit, .. })) => {
+                let cmd = CircuitCommand::BuildCircuit {
+                    circuit,
                     path: hops.clone(),
                     deadline: clock.now() + Duration::from_secs(10),
                 };
-                client.cmd.send(cmd).expect("send");
+                client.cmd.send(Command::Circuit(cmd)).expect("send");
             }
-            Ok(WorkerEvent::CircuitBuilt { .. }) => built = true,
+            Ok(WorkerEvent::Circuit(CircuitEvent::CircuitBuilt { .. })) => built = true,
             Ok(_) | Err(_) => {}
         }
     }

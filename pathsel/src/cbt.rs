@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!  add_build(ms) ──► 1000-slot ring of u16 ms ──► 10 ms histogram (kept in step)
-//!  add_timeout() ──► same ring, slot marked TIMED_OUT (not in the fit)
+//!  add_measured(ms) ► same ring, for a build that passed the timeout and completed anyway
+//!  add_abandoned() ─► same ring, slot marked TIMED_OUT (not in the fit): closed at the
+//!                     close timeout; note_timeout() counts the timeout for liveness
 //!                     │
 //!  fit(): Xm = weighted mean of the midpoints of the `cbtnummodes` fullest bins
 //!         alpha = n / sum(ln(max(t, Xm) / Xm))          (MLE over completed builds;
@@ -257,18 +259,49 @@ impl CbtEstimator {
         self.push_recent(true);
     }
 
-    /// Record a circuit that timed out: it takes a ring slot but stays out of the fit, and
-    /// counts toward the network-change check.
+    /// Record a circuit that timed out and was given up at once: [`add_abandoned`] and
+    /// [`note_timeout`] in one.
+    ///
+    /// [`add_abandoned`]: Self::add_abandoned
+    /// [`note_timeout`]: Self::note_timeout
     pub fn add_timeout(&mut self) {
+        self.add_abandoned();
+        self.note_timeout();
+    }
+
+    /// A build passed the timeout (Tor's `circuit_build_times_count_timeout`): it counts
+    /// toward the network-change check now; its ring slot comes with its outcome, a real
+    /// build time ([`add_measured`](Self::add_measured)) or the close timeout
+    /// ([`add_abandoned`](Self::add_abandoned)).
+    pub fn note_timeout(&mut self) {
         if !self.network_live {
             return;
         }
-        self.push_slot(TIMED_OUT);
         self.push_recent(false);
         let timeouts = self.recent.iter().filter(|b| !**b).count();
         if timeouts > self.cfg.max_timeouts {
             self.network_changed();
         }
+    }
+
+    /// A build that had passed the timeout completed after `ms` milliseconds: its real time
+    /// enters the fit (proposal 151: measure the tail), but it was a timeout for the
+    /// network-change check, so the recent window is not touched again.
+    pub fn add_measured(&mut self, ms: u32) {
+        if !self.network_live {
+            return;
+        }
+        let ms = u16::try_from(ms).unwrap_or(MAX_BUILD_MS).min(MAX_BUILD_MS);
+        self.push_slot(ms);
+    }
+
+    /// A build that had passed the timeout reached the close timeout and was closed (Tor's
+    /// `circuit_build_times_count_close`): it takes a ring slot but stays out of the fit.
+    pub fn add_abandoned(&mut self) {
+        if !self.network_live {
+            return;
+        }
+        self.push_slot(TIMED_OUT);
     }
 
     /// Tell the estimator whether the network shows signs of life (cells arriving). While

@@ -1,96 +1,33 @@
-//! The control thread's pure core and its bounded queues.
+//! The control thread's decision core: path selection, guards and the learned circuit build
+//! timeout, driven by the workers' circuit messages (`kistrel_base::control`).
 //!
 //! ```text
-//!  worker ──EventSender::try_send──► [bounded queue] ──► ControlCore::handle_event(now, ev)
-//!     ▲   (full: event dropped + counted, never blocks)          │ owns PathSelector,
-//!     └──────────── [bounded queue] ◄── CommandSender::try_send ─┘ GuardSet, CbtEstimator
+//!   CircuitEvent ──handle_event(now, wall, ev)──► ControlCore ──► CircuitCommand (to `out`)
+//!   the clock    ──handle_timeout(now, wall)───►  PathSelector, GuardSet, CbtEstimator,
+//!                ◄─poll_timeout(): the earliest   one Pending per circuit key
+//!                  close deadline
 //! ```
 //!
-//! The lead's thread loop: drain events into `handle_event`, call `handle_timeout` when
-//! `poll_timeout` says, send the commands, save [`ControlCore::state`] on a timer.
+//! Timeouts as proposal 151 and Tor's `circuitstats.c` have them: the worker stops using a
+//! circuit at its `deadline` (the learned timeout, the 80% quantile) and reports
+//! `CircuitTimedOut`, which counts for the estimator's network-change check; the circuit is
+//! kept and measured. Built before the close deadline (the 99% quantile), its real build
+//! time enters the fit; otherwise this core sends `CloseCircuit` at the close deadline and
+//! records it as abandoned. The thread around the core (queues, clock, state file, metrics)
+//! is the `kistrel-control` crate; this module never reads a clock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use kistrel_base::control::{CircuitCommand, CircuitEvent, CircuitKey, ExitTarget};
+use kistrel_base::Instant;
 use rand::Rng;
 
 use crate::cbt::{CbtConfig, CbtEstimator};
 use crate::dir::Directory;
 use crate::guard::{GuardError, GuardSet, GuardTicket};
-use crate::select::{ExitTarget, Path, PathConfig, PathError, PathSelector};
+use crate::select::{PathConfig, PathError, PathSelector};
 use crate::state::State;
-
-/// A circuit being built: the worker that builds it and the control thread's id for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CircuitKey {
-    /// Worker (core) index.
-    pub worker: u16,
-    /// Unique per control core.
-    pub id: u64,
-}
-
-/// What workers tell the control thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A worker needs a circuit (for a stream to `target`, if known).
-    NeedCircuit {
-        /// The asking worker.
-        worker: u16,
-        /// Where its streams go.
-        target: Option<ExitTarget>,
-    },
-    /// The circuit's last hop answered after `build_ms` ms.
-    CircuitBuilt {
-        /// Which circuit.
-        circuit: CircuitKey,
-        /// First CREATE to last CREATED/EXTENDED, ms.
-        build_ms: u32,
-    },
-    /// The circuit failed at `hop` (0 = guard).
-    CircuitFailed {
-        /// Which circuit.
-        circuit: CircuitKey,
-        /// Failing hop, 0-based.
-        hop: u8,
-    },
-    /// The circuit passed its close deadline unbuilt (while the network showed life).
-    CircuitTimedOut {
-        /// Which circuit.
-        circuit: CircuitKey,
-    },
-    /// The guard could not be reached.
-    GuardUnreachable {
-        /// Which circuit.
-        circuit: CircuitKey,
-    },
-}
-
-/// What the control thread tells a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Command {
-    /// Build this path. Past `deadline` the circuit counts as timed out (not used for
-    /// streams); past `close_deadline` the worker gives up and reports `CircuitTimedOut`.
-    BuildCircuit {
-        /// The key for the worker's later events.
-        circuit: CircuitKey,
-        /// The relays.
-        path: Path,
-        /// Monotonic time (same clock as `now`) of the learned timeout.
-        deadline: Duration,
-        /// Monotonic time of the close timeout.
-        close_deadline: Duration,
-    },
-    /// Tear the circuit down: the control thread stopped waiting for it.
-    CloseCircuit {
-        /// Which circuit.
-        circuit: CircuitKey,
-    },
-}
 
 /// Why a circuit request got no path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -107,20 +44,35 @@ pub enum ControlError {
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ControlStats {
-    /// Circuits requested and sent out.
+    /// Requests answered with a path.
     pub circuits_launched: u64,
-    /// Requests with no path (or guard).
+    /// Requests answered with `NoPath` (no guard or no path).
     pub path_failures: u64,
-    /// Events for circuits the core no longer tracks (late or duplicate).
+    /// Circuits built before their deadline.
+    pub circuits_built: u64,
+    /// Circuits past their deadline (reported `CircuitTimedOut`).
+    pub circuits_timed_out: u64,
+    /// Circuits past their deadline that completed before the close deadline: measured.
+    pub circuits_measured: u64,
+    /// Circuits that failed or whose guard was unreachable.
+    pub circuits_failed: u64,
+    /// Circuits given up at the close deadline (`CloseCircuit` sent).
+    pub circuits_closed: u64,
+    /// Closes the workers confirmed (`CircuitClosed`).
+    pub closes_confirmed: u64,
+    /// Events for circuits the core does not track (late, duplicate, or unknown).
     pub unknown_circuit_events: u64,
-    /// Circuits given up on by `handle_timeout`.
-    pub circuits_expired: u64,
 }
 
+/// A circuit between the answer to its request and its outcome.
 #[derive(Debug)]
 struct Pending {
-    close_deadline: Duration,
+    /// When the core stops waiting and closes it (the close quantile after the request).
+    close_deadline: Instant,
+    /// The guard's outcome report, when entry guards are in use.
     ticket: Option<GuardTicket>,
+    /// The worker reported it past its deadline (the estimator has counted the timeout).
+    timed_out: bool,
 }
 
 /// The control thread's state machine: path selection, guards, and the CBT estimator.
@@ -131,7 +83,6 @@ pub struct ControlCore {
     cbt: CbtEstimator,
     cfg: PathConfig,
     pending: HashMap<CircuitKey, Pending>,
-    next_id: u64,
     stats: ControlStats,
 }
 
@@ -155,7 +106,6 @@ impl ControlCore {
             cbt,
             cfg: path_cfg,
             pending: HashMap::new(),
-            next_id: 0,
             stats: ControlStats::default(),
         }
     }
@@ -185,7 +135,7 @@ impl ControlCore {
         self.stats
     }
 
-    /// Circuits being built.
+    /// Circuits answered and not yet settled.
     pub fn n_pending(&self) -> usize {
         self.pending.len()
     }
@@ -203,47 +153,60 @@ impl ControlCore {
     /// commands go to `out`.
     pub fn handle_event<R: Rng + ?Sized>(
         &mut self,
-        now: Duration,
+        now: Instant,
         wall: SystemTime,
-        event: Event,
+        event: CircuitEvent,
         rng: &mut R,
-        out: &mut Vec<Command>,
+        out: &mut Vec<CircuitCommand>,
     ) {
         match event {
-            Event::NeedCircuit { worker, target } => {
-                match self.launch(now, wall, worker, target, rng) {
-                    Ok(cmd) => out.push(cmd),
-                    Err(e) => {
-                        self.stats.path_failures += 1;
-                        tracing::warn!(error = %e, "no path for a new circuit");
-                    }
+            CircuitEvent::NeedCircuit { circuit, target } => {
+                if self.pending.contains_key(&circuit) {
+                    // A key is asked for once; a repeat must not start a second build.
+                    self.stats.unknown_circuit_events += 1;
+                } else {
+                    out.push(self.answer(now, wall, circuit, target, rng));
                 }
             }
-            Event::CircuitBuilt { circuit, build_ms } => {
+            CircuitEvent::CircuitBuilt {
+                circuit,
+                build_time,
+            } => {
                 if let Some(p) = self.take(circuit) {
-                    self.cbt.add_build(build_ms);
+                    let ms = u32::try_from(build_time.as_millis()).unwrap_or(u32::MAX);
+                    if p.timed_out {
+                        self.cbt.add_measured(ms);
+                        self.stats.circuits_measured += 1;
+                    } else {
+                        self.cbt.add_build(ms);
+                        self.stats.circuits_built += 1;
+                    }
                     if let Some(t) = p.ticket {
                         t.succeeded();
                     }
                 }
             }
-            Event::CircuitFailed { circuit, .. } => {
-                if let Some(t) = self.take(circuit).and_then(|p| p.ticket) {
-                    t.failed();
-                }
-            }
-            Event::CircuitTimedOut { circuit } => {
+            CircuitEvent::CircuitTimedOut { circuit } => self.timed_out(circuit),
+            CircuitEvent::CircuitFailed { circuit, .. } => {
                 if let Some(p) = self.take(circuit) {
-                    self.cbt.add_timeout();
+                    self.stats.circuits_failed += 1;
                     if let Some(t) = p.ticket {
                         t.failed();
                     }
                 }
             }
-            Event::GuardUnreachable { circuit } => {
-                if let Some(t) = self.take(circuit).and_then(|p| p.ticket) {
-                    t.unreachable();
+            CircuitEvent::GuardUnreachable { circuit } => {
+                if let Some(p) = self.take(circuit) {
+                    self.stats.circuits_failed += 1;
+                    if let Some(t) = p.ticket {
+                        t.unreachable();
+                    }
                 }
+            }
+            CircuitEvent::CircuitClosed { circuit } => {
+                // The answer to our CloseCircuit; the circuit was settled when it was sent.
+                self.stats.closes_confirmed += 1;
+                self.pending.remove(&circuit);
             }
         }
         self.guards.process_reports(wall);
@@ -257,14 +220,46 @@ impl ControlCore {
         p
     }
 
-    fn launch<R: Rng + ?Sized>(
+    /// The worker stopped using `circuit` at its deadline and keeps measuring it.
+    fn timed_out(&mut self, circuit: CircuitKey) {
+        let Some(p) = self.pending.get_mut(&circuit) else {
+            self.stats.unknown_circuit_events += 1;
+            return;
+        };
+        if !p.timed_out {
+            p.timed_out = true;
+            self.cbt.note_timeout();
+            self.stats.circuits_timed_out += 1;
+        }
+    }
+
+    /// `BuildCircuit` with a path for `target`, or `NoPath`.
+    fn answer<R: Rng + ?Sized>(
         &mut self,
-        now: Duration,
+        now: Instant,
         wall: SystemTime,
-        worker: u16,
+        circuit: CircuitKey,
         target: Option<ExitTarget>,
         rng: &mut R,
-    ) -> Result<Command, ControlError> {
+    ) -> CircuitCommand {
+        match self.launch(now, wall, circuit, target, rng) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                self.stats.path_failures += 1;
+                tracing::warn!(%circuit, ?target, error = %e, "no path for a new circuit");
+                CircuitCommand::NoPath { circuit }
+            }
+        }
+    }
+
+    fn launch<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        circuit: CircuitKey,
+        target: Option<ExitTarget>,
+        rng: &mut R,
+    ) -> Result<CircuitCommand, ControlError> {
         let (guard, ticket) = if self.cfg.use_entry_guards {
             let (g, t) = self.guards.pick(&self.selector, wall, rng)?;
             (Some(g), Some(t))
@@ -273,165 +268,64 @@ impl ControlCore {
         };
         // A path error drops the ticket: reported as abandoned, not as a guard failure.
         let path = self.selector.select_path(rng, target, guard)?;
-        let circuit = CircuitKey {
-            worker,
-            id: self.next_id,
-        };
-        self.next_id += 1;
-        let deadline = now + self.cbt.timeout();
-        let close_deadline = now + self.cbt.close_timeout();
+        let dir = self.selector.directory();
+        let path = [path.guard, path.middle, path.exit]
+            .into_iter()
+            .filter_map(|i| dir.relay(i).map(|r| r.hop_spec()))
+            .collect();
         self.pending.insert(
             circuit,
             Pending {
-                close_deadline,
+                close_deadline: now + self.cbt.close_timeout(),
                 ticket,
+                timed_out: false,
             },
         );
         self.stats.circuits_launched += 1;
-        Ok(Command::BuildCircuit {
+        Ok(CircuitCommand::BuildCircuit {
             circuit,
             path,
-            deadline,
-            close_deadline,
+            deadline: now + self.cbt.timeout(),
         })
     }
 
-    /// Give up on circuits whose close deadline passed without any event: their tickets are
-    /// dropped (abandoned, not failures: the worker never said what happened) and the
-    /// workers are told to close them.
-    pub fn handle_timeout(&mut self, now: Duration, wall: SystemTime, out: &mut Vec<Command>) {
-        let expired: Vec<CircuitKey> = self
+    /// Gives up on circuits whose close deadline passed: each is recorded as abandoned (a
+    /// timeout too, if its worker has not said so: it is past its deadline all the same),
+    /// its guard ticket fails, and its worker is told to close it.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        out: &mut Vec<CircuitCommand>,
+    ) {
+        let mut expired: Vec<CircuitKey> = self
             .pending
             .iter()
             .filter(|(_, p)| p.close_deadline <= now)
             .map(|(k, _)| *k)
             .collect();
+        expired.sort_unstable();
         for circuit in expired {
-            self.pending.remove(&circuit);
-            self.stats.circuits_expired += 1;
-            out.push(Command::CloseCircuit { circuit });
+            let Some(p) = self.pending.remove(&circuit) else {
+                continue;
+            };
+            if !p.timed_out {
+                self.cbt.note_timeout();
+            }
+            self.cbt.add_abandoned();
+            if let Some(t) = p.ticket {
+                t.failed();
+            }
+            self.stats.circuits_closed += 1;
+            out.push(CircuitCommand::CloseCircuit { circuit });
         }
         self.guards.process_reports(wall);
     }
 
     /// The earliest close deadline among pending circuits, if any.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Duration> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.pending.values().map(|p| p.close_deadline).min()
-    }
-}
-
-/// Worker side of a bounded event queue. Cloneable; `try_send` never blocks.
-#[derive(Debug, Clone)]
-pub struct EventSender {
-    tx: Sender<Event>,
-    dropped: Arc<AtomicU64>,
-}
-
-/// Control side of the event queue.
-#[derive(Debug)]
-pub struct EventReceiver {
-    rx: Receiver<Event>,
-    dropped: Arc<AtomicU64>,
-}
-
-/// A bounded event queue of `capacity` events (at least 1).
-pub fn event_queue(capacity: usize) -> (EventSender, EventReceiver) {
-    let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-    let dropped = Arc::new(AtomicU64::new(0));
-    (
-        EventSender {
-            tx,
-            dropped: dropped.clone(),
-        },
-        EventReceiver { rx, dropped },
-    )
-}
-
-impl EventSender {
-    /// Queue `event`; when the queue is full (or the control thread is gone) drop it, count
-    /// it, and return false. Never blocks.
-    pub fn try_send(&self, event: Event) -> bool {
-        match self.tx.try_send(event) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-
-    /// Events dropped so far by all senders of this queue.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-impl EventReceiver {
-    /// The next queued event, without waiting.
-    pub fn try_recv(&self) -> Option<Event> {
-        self.rx.try_recv().ok()
-    }
-
-    /// Wait up to `timeout` for an event (for the control thread's loop).
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
-        self.rx.recv_timeout(timeout).ok()
-    }
-
-    /// Events dropped so far because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-/// Control side of a worker's bounded command queue.
-#[derive(Debug, Clone)]
-pub struct CommandSender {
-    tx: Sender<Command>,
-    dropped: Arc<AtomicU64>,
-}
-
-/// Worker side of the command queue.
-#[derive(Debug)]
-pub struct CommandReceiver {
-    rx: Receiver<Command>,
-}
-
-/// A bounded command queue of `capacity` commands (at least 1), one per worker.
-pub fn command_queue(capacity: usize) -> (CommandSender, CommandReceiver) {
-    let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-    (
-        CommandSender {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-        },
-        CommandReceiver { rx },
-    )
-}
-
-impl CommandSender {
-    /// Queue `cmd`; when full, drop and count it (the circuit then expires in
-    /// `handle_timeout`). Never blocks.
-    pub fn try_send(&self, cmd: Command) -> bool {
-        match self.tx.try_send(cmd) {
-            Ok(()) => true,
-            Err(_) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-
-    /// Commands dropped so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-impl CommandReceiver {
-    /// The next command, without waiting (polled once per worker loop iteration).
-    pub fn try_recv(&self) -> Option<Command> {
-        self.rx.try_recv().ok()
     }
 }
 

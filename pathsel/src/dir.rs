@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 
 use base64::Engine as _;
+use kistrel_base::control::HopSpec;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -140,6 +141,15 @@ impl RelayInfo {
     /// Running and Valid: the relay may appear in a path at all.
     pub fn is_usable(&self) -> bool {
         self.flags.contains(Flag::Running) && self.flags.contains(Flag::Valid)
+    }
+
+    /// What a worker needs to build a circuit through this relay.
+    pub fn hop_spec(&self) -> HopSpec {
+        HopSpec {
+            id: self.identity,
+            ntor_key: self.ntor_key,
+            addr: self.address,
+        }
     }
 
     /// Whether this relay's family list names `other` (by nickname or `$hex` identity).

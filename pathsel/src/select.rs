@@ -114,14 +114,9 @@ impl PathConfig {
     }
 }
 
-/// Where the circuit's streams will go; chooses which exits qualify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitTarget {
-    /// Destination address, when known (a hostname is resolved by the exit: `None`).
-    pub addr: Option<IpAddr>,
-    /// Destination port.
-    pub port: u16,
-}
+/// Where the circuit's streams will go; chooses which exits qualify (a control-plane
+/// message field, so defined in `kistrel-base`).
+pub use kistrel_base::control::ExitTarget;
 
 /// A chosen path: indices into [`Directory::relays`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -6,7 +6,7 @@
 //! from each worker's `SchedMetrics` HdrHistograms.
 //!
 //! ```text
-//!  workers --Stats (1/s)--> control thread --update()--> Figures (per worker, zeroed at start)
+//!  workers --Stats (1/s)--> control thread --Publish--> Figures (per worker, zeroed at start)
 //!                                                            |
 //!   GET|HEAD /metrics     Accept: application/openmetrics-text -> OpenMetrics 1.0.0
 //!                         otherwise                            -> Prometheus text 0.0.4
@@ -27,4 +27,4 @@ mod server;
 pub use exposition::{render, Format};
 pub use figures::{Figures, WorkerFigures};
 pub use histograms::{HistogramError, HistogramsPage, WorkerPage};
-pub use server::MetricsServer;
+pub use server::{MetricsPublisher, MetricsServer};

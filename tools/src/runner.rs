@@ -1,5 +1,6 @@
-//! Starting and stopping a process's workers: one thread per worker, pinned to a core, each
-//! with its own SO_REUSEPORT listener(s) and its own I/O driver.
+//! Starting and stopping a process's workers (one thread per worker, pinned to a core, each
+//! with its own SO_REUSEPORT listener(s) and its own I/O driver) and its control thread
+//! (`kistrel-control`), and watching them until a signal.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -9,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use kistrel_control::{ControlPlane, ControlThread, NoPublish, PathControl, Publish};
 use kistrel_engine::relay::RelayConfig;
 use kistrel_engine::runtime::{
     self, BackendChoice, Clock, Command, EventSender, Links, TlsContext, WorkerConfig, WorkerEvent,
@@ -18,6 +20,7 @@ use kistrel_sched::{EwmaConfig, SchedConfig, SchedulerKind};
 
 use crate::config::{Backend, LinksMode, RuntimeConf};
 use crate::error::CliError;
+use crate::metrics::MetricsServer;
 
 /// Capacity of each worker's command queue and of the shared event queue.
 const QUEUE: usize = 4096;
@@ -208,5 +211,51 @@ pub fn stopping(flag: &AtomicBool) -> bool {
     flag.load(Ordering::Relaxed)
 }
 
-/// How often the control loops wake up without events.
+/// How often the supervising loops wake up to look at signals and threads.
 pub const CONTROL_TICK: Duration = Duration::from_millis(100);
+
+/// Starts the control loop for `workers` on its own thread: their queues, `paths` for a
+/// client (none for a relay), figures to `metrics` when there is a MetricsPort.
+pub fn start_control(
+    workers: &Workers,
+    paths: Option<PathControl>,
+    metrics: Option<&MetricsServer>,
+) -> Result<ControlThread, CliError> {
+    let publish: Box<dyn Publish> = match metrics {
+        Some(m) => Box::new(m.publisher()),
+        None => Box::new(NoPublish),
+    };
+    let mut plane = ControlPlane::new(workers.events.clone(), workers.commands.clone(), publish);
+    if let Some(p) = paths {
+        plane = plane.with_paths(p);
+    }
+    ControlThread::spawn(plane, workers.clock)
+        .map_err(|e| CliError::runtime("starting the control thread", e))
+}
+
+/// Runs until SIGINT/SIGTERM (`Ok`), or until a worker or the control thread ends on its own
+/// (an error naming `who`); calls `ready` once, when the control thread says the node is.
+pub fn supervise(
+    who: &str,
+    stop: &AtomicBool,
+    workers: &Workers,
+    control: &ControlThread,
+    mut ready: impl FnMut(),
+) -> Result<(), CliError> {
+    loop {
+        if stopping(stop) {
+            return Ok(());
+        }
+        if let Some(i) = workers.any_finished() {
+            let why = format!("worker {i} stopped unexpectedly");
+            return Err(CliError::runtime(who, why));
+        }
+        if control.is_finished() {
+            let why = "the control thread stopped unexpectedly";
+            return Err(CliError::runtime(who, why));
+        }
+        if control.wait_ready(CONTROL_TICK) {
+            ready();
+        }
+    }
+}

@@ -1,102 +1,52 @@
-//! The messages between a worker and the control thread, and the never-blocking sender of
-//! worker events.
+//! The queues between a worker and the control thread: the circuit messages of
+//! `kistrel_base::control` (the same types path selection's decision core handles), plus
+//! what only a process's own threads say to each other (the periodic figures, `Shutdown`),
+//! and the never-blocking sender of worker events.
 
-use crate::client::HopSpec;
-use crate::crypto::RelayId;
+use kistrel_sched::{SchedMetrics, SchedulerKind};
+
 use crate::relay::RelayStats;
-use crate::time::Instant;
 
-/// Commands from the control thread to a worker.
+pub use kistrel_base::control::{CircuitCommand, CircuitEvent, CircuitKey, ExitTarget};
+
+/// What the control thread sends a worker.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub enum Command {
-    /// Build a circuit along `path` for requests tagged `tag`; give up at `deadline`
-    /// (the learned circuit build timeout).
-    BuildCircuit {
-        /// The isolation tag the circuit is for.
-        tag: u64,
-        /// The hops, guard first.
-        path: Vec<HopSpec>,
-        /// When to give up building.
-        deadline: Instant,
-    },
-    /// No path could be found for `tag`: fail its waiting requests.
-    NoPath {
-        /// The isolation tag.
-        tag: u64,
-    },
+    /// About one of the worker's circuits (`circuit.worker` is this worker).
+    Circuit(CircuitCommand),
     /// Stop: DESTROY every circuit, flush, close, return.
     Shutdown,
 }
 
-/// Events from a worker to the control thread.
+/// What a worker sends the control thread.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub enum WorkerEvent {
-    /// The worker needs a circuit for requests tagged `tag`.
-    NeedCircuit {
-        /// The worker's index.
-        worker: usize,
-        /// The isolation tag.
-        tag: u64,
-    },
-    /// The circuit for `tag` was built in `build_ms`.
-    CircuitBuilt {
-        /// The worker's index.
-        worker: usize,
-        /// The isolation tag.
-        tag: u64,
-        /// The circuit's first hop.
-        guard: RelayId,
-        /// Build time, milliseconds.
-        build_ms: u32,
-    },
-    /// The circuit for `tag` failed while building (`hop`: where, if known).
-    CircuitFailed {
-        /// The worker's index.
-        worker: usize,
-        /// The isolation tag.
-        tag: u64,
-        /// The circuit's first hop.
-        guard: RelayId,
-        /// The hop that failed (0 = the guard), if known.
-        hop: Option<usize>,
-    },
-    /// The circuit for `tag` passed its deadline while building and was closed.
-    CircuitTimedOut {
-        /// The worker's index.
-        worker: usize,
-        /// The isolation tag.
-        tag: u64,
-        /// The circuit's first hop.
-        guard: RelayId,
-    },
-    /// The guard of the circuit for `tag` could not be reached at all.
-    GuardUnreachable {
-        /// The worker's index.
-        worker: usize,
-        /// The isolation tag.
-        tag: u64,
-        /// The guard that could not be reached.
-        guard: RelayId,
-    },
-    /// Periodic counters and scheduler metrics (once a second; boxed: the histograms are
-    /// a few KiB and this is off the data path).
-    Stats {
-        /// The worker's index.
-        worker: usize,
-        /// Relay counters.
-        stats: RelayStats,
-        /// Scheduler metrics.
-        sched: Box<kistrel_sched::SchedMetrics>,
-        /// The scheduler in use.
-        kind: kistrel_sched::SchedulerKind,
-        /// Link counters: links per kind, records.
-        links: super::link::LinkStats,
-    },
+    /// About one of the worker's circuits.
+    Circuit(CircuitEvent),
+    /// The worker's figures, once a second (boxed: the histograms are a few KiB and this is
+    /// off the data path).
+    Stats(Box<WorkerStats>),
 }
 
-/// Sends worker events without ever blocking: a full queue drops the event and counts it.
+/// A worker's periodic figures.
+#[derive(Clone, Debug)]
+pub struct WorkerStats {
+    /// The worker's index.
+    pub worker: usize,
+    /// Relay counters.
+    pub relay: RelayStats,
+    /// Scheduler metrics.
+    pub sched: SchedMetrics,
+    /// The scheduler in use.
+    pub scheduler: SchedulerKind,
+    /// Events this worker dropped so far because the queue was full.
+    pub events_dropped: u64,
+    /// Link counters: links opened per kind, TLS records.
+    pub links: super::link::LinkStats,
+}
+
+/// Sends worker events without ever blocking: a full queue drops the event and counts it
+/// (the count travels in the next [`WorkerStats`] that gets through).
 #[derive(Debug)]
 pub struct EventSender {
     tx: crossbeam_channel::Sender<WorkerEvent>,
@@ -119,5 +69,36 @@ impl EventSender {
     /// Events dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        let mut events = EventSender::new(tx);
+        let closed = |seq| {
+            WorkerEvent::Circuit(CircuitEvent::CircuitClosed {
+                circuit: CircuitKey { worker: 0, seq },
+            })
+        };
+        for seq in 0..5 {
+            events.send(closed(seq));
+        }
+        assert_eq!(events.dropped(), 3);
+        let got: Vec<u64> = rx
+            .try_iter()
+            .map(|ev| match ev {
+                WorkerEvent::Circuit(ev) => ev.circuit().seq,
+                WorkerEvent::Stats(_) => u64::MAX,
+            })
+            .collect();
+        assert_eq!(got, vec![0, 1], "the first two kept, in order");
+        drop(rx);
+        events.send(closed(5));
+        assert_eq!(events.dropped(), 4, "no receiver: dropped and counted");
     }
 }

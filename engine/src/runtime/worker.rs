@@ -26,7 +26,7 @@ use crate::{ErrorKind, HasKind};
 
 use super::clock::{Clock, TimeSource};
 use super::conns::{ConnTable, ReadGate, Role};
-use super::control::{Command, EventSender, WorkerEvent};
+use super::control::{Command, EventSender, WorkerEvent, WorkerStats};
 use super::edge::{EdgeAction, Edges};
 use super::link::{LinkMaker, LinkStats, Links};
 use super::origin::{OriginAction, Origins};
@@ -355,13 +355,16 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         }
         if now - self.timers.last_stats >= STATS_EVERY {
             self.timers.last_stats = now;
-            self.control.events.send(WorkerEvent::Stats {
-                worker: self.index,
-                stats: self.relay.stats(),
-                sched: Box::new(self.sched.metrics().clone()),
-                kind: self.sched.kind(),
-                links: self.link_stats(),
-            });
+            self.control
+                .events
+                .send(WorkerEvent::Stats(Box::new(WorkerStats {
+                    worker: self.index,
+                    relay: self.relay.stats(),
+                    sched: self.sched.metrics().clone(),
+                    scheduler: self.sched.kind(),
+                    events_dropped: self.control.events.dropped(),
+                    links: self.link_stats(),
+                })));
         }
     }
 
@@ -371,19 +374,10 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         loop {
             match self.control.commands.try_recv() {
                 Ok(Command::Shutdown) => self.begin_shutdown(now),
-                Ok(Command::BuildCircuit {
-                    tag,
-                    path,
-                    deadline,
-                }) => {
-                    let relay = &mut self.relay;
-                    self.origins.handle_build(now, tag, path, deadline, relay);
+                Ok(Command::Circuit(cmd)) => {
+                    self.origins.handle_command(now, cmd, &mut self.relay);
                     self.settle(now);
                     self.handle_relay_events(now);
-                }
-                Ok(Command::NoPath { tag }) => {
-                    self.origins.handle_no_path(now, tag);
-                    self.settle(now);
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => return,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
@@ -614,7 +608,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 self.edge_action(now, action);
             } else if let Some(action) = self.origins.poll_action() {
                 match action {
-                    OriginAction::Event(ev) => self.control.events.send(ev),
+                    OriginAction::Event(ev) => self.control.events.send(WorkerEvent::Circuit(ev)),
                     OriginAction::StreamOpened { conn, stream } => {
                         self.edges.bind_stream(conn, stream)
                     }

@@ -21,7 +21,8 @@ use kistrel_engine::driver::sim::{PipeConfig, SimClock, SimConn, SimDriver, SimE
 use kistrel_engine::driver::{Driver, IoEvent};
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
 use kistrel_engine::runtime::{
-    Command, EventSender, Listeners, ResolverConfig, Worker, WorkerConfig, WorkerEvent,
+    CircuitCommand, CircuitEvent, Command, EventSender, Listeners, ResolverConfig, Worker,
+    WorkerConfig, WorkerEvent,
 };
 use kistrel_engine::time::Instant;
 use kistrel_sched::{SchedConfig, SchedulerKind};
@@ -168,15 +169,18 @@ impl SimTor {
         self.client.turn();
         while let Ok(ev) = self.client.events.try_recv() {
             match ev {
-                WorkerEvent::NeedCircuit { tag, .. } => {
-                    let cmd = Command::BuildCircuit {
-                        tag,
+                WorkerEvent::Circuit(CircuitEvent::NeedCircuit { circuit, .. }) => {
+                    let cmd = CircuitCommand::BuildCircuit {
+                        circuit,
                         path: vec![self.hop.clone()],
                         deadline: self.now() + Duration::from_secs(60),
                     };
-                    self.client.commands.send(cmd).expect("command");
+                    self.client
+                        .commands
+                        .send(Command::Circuit(cmd))
+                        .expect("command");
                 }
-                WorkerEvent::CircuitBuilt { .. } => self.circuits_built += 1,
+                WorkerEvent::Circuit(CircuitEvent::CircuitBuilt { .. }) => self.circuits_built += 1,
                 _ => {}
             }
         }

@@ -156,11 +156,50 @@ fn network_change_resets_and_doubles() {
 }
 
 #[test]
+fn a_measured_build_enters_the_fit_and_counts_as_a_timeout_for_liveness() {
+    let cfg = CbtConfig {
+        min_circs: 0,
+        ..CbtConfig::default()
+    };
+    let mut est = CbtEstimator::new(cfg.clone());
+    for ms in [100, 110, 120, 130] {
+        est.add_build(ms);
+    }
+    // Past the timeout, then built after 900 ms: a build in the fit, no timed-out slot.
+    est.note_timeout();
+    assert_eq!((est.n_builds(), est.n_timeouts()), (4, 0), "no slot yet");
+    est.add_measured(900);
+    assert_eq!((est.n_builds(), est.n_timeouts()), (5, 0));
+    assert!(est.state(BIN_WIDTH_MS).bins.contains(&(905, 1)));
+    // Past the timeout, then closed at the close timeout: one abandoned slot.
+    est.note_timeout();
+    est.add_abandoned();
+    assert_eq!((est.n_builds(), est.n_timeouts()), (5, 1));
+
+    // Both noted timeouts count toward the network-change check: 17 more make 19 of 20.
+    let mut live = CbtEstimator::new(cfg);
+    live.add_build(100);
+    live.note_timeout();
+    live.add_measured(900);
+    live.note_timeout();
+    live.add_abandoned();
+    for _ in 0..16 {
+        live.add_timeout();
+    }
+    assert_eq!(live.n_builds(), 2, "18 timeouts of 20: kept");
+    live.add_timeout();
+    assert_eq!((live.n_builds(), live.n_timeouts()), (0, 0), "19: reset");
+}
+
+#[test]
 fn nothing_recorded_while_network_down() {
     let mut est = CbtEstimator::new(CbtConfig::default());
     est.set_network_live(false);
     est.add_build(100);
     est.add_timeout();
+    est.note_timeout();
+    est.add_measured(900);
+    est.add_abandoned();
     assert_eq!((est.n_builds(), est.n_timeouts()), (0, 0));
     est.set_network_live(true);
     est.add_build(100);

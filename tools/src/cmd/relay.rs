@@ -1,7 +1,7 @@
 //! `kistrel relay -c FILE`: a relay with one worker per core until SIGINT/SIGTERM.
 
 use kistrel_engine::relay::RelayConfig;
-use kistrel_engine::runtime::{Clock, WorkerConfig, WorkerEvent};
+use kistrel_engine::runtime::{Clock, WorkerConfig};
 use tracing::{info, warn};
 
 use crate::config::RelayConf;
@@ -55,33 +55,13 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
     })?;
     let stop = runner::stop_flag()?;
     let workers = runner::start(configs, conf.runtime.backend, clock)?;
+    let control = runner::start_control(&workers, None, metrics.as_ref())?;
     info!(nickname = %conf.nickname, %addr, workers = n, exit = conf.exit_policy.is_some(), "relay running");
-    let result = loop {
-        if runner::stopping(&stop) {
-            break Ok(());
-        }
-        if let Some(i) = workers.any_finished() {
-            break Err(CliError::runtime(
-                format!("relay {}", conf.nickname),
-                format!("worker {i} stopped unexpectedly"),
-            ));
-        }
-        if let Ok(WorkerEvent::Stats {
-            worker,
-            stats,
-            sched,
-            kind,
-            links,
-        }) = workers.events.recv_timeout(runner::CONTROL_TICK)
-        {
-            tracing::trace!(worker, ?stats, "worker stats");
-            if let Some(m) = &metrics {
-                m.update(worker, stats, *sched, kind, links);
-            }
-        }
-    };
+    let who = format!("relay {}", conf.nickname);
+    let result = runner::supervise(&who, &stop, &workers, &control, || {});
     info!(nickname = %conf.nickname, "stopping: closing circuits");
     let reports = workers.stop();
+    let _ = control.stop();
     for (i, r) in reports.iter().enumerate() {
         info!(
             worker = i,

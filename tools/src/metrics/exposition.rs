@@ -125,7 +125,7 @@ type Counter = (
 );
 
 /// The per-worker counters: name, help, unit, value.
-fn counters() -> [Counter; 17] {
+fn counters() -> [Counter; 19] {
     [
         ("cells_in", "Cells received", None, |w| w.stats.cells_in),
         ("cells_out", "Cells handed to the kernel", None, |w| {
@@ -211,6 +211,18 @@ fn counters() -> [Counter; 17] {
             "Cells written by scheduler runs",
             None,
             |w| w.sched.cells_written,
+        ),
+        (
+            "control_events_dropped",
+            "Events to the control thread dropped because its queue was full",
+            None,
+            |w| w.events_dropped,
+        ),
+        (
+            "control_commands_dropped",
+            "Commands from the control thread dropped because the worker's queue was full",
+            None,
+            |w| w.commands_dropped,
         ),
     ]
 }

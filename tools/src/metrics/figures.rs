@@ -1,4 +1,5 @@
-//! What a node publishes: each worker's latest counters and scheduler metrics.
+//! What a node publishes: each worker's latest counters and scheduler metrics, and what was
+//! dropped on the queues between it and the control thread.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,10 @@ pub struct WorkerFigures {
     pub scheduler: Option<SchedulerKind>,
     /// Links opened per kind (plain, TLS in user space, kTLS) and TLS record counters.
     pub links: LinkStats,
+    /// Events the worker dropped because the control thread's queue was full.
+    pub events_dropped: u64,
+    /// Commands the control thread dropped because the worker's queue was full.
+    pub commands_dropped: u64,
 }
 
 /// Every worker's figures, by worker index (so pages list workers in order).

@@ -6,13 +6,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use kistrel_engine::relay::RelayStats;
-use kistrel_engine::runtime::LinkStats;
-use kistrel_sched::{SchedMetrics, SchedulerKind};
+use kistrel_control::{ControlFigures, Publish};
+use kistrel_engine::runtime::WorkerStats;
 use tiny_http::{Header, Method, Request, Response};
 
 use super::exposition::{render, Format};
-use super::figures::{zeroed, Figures, WorkerFigures};
+use super::figures::{zeroed, Figures};
 use super::histograms::page;
 use crate::config::ConfigError;
 use crate::error::CliError;
@@ -85,25 +84,37 @@ impl MetricsServer {
         self.addr
     }
 
-    /// Takes a worker's latest figures.
-    pub fn update(
-        &self,
-        worker: usize,
-        stats: RelayStats,
-        sched: SchedMetrics,
-        kind: SchedulerKind,
-        links: LinkStats,
-    ) {
+    /// Where the control thread publishes the figures this server serves.
+    pub fn publisher(&self) -> MetricsPublisher {
+        MetricsPublisher {
+            figures: Arc::clone(&self.figures),
+        }
+    }
+}
+
+/// Takes the control loop's figures for a [`MetricsServer`] (on the control thread; the
+/// HTTP thread renders from the same figures).
+#[derive(Debug, Clone)]
+pub struct MetricsPublisher {
+    figures: Arc<Mutex<Figures>>,
+}
+
+impl Publish for MetricsPublisher {
+    fn worker(&mut self, stats: &WorkerStats) {
         let mut figures = self.figures.lock().unwrap_or_else(PoisonError::into_inner);
-        figures.insert(
-            worker,
-            WorkerFigures {
-                stats,
-                sched,
-                scheduler: Some(kind),
-                links,
-            },
-        );
+        let w = figures.entry(stats.worker).or_default();
+        w.stats = stats.relay;
+        w.sched = stats.sched.clone();
+        w.scheduler = Some(stats.scheduler);
+        w.events_dropped = stats.events_dropped;
+        w.links = stats.links;
+    }
+
+    fn control(&mut self, control: &ControlFigures) {
+        let mut figures = self.figures.lock().unwrap_or_else(PoisonError::into_inner);
+        for (worker, &dropped) in control.commands_dropped.iter().enumerate() {
+            figures.entry(worker).or_default().commands_dropped = dropped;
+        }
     }
 }
 
@@ -178,6 +189,10 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::TcpStream;
 
+    use kistrel_engine::relay::RelayStats;
+    use kistrel_engine::runtime::LinkStats;
+    use kistrel_sched::{SchedMetrics, SchedulerKind};
+
     use super::*;
 
     /// One raw HTTP/1.0 exchange: (status line, headers, body).
@@ -220,13 +235,30 @@ mod tests {
 
         let mut m = SchedMetrics::new();
         m.runs = 4;
-        server.update(
-            1,
-            RelayStats::default(),
-            m,
-            SchedulerKind::Vanilla,
-            LinkStats::default(),
-        );
+        let mut publisher = server.publisher();
+        publisher.worker(&WorkerStats {
+            worker: 1,
+            relay: RelayStats::default(),
+            sched: m,
+            scheduler: SchedulerKind::Vanilla,
+            events_dropped: 2,
+            links: LinkStats {
+                tls_user: 4,
+                ..LinkStats::default()
+            },
+        });
+        publisher.control(&ControlFigures {
+            commands_dropped: vec![0, 3],
+            circuits: None,
+        });
+        let (_, _, body) = exchange(addr, "GET /metrics HTTP/1.0\r\n\r\n");
+        for want in [
+            "kistrel_control_events_dropped_total{worker=\"1\"} 2\n",
+            "kistrel_control_commands_dropped_total{worker=\"1\"} 3\n",
+            "kistrel_links_tls_user_total{worker=\"1\"} 4\n",
+        ] {
+            assert!(body.contains(want), "missing {want:?} in\n{body}");
+        }
         let (_, headers, body) = exchange(addr, "GET /histograms HTTP/1.0\r\n\r\n");
         assert!(headers.contains("application/json"), "{headers}");
         let page: super::super::HistogramsPage = serde_json::from_str(&body).unwrap();

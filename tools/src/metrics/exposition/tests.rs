@@ -26,6 +26,8 @@ fn figures() -> Figures {
                 tls_user: 3,
                 ..Default::default()
             },
+            events_dropped: 5,
+            commands_dropped: 6,
         },
     );
     f
@@ -41,6 +43,9 @@ fn openmetrics_names_counters_and_units_per_the_spec() {
         "kistrel_cells_in_total{worker=\"1\"} 10\n",
         "kistrel_sched_runs_total{worker=\"1\"} 7\n",
         "kistrel_creates_refused_total{worker=\"1\"} 4\n",
+        "kistrel_control_events_dropped_total{worker=\"1\"} 5\n",
+        "kistrel_control_commands_dropped_total{worker=\"1\"} 6\n",
+        "kistrel_control_events_dropped_total{worker=\"0\"} 0\n",
         "kistrel_sched_grants_exhausted_total{worker=\"1\",by=\"cwnd\"} 3\n",
         "# TYPE kistrel_sched_granted_bytes counter\n# UNIT kistrel_sched_granted_bytes bytes\n",
         "# TYPE kistrel_scheduler info\n",
