@@ -35,6 +35,7 @@ mod link_auth;
 mod link_spec;
 mod relay_cell;
 mod relay_msg;
+mod resolve;
 pub mod tor_cert;
 
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub use relay_cell::{
     RELAY_RECOGNIZED,
 };
 pub use relay_msg::{Begin, Connected, End, Extend2, Extended2, Sendme, Truncated};
+pub use resolve::{Resolve, Resolved, ResolvedAnswer};
 pub use tor_cert::{Ed25519Cert, RsaCrosscert};
 
 /// Length of a fixed-length cell on link protocol v4/v5: 4-byte circuit id, 1-byte command,

@@ -182,11 +182,13 @@ fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-/// The stored parts of a [`RelayIdentity`] (what the key folder holds). Secrets are
-/// zeroized on drop.
+/// The stored parts of a [`RelayIdentity`] (what the key folder holds). The type-2 and
+/// type-7 certificates are not stored: they are made again at each start (as C Tor does),
+/// from the RSA key. Secrets are zeroized on drop.
+#[derive(Clone)]
 pub struct IdentityParts {
-    /// The RSA identity key, PKCS#1 DER.
-    pub rsa_pkcs1_der: Zeroizing<Vec<u8>>,
+    /// The RSA identity key.
+    pub rsa: RsaIdentityKey,
     /// The Ed25519 master identity's secret seed, if kept online.
     pub master_seed: Option<Zeroizing<[u8; 32]>>,
     /// The Ed25519 master identity (public).
@@ -195,10 +197,6 @@ pub struct IdentityParts {
     pub signing_seed: Zeroizing<[u8; 32]>,
     /// The type-4 certificate of the signing key.
     pub signing_cert: Vec<u8>,
-    /// The type-7 cross-certificate.
-    pub crosscert: Vec<u8>,
-    /// The type-2 X.509 certificate.
-    pub rsa_id_cert: Vec<u8>,
 }
 
 impl std::fmt::Debug for IdentityParts {
@@ -257,10 +255,15 @@ impl RelayIdentity {
         Ok(())
     }
 
-    /// Rebuilds an identity from its stored parts, checking that the certificates belong
-    /// to the keys (a mixed-up key folder is a clear error, not a relay nobody accepts).
-    pub fn from_parts(parts: &IdentityParts) -> Result<Self, IdentityError> {
-        let rsa = RsaIdentityKey::from_pkcs1_der(&parts.rsa_pkcs1_der)?;
+    /// Rebuilds an identity from its stored parts, checking that the certificate belongs to
+    /// the keys (a mixed-up key folder is a clear error, not a relay nobody accepts), and
+    /// makes fresh type-2 and type-7 certificates valid from `now`.
+    pub fn from_parts<R: RngCore + ?Sized>(
+        parts: &IdentityParts,
+        rng: &mut R,
+        now: SystemTime,
+        lifetimes: &Lifetimes,
+    ) -> Result<Self, IdentityError> {
         let master = parts
             .master_seed
             .as_ref()
@@ -282,11 +285,9 @@ impl RelayIdentity {
         if !good {
             return Err(IdentityError::CertMismatch("signing"));
         }
-        let cc = RsaCrosscert::parse(&parts.crosscert)
-            .map_err(|_| IdentityError::CertMismatch("RSA cross"))?;
-        if cc.ed_key != parts.ed_id {
-            return Err(IdentityError::CertMismatch("RSA cross"));
-        }
+        let rsa = parts.rsa.clone();
+        let crosscert = make_crosscert(&rsa, &parts.ed_id, now + lifetimes.identity_certs)?;
+        let rsa_id_cert = x509::make_identity_cert(&rsa, rng, now, lifetimes.identity_certs)?;
         Ok(RelayIdentity {
             rsa,
             master,
@@ -294,22 +295,20 @@ impl RelayIdentity {
             ed_id: parts.ed_id,
             signing_cert_expiry: hours_to_time(cert.expiration_hours),
             signing_cert: parts.signing_cert.clone(),
-            crosscert: parts.crosscert.clone(),
-            rsa_id_cert: parts.rsa_id_cert.clone(),
+            crosscert,
+            rsa_id_cert,
         })
     }
 
     /// The parts to store.
-    pub fn to_parts(&self) -> Result<IdentityParts, IdentityError> {
-        Ok(IdentityParts {
-            rsa_pkcs1_der: self.rsa.to_pkcs1_der()?,
+    pub fn to_parts(&self) -> IdentityParts {
+        IdentityParts {
+            rsa: self.rsa.clone(),
             master_seed: self.master.as_ref().map(|m| Zeroizing::new(m.to_bytes())),
             ed_id: self.ed_id,
             signing_seed: Zeroizing::new(self.signing.to_bytes()),
             signing_cert: self.signing_cert.clone(),
-            crosscert: self.crosscert.clone(),
-            rsa_id_cert: self.rsa_id_cert.clone(),
-        })
+        }
     }
 
     /// The RSA identity fingerprint: SHA-1 of the PKCS#1 DER public key (the 20-byte id

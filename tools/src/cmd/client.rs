@@ -182,6 +182,7 @@ impl Control<'_> {
                         .filter_map(|i| self.dir.relay(i))
                         .map(|r| HopSpec {
                             id: r.identity,
+                            ed_id: r.ed25519_identity,
                             ntor_key: r.ntor_key,
                             addr: r.address,
                         })

@@ -3,7 +3,7 @@
 
 use rand::RngCore;
 use rand_chacha_03::rand_core::SeedableRng as _;
-use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey, EncodeRsaPublicKey};
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use sha1::Sha1;
@@ -24,6 +24,8 @@ pub struct RsaIdentityKey {
     key: RsaPrivateKey,
     /// INVARIANT: the PKCS#1 DER of `key`'s public half (what fingerprints hash).
     public_der: Vec<u8>,
+    /// INVARIANT: SHA-1 of `public_der` (computed once: every CREATE2 names it).
+    fingerprint: RelayId,
 }
 
 impl std::fmt::Debug for RsaIdentityKey {
@@ -63,7 +65,12 @@ impl RsaIdentityKey {
         }
         let public_der = public_der(&key.to_public_key())
             .ok_or(IdentityError::BadRsaKey("public key does not encode"))?;
-        Ok(RsaIdentityKey { key, public_der })
+        let fingerprint = Sha1::digest(&public_der).into();
+        Ok(RsaIdentityKey {
+            key,
+            public_der,
+            fingerprint,
+        })
     }
 
     /// The private key as PKCS#1 DER (for the key file).
@@ -73,6 +80,22 @@ impl RsaIdentityKey {
             .to_pkcs1_der()
             .map_err(|_| IdentityError::Rsa("PKCS#1 encoding"))?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
+    /// A stored key in C Tor's `secret_id_key` format (PKCS#1 PEM, "RSA PRIVATE KEY").
+    pub fn from_pkcs1_pem(pem: &str) -> Result<Self, IdentityError> {
+        let key = RsaPrivateKey::from_pkcs1_pem(pem)
+            .map_err(|_| IdentityError::BadRsaKey("not a PEM PKCS#1 RSA private key"))?;
+        key.validate()
+            .map_err(|_| IdentityError::BadRsaKey("inconsistent key"))?;
+        Self::from_key(key)
+    }
+
+    /// The private key in C Tor's `secret_id_key` format (PKCS#1 PEM).
+    pub fn to_pkcs1_pem(&self) -> Result<Zeroizing<String>, IdentityError> {
+        self.key
+            .to_pkcs1_pem(LineEnding::LF)
+            .map_err(|_| IdentityError::Rsa("PKCS#1 encoding"))
     }
 
     /// The public key as PKCS#1 DER (RSAPublicKey).
@@ -87,7 +110,7 @@ impl RsaIdentityKey {
 
     /// SHA-1 of the public key's PKCS#1 DER: the relay's 20-byte legacy identity.
     pub fn fingerprint(&self) -> RelayId {
-        Sha1::digest(&self.public_der).into()
+        self.fingerprint
     }
 
     /// SHA-256 of the public key's PKCS#1 DER (AUTHENTICATE's CID / SID).

@@ -236,23 +236,27 @@ fn another_relays_crosscert_is_a_mismatch() {
 #[test]
 fn parts_round_trip_and_mixed_up_parts_are_refused() {
     let id = identity();
-    let parts = id.to_parts().unwrap();
-    let back = RelayIdentity::from_parts(&parts).unwrap();
+    let mut rng = ChaCha12Rng::seed_from_u64(9);
+    let life = Lifetimes::default();
+    let back = RelayIdentity::from_parts(&id.to_parts(), &mut rng, now(), &life).unwrap();
     assert_eq!(back.rsa_id(), id.rsa_id());
     assert_eq!(back.ed_id(), id.ed_id());
     assert_eq!(back.signing_cert_expiry(), id.signing_cert_expiry());
-    let mut mixed = id.to_parts().unwrap();
+    // The remade type-2 and type-7 certificates verify with the stored ones.
+    let link = back.link_certs(&mut rng, now(), &life, [2; 32]).unwrap();
+    assert!(verify_certs(&our_certs(&back, &link, false), CertsRole::Initiator, now()).is_ok());
+    let pem = id.rsa_key().to_pkcs1_pem().unwrap();
+    assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+    let again = RsaIdentityKey::from_pkcs1_pem(&pem).unwrap();
+    assert_eq!(again.fingerprint(), id.rsa_id());
+    let mut mixed = id.to_parts();
     mixed.signing_seed = Zeroizing::new([3; 32]);
     assert_eq!(
-        RelayIdentity::from_parts(&mixed).unwrap_err(),
+        RelayIdentity::from_parts(&mixed, &mut rng, now(), &life).unwrap_err(),
         IdentityError::CertMismatch("signing")
     );
-    let mut bad_rsa = id.to_parts().unwrap();
-    bad_rsa.rsa_pkcs1_der = Zeroizing::new(vec![0x30, 0x00]);
-    assert_eq!(
-        RelayIdentity::from_parts(&bad_rsa).unwrap_err().kind(),
-        ErrorKind::BadConfig
-    );
+    let bad = RsaIdentityKey::from_pkcs1_der(&[0x30, 0x00]).unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::BadConfig);
 }
 
 #[test]
