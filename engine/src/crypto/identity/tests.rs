@@ -270,3 +270,44 @@ fn same_seed_same_identity() {
     assert_eq!(a.rsa_id(), identity().rsa_id());
     assert_eq!(a.ed_id(), identity().ed_id());
 }
+
+/// A CERTS cell captured from C Tor 0.4.9.11 on this project's machine (a relay on
+/// 127.0.0.1, `capture-ctor-certs.py`), with what C Tor itself logged for the relay.
+#[test]
+fn ctor_0_4_9_certs_verify_and_name_the_identities_tor_logged() {
+    let payload = unhex(include_str!("ctor-0.4.9.11-certs.hex"));
+    let certs = Certs::parse(&payload).unwrap();
+    let types: Vec<u8> = certs.certs.iter().map(|c| c.0 .0).collect();
+    assert_eq!(types, [1, 2, 4, 5, 7], "C Tor's responder CERTS");
+    // The TLS certificate the relay presented (SHA-256 of its DER), and the capture time.
+    let tls: [u8; 32] =
+        hex::decode("B0FD6708866970A01834000C86A6340F9B0A16CD14336D6472F48A51717ECB84")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_432_262);
+    // Type 1 is that TLS certificate (C Tor's link cert); with Ed25519 certs present it is
+    // not checked, as C Tor does not check it either.
+    assert_eq!(ctor_tls_digest(&payload), tls);
+    let role = CertsRole::Responder {
+        tls_cert_sha256: Some(tls),
+    };
+    let v = verify_certs(&certs, role, at).unwrap();
+    // tor's log: "identity key fingerprint is 'kistrelcap 224C3CBF...'" and "ed25519
+    // fingerprint is 'kistrelcap uilxIBZMOyOYkDO1fWJ+9Yn9X4m8PWja59GI7QdJjk8'".
+    assert_eq!(
+        hex::encode_upper(v.rsa_id),
+        "224C3CBF0B595B3F5EE7E703BB0EB6A05ABCE43E"
+    );
+    assert_eq!(
+        hex::encode_upper(v.ed_id),
+        "BA297120164C3B23989033B57D627EF589FD5F89BC3D68DAE7D188ED07498E4F"
+    );
+    let other = CertsRole::Responder {
+        tls_cert_sha256: Some([0; 32]),
+    };
+    assert_eq!(
+        verify_certs(&certs, other, at),
+        Err(CertError::TlsCertMismatch)
+    );
+}

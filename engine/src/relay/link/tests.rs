@@ -524,3 +524,32 @@ fn vpadding_and_authorize_are_allowed_anywhere_in_the_handshake() {
     assert_eq!(u64::from(ni.time), crate::harness::EPOCH_SECS);
     assert_eq!(ni.other_addr, Some("10.1.1.1".parse().unwrap()));
 }
+
+#[test]
+fn extend2_reuses_a_channel_only_when_its_proven_identities_match() {
+    let mut net = Net::three_hop(15, LinkModel::default(), 3, TargetKind::Echo);
+    // Client -> 2 -> 1: relay 1 accepts a channel from relay 2, which authenticates.
+    let a = net.build(0, &[2, 1]);
+    net.run_until(10_000, |n| n.is_built(0, a));
+    let inbound = net.channel_between(1, 2).unwrap();
+    assert_eq!(net.nodes[1].relay.channel_peer(inbound), Some(peer_ids(&net, 2)));
+    let before = net.nodes[1].relay.channel_count();
+    // Client -> 1 -> 2: relay 1 extends over that authenticated inbound channel.
+    let b = net.build(0, &[1, 2]);
+    net.run_until(10_000, |n| n.is_built(0, b));
+    assert_eq!(net.nodes[1].relay.channel_count(), before + 1, "only the client's new channel");
+    // Client -> 1 -> 2 naming another Ed25519 identity: the proven channel is not used; a
+    // new one is opened, proves relay 2's real identity, and the extend fails.
+    let guard = net.hop(1);
+    let mut wrong = net.hop(2);
+    wrong.ed_id = [0x77; 32];
+    let now = net.now;
+    let c = net.nodes[0].relay.build_circuit(now, vec![guard, wrong]).unwrap();
+    net.run_idle(100_000);
+    assert_eq!(
+        net.closed_why(0, c),
+        Some(CircuitFailure::Destroyed(DestroyReason::OR_IDENTITY.0))
+    );
+    assert!(net.nodes[1].relay.channel_is_open(inbound), "the good channel stays");
+    assert!(net.closed_why(0, b).is_none() && net.closed_why(0, a).is_none());
+}
