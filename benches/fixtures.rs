@@ -19,7 +19,7 @@ use kistrel_engine::crypto::ntor::{self, NtorKeypair};
 use kistrel_engine::crypto::relay_crypto::{ClientLayer, RelayLayer, BODY_LEN};
 use kistrel_engine::crypto::{KeyMaterial, RelayId, KEY_MATERIAL_LEN};
 use kistrel_engine::harness::{transmit, App, LinkModel, Net, TargetKind, TARGET};
-use kistrel_engine::relay::{ChanId, CircHandle, Relay};
+use kistrel_engine::relay::{ChanId, CircHandle, PlainLinkAuth, Relay};
 use kistrel_engine::time::Instant;
 use kistrel_engine::wire::{
     emit_relay_cell, Cell, CellDecoder, ChanCell, ChanCmd, RelayCmd, StreamId, Versions, CELL_LEN,
@@ -325,7 +325,7 @@ pub fn run_middle(input: &mut MiddleInput) -> usize {
     input.out.clear();
     input
         .relay
-        .handle_recv(input.now, input.from_guard, &input.cells);
+        .handle_recv(input.now, input.from_guard, &input.cells, &PlainLinkAuth);
     let n = transmit(
         &mut input.relay,
         input.now,

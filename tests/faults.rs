@@ -253,8 +253,10 @@ fn hello() -> Vec<u8> {
     kistrel_engine::harness::initiator_hello()
 }
 
-/// Connects to an OR port and completes the link handshake (reads VERSIONS and NETINFO).
+/// Connects to an OR port and completes the link handshake as a client (reads the relay's
+/// VERSIONS, CERTS, AUTH_CHALLENGE and NETINFO).
 fn handshake_with(addr: SocketAddr) -> bool {
+    use kistrel_engine::wire::{CellDecoder, ChanCmd};
     let Ok(mut s) = support::tls::connect(addr) else {
         return false;
     };
@@ -262,13 +264,29 @@ fn handshake_with(addr: SocketAddr) -> bool {
     if s.write_all(&hello()).is_err() {
         return false;
     }
-    // VERSIONS: 2-byte circ id, cmd 7, 2-byte length, payload; then one 514-byte NETINFO.
-    let mut head = [0u8; 5];
-    if s.read_exact(&mut head).is_err() || head[2] != 7 {
-        return false;
+    let mut decoder = CellDecoder::new();
+    let mut cmds = Vec::new();
+    let mut buf = [0u8; 4096];
+    while cmds.last() != Some(&ChanCmd::NETINFO) {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let Ok((used, cell)) = decoder.decode(rest) else {
+                return false;
+            };
+            rest = &rest[used..];
+            cmds.extend(cell.map(|c| c.cmd()));
+        }
     }
-    let mut rest = vec![0u8; usize::from(u16::from_be_bytes([head[3], head[4]])) + 514];
-    s.read_exact(&mut rest).is_ok() && rest[rest.len() - 514 + 4] == 8
+    cmds == [
+        ChanCmd::VERSIONS,
+        ChanCmd::CERTS,
+        ChanCmd::AUTH_CHALLENGE,
+        ChanCmd::NETINFO,
+    ]
 }
 
 fn peer_reset_mid_cell_closes_that_channel_only(backend: &str) {

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_engine::client::HopSpec;
-use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::poll::PollDriver;
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
 use kistrel_engine::runtime::{
@@ -147,19 +146,18 @@ fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
     let mut relays = Vec::new();
     let mut hops = Vec::new();
     for i in 0..3 {
-        let ntor = NtorKeypair::generate(&mut rng);
-        let mut id = [0u8; 20];
-        rng.fill_bytes(&mut id);
+        let keys = RelayKeys::generate(&mut rng, std::time::SystemTime::now()).expect("keys");
         let l = listener();
         let addr = l.local_addr().expect("addr");
         hops.push(HopSpec {
-            id,
-            ntor_key: ntor.public(),
+            id: keys.rsa_id(),
+            ed_id: keys.identity.ed_id(),
+            ntor_key: keys.ntor.public(),
             addr,
         });
         let exit_policy = (i == 2).then(|| "accept 127.0.0.0/8:*".parse().expect("policy"));
         let cfg = RelayConfig {
-            keys: Some(RelayKeys { identity: id, ntor }),
+            keys: Some(keys),
             exit_policy,
             ..RelayConfig::default()
         };

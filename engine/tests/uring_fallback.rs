@@ -15,7 +15,6 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use crossbeam_channel::bounded;
-use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
 use kistrel_engine::runtime::{
     self, Backend, BackendChoice, Clock, Command, EventSender, WorkerConfig,
@@ -115,10 +114,7 @@ fn seccomp_child() {
     let cfg = WorkerConfig {
         index: 0,
         relay: RelayConfig {
-            keys: Some(RelayKeys {
-                identity: [7; 20],
-                ntor: NtorKeypair::generate(&mut rng),
-            }),
+            keys: Some(RelayKeys::generate(&mut rng, std::time::SystemTime::now()).expect("keys")),
             ..RelayConfig::default()
         },
         seed: Some(1),

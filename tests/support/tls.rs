@@ -26,6 +26,12 @@ fn ctx() -> &'static TlsContext {
     CTX.get_or_init(|| TlsContext::new().expect("TLS context"))
 }
 
+/// SHA-256 of the DER of the TLS certificate [`server_stream`] presents (what a test
+/// responder's type-5 certificate certifies).
+pub fn own_cert_sha256() -> [u8; 32] {
+    ctx().own_cert_sha256()
+}
+
 /// A stream to `relay` over TLS, once the TLS handshake is done (the Tor link handshake is
 /// the test's own).
 pub fn connect(relay: SocketAddr) -> std::io::Result<TcpStream> {

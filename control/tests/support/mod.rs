@@ -17,17 +17,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_base::control::{CircuitCommand, CircuitEvent, CircuitKey};
 use kistrel_control::{ControlPlane, NoPublish, PathControl};
-use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::driver::sim::{PipeConfig, SimClock, SimConn, SimDriver, SimNet};
 use kistrel_engine::driver::{Driver, IoEvent};
-use kistrel_engine::relay::{RelayConfig, RelayKeys};
+use kistrel_engine::relay::RelayConfig;
 use kistrel_engine::runtime::{Command, EventSender, Listeners, Worker, WorkerConfig, WorkerEvent};
 use kistrel_engine::time::Instant;
 use kistrel_pathsel::control::ControlCore;
 use kistrel_pathsel::{CbtConfig, Directory, Flag, PathConfig, RelayFlags, RelayInfo, State};
 use kistrel_sched::{SchedConfig, SchedulerKind};
 use rand::SeedableRng;
-use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
+use rand_chacha::ChaCha12Rng;
 
 pub const CLIENT_SOCKS: SocketAddr = addr(10, 1080);
 /// Where the scripted target servers listen (any port).
@@ -127,16 +126,17 @@ impl Tor {
     /// plane's estimator starts from `state`.
     pub fn new(relays: &[RelaySpec], pipe: PipeConfig, cbt: CbtConfig, state: &State) -> Self {
         let net = SimNet::new(Instant::from_millis(1));
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
         let (mut nodes, mut blackholes, mut infos) = (Vec::new(), Vec::new(), Vec::new());
         for (i, spec) in relays.iter().enumerate() {
-            let ntor = NtorKeypair::generate(&mut rng);
+            // Real identities, certificates valid at the simulation's wall clock.
+            let keys = kistrel_engine::harness::relay_keys(u64::from(spec.n));
             let or = addr(spec.n, 9001);
             net.shape(or, pipe, pipe);
             infos.push(RelayInfo {
                 nickname: format!("r{}", spec.n),
-                identity: [spec.n; 20],
-                ntor_key: ntor.public(),
+                identity: keys.rsa_id(),
+                ed25519_identity: keys.identity.ed_id(),
+                ntor_key: keys.ntor.public(),
                 address: or,
                 bandwidth: 100,
                 flags: RelayFlags::from_flags(
@@ -152,10 +152,7 @@ impl Tor {
                 continue;
             }
             let cfg = RelayConfig {
-                keys: Some(RelayKeys {
-                    identity: [spec.n; 20],
-                    ntor,
-                }),
+                keys: Some(keys),
                 exit_policy: Some(spec.policy.parse().expect("policy")),
                 ..RelayConfig::default()
             };

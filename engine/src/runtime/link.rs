@@ -37,7 +37,7 @@ mod tls;
 
 use std::sync::Arc;
 
-use crate::relay::LinkAuth;
+use crate::relay::{LinkAuth, PlainLinkAuth};
 
 pub use context::{TlsContext, TlsSetupError};
 pub use maker::LinkStats;
@@ -107,24 +107,6 @@ impl std::fmt::Debug for Delivery<'_> {
             Delivery::Secured => f.write_str("Secured"),
             Delivery::Data { bytes, .. } => write!(f, "Data({} bytes)", bytes.len()),
         }
-    }
-}
-
-/// A plain link knows nothing the handshake could bind to.
-#[derive(Debug)]
-struct PlainAuth;
-
-impl LinkAuth for PlainAuth {
-    fn peer_cert_sha256(&self) -> Option<[u8; 32]> {
-        None
-    }
-
-    fn own_cert_sha256(&self) -> Option<[u8; 32]> {
-        None
-    }
-
-    fn export_keying_material(&self, _label: &[u8], _context: &[u8]) -> Option<[u8; 32]> {
-        None
     }
 }
 
@@ -292,7 +274,7 @@ impl Link {
     /// What the transport knows for the relay's link handshake.
     pub fn auth(&self) -> &dyn LinkAuth {
         match self {
-            Link::Plain => &PlainAuth,
+            Link::Plain => &PlainLinkAuth,
             Link::Tls(t) => t.facts(),
         }
     }
@@ -310,7 +292,7 @@ impl Link {
             Link::Plain => {
                 deliver(Delivery::Data {
                     bytes: received,
-                    auth: &PlainAuth,
+                    auth: &PlainLinkAuth,
                 });
                 Ok(())
             }

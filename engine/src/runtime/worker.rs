@@ -283,6 +283,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
     /// `Driver::run_once` in a loop; a simulation calls it between moves of its network.
     pub fn turn(&mut self) -> Option<Duration> {
         let now = self.clock.now();
+        self.relay.set_wall_clock(self.clock.wall(now));
         if let Some(since) = self.timers.stopping {
             if now - since >= SHUTDOWN_GRACE || self.flushed() {
                 return None;
@@ -579,6 +580,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                     port,
                     ip,
                 } => self.exit_connect(now, stream, host, port, ip),
+                Event::ResolveStream { stream, host } => self.exit_resolve(now, stream, host),
                 Event::StreamReadable { stream } | Event::StreamWritable { stream } => {
                     self.edges.handle_stream_ready(now, stream, relay)
                 }
@@ -668,9 +670,21 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         }
     }
 
+    /// A RESOLVE: the same bounded resolver as BEGIN's names; a refused lookup is answered
+    /// at once with a transient error.
+    fn exit_resolve(&mut self, now: Instant, stream: StreamHandle, host: String) {
+        if let Err(e) = self.resolver.resolve(stream, host, 0) {
+            debug!(?stream, error = %e, "RESOLVE lookup refused");
+            self.relay.handle_resolved(now, stream, None);
+        }
+    }
+
     fn handle_answers(&mut self, now: Instant) {
         while let Some(answer) = self.resolver.poll_answer() {
             let (stream, port) = (answer.stream, answer.port);
+            if self.relay.handle_resolved(now, stream, answer.ip) {
+                continue;
+            }
             match answer.ip {
                 None => self
                     .relay

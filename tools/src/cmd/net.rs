@@ -35,7 +35,7 @@ use kistrel_sched::SchedulerKind;
 
 use crate::cmd::args::scheduler_parser;
 use crate::config::{Backend, ClientConf, ConfigError, LinksMode, Override, RelayConf};
-use crate::keys::RelayKeyFile;
+use crate::keys::RelayKeyFolder;
 
 mod error;
 pub mod layout;
@@ -158,8 +158,9 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         Some(s) => (s.or_ports.clone(), s.socks),
         None => loopback_ports(n, args.socks)?,
     };
+    let now = std::time::SystemTime::now();
     let keys = (0..n)
-        .map(|_| RelayKeyFile::generate_os())
+        .map(|_| RelayKeyFolder::generate_os(now, &Default::default()))
         .collect::<Result<Vec<_>, _>>()?;
     let opts = LayoutOptions {
         workers: args.workers,

@@ -45,8 +45,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 relay.handle_channel_connected(now, chan);
             }
             Delivery::Data { bytes, auth } => {
-                let _ = auth; // TODO(links): Relay::handle_recv takes it (LA's handshake).
-                relay.handle_recv(now, chan, bytes);
+                relay.handle_recv(now, chan, bytes, auth);
             }
         });
         match opened {

@@ -28,7 +28,7 @@ use kistrel_sched::SchedulerKind;
 
 use crate::config::{Backend, LinksMode};
 use crate::fsutil::write_atomic;
-use crate::keys::RelayKeyFile;
+use crate::keys::RelayKeyFolder;
 
 /// The exit relay's policy.
 pub const EXIT_POLICY: &str = "accept 127.0.0.0/8:*";
@@ -70,7 +70,7 @@ pub struct RelayFiles {
     pub or_port: SocketAddr,
     /// `DIR/relayK.toml`.
     pub config: PathBuf,
-    /// `DIR/relayK-keys.toml`.
+    /// `DIR/relayK-keys/`: the key folder.
     pub keys: PathBuf,
     /// `DIR/relayK.log`: the child's stdout and stderr.
     pub log: PathBuf,
@@ -133,7 +133,7 @@ fn runtime_keys(opts: &LayoutOptions) -> String {
 /// The relay config text.
 pub fn relay_config_text(r: &RelayFiles, exit: bool, opts: &LayoutOptions) -> String {
     let mut s = format!(
-        "# kistrel net: relay {nick}\nNickname = {}\nORPort = {}\nKeyFile = {}\n",
+        "# kistrel net: relay {nick}\nNickname = {}\nORPort = {}\nKeyDirectory = {}\n",
         quote(&r.nickname),
         quote(&r.or_port.to_string()),
         quote(&file_name(&r.keys)),
@@ -171,7 +171,7 @@ pub fn client_config_text(socks: SocketAddr, opts: &LayoutOptions) -> String {
 
 /// The directory listing every relay with its public keys.
 pub fn directory_for(
-    relays: &[(RelayFiles, RelayKeyFile)],
+    relays: &[(RelayFiles, RelayKeyFolder)],
     opts: &LayoutOptions,
 ) -> Result<Directory, NetError> {
     let last = relays.len().saturating_sub(1);
@@ -201,7 +201,8 @@ pub fn directory_for(
             };
             Ok(RelayInfo {
                 nickname: files.nickname.clone(),
-                identity: keys.identity,
+                identity: keys.rsa_id(),
+                ed25519_identity: keys.ed_id(),
                 ntor_key: keys.ntor_public(),
                 address: files.or_port,
                 bandwidth: BANDWIDTH,
@@ -230,7 +231,7 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<(), NetError> {
 pub fn write_layout(
     dir: &Path,
     or_ports: &[SocketAddr],
-    keys: Vec<RelayKeyFile>,
+    keys: Vec<RelayKeyFolder>,
     socks: SocketAddr,
     opts: &LayoutOptions,
 ) -> Result<Layout, NetError> {
@@ -248,7 +249,7 @@ pub fn write_layout(
         path: dir.join("client-data"),
         source,
     })?;
-    let relays: Vec<(RelayFiles, RelayKeyFile)> = or_ports
+    let relays: Vec<(RelayFiles, RelayKeyFolder)> = or_ports
         .iter()
         .zip(keys)
         .enumerate()
@@ -256,7 +257,7 @@ pub fn write_layout(
             let nickname = format!("relay{}", i + 1);
             let files = RelayFiles {
                 config: dir.join(format!("{nickname}.toml")),
-                keys: dir.join(format!("{nickname}-keys.toml")),
+                keys: dir.join(format!("{nickname}-keys")),
                 log: dir.join(format!("{nickname}.log")),
                 nickname,
                 or_port,
@@ -294,9 +295,14 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    fn layout(dir: &Path, n: usize, opts: &LayoutOptions) -> (Layout, Vec<RelayKeyFile>) {
+    fn keys(rng: &mut ChaCha8Rng) -> RelayKeyFolder {
+        let now = std::time::SystemTime::now();
+        RelayKeyFolder::generate(rng, now, &Default::default()).unwrap()
+    }
+
+    fn layout(dir: &Path, n: usize, opts: &LayoutOptions) -> (Layout, Vec<RelayKeyFolder>) {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let keys: Vec<RelayKeyFile> = (0..n).map(|_| RelayKeyFile::generate(&mut rng)).collect();
+        let keys: Vec<RelayKeyFolder> = (0..n).map(|_| keys(&mut rng)).collect();
         // Fixed ports: nothing binds them in this test.
         let ports: Vec<SocketAddr> = (0..n)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16)))
@@ -331,7 +337,8 @@ mod tests {
         assert_eq!(d.relays().len(), 4);
         for (i, (r, k)) in d.relays().iter().zip(&keys).enumerate() {
             assert_eq!(r.nickname, format!("relay{}", i + 1));
-            assert_eq!(r.identity, k.identity);
+            assert_eq!(r.identity, k.rsa_id());
+            assert_eq!(r.ed25519_identity, k.ed_id());
             assert_eq!(r.ntor_key, k.ntor_public());
             assert_eq!(r.address, l.relays[i].or_port);
             assert_eq!(r.bandwidth, BANDWIDTH);
@@ -353,13 +360,16 @@ mod tests {
             let c = RelayConf::load(&files.config, &[]).unwrap();
             assert_eq!(c.nickname, files.nickname);
             assert_eq!(c.or_port, files.or_port);
-            assert_eq!(c.key_file, files.keys);
+            assert_eq!(c.key_dir, files.keys);
             assert_eq!(c.exit_policy.is_some(), i == 3);
             assert_eq!(c.runtime.workers, 2);
             assert_eq!(c.runtime.backend, Backend::Poll);
             assert_eq!(c.runtime.links, LinksMode::Plain);
             assert_eq!(c.runtime.schedulers, vec![SchedulerKind::KistLite]);
-            assert_eq!(&RelayKeyFile::load(&c.key_file).unwrap(), k);
+            let loaded = RelayKeyFolder::load(&c.key_dir).unwrap();
+            assert_eq!(loaded.rsa_id(), k.rsa_id());
+            assert_eq!(loaded.ed_id(), k.ed_id());
+            assert_eq!(loaded.ntor_public(), k.ntor_public());
         }
 
         // The client config loads, points at the directory, and allows one /16.
@@ -449,10 +459,7 @@ mod tests {
         let ports = free_loopback_ports(2).unwrap();
         assert_ne!(ports[0], ports[1]);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let keys = vec![
-            RelayKeyFile::generate(&mut rng),
-            RelayKeyFile::generate(&mut rng),
-        ];
+        let keys = vec![keys(&mut rng), keys(&mut rng)];
         let e = write_layout(
             tmp.path(),
             &ports,
