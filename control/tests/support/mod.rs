@@ -39,7 +39,7 @@ pub const fn addr(last: u8, port: u16) -> SocketAddr {
 
 /// One relay of the test network, as the directory lists it.
 pub struct RelaySpec {
-    /// Its address is 10.0.0.`n`:9001, its identity `[n; 20]`.
+    /// Its address is 10.0.0.`n`:9001, its keys `harness::relay_keys(n)`.
     pub n: u8,
     pub flags: &'static [Flag],
     pub policy: &'static str,
@@ -109,6 +109,8 @@ pub fn wall(now: Instant) -> SystemTime {
 pub struct Tor {
     pub net: SimNet,
     pub relays: Vec<(u8, Node)>,
+    /// Every listed relay's RSA identity digest, by `n`.
+    pub ids: std::collections::HashMap<u8, [u8; 20]>,
     pub blackholes: Vec<SimDriver>,
     pub client: Node,
     pub plane: ControlPlane,
@@ -127,10 +129,12 @@ impl Tor {
     pub fn new(relays: &[RelaySpec], pipe: PipeConfig, cbt: CbtConfig, state: &State) -> Self {
         let net = SimNet::new(Instant::from_millis(1));
         let (mut nodes, mut blackholes, mut infos) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ids = std::collections::HashMap::new();
         for (i, spec) in relays.iter().enumerate() {
             // Real identities, certificates valid at the simulation's wall clock.
             let keys = kistrel_engine::harness::relay_keys(u64::from(spec.n));
             let or = addr(spec.n, 9001);
+            ids.insert(spec.n, keys.rsa_id());
             net.shape(or, pipe, pipe);
             infos.push(RelayInfo {
                 nickname: format!("r{}", spec.n),
@@ -176,6 +180,7 @@ impl Tor {
             apps: net.add_node(APPS),
             net,
             relays: nodes,
+            ids,
             blackholes,
             client,
             plane,
