@@ -1,8 +1,11 @@
 //! Helpers shared by the real-socket tests (`tests/e2e.rs`, `tests/faults.rs`,
 //! `tests/hardening.rs`, `tests/testbed.rs`, `tests/cli.rs`): a `kistrel net` process and its
-//! ready line, a python3 HTTP server, curl through SOCKS,
+//! ready line, a python3 HTTP server, curl through SOCKS, a TLS tunnel for raw Tor peers
+//! ([`tls::connect`]),
 //! `ss` lookups, and the one-test-at-a-time lock. Each test binary uses a subset.
 #![allow(dead_code, unused_macros)]
+
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};

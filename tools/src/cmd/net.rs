@@ -41,8 +41,8 @@ use clap::Args;
 use kistrel_sched::SchedulerKind;
 
 use crate::cmd::args::scheduler_parser;
-use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf};
-use crate::keys::RelayKeyFile;
+use crate::config::{Backend, ClientConf, ConfigError, LinksMode, Override, RelayConf};
+use crate::keys::RelayKeyFolder;
 
 mod ctor;
 mod error;
@@ -78,6 +78,10 @@ pub struct NetArgs {
     /// Runtime backend for every node.
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
+    /// Links between the nodes: `tls` (the default, Tor's link protocol) or `plain`, a
+    /// BENCHMARK MODE ONLY (no encryption, no TLS binding of identities; C Tor refuses it).
+    #[arg(long, value_enum)]
+    pub links: Option<LinksMode>,
     /// Folder for keys, configs, directory and logs (created if missing; default: a fresh
     /// folder in the temp dir, kept after exit).
     #[arg(long, value_name = "PATH")]
@@ -217,13 +221,15 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         None => loopback_ports(n + n_ctor, args.socks)?,
     };
     let ctor_ports = ports.split_off(n.min(ports.len()));
+    let now = std::time::SystemTime::now();
     let keys = (0..n)
-        .map(|_| RelayKeyFile::generate_os())
+        .map(|_| RelayKeyFolder::generate_os(now, &Default::default()))
         .collect::<Result<Vec<_>, _>>()?;
     let opts = LayoutOptions {
         workers: args.workers,
         scheduler: args.scheduler,
         backend: args.backend,
+        links: args.links,
         metrics: args.metrics,
         exit_policy: shaped.as_ref().map(|s| s.exit_policy.clone()),
         fixed_roles: shaped.is_some(),
