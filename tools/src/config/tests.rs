@@ -486,11 +486,12 @@ ncircuits_to_observe = 500
 fn client_pins_are_checked_against_the_directory() {
     let f = Fixture::new();
     let relay = |nick: &str, id: u8, flags: &str| {
+        let key = "A".repeat(43);
         format!(
             "[[relay]]\nnickname = \"{nick}\"\nidentity = \"{}\"\n\
-             ntor_key = \"{}\"\naddress = \"127.0.0.1:{}\"\nbandwidth = 10\nflags = [{flags}]\n",
+             ed25519_identity = \"{key}\"\nntor_key = \"{key}\"\naddress = \"127.0.0.1:{}\"\n\
+             bandwidth = 10\nflags = [{flags}]\n",
             hex::encode([id; 20]),
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
             9000 + u16::from(id),
         )
     };
