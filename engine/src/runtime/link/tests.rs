@@ -330,9 +330,9 @@ fn suites() -> Vec<(SupportedCipherSuite, &'static SupportedProtocolVersion)> {
         (cs::TLS13_AES_128_GCM_SHA256, &TLS13),
         (cs::TLS13_AES_256_GCM_SHA384, &TLS13),
         (cs::TLS13_CHACHA20_POLY1305_SHA256, &TLS13),
-        (cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, &TLS12),
-        (cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, &TLS12),
-        (cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, &TLS12),
+        (cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, &TLS12),
+        (cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, &TLS12),
+        (cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, &TLS12),
     ]
 }
 
