@@ -203,11 +203,11 @@ fn link_provider() -> CryptoProvider {
 
 /// A fresh RSA-2048 link key and a self-signed certificate for it, one certificate in the
 /// chain as a Tor relay's v3 handshake has. C Tor 0.4.9 checks the link certificate only
-/// through the type-5 Ed25519 cert, but its X.509 code expects an RSA key: with a P-256 key
-/// a C Tor 0.4.9.11 relay extending to us logged "Unhandled OpenSSL errors found at
-/// ../src/lib/tls/x509_openssl.c:300" / "TLS error: expecting an rsa key" (tor#41226; Arti
-/// uses RSA-2048 for the same reason). Random host names, as C Tor's, so the name says
-/// nothing.
+/// through the type-5 Ed25519 cert, but it reads the certificate's key as RSA: an ECDSA key
+/// completes the handshake yet leaves "TLS error: expecting an rsa key" warnings in its log
+/// (seen here; Arti notes the same, tor#41226). So RSA-2048, as C Tor's own link keys; made
+/// once per process, and a responder's signature per TLS handshake is C Tor's cost too.
+/// Random host names, as C Tor's, so the name says nothing.
 fn link_certificate() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsSetupError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
     let mut names = [0u8; 6];
