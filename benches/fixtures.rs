@@ -19,7 +19,7 @@ use kistrel_engine::crypto::ntor::{self, NtorKeypair};
 use kistrel_engine::crypto::relay_crypto::{CipherCache, ClientLayer, RelayLayer, BODY_LEN};
 use kistrel_engine::crypto::{KeyMaterial, RelayId, KEY_MATERIAL_LEN};
 use kistrel_engine::harness::{transmit, App, LinkModel, Net, TargetKind, TARGET};
-use kistrel_engine::relay::{ChanId, CircHandle, Relay};
+use kistrel_engine::relay::{ChanId, CircHandle, PlainLinkAuth, Relay};
 use kistrel_engine::time::Instant;
 use kistrel_engine::wire::{
     emit_relay_cell, Cell, CellDecoder, ChanCell, ChanCmd, RelayCmd, StreamId, Versions, CELL_LEN,
@@ -340,7 +340,7 @@ pub fn run_middle(input: &mut MiddleInput) -> usize {
     input.out.clear();
     input
         .relay
-        .handle_recv(input.now, input.from_guard, &input.cells);
+        .handle_recv(input.now, input.from_guard, &input.cells, &PlainLinkAuth);
     let n = transmit(
         &mut input.relay,
         input.now,
@@ -382,4 +382,66 @@ pub fn run_net(input: &mut NetInput) -> u64 {
     let got = input.net.apps[&(0, stream)].received;
     assert_eq!(got, NET_BYTES, "whole download arrived");
     got
+}
+
+// ----- TLS records -----------------------------------------------------------------------
+
+/// Two TLS links (TLS 1.3, AES-128-GCM as kistrel's responders pick) past their handshake,
+/// `BATCH` cells to send from one to the other, and the send buffer (reused).
+pub struct TlsInput {
+    pub sender: kistrel_engine::runtime::Link,
+    pub receiver: kistrel_engine::runtime::Link,
+    pub cells: Vec<u8>,
+    pub wire: Vec<u8>,
+}
+
+pub fn tls_input() -> TlsInput {
+    use kistrel_engine::runtime::{KtlsSupport, Link, Links, TlsContext};
+    let ctx = TlsContext::with_versions(
+        &[&rustls::version::TLS13],
+        KtlsSupport::Unavailable("bench".into()),
+    )
+    .expect("TLS context");
+    let links = Links::Tls(std::sync::Arc::new(ctx));
+    let mut sender = Link::connect(&links).expect("client link");
+    let mut receiver = Link::accept(&links).expect("server link");
+    for _ in 0..10 {
+        let mut bytes = Vec::new();
+        sender.write_out(&mut bytes);
+        receiver.open(&mut bytes, |_| {}).expect("handshake");
+        let mut bytes = Vec::new();
+        receiver.write_out(&mut bytes);
+        sender.open(&mut bytes, |_| {}).expect("handshake");
+    }
+    assert!(sender.is_open() && receiver.is_open(), "handshake done");
+    TlsInput {
+        sender,
+        receiver,
+        cells: relay_cell_bytes(21, 0x8000_0001),
+        wire: Vec::with_capacity(2 * BATCH * CELL_LEN),
+    }
+}
+
+/// One batch through TLS: each cell written into the send buffer as the scheduler writes it,
+/// sealed into records at the end of the batch, then the records opened in place on the
+/// other side; returns the plaintext bytes delivered.
+pub fn run_tls_records(input: &mut TlsInput) -> usize {
+    input.wire.clear();
+    for cell in input.cells.chunks(CELL_LEN) {
+        input
+            .sender
+            .cell_buf(&mut input.wire)
+            .extend_from_slice(cell);
+    }
+    input.sender.seal(&mut input.wire).expect("seal");
+    let mut delivered = 0;
+    input
+        .receiver
+        .open(&mut input.wire, |d| {
+            if let kistrel_engine::runtime::Delivery::Data { bytes, .. } = d {
+                delivered += bytes.len();
+            }
+        })
+        .expect("open");
+    delivered
 }

@@ -13,7 +13,9 @@ use gungraun::{library_benchmark, library_benchmark_group, main};
 mod fixtures;
 mod pure_fixtures;
 
-use fixtures::{ClientInput, DecodeInput, EncodeInput, HopInput, MiddleInput, NetInput, NtorInput};
+use fixtures::{
+    ClientInput, DecodeInput, EncodeInput, HopInput, MiddleInput, NetInput, NtorInput, TlsInput,
+};
 use pure_fixtures::{CbtInput, KistInput, MuxInput, PathInput, VanillaInput};
 
 #[library_benchmark]
@@ -111,10 +113,24 @@ fn path_pick(mut input: PathInput) -> PathInput {
     input
 }
 
+// TLS on a link: a batch of cells sealed into records in the send buffer, then opened in
+// place (what TLS adds per cell batch on each side of a link).
+#[library_benchmark]
+#[bench::cells_64(fixtures::tls_input())]
+fn tls_records(mut input: TlsInput) -> TlsInput {
+    let n = fixtures::run_tls_records(&mut input);
+    assert_eq!(
+        n,
+        fixtures::BATCH * kistrel_engine::wire::CELL_LEN,
+        "every cell delivered"
+    );
+    input
+}
+
 library_benchmark_group!(
     name = engine;
     benchmarks = wire_decode, wire_encode, crypto_hop_forward, crypto_hop_recognize,
-        crypto_client_3hop, ntor, relay_middle_forward, harness_3hop
+        crypto_client_3hop, ntor, relay_middle_forward, harness_3hop, tls_records
 );
 
 library_benchmark_group!(

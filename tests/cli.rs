@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use base64::Engine as _;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -241,24 +242,25 @@ fn keygen_writes_once() {
     let out = tmp.path().join("k");
     let o = run(&["keygen", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let file = out.join("keys.toml");
     let line = stdout(&o);
-    let k = kistrel::keys::RelayKeyFile::load(&file).unwrap();
-    let id = hex::encode_upper(k.identity);
-    assert!(
-        line.starts_with(&format!("identity={id} ntor_key=")),
-        "{line}"
+    let k = kistrel::keys::RelayKeyFolder::load(&out).unwrap();
+    let id = hex::encode_upper(k.rsa_id());
+    let ed = base64::engine::general_purpose::STANDARD.encode(k.ed_id());
+    let ntor = base64::engine::general_purpose::STANDARD.encode(k.ntor_public());
+    assert_eq!(
+        line.trim_end(),
+        format!(
+            "identity={id} ed25519_identity={ed} ntor_key={ntor} dir={}",
+            out.display()
+        )
     );
-    assert!(line
-        .trim_end()
-        .ends_with(&format!("file={}", file.display())));
     let o = run(&["keygen", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
         format!(
-            "kistrel: error: key file {} already exists: remove it first if you really want new keys\n",
-            file.display()
+            "kistrel: error: key file {} already exists: remove the key folder first if you really want new keys\n",
+            out.join("secret_id_key").display()
         )
     );
 }
@@ -563,7 +565,7 @@ fn parse_pages(addr: std::net::SocketAddr, dir: &Path) -> Option<serde_json::Val
 #[test]
 fn relay_metrics_parse_with_prometheus_parsers_in_both_formats() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run(&["keygen", "--out", tmp.path().to_str().unwrap()]);
+    let o = run(&["keygen", "--out", tmp.path().join("keys").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let conf = tmp.path().join("relay.toml");
     std::fs::write(

@@ -1,7 +1,7 @@
 //! Circuits that mix kistrel and C Tor relays (issue #14): `kistrel net --relays 3
 //! --ctor-relays 3` (a private C Tor 0.4.9 network on 127.0.0.1: one authority, three exit
-//! relays) is started once per test and shared by all of its paths, and torn down at the
-//! end, also on failure (the network's process is stopped on drop).
+//! relays) is started once and shared by every path, and torn down at the end, also on
+//! failure (the network's process is stopped on drop).
 //!
 //! ```text
 //! kistrel relays: relay1 (guard), relay2 (guard), relay3 (exit)   C Tor: auth1, ctor1..3
@@ -15,13 +15,14 @@
 //! Each path carries a 16 MiB fetch whose SHA-256 must equal the served file's, through a
 //! client that holds a channel to its pinned guard and to no other relay; afterwards every
 //! C Tor node's log is searched for warnings about the kistrel hops (see [`ctor_warnings`]):
-//! none may appear. With `KISTREL_CTOR_BUILD_TIMES=N` the mixed-path test also builds N
+//! none may appear. With `KISTREL_CTOR_BUILD_TIMES=N` the test also builds N
 //! circuits through K-K-K and N through C-C-C, alternated, with the same client program and
 //! settings (one process pinned to each path), and prints the build times.
 //!
-//! Until kistrel's links speak TLS and the Tor link handshake (issue #14 items 1 and 4), only
-//! the K-K-K test runs (the C Tor network beside kistrel's relays, pins, the log check); the
-//! mixed-path test is `#[ignore]`d with that reason.
+//! kistrel's relays are not in the C Tor consensus: C Tor relays reach them through EXTEND2's
+//! link specifiers (RSA and Ed25519 identity, address), and C Tor exits accept streams after
+//! a kistrel middle because the network sets `RefuseUnknownExits 0` (see
+//! `kistrel::ctor::torrc`).
 //!
 //! Without `tor` the tests install the Debian package if they can, and print `SKIPPED:` only
 //! when that fails.
@@ -35,8 +36,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    connected_to, fetch, serial, skip_without_tools, socks_connect, tor_available, ClientProcess,
-    Http, NetProcess, MIB,
+    connected_to, fetch, serial, skip_without_tools, socks_connect, strip_ansi, tor_available,
+    ClientProcess, Http, NetProcess, MIB,
 };
 
 const SIZE: usize = 16 * MIB;
@@ -161,11 +162,11 @@ fn kistrel_relays(dir: &Path, ready: &support::Ready) -> Vec<(String, SocketAddr
         .collect()
 }
 
-/// The `build_us=` figures of the `circuit built` lines in a client log, tag 0 (the
-/// client's first, pre-built circuit) left out.
-fn build_times_us(log: &Path) -> Vec<u64> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
+/// The `build_us=` figures of the `circuit built` lines in a client log's text (coloured
+/// or not), tag 0 (the client's first, pre-built circuit) left out.
+fn build_times_us(log_text: &str) -> Vec<u64> {
+    strip_ansi(log_text)
+        .lines()
         .filter(|l| l.contains("circuit built") && !l.contains(" tag=0 "))
         .filter_map(|l| {
             l.split_whitespace()
@@ -208,7 +209,7 @@ fn compare_build_times(dir: &Path, http: &Http, n: usize) -> String {
     let mut report = format!("circuit build time, {n} builds per path, alternated:\n");
     let mut medians = Vec::new();
     for (label, c) in &clients {
-        let mut t = build_times_us(&c.log);
+        let mut t = build_times_us(&std::fs::read_to_string(&c.log).unwrap_or_default());
         t.sort_unstable();
         assert_eq!(
             t.len(),
@@ -370,24 +371,68 @@ fn run_paths(paths: &[(&'static str, [&'static str; 3])]) {
     );
 }
 
-/// The C Tor network comes up, joins the directory and the ready line, and a pinned K-K-K
-/// path carries 16 MiB beside it; the C Tor logs stay clean. (Subsumed by the mixed-path
-/// test below once that runs: then this one goes.)
+/// The C Tor network comes up beside kistrel's relays and joins the directory and the ready
+/// line; every mixed path carries 16 MiB with equal SHA-256 through a client that holds a
+/// channel to its pinned guard only; the C Tor logs have no warning about the kistrel hops.
+/// Needs TLS links and the CERTS / AUTH_CHALLENGE / AUTHENTICATE handshake: a C Tor relay
+/// closes anything else.
 #[test]
-fn c_tor_network_comes_up_beside_kistrel_and_pins_hold() {
-    if skip_without_tools() || !tor_available() {
-        return;
-    }
-    run_paths(&PATHS[4..]);
-}
-
-/// Every mixed path. Needs TLS links (helper LB) and the CERTS / AUTH_CHALLENGE /
-/// AUTHENTICATE handshake (helper LA) on main: a C Tor relay refuses kistrel's plain links.
-#[test]
-#[ignore = "needs kistrel's TLS links and Tor link handshake (issue #14 items 1 and 4): un-ignore when both are on main"]
 fn mixed_paths_carry_16_mib_and_c_tor_logs_no_warning_about_kistrel() {
     if skip_without_tools() || !tor_available() {
         return;
     }
     run_paths(&PATHS);
+}
+
+/// The build-time figures come from the client's coloured log lines.
+#[test]
+fn build_times_are_read_from_coloured_log_lines() {
+    let log = "\x1b[2m2026-12-05T01:00:00Z\x1b[0m \x1b[32m INFO\x1b[0m origin: circuit built \
+               \x1b[3mcircuit\x1b[0m\x1b[2m=\x1b[0m0/1 \x1b[3mtag\x1b[0m\x1b[2m=\x1b[0m0 \
+               \x1b[3mbuild_ms\x1b[0m\x1b[2m=\x1b[0m9 \x1b[3mbuild_us\x1b[0m\x1b[2m=\x1b[0m9100\n\
+               2026-12-05T01:00:01Z  INFO origin: circuit built circuit=0/2 tag=7 build_ms=4 \
+               build_us=4321\n\
+               \x1b[32m INFO\x1b[0m origin: circuit built \x1b[3mtag\x1b[0m\x1b[2m=\x1b[0m8 \
+               \x1b[3mbuild_us\x1b[0m\x1b[2m=\x1b[0m5000\n\
+               origin: circuit failed while building tag=9 build_us=1\n";
+    assert_eq!(build_times_us(log), vec![4321, 5000]);
+}
+
+/// The log check flags what C Tor said about kistrel hops (the warnings a P-256 TLS key
+/// caused, a bad CERTS cell, a line naming a kistrel relay) and passes the lines every tiny
+/// C Tor test network logs on its own.
+#[test]
+fn the_c_tor_log_check_tells_kistrel_trouble_from_test_network_noise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = dir.path().join("ctor1");
+    std::fs::create_dir(&node).expect("node folder");
+    let kistrel = vec![(
+        "relay3".to_owned(),
+        SocketAddr::from(([127, 0, 0, 1], 44395)),
+        "A".repeat(40),
+    )];
+    let noise = "Dec 05 01:40:08.866 [warn] Your ContactInfo config option is not set.\n\
+                 Dec 05 01:40:13.000 [warn] Received http status code 404 (\"Not found\") from \
+                 server 127.0.0.1:45831 while fetching consensus directory.\n\
+                 Dec 05 01:40:19.000 [warn] Client asked me to extend back to the previous hop.\n\
+                 Dec 05 01:40:19.000 [notice] Received a bad CERTS cell: at notice, not a warning\n";
+    std::fs::write(node.join("notice.log"), noise).expect("log");
+    assert_eq!(ctor_warnings(dir.path(), &kistrel), Vec::<String>::new());
+    let trouble = [
+        "Dec 05 01:40:18.000 [warn] TLS error: expecting an rsa key (in digital envelope \
+         routines:(null):---)",
+        "Dec 05 01:40:18.000 [warn] Received a bad CERTS cell from 10.0.0.9:9001: It couldn't \
+         be parsed.",
+        "Dec 05 01:40:18.000 [warn] Problem with 127.0.0.1:44395: it misbehaved",
+        "Dec 05 01:40:18.000 [warn] Something about $AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ];
+    std::fs::write(node.join("info.log"), trouble.join("\n")).expect("log");
+    let found = ctor_warnings(dir.path(), &kistrel);
+    assert_eq!(found.len(), trouble.len(), "{found:#?}");
+    for line in trouble {
+        assert!(
+            found.iter().any(|f| f.ends_with(line)),
+            "{line} not flagged"
+        );
+    }
 }

@@ -140,8 +140,13 @@ fn bad_input_on_an_or_port_closes_that_channel_only(backend: &str) {
     let out = net.dir.join("got");
     let download = std::thread::spawn(move || fetch(socks, "d", &url, &out));
     let target = net.relays[1];
-    let closed_by_relay = |payload: &[u8]| {
-        let mut s = TcpStream::connect(target).expect("connect OR port");
+    // `tls`: the bytes go inside TLS (the Tor layer's checks); else raw (the TLS layer's).
+    let closed_by_relay = |payload: &[u8], tls: bool| {
+        let mut s = if tls {
+            support::tls::connect(target).expect("TLS to the OR port")
+        } else {
+            TcpStream::connect(target).expect("connect OR port")
+        };
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let _ = s.write_all(payload);
@@ -161,18 +166,20 @@ fn bad_input_on_an_or_port_closes_that_channel_only(backend: &str) {
             }
         }
     };
-    // Random bytes.
-    assert!(closed_by_relay(&[
-        0x17, 0x03, 0x03, 0x00, 0x40, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4
-    ]));
+    // Random bytes (a TLS record header, then garbage), raw and inside TLS.
+    let random = [
+        0x17, 0x03, 0x03, 0x00, 0x40, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4,
+    ];
+    assert!(closed_by_relay(&random, false));
+    assert!(closed_by_relay(&random, true));
     // VERSIONS with no common version.
-    assert!(closed_by_relay(&[0, 0, 7, 0, 4, 0, 1, 0, 2]));
+    assert!(closed_by_relay(&[0, 0, 7, 0, 4, 0, 1, 0, 2], true));
     // A 65535-byte variable-length cell.
     let mut huge = vec![0, 0, 7, 0xff, 0xff];
     huge.resize(5 + 65535, 0);
-    assert!(closed_by_relay(&huge));
+    assert!(closed_by_relay(&huge, true));
     // A flood of CREATE2 (bad handshakes): every one is refused with DESTROY; the channel lives.
-    let mut s = TcpStream::connect(target).expect("connect");
+    let mut s = support::tls::connect(target).expect("connect");
     let mut flood = vec![0, 0, 7, 0, 4, 0, 4, 0, 5];
     let mut netinfo = vec![0u8; 514];
     netinfo[4] = 8;

@@ -20,14 +20,14 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use sha2::Digest;
 use support::{
     alive, connected_to, fd_count, fetch, fetch_prefix, kill9, pid_listening_on,
     read_to_end_or_error, relays_connected_to, seeded_data, serial, skip_without_tools,
-    socks_connect, wait_for, Http, Net, RelayProcess, MIB,
+    socks_connect, strip_ansi, wait_for, Http, Net, RelayProcess, MIB,
 };
 
 /// The three roles a relay plays in a circuit.
@@ -74,22 +74,6 @@ fn start_transfers(net: &Net, url: &str, n: usize, rate: &str) -> Vec<Transfer> 
             Transfer { user, handle }
         })
         .collect()
-}
-
-/// `text` without ANSI colour sequences (the log is written with colours, field names
-/// and values separated by them).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_escape = false;
-    for c in text.chars() {
-        match (in_escape, c) {
-            (false, '\x1b') => in_escape = true,
-            (false, c) => out.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    out
 }
 
 /// Isolation tags the client logged `circuit closed` for in `log` text.
@@ -253,22 +237,40 @@ fn hello() -> Vec<u8> {
     kistrel_engine::harness::initiator_hello()
 }
 
-/// Connects to an OR port and completes the link handshake (reads VERSIONS and NETINFO).
+/// Connects to an OR port and completes the link handshake as a client (reads the relay's
+/// VERSIONS, CERTS, AUTH_CHALLENGE and NETINFO).
 fn handshake_with(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr) else {
+    use kistrel_engine::wire::{CellDecoder, ChanCmd};
+    let Ok(mut s) = support::tls::connect(addr) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     if s.write_all(&hello()).is_err() {
         return false;
     }
-    // VERSIONS: 2-byte circ id, cmd 7, 2-byte length, payload; then one 514-byte NETINFO.
-    let mut head = [0u8; 5];
-    if s.read_exact(&mut head).is_err() || head[2] != 7 {
-        return false;
+    let mut decoder = CellDecoder::new();
+    let mut cmds = Vec::new();
+    let mut buf = [0u8; 4096];
+    while cmds.last() != Some(&ChanCmd::NETINFO) {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let Ok((used, cell)) = decoder.decode(rest) else {
+                return false;
+            };
+            rest = &rest[used..];
+            cmds.extend(cell.map(|c| c.cmd()));
+        }
     }
-    let mut rest = vec![0u8; usize::from(u16::from_be_bytes([head[3], head[4]])) + 514];
-    s.read_exact(&mut rest).is_ok() && rest[rest.len() - 514 + 4] == 8
+    cmds == [
+        ChanCmd::VERSIONS,
+        ChanCmd::CERTS,
+        ChanCmd::AUTH_CHALLENGE,
+        ChanCmd::NETINFO,
+    ]
 }
 
 fn peer_reset_mid_cell_closes_that_channel_only(backend: &str) {
@@ -283,7 +285,7 @@ fn peer_reset_mid_cell_closes_that_channel_only(backend: &str) {
     let exit = *net.relays.last().expect("exit");
     let pid = pid_listening_on(exit).expect("exit pid");
     let fds_before = fd_count(pid);
-    let mut s = TcpStream::connect(exit).expect("connect");
+    let mut s = support::tls::connect(exit).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     s.write_all(&hello()).expect("hello");

@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 use kistrel_engine::crypto::ntor::{self, NtorKeypair};
 use kistrel_engine::crypto::relay_crypto::{CipherCache, ClientLayer, RelayLayer};
 use kistrel_engine::crypto::RelayId;
+use kistrel_engine::relay::RelayKeys;
 use kistrel_engine::wire::{
     emit_relay_cell, Cell, CellDecoder, ChanCell, ChanCmd, Create2, Created2, Destroy,
-    DestroyReason, Extend2, Extended2, LinkSpec, Netinfo, RelayCellView, RelayCmd, Versions,
-    CELL_BODY_LEN, RELAY_DATA_LEN,
+    DestroyReason, Extend2, Extended2, LinkSpec, RelayCellView, RelayCmd, CELL_BODY_LEN,
+    RELAY_DATA_LEN,
 };
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -89,6 +90,10 @@ fn idle_connections_are_closed_after_the_handshake_timeout(backend: &str) {
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A hop's connection: TLS over TCP.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
 /// Reads cells from `stream` on a thread and hands them over a channel until EOF.
 fn cell_reader(mut stream: TcpStream) -> mpsc::Receiver<ChanCell> {
     let (tx, rx) = mpsc::channel();
@@ -128,16 +133,27 @@ struct Origin {
 
 impl Origin {
     fn connect(relay: SocketAddr) -> Origin {
-        let mut stream = TcpStream::connect(relay).expect("connect to the relay");
+        let mut stream = support::tls::connect(relay).expect("connect to the relay");
         stream.set_nodelay(true).expect("nodelay");
         let cells = cell_reader(stream.try_clone().expect("clone"));
         stream
             .write_all(&kistrel_engine::harness::initiator_hello())
             .expect("hello");
-        let first = cells.recv_timeout(WAIT).expect("VERSIONS");
-        assert!(matches!(first, ChanCell::Var(ref v) if v.cmd == ChanCmd::VERSIONS));
-        let second = cells.recv_timeout(WAIT).expect("NETINFO");
-        assert!(matches!(second, ChanCell::Fixed(ref c) if c.cmd == ChanCmd::NETINFO));
+        // The relay answers VERSIONS, CERTS, AUTH_CHALLENGE, NETINFO; a client needs to
+        // read its NETINFO only (it does not authenticate).
+        let mut cmds = Vec::new();
+        while cmds.last() != Some(&ChanCmd::NETINFO) {
+            cmds.push(cells.recv_timeout(WAIT).expect("handshake cell").cmd());
+        }
+        assert_eq!(
+            cmds,
+            [
+                ChanCmd::VERSIONS,
+                ChanCmd::CERTS,
+                ChanCmd::AUTH_CHALLENGE,
+                ChanCmd::NETINFO
+            ]
+        );
         Origin {
             stream,
             cells,
@@ -277,9 +293,17 @@ impl FakeHop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let keypair = NtorKeypair::generate(&mut rng);
-        let mut id = [0u8; 20];
-        rng.fill_bytes(&mut id);
+        // A real identity: the relay checks the hop's CERTS against the id in EXTEND2.
+        let relay_keys =
+            RelayKeys::generate(&mut rng, std::time::SystemTime::now()).expect("hop keys");
+        // Its type-5 certificate certifies the TLS certificate the hop presents.
+        let hello = kistrel_engine::harness::responder_hello(
+            &relay_keys,
+            std::time::SystemTime::now(),
+            Some(support::tls::own_cert_sha256()),
+        );
+        let keypair = relay_keys.ntor.clone();
+        let id = relay_keys.rsa_id();
         let keys = HopKeys {
             addr,
             id,
@@ -291,7 +315,7 @@ impl FakeHop {
         std::thread::spawn(move || {
             listener.set_nonblocking(true).expect("nonblocking");
             let deadline = Instant::now() + Duration::from_secs(120);
-            let mut conn = loop {
+            let conn = loop {
                 match listener.accept() {
                     Ok((c, _)) => break c,
                     Err(_) if Instant::now() < deadline && !stop2.load(Ordering::Relaxed) => {
@@ -303,7 +327,12 @@ impl FakeHop {
             conn.set_nonblocking(false).expect("blocking");
             conn.set_read_timeout(Some(Duration::from_millis(200)))
                 .expect("timeout");
-            serve_hop(&mut conn, &id, &keypair, mode, &mut rng, &tx, &stop2);
+            // Relays reach it over TLS (its records go to the socket as they are written, so
+            // a stalled hop stalls its socket as a plain one did).
+            let mut conn = support::tls::server_stream(conn);
+            serve_hop(
+                &mut conn, &hello, &id, &keypair, mode, &mut rng, &tx, &stop2,
+            );
             // Keep the socket open (unread) until the test is done.
             while !stop2.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(20));
@@ -319,8 +348,10 @@ impl Drop for FakeHop {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // test plumbing: everything the hop thread owns
 fn serve_hop(
-    conn: &mut TcpStream,
+    conn: &mut impl ReadWrite,
+    hello: &[u8],
     id: &RelayId,
     keypair: &NtorKeypair,
     mode: HopMode,
@@ -354,20 +385,8 @@ fn serve_hop(
             rest = &rest[used..];
             match cell {
                 Some(ChanCell::Var(v)) if v.cmd == ChanCmd::VERSIONS => {
-                    Versions {
-                        versions: vec![4, 5],
-                    }
-                    .to_var_cell()
-                    .append_to(&mut out, 2);
-                    let mut netinfo = Cell::new(0, ChanCmd::NETINFO);
-                    Netinfo {
-                        time: 0,
-                        other_addr: None,
-                        my_addrs: Vec::new(),
-                    }
-                    .emit(&mut netinfo.body)
-                    .expect("netinfo");
-                    netinfo.append_to(&mut out);
+                    // VERSIONS, CERTS, AUTH_CHALLENGE, NETINFO, as a kistrel relay answers.
+                    out.extend_from_slice(hello);
                 }
                 Some(ChanCell::Fixed(c)) if c.cmd == ChanCmd::CREATE2 => {
                     let create = Create2::parse(&c.body).expect("CREATE2 from the relay");
@@ -410,15 +429,20 @@ struct TestRelay {
 impl TestRelay {
     fn start(backend: &str, extra: &str) -> TestRelay {
         let dir = tempfile::tempdir().expect("tempdir");
-        let keys = kistrel::keys::RelayKeyFile::generate(&mut ChaCha8Rng::seed_from_u64(61));
-        keys.save(&dir.path().join("keys.toml")).expect("keys");
+        let keys = kistrel::keys::RelayKeyFolder::generate(
+            &mut ChaCha8Rng::seed_from_u64(61),
+            std::time::SystemTime::now(),
+            &Default::default(),
+        )
+        .expect("keys");
+        keys.save_new(&dir.path().join("keys")).expect("keys");
         let port = support::free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let config = dir.path().join("relay.toml");
         std::fs::write(
             &config,
             format!(
-                "Nickname = \"flooded\"\nORPort = \"{addr}\"\nKeyFile = \"keys.toml\"\n\
+                "Nickname = \"flooded\"\nORPort = \"{addr}\"\nKeyDirectory = \"keys\"\n\
                  Workers = 1\nBackend = \"{backend}\"\n{extra}"
             ),
         )
@@ -432,7 +456,7 @@ impl TestRelay {
         TestRelay {
             process,
             addr,
-            id: keys.identity,
+            id: keys.rsa_id(),
             ntor_public: keys.ntor_public(),
             _dir: dir,
         }
@@ -667,7 +691,7 @@ fn peer_that_never_reads_cannot_grow_the_relay(backend: &str) {
     let pid = relay.process.pid();
     std::thread::sleep(Duration::from_millis(300));
     let before = rss_bytes(pid);
-    let mut stream = TcpStream::connect(relay.addr).expect("connect");
+    let mut stream = support::tls::connect(relay.addr).expect("connect");
     stream
         .write_all(&kistrel_engine::harness::initiator_hello())
         .expect("hello");

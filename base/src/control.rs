@@ -43,8 +43,11 @@ impl fmt::Display for CircuitKey {
 /// What the origin needs to know about one hop of a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HopSpec {
-    /// The relay's identity digest.
+    /// The relay's RSA identity digest.
     pub id: [u8; 20],
+    /// The relay's Ed25519 identity: the channel to it must prove it, and EXTEND2 names it
+    /// (link specifier type 3).
+    pub ed_id: [u8; 32],
     /// The relay's ntor onion key.
     pub ntor_key: [u8; 32],
     /// The relay's OR address.

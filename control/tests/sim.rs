@@ -291,7 +291,7 @@ fn a_stream_target_picks_an_exit_that_allows_it() {
         else {
             panic!("no path for {circuit}");
         };
-        let exit = if target.port == 80 { [3; 20] } else { [4; 20] };
+        let exit = tor.ids[if target.port == 80 { &3 } else { &4 }];
         assert_eq!(path[2].id, exit, "{target:?}");
         seen.push(target.port);
     }

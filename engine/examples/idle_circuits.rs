@@ -7,8 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
 
 use kistrel_engine::crypto::fast;
-use kistrel_engine::crypto::ntor::NtorKeypair;
-use kistrel_engine::relay::{Relay, RelayConfig, RelayKeys};
+use kistrel_engine::relay::{PlainLinkAuth, Relay, RelayConfig};
 use kistrel_engine::time::Instant;
 use kistrel_engine::wire::{Cell, ChanCmd, CreateFast};
 
@@ -27,11 +26,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
-    let mut krng = ChaCha12Rng::seed_from_u64(1);
-    let keys = RelayKeys {
-        identity: [1; 20],
-        ntor: NtorKeypair::generate(&mut krng),
-    };
+    let keys = kistrel_engine::harness::relay_keys(1);
     let cfg = RelayConfig {
         keys: Some(keys),
         // One peer opens every circuit here: no per-peer creation limit.
@@ -39,10 +34,11 @@ fn main() {
         ..RelayConfig::default()
     };
     let mut relay = Relay::new(cfg, ChaCha12Rng::seed_from_u64(2));
+    relay.set_wall_clock(kistrel_engine::harness::epoch());
     let now = Instant::ZERO;
     let chan = relay.accept_channel(now, "10.0.0.1:1".parse().expect("addr"));
     let hello = kistrel_engine::harness::initiator_hello();
-    relay.handle_recv(now, chan, &hello);
+    relay.handle_recv(now, chan, &hello, &PlainLinkAuth);
     let mut out = Vec::new();
     kistrel_engine::harness::transmit(&mut relay, now, chan, &mut out, usize::MAX);
 
@@ -55,7 +51,7 @@ fn main() {
         CreateFast { x }.emit(&mut cell.body).expect("create_fast");
         cell.append_to(&mut batch);
         if batch.len() >= 514 * 1024 || i + 1 == n {
-            relay.handle_recv(now, chan, &batch);
+            relay.handle_recv(now, chan, &batch, &PlainLinkAuth);
             batch.clear();
             out.clear();
             kistrel_engine::harness::transmit(&mut relay, now, chan, &mut out, usize::MAX);

@@ -9,7 +9,7 @@ set -uo pipefail
 secs="${1:-30}"
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
-targets=(cell_decoder relay_payloads ntor_server socks directory config relay_state)
+targets=(cell_decoder relay_payloads link_auth ntor_server socks directory config relay_state)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz"

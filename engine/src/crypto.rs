@@ -20,6 +20,7 @@ use zeroize::Zeroize;
 use crate::{ErrorKind, HasKind};
 
 pub mod fast;
+pub mod identity;
 pub mod ntor;
 pub mod relay_crypto;
 

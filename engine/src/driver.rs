@@ -137,6 +137,17 @@ pub trait Driver {
     fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     /// Whether [`Driver::socket_snapshot`] reports TCP_INFO (KIST needs it).
     fn has_tcp_info(&self) -> bool;
+    /// Hands `conn`'s TLS send keys to the kernel (kTLS TX): from now on its bytes leave as
+    /// TLS records sealed by the kernel. Call it only when nothing is queued on `conn`.
+    /// Unsupported where the backend has no real socket.
+    fn enable_ktls_tx(
+        &mut self,
+        conn: Self::Conn,
+        info: &crate::sys::ktls::CryptoInfo,
+    ) -> io::Result<()> {
+        let _ = (conn, info);
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The error a driver gives for a handle that names no live connection.

@@ -18,17 +18,26 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::client::HopSpec;
-use crate::crypto::ntor::NtorKeypair;
+use crate::crypto::identity::Ed25519Id;
 use crate::crypto::RelayId;
 use crate::exit::ExitPolicy;
-use crate::relay::{ChanId, CircHandle, Event, Relay, RelayConfig, RelayKeys, StreamHandle};
+use crate::relay::{
+    ChanId, CircHandle, Event, LinkAuth, PlainLinkAuth, Relay, RelayConfig, RelayKeys, StreamHandle,
+};
 use crate::time::Instant;
 use crate::wire::{EndReason, CELL_LEN};
 
 mod app;
+mod hello;
+mod keys;
+mod tls;
 
 pub use app::{App, TargetKind};
+pub use hello::{initiator_hello, responder_hello};
+pub use keys::{epoch, relay_keys, relay_keys_at, wall_clock, EPOCH_SECS};
 use kistrel_base::policy::{AddrPattern, PolicyAction, PolicyRule};
+pub use tls::TlsLie;
+use tls::{SimEnd, SimTls};
 
 /// Link properties of the simulated network.
 #[derive(Clone, Copy, Debug)]
@@ -58,8 +67,10 @@ pub struct Node {
     pub relay: Relay,
     /// Its OR address.
     pub addr: SocketAddr,
-    /// Identity and ntor key (relays only).
+    /// RSA identity (relays only; zeros for a client).
     pub id: RelayId,
+    /// Ed25519 identity (relays only).
+    pub ed_id: Ed25519Id,
     /// ntor public key.
     pub ntor_public: [u8; 32],
     /// Events that the harness did not consume itself (circuit built/closed, ...), in order.
@@ -96,6 +107,8 @@ struct Link {
     /// pipes[0]: a -> b, pipes[1]: b -> a.
     pipes: [Pipe; 2],
     closed: bool,
+    /// What each end's transport reports (ends[0] is the initiator).
+    auth: [SimEnd; 2],
 }
 
 /// The simulated network. See the module docs.
@@ -112,6 +125,15 @@ pub struct Net {
     seed: u64,
     next_app_seed: u64,
     buf: Vec<u8>,
+    /// Whether links are (simulated) TLS; false: plain, as the benchmark mode.
+    tls: bool,
+    /// Nodes whose transport reports something else than its peer's (failure tests).
+    lies: BTreeMap<usize, TlsLie>,
+    /// Names the exits' resolver knows (RESOLVE).
+    names: BTreeMap<String, IpAddr>,
+    /// Nodes whose wall clock is off by this many seconds (clock-skew tests).
+    clock_offsets: BTreeMap<usize, i64>,
+    next_tls: u64,
 }
 
 impl core::fmt::Debug for Net {
@@ -121,28 +143,6 @@ impl core::fmt::Debug for Net {
             .field("nodes", &self.nodes.len())
             .finish()
     }
-}
-
-/// The link handshake an initiator sends: VERSIONS (4 and 5, 2-byte circuit id) then NETINFO
-/// (time 0, no addresses, as C Tor's clients send). For raw peers in tests and tools.
-pub fn initiator_hello() -> Vec<u8> {
-    use crate::wire::{Cell, ChanCmd, Netinfo, Versions};
-    let mut hello = Vec::new();
-    Versions {
-        versions: vec![4, 5],
-    }
-    .to_var_cell()
-    .append_to(&mut hello, 2);
-    let mut netinfo = Cell::new(0, ChanCmd::NETINFO);
-    let empty = Netinfo {
-        time: 0,
-        other_addr: None,
-        my_addrs: Vec::new(),
-    };
-    // An empty NETINFO always fits a cell body.
-    let _ = empty.emit(&mut netinfo.body);
-    netinfo.append_to(&mut hello);
-    hello
 }
 
 /// What a runtime does with a writable connection of `chan`: all link-control cells, then
@@ -179,6 +179,39 @@ impl Net {
             seed,
             next_app_seed: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             buf: Vec::new(),
+            tls: true,
+            lies: BTreeMap::new(),
+            clock_offsets: BTreeMap::new(),
+            names: BTreeMap::new(),
+            next_tls: seed,
+        }
+    }
+
+    /// Makes later links plain (no TLS facts: the handshake's TLS binding is skipped), as
+    /// `Links = "plain"`.
+    pub fn set_plain_links(&mut self, plain: bool) {
+        self.tls = !plain;
+    }
+
+    /// Teaches the exits' resolver that `host` is at `ip` (other names fail to resolve).
+    pub fn add_name(&mut self, host: &str, ip: IpAddr) {
+        self.names.insert(host.to_owned(), ip);
+    }
+
+    /// Sets node `i`'s wall clock `secs` seconds ahead of the others (behind if negative).
+    pub fn set_clock_offset(&mut self, i: usize, secs: i64) {
+        self.clock_offsets.insert(i, secs);
+    }
+
+    /// Makes node `i`'s transport lie on every link (existing and later ones).
+    pub fn set_tls_lie(&mut self, i: usize, lie: TlsLie) {
+        self.lies.insert(i, lie);
+        for link in &mut self.links {
+            for (end, auth) in link.ends.iter().zip(link.auth.iter_mut()) {
+                if end.0 == i {
+                    auth.lie = Some(lie);
+                }
+            }
         }
     }
 
@@ -199,17 +232,13 @@ impl Net {
     pub fn add_client(&mut self) -> usize {
         let idx = self.nodes.len();
         let cfg = RelayConfig::default();
-        self.push_node(cfg, idx, [0; 20], [0; 32])
+        self.push_node(cfg, idx)
     }
 
     /// Adds a relay (an exit for 127.0.0.0/8 if `exit`); returns its index.
     pub fn add_relay(&mut self, exit: bool) -> usize {
         let idx = self.nodes.len();
-        let mut rng = ChaCha12Rng::seed_from_u64(self.seed ^ (idx as u64) << 32);
-        let ntor = NtorKeypair::generate(&mut rng);
-        let mut id = [0u8; 20];
-        rng.fill_bytes(&mut id);
-        let public = ntor.public();
+        let keys = relay_keys(self.seed ^ (idx as u64) << 32);
         // "accept 127.0.0.0/8:*"
         let exit_policy = exit.then(|| {
             ExitPolicy::new(vec![PolicyRule {
@@ -223,28 +252,40 @@ impl Net {
             }])
         });
         let cfg = RelayConfig {
-            keys: Some(RelayKeys { identity: id, ntor }),
+            keys: Some(keys),
             exit_policy,
             ..RelayConfig::default()
         };
-        self.push_node(cfg, idx, id, public)
+        self.push_node(cfg, idx)
     }
 
-    /// Adds a node with a caller-made configuration (keys must match `id`/`ntor_public`).
-    pub fn push_node(
-        &mut self,
-        cfg: RelayConfig,
-        idx: usize,
-        id: RelayId,
-        ntor_public: [u8; 32],
-    ) -> usize {
+    /// Adds a relay with the given keys (e.g. [`relay_keys_at`] with expired certificates);
+    /// returns its index.
+    pub fn add_relay_with_keys(&mut self, keys: RelayKeys) -> usize {
+        let idx = self.nodes.len();
+        let cfg = RelayConfig {
+            keys: Some(keys),
+            ..RelayConfig::default()
+        };
+        self.push_node(cfg, idx)
+    }
+
+    /// Adds a node with a caller-made configuration; its identities are its keys'.
+    pub fn push_node(&mut self, cfg: RelayConfig, idx: usize) -> usize {
+        let (id, ed_id, ntor_public) = match &cfg.keys {
+            Some(k) => (k.rsa_id(), k.identity.ed_id(), k.ntor.public()),
+            None => ([0; 20], [0; 32], [0; 32]),
+        };
         let rng = ChaCha12Rng::seed_from_u64(self.seed.wrapping_add(idx as u64 + 1));
         let octet = u8::try_from(idx + 1).unwrap_or(u8::MAX);
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, octet)), 9001);
+        let mut relay = Relay::new(cfg, rng);
+        relay.set_wall_clock(wall_clock(self.now));
         self.nodes.push(Node {
-            relay: Relay::new(cfg, rng),
+            relay,
             addr,
             id,
+            ed_id,
             ntor_public,
             log: Vec::new(),
             dead: false,
@@ -263,6 +304,7 @@ impl Net {
         let n = &self.nodes[i];
         HopSpec {
             id: n.id,
+            ed_id: n.ed_id,
             ntor_key: n.ntor_public,
             addr: n.addr,
         }
@@ -333,7 +375,17 @@ impl Net {
     /// Feeds raw bytes into node `i`'s channel `chan` as if they came from the peer.
     pub fn inject(&mut self, i: usize, chan: ChanId, bytes: &[u8]) {
         let now = self.now;
-        self.nodes[i].relay.handle_recv(now, chan, bytes);
+        let auth = self
+            .links
+            .iter()
+            .flat_map(|l| l.ends.iter().zip(l.auth.iter()))
+            .find(|(end, _)| **end == (i, chan))
+            .map(|(_, auth)| *auth);
+        let auth: &dyn LinkAuth = match &auth {
+            Some(a) => a,
+            None => &PlainLinkAuth,
+        };
+        self.nodes[i].relay.handle_recv(now, chan, bytes, auth);
     }
 
     /// Runs steps until `done(self)` holds. Panics after `max_steps` (a livelock or a hang
@@ -371,6 +423,13 @@ impl Net {
     /// One step: handle events, run apps, transmit, deliver, run timers; if nothing was due,
     /// advance the clock to the next due thing. Returns false when fully idle.
     pub fn step(&mut self) -> bool {
+        let wall = wall_clock(self.now);
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let offset = self.clock_offsets.get(&i).copied().unwrap_or(0);
+            let off = Duration::from_secs(offset.unsigned_abs());
+            let t = if offset >= 0 { wall + off } else { wall - off };
+            node.relay.set_wall_clock(t);
+        }
         let mut progress = false;
         progress |= self.handle_events();
         progress |= self.pump_apps();
@@ -434,10 +493,12 @@ impl Net {
                     Some(j) => {
                         let from = self.nodes[i].addr;
                         let their = self.nodes[j].relay.accept_channel(now, from);
+                        let auth = self.sim_tls(i, j);
                         self.links.push(Link {
                             ends: [(i, chan), (j, their)],
                             pipes: [Pipe::new(), Pipe::new()],
                             closed: false,
+                            auth,
                         });
                         self.nodes[i].relay.handle_channel_connected(now, chan);
                     }
@@ -486,6 +547,10 @@ impl Net {
                         EndReason::CONNECTREFUSED,
                     ),
                 }
+            }
+            Event::ResolveStream { stream, host } => {
+                let ip = self.names.get(&host).copied();
+                self.nodes[i].relay.handle_resolved(now, stream, ip);
             }
             Event::StreamConnected { stream } => {
                 if let Some(app) = self.apps.get_mut(&(i, stream)) {
@@ -588,7 +653,10 @@ impl Net {
                     };
                     progress = true;
                     if !self.nodes[to_node].dead {
-                        self.nodes[to_node].relay.handle_recv(now, to_chan, &bytes);
+                        let auth = self.links[l].auth[1 - dir];
+                        self.nodes[to_node]
+                            .relay
+                            .handle_recv(now, to_chan, &bytes, &auth);
                     }
                 }
             }
@@ -622,6 +690,26 @@ impl Net {
                 self.nodes[node].relay.handle_channel_closed(now, chan);
             }
         }
+    }
+
+    /// The transports of a new link from node `i` (initiator) to node `j`.
+    fn sim_tls(&mut self, i: usize, j: usize) -> [SimEnd; 2] {
+        let mut rng = ChaCha12Rng::seed_from_u64(self.next_tls);
+        self.next_tls = self.next_tls.wrapping_add(1);
+        let tls = self.tls.then(|| {
+            let mut t = SimTls {
+                responder_cert: [0; 32],
+                secret: [0; 32],
+            };
+            rng.fill_bytes(&mut t.responder_cert);
+            rng.fill_bytes(&mut t.secret);
+            t
+        });
+        [(i, true), (j, false)].map(|(node, initiator)| SimEnd {
+            tls,
+            initiator,
+            lie: self.lies.get(&node).copied(),
+        })
     }
 
     /// The channel node `i` uses for its link to node `j` (first found).

@@ -8,7 +8,9 @@
 //!   -------                                   -----
 //!   accept()            -> accept_channel(now, peer)             -> ChanId
 //!   connect() done      -> handle_channel_connected(now, chan)
-//!   bytes from socket   -> handle_recv(now, chan, bytes)        (decode -> handle_cell)
+//!   bytes from socket   -> handle_recv(now, chan, bytes, link)  (decode -> handle_cell;
+//!                          `link`: what the TLS layer knows, for the link handshake)
+//!   wall clock, per loop -> set_wall_clock(t)                   (NETINFO, cert expiry)
 //!   which channels      <- poll_ready_channel()                 (each once, until drained)
 //!   link-control cells  <- take_ctrl(chan, buf)                 (handshake, DESTROY)
 //!   circuit cells       <- write_cells(now, chan, n, buf, ..)   (the scheduler's primitive)
@@ -60,6 +62,7 @@ mod ids;
 mod link;
 mod memory;
 mod queue;
+mod resolve;
 mod stream;
 mod streammap;
 mod teardown;
@@ -70,19 +73,21 @@ mod transmit;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
 
 use rand::RngCore;
 use rand_chacha::ChaCha12Rng;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use crate::crypto::relay_crypto::CipherCache;
 use crate::time::Instant;
 use crate::wire::{Cell, ChanCell, ChanCmd, CircId, CELL_LEN};
+use crate::HasKind as _;
 
 use channel::Channels;
 use circuit::{Circuits, Dir, Hop};
 use error::ChannelClose;
-use link::{netinfo_cell, LinkStep};
+use link::{LinkCtx, LinkKeys, LinkStep};
 use memory::QueueMemory;
 use queue::CellPool;
 use timer::{Timer, Timers};
@@ -95,7 +100,7 @@ pub use error::{
 pub use event::{ApiError, Event, RelayStats};
 pub use flow::FlowError;
 pub use ids::{ChanId, CircHandle, StreamHandle};
-pub use link::LinkError;
+pub use link::{Hex, LinkAuth, LinkError, PeerIds, PlainLinkAuth};
 pub use streammap::StreamState;
 
 /// The relay / origin state machine of one worker. See the module docs.
@@ -115,6 +120,10 @@ pub struct Relay {
     stats: RelayStats,
     /// The most recent rejection of peer input.
     last_rejection: Option<Rejection>,
+    /// Our short-lived link certificates (types 5 and 6).
+    link_keys: LinkKeys,
+    /// The wall-clock time the runtime last gave (NETINFO, certificate expiry).
+    wall: SystemTime,
 }
 
 impl core::fmt::Debug for Relay {
@@ -144,7 +153,16 @@ impl Relay {
             events: VecDeque::new(),
             stats: RelayStats::default(),
             last_rejection: None,
+            link_keys: LinkKeys::default(),
+            wall: SystemTime::UNIX_EPOCH,
         }
+    }
+
+    /// The wall-clock time, for NETINFO and certificate expiry. The runtime sets it once per
+    /// loop (the sans-IO core reads no clock); until set it is the Unix epoch, at which no
+    /// certificate verifies.
+    pub fn set_wall_clock(&mut self, t: SystemTime) {
+        self.wall = t;
     }
 
     /// Configuration in use.
@@ -161,6 +179,17 @@ impl Relay {
     /// CREATE), for diagnostics and tests. Each one is also logged at debug level.
     pub fn last_rejection(&self) -> Option<Rejection> {
         self.last_rejection
+    }
+
+    /// Who the peer of `chan` proved to be in the link handshake: `None` while the channel
+    /// is not open, and for a client (which proves nothing).
+    pub fn channel_peer(&self, chan: ChanId) -> Option<PeerIds> {
+        self.channels.get(chan)?.link.peer()
+    }
+
+    /// Whether `chan` finished its link handshake.
+    pub fn channel_is_open(&self, chan: ChanId) -> bool {
+        self.channels.get(chan).is_some_and(|ch| ch.link.is_open())
     }
 
     /// Number of live channels.
@@ -218,8 +247,9 @@ impl Relay {
         let Some(ch) = self.channels.get_mut(chan) else {
             return;
         };
-        if ch.link.connected() {
-            self.channels.queue_versions(chan);
+        let mut out = Vec::new();
+        if ch.link.connected(&mut out) {
+            self.channels.queue_ctrl_bytes(chan, &out);
             self.arm_handshake_deadline(now, chan);
         }
     }
@@ -236,8 +266,15 @@ impl Relay {
     }
 
     /// Bytes received on `chan`'s socket. Decodes and handles every whole cell; keeps a
-    /// partial cell for the next call. A decoding error closes the channel.
-    pub fn handle_recv(&mut self, now: Instant, chan: ChanId, mut bytes: &[u8]) {
+    /// partial cell for the next call. A decoding error closes the channel. `link` tells
+    /// the link handshake what the transport knows (ignored once the channel is open).
+    pub fn handle_recv(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        mut bytes: &[u8],
+        link: &dyn LinkAuth,
+    ) {
         while !bytes.is_empty() {
             let Some(ch) = self.channels.get_mut(chan) else {
                 return;
@@ -250,7 +287,7 @@ impl Relay {
                     match cell {
                         Some(cell) => {
                             self.stats.cells_in += 1;
-                            self.handle_cell(now, chan, cell);
+                            self.handle_cell(now, chan, cell, link);
                         }
                         None if *used == 0 => return,
                         None => {}
@@ -261,7 +298,7 @@ impl Relay {
         }
     }
 
-    fn handle_cell(&mut self, now: Instant, chan: ChanId, cell: &ChanCell) {
+    fn handle_cell(&mut self, now: Instant, chan: ChanId, cell: &ChanCell, link: &dyn LinkAuth) {
         let Some(ch) = self.channels.get_mut(chan) else {
             return;
         };
@@ -274,41 +311,45 @@ impl Relay {
                 }
             };
         }
-        match ch.link.handle(cell) {
-            Ok(step) => self.link_step(now, chan, step),
+        let mut ctx = LinkCtx {
+            keys: self.cfg.keys.as_ref().map(|k| &*k.identity),
+            link_keys: &mut self.link_keys,
+            rng: &mut self.rng,
+            wall: self.wall,
+            auth: link,
+            my_addrs: &self.cfg.my_addrs,
+            peer: ch.peer,
+        };
+        let mut out = Vec::new();
+        let step = ch.link.handle(cell, &mut ctx, &mut out);
+        self.channels.queue_ctrl_bytes(chan, &out);
+        match step {
+            Ok(LinkStep::Wait) => {}
+            Ok(LinkStep::Opened { skew_secs }) => self.channel_opened(now, chan, skew_secs),
             Err(e) => self.reject_channel(now, chan, e),
         }
     }
 
-    /// Carries out what the link handshake of `chan` asked for.
-    fn link_step(&mut self, now: Instant, chan: ChanId, step: LinkStep) {
-        let peer = self.channels.get(chan).and_then(|ch| ch.peer);
-        match step {
-            LinkStep::Wait => {}
-            LinkStep::Respond => {
-                self.channels.queue_versions(chan);
-                let netinfo = netinfo_cell(peer, &self.cfg.my_addrs);
-                self.channels.queue_ctrl_cell(chan, &netinfo);
-            }
-            LinkStep::Opened { send_netinfo } => {
-                if send_netinfo {
-                    let netinfo = netinfo_cell(peer, &self.cfg.my_addrs);
-                    self.channels.queue_ctrl_cell(chan, &netinfo);
-                }
-                self.channel_opened(now, chan);
-            }
-        }
-    }
-
     /// `chan` finished its handshake: the circuits waiting for it send their CREATE2.
-    fn channel_opened(&mut self, now: Instant, chan: ChanId) {
-        let waiting = match self.channels.get_mut(chan) {
+    fn channel_opened(&mut self, now: Instant, chan: ChanId, skew_secs: Option<i64>) {
+        /// C Tor warns about a NETINFO clock skew above an hour (NETINFO_NOTICE_SKEW).
+        const SKEW_WARN_SECS: i64 = 3600;
+        let (waiting, peer) = match self.channels.get_mut(chan) {
             Some(ch) => {
-                debug!(?chan, version = ?ch.link.version(), "channel open");
-                std::mem::take(&mut ch.waiting)
+                let peer = ch.link.peer();
+                debug!(?chan, version = ?ch.link.version(), ?peer, "channel open");
+                if let Some(skew) = skew_secs.filter(|s| s.abs() > SKEW_WARN_SECS) {
+                    warn!(?chan, addr = ?ch.peer, ?peer, skew_secs = skew,
+                        "peer's NETINFO clock differs from ours by more than an hour");
+                    self.stats.clock_skew_warnings += 1;
+                }
+                (std::mem::take(&mut ch.waiting), peer)
             }
             None => return,
         };
+        if let Some(peer) = peer {
+            self.channels.note_verified(chan, peer.rsa_id);
+        }
         for circ in waiting {
             self.send_create(now, circ, chan);
         }
@@ -327,9 +368,12 @@ impl Relay {
         }
     }
 
-    /// Closes `chan` for a link-level fault of its peer.
+    /// Closes `chan` for a link-level fault of its peer, logging the peer's address and the
+    /// reason (identity errors carry expected and got). At info, as C Tor's protocol
+    /// warnings: a peer can cause one per connection.
     fn reject_channel(&mut self, now: Instant, chan: ChanId, e: LinkError) {
-        debug!(?chan, error = %e, "closing channel: protocol violation");
+        let peer = self.channels.get(chan).and_then(|ch| ch.peer);
+        info!(?chan, ?peer, kind = e.kind().as_str(), error = %e, "closing channel");
         self.stats.channels_rejected += 1;
         self.last_rejection = Some(Rejection::Channel(e));
         self.drop_channel(now, chan, ChannelClose::Rejected(e));

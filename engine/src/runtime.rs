@@ -22,7 +22,7 @@
 //!
 //! - `worker` — the loop, the connection table and the glue that performs actions;
 //! - `edge`, `origin` — sans-IO: SOCKS clients and exit targets; circuits per isolation key;
-//! - `link` — the link layer between a channel's bytes and the cell codec (plain today);
+//! - `link` — the link layer between a channel's bytes and the cell codec (TLS or plain);
 //! - `transmit` — scheduler runs and the kernel-queue sample;
 //! - `resolve` — the bounded host name lookup pool of an exit;
 //! - `backend` — choosing io_uring or poll (with the fallback), starting a worker;
@@ -48,8 +48,13 @@ pub use control::{
     CircuitCommand, CircuitEvent, CircuitKey, Command, EventSender, ExitTarget, WorkerEvent,
     WorkerStats,
 };
-pub use link::{Link, LinkError, LinkFacts};
+pub use link::{
+    Delivery, Link, LinkError, LinkKind, LinkStats, Links, RecordStats, TlsContext, TlsLink,
+    TlsSetupError,
+};
 pub use resolve::{LookupFn, ResolverConfig};
+
+pub use crate::sys::ktls::KtlsSupport;
 pub use worker::{Listeners, Worker, WorkerConfig, WorkerError, WorkerReport};
 
 /// The driver seam lives in [`crate::driver`]; re-exported for the runtime's users.

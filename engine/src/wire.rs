@@ -31,9 +31,12 @@ mod cell;
 mod chan_msg;
 mod cmd;
 mod codec;
+mod link_auth;
 mod link_spec;
 mod relay_cell;
 mod relay_msg;
+mod resolve;
+pub mod tor_cert;
 
 #[cfg(test)]
 mod tests;
@@ -42,12 +45,15 @@ pub use cell::{Cell, CellView, ChanCell, VarCell, VarCellView};
 pub use chan_msg::{Create2, CreateFast, Created2, CreatedFast, Destroy, Netinfo, Versions};
 pub use cmd::{ChanCmd, DestroyReason, EndReason, RelayCmd};
 pub use codec::CellDecoder;
+pub use link_auth::{Auth3, Auth3Fields, AuthChallenge, Authenticate, CertType, Certs};
 pub use link_spec::LinkSpec;
 pub use relay_cell::{
     emit_relay_cell, finish_relay_cell, RelayCellRepr, RelayCellView, RELAY_DIGEST,
     RELAY_RECOGNIZED,
 };
 pub use relay_msg::{Begin, Connected, End, Extend2, Extended2, Sendme, Truncated};
+pub use resolve::{Resolve, Resolved, ResolvedAnswer};
+pub use tor_cert::{Ed25519Cert, RsaCrosscert};
 
 /// Length of a fixed-length cell on link protocol v4/v5: 4-byte circuit id, 1-byte command,
 /// 509-byte body. (509 = 512 - 3, the body size of the original 2-byte-id cell format, kept

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_engine::client::HopSpec;
-use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::poll::PollDriver;
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
 use kistrel_engine::runtime::{
-    self, Backend, BackendChoice, CircuitCommand, CircuitEvent, Clock, Command, EventSender,
-    Worker, WorkerConfig, WorkerError, WorkerEvent, WorkerReport,
+    self, Backend, BackendChoice, CircuitCommand, CircuitEvent, Clock, Command, EventSender, Links,
+    TlsContext, Worker, WorkerConfig, WorkerError, WorkerEvent, WorkerReport,
 };
 use kistrel_engine::{ErrorKind, HasKind};
 use kistrel_sched::{SchedConfig, SchedulerKind};
@@ -85,7 +84,17 @@ fn worker_cfg(
         schedulers: kinds.to_vec(),
         sched: SchedConfig::default(),
         clock,
+        links: tls_links(),
     }
+}
+
+/// One TLS context for the whole test process (as `kistrel relay` makes one per process).
+fn tls_links() -> Links {
+    static CTX: std::sync::OnceLock<std::sync::Arc<TlsContext>> = std::sync::OnceLock::new();
+    Links::Tls(
+        CTX.get_or_init(|| std::sync::Arc::new(TlsContext::new().expect("TLS context")))
+            .clone(),
+    )
 }
 
 /// A server that sends `data` to every connection, then closes.
@@ -137,19 +146,18 @@ fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
     let mut relays = Vec::new();
     let mut hops = Vec::new();
     for i in 0..3 {
-        let ntor = NtorKeypair::generate(&mut rng);
-        let mut id = [0u8; 20];
-        rng.fill_bytes(&mut id);
+        let keys = RelayKeys::generate(&mut rng, std::time::SystemTime::now()).expect("keys");
         let l = listener();
         let addr = l.local_addr().expect("addr");
         hops.push(HopSpec {
-            id,
-            ntor_key: ntor.public(),
+            id: keys.rsa_id(),
+            ed_id: keys.identity.ed_id(),
+            ntor_key: keys.ntor.public(),
             addr,
         });
         let exit_policy = (i == 2).then(|| "accept 127.0.0.0/8:*".parse().expect("policy"));
         let cfg = RelayConfig {
-            keys: Some(RelayKeys { identity: id, ntor }),
+            keys: Some(keys),
             exit_policy,
             ..RelayConfig::default()
         };
@@ -199,10 +207,25 @@ fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
     let have: [u8; 32] = Sha256::digest(&got).into();
     assert_eq!(have, want, "payload corrupted");
 
-    for w in relays.into_iter().chain([client]) {
+    for (i, w) in relays.into_iter().chain([client]).enumerate() {
         w.cmd.send(Command::Shutdown).expect("shutdown");
         let report = w.handle.join().expect("worker thread").expect("report");
         assert_eq!(report.scheduler, expect);
+        // Every hop ran over TLS: one link each for the client and the exit, two for the
+        // guard and the middle; the payload went through records.
+        println!("node {i}: {:?}", report.links);
+        let links = report.links;
+        let want = if i == 0 || i == 1 { 2 } else { 1 };
+        assert_eq!(
+            (links.tls_user, links.plain),
+            (want, 0),
+            "node {i}: {links:?}"
+        );
+        let r = links.records;
+        assert!(
+            r.records_in + r.records_out > (size / 16384) as u64,
+            "node {i}: {links:?}"
+        );
     }
 }
 

@@ -15,7 +15,6 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use crossbeam_channel::bounded;
-use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
 use kistrel_engine::runtime::{
     self, Backend, BackendChoice, Clock, Command, EventSender, WorkerConfig,
@@ -115,10 +114,7 @@ fn seccomp_child() {
     let cfg = WorkerConfig {
         index: 0,
         relay: RelayConfig {
-            keys: Some(RelayKeys {
-                identity: [7; 20],
-                ntor: NtorKeypair::generate(&mut rng),
-            }),
+            keys: Some(RelayKeys::generate(&mut rng, std::time::SystemTime::now()).expect("keys")),
             ..RelayConfig::default()
         },
         seed: Some(1),
@@ -127,6 +123,8 @@ fn seccomp_child() {
         schedulers: vec![SchedulerKind::Kist, SchedulerKind::KistLite],
         sched: SchedConfig::default(),
         clock: Clock::new(),
+        // The parent speaks plaintext VERSIONS: this test is about the backend, not TLS.
+        links: runtime::Links::Plain,
     };
     let (cmd_tx, cmd_rx) = bounded(4);
     let (ev_tx, _ev_rx) = bounded(64);

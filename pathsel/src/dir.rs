@@ -123,6 +123,9 @@ pub struct RelayInfo {
     pub nickname: String,
     /// 20-byte identity digest (RSA identity fingerprint in Tor).
     pub identity: [u8; 20],
+    /// The relay's Ed25519 master identity (file key `ed25519_identity`, base64): the
+    /// link handshake checks it and EXTEND2 names it.
+    pub ed25519_identity: [u8; 32],
     /// The relay's ntor onion key (curve25519 public key).
     pub ntor_key: [u8; 32],
     /// Where the relay listens (OR port).
@@ -147,6 +150,7 @@ impl RelayInfo {
     pub fn hop_spec(&self) -> HopSpec {
         HopSpec {
             id: self.identity,
+            ed_id: self.ed25519_identity,
             ntor_key: self.ntor_key,
             addr: self.address,
         }
@@ -179,7 +183,10 @@ pub enum DirProblem {
     /// Identity is not 40 hex digits.
     #[error("bad identity {0:?}: want 40 hex digits (20 bytes)")]
     BadIdentity(String),
-    /// ntor key is not base64 of 32 bytes.
+    /// `ed25519_identity` is not base64 of 32 bytes.
+    #[error("bad ed25519_identity {0:?}: want base64 of 32 bytes")]
+    BadEd25519Identity(String),
+    /// `ntor_key` is not base64 of 32 bytes.
     #[error("bad ntor_key {0:?}: want base64 of 32 bytes")]
     BadNtorKey(String),
     /// Address is not `IPv4:port` or `[IPv6]:port`.
@@ -274,6 +281,7 @@ struct RawWeights {
 struct RawRelay {
     nickname: Spanned<String>,
     identity: Spanned<String>,
+    ed25519_identity: Spanned<String>,
     ntor_key: Spanned<String>,
     address: Spanned<String>,
     bandwidth: u32,
@@ -323,6 +331,7 @@ fn parse_identity(s: &str) -> Option<[u8; 20]> {
     hex::decode_to_slice(s, &mut id).ok().map(|()| id)
 }
 
+/// A base64 32-byte key (ntor keys, Ed25519 identities).
 fn parse_ntor_key(s: &str) -> Option<[u8; 32]> {
     // Accept with or without '=' padding, as Tor writes both (dir-spec: method 30 dropped it).
     let unpadded = s.trim_end_matches('=');
@@ -490,6 +499,13 @@ impl Directory {
                 DirProblem::DuplicateIdentity(hex::encode_upper(identity)),
             ));
         }
+        let ed25519_identity = parse_ntor_key(r.ed25519_identity.get_ref()).ok_or_else(|| {
+            malformed(
+                text,
+                r.ed25519_identity.span(),
+                DirProblem::BadEd25519Identity(r.ed25519_identity.get_ref().clone()),
+            )
+        })?;
         let ntor_key = parse_ntor_key(r.ntor_key.get_ref()).ok_or_else(|| {
             malformed(
                 text,
@@ -537,6 +553,7 @@ impl Directory {
         Ok(RelayInfo {
             nickname: r.nickname.into_inner(),
             identity,
+            ed25519_identity,
             ntor_key,
             address,
             bandwidth: r.bandwidth,
@@ -574,6 +591,8 @@ impl Directory {
             // or backslash, so plain quoting is exact.
             let _ = writeln!(out, "nickname = \"{}\"", r.nickname);
             let _ = writeln!(out, "identity = \"{}\"", hex::encode_upper(r.identity));
+            let ed = base64::engine::general_purpose::STANDARD.encode(r.ed25519_identity);
+            let _ = writeln!(out, "ed25519_identity = \"{ed}\"");
             let key = base64::engine::general_purpose::STANDARD.encode(r.ntor_key);
             let _ = writeln!(out, "ntor_key = \"{key}\"");
             let _ = writeln!(out, "address = \"{}\"", r.address);

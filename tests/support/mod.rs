@@ -1,8 +1,11 @@
 //! Helpers shared by the real-socket tests (`tests/e2e.rs`, `tests/faults.rs`,
 //! `tests/hardening.rs`, `tests/testbed.rs`, `tests/cli.rs`): a `kistrel net` process and its
-//! ready line, a python3 HTTP server, curl through SOCKS,
+//! ready line, a python3 HTTP server, curl through SOCKS, a TLS tunnel for raw Tor peers
+//! ([`tls::connect`]),
 //! `ss` lookups, and the one-test-at-a-time lock. Each test binary uses a subset.
 #![allow(dead_code, unused_macros)]
+
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -464,6 +467,22 @@ pub fn rss_bytes(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
+}
+
+/// `text` without ANSI colour sequences (logs are written with colours, field names and
+/// values separated by them).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, c) => out.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    out
 }
 
 /// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.

@@ -40,7 +40,7 @@ pub use client::ClientConf;
 pub use error::{At, ConfigError, Origin};
 pub use kistrel_sched::SchedulerKind;
 pub use relay::RelayConf;
-pub use runtime::{Backend, RuntimeConf};
+pub use runtime::{Backend, LinksMode, RuntimeConf};
 pub use source::{relative_to, Override};
 
 #[cfg(test)]

@@ -13,11 +13,12 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_control::{ControlPlane, ControlThread, NoPublish, PathControl, Publish};
 use kistrel_engine::relay::RelayConfig;
 use kistrel_engine::runtime::{
-    self, BackendChoice, Clock, Command, EventSender, WorkerConfig, WorkerEvent, WorkerReport,
+    self, BackendChoice, Clock, Command, EventSender, Links, TlsContext, WorkerConfig, WorkerEvent,
+    WorkerReport,
 };
 use kistrel_sched::{EwmaConfig, SchedConfig, SchedulerKind};
 
-use crate::config::{Backend, RuntimeConf};
+use crate::config::{Backend, LinksMode, RuntimeConf};
 use crate::error::CliError;
 use crate::metrics::MetricsServer;
 
@@ -165,6 +166,33 @@ pub fn relay_config(rt: &RuntimeConf) -> RelayConfig {
     RelayConfig {
         ewma,
         ..RelayConfig::default()
+    }
+}
+
+/// The process's links (`Links`): TLS with a fresh link certificate (made here, once, for
+/// every worker; says once whether kTLS takes the records), or plain, said once at start.
+pub fn links(rt: &RuntimeConf) -> Result<Links, CliError> {
+    match rt.links {
+        LinksMode::Plain => {
+            tracing::warn!(
+                "Links = \"plain\": a benchmark mode; no encryption, no TLS binding of \
+                 identities, and C Tor relays refuse these links"
+            );
+            Ok(Links::Plain)
+        }
+        LinksMode::Tls => {
+            let ctx = TlsContext::new()
+                .map_err(|e| CliError::runtime("setting up TLS for the links", e))?;
+            match ctx.ktls() {
+                runtime::KtlsSupport::Available => {
+                    tracing::info!("links: TLS; kTLS available: the kernel seals records")
+                }
+                runtime::KtlsSupport::Unavailable(why) => {
+                    tracing::info!("links: TLS with records in user space (rustls); no kTLS: {why}")
+                }
+            }
+            Ok(Links::Tls(Arc::new(ctx)))
+        }
     }
 }
 

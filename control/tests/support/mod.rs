@@ -17,17 +17,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_base::control::{CircuitCommand, CircuitEvent, CircuitKey};
 use kistrel_control::{ControlPlane, NoPublish, PathControl};
-use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::driver::sim::{PipeConfig, SimClock, SimConn, SimDriver, SimNet};
 use kistrel_engine::driver::{Driver, IoEvent};
-use kistrel_engine::relay::{RelayConfig, RelayKeys};
+use kistrel_engine::relay::RelayConfig;
 use kistrel_engine::runtime::{Command, EventSender, Listeners, Worker, WorkerConfig, WorkerEvent};
 use kistrel_engine::time::Instant;
 use kistrel_pathsel::control::ControlCore;
 use kistrel_pathsel::{CbtConfig, Directory, Flag, PathConfig, RelayFlags, RelayInfo, State};
 use kistrel_sched::{SchedConfig, SchedulerKind};
 use rand::SeedableRng;
-use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
+use rand_chacha::ChaCha12Rng;
 
 pub const CLIENT_SOCKS: SocketAddr = addr(10, 1080);
 /// Where the scripted target servers listen (any port).
@@ -40,7 +39,7 @@ pub const fn addr(last: u8, port: u16) -> SocketAddr {
 
 /// One relay of the test network, as the directory lists it.
 pub struct RelaySpec {
-    /// Its address is 10.0.0.`n`:9001, its identity `[n; 20]`.
+    /// Its address is 10.0.0.`n`:9001, its keys `harness::relay_keys(n)`.
     pub n: u8,
     pub flags: &'static [Flag],
     pub policy: &'static str,
@@ -80,6 +79,7 @@ impl Node {
             schedulers: vec![SchedulerKind::Kist],
             sched: SchedConfig::default(),
             clock: net.clock(),
+            links: tls_links(),
         };
         let (commands, cmd_rx) = bounded(1024);
         let (ev_tx, events) = bounded(1024);
@@ -109,6 +109,8 @@ pub fn wall(now: Instant) -> SystemTime {
 pub struct Tor {
     pub net: SimNet,
     pub relays: Vec<(u8, Node)>,
+    /// Every listed relay's RSA identity digest, by `n`.
+    pub ids: std::collections::HashMap<u8, [u8; 20]>,
     pub blackholes: Vec<SimDriver>,
     pub client: Node,
     pub plane: ControlPlane,
@@ -126,16 +128,19 @@ impl Tor {
     /// plane's estimator starts from `state`.
     pub fn new(relays: &[RelaySpec], pipe: PipeConfig, cbt: CbtConfig, state: &State) -> Self {
         let net = SimNet::new(Instant::from_millis(1));
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
         let (mut nodes, mut blackholes, mut infos) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ids = std::collections::HashMap::new();
         for (i, spec) in relays.iter().enumerate() {
-            let ntor = NtorKeypair::generate(&mut rng);
+            // Real identities, certificates valid at the simulation's wall clock.
+            let keys = kistrel_engine::harness::relay_keys(u64::from(spec.n));
             let or = addr(spec.n, 9001);
+            ids.insert(spec.n, keys.rsa_id());
             net.shape(or, pipe, pipe);
             infos.push(RelayInfo {
                 nickname: format!("r{}", spec.n),
-                identity: [spec.n; 20],
-                ntor_key: ntor.public(),
+                identity: keys.rsa_id(),
+                ed25519_identity: keys.identity.ed_id(),
+                ntor_key: keys.ntor.public(),
                 address: or,
                 bandwidth: 100,
                 flags: RelayFlags::from_flags(
@@ -151,10 +156,7 @@ impl Tor {
                 continue;
             }
             let cfg = RelayConfig {
-                keys: Some(RelayKeys {
-                    identity: [spec.n; 20],
-                    ntor,
-                }),
+                keys: Some(keys),
                 exit_policy: Some(spec.policy.parse().expect("policy")),
                 ..RelayConfig::default()
             };
@@ -178,6 +180,7 @@ impl Tor {
             apps: net.add_node(APPS),
             net,
             relays: nodes,
+            ids,
             blackholes,
             client,
             plane,
@@ -324,4 +327,17 @@ pub fn drain(
             _ => {}
         }
     }
+}
+
+/// One TLS context for the whole test process (as `kistrel relay` makes one per process):
+/// the simulated workers' links run real TLS over the simulated network.
+fn tls_links() -> kistrel_engine::runtime::Links {
+    static CTX: std::sync::OnceLock<std::sync::Arc<kistrel_engine::runtime::TlsContext>> =
+        std::sync::OnceLock::new();
+    kistrel_engine::runtime::Links::Tls(
+        CTX.get_or_init(|| {
+            std::sync::Arc::new(kistrel_engine::runtime::TlsContext::new().expect("TLS context"))
+        })
+        .clone(),
+    )
 }

@@ -4,14 +4,15 @@
 
 use kistrel_engine::wire::{
     Begin, Cell, CellView, Connected, Create2, CreateFast, Created2, CreatedFast, Destroy, End,
-    Extend2, Extended2, LinkSpec, Netinfo, RelayCellRepr, RelayCellView, Sendme, Truncated,
+    Extend2, Extended2, LinkSpec, Netinfo, RelayCellRepr, RelayCellView, Resolve, Resolved,
+    ResolvedAnswer, Sendme, Truncated,
     VarCellView, Versions, CELL_BODY_LEN, CELL_LEN, MAX_VAR_PAYLOAD_LEN, RELAY_DATA_LEN,
 };
 use rand::SeedableRng;
 
 /// Names of the parsers, by selector (`selector % PARSERS.len()`). The seed generator writes
 /// one seed directory entry per name.
-pub const PARSERS: [&str; 17] = [
+pub const PARSERS: [&str; 19] = [
     "versions",
     "netinfo",
     "create2",
@@ -29,6 +30,8 @@ pub const PARSERS: [&str; 17] = [
     "extend2",
     "extended2",
     "truncated",
+    "resolve",
+    "resolved",
 ];
 
 /// A cell-body message: parse the (truncated) body, emit into a zeroed body, parse that whole
@@ -146,6 +149,25 @@ pub fn check(selector: u8, input: &[u8]) {
             }
         }
         15 => data_round_trip!(Extended2, input),
-        _ => data_round_trip!(Truncated, input),
+        16 => data_round_trip!(Truncated, input),
+        17 => data_round_trip!(Resolve, input),
+        _ => resolved_round_trip(input),
+    }
+}
+
+/// RESOLVED: parse, emit, parse again. Emitting may refuse only an unknown answer type
+/// (its value is not kept) or run out of room with error answers (an error's value is
+/// C Tor's text, which can be longer than what was read).
+fn resolved_round_trip(input: &[u8]) {
+    let input = cap(input, RELAY_DATA_LEN);
+    if let Ok(msg) = Resolved::parse(input) {
+        let mut data = [0u8; RELAY_DATA_LEN];
+        match msg.emit(&mut data) {
+            Ok(n) => assert_eq!(Resolved::parse(&data[..n]), Ok(msg)),
+            Err(_) => assert!(msg.answers.iter().any(|a| matches!(
+                a,
+                ResolvedAnswer::Unknown { .. } | ResolvedAnswer::Error { .. }
+            ))),
+        }
     }
 }

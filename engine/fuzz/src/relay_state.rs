@@ -19,11 +19,13 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use kistrel_engine::crypto::fast::{self, FastClient};
-use kistrel_engine::crypto::ntor::{self, NtorClient, NtorKeypair};
+use kistrel_engine::crypto::ntor::{self, NtorClient};
 use kistrel_engine::crypto::relay_crypto::ClientLayer;
 use kistrel_engine::exit::ExitPolicy;
 use kistrel_engine::harness::{initiator_hello, transmit};
-use kistrel_engine::relay::{ChanId, Event, Relay, RelayConfig, RelayKeys, StreamHandle};
+use kistrel_engine::relay::{
+    ChanId, Event, PlainLinkAuth, Relay, RelayConfig, RelayKeys, StreamHandle,
+};
 use kistrel_engine::time::Instant;
 use kistrel_engine::wire::{
     emit_relay_cell, Begin, Cell, CellDecoder, ChanCell, ChanCmd, Create2, CreateFast, Created2,
@@ -37,9 +39,14 @@ mod input;
 
 pub use input::{encode, seed_scenarios, Action, Bytes, Scenario};
 
-/// The relay's identity and ntor secret (fixed: the fuzzer must be able to address it).
-pub const RELAY_ID: [u8; 20] = [7; 20];
-const RELAY_NTOR_SECRET: [u8; 32] = [0x42; 32];
+/// The seed of the relay's keys (fixed: the fuzzer must be able to address it; the harness
+/// makes them once per process).
+const RELAY_KEY_SEED: u64 = 7;
+
+/// The relay's keys.
+pub fn relay_keys() -> RelayKeys {
+    kistrel_engine::harness::relay_keys(RELAY_KEY_SEED)
+}
 /// Most actions one input runs (keeps single executions fast).
 const MAX_ACTIONS: usize = 256;
 /// Most bytes one `StreamData` offers.
@@ -112,10 +119,7 @@ struct Driver {
 
 /// Runs a scenario; panics on an invariant violation or undecodable relay output.
 pub fn run(scenario: &Scenario) -> Reached {
-    let keys = RelayKeys {
-        identity: RELAY_ID,
-        ntor: NtorKeypair::from_secret(RELAY_NTOR_SECRET),
-    };
+    let keys = relay_keys();
     let mut cfg = RelayConfig {
         keys: Some(keys),
         exit_policy: "accept 127.0.0.0/8:*".parse::<ExitPolicy>().ok(),
@@ -139,6 +143,7 @@ pub fn run(scenario: &Scenario) -> Reached {
         buf: Vec::new(),
         ready: BTreeSet::new(),
     };
+    d.relay.set_wall_clock(kistrel_engine::harness::epoch());
     for action in scenario.actions.iter().take(MAX_ACTIONS) {
         d.act(action);
         d.drain_readers();
@@ -180,7 +185,7 @@ impl Driver {
 
     fn send(&mut self, peer: usize, bytes: &[u8]) {
         if let Some(p) = self.peers.get(peer) {
-            self.relay.handle_recv(self.now, p.chan, bytes);
+            self.relay.handle_recv(self.now, p.chan, bytes, &PlainLinkAuth);
         }
     }
 
@@ -340,11 +345,12 @@ impl Driver {
                     return;
                 };
                 let id = 0x8000_0000 | u32::from(*circ);
-                let mut b = NtorKeypair::from_secret(RELAY_NTOR_SECRET).public();
+                let keys = relay_keys();
+                let mut b = keys.ntor.public();
                 if *wrong_key {
                     b[0] ^= 1;
                 }
-                let (state, onion) = ntor::client_create_with_secret(*x, &RELAY_ID, &b);
+                let (state, onion) = ntor::client_create_with_secret(*x, &keys.rsa_id(), &b);
                 let mut cell = Cell::new(id, ChanCmd::CREATE2);
                 let create = Create2 {
                     htype: ntor::HTYPE,

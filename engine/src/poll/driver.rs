@@ -55,6 +55,13 @@ impl Driver for PollDriver {
         )
     }
 
+    fn enable_ktls_tx(&mut self, conn: ConnId, info: &sys::ktls::CryptoInfo) -> io::Result<()> {
+        sys::ktls::enable_tx(
+            PollDriver::conn_fd(self, conn).ok_or_else(no_such_conn)?,
+            info,
+        )
+    }
+
     fn poll_event(&mut self) -> Option<PollEvent> {
         PollDriver::poll_event(self)
     }

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 use kistrel_sched::{CellEwma, CircuitMux, EwmaConfig};
 
+use crate::crypto::identity::Ed25519Id;
 use crate::crypto::RelayId;
 use crate::time::Instant;
 use crate::wire::{Cell, CellDecoder, ChanCmd, CircId, Destroy, DestroyReason};
@@ -19,7 +20,7 @@ use super::circ_ids::CircIdMap;
 use super::circuit::Dir;
 use super::dos::{CircuitCreationLimit, CreateBucket};
 use super::ids::{ChanId, CircHandle};
-use super::link::{append_versions, Link};
+use super::link::{Expected, Link};
 use crate::slab::GenSlab;
 
 /// One channel.
@@ -85,6 +86,10 @@ pub(crate) struct Channels {
     /// Outbound channels we opened, by (address, identity), for reuse on EXTEND2.
     /// INVARIANT: every value is a live channel whose `target` is the key.
     outbound: HashMap<(SocketAddr, RelayId), ChanId>,
+    /// Open channels whose peer proved its identities (either direction), by RSA identity:
+    /// the ones EXTEND2 may reuse. INVARIANT: every value is a live, open channel whose
+    /// link's `peer()` has this RSA identity.
+    verified: HashMap<RelayId, ChanId>,
     /// Channels with output waiting. INVARIANT: a channel is here iff its `in_ready` is set.
     ready: VecDeque<ChanId>,
 }
@@ -126,17 +131,20 @@ impl Channels {
         ChanId(self.slab.insert(ch))
     }
 
-    /// A channel we open to `(addr, id)`; later EXTEND2s to the same target reuse it.
+    /// A channel we open to the relay `expected` at `addr`; later EXTEND2s to the same
+    /// target reuse it.
     pub(crate) fn insert_outbound(
         &mut self,
         now: Instant,
-        target: (SocketAddr, RelayId),
+        addr: SocketAddr,
+        expected: Expected,
         ewma: &EwmaConfig,
         create_limit: Option<&CircuitCreationLimit>,
     ) -> ChanId {
         let seed = self.next_seed();
+        let target = (addr, expected.rsa_id);
         let ch = Channel::new(
-            Link::outbound(),
+            Link::outbound(expected),
             Some(target.0),
             Some(target),
             ewma,
@@ -149,20 +157,43 @@ impl Channels {
         chan
     }
 
-    /// The live channel we opened to `target`, if any.
-    pub(crate) fn outbound_to(&self, target: &(SocketAddr, RelayId)) -> Option<ChanId> {
-        self.outbound
-            .get(target)
-            .copied()
-            .filter(|chan| self.slab.contains(chan.0))
+    /// A channel we are still opening to `target` that expects the same Ed25519 identity
+    /// (a channel expecting none cannot stand in for one that must prove it).
+    pub(crate) fn opening_to(
+        &self,
+        target: &(SocketAddr, RelayId),
+        ed_id: Option<Ed25519Id>,
+    ) -> Option<ChanId> {
+        let chan = *self.outbound.get(target)?;
+        let ch = self.slab.get(chan.0)?;
+        let expected = ch.link.expected()?;
+        (!ch.link.is_open() && expected.ed_id == ed_id).then_some(chan)
     }
 
-    /// Removes a channel (and its outbound entry).
+    /// An open channel whose peer proved `rsa_id` (and `ed_id`, when given).
+    pub(crate) fn verified_to(&self, rsa_id: &RelayId, ed_id: Option<Ed25519Id>) -> Option<ChanId> {
+        let chan = *self.verified.get(rsa_id)?;
+        let peer = self.slab.get(chan.0)?.link.peer()?;
+        let ed_ok = ed_id.is_none_or(|ed| ed == peer.ed_id);
+        (peer.rsa_id == *rsa_id && ed_ok).then_some(chan)
+    }
+
+    /// `chan` opened and its peer proved its identities: EXTEND2s may reuse it.
+    pub(crate) fn note_verified(&mut self, chan: ChanId, rsa_id: RelayId) {
+        self.verified.insert(rsa_id, chan);
+    }
+
+    /// Removes a channel (and its outbound and verified entries).
     pub(crate) fn remove(&mut self, chan: ChanId) -> Option<Channel> {
         let ch = self.slab.remove(chan.0)?;
         if let Some(target) = ch.target {
             if self.outbound.get(&target) == Some(&chan) {
                 self.outbound.remove(&target);
+            }
+        }
+        if let Some(peer) = ch.link.peer() {
+            if self.verified.get(&peer.rsa_id) == Some(&chan) {
+                self.verified.remove(&peer.rsa_id);
             }
         }
         Some(ch)
@@ -197,10 +228,13 @@ impl Channels {
         None
     }
 
-    /// Queues our VERSIONS on `chan`.
-    pub(crate) fn queue_versions(&mut self, chan: ChanId) {
+    /// Queues whole cells (handshake output) on `chan`.
+    pub(crate) fn queue_ctrl_bytes(&mut self, chan: ChanId, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         if let Some(ch) = self.slab.get_mut(chan.0) {
-            append_versions(&mut ch.ctrl);
+            ch.ctrl.extend_from_slice(bytes);
             list_ready(&mut self.ready, chan, ch);
         }
     }

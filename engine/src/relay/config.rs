@@ -2,8 +2,12 @@
 //! one.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use rand::RngCore;
+
+use crate::crypto::identity::{IdentityError, Lifetimes, RelayIdentity};
 use crate::crypto::ntor::NtorKeypair;
 use crate::crypto::RelayId;
 use crate::exit::ExitPolicy;
@@ -11,12 +15,33 @@ use crate::exit::ExitPolicy;
 use super::dos::CircuitCreationLimit;
 
 /// A relay's long-term keys.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RelayKeys {
-    /// Identity digest (what clients name us by in CREATE2 / EXTEND2).
-    pub identity: RelayId,
+    /// The RSA and Ed25519 identities and their certificates (one copy shared by every
+    /// worker).
+    pub identity: Arc<RelayIdentity>,
     /// ntor onion key.
     pub ntor: NtorKeypair,
+}
+
+impl RelayKeys {
+    /// Fresh identities (certificates valid from `now`) and ntor key from `rng`. RSA key
+    /// generation takes tens of milliseconds.
+    pub fn generate<R: RngCore + ?Sized>(
+        rng: &mut R,
+        now: SystemTime,
+    ) -> Result<Self, IdentityError> {
+        let identity = RelayIdentity::generate(rng, now, &Lifetimes::default())?;
+        Ok(RelayKeys {
+            identity: Arc::new(identity),
+            ntor: NtorKeypair::generate(rng),
+        })
+    }
+
+    /// The RSA identity fingerprint (what CREATE2's ntor and EXTEND2 name us by).
+    pub fn rsa_id(&self) -> RelayId {
+        self.identity.rsa_id()
+    }
 }
 
 /// Configuration of one `Relay`. Names follow torrc where Tor has one.

@@ -217,7 +217,7 @@ fn server_handshake(
                 htype: create.htype,
             });
         }
-        let (hdata, keys) = ntor::server_respond(rng, &keys.identity, &keys.ntor, create.hdata)
+        let (hdata, keys) = ntor::server_respond(rng, &keys.rsa_id(), &keys.ntor, create.hdata)
             .map_err(CreateError::BadHandshake)?;
         // A server reply always fits a CREATED2 body.
         (Created2 { hdata: &hdata })

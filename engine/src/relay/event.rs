@@ -40,6 +40,14 @@ pub enum Event {
         /// The address, when `host` was a literal.
         ip: Option<IpAddr>,
     },
+    /// Exit: look `host` up for a RESOLVE (no stream, no connection); answer with
+    /// `Relay::handle_resolved`.
+    ResolveStream {
+        /// The RESOLVE's stream id and circuit.
+        stream: StreamHandle,
+        /// The name to look up.
+        host: String,
+    },
     /// Bytes are waiting in `stream`'s receive buffer: read them with `Relay::stream_recv`.
     StreamReadable {
         /// The stream with bytes.
@@ -135,4 +143,8 @@ pub struct RelayStats {
     pub circuits_rejected: u64,
     /// CREATE/CREATE2/CREATE_FAST cells refused by the circuit-creation rate limit.
     pub creates_refused: u64,
+    /// Relays whose NETINFO clock differed from ours by more than an hour (logged).
+    pub clock_skew_warnings: u64,
+    /// Recognized relay cells with a command we do not know, dropped (tor-spec 6.1).
+    pub unknown_relay_commands: u64,
 }

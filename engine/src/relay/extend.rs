@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use tracing::debug;
 
 use crate::client::{HopSpec, OriginCirc};
+use crate::crypto::identity::Ed25519Id;
 use crate::crypto::{ntor, RelayId};
 use crate::time::Instant;
 use crate::wire::{
@@ -23,6 +24,7 @@ use super::circuit::{CircKind, Circuit, Dir, PendingExtend};
 use super::error::{CreateError, ExtendError};
 use super::event::{ApiError, Event};
 use super::ids::{ChanId, CircHandle};
+use super::link::Expected;
 use super::Relay;
 
 impl Relay {
@@ -39,7 +41,7 @@ impl Relay {
         let circ = self
             .circuits
             .insert(Circuit::new(CircKind::Origin(Box::new(origin)), None));
-        let chan = self.channel_to(now, first.addr, first.id);
+        let chan = self.channel_to(now, first.addr, first.id, Some(first.ed_id));
         self.attach_next(now, circ, chan);
         Ok(circ)
     }
@@ -51,14 +53,26 @@ impl Relay {
             .is_some_and(Circuit::is_built_origin)
     }
 
-    /// An open or opening channel to `(addr, id)`, reusing one we opened before.
-    fn channel_to(&mut self, now: Instant, addr: SocketAddr, id: RelayId) -> ChanId {
-        if let Some(chan) = self.channels.outbound_to(&(addr, id)) {
+    /// A channel to the relay `rsa_id` (and `ed_id`, when named) at `addr`: an open
+    /// channel whose peer proved those identities (either direction), else one we are
+    /// opening to the same target, else a new one that must prove them when it opens.
+    fn channel_to(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        rsa_id: RelayId,
+        ed_id: Option<Ed25519Id>,
+    ) -> ChanId {
+        if let Some(chan) = self.channels.verified_to(&rsa_id, ed_id) {
+            return chan;
+        }
+        if let Some(chan) = self.channels.opening_to(&(addr, rsa_id), ed_id) {
             return chan;
         }
         let chan = self.channels.insert_outbound(
             now,
-            (addr, id),
+            addr,
+            Expected { rsa_id, ed_id },
             &self.cfg.ewma,
             self.cfg.circuit_creation_limit.as_ref(),
         );
@@ -107,7 +121,11 @@ impl Relay {
             SocketAddr::V6(a) => LinkSpec::Ipv6(a),
         };
         let extend = Extend2 {
-            link_specs: vec![addr_spec, LinkSpec::LegacyId(hop.id)],
+            link_specs: vec![
+                addr_spec,
+                LinkSpec::LegacyId(hop.id),
+                LinkSpec::Ed25519(hop.ed_id),
+            ],
             htype: ntor::HTYPE,
             hdata: &hdata,
         };
@@ -158,6 +176,10 @@ impl Relay {
             LinkSpec::LegacyId(id) => Some(*id),
             _ => None,
         });
+        let ed_id = ext.link_specs.iter().find_map(|s| match s {
+            LinkSpec::Ed25519(id) => Some(*id),
+            _ => None,
+        });
         let (Some(addr), Some(id)) = (addr, id) else {
             return self.reject_circuit(now, circ, ExtendError::NoTarget.into());
         };
@@ -174,7 +196,7 @@ impl Relay {
             htype: ext.htype,
             hdata: ext.hdata.to_vec(),
         });
-        let chan = self.channel_to(now, addr, id);
+        let chan = self.channel_to(now, addr, id, ed_id);
         self.attach_next(now, circ, chan);
     }
 

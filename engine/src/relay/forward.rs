@@ -96,12 +96,18 @@ impl Relay {
             RelayCmd::END => self.handle_end(now, circ, stream, data),
             RelayCmd::EXTEND2 => self.handle_extend2(now, circ, early, data),
             RelayCmd::TRUNCATE => self.handle_truncate(now, circ),
+            RelayCmd::RESOLVE => self.handle_resolve(now, circ, stream, data),
+            RelayCmd::BEGIN_DIR => self.handle_begin_dir(now, circ, stream),
             RelayCmd::DROP => {}
-            cmd @ (RelayCmd::CONNECTED | RelayCmd::EXTENDED2 | RelayCmd::TRUNCATED) => {
+            cmd @ (RelayCmd::CONNECTED
+            | RelayCmd::EXTENDED2
+            | RelayCmd::TRUNCATED
+            | RelayCmd::RESOLVED) => {
                 let e = ForwardError::OriginBoundCommand { cmd };
                 self.reject_circuit(now, circ, e.into())
             }
-            other => debug!(?circ, cmd = ?other, "ignoring unhandled relay command"),
+            cmd if cmd.name().is_none() => self.unknown_relay_command(circ, cmd),
+            other => debug!(?circ, cmd = ?other, "ignoring a relay command kistrel does not serve"),
         }
     }
 
@@ -125,6 +131,7 @@ impl Relay {
         match view.cmd() {
             RelayCmd::EXTENDED2 if hop == last => self.handle_extended2(now, circ, data),
             RelayCmd::DROP => {}
+            cmd if cmd.name().is_none() => self.unknown_relay_command(circ, cmd),
             _ if hop != last => {
                 self.reject_circuit(now, circ, ForwardError::FromIntermediateHop.into())
             }

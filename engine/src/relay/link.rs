@@ -1,127 +1,124 @@
-//! The link protocol of one channel: VERSIONS / CERTS / AUTH_CHALLENGE / NETINFO, as a
-//! small per-channel state machine, and the faults that close a channel.
+//! The link protocol of one channel (tor-spec 4): VERSIONS, then the in-protocol handshake
+//! (CERTS / AUTH_CHALLENGE / AUTHENTICATE / NETINFO), as a small per-channel state machine,
+//! and the faults that close a channel.
 //!
 //! ```text
-//!   initiator (we connected)                 responder (peer connected)
-//!   Connecting --connected()--> Handshaking  Handshaking
-//!     send VERSIONS                            <- VERSIONS:  Respond (our VERSIONS + NETINFO)
-//!     <- VERSIONS, CERTS, AUTH_CHALLENGE       <- NETINFO:   Opened
-//!     <- NETINFO: Opened (send our NETINFO)
+//!   Connecting --connected()--> Handshaking(Box<Handshake>) --NETINFO--> Open { version }
+//!   (outbound)    send VERSIONS   VERSIONS negotiates; handshake.rs      peer: PeerIds or a
+//!                                 does the rest (both roles)             client (None)
 //! ```
 //!
-//! [`Link::handle`] takes one handshake cell and says what to do ([`LinkStep`]) or why the
-//! channel must close ([`LinkError`]); the relay applies the step (queues the cells, opens
-//! the channel, sends the CREATE2s that waited for it). It does no I/O and keeps no bytes.
+//! [`Link::handle`] takes one cell of a channel that is not open yet, writes what our side
+//! sends into the channel's control bytes, and says whether the channel opened
+//! ([`LinkStep`]) or why it must close ([`LinkError`]). It does no I/O and reads no clock:
+//! the wall-clock time (NETINFO, certificate expiry), our keys and what the transport knows
+//! ([`LinkAuth`]: the TLS certificates and exporter) come in a [`LinkCtx`].
 //!
-//! # Where TLS and Tor's real link handshake go (issue #14)
-//!
-//! Links are plain TCP today, so CERTS and AUTH_CHALLENGE from a C Tor responder are
-//! accepted unread and nothing is authenticated. TLS will live in the runtime's link layer,
-//! which then hands this machine the facts it cannot learn from cells: the digest of the
-//! peer's TLS certificate, the RFC 5705 exporter value of the session, and our own link
-//! certificate. Those become fields of the `Handshaking` state, set by a new
-//! `Relay::handle_channel_secured(now, chan, facts)` before any cell is handled;
-//! `Respond` grows to CERTS + AUTH_CHALLENGE, the initiator answers an AUTH_CHALLENGE with
-//! CERTS + AUTHENTICATE (signed over the exporter value), and `Opened` waits until the
-//! peer's CERTS verify against the TLS certificate. Each failure is a new [`LinkError`]
-//! variant. Nothing outside this module has to change for it.
+//! The TLS-bound checks (the type-5 certificate against the peer's TLS certificate, SCERT,
+//! TLSSECRETS) run whenever the transport provides the facts. A plain link provides none:
+//! certificates are still exchanged and verified (identities are proven by them and by
+//! ntor), and the process logs once that links are plain.
+
+mod auth;
+mod cells;
+mod error;
+mod handshake;
+mod keys;
+#[cfg(test)]
+mod tests;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Once;
+use std::time::SystemTime;
 
-use crate::wire::{Cell, ChanCell, ChanCmd, Netinfo, Versions};
-use crate::{ErrorKind, HasKind};
+use rand_chacha::ChaCha12Rng;
+use tracing::info;
+
+use crate::crypto::identity::{Ed25519Id, RelayIdentity};
+use crate::crypto::RelayId;
+use crate::wire::{ChanCell, ChanCmd, Versions};
+
+use handshake::Handshake;
+
+pub use auth::{LinkAuth, PlainLinkAuth};
+pub(crate) use cells::append_versions;
+pub use error::{Hex, LinkError};
+pub(crate) use keys::LinkKeys;
 
 /// Link protocol versions we speak (tor-spec: v4 and v5 use 4-byte circuit ids).
 pub(crate) const LINK_VERSIONS: [u16; 2] = [4, 5];
 
-/// Why a channel is closed for what its peer sent. All are the peer's fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LinkError {
-    /// The bytes did not decode as cells.
-    #[error("undecodable input: {0}")]
-    Undecodable(crate::wire::Error),
-    /// A cell arrived on an outbound channel before its connection was up.
-    #[error("cell before the connection was up")]
-    CellBeforeConnected,
-    /// A second VERSIONS cell.
-    #[error("second VERSIONS cell")]
-    DuplicateVersions,
-    /// A VERSIONS cell that does not parse.
-    #[error("malformed VERSIONS cell")]
-    MalformedVersions,
-    /// No link protocol version both sides speak.
-    #[error("no common link protocol version")]
-    NoCommonVersion,
-    /// A handshake cell (CERTS, NETINFO, ...) before VERSIONS.
-    #[error("{cmd} before VERSIONS")]
-    BeforeVersions {
-        /// The early cell's command.
-        cmd: ChanCmd,
-    },
-    /// A NETINFO cell that does not parse.
-    #[error("malformed NETINFO cell")]
-    MalformedNetinfo,
-    /// A cell that has no place in the link handshake (CREATE2 before NETINFO, ...).
-    #[error("unexpected {cmd} during the link handshake")]
-    UnexpectedHandshakeCell {
-        /// The cell's command.
-        cmd: ChanCmd,
-    },
-    /// A variable-length cell other than VPADDING after the handshake.
-    #[error("variable-length {cmd} cell on an open channel")]
-    VarCellOnOpenChannel {
-        /// The cell's command.
-        cmd: ChanCmd,
-    },
-    /// NETINFO after the handshake.
-    #[error("NETINFO on an open channel")]
-    NetinfoOnOpenChannel,
-    /// A circuit cell with circuit id 0.
-    #[error("{cmd} with circuit id 0")]
-    CircIdZero {
-        /// The cell's command.
-        cmd: ChanCmd,
-    },
-    /// A CREATE cell for a circuit id that is in use on the channel.
-    #[error("{cmd} for a circuit id in use")]
-    CircIdInUse {
-        /// The cell's command.
-        cmd: ChanCmd,
-    },
+/// AUTHORIZE: reserved for scanning resistance; allowed in the handshake and ignored.
+const AUTHORIZE: ChanCmd = ChanCmd(132);
+
+/// Who the peer of a channel proved to be (a relay; clients prove nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerIds {
+    /// SHA-1 of its RSA identity key.
+    pub rsa_id: RelayId,
+    /// Its Ed25519 master identity.
+    pub ed_id: Ed25519Id,
 }
 
-impl HasKind for LinkError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::PeerProtocol
+/// The relay an outbound channel is meant to reach (from EXTEND2 or the path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Expected {
+    /// The RSA identity it must prove.
+    pub(crate) rsa_id: RelayId,
+    /// The Ed25519 identity it must prove, when the request named one.
+    pub(crate) ed_id: Option<Ed25519Id>,
+}
+
+/// What the handshake needs from outside the channel. See the module docs.
+pub(crate) struct LinkCtx<'a> {
+    /// Our identity (relays); `None` for a client, which proves nothing.
+    pub(crate) keys: Option<&'a RelayIdentity>,
+    /// Our short-lived link certificates.
+    pub(crate) link_keys: &'a mut LinkKeys,
+    /// Challenges, RAND, new link keys.
+    pub(crate) rng: &'a mut ChaCha12Rng,
+    /// The wall-clock time, from the runtime.
+    pub(crate) wall: SystemTime,
+    /// What the transport knows.
+    pub(crate) auth: &'a dyn LinkAuth,
+    /// Our addresses, for NETINFO.
+    pub(crate) my_addrs: &'a [IpAddr],
+    /// The peer's address, for NETINFO.
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl LinkCtx<'_> {
+    /// The wall clock as NETINFO's 32-bit seconds (saturating: 2106 is far).
+    fn unix_secs(&self) -> u32 {
+        u32::try_from(self.unix_secs_i64().max(0)).unwrap_or(u32::MAX)
+    }
+
+    fn unix_secs_i64(&self) -> i64 {
+        match self.wall.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        }
     }
 }
 
 /// What the relay does after a handshake cell was accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LinkStep {
-    /// Nothing to send: wait for the next cell.
+    /// Wait for the next cell (our answers, if any, are in the control bytes).
     Wait,
-    /// We are the responder and the peer's VERSIONS arrived: send our VERSIONS and NETINFO.
-    Respond,
-    /// The link is open. `send_netinfo`: we are the initiator and owe our NETINFO.
+    /// The link is open.
     Opened {
-        /// Whether our NETINFO must go out now.
-        send_netinfo: bool,
+        /// Our clock minus the peer's NETINFO time, when the peer is a relay that sent one.
+        skew_secs: Option<i64>,
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum LinkState {
-    /// Outbound: waiting for the TCP connection.
+    /// Outbound: waiting for the TCP (and TLS) connection.
     Connecting,
-    /// VERSIONS / NETINFO exchange in progress.
-    Handshaking {
-        /// Negotiated version, once the peer's VERSIONS arrived.
-        version: Option<u16>,
-        /// Whether our VERSIONS went out.
-        sent_versions: bool,
-    },
+    /// VERSIONS and the in-protocol handshake in progress.
+    Handshaking(Box<Handshake>),
     /// Circuit cells flow.
     Open {
         /// The negotiated link protocol version.
@@ -132,16 +129,23 @@ enum LinkState {
 /// The link handshake state of one channel.
 #[derive(Debug)]
 pub(crate) struct Link {
-    /// We opened the TCP connection.
+    /// We opened the connection.
     initiator: bool,
+    /// Outbound: whom we meant to reach.
+    expected: Option<Expected>,
+    /// Who the peer proved to be, once open (None: a client, or an inbound channel whose
+    /// initiator did not authenticate).
+    peer: Option<PeerIds>,
     state: LinkState,
 }
 
 impl Link {
-    /// A channel we are opening: waits for the connection.
-    pub(crate) fn outbound() -> Self {
+    /// A channel we are opening to `expected`: waits for the connection.
+    pub(crate) fn outbound(expected: Expected) -> Self {
         Link {
             initiator: true,
+            expected: Some(expected),
+            peer: None,
             state: LinkState::Connecting,
         }
     }
@@ -150,10 +154,9 @@ impl Link {
     pub(crate) fn inbound() -> Self {
         Link {
             initiator: false,
-            state: LinkState::Handshaking {
-                version: None,
-                sent_versions: false,
-            },
+            expected: None,
+            peer: None,
+            state: LinkState::Handshaking(Box::default()),
         }
     }
 
@@ -167,97 +170,124 @@ impl Link {
         matches!(self.state, LinkState::Open { .. })
     }
 
+    /// Whom an outbound channel is meant to reach.
+    pub(crate) fn expected(&self) -> Option<&Expected> {
+        self.expected.as_ref()
+    }
+
+    /// Who the peer proved to be (set when the channel opens).
+    pub(crate) fn peer(&self) -> Option<PeerIds> {
+        self.peer
+    }
+
     /// The negotiated version, once the peer's VERSIONS arrived.
     pub(crate) fn version(&self) -> Option<u16> {
-        match self.state {
+        match &self.state {
             LinkState::Connecting => None,
-            LinkState::Handshaking { version, .. } => version,
-            LinkState::Open { version } => Some(version),
+            LinkState::Handshaking(h) => h.version,
+            LinkState::Open { version } => Some(*version),
         }
     }
 
-    /// Our outbound connection is up. True when our VERSIONS must be sent now (false if
-    /// the channel was not waiting for its connection).
-    pub(crate) fn connected(&mut self) -> bool {
-        if self.state != LinkState::Connecting {
+    /// Our outbound connection is up: our VERSIONS goes into `out`. False (and nothing
+    /// written) if the channel was not waiting for its connection.
+    pub(crate) fn connected(&mut self, out: &mut Vec<u8>) -> bool {
+        if !matches!(self.state, LinkState::Connecting) {
             return false;
         }
-        self.state = LinkState::Handshaking {
-            version: None,
-            sent_versions: true,
-        };
+        let mut hs = Box::<Handshake>::default();
+        let start = out.len();
+        append_versions(out);
+        hs.log.sent(&out[start..]);
+        self.state = LinkState::Handshaking(hs);
         true
     }
 
-    /// Handles one cell of a channel that is not open yet.
-    pub(crate) fn handle(&mut self, cell: &ChanCell) -> Result<LinkStep, LinkError> {
-        let LinkState::Handshaking {
-            version,
-            sent_versions,
-        } = &mut self.state
-        else {
-            return match self.state {
-                LinkState::Connecting => Err(LinkError::CellBeforeConnected),
-                _ => Err(LinkError::UnexpectedHandshakeCell {
-                    cmd: cell_cmd(cell),
-                }),
+    /// Handles one cell of a channel that is not open yet; our answers go into `out`.
+    pub(crate) fn handle(
+        &mut self,
+        cell: &ChanCell,
+        ctx: &mut LinkCtx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<LinkStep, LinkError> {
+        let cmd = cell.cmd();
+        let hs = match &mut self.state {
+            LinkState::Handshaking(hs) => hs,
+            LinkState::Connecting => return Err(LinkError::CellBeforeConnected),
+            LinkState::Open { .. } => return Err(LinkError::UnexpectedHandshakeCell { cmd }),
+        };
+        let Some(version) = hs.version else {
+            return match cell {
+                ChanCell::Var(v) if cmd == ChanCmd::VERSIONS => {
+                    hs.log.received(cell);
+                    let theirs =
+                        Versions::parse(&v.payload).map_err(|_| LinkError::MalformedVersions)?;
+                    hs.version =
+                        Some(negotiate(&theirs.versions).ok_or(LinkError::NoCommonVersion)?);
+                    if !self.initiator {
+                        append_versions_logged(hs, out);
+                        note_plain_links(ctx);
+                        hs.respond(ctx, out)?;
+                    }
+                    Ok(LinkStep::Wait)
+                }
+                ChanCell::Var(_) if cmd == ChanCmd::VPADDING || cmd == AUTHORIZE => {
+                    hs.log.received(cell);
+                    Ok(LinkStep::Wait)
+                }
+                _ => Err(LinkError::BeforeVersions { cmd }),
             };
         };
-        match cell {
-            ChanCell::Var(v) if v.cmd == ChanCmd::VERSIONS => {
-                if version.is_some() {
-                    return Err(LinkError::DuplicateVersions);
-                }
-                let theirs =
-                    Versions::parse(&v.payload).map_err(|_| LinkError::MalformedVersions)?;
-                *version = Some(negotiate(&theirs.versions).ok_or(LinkError::NoCommonVersion)?);
-                if *sent_versions {
-                    return Ok(LinkStep::Wait);
-                }
-                // Responder: our VERSIONS, then NETINFO (no CERTS / AUTH_CHALLENGE: no TLS).
-                *sent_versions = true;
-                Ok(LinkStep::Respond)
+        if cmd != ChanCmd::AUTHENTICATE {
+            hs.log.received(cell);
+        }
+        match (cell, self.initiator) {
+            (ChanCell::Var(_), _) if cmd == ChanCmd::VERSIONS => Err(LinkError::DuplicateVersions),
+            (ChanCell::Var(_), _) if cmd == ChanCmd::VPADDING || cmd == AUTHORIZE => {
+                Ok(LinkStep::Wait)
             }
-            ChanCell::Var(v)
-                if matches!(
-                    v.cmd,
-                    ChanCmd::CERTS
-                        | ChanCmd::AUTH_CHALLENGE
-                        | ChanCmd::AUTHENTICATE
-                        | ChanCmd::VPADDING
-                ) =>
-            {
-                // C Tor responders send CERTS and AUTH_CHALLENGE; we have no TLS to bind
-                // them to (see the module docs).
-                match version {
-                    Some(_) => Ok(LinkStep::Wait),
-                    None => Err(LinkError::BeforeVersions { cmd: v.cmd }),
+            (ChanCell::Var(v), initiator) if cmd == ChanCmd::CERTS => {
+                if initiator {
+                    note_plain_links(ctx);
                 }
+                hs.on_certs(initiator, self.expected.as_ref(), v, ctx, out)?;
+                Ok(LinkStep::Wait)
             }
-            ChanCell::Fixed(c) if c.cmd == ChanCmd::NETINFO => {
-                let Some(negotiated) = *version else {
-                    return Err(LinkError::BeforeVersions { cmd: c.cmd });
-                };
-                Netinfo::parse(&c.body).map_err(|_| LinkError::MalformedNetinfo)?;
-                self.state = LinkState::Open {
-                    version: negotiated,
-                };
-                Ok(LinkStep::Opened {
-                    send_netinfo: self.initiator,
-                })
+            (ChanCell::Var(v), true) if cmd == ChanCmd::AUTH_CHALLENGE => {
+                hs.on_auth_challenge(v, ctx, out)?;
+                Ok(LinkStep::Wait)
             }
-            ChanCell::Fixed(c) if c.cmd == ChanCmd::PADDING => Ok(LinkStep::Wait),
-            other => Err(LinkError::UnexpectedHandshakeCell {
-                cmd: cell_cmd(other),
-            }),
+            (ChanCell::Var(v), false) if cmd == ChanCmd::AUTHENTICATE => {
+                hs.on_authenticate(v, ctx)?;
+                Ok(LinkStep::Wait)
+            }
+            (ChanCell::Fixed(c), initiator) if cmd == ChanCmd::NETINFO => {
+                let (peer, skew_secs) = hs.on_netinfo(initiator, &c.body, ctx, out)?;
+                self.peer = peer;
+                self.state = LinkState::Open { version };
+                Ok(LinkStep::Opened { skew_secs })
+            }
+            (ChanCell::Fixed(_), _) if cmd == ChanCmd::PADDING => Ok(LinkStep::Wait),
+            _ => Err(LinkError::UnexpectedHandshakeCell { cmd }),
         }
     }
 }
 
-fn cell_cmd(cell: &ChanCell) -> ChanCmd {
-    match cell {
-        ChanCell::Fixed(c) => c.cmd,
-        ChanCell::Var(v) => v.cmd,
+/// Responder: our VERSIONS, recorded for SLOG.
+fn append_versions_logged(hs: &mut Handshake, out: &mut Vec<u8>) {
+    let start = out.len();
+    append_versions(out);
+    hs.log.sent(&out[start..]);
+}
+
+/// Logs once per process that links carry no TLS (the benchmark mode), so nothing binds
+/// the handshake to the connection.
+fn note_plain_links(ctx: &LinkCtx<'_>) {
+    static ONCE: Once = Once::new();
+    if ctx.auth.peer_cert_sha256().is_none() && ctx.auth.own_cert_sha256().is_none() {
+        ONCE.call_once(|| {
+            info!("links are plain (no TLS): CERTS are verified, but not bound to a TLS session")
+        });
     }
 }
 
@@ -268,26 +298,4 @@ fn negotiate(theirs: &[u16]) -> Option<u16> {
         .copied()
         .filter(|v| LINK_VERSIONS.contains(v))
         .max()
-}
-
-/// Appends our VERSIONS cell (2-byte circuit id, as every VERSIONS) to `out`.
-pub(crate) fn append_versions(out: &mut Vec<u8>) {
-    let v = Versions {
-        versions: LINK_VERSIONS.to_vec(),
-    };
-    v.to_var_cell().append_to(out, 2);
-}
-
-/// Our NETINFO cell for a peer at `peer`, announcing `mine`.
-pub(crate) fn netinfo_cell(peer: Option<SocketAddr>, mine: &[IpAddr]) -> Cell {
-    let mut cell = Cell::new(0, ChanCmd::NETINFO);
-    // The sans-IO core has no wall clock: time 0, which C Tor accepts (spec: "Details confirmed").
-    let netinfo = Netinfo {
-        time: 0,
-        other_addr: peer.map(|p| p.ip()),
-        my_addrs: mine.to_vec(),
-    };
-    // Our own addresses always fit: NETINFO has room for far more than a relay announces.
-    let _ = netinfo.emit(&mut cell.body[..]);
-    cell
 }

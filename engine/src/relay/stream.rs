@@ -256,7 +256,13 @@ impl Relay {
         });
     }
 
-    fn send_end(&mut self, now: Instant, circ: CircHandle, sid: StreamId, reason: EndReason) {
+    pub(super) fn send_end(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        sid: StreamId,
+        reason: EndReason,
+    ) {
         let mut data = [0u8; RELAY_DATA_LEN];
         if let Ok(n) = (End { reason }).emit(&mut data) {
             self.send_from_endpoint(now, circ, RelayCmd::END, Some(sid), &data[..n]);

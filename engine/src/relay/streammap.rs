@@ -21,6 +21,9 @@ pub enum StreamState {
     Open,
     /// END received (origin or exit): received bytes may still be read.
     Ended,
+    /// Exit: a RESOLVE waiting for the runtime's lookup. No stream is made (tor-spec 6.4);
+    /// the entry only holds the id until RESOLVED goes out.
+    Resolving,
 }
 
 /// One stream.

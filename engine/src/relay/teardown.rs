@@ -79,20 +79,35 @@ impl Relay {
             return;
         };
         debug!(?chan, %why, circuits = ch.circs.len(), "channel closed");
+        // Circuits that waited for this channel to reach the relay their EXTEND2 named learn
+        // when it proved to be another one (tor-spec 5.4: OR_IDENTITY).
+        let wrong_relay = matches!(why, ChannelClose::Rejected(e) if e.is_identity_mismatch());
+        let waiting_reason = if wrong_relay {
+            DestroyReason::OR_IDENTITY
+        } else {
+            DestroyReason::DESTROYED
+        };
         for circ in ch.waiting.drain(..) {
-            self.circuit_side_lost(now, circ, chan);
+            self.circuit_side_lost(now, circ, chan, waiting_reason);
         }
         let circs: Vec<CircHandle> = ch.circs.values().copied().collect();
         for circ in circs {
-            self.circuit_side_lost(now, circ, chan);
+            self.circuit_side_lost(now, circ, chan, DestroyReason::DESTROYED);
         }
         if why.tell_runtime() {
             self.events.push_back(Event::CloseChannel { chan });
         }
     }
 
-    /// `chan` is gone under `circ`: tear the circuit down, telling the other side.
-    fn circuit_side_lost(&mut self, now: Instant, circ: CircHandle, chan: ChanId) {
+    /// `chan` is gone under `circ`: tear the circuit down, telling the other side (the
+    /// origin's side with `back`).
+    fn circuit_side_lost(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        chan: ChanId,
+        back: DestroyReason,
+    ) {
         let Some(c) = self.circuits.get_mut(circ) else {
             return;
         };
@@ -106,7 +121,7 @@ impl Relay {
         self.free_circuit(
             now,
             circ,
-            Some(DestroyReason::DESTROYED),
+            Some(back),
             Some(DestroyReason::CHANNEL_CLOSED),
             CircuitFailure::ChannelFailed,
         );

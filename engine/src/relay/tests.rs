@@ -11,7 +11,7 @@ use crate::client::CircuitFailure;
 use crate::crypto::HandshakeError;
 use crate::harness::{App, LinkModel, Net, TargetKind, TARGET};
 use crate::relay::Event;
-use crate::wire::{DestroyReason, EndReason};
+use crate::wire::{ChanCmd, DestroyReason, EndReason};
 
 const MIB: u64 = 1 << 20;
 
@@ -156,18 +156,29 @@ fn middle_relay_killed_fails_the_circuit_and_frees_the_guard() {
     net.run_until(10_000, |n| n.is_built(0, circ2));
 }
 
-/// Flips one byte of the AUTH field of the first CREATED2 on a pipe. On a fresh channel the
-/// responder sends VERSIONS (9 bytes: 2-byte circ id, cmd, length, two versions), NETINFO
-/// (514), then CREATED2: header 5, HLEN 2, Y 32, then AUTH.
+/// Flips a bit of the AUTH of the first CREATED2 on a pipe. Each chunk the harness sends is
+/// whole cells, and the first chunk starts with the responder's VERSIONS (2-byte circuit
+/// id), so the cells are found by walking their headers. CREATED2: header 5, HLEN 2, Y 32,
+/// then AUTH.
 fn corrupt_first_created2_auth() -> crate::harness::Tamper {
-    let seen = Rc::new(StdCell::new(0usize));
-    let target = 9 + 514 + 5 + 2 + 32 + 3;
+    let done = Rc::new(StdCell::new(false));
+    let first = Rc::new(StdCell::new(true));
     Box::new(move |bytes: &mut Vec<u8>| {
-        let start = seen.get();
-        if (start..start + bytes.len()).contains(&target) {
-            bytes[target - start] ^= 0x40;
+        let mut at = 0;
+        while at < bytes.len() {
+            let id_len = if first.replace(false) { 2 } else { 4 };
+            let cmd = bytes[at + id_len];
+            let len = if cmd == 7 || cmd >= 128 {
+                let l = &bytes[at + id_len + 1..at + id_len + 3];
+                id_len + 3 + usize::from(u16::from_be_bytes([l[0], l[1]]))
+            } else {
+                514
+            };
+            if cmd == ChanCmd::CREATED2.0 && !done.replace(true) {
+                bytes[at + 5 + 2 + 32 + 3] ^= 0x40;
+            }
+            at += len;
         }
-        seen.set(start + bytes.len());
     })
 }
 

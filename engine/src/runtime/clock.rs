@@ -1,5 +1,7 @@
 //! Where a worker's `now` comes from: the process clock, or a simulation's virtual time.
 
+use std::time::SystemTime;
+
 use crate::driver::sim::SimClock;
 use crate::time::Instant;
 
@@ -9,6 +11,12 @@ use crate::time::Instant;
 pub trait TimeSource {
     /// The current time.
     fn now(&self) -> Instant;
+
+    /// The wall-clock time at `now` (NETINFO, certificate expiry): derived from `now`, so
+    /// it costs no clock read. A simulation's virtual time zero is the harness's epoch.
+    fn wall(&self, now: Instant) -> SystemTime {
+        crate::harness::wall_clock(now)
+    }
 }
 
 /// One monotonic clock for all workers of a process, so deadlines sent between threads
@@ -16,6 +24,9 @@ pub trait TimeSource {
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     base: std::time::Instant,
+    /// The wall-clock time at `base` (read once: wall time then follows the monotonic clock,
+    /// which is all NETINFO and certificate expiry need).
+    wall_base: SystemTime,
 }
 
 impl Clock {
@@ -23,6 +34,7 @@ impl Clock {
     pub fn new() -> Self {
         Clock {
             base: std::time::Instant::now(),
+            wall_base: SystemTime::now(),
         }
     }
 
@@ -42,6 +54,10 @@ impl Default for Clock {
 impl TimeSource for Clock {
     fn now(&self) -> Instant {
         Clock::now(self)
+    }
+
+    fn wall(&self, now: Instant) -> SystemTime {
+        self.wall_base + (now - Instant::ZERO)
     }
 }
 

@@ -120,34 +120,32 @@ impl<C: ConnSlot> ConnTable<C> {
         self.conns.iter().flatten().map(|e| e.conn)
     }
 
-    /// `conn` carries `chan`, over a plain link.
-    pub(super) fn bind_channel(&mut self, chan: ChanId, conn: C) {
+    /// `conn` carries `chan`, over `link`.
+    pub(super) fn bind_channel(&mut self, chan: ChanId, conn: C, link: Link) {
         let i = chan.index() as usize;
         if self.chans.len() <= i {
             self.chans.resize_with(i + 1, || None);
         }
-        if let Some(Some(old)) = self.chans.get_mut(i).map(|s| {
-            s.replace(ChanSlot {
-                chan,
-                conn,
-                link: Link::default(),
-            })
-        }) {
+        if let Some(Some(old)) = self
+            .chans
+            .get_mut(i)
+            .map(|s| s.replace(ChanSlot { chan, conn, link }))
+        {
             // A stale slot (its channel's close was never reported): forget its connection.
             self.forget(old.conn);
         }
         self.set_role(conn, Role::Channel(chan));
     }
 
-    /// Forgets `chan`; returns its connection.
-    pub(super) fn unbind_channel(&mut self, chan: ChanId) -> Option<C> {
+    /// Forgets `chan`; returns its connection and link.
+    pub(super) fn unbind_channel(&mut self, chan: ChanId) -> Option<(C, Link)> {
         let slot = self.chans.get_mut(chan.index() as usize)?;
         if slot.as_ref().is_none_or(|s| s.chan != chan) {
             return None;
         }
-        let conn = slot.take()?.conn;
+        let ChanSlot { conn, link, .. } = slot.take()?;
         self.forget(conn);
-        Some(conn)
+        Some((conn, link))
     }
 
     /// The connection carrying `chan`.
@@ -171,6 +169,11 @@ impl<C: ConnSlot> ConnTable<C> {
     /// The connection of the channel in slot `slot`, if any (for a cursor over channels).
     pub(super) fn channel_at(&self, slot: usize) -> Option<C> {
         self.chans.get(slot)?.as_ref().map(|s| s.conn)
+    }
+
+    /// The link of the channel in slot `slot`, if any.
+    pub(super) fn link_at(&self, slot: usize) -> Option<&Link> {
+        self.chans.get(slot)?.as_ref().map(|s| &s.link)
     }
 
     /// Slots of the channel table (live or not).
@@ -240,7 +243,7 @@ mod tests {
     fn channels_and_edges_are_bound_and_forgotten() {
         let [a, b] = chans(2)[..] else { unreachable!() };
         let mut t = ConnTable::default();
-        t.bind_channel(b, 20u32);
+        t.bind_channel(b, 20u32, Link::Plain);
         t.add_edge(7);
         assert_eq!(t.role(20), Some(Role::Channel(b)));
         assert_eq!(t.role(7), Some(Role::Edge));
@@ -249,9 +252,9 @@ mod tests {
         assert_eq!(t.channel_slots(), 2);
         assert_eq!(t.channel_at(1), Some(20));
         assert!(t.channel(b).is_some_and(|(c, l)| c == 20 && l.is_open()));
-        assert_eq!(t.unbind_channel(a), None);
-        assert_eq!(t.unbind_channel(b), Some(20));
-        assert_eq!(t.unbind_channel(b), None);
+        assert!(t.unbind_channel(a).is_none());
+        assert_eq!(t.unbind_channel(b).map(|(c, _)| c), Some(20));
+        assert!(t.unbind_channel(b).is_none());
         assert_eq!(t.role(20), None);
         t.remove_edge(7);
         assert_eq!(t.conns().count(), 0);
@@ -261,7 +264,7 @@ mod tests {
     fn reads_pause_above_high_water_and_resume_below_low_water() {
         let [a] = chans(1)[..] else { unreachable!() };
         let mut t = ConnTable::default();
-        t.bind_channel(a, 1u32);
+        t.bind_channel(a, 1u32, Link::Plain);
         assert_eq!(t.after_queueing(1, CHANNEL_SEND_HIGH_WATER), None);
         assert_eq!(
             t.after_queueing(1, CHANNEL_SEND_HIGH_WATER + 1),

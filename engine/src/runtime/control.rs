@@ -41,6 +41,8 @@ pub struct WorkerStats {
     pub scheduler: SchedulerKind,
     /// Events this worker dropped so far because the queue was full.
     pub events_dropped: u64,
+    /// Link counters: links opened per kind, TLS records.
+    pub links: super::link::LinkStats,
 }
 
 /// Sends worker events without ever blocking: a full queue drops the event and counts it

@@ -1,28 +1,200 @@
 //! The link layer of a channel connection: what sits between the driver's bytes and the cell
-//! codec (DESIGN.md, "link layer").
+//! codec (DESIGN.md, "link layer"): TLS (rustls, records in place; kTLS where the kernel
+//! takes them) or plain (the benchmark mode).
 //!
 //! ```text
-//!   driver Recv(buf) --> Link::open(&mut buf, deliver) --> plaintext --> Relay::handle_recv
+//!   driver Recv(buf) --> Link::open(&mut buf, deliver) --> Secured / plaintext --> Relay
 //!   scheduler grant  --> Link::cell_buf(send buf) <-- Relay::write_one_cell (one copy)
 //!   end of the run   --> Link::seal(send buf)            (per channel per run, not per cell)
+//!   handshake bytes  --> Link::write_out(send buf)       (after open, and at connect)
 //! ```
 //!
-//! Today the only link is [`Link::Plain`] (the benchmark mode): `open` hands the driver's
-//! buffer to the decoder as it is, `cell_buf` is the connection's send buffer itself and
-//! `seal` does nothing. It is an enum, not a trait object: with one variant every `match`
-//! folds away, and with TLS beside it there is one predictable branch per call, never a call
-//! through a pointer per cell.
+//! - `open` takes `&mut [u8]`: a TLS record is decrypted where it landed in the driver's
+//!   buffer, and the plaintext goes to the cell decoder from there. A record cut by the end
+//!   of a buffer is finished in a per-link staging buffer (copied once; `RecordStats` counts
+//!   how often). One buffer can hold several records, so `open` delivers through a callback.
+//! - `cell_buf` hands out the send buffer itself with a record header reserved in front;
+//!   cells are written once, as plaintext, where they will be sent, and `seal` encrypts
+//!   them in place and appends the tag: one record per send batch (up to 16 KiB), not one
+//!   per cell. The scheduler calls `seal` once per channel per run (`CellSource::flush`).
+//! - Before the TLS handshake is done no cell flows: `Delivery::Secured` tells the worker
+//!   when the relay's link handshake (VERSIONS, CERTS, ...) may start, and the relay reads
+//!   what only TLS knows through [`LinkAuth`](crate::relay::LinkAuth).
+//! - kTLS (Linux, where the `tls` ULP exists): once the handshake's bytes are out, the
+//!   send direction's keys go to the kernel and cells are sent as plaintext; receiving stays
+//!   in user space (see `crate::sys::ktls` for why).
 //!
-//! What issue #14 puts here, and why the calls have these shapes:
-//! - rustls through its unbuffered API: records are decrypted in place in the receive buffer
-//!   (hence `open` takes `&mut [u8]`, and a driver's buffer is `DerefMut`) and one buffer can
-//!   hold several records (hence `open` delivers through a callback, once per plaintext run);
-//!   cells are staged in the link and encrypted into the send buffer by `seal`, which the
-//!   scheduler calls once per channel per run (`CellSource::flush`).
-//! - kTLS: once the handshake is done the kernel does the records, and the link is plain.
-//! - A handshake phase before any cell flows ([`Link::is_open`]), at whose end the link hands
-//!   [`LinkFacts`] (the peer's certificate, the RFC 5705 exporter) to the relay's sans-IO link
-//!   handshake (CERTS / AUTHENTICATE).
+//! It is an enum, not a trait object: one predictable branch per call, never a call through
+//! a pointer per cell.
+
+mod context;
+mod exporter;
+mod maker;
+mod record;
+#[cfg(test)]
+mod tests;
+mod tls;
+
+use std::sync::Arc;
+
+use crate::relay::{LinkAuth, PlainLinkAuth};
+
+pub use context::{TlsContext, TlsSetupError};
+pub use maker::LinkStats;
+pub use tls::{RecordStats, TlsLink};
+
+pub(crate) use maker::LinkMaker;
+
+/// How a process's channels are carried (`Links` in the config).
+#[derive(Clone, Debug)]
+pub enum Links {
+    /// TLS, with the process's certificate and configurations (the default).
+    Tls(Arc<TlsContext>),
+    /// Plain TCP: no encryption and no TLS binding of identities. A benchmark mode only;
+    /// C Tor peers refuse it.
+    Plain,
+}
+
+impl Links {
+    /// `"tls"` or `"plain"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Links::Tls(_) => "tls",
+            Links::Plain => "plain",
+        }
+    }
+}
+
+/// What carries a link's records once it is open (the metrics' per-link kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LinkKind {
+    /// Plain TCP.
+    Plain,
+    /// TLS records sealed and opened by kistrel in user space.
+    TlsUser,
+    /// TLS records sealed by the kernel (kTLS TX), opened in user space.
+    Ktls,
+}
+
+impl LinkKind {
+    /// `"plain"`, `"tls-user"` or `"ktls"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkKind::Plain => "plain",
+            LinkKind::TlsUser => "tls-user",
+            LinkKind::Ktls => "ktls",
+        }
+    }
+}
+
+/// What a link hands the worker while opening received bytes.
+pub enum Delivery<'a> {
+    /// The link became secure: the relay's link handshake may start.
+    Secured,
+    /// Plaintext, and what the transport knows for the link handshake.
+    Data {
+        /// The bytes, where they were decrypted.
+        bytes: &'a [u8],
+        /// The TLS facts (certificate digests, exporter).
+        auth: &'a dyn LinkAuth,
+    },
+}
+
+impl std::fmt::Debug for Delivery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Delivery::Secured => f.write_str("Secured"),
+            Delivery::Data { bytes, .. } => write!(f, "Data({} bytes)", bytes.len()),
+        }
+    }
+}
+
+/// Why a link failed; the worker closes the channel with the reason logged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// rustls refused the handshake (bad or unexpected TLS messages, a bad signature, ...).
+    #[error("TLS handshake: {0}")]
+    Tls(rustls::Error),
+    /// The first bytes are a Tor cell (a VERSIONS cell) sent without TLS.
+    #[error("a plaintext Tor cell where a TLS record was expected (the peer's links are plain)")]
+    PlaintextCell,
+    /// The first bytes are not a TLS record.
+    #[error("not TLS: the first record has type {0} (want 22, a ClientHello)")]
+    NotTls(u8),
+    /// A record header announced a body over 2^14 + 256 bytes.
+    #[error("TLS record of {0} bytes, over the limit")]
+    RecordTooLong(usize),
+    /// A record failed to decrypt (wrong key, or tampered with).
+    #[error("TLS record failed authentication")]
+    Decrypt,
+    /// A record too short for its framing.
+    #[error("malformed TLS record")]
+    BadRecord,
+    /// A TLS 1.3 record whose outer type is not application data.
+    #[error("unprotected TLS record of type {0} after the handshake")]
+    UnexpectedPlaintextRecord(u8),
+    /// A record type with no place after the handshake.
+    #[error("TLS record of type {0} after the handshake")]
+    UnexpectedRecord(u8),
+    /// A handshake message with no place after the handshake.
+    #[error("TLS handshake message {0} after the handshake")]
+    UnexpectedHandshake(u8),
+    /// A post-handshake message split over records (not supported).
+    #[error("TLS handshake message split over records after the handshake")]
+    FragmentedHandshake,
+    /// A malformed KeyUpdate.
+    #[error("malformed TLS KeyUpdate")]
+    BadKeyUpdate,
+    /// A KeyUpdate that needs our keys renewed while the kernel holds them.
+    #[error("the peer asked for a TLS key update while the kernel holds our keys (kTLS)")]
+    KeyUpdateOnKtls,
+    /// The peer sent a fatal alert.
+    #[error("TLS alert {0} from the peer")]
+    Alert(u8),
+    /// The peer closed TLS (close_notify).
+    #[error("the peer closed the TLS session")]
+    PeerClosed,
+    /// The link failed before; nothing more goes through it.
+    #[error("link already failed")]
+    Closed,
+    /// 2^64 records on one key.
+    #[error("TLS record sequence number exhausted")]
+    SequenceExhausted,
+    /// rustls negotiated a suite the record layer does not know.
+    #[error("negotiated TLS cipher suite not supported by the record layer")]
+    UnsupportedSuite,
+    /// Early data (never enabled) or another unexpected rustls state.
+    #[error("unexpected TLS state (early data)")]
+    EarlyData,
+    /// rustls could not encode a handshake message.
+    #[error("encoding a TLS handshake message failed")]
+    Encode,
+    /// Sealing a record failed.
+    #[error("TLS record encryption failed")]
+    Encrypt,
+    /// The TLS connection could not be made.
+    #[error("setting up a TLS connection failed")]
+    Setup,
+}
+
+impl crate::HasKind for LinkError {
+    fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind;
+        match self {
+            LinkError::SequenceExhausted => ErrorKind::ResourceExhausted,
+            LinkError::UnsupportedSuite
+            | LinkError::EarlyData
+            | LinkError::Encode
+            | LinkError::Encrypt
+            | LinkError::Setup => ErrorKind::Internal,
+            LinkError::KeyUpdateOnKtls => ErrorKind::Unsupported,
+            LinkError::PeerClosed | LinkError::Closed => ErrorKind::Network,
+            _ => ErrorKind::PeerProtocol,
+        }
+    }
+}
 
 /// A channel connection's link layer. See the module docs.
 #[derive(Debug, Default)]
@@ -31,58 +203,116 @@ pub enum Link {
     /// Plain TCP: bytes pass through untouched, at no cost.
     #[default]
     Plain,
-}
-
-/// What a secured link learned in its handshake, for the relay's link handshake. A plain link
-/// has none.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LinkFacts {
-    /// The peer's TLS certificate (DER), which CERTS binds to its identity.
-    pub peer_certificate: Option<Vec<u8>>,
-    /// The RFC 5705 keying material AUTHENTICATE signs.
-    pub exporter: Option<[u8; 32]>,
-}
-
-/// Why a link failed; the worker closes the channel with the reason logged. A plain link
-/// cannot fail, so today there is no variant (TLS adds record and handshake errors).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum LinkError {}
-
-impl crate::HasKind for LinkError {
-    fn kind(&self) -> crate::ErrorKind {
-        match *self {}
-    }
+    /// TLS.
+    Tls(Box<TlsLink>),
 }
 
 impl Link {
+    /// The link of a channel we open: a TLS link has its ClientHello ready to write.
+    pub fn connect(links: &Links) -> Result<Self, LinkError> {
+        match links {
+            Links::Plain => Ok(Link::Plain),
+            Links::Tls(ctx) => Ok(Link::Tls(Box::new(TlsLink::connect(ctx)?))),
+        }
+    }
+
+    /// The link of a channel a peer opened.
+    pub fn accept(links: &Links) -> Result<Self, LinkError> {
+        match links {
+            Links::Plain => Ok(Link::Plain),
+            Links::Tls(ctx) => Ok(Link::Tls(Box::new(TlsLink::accept(ctx)?))),
+        }
+    }
+
     /// Whether cells may flow (a TLS link is open once its handshake is done).
     #[inline]
     pub fn is_open(&self) -> bool {
         match self {
             Link::Plain => true,
+            Link::Tls(t) => t.is_open(),
         }
     }
 
-    /// What the handshake learned, once the link is open; `None` for a plain link.
-    pub fn facts(&self) -> Option<&LinkFacts> {
+    /// What carries the link's records.
+    pub fn kind(&self) -> LinkKind {
         match self {
+            Link::Plain => LinkKind::Plain,
+            Link::Tls(t) if t.tx_in_kernel() => LinkKind::Ktls,
+            Link::Tls(_) => LinkKind::TlsUser,
+        }
+    }
+
+    /// Whether an open TLS link still waits to hand its send keys to the kernel (kTLS).
+    pub fn ktls_pending(&self) -> bool {
+        matches!(self, Link::Tls(t) if t.ktls_pending())
+    }
+
+    /// The kernel's crypto info for this link's send side, if the switch can happen now
+    /// (call only when the connection has nothing queued).
+    pub fn ktls_tx_info(&self) -> Option<crate::sys::ktls::CryptoInfo> {
+        match self {
+            Link::Tls(t) => t.ktls_tx_info(),
             Link::Plain => None,
         }
     }
 
+    /// The kernel took the send keys (`accepted`) or refused them.
+    pub fn ktls_tx_done(&mut self, accepted: bool) {
+        if let Link::Tls(t) = self {
+            t.ktls_tx_done(accepted);
+        }
+    }
+
+    /// Record counters (zero for a plain link).
+    pub fn record_stats(&self) -> RecordStats {
+        match self {
+            Link::Plain => RecordStats::default(),
+            Link::Tls(t) => t.stats(),
+        }
+    }
+
+    /// What the transport knows for the relay's link handshake.
+    pub fn auth(&self) -> &dyn LinkAuth {
+        match self {
+            Link::Plain => &PlainLinkAuth,
+            Link::Tls(t) => t.facts(),
+        }
+    }
+
     /// Bytes received on the connection: hands their plaintext to `deliver` (in order, in
-    /// one or more runs), opening records in place.
+    /// one or more runs), opening records in place; `Delivery::Secured` comes first, once,
+    /// when a TLS handshake completes.
     #[inline]
     pub fn open(
         &mut self,
         received: &mut [u8],
-        mut deliver: impl FnMut(&[u8]),
+        mut deliver: impl FnMut(Delivery<'_>),
     ) -> Result<(), LinkError> {
         match self {
             Link::Plain => {
-                deliver(received);
+                deliver(Delivery::Data {
+                    bytes: received,
+                    auth: &PlainLinkAuth,
+                });
                 Ok(())
             }
+            Link::Tls(t) => t.open(received, &mut deliver),
+        }
+    }
+
+    /// Whether handshake or control bytes wait for [`Link::write_out`].
+    #[inline]
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Link::Plain => false,
+            Link::Tls(t) => t.wants_write(),
+        }
+    }
+
+    /// Moves waiting handshake or control bytes into the send buffer `send`.
+    pub fn write_out(&mut self, send: &mut Vec<u8>) {
+        if let Link::Tls(t) = self {
+            t.write_out(send);
         }
     }
 
@@ -91,6 +321,7 @@ impl Link {
     pub fn cell_buf<'a>(&'a mut self, send: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
         match self {
             Link::Plain => send,
+            Link::Tls(t) => t.cell_buf(send),
         }
     }
 
@@ -100,51 +331,16 @@ impl Link {
     pub fn has_staged(&self) -> bool {
         match self {
             Link::Plain => false,
+            Link::Tls(t) => t.has_staged(),
         }
     }
 
-    /// Moves what was written through [`Link::cell_buf`] into `send`, as records.
+    /// Turns what was written through [`Link::cell_buf`] into records in `send`.
     #[inline]
     pub fn seal(&mut self, send: &mut Vec<u8>) -> Result<(), LinkError> {
         match self {
-            Link::Plain => {
-                let _ = send;
-                Ok(())
-            }
+            Link::Plain => Ok(()),
+            Link::Tls(t) => t.seal(send),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_passes_bytes_through_without_copying() {
-        let mut link = Link::default();
-        assert!(link.is_open());
-        assert!(!link.has_staged());
-        assert_eq!(link.facts(), None);
-        let mut received = *b"cells";
-        let ptr = received.as_ptr();
-        let mut runs = Vec::new();
-        link.open(&mut received, |p| runs.push((p.as_ptr(), p.to_vec())))
-            .unwrap();
-        assert_eq!(
-            runs,
-            vec![(ptr, b"cells".to_vec())],
-            "one run, the buffer itself"
-        );
-
-        let mut send = Vec::with_capacity(16);
-        let send_ptr: *const Vec<u8> = &send;
-        let buf = link.cell_buf(&mut send);
-        assert!(
-            std::ptr::eq(buf, send_ptr),
-            "cells go straight into the send buffer"
-        );
-        buf.extend_from_slice(b"abc");
-        link.seal(&mut send).unwrap();
-        assert_eq!(send, b"abc");
     }
 }

@@ -3,6 +3,8 @@
 //! part ([`Relay`], the scheduler, [`Edges`], [`Origins`]); this file moves events between
 //! them and the driver, and performs the actions they return.
 
+mod links;
+
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
@@ -26,7 +28,7 @@ use super::clock::{Clock, TimeSource};
 use super::conns::{ConnTable, ReadGate, Role};
 use super::control::{Command, EventSender, WorkerEvent, WorkerStats};
 use super::edge::{EdgeAction, Edges};
-use super::link::LinkError;
+use super::link::{LinkMaker, LinkStats, Links};
 use super::origin::{OriginAction, Origins};
 use super::resolve::{Resolver, ResolverConfig};
 use super::transmit::{Parts, Transmit, KERNEL_SAMPLE_EVERY};
@@ -61,6 +63,8 @@ pub struct WorkerConfig<C = Clock> {
     pub sched: SchedConfig,
     /// Where `now` comes from: the process-wide clock, or a simulation's virtual time.
     pub clock: C,
+    /// How channels are carried: TLS (the default of every node) or plain (benchmarks).
+    pub links: Links,
 }
 
 /// The listeners of a worker, as handles of its driver.
@@ -83,6 +87,8 @@ pub struct WorkerReport {
     pub metrics: SchedMetrics,
     /// Control events dropped because the queue was full.
     pub events_dropped: u64,
+    /// Link counters (per kind, records).
+    pub links: LinkStats,
 }
 
 /// Why a worker could not start.
@@ -134,10 +140,12 @@ struct Control {
 
 /// When the loop last did its periodic work, and since when it is stopping.
 #[derive(Debug)]
-struct Timers {
+struct Timers<C> {
     stopping: Option<Instant>,
     last_stats: Instant,
     last_sample: Instant,
+    /// Reused by the stream delivery pass.
+    scratch: Vec<C>,
 }
 
 /// One worker. See the module docs of [`crate::runtime`].
@@ -154,9 +162,8 @@ pub struct Worker<D: Driver, C: TimeSource = Clock> {
     resolver: Resolver,
     control: Control,
     transmit: Transmit,
-    timers: Timers,
-    /// Reused by the stream delivery pass.
-    scratch: Vec<D::Conn>,
+    timers: Timers<D::Conn>,
+    links: LinkMaker,
 }
 
 impl<D: Driver, C: TimeSource> core::fmt::Debug for Worker<D, C> {
@@ -213,6 +220,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             None => ChaCha12Rng::from_os_rng(),
         };
         let now = cfg.clock.now();
+        let links = LinkMaker::new(cfg.links, cfg.relay.handshake_timeout);
         Ok(Worker {
             index: cfg.index,
             driver,
@@ -230,8 +238,9 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 stopping: None,
                 last_stats: now,
                 last_sample: now,
+                scratch: Vec::new(),
             },
-            scratch: Vec::new(),
+            links,
         })
     }
 
@@ -274,6 +283,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
     /// `Driver::run_once` in a loop; a simulation calls it between moves of its network.
     pub fn turn(&mut self) -> Option<Duration> {
         let now = self.clock.now();
+        self.relay.set_wall_clock(self.clock.wall(now));
         if let Some(since) = self.timers.stopping {
             if now - since >= SHUTDOWN_GRACE || self.flushed() {
                 return None;
@@ -287,6 +297,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         let stopping = self.timers.stopping.is_some();
         self.origins.handle_timeout(now, stopping, &mut self.relay);
         self.settle(now);
+        self.expire_handshakes(now);
         self.relay.handle_timeout(now);
         self.handle_relay_events(now);
         self.transmit(now);
@@ -307,6 +318,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             scheduler: self.sched.kind(),
             metrics: self.sched.metrics().clone(),
             events_dropped: self.control.events.dropped(),
+            links: self.link_stats(),
         }
     }
 
@@ -319,6 +331,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             self.relay.poll_timeout(),
             self.sched.next_run(),
             self.origins.poll_timeout(),
+            self.links.next_deadline(),
         ];
         let mut wait = MAX_WAIT;
         for t in deadlines.into_iter().flatten() {
@@ -351,6 +364,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                     sched: self.sched.metrics().clone(),
                     scheduler: self.sched.kind(),
                     events_dropped: self.control.events.dropped(),
+                    links: self.link_stats(),
                 })));
         }
     }
@@ -432,7 +446,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         if accepting && Some(l) == self.listeners.or {
             let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
             let chan = self.relay.accept_channel(now, peer);
-            self.bind_channel(chan, conn);
+            self.bind_channel(now, chan, conn, false);
         } else if accepting && Some(l) == self.listeners.socks {
             self.add_edge(conn);
             self.edges.add_socks(conn);
@@ -448,20 +462,29 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         ev: IoEvent<D::Conn, D::Listener, D::Buf>,
     ) {
         match ev {
-            IoEvent::Connected { .. } => self.relay.handle_channel_connected(now, chan),
-            IoEvent::Recv { conn, mut data } => {
-                let Some((_, link)) = self.conns.channel(chan) else {
-                    return;
-                };
-                let relay = &mut self.relay;
-                if let Err(e) = link.open(&mut data, |bytes| relay.handle_recv(now, chan, bytes)) {
-                    self.link_failed(now, chan, conn, e);
+            IoEvent::Connected { .. } => {
+                // A TLS link's ClientHello is queued already; the relay hears of the channel
+                // when the link is secure (`Delivery::Secured`).
+                if self
+                    .conns
+                    .channel(chan)
+                    .is_some_and(|(_, link)| link.is_open())
+                {
+                    self.relay.handle_channel_connected(now, chan);
                 }
             }
+            IoEvent::Recv { conn, mut data } => self.channel_recv(now, chan, conn, &mut data),
             IoEvent::SendDone { conn } => {
                 let queued = self.driver.queued_len(conn);
                 if self.conns.after_sending(conn, queued) == Some(ReadGate::Resume) {
                     self.driver.set_recv_paused(conn, false);
+                }
+                if self
+                    .conns
+                    .channel(chan)
+                    .is_some_and(|(_, l)| l.ktls_pending())
+                {
+                    self.try_ktls(chan, conn);
                 }
                 self.sched.channel_writable(now, chan);
             }
@@ -472,7 +495,12 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 self.relay.handle_channel_closed(now, chan);
             }
             IoEvent::RecvClosed { conn, err } => {
-                debug!(?chan, err = ?err, "channel closed by peer");
+                if self.conns.channel(chan).is_some_and(|(_, l)| !l.is_open()) {
+                    info!(?chan, err = ?err, "closing channel: the peer closed it during the TLS handshake");
+                    self.links.stats_mut().tls_handshake_failed += 1;
+                } else {
+                    debug!(?chan, err = ?err, "channel closed by peer");
+                }
                 self.close_channel(now, chan, conn);
             }
             IoEvent::SendFailed { conn, err } => {
@@ -500,11 +528,6 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
 
     // ----- connections ------------------------------------------------------------------
 
-    fn bind_channel(&mut self, chan: ChanId, conn: D::Conn) {
-        self.conns.bind_channel(chan, conn);
-        self.no_delay(conn);
-    }
-
     fn add_edge(&mut self, conn: D::Conn) {
         self.conns.add_edge(conn);
         self.no_delay(conn);
@@ -520,7 +543,8 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
     }
 
     fn unbind_channel(&mut self, chan: ChanId) -> Option<D::Conn> {
-        let conn = self.conns.unbind_channel(chan)?;
+        let (conn, link) = self.conns.unbind_channel(chan)?;
+        self.links.stats_mut().add_records(link.record_stats());
         self.sched.channel_closed(chan);
         Some(conn)
     }
@@ -532,11 +556,6 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         self.relay.handle_channel_closed(now, chan);
     }
 
-    fn link_failed(&mut self, now: Instant, chan: ChanId, conn: D::Conn, err: LinkError) {
-        debug!(?chan, error = %err, "closing channel: link failed");
-        self.close_channel(now, chan, conn);
-    }
-
     // ----- relay events and the actions of edges and origins -----------------------------
 
     fn handle_relay_events(&mut self, now: Instant) {
@@ -544,7 +563,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             let relay = &mut self.relay;
             match ev {
                 Event::OpenChannel { chan, addr } => match self.driver.connect(addr) {
-                    Ok(conn) => self.bind_channel(chan, conn),
+                    Ok(conn) => self.bind_channel(now, chan, conn, true),
                     Err(e) => {
                         debug!(?chan, %addr, error = %e, "cannot start connect");
                         relay.handle_channel_closed(now, chan);
@@ -561,6 +580,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                     port,
                     ip,
                 } => self.exit_connect(now, stream, host, port, ip),
+                Event::ResolveStream { stream, host } => self.exit_resolve(now, stream, host),
                 Event::StreamReadable { stream } | Event::StreamWritable { stream } => {
                     self.edges.handle_stream_ready(now, stream, relay)
                 }
@@ -650,9 +670,21 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         }
     }
 
+    /// A RESOLVE: the same bounded resolver as BEGIN's names; a refused lookup is answered
+    /// at once with a transient error.
+    fn exit_resolve(&mut self, now: Instant, stream: StreamHandle, host: String) {
+        if let Err(e) = self.resolver.resolve(stream, host, 0) {
+            debug!(?stream, error = %e, "RESOLVE lookup refused");
+            self.relay.handle_resolved(now, stream, None);
+        }
+    }
+
     fn handle_answers(&mut self, now: Instant) {
         while let Some(answer) = self.resolver.poll_answer() {
             let (stream, port) = (answer.stream, answer.port);
+            if self.relay.handle_resolved(now, stream, answer.ip) {
+                continue;
+            }
             match answer.ip {
                 None => self
                     .relay
@@ -685,7 +717,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
     /// Moves received stream bytes into the edge sockets that can take them (one copy,
     /// from the relay's stream buffer into the socket's send buffer).
     fn deliver_streams(&mut self, now: Instant) {
-        let mut conns = std::mem::take(&mut self.scratch);
+        let mut conns = std::mem::take(&mut self.timers.scratch);
         self.edges.take_readable(&mut conns);
         for conn in conns.drain(..) {
             let Some(stream) = self.edges.stream_of(conn) else {
@@ -706,7 +738,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 }
             } // else: SendDone brings the connection back.
         }
-        self.scratch = conns;
+        self.timers.scratch = conns;
         self.settle(now);
     }
 

@@ -55,6 +55,11 @@ impl Driver for Ring {
         sys::set_tcp_nodelay(fd, on)
     }
 
+    fn enable_ktls_tx(&mut self, conn: ConnId, info: &sys::ktls::CryptoInfo) -> io::Result<()> {
+        let fd = Ring::conn_fd(self, conn).map_err(|_| no_such_conn())?;
+        sys::ktls::enable_tx(fd, info)
+    }
+
     fn poll_event(&mut self) -> Option<IoEvent<ConnId, ListenerId, RxBuf>> {
         loop {
             let ev = Ring::poll_event(self)?;

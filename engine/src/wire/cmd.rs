@@ -200,5 +200,7 @@ open_u8! {
         CONNRESET = 12,
         /// The other side broke the protocol.
         TORPROTOCOL = 13,
+        /// BEGIN_DIR to a relay that serves no directory (tor-spec 6.2.1).
+        NOTDIRECTORY = 14,
     }
 }

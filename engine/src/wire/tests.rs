@@ -9,6 +9,7 @@
 mod cell;
 mod chan_msg;
 mod codec;
+mod link_auth;
 mod props;
 mod relay_cell;
 mod relay_msg;

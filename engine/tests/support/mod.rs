@@ -16,18 +16,15 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use kistrel_engine::client::HopSpec;
-use kistrel_engine::crypto::ntor::NtorKeypair;
 use kistrel_engine::driver::sim::{PipeConfig, SimClock, SimConn, SimDriver, SimEvent, SimNet};
 use kistrel_engine::driver::{Driver, IoEvent};
-use kistrel_engine::relay::{RelayConfig, RelayKeys};
+use kistrel_engine::relay::RelayConfig;
 use kistrel_engine::runtime::{
     CircuitCommand, CircuitEvent, Command, EventSender, Listeners, ResolverConfig, Worker,
     WorkerConfig, WorkerEvent,
 };
 use kistrel_engine::time::Instant;
 use kistrel_sched::{SchedConfig, SchedulerKind};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 pub const EXIT_OR: SocketAddr = addr(1, 9001);
 pub const CLIENT_SOCKS: SocketAddr = addr(2, 1080);
@@ -66,6 +63,7 @@ impl SimWorker {
             schedulers: vec![kind],
             sched: SchedConfig::default(),
             clock: net.clock(),
+            links: tls_links(),
         };
         let (cmd_tx, cmd_rx) = bounded(1024);
         let (ev_tx, ev_rx) = bounded(1 << 16);
@@ -109,11 +107,12 @@ impl SimTor {
         resolver: Option<ResolverConfig>,
     ) -> Self {
         let net = SimNet::new(Instant::from_millis(1));
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let ntor = NtorKeypair::generate(&mut rng);
+        // Certificates valid at the simulation's wall clock (the harness epoch).
+        let keys = kistrel_engine::harness::relay_keys(7);
         let hop = HopSpec {
-            id: [0xe1; 20],
-            ntor_key: ntor.public(),
+            id: keys.rsa_id(),
+            ed_id: keys.identity.ed_id(),
+            ntor_key: keys.ntor.public(),
             addr: EXIT_OR,
         };
         let back = PipeConfig {
@@ -122,10 +121,7 @@ impl SimTor {
         };
         net.shape(EXIT_OR, back, bottleneck);
         let exit_cfg = RelayConfig {
-            keys: Some(RelayKeys {
-                identity: hop.id,
-                ntor,
-            }),
+            keys: Some(keys),
             exit_policy: Some("accept 10.0.0.0/8:*".parse().expect("policy")),
             ..RelayConfig::default()
         };
@@ -260,4 +256,17 @@ pub fn drain(
             _ => {}
         }
     }
+}
+
+/// One TLS context for the whole test process (as `kistrel relay` makes one per process):
+/// simulated workers run real TLS over the simulated network.
+pub fn tls_links() -> kistrel_engine::runtime::Links {
+    static CTX: std::sync::OnceLock<std::sync::Arc<kistrel_engine::runtime::TlsContext>> =
+        std::sync::OnceLock::new();
+    kistrel_engine::runtime::Links::Tls(
+        CTX.get_or_init(|| {
+            std::sync::Arc::new(kistrel_engine::runtime::TlsContext::new().expect("TLS context"))
+        })
+        .clone(),
+    )
 }

@@ -221,6 +221,7 @@ fn relay(n: u8, flags: &[Flag], policy: &str) -> RelayInfo {
     RelayInfo {
         nickname: format!("r{n}"),
         identity: [n; 20],
+        ed25519_identity: [n; 32],
         ntor_key: [n; 32],
         address: SocketAddr::new(IpAddr::from([10, n, 0, 1]), 9001),
         bandwidth: 100,

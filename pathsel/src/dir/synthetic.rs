@@ -54,6 +54,7 @@ pub fn synthetic_directory<R: Rng + ?Sized>(n: usize, rng: &mut R) -> Directory 
         relays.push(RelayInfo {
             nickname: format!("r{i}"),
             identity,
+            ed25519_identity: ntor_key,
             ntor_key,
             address: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, 0, 1)), 9001),
             bandwidth,

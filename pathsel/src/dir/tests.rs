@@ -4,6 +4,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 const KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // bytes 0..32
+const ED_B64: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="; // bytes 32..64
 
 fn sample() -> String {
     format!(
@@ -14,6 +15,7 @@ version = 1
 nickname = "r1"
 identity = "0123456789abcdef0123456789abcdef01234567"
 ntor_key = "{KEY_B64}"
+ed25519_identity = "{ED_B64}"
 address = "127.0.0.1:5001"
 bandwidth = 1000
 flags = ["Guard", "Exit", "Fast", "Stable", "Running", "Valid"]
@@ -24,6 +26,7 @@ exit_policy = ["accept 127.0.0.0/8:*", "reject *:*"]
 nickname = "r2"
 identity = "1111111111111111111111111111111111111111"
 ntor_key = "{}"
+ed25519_identity = "{ED_B64}"
 address = "[::1]:5002"
 bandwidth = 500
 flags = ["Running", "Valid"]
@@ -33,6 +36,7 @@ family = ["$0123456789ABCDEF0123456789ABCDEF01234567"]
 nickname = "r3"
 identity = "2222222222222222222222222222222222222222"
 ntor_key = "{KEY_B64}"
+ed25519_identity = "{ED_B64}"
 address = "10.0.0.3:5003"
 bandwidth = 700
 flags = ["Running", "Valid"]
@@ -115,7 +119,7 @@ fn test_rejections_name_the_line() {
     let cases: Vec<Case> = vec![
         (
             base.replace("bandwidth = 500", "bandwidth = 500\ncolour = \"red\""),
-            20,
+            22,
             |p| matches!(p, DirProblem::Toml(m) if m.contains("colour")),
         ),
         (
@@ -128,7 +132,7 @@ fn test_rejections_name_the_line() {
                 "1111111111111111111111111111111111111111",
                 "0123456789abcdef0123456789abcdef01234567",
             ),
-            16,
+            17,
             |p| matches!(p, DirProblem::DuplicateIdentity(_)),
         ),
         (
@@ -140,7 +144,7 @@ fn test_rejections_name_the_line() {
             7,
             |p| matches!(p, DirProblem::BadNtorKey(_)),
         ),
-        (base.replace("10.0.0.3:5003", "10.0.0.3"), 27, |p| {
+        (base.replace("10.0.0.3:5003", "10.0.0.3"), 30, |p| {
             matches!(p, DirProblem::BadAddress(_))
         }),
         (
@@ -148,23 +152,37 @@ fn test_rejections_name_the_line() {
                 "[\"Running\", \"Valid\"]\nfamily = [\"$",
                 "[\"Running\", \"Vaild\"]\nfamily = [\"$",
             ),
-            20,
+            22,
             |p| matches!(p, DirProblem::UnknownFlag(f) if f == "Vaild"),
         ),
-        (base.replace("reject *:*", "deny *:*"), 12, |p| {
+        (base.replace("reject *:*", "deny *:*"), 13, |p| {
             matches!(p, DirProblem::BadPolicy(_))
         }),
         (
             base.replace("nickname = \"r3\"", "nickname = \"r2\""),
-            24,
+            26,
             |p| matches!(p, DirProblem::DuplicateNickname(_)),
+        ),
+        (
+            base.replacen(
+                &format!("ed25519_identity = \"{ED_B64}\""),
+                "ed25519_identity = \"AAEC\"",
+                1,
+            ),
+            8,
+            |p| matches!(p, DirProblem::BadEd25519Identity(_)),
+        ),
+        (
+            base.replacen(&format!("ed25519_identity = \"{ED_B64}\"\n"), "", 1),
+            4,
+            |p| matches!(p, DirProblem::Toml(m) if m.contains("ed25519_identity")),
         ),
         (base.replace("version = 1", "version = 2"), 2, |p| {
             matches!(p, DirProblem::UnsupportedVersion(2))
         }),
         (
             base.replace("family = [\"r1\"]", "family = [\"r-1\"]"),
-            30,
+            33,
             |p| matches!(p, DirProblem::BadFamily(_)),
         ),
         (

@@ -11,6 +11,7 @@ fn relay(i: u8, addr: &str, flags: &[Flag], policy: &str, family: &[&str]) -> Re
     RelayInfo {
         nickname: format!("n{i}"),
         identity: [i; 20],
+        ed25519_identity: [i ^ 0x80; 32],
         ntor_key: [i; 32],
         address: addr.parse::<SocketAddr>().unwrap(),
         bandwidth: 100,

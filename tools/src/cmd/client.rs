@@ -30,6 +30,7 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
         conf.port_in_use(key, a)
     })?;
     let (kinds, sched, _) = runner::sched_config(&conf.runtime);
+    let links = runner::links(&conf.runtime)?;
     let clock = Clock::new();
     let configs = listeners
         .into_iter()
@@ -43,6 +44,7 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
             schedulers: kinds.clone(),
             sched,
             clock,
+            links: links.clone(),
         })
         .collect();
     let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, n, |key, a| {

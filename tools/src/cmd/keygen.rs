@@ -1,39 +1,45 @@
-//! `kistrel keygen --out DIR`: a fresh relay key file, for hand-written networks.
+//! `kistrel keygen --out DIR`: a fresh relay key folder, for hand-written networks.
 
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use clap::Args;
 
 use crate::error::CliError;
-use crate::keys::{KeyError, RelayKeyFile};
+use crate::keys::{KeygenOptions, RelayKeyFolder};
 
 /// `kistrel keygen` options.
 #[derive(Debug, Clone, Args)]
 pub struct KeygenArgs {
-    /// Folder to write the key file into (created if missing).
+    /// Key folder to write (created if missing; existing key files are never overwritten).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Key file name inside DIR.
-    #[arg(long, default_value = "keys.toml", value_name = "NAME")]
-    pub name: String,
+    /// Lifetime of the Ed25519 signing key's certificate (C Tor's `SigningKeyLifetime`).
+    #[arg(long, default_value = "30days", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub signing_key_lifetime: Duration,
+    /// Testing only: make the certificates as if it were DURATION ago (with a shorter
+    /// signing-key lifetime, the relay presents an expired certificate).
+    #[arg(long, hide = true, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub testing_backdate: Option<Duration>,
 }
 
-/// Write `DIR/NAME` (never overwriting) and print what a directory entry needs:
-/// `identity=<40 hex> ntor_key=<base64> file=<path>`.
+/// Write the key folder and print what a directory entry needs:
+/// `identity=<40 hex> ed25519_identity=<base64> ntor_key=<base64> dir=<path>`.
 pub fn run(args: KeygenArgs) -> Result<(), CliError> {
-    std::fs::create_dir_all(&args.out).map_err(|source| KeyError::Write {
-        path: args.out.clone(),
-        source,
-    })?;
-    let path = args.out.join(&args.name);
-    let keys = RelayKeyFile::generate_os()?;
-    keys.save_new(&path)?;
+    let opts = KeygenOptions {
+        signing_cert_lifetime: args.signing_key_lifetime,
+        backdate: args.testing_backdate.unwrap_or_default(),
+    };
+    let keys = RelayKeyFolder::generate_os(SystemTime::now(), &opts)?;
+    keys.save_new(&args.out)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
     println!(
-        "identity={} ntor_key={} file={}",
-        hex::encode_upper(keys.identity),
-        base64::engine::general_purpose::STANDARD.encode(keys.ntor_public()),
-        path.display()
+        "identity={} ed25519_identity={} ntor_key={} dir={}",
+        hex::encode_upper(keys.rsa_id()),
+        b64.encode(keys.ed_id()),
+        b64.encode(keys.ntor_public()),
+        args.out.display()
     );
     Ok(())
 }

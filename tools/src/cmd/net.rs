@@ -41,8 +41,8 @@ use clap::Args;
 use kistrel_sched::SchedulerKind;
 
 use crate::cmd::args::scheduler_parser;
-use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf};
-use crate::keys::RelayKeyFile;
+use crate::config::{Backend, ClientConf, ConfigError, LinksMode, Override, RelayConf};
+use crate::keys::RelayKeyFolder;
 
 mod ctor;
 mod error;
@@ -78,6 +78,10 @@ pub struct NetArgs {
     /// Runtime backend for every node.
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
+    /// Links between the nodes: `tls` (the default, Tor's link protocol) or `plain`, a
+    /// BENCHMARK MODE ONLY (no encryption, no TLS binding of identities; C Tor refuses it).
+    #[arg(long, value_enum)]
+    pub links: Option<LinksMode>,
     /// Folder for keys, configs, directory and logs (created if missing; default: a fresh
     /// folder in the temp dir, kept after exit).
     #[arg(long, value_name = "PATH")]
@@ -98,6 +102,21 @@ pub struct NetArgs {
     /// the ready line gains `metrics=relay1@ADDR,...,client@ADDR`.
     #[arg(long)]
     pub metrics: bool,
+    /// The shaped testbed (network namespaces behind a bottleneck).
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+    /// The C Tor network beside kistrel's relays.
+    #[command(flatten)]
+    pub ctor: CtorArgs,
+    /// Pin the client's path: GUARD,MIDDLE,EXIT nicknames (or $fingerprints), written into
+    /// the client config as EntryNodes, MiddleNodes and ExitNodes.
+    #[arg(long, value_name = "NICK,NICK,NICK", value_parser = parse_path)]
+    pub path: Option<PathPins>,
+}
+
+/// `kistrel net`'s shaped-testbed options.
+#[derive(Debug, Clone, Args)]
+pub struct ShapeArgs {
     /// Run every node in its own network namespace behind a router whose tbf shapes the
     /// traffic toward the middle relay(s): RATE (kbit, mbit, gbit) and the queue limit as a
     /// wait time (ms, s; default 50ms), e.g. 25mbit,42ms. Needs root, `ip` and `tc`.
@@ -110,13 +129,6 @@ pub struct NetArgs {
     /// With --bottleneck: TCP congestion control in every namespace (default: cubic).
     #[arg(long, value_enum, requires = "bottleneck")]
     pub congestion: Option<CongestionArg>,
-    /// The C Tor network beside kistrel's relays.
-    #[command(flatten)]
-    pub ctor: CtorArgs,
-    /// Pin the client's path: GUARD,MIDDLE,EXIT nicknames (or $fingerprints), written into
-    /// the client config as EntryNodes, MiddleNodes and ExitNodes.
-    #[arg(long, value_name = "NICK,NICK,NICK", value_parser = parse_path)]
-    pub path: Option<PathPins>,
 }
 
 /// `kistrel net`'s C Tor options.
@@ -174,13 +186,13 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         .iter()
         .map(|o| Override::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
-    if args.bottleneck.is_some() && args.socks.is_some() {
+    if args.shape.bottleneck.is_some() && args.socks.is_some() {
         return Err(NetError::SocksWithBottleneck);
     }
-    if args.bottleneck.is_some() && args.ctor.ctor_relays > 0 {
+    if args.shape.bottleneck.is_some() && args.ctor.ctor_relays > 0 {
         return Err(NetError::CtorWithBottleneck);
     }
-    if args.bottleneck.is_some() {
+    if args.shape.bottleneck.is_some() {
         // Before any folder or namespace exists: without root, say so and leave nothing.
         crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
     }
@@ -202,9 +214,9 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
             .keep(),
     };
     let n = usize::from(args.relays);
-    let shaped = match args.bottleneck {
+    let shaped = match args.shape.bottleneck {
         Some(b) => Some(Shaped::create(
-            &shaped::spec(b, args.congestion, args.tcp_wmem),
+            &shaped::spec(b, args.shape.congestion, args.shape.tcp_wmem),
             n,
         )?),
         None => None,
@@ -217,13 +229,15 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         None => loopback_ports(n + n_ctor, args.socks)?,
     };
     let ctor_ports = ports.split_off(n.min(ports.len()));
+    let now = std::time::SystemTime::now();
     let keys = (0..n)
-        .map(|_| RelayKeyFile::generate_os())
+        .map(|_| RelayKeyFolder::generate_os(now, &Default::default()))
         .collect::<Result<Vec<_>, _>>()?;
     let opts = LayoutOptions {
         workers: args.workers,
         scheduler: args.scheduler,
         backend: args.backend,
+        links: args.links,
         metrics: args.metrics,
         exit_policy: shaped.as_ref().map(|s| s.exit_policy.clone()),
         fixed_roles: shaped.is_some(),

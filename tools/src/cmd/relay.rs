@@ -6,17 +6,19 @@ use tracing::{info, warn};
 
 use crate::config::RelayConf;
 use crate::error::CliError;
-use crate::keys::RelayKeyFile;
+use crate::keys::load_relay_keys;
 use crate::runner;
 
 /// Runs a relay until SIGINT/SIGTERM, then stops gracefully (DESTROY on every circuit,
 /// flush, close) and returns.
 pub fn run(conf: RelayConf) -> Result<(), CliError> {
-    let keys = RelayKeyFile::load(&conf.key_file)?;
+    // Loaded once: the identities are shared by every worker.
+    let keys = load_relay_keys(&conf.key_dir, std::time::SystemTime::now())?;
     let n = conf.runtime.effective_workers();
     let (listeners, addr) =
         runner::bind(conf.or_port, n, "ORPort", |key, a| conf.port_in_use(key, a))?;
     let (kinds, sched, _) = runner::sched_config(&conf.runtime);
+    let links = runner::links(&conf.runtime)?;
     let clock = Clock::new();
     let my_addrs = if conf.address.is_empty() {
         vec![addr.ip()]
@@ -29,7 +31,7 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
         .map(|(index, l)| WorkerConfig {
             index,
             relay: RelayConfig {
-                keys: Some(keys.relay_keys()),
+                keys: Some(keys.clone()),
                 exit_policy: conf.exit_policy.clone(),
                 my_addrs: my_addrs.clone(),
                 max_circuit_queue_cells: conf.max_circuit_queue_cells,
@@ -46,6 +48,7 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
             schedulers: kinds.clone(),
             sched,
             clock,
+            links: links.clone(),
         })
         .collect();
     let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, n, |key, a| {
@@ -66,6 +69,8 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
             scheduler = r.scheduler.name(),
             cells_in = r.stats.cells_in,
             cells_out = r.stats.cells_out,
+            links_tls = r.links.tls_user + r.links.ktls,
+            links_plain = r.links.plain,
             "worker stopped"
         );
         if r.events_dropped > 0 {

@@ -12,7 +12,7 @@ use super::error::ConfigError;
 use super::runtime::{RuntimeConf, RuntimeSection};
 use super::source::{keys_of, read, ConfSource, Override};
 use super::value::de;
-use crate::keys::{KeyError, RelayKeyFile};
+use crate::keys::{load_relay_keys, KeyError};
 
 /// The relay's own keys as written (absent keys are `None`).
 #[derive(Debug, Default, Deserialize)]
@@ -22,8 +22,8 @@ struct RelaySection {
     nickname: Option<String>,
     #[serde(rename = "ORPort", deserialize_with = "de::socket_addr")]
     or_port: Option<SocketAddr>,
-    #[serde(rename = "KeyFile", deserialize_with = "de::string")]
-    key_file: Option<String>,
+    #[serde(rename = "KeyDirectory", deserialize_with = "de::string")]
+    key_dir: Option<String>,
     #[serde(rename = "ExitPolicy", deserialize_with = "de::exit_policy")]
     exit_policy: Option<ExitPolicy>,
     #[serde(rename = "Address", deserialize_with = "de::ip_list")]
@@ -64,9 +64,10 @@ pub struct RelayConf {
     pub nickname: String,
     /// `ORPort`: where to listen (required).
     pub or_port: SocketAddr,
-    /// `KeyFile`, resolved against the config file's folder; checked to be readable. Load
-    /// it with [`crate::keys::RelayKeyFile::load`]. Default `keys.toml`.
-    pub key_file: PathBuf,
+    /// `KeyDirectory` (C Tor's name): the key folder, resolved against the config file's
+    /// folder; checked to exist. Load it with [`crate::keys::RelayKeyFolder::load`].
+    /// Default `keys`.
+    pub key_dir: PathBuf,
     /// `ExitPolicy`; `None` = not an exit.
     pub exit_policy: Option<ExitPolicy>,
     /// `Address`: IPs announced in NETINFO; empty = the ORPort's IP.
@@ -123,8 +124,7 @@ impl RelayConf {
             ));
         }
         let or_port = s.or_port.ok_or_else(|| src.missing("ORPort"))?;
-        let key_file =
-            src.existing_file("KeyFile", s.key_file.as_deref().unwrap_or("keys.toml"))?;
+        let key_dir = src.existing_file("KeyDirectory", s.key_dir.as_deref().unwrap_or("keys"))?;
         let d = RelayConfig::default();
         let channel_handshake_timeout =
             handshake_timeout(&src, s.channel_handshake_timeout, d.handshake_timeout)?;
@@ -133,7 +133,7 @@ impl RelayConf {
             file: file.to_path_buf(),
             nickname,
             or_port,
-            key_file,
+            key_dir,
             exit_policy: s.exit_policy,
             address: s.address.unwrap_or_default(),
             runtime: RuntimeConf::take(&mut src)?,
@@ -148,11 +148,12 @@ impl RelayConf {
         })
     }
 
-    /// The engine's config for one worker's `Relay`: keys from `KeyFile`, the exit policy,
-    /// queue limits, and the announced addresses (`Address`, else the ORPort's IP unless it
-    /// is unspecified). Call once per worker (the keys are not `Clone`).
+    /// The engine's config for the relay's workers: keys from `KeyDirectory` (with the
+    /// type-2 and type-7 certificates made now), the exit policy, queue limits, and the
+    /// announced addresses (`Address`, else the ORPort's IP unless it is unspecified).
+    /// Load it once and clone it per worker: the keys are shared.
     pub fn engine_config(&self) -> Result<RelayConfig, KeyError> {
-        let keys = RelayKeyFile::load(&self.key_file)?;
+        let keys = load_relay_keys(&self.key_dir, std::time::SystemTime::now())?;
         let my_addrs = if !self.address.is_empty() {
             self.address.clone()
         } else if self.or_port.ip().is_unspecified() {
@@ -161,7 +162,7 @@ impl RelayConf {
             vec![self.or_port.ip()]
         };
         Ok(RelayConfig {
-            keys: Some(keys.relay_keys()),
+            keys: Some(keys),
             exit_policy: self.exit_policy.clone(),
             my_addrs,
             max_circuit_queue_cells: self.max_circuit_queue_cells,

@@ -55,6 +55,48 @@ impl<'de> Deserialize<'de> for Backend {
     }
 }
 
+/// How channels are carried (`Links`, `--links`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinksMode {
+    /// TLS on every link, as Tor's link protocol (the default): rustls, records in user
+    /// space, or kTLS where the kernel has the `tls` ULP.
+    Tls,
+    /// BENCHMARK MODE ONLY: plain TCP, no encryption and no TLS binding of relay identities
+    /// (the link handshake still proves them by certificates and ntor). For measuring what
+    /// TLS costs; C Tor relays refuse such links.
+    Plain,
+}
+
+impl LinksMode {
+    /// `"tls"` or `"plain"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinksMode::Tls => "tls",
+            LinksMode::Plain => "plain",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LinksMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = toml::Value::deserialize(d)?;
+        let s = v.as_str().ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "expected \"tls\" or \"plain\", found {}",
+                v.type_str()
+            ))
+        })?;
+        [LinksMode::Tls, LinksMode::Plain]
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown links {s:?}: want \"tls\" (the default) or \"plain\" (a benchmark mode)"
+                ))
+            })
+    }
+}
+
 /// The runtime keys as written (absent keys are `None`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -63,6 +105,8 @@ pub(super) struct RuntimeSection {
     workers: Option<usize>,
     #[serde(rename = "Backend")]
     backend: Option<Backend>,
+    #[serde(rename = "Links")]
+    links: Option<LinksMode>,
     #[serde(rename = "Schedulers", deserialize_with = "de::schedulers")]
     schedulers: Option<Vec<SchedulerKind>>,
     #[serde(
@@ -86,6 +130,8 @@ pub struct RuntimeConf {
     pub workers: usize,
     /// `Backend`.
     pub backend: Backend,
+    /// `Links`: TLS (default) or plain (benchmark mode only).
+    pub links: LinksMode,
     /// `Schedulers`: first usable one wins.
     pub schedulers: Vec<SchedulerKind>,
     /// `KISTSchedRunInterval` (a bare number is msec, as in Tor; range 1-100 ms, default 10).
@@ -102,6 +148,7 @@ impl Default for RuntimeConf {
         RuntimeConf {
             workers: 0,
             backend: Backend::Auto,
+            links: LinksMode::Tls,
             schedulers: SchedulerKind::TOR_DEFAULT.to_vec(),
             kist_sched_run_interval: Duration::from_millis(10),
             kist_sock_buf_size_factor: 1.0,
@@ -148,6 +195,7 @@ impl RuntimeConf {
         Ok(RuntimeConf {
             workers: s.workers.unwrap_or(d.workers),
             backend: s.backend.unwrap_or(d.backend),
+            links: s.links.unwrap_or(d.links),
             schedulers: s.schedulers.unwrap_or(d.schedulers),
             kist_sched_run_interval: interval,
             kist_sock_buf_size_factor: factor,

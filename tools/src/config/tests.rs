@@ -5,7 +5,7 @@ use std::time::Duration;
 use kistrel_pathsel::{CbtConfig, PathConfig};
 
 use super::*;
-use crate::keys::{KeyError, RelayKeyFile};
+use crate::keys::{KeyError, KeygenOptions, RelayKeyFolder};
 
 /// A folder with a key file and a directory file, for the file-existence checks.
 struct Fixture {
@@ -15,7 +15,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("keys.toml"), "").unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
         std::fs::write(dir.path().join("dir.toml"), "version = 1\n").unwrap();
         Fixture { dir }
     }
@@ -52,7 +52,7 @@ fn relay_defaults() {
     assert_eq!(c.file, f.file("relay.toml"));
     assert_eq!(c.nickname, "Unnamed");
     assert_eq!(c.or_port, "127.0.0.1:9001".parse().unwrap());
-    assert_eq!(c.key_file, f.file("keys.toml"));
+    assert_eq!(c.key_dir, f.file("keys"));
     assert_eq!(c.exit_policy, None);
     assert!(c.address.is_empty());
     assert_eq!(c.runtime, RuntimeConf::default());
@@ -75,11 +75,12 @@ fn relay_every_key() {
     let text = r#"
 Nickname = "guard1"
 ORPort = "[::1]:9001"
-KeyFile = "keys.toml"
+KeyDirectory = "keys"
 ExitPolicy = ["accept 127.0.0.0/8:*", "reject *:*"]
 Address = ["127.0.0.1", "::1"]
 Workers = 4
 Backend = "poll"
+Links = "PLAIN"
 Schedulers = "kistlite, Vanilla"
 KISTSchedRunInterval = "2 ms"
 KISTSockBufSizeFactor = 1.5
@@ -105,6 +106,7 @@ BandwidthRate = "100 MBits"
     assert_eq!(c.runtime.workers, 4);
     assert_eq!(c.runtime.effective_workers(), 4);
     assert_eq!(c.runtime.backend, Backend::Poll);
+    assert_eq!(c.runtime.links, LinksMode::Plain);
     assert_eq!(
         c.runtime.schedulers,
         vec![SchedulerKind::KistLite, SchedulerKind::Vanilla]
@@ -313,6 +315,10 @@ fn error_bad_values() {
             "D/relay.toml:2: key `Backend`: unknown backend \"epoll\": want \"auto\", \"uring\" or \"poll\"",
         ),
         (
+            "ORPort = \"127.0.0.1:9001\"\nLinks = \"ssl\"",
+            "D/relay.toml:2: key `Links`: unknown links \"ssl\": want \"tls\" (the default) or \"plain\" (a benchmark mode)",
+        ),
+        (
             "ORPort = \"127.0.0.1:9001\"\nSchedulers = \"KIST,Fast\"",
             "D/relay.toml:2: key `Schedulers`: unknown scheduler \"Fast\": want KIST, KISTLite or Vanilla",
         ),
@@ -358,7 +364,7 @@ fn error_missing_file() {
     let f = Fixture::new();
     let e = f
         .relay(
-            "ORPort = \"127.0.0.1:9001\"\nKeyFile = \"nope.toml\"\n",
+            "ORPort = \"127.0.0.1:9001\"\nKeyDirectory = \"nope\"\n",
             &[],
         )
         .unwrap_err();
@@ -366,15 +372,15 @@ fn error_missing_file() {
         ConfigError::MissingFile {
             key, path, origin, ..
         } => {
-            assert_eq!(*key, "KeyFile");
-            assert_eq!(path, &f.file("nope.toml"));
+            assert_eq!(*key, "KeyDirectory");
+            assert_eq!(path, &f.file("nope"));
             assert_eq!(*origin, Origin::Line(2));
         }
         other => panic!("wrong error {other:?}"),
     }
     assert!(f
         .msg(e)
-        .starts_with("D/relay.toml:2: key `KeyFile`: cannot open D/nope.toml: "));
+        .starts_with("D/relay.toml:2: key `KeyDirectory`: cannot open D/nope: "));
     let e = RelayConf::load(&f.file("absent.toml"), &[]).unwrap_err();
     assert!(matches!(e, ConfigError::Read { .. }));
     assert!(f
@@ -464,8 +470,8 @@ ncircuits_to_observe = 500
     assert_eq!(c.cbt.quantile_pct, 70.0);
     assert_eq!(c.cbt.ncircuits_to_observe, 500);
     assert_eq!(c.path.middle_nodes.to_string(), "relay2,ctor1");
-    assert_eq!(ClientConf::keys().len(), 4 + 6 + 14 + 10);
-    assert_eq!(RelayConf::keys().len(), 10 + 3 + 6);
+    assert_eq!(ClientConf::keys().len(), 4 + 7 + 14 + 10);
+    assert_eq!(RelayConf::keys().len(), 10 + 3 + 7);
     // A misspelt key of any section gets its suggestion.
     let e = f
         .client("DirectoryFile = \"dir.toml\"\ncbtquantil = 70.0\n", &[])
@@ -480,11 +486,12 @@ ncircuits_to_observe = 500
 fn client_pins_are_checked_against_the_directory() {
     let f = Fixture::new();
     let relay = |nick: &str, id: u8, flags: &str| {
+        let key = "A".repeat(43);
         format!(
             "[[relay]]\nnickname = \"{nick}\"\nidentity = \"{}\"\n\
-             ntor_key = \"{}\"\naddress = \"127.0.0.1:{}\"\nbandwidth = 10\nflags = [{flags}]\n",
+             ed25519_identity = \"{key}\"\nntor_key = \"{key}\"\naddress = \"127.0.0.1:{}\"\n\
+             bandwidth = 10\nflags = [{flags}]\n",
             hex::encode([id; 20]),
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
             9000 + u16::from(id),
         )
     };
@@ -558,13 +565,13 @@ fn client_errors() {
     // DataDirectory that is a file.
     let e = f
         .client(
-            "DirectoryFile = \"dir.toml\"\nDataDirectory = \"keys.toml\"\n",
+            "DirectoryFile = \"dir.toml\"\nDataDirectory = \"dir.toml\"\n",
             &[],
         )
         .unwrap_err();
     assert_eq!(
         f.msg(e),
-        "D/client.toml:2: key `DataDirectory`: D/keys.toml exists and is not a directory"
+        "D/client.toml:2: key `DataDirectory`: D/dir.toml exists and is not a directory"
     );
 }
 
@@ -584,17 +591,29 @@ fn relative_paths_resolve_against_the_config_folder() {
     );
 }
 
+/// A key folder at `keys` in the fixture, from `seed`.
+fn test_keys(f: &Fixture, seed: u64) -> RelayKeyFolder {
+    use rand::SeedableRng;
+    let keys = RelayKeyFolder::generate(
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        std::time::SystemTime::now(),
+        &KeygenOptions::default(),
+    )
+    .unwrap();
+    keys.save_new(&f.file("keys")).unwrap();
+    keys
+}
+
 #[test]
 fn engine_config_from_relay_conf() {
-    use rand::SeedableRng;
     let f = Fixture::new();
-    let keys = RelayKeyFile::generate(&mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
-    keys.save(&f.file("keys.toml")).unwrap();
+    let keys = test_keys(&f, 5);
     let text = "ORPort = \"127.0.0.1:9001\"\nExitPolicy = [\"accept *:80\"]\n\
                 MaxMemInQueues = \"1 MB\"\nMaxCircuitQueueCells = 7\n";
     let e = f.relay(text, &[]).unwrap().engine_config().unwrap();
     let k = e.keys.as_ref().unwrap();
-    assert_eq!(k.identity, keys.identity);
+    assert_eq!(k.rsa_id(), keys.rsa_id());
+    assert_eq!(k.identity.ed_id(), keys.ed_id());
     assert_eq!(k.ntor.public(), keys.ntor_public());
     assert!(e.exit_policy.as_ref().unwrap().allows_port(80));
     assert_eq!(e.my_addrs, vec![IpAddr::from([127, 0, 0, 1])]);
@@ -613,14 +632,14 @@ fn engine_config_from_relay_conf() {
         .engine_config()
         .unwrap();
     assert_eq!(e.my_addrs, vec![IpAddr::from([10, 1, 2, 3])]);
-    // An empty key file is found (the path check passes) but does not load.
-    std::fs::write(f.file("keys.toml"), "").unwrap();
+    // A key folder without its ntor key is found (the path check passes) but does not load.
+    std::fs::remove_file(f.file("keys").join("secret_onion_key_ntor")).unwrap();
     let err = f
         .relay(MINIMAL_RELAY, &[])
         .unwrap()
         .engine_config()
         .unwrap_err();
-    assert!(matches!(err, KeyError::Malformed { .. }), "{err:?}");
+    assert!(matches!(err, KeyError::Read { .. }), "{err:?}");
 }
 
 #[test]
@@ -693,10 +712,8 @@ fn handshake_timeout_and_circuit_creation_limit_keys() {
 #[test]
 fn engine_config_carries_handshake_timeout_and_creation_limit() {
     use kistrel_engine::relay::CircuitCreationLimit;
-    use rand::SeedableRng;
     let f = Fixture::new();
-    let keys = RelayKeyFile::generate(&mut rand_chacha::ChaCha8Rng::seed_from_u64(6));
-    keys.save(&f.file("keys.toml")).unwrap();
+    test_keys(&f, 6);
     let text =
         format!("{MINIMAL_RELAY}ChannelHandshakeTimeout = \"2 s\"\nDoSCircuitCreationRate = 7\n");
     let e = f.relay(&text, &[]).unwrap().engine_config().unwrap();

@@ -55,6 +55,7 @@ impl CtorRelay {
         RelayInfo {
             nickname: self.nickname.clone(),
             identity: self.identity,
+            ed25519_identity: self.ed25519_identity,
             ntor_key: self.ntor_key,
             address: self.address,
             bandwidth: self.bandwidth,

@@ -11,6 +11,13 @@
 //! summary speaks only of public addresses (tor#11264), so an exit that accepts only
 //! 127.0.0.0/8 would be summarised as "reject 1-65535" and no client reading
 //! microdescriptors would pick it. Nothing on this network asks for a public address.
+//!
+//! The exits also set `RefuseUnknownExits 0`: kistrel's relays are not in this network's
+//! consensus (kistrel publishes no descriptors; its clients read a merged directory, and C Tor
+//! relays reach kistrel relays through EXTEND2's link specifiers alone), and a C Tor exit
+//! refuses a BEGIN whose previous hop is a relay it does not know ("Attempt by ... to open a
+//! stream from unknown relay", tor's `connection_exit_begin_conn`), which C-K-C and K-K-C
+//! paths would hit. Nothing else a C Tor relay does for kistrel hops needs them listed.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -145,7 +152,9 @@ pub fn torrc(node: &NodeTorrc, authorities: &[AuthorityLine]) -> String {
             "ExitRelay 1\n\
              ExitPolicyRejectPrivate 0\n\
              ExitPolicy accept 127.0.0.0/8:*\n\
-             ExitPolicy accept *:*\n",
+             ExitPolicy accept *:*\n\
+             # kistrel relays are not in the consensus: let them be the hop before an exit\n\
+             RefuseUnknownExits 0\n",
         ),
     }
     s
@@ -208,6 +217,7 @@ mod tests {
             "ExitRelay 1",
             "ExitPolicyRejectPrivate 0",
             "ExitPolicy accept 127.0.0.0/8:*",
+            "RefuseUnknownExits 0",
         ] {
             assert!(l.contains(&want), "missing {want:?} in\n{text}");
         }

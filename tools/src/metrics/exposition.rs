@@ -191,6 +191,48 @@ fn counters() -> [Counter; 12] {
     ]
 }
 
+/// The per-worker link counters (links per kind, TLS records): name, help, unit, value.
+fn link_counters() -> [Counter; 7] {
+    [
+        (
+            "links_plain",
+            "Plain (benchmark mode) links opened",
+            None,
+            |w| w.links.plain,
+        ),
+        (
+            "links_tls_user",
+            "TLS links opened, records sealed and opened in user space",
+            None,
+            |w| w.links.tls_user,
+        ),
+        (
+            "links_ktls",
+            "TLS links whose records the kernel seals (kTLS)",
+            None,
+            |w| w.links.ktls,
+        ),
+        (
+            "tls_handshakes_failed",
+            "TLS handshakes that failed or timed out",
+            None,
+            |w| w.links.tls_handshake_failed,
+        ),
+        ("tls_records_in", "TLS records opened", None, |w| {
+            w.links.records.records_in
+        }),
+        (
+            "tls_records_staged",
+            "TLS records cut by the end of a receive buffer, finished in a staging buffer",
+            None,
+            |w| w.links.records.records_staged,
+        ),
+        ("tls_records_out", "TLS records sealed", None, |w| {
+            w.links.records.records_out
+        }),
+    ]
+}
+
 /// 1-2-5 steps from `10^lo` to `5 * 10^hi`.
 fn one_two_five(lo: i32, hi: i32) -> Vec<f64> {
     (lo..=hi)
@@ -277,7 +319,7 @@ fn buckets(h: &Histogram<u64>, bounds: &[f64], scale: f64) -> Vec<(f64, u64)> {
 
 impl Collector for FiguresCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        for (name, help, unit, value) in counters() {
+        for (name, help, unit, value) in counters().into_iter().chain(link_counters()) {
             let mut family =
                 encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
             for (worker, w) in &self.0 {

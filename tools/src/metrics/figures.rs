@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use kistrel_engine::relay::RelayStats;
+use kistrel_engine::runtime::LinkStats;
 use kistrel_sched::{SchedMetrics, SchedulerKind};
 
 /// One worker's latest figures.
@@ -15,6 +16,8 @@ pub struct WorkerFigures {
     pub sched: SchedMetrics,
     /// The scheduler the worker runs; `None` until it has reported.
     pub scheduler: Option<SchedulerKind>,
+    /// Links opened per kind (plain, TLS in user space, kTLS) and TLS record counters.
+    pub links: LinkStats,
     /// Events the worker dropped because the control thread's queue was full.
     pub events_dropped: u64,
     /// Commands the control thread dropped because the worker's queue was full.

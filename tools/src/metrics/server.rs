@@ -107,6 +107,7 @@ impl Publish for MetricsPublisher {
         w.sched = stats.sched.clone();
         w.scheduler = Some(stats.scheduler);
         w.events_dropped = stats.events_dropped;
+        w.links = stats.links;
     }
 
     fn control(&mut self, control: &ControlFigures) {
@@ -189,6 +190,7 @@ mod tests {
     use std::net::TcpStream;
 
     use kistrel_engine::relay::RelayStats;
+    use kistrel_engine::runtime::LinkStats;
     use kistrel_sched::{SchedMetrics, SchedulerKind};
 
     use super::*;
@@ -240,6 +242,10 @@ mod tests {
             sched: m,
             scheduler: SchedulerKind::Vanilla,
             events_dropped: 2,
+            links: LinkStats {
+                tls_user: 4,
+                ..LinkStats::default()
+            },
         });
         publisher.control(&ControlFigures {
             commands_dropped: vec![0, 3],
@@ -249,6 +255,7 @@ mod tests {
         for want in [
             "kistrel_control_events_dropped_total{worker=\"1\"} 2\n",
             "kistrel_control_commands_dropped_total{worker=\"1\"} 3\n",
+            "kistrel_links_tls_user_total{worker=\"1\"} 4\n",
         ] {
             assert!(body.contains(want), "missing {want:?} in\n{body}");
         }

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::SeedableRng;
-use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
+use rand_chacha::ChaCha8Rng;
 
-use crate::crypto::ntor::{self, NtorClient, NtorKeypair};
+use crate::crypto::ntor::{self, NtorClient};
 use crate::harness::{initiator_hello, transmit, App, LinkModel, Net, TargetKind, TARGET};
-use crate::relay::{ChanId, CircuitCreationLimit, RelayConfig, RelayKeys};
+use crate::relay::{ChanId, CircuitCreationLimit, RelayConfig};
 use crate::wire::{
     Cell, CellDecoder, ChanCell, ChanCmd, Create2, Created2, Destroy, DestroyReason,
 };
@@ -21,16 +21,12 @@ const MIB: u64 = 1 << 20;
 fn net_with_limited_guard(limit: CircuitCreationLimit, source: u64) -> Net {
     let mut net = Net::new(21, LinkModel::default());
     net.add_client();
-    let mut krng = ChaCha12Rng::seed_from_u64(77);
-    let ntor = NtorKeypair::generate(&mut krng);
-    let public = ntor.public();
-    let id = [0x61; 20];
     let cfg = RelayConfig {
-        keys: Some(RelayKeys { identity: id, ntor }),
+        keys: Some(crate::harness::relay_keys(77)),
         circuit_creation_limit: Some(limit),
         ..RelayConfig::default()
     };
-    assert_eq!(net.push_node(cfg, 1, id, public), 1);
+    assert_eq!(net.push_node(cfg, 1), 1);
     net.add_relay(false);
     net.add_relay(true);
     net.add_target(TARGET, TargetKind::Source(source));
@@ -122,7 +118,7 @@ fn create2_flood_is_limited_to_burst_plus_rate_and_a_transfer_stays_intact() {
         rest = &rest[used..];
         link_cells += usize::from(cell.is_some());
     }
-    assert_eq!(link_cells, 2, "VERSIONS and NETINFO");
+    assert_eq!(link_cells, 4, "VERSIONS, CERTS, AUTH_CHALLENGE and NETINFO");
 
     // 5000 valid CREATE2 (ntor), 100 every 10 ms of virtual time, while the transfer runs.
     let total: u32 = 5000;

@@ -6,13 +6,12 @@ use rand::SeedableRng;
 use rand_chacha::{ChaCha12Rng, ChaCha8Rng};
 
 use crate::crypto::fast;
-use crate::crypto::ntor::NtorKeypair;
 use crate::crypto::relay_crypto::ClientLayer;
 use crate::exit::ExitPolicy;
 use crate::harness::transmit;
 use crate::relay::{
     ChanId, CircuitError, CreateError, Event, ExtendError, FlowError, ForwardError, LinkError,
-    Rejection, Relay, RelayConfig, RelayKeys, StreamHandle,
+    PlainLinkAuth, Rejection, Relay, RelayConfig, StreamHandle,
 };
 use crate::time::Instant;
 use crate::wire::{
@@ -41,11 +40,7 @@ impl RawPeer {
     }
 
     fn connect_with(tune: impl FnOnce(&mut RelayConfig)) -> Self {
-        let mut krng = ChaCha12Rng::seed_from_u64(99);
-        let keys = RelayKeys {
-            identity: [7; 20],
-            ntor: NtorKeypair::generate(&mut krng),
-        };
+        let keys = crate::harness::relay_keys(99);
         let mut cfg = RelayConfig {
             keys: Some(keys),
             exit_policy: Some(
@@ -57,6 +52,7 @@ impl RawPeer {
         };
         tune(&mut cfg);
         let mut relay = Relay::new(cfg, ChaCha12Rng::seed_from_u64(1));
+        relay.set_wall_clock(crate::harness::epoch());
         let now = Instant::ZERO;
         let chan = relay.accept_channel(now, "10.1.1.1:4000".parse().expect("addr"));
         let mut p = RawPeer {
@@ -75,13 +71,23 @@ impl RawPeer {
             matches!(&got[0], ChanCell::Var(v) if v.cmd == ChanCmd::VERSIONS),
             "{got:?}"
         );
-        assert!(matches!(&got[1], ChanCell::Fixed(c) if c.cmd == ChanCmd::NETINFO));
+        let cmds: Vec<ChanCmd> = got.iter().map(ChanCell::cmd).collect();
+        assert_eq!(
+            cmds,
+            [
+                ChanCmd::VERSIONS,
+                ChanCmd::CERTS,
+                ChanCmd::AUTH_CHALLENGE,
+                ChanCmd::NETINFO
+            ]
+        );
         p
     }
 
     fn send_bytes(&mut self, bytes: &[u8]) {
         let now = self.now;
-        self.relay.handle_recv(now, self.chan, bytes);
+        self.relay
+            .handle_recv(now, self.chan, bytes, &PlainLinkAuth);
     }
 
     fn send_cell(&mut self, cell: &Cell) {
@@ -381,7 +387,7 @@ fn destroy_from_the_client_frees_the_circuit() {
 fn handshake_rejection(bytes: Vec<u8>) -> Option<LinkError> {
     let mut relay = Relay::new(RelayConfig::default(), ChaCha12Rng::seed_from_u64(1));
     let chan = relay.accept_channel(Instant::ZERO, "10.1.1.1:1".parse().expect("addr"));
-    relay.handle_recv(Instant::ZERO, chan, &bytes);
+    relay.handle_recv(Instant::ZERO, chan, &bytes, &PlainLinkAuth);
     let closed = matches!(relay.poll_event(), Some(Event::CloseChannel { chan: c }) if c == chan);
     assert_eq!(closed, relay.channel_count() == 0);
     match relay.last_rejection() {
@@ -567,4 +573,126 @@ fn unread_stream_bytes_are_queued_bytes_and_the_oom_handler_frees_them() {
     );
     assert_eq!(p.destroyed_with(), Some(DestroyReason::RESOURCELIMIT));
     p.relay.check_invariants().expect("invariants");
+}
+
+impl RawPeer {
+    /// The relay cells the exit sent back on our circuit, decrypted: (command, stream, data).
+    fn relay_replies(&mut self) -> Vec<(RelayCmd, u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        for cell in self.recv() {
+            let ChanCell::Fixed(mut c) = cell else {
+                continue;
+            };
+            if c.cmd != ChanCmd::RELAY || c.circ_id != self.circ {
+                continue;
+            }
+            let layer = self.layer.as_mut().expect("created");
+            assert!(layer.decrypt_backward(&mut c.body), "a cell from the exit");
+            let view = crate::wire::RelayCellView::new_checked(&c.body[..]).expect("relay cell");
+            let sid = view.stream_id().map_or(0, StreamId::get);
+            out.push((view.cmd(), sid, view.data().to_vec()));
+        }
+        out
+    }
+}
+
+fn resolve_data(host: &str) -> Vec<u8> {
+    let mut data = [0u8; RELAY_DATA_LEN];
+    let n = crate::wire::Resolve { host }
+        .emit(&mut data)
+        .expect("resolve");
+    data[..n].to_vec()
+}
+
+#[test]
+fn resolve_is_answered_with_resolved_and_makes_no_stream() {
+    use crate::wire::{Resolved, ResolvedAnswer};
+    let mut p = RawPeer::connect();
+    p.create();
+    // A literal is answered at once.
+    p.relay_cell(false, RelayCmd::RESOLVE, 5, &resolve_data("127.0.0.9"));
+    let replies = p.relay_replies();
+    assert_eq!(replies.len(), 1);
+    let (cmd, sid, data) = &replies[0];
+    assert_eq!((*cmd, *sid), (RelayCmd::RESOLVED, 5));
+    assert_eq!(
+        Resolved::parse(data).unwrap().answers,
+        [ResolvedAnswer::Addr {
+            ip: "127.0.0.9".parse().unwrap(),
+            ttl: 300
+        }]
+    );
+    // A name goes to the runtime's resolver; its answer comes back as RESOLVED.
+    p.relay_cell(false, RelayCmd::RESOLVE, 6, &resolve_data("example.test"));
+    let stream = match p.relay.poll_event() {
+        Some(Event::ResolveStream { stream, host }) if host == "example.test" => stream,
+        other => panic!("expected ResolveStream, got {other:?}"),
+    };
+    assert_eq!(p.relay.stream_count(), 1, "the id is held while resolving");
+    let now = p.now;
+    assert!(p
+        .relay
+        .handle_resolved(now, stream, Some("10.9.8.7".parse().unwrap())));
+    let replies = p.relay_replies();
+    assert_eq!(replies[0].0, RelayCmd::RESOLVED);
+    assert_eq!(
+        Resolved::parse(&replies[0].2).unwrap().answers[0],
+        ResolvedAnswer::Addr {
+            ip: "10.9.8.7".parse().unwrap(),
+            ttl: 300
+        }
+    );
+    assert_eq!(p.relay.stream_count(), 0, "no stream is made");
+    // A failed lookup is a transient error; a second answer for the id is not ours.
+    p.relay_cell(false, RelayCmd::RESOLVE, 7, &resolve_data("nowhere.test"));
+    let Some(Event::ResolveStream { stream, .. }) = p.relay.poll_event() else {
+        panic!("expected ResolveStream");
+    };
+    assert!(p.relay.handle_resolved(now, stream, None));
+    assert!(!p.relay.handle_resolved(now, stream, None));
+    let replies = p.relay_replies();
+    assert_eq!(
+        Resolved::parse(&replies[0].2).unwrap().answers,
+        [ResolvedAnswer::Error {
+            transient: true,
+            ttl: 300
+        }]
+    );
+    assert_eq!(p.relay.circuit_count(), 1);
+    p.relay.check_invariants().unwrap();
+}
+
+#[test]
+fn resolve_at_a_non_exit_and_begin_dir_get_end_with_their_reasons() {
+    let mut p = RawPeer::connect_with(|cfg| cfg.exit_policy = None);
+    p.create();
+    p.relay_cell(false, RelayCmd::RESOLVE, 3, &resolve_data("example.test"));
+    p.relay_cell(false, RelayCmd::BEGIN_DIR, 4, &[]);
+    let replies = p.relay_replies();
+    let ends: Vec<(u16, EndReason)> = replies
+        .iter()
+        .filter(|(cmd, ..)| *cmd == RelayCmd::END)
+        .map(|(_, sid, data)| (*sid, crate::wire::End::parse(data).unwrap().reason))
+        .collect();
+    assert_eq!(
+        ends,
+        [(3, EndReason::EXITPOLICY), (4, EndReason::NOTDIRECTORY)]
+    );
+    assert_eq!(p.relay.circuit_count(), 1);
+    assert_eq!(p.relay.stream_count(), 0);
+}
+
+#[test]
+fn unknown_relay_commands_are_dropped_and_counted_not_fatal() {
+    let mut p = RawPeer::connect();
+    p.create();
+    p.relay_cell(false, RelayCmd(200), 1, b"from the future");
+    p.relay_cell(false, RelayCmd(42), 0, &[]);
+    assert_eq!(p.relay.circuit_count(), 1, "the circuit stays");
+    assert_eq!(p.relay.stats().unknown_relay_commands, 2);
+    assert!(p.relay_replies().is_empty(), "nothing is answered");
+    // The cells still counted toward the digest: the circuit keeps working.
+    let stream = p.begin();
+    assert_eq!(p.relay.stream_count(), 1);
+    let _ = stream;
 }

@@ -19,6 +19,7 @@ fn streams(n: u16) -> Vec<StreamHandle> {
     );
     let hop = HopSpec {
         id: [1; 20],
+        ed_id: [3; 32],
         ntor_key: [2; 32],
         addr: ([10, 0, 0, 1], 9001).into(),
     };

@@ -13,6 +13,7 @@ fn at(ms: u64) -> Instant {
 fn path(guard: u8) -> Vec<HopSpec> {
     vec![HopSpec {
         id: [guard; 20],
+        ed_id: [3; 32],
         ntor_key: [2; 32],
         addr: ([10, 0, 0, guard], 9001).into(),
     }]

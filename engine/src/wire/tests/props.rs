@@ -247,3 +247,51 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// CERTS: any list of certificates emits and parses back; arbitrary bytes parse or give
+    /// a typed error, and what parses re-encodes to the bytes it was read from.
+    #[test]
+    fn certs_round_trip(entries in vec((any::<u8>(), vec(any::<u8>(), 0..300)), 0..8)) {
+        let certs = Certs {
+            certs: entries.iter().map(|(t, c)| (CertType(*t), &c[..])).collect(),
+        };
+        let cell = certs.to_var_cell().unwrap();
+        prop_assert_eq!(Certs::parse(&cell.payload).unwrap(), certs);
+    }
+
+    #[test]
+    fn link_auth_parsers_take_garbage(bytes in vec(any::<u8>(), 0..600)) {
+        if let Ok(certs) = Certs::parse(&bytes) {
+            let cell = certs.to_var_cell().unwrap();
+            prop_assert_eq!(&bytes[..cell.payload.len()], &cell.payload[..]);
+        }
+        if let Ok(ac) = AuthChallenge::parse(&bytes) {
+            let cell = ac.to_var_cell().unwrap();
+            prop_assert_eq!(&bytes[..cell.payload.len()], &cell.payload[..]);
+        }
+        if let Ok(a) = Authenticate::parse(&bytes) {
+            if let Ok(auth) = Auth3::parse(a.auth) {
+                let signed = auth.fields.signed_bytes(&auth.rand);
+                prop_assert_eq!(&auth.signed[..Auth3::SIGNED_LEN], &signed[..]);
+            }
+        }
+        if let Ok(cert) = Ed25519Cert::parse(&bytes) {
+            let mut out = vec![0u8; cert.unsigned_len()];
+            let n = cert.emit_unsigned(&mut out).unwrap();
+            prop_assert_eq!(&out[..n], cert.signed);
+        }
+        if let Ok(cc) = RsaCrosscert::parse(&bytes) {
+            let signed = RsaCrosscert::signed_part(&cc.ed_key, cc.expiration_hours);
+            prop_assert_eq!(RsaCrosscert::encode(&signed, cc.signature).unwrap(), bytes);
+        }
+    }
+
+    /// AUTH_CHALLENGE round trip for any challenge and method list.
+    #[test]
+    fn auth_challenge_round_trip(challenge in any::<[u8; 32]>(), methods in vec(any::<u16>(), 0..20)) {
+        let ac = AuthChallenge { challenge, methods };
+        let cell = ac.to_var_cell().unwrap();
+        prop_assert_eq!(AuthChallenge::parse(&cell.payload).unwrap(), ac);
+    }
+}

@@ -409,3 +409,62 @@ fn test_truncated() {
         }
     );
 }
+
+#[test]
+fn test_resolve_and_resolved() {
+    // RESOLVE: the name and its NUL.
+    let r = Resolve::parse(b"example.com\0").unwrap();
+    assert_eq!(r.host, "example.com");
+    let mut out = [0xa5u8; 16];
+    assert_eq!(r.emit(&mut out), Ok(12));
+    assert_eq!(&out[..12], b"example.com\0");
+    assert_eq!(
+        Resolve::parse(b"example.com"),
+        Err(Error::Truncated {
+            field: "resolve hostname"
+        })
+    );
+    assert_eq!(
+        Resolve::parse(b"\0"),
+        Err(Error::BadValue {
+            field: "resolve hostname"
+        })
+    );
+    // RESOLVED, tor-spec 6.4 layout: IPv4 first, then IPv6; an error answer alone.
+    let bytes = unhex(
+        "04 04 7F000001 0000012C
+         06 10 00000000000000000000000000000001 0000003C",
+    );
+    let resolved = Resolved::parse(&bytes).unwrap();
+    assert_eq!(
+        resolved.answers,
+        [
+            ResolvedAnswer::Addr {
+                ip: "127.0.0.1".parse().unwrap(),
+                ttl: 300
+            },
+            ResolvedAnswer::Addr {
+                ip: "::1".parse().unwrap(),
+                ttl: 60
+            }
+        ]
+    );
+    let mut out = [0u8; RELAY_DATA_LEN];
+    let n = resolved.emit(&mut out).unwrap();
+    assert_eq!(&out[..n], &bytes[..]);
+    let error = Resolved {
+        answers: vec![ResolvedAnswer::Error {
+            transient: false,
+            ttl: 0,
+        }],
+    };
+    let n = error.emit(&mut out).unwrap();
+    // C Tor's error text, then the TTL.
+    assert_eq!(&out[..2], &[0xF1, 24]);
+    assert_eq!(&out[2..26], b"Error resolving hostname");
+    assert_eq!(Resolved::parse(&out[..n]).unwrap(), error);
+    assert!(matches!(
+        Resolved::parse(&unhex("04 03 7F0000 00000000")),
+        Err(Error::BadLength { .. })
+    ));
+}

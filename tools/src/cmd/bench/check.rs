@@ -63,6 +63,7 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     let compare = Comparisons {
         workers: true,
         schedulers: true,
+        links: args.run.compare_links,
     };
     let (report, failed) = run::measure(&args.run, compare)?;
     run::finish(&args.run, &report)?;

@@ -13,7 +13,7 @@ use kistrel_sched::SchedulerKind;
 use super::nodes::{self, NodeSchedMetrics};
 use super::procs;
 use crate::cmd::args::scheduler_parser;
-use crate::config::Backend;
+use crate::config::{Backend, LinksMode};
 use crate::error::CliError;
 
 /// The network every bench job brings up: options shared by all of them.
@@ -29,6 +29,10 @@ pub struct NodeArgs {
     /// Runtime backend for every node.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
+    /// Links between the nodes: `tls` (Tor's link protocol) or `plain` (a benchmark mode:
+    /// no encryption; see `--compare-links`).
+    #[arg(long, value_enum, default_value_t = LinksMode::Tls)]
+    pub links: LinksMode,
     /// Folder for the network's files and logs (default: a fresh temp folder).
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
@@ -82,6 +86,8 @@ impl NetChild {
             &nodes.workers.to_string(),
             "--backend",
             nodes.backend.name(),
+            "--links",
+            nodes.links.name(),
             "--metrics",
             "--dir",
         ])

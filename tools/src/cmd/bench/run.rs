@@ -29,6 +29,7 @@ use super::procs::{self, ProcessCpu};
 use crate::error::CliError;
 use crate::tgen::Server;
 
+mod links;
 mod report;
 mod table;
 
@@ -57,6 +58,11 @@ pub struct RunArgs {
     /// Also run the relayed transfers with 2 workers per node and report 2-worker / 1-worker.
     #[arg(long)]
     pub compare_workers: bool,
+    /// Also run the same transfers over TLS links and over plain links (the benchmark mode)
+    /// on fresh networks, alternated twice (TLS, plain, TLS, plain), and report the TLS /
+    /// plain throughput ratio and the CPU-s/GiB TLS adds per node role.
+    #[arg(long)]
+    pub compare_links: bool,
 }
 
 /// What the comparisons to run are.
@@ -64,6 +70,7 @@ pub struct RunArgs {
 pub(super) struct Comparisons {
     pub workers: bool,
     pub schedulers: bool,
+    pub links: bool,
 }
 
 /// Run the main job.
@@ -71,6 +78,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let compare = Comparisons {
         workers: args.compare_workers,
         schedulers: args.compare_schedulers,
+        links: args.compare_links,
     };
     let (report, failed) = measure(args, compare)?;
     finish(args, &report)?;
@@ -136,18 +144,13 @@ pub(super) fn measure(args: &RunArgs, compare: Comparisons) -> Result<(Report, u
         .schedulers
         .then(|| compare_schedulers(&phase, args, &dir))
         .transpose()?;
+    let links_comparison = compare
+        .links
+        .then(|| links::compare_links(&phase, args, &dir))
+        .transpose()?;
 
     let gib = relayed.bytes_ok() as f64 / (1u64 << 30) as f64;
-    let cpu = pids
-        .iter()
-        .zip(cpu_before.iter().zip(&cpu_after))
-        .map(|((role, pid), (b, a))| ProcessCpu {
-            role: role.clone(),
-            pid: *pid,
-            cpu_s: a - b,
-            cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { 0.0 },
-        })
-        .collect();
+    let cpu = cpu_per_gib(&pids, &cpu_before, &cpu_after, gib);
     let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
     let report = Report {
         schema: "kistrel.bench/1",
@@ -155,6 +158,7 @@ pub(super) fn measure(args: &RunArgs, compare: Comparisons) -> Result<(Report, u
         transfer_mib: args.size,
         workers: args.nodes.workers,
         backend: args.nodes.backend.name(),
+        links: args.nodes.links.name(),
         scheduler: args
             .nodes
             .scheduler
@@ -171,6 +175,7 @@ pub(super) fn measure(args: &RunArgs, compare: Comparisons) -> Result<(Report, u
         bytes_verified: relayed.bytes_ok(),
         scheduler_comparison,
         workers_comparison,
+        links_comparison,
         transfers: BTreeMap::from([
             ("direct", direct.summaries()),
             ("relayed", relayed.summaries()),
@@ -187,6 +192,19 @@ fn cpu_or_zero(pid: i32) -> f64 {
     procs::cpu_seconds(pid).unwrap_or(0.0)
 }
 
+/// Each process's CPU seconds between two readings, and per GiB moved.
+fn cpu_per_gib(pids: &[(String, i32)], before: &[f64], after: &[f64], gib: f64) -> Vec<ProcessCpu> {
+    pids.iter()
+        .zip(before.iter().zip(after))
+        .map(|((role, pid), (b, a))| ProcessCpu {
+            role: role.clone(),
+            pid: *pid,
+            cpu_s: a - b,
+            cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { 0.0 },
+        })
+        .collect()
+}
+
 fn compare_workers(
     phase: &Phase,
     args: &RunArgs,
@@ -197,7 +215,9 @@ fn compare_workers(
         workers: 2,
         ..args.nodes.clone()
     };
-    let (two, _) = phase.run(&nodes, &dir.with_file_name("net-2-workers"), "w2")?;
+    let two = phase
+        .run(&nodes, &dir.with_file_name("net-2-workers"), "w2")?
+        .mix;
     let (one, two) = (one.throughput_mib_s(), two.throughput_mib_s());
     Ok(WorkersComparison {
         one_worker_mib_s: one,
@@ -225,7 +245,8 @@ fn compare_schedulers(
         };
         let name = kind.name().to_ascii_lowercase();
         let phase_dir = dir.with_file_name(format!("net-{name}-{round}"));
-        let (mix, figures) = phase.run(&nodes, &phase_dir, &format!("cmp{round}"))?;
+        let PhaseRun { mix, figures, .. } =
+            phase.run(&nodes, &phase_dir, &format!("cmp{round}"))?;
         by_phase.push(figures);
         match kind {
             SchedulerKind::Kist => kist.push(mix.throughput_mib_s()),
@@ -248,16 +269,24 @@ struct Phase {
     spec: MixSpec,
 }
 
+/// What one extra phase measured.
+struct PhaseRun {
+    mix: MixResult,
+    figures: Vec<NodeSchedMetrics>,
+    /// Each node process's CPU over the transfers.
+    cpu: Vec<ProcessCpu>,
+}
+
 impl Phase {
-    fn run(
-        &self,
-        nodes: &NodeArgs,
-        dir: &Path,
-        label: &str,
-    ) -> Result<(MixResult, Vec<NodeSchedMetrics>), CliError> {
+    fn run(&self, nodes: &NodeArgs, dir: &Path, label: &str) -> Result<PhaseRun, CliError> {
         let net = NetChild::start(nodes, &NetShape::three_hops(), dir)?;
+        let pids = net.pids();
+        let before: Vec<f64> = pids.iter().map(|(_, p)| cpu_or_zero(*p)).collect();
         let started = Instant::now();
         let mix = run_mix(self.target, Some(net.socks), self.spec, label)?;
+        let after: Vec<f64> = pids.iter().map(|(_, p)| cpu_or_zero(*p)).collect();
+        let gib = mix.bytes_ok() as f64 / (1u64 << 30) as f64;
+        let cpu = cpu_per_gib(&pids, &before, &after, gib);
         std::thread::sleep(METRICS_SETTLE);
         let figures = net.scheduler_figures(started.elapsed().as_secs_f64());
         net.stop();
@@ -267,7 +296,7 @@ impl Phase {
                 format!("{} transfer(s) of phase {label} failed", mix.failed()),
             ));
         }
-        Ok((mix, figures))
+        Ok(PhaseRun { mix, figures, cpu })
     }
 }
 

@@ -26,9 +26,9 @@ use toml::Value;
 use super::error::NetError;
 use kistrel_sched::SchedulerKind;
 
-use crate::config::Backend;
+use crate::config::{Backend, LinksMode};
 use crate::fsutil::write_atomic;
-use crate::keys::RelayKeyFile;
+use crate::keys::RelayKeyFolder;
 
 /// The exit relay's policy.
 pub const EXIT_POLICY: &str = "accept 127.0.0.0/8:*";
@@ -44,6 +44,8 @@ pub struct LayoutOptions {
     pub scheduler: Option<SchedulerKind>,
     /// `Backend` for every node.
     pub backend: Option<Backend>,
+    /// `Links` for every node.
+    pub links: Option<LinksMode>,
     /// `MetricsPort` on port 0 of each node's address (each prints `metrics addr=ADDR`).
     pub metrics: bool,
     /// The exit's policy; `None`: [`EXIT_POLICY`].
@@ -70,7 +72,7 @@ pub struct RelayFiles {
     pub or_port: SocketAddr,
     /// `DIR/relayK.toml`.
     pub config: PathBuf,
-    /// `DIR/relayK-keys.toml`.
+    /// `DIR/relayK-keys/`: the key folder.
     pub keys: PathBuf,
     /// `DIR/relayK.log`: the child's stdout and stderr.
     pub log: PathBuf,
@@ -121,6 +123,9 @@ fn runtime_keys(opts: &LayoutOptions) -> String {
     if let Some(b) = opts.backend {
         s.push_str(&format!("Backend = {}\n", quote(b.name())));
     }
+    if let Some(l) = opts.links {
+        s.push_str(&format!("Links = {}\n", quote(l.name())));
+    }
     if let Some(k) = opts.scheduler {
         s.push_str(&format!("Schedulers = [{}]\n", quote(k.name())));
     }
@@ -130,7 +135,7 @@ fn runtime_keys(opts: &LayoutOptions) -> String {
 /// The relay config text.
 pub fn relay_config_text(r: &RelayFiles, exit: bool, opts: &LayoutOptions) -> String {
     let mut s = format!(
-        "# kistrel net: relay {nick}\nNickname = {}\nORPort = {}\nKeyFile = {}\n",
+        "# kistrel net: relay {nick}\nNickname = {}\nORPort = {}\nKeyDirectory = {}\n",
         quote(&r.nickname),
         quote(&r.or_port.to_string()),
         quote(&file_name(&r.keys)),
@@ -176,7 +181,7 @@ pub fn client_config_text(socks: SocketAddr, opts: &LayoutOptions) -> String {
 
 /// The directory listing every relay with its public keys.
 pub fn directory_for(
-    relays: &[(RelayFiles, RelayKeyFile)],
+    relays: &[(RelayFiles, RelayKeyFolder)],
     opts: &LayoutOptions,
 ) -> Result<Directory, NetError> {
     let last = relays.len().saturating_sub(1);
@@ -206,7 +211,8 @@ pub fn directory_for(
             };
             Ok(RelayInfo {
                 nickname: files.nickname.clone(),
-                identity: keys.identity,
+                identity: keys.rsa_id(),
+                ed25519_identity: keys.ed_id(),
                 ntor_key: keys.ntor_public(),
                 address: files.or_port,
                 bandwidth: BANDWIDTH,
@@ -235,7 +241,7 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<(), NetError> {
 pub fn write_layout(
     dir: &Path,
     or_ports: &[SocketAddr],
-    keys: Vec<RelayKeyFile>,
+    keys: Vec<RelayKeyFolder>,
     socks: SocketAddr,
     opts: &LayoutOptions,
 ) -> Result<Layout, NetError> {
@@ -253,7 +259,7 @@ pub fn write_layout(
         path: dir.join("client-data"),
         source,
     })?;
-    let relays: Vec<(RelayFiles, RelayKeyFile)> = or_ports
+    let relays: Vec<(RelayFiles, RelayKeyFolder)> = or_ports
         .iter()
         .zip(keys)
         .enumerate()
@@ -261,7 +267,7 @@ pub fn write_layout(
             let nickname = format!("relay{}", i + 1);
             let files = RelayFiles {
                 config: dir.join(format!("{nickname}.toml")),
-                keys: dir.join(format!("{nickname}-keys.toml")),
+                keys: dir.join(format!("{nickname}-keys")),
                 log: dir.join(format!("{nickname}.log")),
                 nickname,
                 or_port,
@@ -299,9 +305,14 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    fn layout(dir: &Path, n: usize, opts: &LayoutOptions) -> (Layout, Vec<RelayKeyFile>) {
+    fn keys(rng: &mut ChaCha8Rng) -> RelayKeyFolder {
+        let now = std::time::SystemTime::now();
+        RelayKeyFolder::generate(rng, now, &Default::default()).unwrap()
+    }
+
+    fn layout(dir: &Path, n: usize, opts: &LayoutOptions) -> (Layout, Vec<RelayKeyFolder>) {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let keys: Vec<RelayKeyFile> = (0..n).map(|_| RelayKeyFile::generate(&mut rng)).collect();
+        let keys: Vec<RelayKeyFolder> = (0..n).map(|_| keys(&mut rng)).collect();
         // Fixed ports: nothing binds them in this test.
         let ports: Vec<SocketAddr> = (0..n)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16)))
@@ -322,6 +333,7 @@ mod tests {
             workers: Some(2),
             scheduler: Some(SchedulerKind::KistLite),
             backend: Some(Backend::Poll),
+            links: Some(LinksMode::Plain),
             ..LayoutOptions::default()
         };
         let (l, keys) = layout(&dir, 4, &opts);
@@ -335,7 +347,8 @@ mod tests {
         assert_eq!(d.relays().len(), 4);
         for (i, (r, k)) in d.relays().iter().zip(&keys).enumerate() {
             assert_eq!(r.nickname, format!("relay{}", i + 1));
-            assert_eq!(r.identity, k.identity);
+            assert_eq!(r.identity, k.rsa_id());
+            assert_eq!(r.ed25519_identity, k.ed_id());
             assert_eq!(r.ntor_key, k.ntor_public());
             assert_eq!(r.address, l.relays[i].or_port);
             assert_eq!(r.bandwidth, BANDWIDTH);
@@ -357,12 +370,16 @@ mod tests {
             let c = RelayConf::load(&files.config, &[]).unwrap();
             assert_eq!(c.nickname, files.nickname);
             assert_eq!(c.or_port, files.or_port);
-            assert_eq!(c.key_file, files.keys);
+            assert_eq!(c.key_dir, files.keys);
             assert_eq!(c.exit_policy.is_some(), i == 3);
             assert_eq!(c.runtime.workers, 2);
             assert_eq!(c.runtime.backend, Backend::Poll);
+            assert_eq!(c.runtime.links, LinksMode::Plain);
             assert_eq!(c.runtime.schedulers, vec![SchedulerKind::KistLite]);
-            assert_eq!(&RelayKeyFile::load(&c.key_file).unwrap(), k);
+            let loaded = RelayKeyFolder::load(&c.key_dir).unwrap();
+            assert_eq!(loaded.rsa_id(), k.rsa_id());
+            assert_eq!(loaded.ed_id(), k.ed_id());
+            assert_eq!(loaded.ntor_public(), k.ntor_public());
         }
 
         // The client config loads, points at the directory, and allows one /16.
@@ -474,10 +491,7 @@ mod tests {
         let ports = free_loopback_ports(2).unwrap();
         assert_ne!(ports[0], ports[1]);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let keys = vec![
-            RelayKeyFile::generate(&mut rng),
-            RelayKeyFile::generate(&mut rng),
-        ];
+        let keys = vec![keys(&mut rng), keys(&mut rng)];
         let e = write_layout(
             tmp.path(),
             &ports,

@@ -27,6 +27,8 @@ pub(in crate::cmd::bench) struct SchedulerComparison {
     pub(in crate::cmd::bench) kist_over_vanilla: f64,
 }
 
+pub(in crate::cmd::bench) use super::links::LinksComparison;
+
 /// The main phase's throughput figures: relayed, direct and through plain forwarders.
 #[derive(Debug, Serialize)]
 pub(in crate::cmd::bench) struct Throughput {
@@ -46,6 +48,8 @@ pub(in crate::cmd::bench) struct Report {
     pub(in crate::cmd::bench) transfer_mib: u32,
     pub(in crate::cmd::bench) workers: u16,
     pub(in crate::cmd::bench) backend: &'static str,
+    /// `tls` or `plain`: the links of the main phase.
+    pub(in crate::cmd::bench) links: &'static str,
     pub(in crate::cmd::bench) scheduler: String,
     #[serde(flatten)]
     pub(in crate::cmd::bench) throughput: Throughput,
@@ -55,6 +59,8 @@ pub(in crate::cmd::bench) struct Report {
     pub(in crate::cmd::bench) scheduler_comparison: Option<SchedulerComparison>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(in crate::cmd::bench) workers_comparison: Option<WorkersComparison>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(in crate::cmd::bench) links_comparison: Option<LinksComparison>,
     /// Per phase (`relayed`, `direct`, `forwarded`), per model (`bulk`, `web`): counts,
     /// failures by reason, bytes, TTFB / TTLB percentiles (tgen's summaries).
     pub(in crate::cmd::bench) transfers: BTreeMap<&'static str, BTreeMap<String, ModelSummary>>,

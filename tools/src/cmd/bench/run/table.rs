@@ -7,8 +7,8 @@ use crate::tgen::Percentiles;
 pub(super) fn print(r: &Report) {
     let t = &r.throughput;
     println!(
-        "kistrel bench  ({} x {} MiB, {} worker(s), backend {}, scheduler {})",
-        r.circuits, r.transfer_mib, r.workers, r.backend, r.scheduler
+        "kistrel bench  ({} x {} MiB, {} worker(s), backend {}, links {}, scheduler {})",
+        r.circuits, r.transfer_mib, r.workers, r.backend, r.links, r.scheduler
     );
     println!(
         "  throughput   3 hops {:8.1} MiB/s   direct {:8.1} MiB/s   ratio {:.3}",
@@ -55,6 +55,25 @@ pub(super) fn print(r: &Report) {
             "  workers      1: {:.1} MiB/s   2: {:.1} MiB/s   2/1 {:.3}",
             w.one_worker_mib_s, w.two_workers_mib_s, w.two_over_one
         );
+    }
+    if let Some(l) = &r.links_comparison {
+        let round = |v: &[f64]| {
+            v.iter()
+                .map(|v| (v * 10.0).round() / 10.0)
+                .collect::<Vec<_>>()
+        };
+        println!(
+            "  links        TLS {:?} MiB/s   plain {:?} MiB/s   TLS/plain {:.3}",
+            round(&l.tls_mib_s),
+            round(&l.plain_mib_s),
+            l.tls_over_plain
+        );
+        for c in &l.cpu_by_role {
+            println!(
+                "  links cpu    {:<8} TLS {:6.2}  plain {:6.2}  TLS adds {:+6.2} CPU-s/GiB",
+                c.role, c.tls_cpu_s_per_gib, c.plain_cpu_s_per_gib, c.added_cpu_s_per_gib
+            );
+        }
     }
     if !r.scheduler_metrics.is_empty() {
         println!("  scheduler    node     runs/s  cells/run p50  relay queue p50/p99 ms  kernel queue (sampled) p50/p99 ms");
