@@ -101,6 +101,7 @@ impl Channels {
             slab: GenSlab::default(),
             seed,
             outbound: HashMap::new(),
+            verified: HashMap::new(),
             ready: VecDeque::new(),
         }
     }
