@@ -1,5 +1,5 @@
 //! The learned circuit build timeout (proposal 151, as refined by Tor's `circuitstats.c` and
-//! Arti's `tor-circmgr` Pareto estimator; spec/pathsel.md section 1).
+//! Arti's `tor-circmgr` Pareto estimator; docs/spec/pathsel.md section 1).
 //!
 //! ```text
 //!  add_build(ms) ──► 1000-slot ring of u16 ms ──► 10 ms histogram (kept in step)

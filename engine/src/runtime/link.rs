@@ -1,5 +1,5 @@
 //! The link layer of a channel connection: what sits between the driver's bytes and the cell
-//! codec (DESIGN.md, "link layer").
+//! codec (docs/design.md, "link layer").
 //!
 //! ```text
 //!   driver Recv(buf) --> Link::open(&mut buf, deliver) --> plaintext --> Relay::handle_recv

@@ -241,7 +241,7 @@ fn learned(samples: &[f64]) -> CbtEstimator {
     est
 }
 
-/// Statistical check (spec/pathsel.md section 1, Tor's `test_circuit_timeout`): fit 1000
+/// Statistical check (docs/spec/pathsel.md section 1, Tor's `test_circuit_timeout`): fit 1000
 /// build times from a known distribution and read the TRUE CDF at the learned timeout.
 ///
 /// What the estimator can promise: Xm is the mean of the fullest 10 ms bins, which sits
