@@ -52,7 +52,10 @@ fn runtime(r: &RuntimeConf) -> Vec<Entry> {
         ("Workers", Some(int(r.workers as u64))),
         ("Backend", Some(string(r.backend.name()))),
         ("Schedulers", Some(Value::Array(schedulers))),
-        ("KISTSchedRunInterval", Some(duration(r.kist_sched_run_interval))),
+        (
+            "KISTSchedRunInterval",
+            Some(duration(r.kist_sched_run_interval)),
+        ),
         (
             "KISTSockBufSizeFactor",
             Some(Value::Float(r.kist_sock_buf_size_factor)),
@@ -79,7 +82,10 @@ fn ordered(order: &[&'static str], entries: Vec<Entry>) -> Vec<Entry> {
     order
         .iter()
         .map(|k| {
-            let v = entries.iter().find(|(e, _)| e == k).and_then(|(_, v)| v.clone());
+            let v = entries
+                .iter()
+                .find(|(e, _)| e == k)
+                .and_then(|(_, v)| v.clone());
             (*k, v)
         })
         .collect()
@@ -137,8 +143,14 @@ impl ClientConf {
             ("MetricsPort", self.metrics_port.map(string)),
         ];
         e.extend(runtime(&self.runtime));
-        e.extend(section(&self.path, super::source::keys_of::<kistrel_pathsel::PathConfig>()));
-        e.extend(section(&self.cbt, super::source::keys_of::<kistrel_pathsel::CbtConfig>()));
+        e.extend(section(
+            &self.path,
+            super::source::keys_of::<kistrel_pathsel::PathConfig>(),
+        ));
+        e.extend(section(
+            &self.cbt,
+            super::source::keys_of::<kistrel_pathsel::CbtConfig>(),
+        ));
         ordered(&Self::keys(), e)
     }
 

@@ -682,10 +682,19 @@ fn relay_effective_config_names_every_key_and_loads_back_the_same() {
     let keys: Vec<&str> = c.effective().iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, RelayConf::keys());
     let printed = c.effective_toml();
-    assert!(printed.contains("MaxMemInQueues = \"64 MB\"\n"), "{printed}");
-    assert!(printed.contains("KISTSchedRunInterval = \"5ms\"\n"), "{printed}");
+    assert!(
+        printed.contains("MaxMemInQueues = \"64 MB\"\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("KISTSchedRunInterval = \"5ms\"\n"),
+        "{printed}"
+    );
     assert!(printed.contains("# MetricsPort = (unset)\n"), "{printed}");
-    assert!(printed.contains("ChannelHandshakeTimeout = \"30s\"\n"), "{printed}");
+    assert!(
+        printed.contains("ChannelHandshakeTimeout = \"30s\"\n"),
+        "{printed}"
+    );
     let back = f.relay(&printed, &[]).unwrap();
     assert_eq!(format!("{back:?}"), format!("{c:?}"));
 }
@@ -699,11 +708,22 @@ fn client_effective_config_names_every_key_and_loads_back_the_same() {
     let keys: Vec<&str> = c.effective().iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, ClientConf::keys());
     // Only MetricsPort is unset in a client's defaults.
-    let unset: Vec<&str> = c.effective().iter().filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
+    let unset: Vec<&str> = c
+        .effective()
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
     assert_eq!(unset, ["MetricsPort"]);
     let printed = c.effective_toml();
-    assert!(printed.contains("EnforceDistinctSubnets = false\n"), "{printed}");
-    assert!(printed.contains("SocksPort = \"127.0.0.1:9050\"\n"), "{printed}");
+    assert!(
+        printed.contains("EnforceDistinctSubnets = false\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("SocksPort = \"127.0.0.1:9050\"\n"),
+        "{printed}"
+    );
     assert!(printed.contains("NumEntryGuards = 3\n"), "{printed}");
     let back = f.client(&printed, &[]).unwrap();
     assert_eq!(format!("{back:?}"), format!("{c:?}"));
