@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use kistrel_pathsel::dir::Position;
 use kistrel_pathsel::sample::{sample_paths, ChiSquare, SampleReport};
-use kistrel_pathsel::{DirError, Directory, PathConfig, PathError, PathSelector};
+use kistrel_pathsel::{DirError, Directory, NoPathCause, PathConfig, PathError, PathSelector};
 use rand::{SeedableRng, TryRngCore};
 use rand_chacha::ChaCha8Rng;
 
@@ -36,8 +36,8 @@ pub struct SampleArgs {
     /// Directory file (as `kistrel net` writes, or hand-written).
     #[arg(long, value_name = "FILE")]
     pub dir: PathBuf,
-    /// Paths to pick.
-    #[arg(short = 'n', value_name = "N")]
+    /// Paths to pick (at least 1).
+    #[arg(short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub n: u64,
     /// RNG seed (ChaCha8); without it a random seed is drawn and printed.
     #[arg(long, value_name = "S")]
@@ -65,13 +65,12 @@ pub enum PathCmdError {
         source: DirError,
     },
     /// The directory does not allow a path.
-    #[error("{}: cannot pick a path: {source}{}", path.display(), if matches!(source, PathError::NoMiddle | PathError::NoGuard) { " (on a one-machine network try --allow-same-subnet)" } else { "" })]
+    #[error("{}: cannot pick a path: {cause}", path.display())]
     NoPath {
         /// The directory file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: PathError,
+        /// Why, with what to change (as `kistrel client` says it).
+        cause: NoPathCause,
     },
     /// The OS RNG failed while drawing a seed.
     #[error("cannot draw a random seed: {0} (pass --seed)")]
@@ -145,10 +144,15 @@ pub fn run(args: PathArgs) -> Result<(), PathCmdError> {
         enforce_distinct_subnets: !args.allow_same_subnet,
         ..PathConfig::default()
     };
-    let report = sample(&dir, cfg, args.n, seed).map_err(|source| PathCmdError::NoPath {
+    let no_path = |cause| PathCmdError::NoPath {
         path: args.dir.clone(),
-        source,
-    })?;
+        cause,
+    };
+    if let Some(cause) = kistrel_pathsel::explain(&PathSelector::new(&dir, cfg.clone()), None, None)
+    {
+        return Err(no_path(cause));
+    }
+    let report = sample(&dir, cfg, args.n, seed).map_err(|e| no_path(NoPathCause::Conflicts(e)))?;
     let chi = ChiSquares {
         guard: report.chi_square(Position::Guard),
         middle: report.chi_square(Position::Middle),

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use kistrel_pathsel::{CbtConfig, Directory, PathConfig};
+use kistrel_pathsel::{CbtConfig, Directory, PathConfig, PathSelector};
 use serde::Deserialize;
 
 use super::error::{ConfigError, Origin};
@@ -103,6 +103,21 @@ impl ClientConf {
             path: self.directory_file.clone(),
             source,
         })
+    }
+
+    /// Whether `dir` can ever give a path under this config's path keys (any exit target);
+    /// the error says why not and what to change (`EnforceDistinctSubnets`, exit policies,
+    /// Guard flags).
+    pub fn check_paths(&self, dir: &Directory) -> Result<(), ConfigError> {
+        let selector = PathSelector::new(dir, self.path.clone());
+        match kistrel_pathsel::explain(&selector, None, None) {
+            None => Ok(()),
+            Some(cause) => Err(ConfigError::NoPath {
+                file: self.file.clone(),
+                path: self.directory_file.clone(),
+                cause,
+            }),
+        }
     }
 
     /// The port-in-use error for `key` (`"SocksPort"` / `"MetricsPort"`) at `addr`.
