@@ -37,6 +37,7 @@ use crate::cmd::args::scheduler_parser;
 use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf};
 use crate::keys::RelayKeyFile;
 
+pub mod capacity;
 mod error;
 pub mod layout;
 pub mod shaped;
@@ -54,7 +55,9 @@ pub const CHILD_EXE_ENV: &str = "KISTREL_NET_CHILD_EXE";
 /// `kistrel net` options.
 #[derive(Debug, Clone, Args)]
 pub struct NetArgs {
-    /// Relays to start (the last one is the exit).
+    /// Relays to start (the last one is the exit). Refused (exit 2) beyond what the machine
+    /// can hold: (relays + 1) x workers per node must stay within 64 worker threads per core,
+    /// 20 MiB per worker of available memory, and the open-file limit (`ulimit -n`).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(3..=1000))]
     pub relays: u16,
     /// The client's SOCKS address (default: a free loopback port).
@@ -123,6 +126,12 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     if args.bottleneck.is_some() && args.socks.is_some() {
         return Err(NetError::SocksWithBottleneck);
     }
+    capacity::check(
+        u64::from(args.relays),
+        workers_per_node(&args, &overrides),
+        capacity::Machine::this(),
+    )
+    .map_err(NetError::TooManyRelays)?;
     if args.bottleneck.is_some() {
         // Before any folder or namespace exists: without root, say so and leave nothing.
         crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
@@ -213,4 +222,20 @@ fn loopback_ports(
         })?,
     };
     Ok((ports, socks))
+}
+
+/// Worker threads per node: `-o Workers=N`, else `--workers`, else one per core (as the
+/// nodes resolve `Workers = 0`).
+fn workers_per_node(args: &NetArgs, overrides: &[Override]) -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let from_override = overrides
+        .iter()
+        .rev()
+        .find(|o| o.key == "Workers")
+        .and_then(|o| o.value.as_integer())
+        .and_then(|n| usize::try_from(n).ok());
+    match from_override.or(args.workers) {
+        Some(0) | None => cores as u64,
+        Some(n) => n as u64,
+    }
 }
