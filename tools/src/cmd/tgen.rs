@@ -94,6 +94,10 @@ pub struct ClientArgs {
     /// Exit 0 even if transfers failed.
     #[arg(long)]
     pub allow_failures: bool,
+    /// A peer that sends nothing this long after a request is not a tgen server: the
+    /// transfer fails as `protocol` and the report says so.
+    #[arg(long, value_name = "D", value_parser = duration, default_value = "30s")]
+    pub first_byte_timeout: Duration,
 }
 
 /// Runs `kistrel tgen`.
@@ -148,6 +152,9 @@ fn options(a: &ClientArgs) -> Result<ClientOptions, TgenError> {
             a.models.len()
         )));
     }
+    if a.first_byte_timeout.is_zero() {
+        return Err(TgenError::Usage("--first-byte-timeout must be > 0".into()));
+    }
     if a.count == Some(0) {
         return Err(TgenError::Usage("--count must be >= 1".into()));
     }
@@ -182,6 +189,7 @@ fn options(a: &ClientArgs) -> Result<ClientOptions, TgenError> {
     opts.seed = a.seed;
     opts.hdr_log = a.hdr_log.clone();
     opts.hdr_interval = a.hdr_interval;
+    opts.first_byte_timeout = a.first_byte_timeout;
     Ok(opts)
 }
 
@@ -196,11 +204,11 @@ fn client(a: ClientArgs) -> Result<(), CliError> {
         let (bar, template) = match total {
             Some(n) => (
                 indicatif::ProgressBar::new(n),
-                "{bar:40} {pos}/{len} transfers, {elapsed}",
+                "{bar:40} {pos}/{len} transfers ({per_sec}){msg}, {elapsed}",
             ),
             None => (
                 indicatif::ProgressBar::new_spinner(),
-                "{spinner} {pos} transfers, {elapsed}",
+                "{spinner} {pos} transfers ({per_sec}){msg}, {elapsed}",
             ),
         };
         if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
