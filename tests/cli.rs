@@ -54,7 +54,7 @@ fn two_mode_times(dir: &Path) -> PathBuf {
 fn cbt_fit_json_has_the_fit() {
     let tmp = tempfile::tempdir().unwrap();
     let file = two_mode_times(tmp.path());
-    let o = run(&["cbt", "fit", file.to_str().unwrap(), "--json"]);
+    let o = run(&["cbt", "fit", file.to_str().unwrap(), "--json", "-"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 1, "exactly one JSON object: {out}");
@@ -93,7 +93,7 @@ fn cbt_fit_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.txt");
     std::fs::write(&bad, "100\n# comment\nabc\n").unwrap();
-    let o = run(&["cbt", "fit", bad.to_str().unwrap(), "--json"]);
+    let o = run(&["cbt", "fit", bad.to_str().unwrap(), "--json", "-"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty());
     assert_eq!(
@@ -145,6 +145,7 @@ fn path_sample_json_counts_every_path() {
         "--seed",
         "7",
         "--json",
+        "-",
     ];
     let o = run(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

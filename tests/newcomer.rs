@@ -68,7 +68,14 @@ fn client_without_a_possible_path_says_why_and_exits_2_at_start() {
     assert!(!tmp.path().join("client-data").exists());
     // `path sample` names the same cause.
     let o = kistrel()
-        .args(["path", "sample", "--dir", "directory.toml", "-n", "10"])
+        .args([
+            "path",
+            "sample",
+            "--directory",
+            "directory.toml",
+            "-n",
+            "10",
+        ])
         .current_dir(tmp.path())
         .output()
         .unwrap();
@@ -207,4 +214,96 @@ fn absurd_arguments_are_refused_with_exit_2() {
         err.contains(":2: build time 99999999 ms is out of range"),
         "{err}"
     );
+}
+
+#[test]
+fn json_takes_a_file_or_dash_everywhere() {
+    let tmp = examples();
+    let times = tmp.path().join("times.txt");
+    std::fs::write(&times, "100\n200\n150\n").unwrap();
+    let file = tmp.path().join("fit.json");
+    // `--json FILE`: the file holds the JSON, stdout the human summary.
+    let o = kistrel()
+        .args([
+            "cbt",
+            "fit",
+            times.to_str().unwrap(),
+            "--json",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with("n=3 "), "{}", text(&o.stdout));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(v["n"], 3);
+    // `--json -`: stdout is the JSON alone.
+    let o = kistrel()
+        .args([
+            "path",
+            "sample",
+            "--directory",
+            "directory.toml",
+            "-n",
+            "5",
+            "--seed",
+            "1",
+        ])
+        .args(["--allow-same-subnet", "--json", "-"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&o.stdout)).unwrap();
+    assert_eq!(v["seed"], 1);
+}
+
+#[test]
+fn a_client_without_data_directory_says_where_its_state_goes() {
+    let tmp = examples();
+    let port = free_port();
+    std::fs::write(
+        tmp.path().join("nodata.toml"),
+        format!(
+            "SocksPort = \"127.0.0.1:{port}\"\nDirectoryFile = \"directory.toml\"\n\
+             EnforceDistinctSubnets = false\n"
+        ),
+    )
+    .unwrap();
+    let mut child = kistrel()
+        .args(["client", "-c", "nodata.toml"])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let mut child = Reaped(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let warning = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a warning line");
+        if line.contains("DataDirectory") {
+            break line;
+        }
+    };
+    // Run from the config's folder: the state file is `./state` there.
+    assert!(
+        warning.ends_with(
+            "DataDirectory is not set: the state file (guards, build times) is ./state, in the \
+             config file's folder; set DataDirectory to choose"
+        ),
+        "{warning}"
+    );
+    let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(wait_exit(&mut child.0, Duration::from_secs(20), "client").success());
 }

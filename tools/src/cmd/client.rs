@@ -52,6 +52,13 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
     })?;
     let stop = runner::stop_flag()?;
     let state_file = conf.data_directory.join("state");
+    if !conf.data_directory_set {
+        tracing::warn!(
+            "DataDirectory is not set: the state file (guards, build times) is {}, in the \
+             config file's folder; set DataDirectory to choose",
+            state_file.display()
+        );
+    }
     let paths = PathControl::load(&dir, conf.path, conf.cbt, state_file, clock.now());
     let workers = runner::start(configs, conf.runtime.backend, clock)?;
     let control = runner::start_control(&workers, Some(paths), metrics.as_ref())?;

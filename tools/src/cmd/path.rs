@@ -1,4 +1,4 @@
-//! `kistrel path sample --dir FILE -n N [--seed S] [--json]`: pick N paths from a directory
+//! `kistrel path sample --directory FILE -n N [--seed S] [--json FILE|-]`: pick N paths from a directory
 //! and compare each relay's share per position with the expected one.
 
 use std::path::PathBuf;
@@ -33,8 +33,9 @@ pub enum PathCommand {
 /// `kistrel path sample` options.
 #[derive(Debug, Clone, Args)]
 pub struct SampleArgs {
-    /// Directory file (as `kistrel net` writes, or hand-written).
-    #[arg(long, value_name = "FILE")]
+    /// Directory file (as `kistrel net` writes, or hand-written; docs/directory-format.md).
+    /// `--dir` is an old name of it: elsewhere `--dir` is a folder.
+    #[arg(long = "directory", alias = "dir", value_name = "FILE")]
     pub dir: PathBuf,
     /// Paths to pick (at least 1).
     #[arg(short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -42,9 +43,9 @@ pub struct SampleArgs {
     /// RNG seed (ChaCha8); without it a random seed is drawn and printed.
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
-    pub json: bool,
+    /// Write the result as one JSON object to FILE (`-`: stdout, instead of the table).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Allow two relays of one /16 in a path (EnforceDistinctSubnets = false), as on a
     /// one-machine testbed.
     #[arg(long)]
@@ -78,6 +79,15 @@ pub enum PathCmdError {
     /// The result could not be encoded as JSON (a bug).
     #[error("encoding the JSON result: {0}")]
     Json(#[source] serde_json::Error),
+    /// The `--json` file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl HasKind for PathCmdError {
@@ -87,6 +97,7 @@ impl HasKind for PathCmdError {
             PathCmdError::Directory { .. } | PathCmdError::NoPath { .. } => ErrorKind::BadConfig,
             PathCmdError::Seed(_) => ErrorKind::LocalIo,
             PathCmdError::Json(_) => ErrorKind::Internal,
+            PathCmdError::Write { .. } => ErrorKind::LocalIo,
         }
     }
 }
@@ -158,7 +169,7 @@ pub fn run(args: PathArgs) -> Result<(), PathCmdError> {
         middle: report.chi_square(Position::Middle),
         exit: report.chi_square(Position::Exit),
     };
-    if args.json {
+    if let Some(path) = &args.json {
         let json = serde_json::to_string(&SampleJson {
             version: JSON_VERSION,
             seed,
@@ -166,8 +177,13 @@ pub fn run(args: PathArgs) -> Result<(), PathCmdError> {
             chi_square: chi,
         })
         .map_err(PathCmdError::Json)?;
-        println!("{json}");
-    } else {
+        crate::cmd::args::write_json(path, &json).map_err(|source| PathCmdError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    // With `--json -` the JSON is the output; with `--json FILE` the table still prints.
+    if args.json.as_ref().is_none_or(|p| p.as_os_str() != "-") {
         println!("seed {seed}");
         // The report's Display ends with the chi-square lines.
         print!("{report}");

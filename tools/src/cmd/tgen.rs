@@ -74,7 +74,8 @@ pub struct ClientArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Write the JSON report (schema kistrel.tgen/1) here.
+    /// Write the JSON report (schema kistrel.tgen/1) to FILE (`-`: stdout; the table goes
+    /// to stderr either way).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Write an HdrHistogram interval log of TTFB and TTLB here (µs; tags MODEL.ttfb,
@@ -224,7 +225,7 @@ fn client(a: ClientArgs) -> Result<(), CliError> {
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| CliError::runtime("encoding the report", e))?;
-        std::fs::write(path, text + "\n").map_err(|e| TgenError::Write {
+        crate::cmd::args::write_json(path, &text).map_err(|e| TgenError::Write {
             path: path.clone(),
             source: e,
         })?;

@@ -477,24 +477,7 @@ fn fetch(
     if left().is_zero() {
         return done(Fetched::Done(Outcome::Timeout), 0, None, None);
     }
-    let conn = match to.socks {
-        None => TcpStream::connect_timeout(&server, left()).map_err(|e| {
-            let o = if e.kind() == std::io::ErrorKind::TimedOut {
-                Outcome::Timeout
-            } else {
-                Outcome::Connect
-            };
-            (o, format!("connect to {server}: {e}"))
-        }),
-        Some(proxy) => socks_connect_timeout(proxy, to.user, server, left()).map_err(|e| {
-            let o = match e {
-                _ if left().is_zero() => Outcome::Timeout,
-                SocksError::Connect { .. } => Outcome::Connect,
-                _ => Outcome::Socks,
-            };
-            (o, format!("to {server} through SOCKS {proxy}: {e}"))
-        }),
-    };
+    let conn = connect(to, left());
     let mut conn = match conn {
         Ok(c) => c,
         Err((o, why)) => return failed(o, 0, None, why),
@@ -571,4 +554,29 @@ fn fetch(
         }
     }
     done(Fetched::Done(Outcome::Ok), bytes, ttfb, None)
+}
+
+/// The connection of a transfer: direct, or through the SOCKS port; a failure says to where
+/// and why (the OS error, or the SOCKS reply).
+fn connect(to: &Target<'_>, timeout: Duration) -> Result<TcpStream, (Outcome, String)> {
+    let server = to.server;
+    let started = Instant::now();
+    match to.socks {
+        None => TcpStream::connect_timeout(&server, timeout).map_err(|e| {
+            let o = if e.kind() == std::io::ErrorKind::TimedOut {
+                Outcome::Timeout
+            } else {
+                Outcome::Connect
+            };
+            (o, format!("connect to {server}: {e}"))
+        }),
+        Some(proxy) => socks_connect_timeout(proxy, to.user, server, timeout).map_err(|e| {
+            let o = match e {
+                _ if started.elapsed() >= timeout => Outcome::Timeout,
+                SocksError::Connect { .. } => Outcome::Connect,
+                _ => Outcome::Socks,
+            };
+            (o, format!("to {server} through SOCKS {proxy}: {e}"))
+        }),
+    }
 }
