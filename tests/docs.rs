@@ -151,9 +151,16 @@ fn md_names(text: &str) -> Vec<String> {
     let mut i = 0;
     while let Some(at) = text[i..].find(".md") {
         let end = i + at + 3;
-        let after_ok = bytes
-            .get(end)
-            .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'));
+        // Not a file name: `md.md.ed25519_id()` (a field of a field) or `x.md(...)`.
+        let code = match (bytes.get(end), bytes.get(end + 1)) {
+            (Some(b'('), _) => true,
+            (Some(b'.'), Some(c)) => c.is_ascii_alphanumeric(),
+            _ => false,
+        };
+        let after_ok = !code
+            && bytes
+                .get(end)
+                .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'));
         let start = text[..i + at]
             .rfind(|c: char| !is_name(c))
             .map_or(0, |s| s + 1);

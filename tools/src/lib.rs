@@ -3,7 +3,8 @@
 //! [`cli`] holds the command-line syntax and dispatch; [`cmd`] one module per subcommand
 //! group; [`config`] the relay/client TOML configs (torrc key names); [`keys`] relay key
 //! files; [`error`] the error type, [`exit`] exit codes; [`tgen`] the traffic generator;
-//! [`units`] the one duration and size syntax; [`metrics`] the MetricsPort.
+//! [`units`] the one duration and size syntax; [`metrics`] the MetricsPort; [`ctor`] a
+//! private C Tor network beside kistrel's relays.
 // kistrel lint header: the same lines open every crate (tests/lint_header.rs checks it).
 #![deny(
     unsafe_code,
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod ctor;
 pub mod error;
 pub mod exit;
 pub mod fsutil;

@@ -43,7 +43,8 @@ pub struct ClientConf {
     pub data_directory_set: bool,
     /// Threads, backend, schedulers.
     pub runtime: RuntimeConf,
-    /// Path and guard keys (`EnforceDistinctSubnets`, `UseEntryGuards`, `NumEntryGuards`, ...).
+    /// Path and guard keys (`EnforceDistinctSubnets`, `UseEntryGuards`, `NumEntryGuards`,
+    /// the pins `EntryNodes`/`MiddleNodes`/`ExitNodes`, ...).
     pub path: PathConfig,
     /// Build-timeout keys (`LearnCircuitBuildTimeout`, `CircuitBuildTimeout`, `cbt*`).
     pub cbt: CbtConfig,
@@ -100,14 +101,24 @@ impl ClientConf {
         })
     }
 
-    /// Load and parse `DirectoryFile`; a malformed one is a config error naming both files.
+    /// Load and parse `DirectoryFile`; a malformed one is a config error naming both files,
+    /// and so is one that cannot fill a pinned position (`EntryNodes`, ...).
     pub fn load_directory(&self) -> Result<Directory, ConfigError> {
-        Directory::load(&self.directory_file).map_err(|source| ConfigError::Directory {
-            file: self.file.clone(),
-            origin: Origin::Unknown,
-            path: self.directory_file.clone(),
-            source,
-        })
+        let dir =
+            Directory::load(&self.directory_file).map_err(|source| ConfigError::Directory {
+                file: self.file.clone(),
+                origin: Origin::Unknown,
+                path: self.directory_file.clone(),
+                source,
+            })?;
+        PathSelector::new(&dir, self.path.clone())
+            .check_pins()
+            .map_err(|source| ConfigError::Pins {
+                file: self.file.clone(),
+                directory: self.directory_file.clone(),
+                source,
+            })?;
+        Ok(dir)
     }
 
     /// Whether `dir` can ever give a path under this config's path keys (any exit target);

@@ -125,6 +125,17 @@ pub enum ConfigError {
         /// Why, with what to change.
         cause: NoPathCause,
     },
+    /// `EntryNodes`/`MiddleNodes`/`ExitNodes` that the directory cannot fill.
+    #[error("{}: {source} (directory {})", file.display(), directory.display())]
+    Pins {
+        /// The config file.
+        file: PathBuf,
+        /// The directory file.
+        directory: PathBuf,
+        /// Which key and what is wrong.
+        #[source]
+        source: kistrel_pathsel::PinError,
+    },
     /// `-o` text that is not `KEY=VALUE`.
     #[error("bad override {text:?}: want -o KEY=VALUE, e.g. -o Workers=2")]
     BadOverride {
