@@ -786,16 +786,3 @@ fn net_refuses_more_relays_than_the_machine_holds_before_starting_any() {
     assert!(f.pids().is_empty());
     assert!(!f.net_dir().exists());
 }
-
-#[test]
-fn child_of_a_dead_supervisor_exits() {
-    // The named parent is not our parent: as if `kistrel net` died before the child set
-    // its parent-death signal.
-    let o = kistrel()
-        .args(["relay", "-c", "/nonexistent/relay.toml"])
-        .env("KISTREL_PARENT_PID", "1")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o), "kistrel: parent process 1 is gone; exiting\n");
-}

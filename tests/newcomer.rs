@@ -307,3 +307,19 @@ fn a_client_without_data_directory_says_where_its_state_goes() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(wait_exit(&mut child.0, Duration::from_secs(20), "client").success());
 }
+
+#[test]
+fn child_of_a_dead_supervisor_exits() {
+    // The named parent is not our parent: as if `kistrel net` died before the child set
+    // its parent-death signal.
+    let o = kistrel()
+        .args(["relay", "-c", "/nonexistent/relay.toml"])
+        .env("KISTREL_PARENT_PID", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        text(&o.stderr),
+        "kistrel: parent process 1 is gone; exiting\n"
+    );
+}
