@@ -14,8 +14,8 @@ use kistrel_pathsel::{
     CbtConfig, CbtEstimator, CbtFit, ExitTarget, Path, PathConfig, PathSelector,
 };
 use kistrel_sched::{
-    CellEwma, CellSource, ChannelSnapshot, CircuitMux, EwmaConfig, Instant, Kist, Priority,
-    RunReport, SchedConfig, Scheduler, SocketSnapshot, TcpInfo, Vanilla, Written, CELL_WIRE_LEN,
+    Batch, CellEwma, CellSource, ChannelSnapshot, CircuitMux, EwmaConfig, Instant, Kist, Priority,
+    QueueTimes, RunReport, SchedConfig, Scheduler, SocketSnapshot, TcpInfo, Vanilla, CELL_WIRE_LEN,
 };
 
 /// Cells written through the EWMA mux, or paths picked, per measured call.
@@ -78,18 +78,51 @@ impl CellSource<u32> for Backlog {
         self.muxes.get(chan as usize)?.best_priority(now)
     }
 
-    fn write_one(&mut self, now: Instant, chan: u32) -> Option<Written> {
-        let mux = self.muxes.get_mut(chan as usize)?;
-        let circ = mux.peek()?;
-        mux.note_written(now, circ, self.ewma.get_mut(circ as usize)?);
-        Some(Written {
-            bytes: CELL_WIRE_LEN,
-            next: mux.best_priority(now),
-            enqueued: Some(now),
-        })
+    fn write_cells(
+        &mut self,
+        now: Instant,
+        chan: u32,
+        max_cells: u32,
+        queue_times: &mut QueueTimes<'_>,
+    ) -> Batch {
+        let Some(mux) = self.muxes.get_mut(chan as usize) else {
+            return Batch::default();
+        };
+        let mut cells = 0;
+        while cells < max_cells {
+            let Some(circ) = mux.peek() else { break };
+            let Some(ewma) = self.ewma.get_mut(circ as usize) else {
+                break;
+            };
+            mux.note_written(now, circ, ewma);
+            queue_times.cell(now);
+            cells += 1;
+        }
+        Batch {
+            cells,
+            bytes: u64::from(cells) * u64::from(CELL_WIRE_LEN),
+            more: !mux.is_empty(),
+        }
     }
 
     fn flush(&mut self, _chan: u32) {}
+}
+
+/// Most cells a circuit's history holds (see [`give_history`]).
+pub const HISTORY_MAX_CELLS: u32 = 200;
+
+/// Gives circuit `circ` a past of 0 to [`HISTORY_MAX_CELLS`] written cells (a fixed hash of
+/// its number), so that circuits and channels have different EWMA counts as on a real relay.
+/// With equal counts every comparison of the schedulers' priority structures would tie, which
+/// makes some of them look cheaper than they are.
+fn give_history(cfg: &EwmaConfig, circ: u32, ewma: &mut CellEwma) {
+    let cells = circ.wrapping_mul(2_654_435_761).rotate_right(7) % (HISTORY_MAX_CELLS + 1);
+    let mut scratch = CircuitMux::new(cfg);
+    scratch.activate(Instant::ZERO, circ, ewma);
+    for _ in 0..cells {
+        scratch.note_written(Instant::ZERO, circ, ewma);
+    }
+    scratch.deactivate(circ, ewma);
 }
 
 /// A warmed-up scheduler over `channels` channels of `CIRCUITS_PER_CHANNEL` backlogged
@@ -120,6 +153,7 @@ fn sched_input<S: Scheduler<u32>>(mut sched: S, channels: u32) -> SchedInput<S> 
         let mut mux = CircuitMux::new(&ewma_cfg);
         for i in 0..CIRCUITS_PER_CHANNEL {
             let circ = ch * CIRCUITS_PER_CHANNEL + i;
+            give_history(&ewma_cfg, circ, &mut ewma[circ as usize]);
             mux.activate(Instant::ZERO, circ, &mut ewma[circ as usize]);
         }
         muxes.push(mux);

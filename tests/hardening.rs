@@ -22,7 +22,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use kistrel_engine::crypto::ntor::{self, NtorKeypair};
-use kistrel_engine::crypto::relay_crypto::{ClientLayer, RelayLayer};
+use kistrel_engine::crypto::relay_crypto::{CipherCache, ClientLayer, RelayLayer};
 use kistrel_engine::crypto::RelayId;
 use kistrel_engine::wire::{
     emit_relay_cell, Cell, CellDecoder, ChanCell, ChanCmd, Create2, Created2, Destroy,
@@ -330,6 +330,7 @@ fn serve_hop(
 ) {
     let mut decoder = CellDecoder::new();
     let mut layers: std::collections::HashMap<u32, RelayLayer> = Default::default();
+    let mut ciphers = CipherCache::new();
     let mut answered = 0;
     let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::Relaxed) {
@@ -382,7 +383,7 @@ fn serve_hop(
                 }
                 Some(ChanCell::Fixed(mut c)) if c.cmd == ChanCmd::RELAY => {
                     if let Some(layer) = layers.get_mut(&c.circ_id) {
-                        if layer.decrypt_forward(&mut c.body) {
+                        if layer.decrypt_forward(&mut ciphers, &mut c.body) {
                             let view = RelayCellView::new_checked(&c.body[..]).expect("relay cell");
                             let _ = tx.send((c.circ_id, view.data().to_vec()));
                         }

@@ -34,6 +34,8 @@ fn main() {
     };
     let cfg = RelayConfig {
         keys: Some(keys),
+        // One peer opens every circuit here: no per-peer creation limit.
+        circuit_creation_limit: None,
         ..RelayConfig::default()
     };
     let mut relay = Relay::new(cfg, ChaCha12Rng::seed_from_u64(2));
@@ -60,7 +62,12 @@ fn main() {
         }
     }
     let after = rss_bytes();
-    assert_eq!(relay.circuit_count(), n as usize);
+    assert_eq!(
+        relay.circuit_count(),
+        n as usize,
+        "{:?}",
+        relay.last_rejection()
+    );
     println!(
         "idle circuits: {n}; RSS {} -> {} MiB; {:.0} bytes per circuit",
         before >> 20,

@@ -92,11 +92,19 @@ impl<C: Copy, L, B> IoEvent<C, L, B> {
 /// The event type of driver `D`.
 pub type EventOf<D> = IoEvent<<D as Driver>::Conn, <D as Driver>::Listener, <D as Driver>::Buf>;
 
+/// A connection handle with a dense slot index (its driver's slab slot): the worker keeps its
+/// per-connection tables in `Vec`s indexed by it. A slot is reused after its connection
+/// closes, so a table compares the whole handle, not the slot.
+pub trait ConnSlot: Copy + Eq {
+    /// The slot index, dense from 0.
+    fn slot(self) -> usize;
+}
+
 /// The I/O backend of a worker: moves bytes, nothing else. Implemented by
 /// [`crate::uring::Ring`] (Linux), [`crate::poll::PollDriver`] and [`sim::SimDriver`].
 pub trait Driver {
     /// Connection handle.
-    type Conn: Copy + Eq + std::hash::Hash + std::fmt::Debug;
+    type Conn: Copy + Eq + std::hash::Hash + std::fmt::Debug + ConnSlot;
     /// Listener handle.
     type Listener: Copy + Eq + std::fmt::Debug;
     /// Received bytes (returned to the backend on drop). Mutable, so that a link layer can

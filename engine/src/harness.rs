@@ -146,9 +146,9 @@ pub fn initiator_hello() -> Vec<u8> {
 }
 
 /// What a runtime does with a writable connection of `chan`: all link-control cells, then
-/// circuit cells one at a time (best circuit first) while another whole cell fits in
-/// `max_bytes`. Appends to `out`; returns the bytes appended. For the harness, tests, the
-/// fuzz target and benches: the same two calls the runtime's scheduler makes.
+/// as many circuit cells (best circuit first) as whole cells fit in `max_bytes`, in one
+/// batch. Appends to `out`; returns the bytes appended. For the harness, tests, the fuzz
+/// target and benches: the same two calls the runtime's scheduler makes.
 pub fn transmit(
     relay: &mut Relay,
     now: Instant,
@@ -156,14 +156,11 @@ pub fn transmit(
     out: &mut Vec<u8>,
     max_bytes: usize,
 ) -> usize {
-    let mut written = relay.take_ctrl(chan, out);
-    while written + CELL_LEN <= max_bytes {
-        match relay.write_one_cell(now, chan, out) {
-            Some((n, _)) => written += n,
-            None => break,
-        }
-    }
-    written
+    let ctrl = relay.take_ctrl(chan, out);
+    let room = max_bytes.saturating_sub(ctrl) / CELL_LEN;
+    let max_cells = u32::try_from(room).unwrap_or(u32::MAX);
+    let (cells, _) = relay.write_cells(now, chan, max_cells, out, |_| {});
+    ctrl + cells as usize * CELL_LEN
 }
 
 /// Address of the in-memory exit target in networks made by [`Net::three_hop`].

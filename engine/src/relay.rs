@@ -11,14 +11,14 @@
 //!   bytes from socket   -> handle_recv(now, chan, bytes)        (decode -> handle_cell)
 //!   which channels      <- poll_ready_channel()                 (each once, until drained)
 //!   link-control cells  <- take_ctrl(chan, buf)                 (handshake, DESTROY)
-//!   circuit cells       <- write_one_cell(now, chan, buf)       (the scheduler's primitive)
+//!   circuit cells       <- write_cells(now, chan, n, buf, ..)   (the scheduler's primitive)
 //!   exit socket bytes   -> handle_stream_data(now, stream, bytes) -> bytes taken
 //!   bytes for a stream  <- stream_recv(now, stream, buf)
 //!   what to do next     <- poll_event()   (open/close sockets, connect streams, ...)
 //!   timers              <- poll_timeout(), handle_timeout(now)
 //! ```
 //!
-//! `take_ctrl` and `write_one_cell` are the only ways cells leave a `Relay`: the runtime's
+//! `take_ctrl` and `write_cells` are the only ways cells leave a `Relay`: the runtime's
 //! scheduler, the in-memory harness, the fuzz target and the benches all drive them.
 //!
 //! Relay crypto is applied when a cell arrives; the cell is then queued on its circuit for the
@@ -46,6 +46,7 @@
 //! faults, its channel ([`LinkError`]), with the error as the logged reason.
 
 mod channel;
+mod circ_ids;
 mod circuit;
 mod config;
 mod create;
@@ -70,9 +71,11 @@ mod transmit;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
+use rand::RngCore;
 use rand_chacha::ChaCha12Rng;
 use tracing::debug;
 
+use crate::crypto::relay_crypto::CipherCache;
 use crate::time::Instant;
 use crate::wire::{Cell, ChanCell, ChanCmd, CircId, CELL_LEN};
 
@@ -81,6 +84,7 @@ use circuit::{Circuits, Dir, Hop};
 use error::ChannelClose;
 use link::{netinfo_cell, LinkStep};
 use memory::QueueMemory;
+use queue::CellPool;
 use timer::{Timer, Timers};
 
 pub use config::{RelayConfig, RelayKeys};
@@ -100,6 +104,10 @@ pub struct Relay {
     rng: ChaCha12Rng,
     channels: Channels,
     circuits: Circuits,
+    /// Where the cells of every circuit queue live.
+    cells: CellPool,
+    /// The expanded AES ciphers of the relay layers in use.
+    ciphers: CipherCache,
     /// What `MaxMemInQueues` limits: circuit queues and stream receive buffers.
     memory: QueueMemory,
     timers: Timers,
@@ -122,13 +130,16 @@ impl core::fmt::Debug for Relay {
 impl Relay {
     /// A relay (or client-only node, without keys) with its own RNG (seeded by the caller:
     /// from the OS in production, from a fixed seed in tests).
-    pub fn new(cfg: RelayConfig, rng: ChaCha12Rng) -> Self {
+    pub fn new(cfg: RelayConfig, mut rng: ChaCha12Rng) -> Self {
+        let channels = Channels::new(rng.next_u64());
         Relay {
             memory: QueueMemory::new(cfg.max_mem_in_queues),
             cfg,
             rng,
-            channels: Channels::default(),
+            channels,
             circuits: Circuits::default(),
+            cells: CellPool::default(),
+            ciphers: CipherCache::new(),
             timers: Timers::default(),
             events: VecDeque::new(),
             stats: RelayStats::default(),

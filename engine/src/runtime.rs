@@ -12,7 +12,7 @@
 //!   |   IoEvent::Recv  -> channel: Link::open -> relay.handle_recv                 |
 //!   |                     edge:    Edges (SOCKS, stream data)  -> EdgeAction       |
 //!   |   relay events   -> connect / close / exit connects / Edges / Origins        |
-//!   |   scheduler run  -> relay.write_one_cell -> Link -> the connection's buffer  |
+//!   |   scheduler run  -> relay.write_cells    -> Link -> the connection's buffer  |
 //!   |   driver.run_once(wait)         one io_uring_enter per iteration             |
 //!   +------------------------------------------------------------------------------+
 //! ```

@@ -56,6 +56,12 @@ impl ConnId {
     }
 }
 
+impl crate::driver::ConnSlot for ConnId {
+    fn slot(self) -> usize {
+        self.index()
+    }
+}
+
 /// A listener owned by a [`Ring`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerId(pub(crate) Key);

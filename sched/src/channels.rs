@@ -15,6 +15,11 @@ use std::collections::HashMap;
 
 use crate::scheduler::{ChannelKey, ChannelState};
 
+/// The table's hasher: foldhash with a fixed seed (see Cargo.toml).
+type Fixed = foldhash::fast::FixedState;
+/// Any fixed value does; this one is `"kistrel\0"`.
+const SEED: u64 = 0x6b69_7374_7265_6c00;
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     state: ChannelState,
@@ -35,7 +40,7 @@ pub(crate) enum Change {
 
 #[derive(Debug)]
 pub(crate) struct ChannelTable<K> {
-    map: HashMap<K, Entry>,
+    map: HashMap<K, Entry, Fixed>,
     /// Channels that were pending when listed. INVARIANT: every `Pending` channel is here once
     /// (`listed`); entries whose state changed since are filtered out and compacted after runs.
     pending: Vec<K>,
@@ -44,7 +49,7 @@ pub(crate) struct ChannelTable<K> {
 impl<K: ChannelKey> ChannelTable<K> {
     pub(crate) fn new() -> Self {
         ChannelTable {
-            map: HashMap::new(),
+            map: HashMap::with_hasher(Fixed::with_seed(SEED)),
             pending: Vec::new(),
         }
     }
@@ -111,6 +116,33 @@ impl<K: ChannelKey> ChannelTable<K> {
         if state == ChannelState::Pending && !e.listed {
             e.listed = true;
             self.pending.push(chan);
+        }
+    }
+
+    /// A run takes `chan` if it is `Pending`: it becomes `WaitingToWrite` until the run
+    /// says otherwise. One lookup. Returns whether it was pending.
+    pub(crate) fn take_pending(&mut self, chan: K) -> bool {
+        match self.map.get_mut(&chan) {
+            Some(e) if e.state == ChannelState::Pending => {
+                e.state = ChannelState::WaitingToWrite;
+                e.woken = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// After a run: `chan`, taken by it and left with cells, is `Pending` again (Tor's
+    /// `to_readd`). One lookup.
+    pub(crate) fn readd(&mut self, chan: K) {
+        if let Some(e) = self.map.get_mut(&chan) {
+            if e.state == ChannelState::WaitingToWrite {
+                e.state = ChannelState::Pending;
+                if !e.listed {
+                    e.listed = true;
+                    self.pending.push(chan);
+                }
+            }
         }
     }
 

@@ -36,6 +36,7 @@
 //! circuit joins at the back. All such muxes report [`Priority::ROUND_ROBIN`], so the KIST loop
 //! rotates between channels too (ties are served in the order they were queued).
 
+use core::cell::Cell;
 use core::cmp::Ordering;
 use core::fmt::Debug;
 use core::time::Duration;
@@ -138,9 +139,17 @@ impl Decay {
 
     /// `2^((now - start(epoch)) / halflife)`: a cell's weight in `epoch` units.
     fn weight(&self, now: Instant, epoch: u64) -> f64 {
-        let start = i128::from(epoch) * i128::from(self.epoch_len_ns);
-        let since = i128::from(now.as_nanos()) - start;
-        finite_or_max(f64::exp2(since as f64 / self.halflife_ns as f64))
+        // u64 arithmetic: an i128 -> f64 conversion is a ~50-instruction library call, and
+        // this runs once per mux per `now`. A start past u64 nanoseconds (584 years) only
+        // saturates an already vanishing weight.
+        let start = epoch.saturating_mul(self.epoch_len_ns);
+        let now = now.as_nanos();
+        let since = if now >= start {
+            (now - start) as f64
+        } else {
+            -((start - now) as f64)
+        };
+        finite_or_max(f64::exp2(since / self.halflife_ns as f64))
     }
 }
 
@@ -235,9 +244,10 @@ struct EwmaQueue<C> {
     epoch: u64,
     heap: Vec<HeapEntry<C>>,
     next_seq: u64,
-    /// `weight(cached_now)` in `epoch` units: a run writes many cells at one `now`.
-    cached_now: Instant,
-    cached_weight: f64,
+    /// `(now, weight(now))` in `epoch` units for the last `now` asked: a run asks the
+    /// priority and writes many cells at one `now`. A `Cell`, so that `best_priority` (a
+    /// `&self` query) fills it too. INVARIANT: only set for a `now` inside `epoch`.
+    cache: Cell<(Instant, f64)>,
 }
 
 #[derive(Debug)]
@@ -266,8 +276,7 @@ impl<C: Copy + Eq + Ord + Debug> CircuitMux<C> {
                 epoch: 0,
                 heap: Vec::new(),
                 next_seq: 0,
-                cached_now: Instant::MAX,
-                cached_weight: 1.0,
+                cache: Cell::new((Instant::MAX, 1.0)),
             }),
         };
         CircuitMux { policy }
@@ -335,11 +344,7 @@ impl<C: Copy + Eq + Ord + Debug> CircuitMux<C> {
             Policy::RoundRobin(line) => (!line.is_empty()).then_some(Priority::ROUND_ROBIN),
             Policy::Ewma(q) => {
                 let top = q.heap.first()?;
-                let weight = if now == q.cached_now {
-                    q.cached_weight
-                } else {
-                    q.decay.weight(now, q.epoch)
-                };
+                let weight = q.weight_if_current(now);
                 Some(Priority(finite_or_max(top.key / weight)))
             }
         }
@@ -415,18 +420,36 @@ impl<C: Copy> EwmaQueue<C> {
             e.set_key(rebase(e.key, self.epoch, target));
         }
         self.epoch = target;
-        self.cached_now = Instant::MAX;
+        self.cache.set((Instant::MAX, 1.0));
     }
 
     /// Advances to `now`'s epoch and returns a cell's weight at `now`; both are skipped (no
     /// division, no `exp2`) for the many cells of a run that share one `now`.
     fn weight_now(&mut self, now: Instant) -> f64 {
-        if now != self.cached_now {
-            self.advance_to(now);
-            self.cached_weight = self.decay.weight(now, self.epoch);
-            self.cached_now = now;
+        match self.cache.get() {
+            (at, weight) if at == now => weight,
+            _ => {
+                self.advance_to(now);
+                let weight = self.decay.weight(now, self.epoch);
+                self.cache.set((now, weight));
+                weight
+            }
         }
-        self.cached_weight
+    }
+
+    /// A cell's weight at `now` in `epoch` units without moving to `now`'s epoch; cached
+    /// when `now` is inside the current epoch (the usual case), for `weight_now` to reuse.
+    fn weight_if_current(&self, now: Instant) -> f64 {
+        match self.cache.get() {
+            (at, weight) if at == now => weight,
+            _ => {
+                let weight = self.decay.weight(now, self.epoch);
+                if self.decay.epoch_of(now) <= self.epoch {
+                    self.cache.set((now, weight));
+                }
+                weight
+            }
+        }
     }
 
     fn sift_up(&mut self, mut i: usize) {

@@ -26,10 +26,10 @@ pub use ewma::{CellEwma, CircuitMux, EwmaConfig, Priority};
 pub use kist::{Kist, KistLite};
 pub use limit::{kist_limit, LimitReason, CELL_WIRE_LEN};
 pub use make::make_scheduler;
-pub use metrics::SchedMetrics;
+pub use metrics::{ExhaustedGrants, QueueTimes, SchedHistograms, SchedMetrics};
 pub use scheduler::{
-    CellSource, ChannelKey, ChannelSnapshot, ChannelState, RunReport, SchedConfig, Scheduler,
-    SchedulerKind, WriteGrant, Written,
+    Batch, CellSource, ChannelKey, ChannelSnapshot, ChannelState, RunReport, SchedConfig,
+    Scheduler, SchedulerKind, WriteGrant,
 };
 pub use socket::{SocketSnapshot, TcpInfo};
 pub use time::Instant;

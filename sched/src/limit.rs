@@ -8,10 +8,6 @@ use crate::socket::TcpInfo;
 /// kistrel has no TLS yet, so this is the one place to change when it does.
 pub const CELL_WIRE_LEN: u32 = 514;
 
-/// Tor flushes a channel's staged cells when its loop switches away from it with more than
-/// this many cells staged (8 * 514 = 4112 bytes).
-pub const FLUSH_CELLS: u32 = 8;
-
 /// Tor's `KISTSockBufSizeFactor` default.
 pub const DEFAULT_SOCK_BUF_SIZE_FACTOR: f64 = 1.0;
 
@@ -29,6 +25,26 @@ pub enum LimitReason {
     HighWater,
     /// Vanilla: a fixed amount per write.
     VanillaMax,
+}
+
+impl LimitReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [LimitReason; 4] = [
+        LimitReason::CongestionWindow,
+        LimitReason::SocketBuffer,
+        LimitReason::HighWater,
+        LimitReason::VanillaMax,
+    ];
+
+    /// Short snake_case name: the `by` label of the exported grant counters.
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitReason::CongestionWindow => "cwnd",
+            LimitReason::SocketBuffer => "sock_buf",
+            LimitReason::HighWater => "high_water",
+            LimitReason::VanillaMax => "vanilla_max",
+        }
+    }
 }
 
 /// KIST's per-run write limit for one socket, in bytes:
@@ -57,21 +73,25 @@ pub fn kist_limit_with_reason(
 }
 
 fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u64, LimitReason) {
-    let cwnd = i128::from(tcp.cwnd);
-    let mss = i128::from(tcp.mss);
-    let tcp_space = ((cwnd - i128::from(tcp.unacked)) * mss).max(0);
+    // u32 * u32 < 2^64: the window and the free space are exact in u64.
+    let window = u64::from(tcp.cwnd) * u64::from(tcp.mss);
+    let tcp_space = u64::from(tcp.cwnd.saturating_sub(tcp.unacked)) * u64::from(tcp.mss);
     let factor = if factor.is_nan() {
         0.0
     } else {
         factor.max(0.0)
     };
-    // `as` from f64 to i128 saturates; cwnd * mss < 2^64 is exact in the product's range.
-    let target = ((cwnd * mss) as f64 * factor) as i128;
-    let extra = target - i128::from(notsent) - i128::from(outbuf);
-    // An infinite factor saturates `target` at i128::MAX: add saturating too.
-    let limit = tcp_space
-        .saturating_add(extra)
-        .clamp(0, i128::from(u64::MAX));
+    let target = window as f64 * factor;
+    let staged = i128::from(notsent) + i128::from(outbuf);
+    // The sum is taken in i128 (exact); the float conversions stay u64 <-> f64 in the usual
+    // case, because i128 <-> f64 are library calls that cost more than the rest of the grant.
+    let top = if target < U64_RANGE {
+        i128::from(tcp_space) + i128::from(target as u64)
+    } else {
+        // An absurd factor: `as` from f64 to i128 saturates (infinity too), add saturating.
+        i128::from(tcp_space).saturating_add(target as i128)
+    };
+    let limit = top.saturating_sub(staged).clamp(0, i128::from(u64::MAX));
     let reason = if tcp_space == 0 {
         LimitReason::CongestionWindow
     } else {
@@ -79,6 +99,9 @@ fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u
     };
     (u64::try_from(limit).unwrap_or(u64::MAX), reason)
 }
+
+/// 2^64 as f64: the floats that convert to u64 without saturating are those below it.
+const U64_RANGE: f64 = 18_446_744_073_709_551_616.0;
 
 /// KISTLite's limit: what fits below `high_water` staged bytes.
 pub fn kistlite_limit(outbuf: u32, high_water: u32) -> u64 {
@@ -89,12 +112,12 @@ pub fn kistlite_limit(outbuf: u32, high_water: u32) -> u64 {
 /// leave: `notsent / send_rate` with `send_rate ~ cwnd * mss / rtt`. `None` when the rate is
 /// unknown (zero cwnd, mss or rtt).
 pub fn kernel_queue_time_us(tcp: &TcpInfo, notsent: u32) -> Option<u64> {
-    let window = u128::from(tcp.cwnd) * u128::from(tcp.mss);
+    // Each product of two u32 fits in u64, so no u128 division (a library call) is needed.
+    let window = u64::from(tcp.cwnd) * u64::from(tcp.mss);
     if window == 0 || tcp.rtt_us == 0 {
         return None;
     }
-    let us = u128::from(notsent) * u128::from(tcp.rtt_us) / window;
-    Some(u64::try_from(us).unwrap_or(u64::MAX))
+    Some(u64::from(notsent) * u64::from(tcp.rtt_us) / window)
 }
 
 #[cfg(test)]

@@ -34,16 +34,61 @@ pub struct SchedMetrics {
     pub bytes_written: u64,
     /// Flushes requested (SENDs queued).
     pub flushes: u64,
-    /// Grants whose channel used its whole grant with cells left, by [`LimitReason`].
-    pub exhausted_by_cwnd: u64,
-    /// As above, limited by the socket-buffer rule.
-    pub exhausted_by_sock_buf: u64,
-    /// As above, limited by KISTLite's high-water mark.
-    pub exhausted_by_high_water: u64,
-    /// As above, limited by Vanilla's per-write maximum.
-    pub exhausted_by_vanilla_max: u64,
     /// Grants computed with the congestion window full (`unacked >= cwnd`).
     pub grants_cwnd_full: u64,
+    /// Grants used up with cells left, by what limited them.
+    pub exhausted: ExhaustedGrants,
+    /// The distributions: per run, per cell, per socket.
+    pub histograms: SchedHistograms,
+    /// Bytes granted so far in the current run.
+    run_bytes_granted: u64,
+}
+
+/// Grants whose channel used its whole grant with cells left, by the [`LimitReason`] that
+/// sized the grant: which limit holds a relay's traffic back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExhaustedGrants {
+    /// KIST, congestion window full.
+    pub cwnd: u64,
+    /// KIST, the socket-buffer rule.
+    pub sock_buf: u64,
+    /// KISTLite's high-water mark.
+    pub high_water: u64,
+    /// Vanilla's per-write maximum.
+    pub vanilla_max: u64,
+}
+
+impl ExhaustedGrants {
+    /// The count for `reason`.
+    pub fn get(&self, reason: LimitReason) -> u64 {
+        match reason {
+            LimitReason::CongestionWindow => self.cwnd,
+            LimitReason::SocketBuffer => self.sock_buf,
+            LimitReason::HighWater => self.high_water,
+            LimitReason::VanillaMax => self.vanilla_max,
+        }
+    }
+
+    /// Every reason with its count, in [`LimitReason::ALL`]'s order.
+    pub fn by_reason(&self) -> [(LimitReason, u64); 4] {
+        LimitReason::ALL.map(|r| (r, self.get(r)))
+    }
+
+    fn count(&mut self, reason: LimitReason) {
+        let counter = match reason {
+            LimitReason::CongestionWindow => &mut self.cwnd,
+            LimitReason::SocketBuffer => &mut self.sock_buf,
+            LimitReason::HighWater => &mut self.high_water,
+            LimitReason::VanillaMax => &mut self.vanilla_max,
+        };
+        *counter += 1;
+    }
+}
+
+/// The scheduler's distributions. Field names end in their unit and are the names the
+/// tools publish them under.
+#[derive(Clone)]
+pub struct SchedHistograms {
     /// Cells written per run.
     pub cells_per_run: Histogram<u64>,
     /// Bytes granted per run (sum of the run's grants, clamped to the histogram's range).
@@ -56,8 +101,35 @@ pub struct SchedMetrics {
     /// The same estimate sampled by the engine on a timer for every busy socket, whatever the
     /// scheduler (Vanilla takes no snapshots of its own): the figure that compares schedulers.
     pub kernel_queue_sampled_us: Histogram<u64>,
-    /// Bytes granted so far in the current run.
-    run_bytes_granted: u64,
+}
+
+impl SchedHistograms {
+    /// Empty histograms (about 100 KiB each).
+    fn new() -> Self {
+        SchedHistograms {
+            cells_per_run: histogram(MAX_RECORDED_CELLS_PER_RUN),
+            bytes_granted_per_run: histogram(MAX_RECORDED_BYTES_PER_RUN),
+            relay_queue_us: histogram(MAX_RECORDED_US),
+            kernel_queue_us: histogram(MAX_RECORDED_US),
+            kernel_queue_sampled_us: histogram(MAX_RECORDED_US),
+        }
+    }
+}
+
+impl fmt::Debug for SchedHistograms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Sample counts only: the buckets are thousands of lines.
+        f.debug_struct("SchedHistograms")
+            .field("cells_per_run", &self.cells_per_run.len())
+            .field("bytes_granted_per_run", &self.bytes_granted_per_run.len())
+            .field("relay_queue_us", &self.relay_queue_us.len())
+            .field("kernel_queue_us", &self.kernel_queue_us.len())
+            .field(
+                "kernel_queue_sampled_us",
+                &self.kernel_queue_sampled_us.len(),
+            )
+            .finish()
+    }
 }
 
 impl fmt::Debug for SchedMetrics {
@@ -68,9 +140,8 @@ impl fmt::Debug for SchedMetrics {
             .field("cells_written", &self.cells_written)
             .field("bytes_written", &self.bytes_written)
             .field("flushes", &self.flushes)
-            .field("relay_queue_samples", &self.relay_queue_us.len())
-            .field("kernel_queue_samples", &self.kernel_queue_us.len())
-            .field("kernel_queue_sampled", &self.kernel_queue_sampled_us.len())
+            .field("exhausted", &self.exhausted)
+            .field("histograms", &self.histograms)
             .finish_non_exhaustive()
     }
 }
@@ -100,31 +171,31 @@ impl SchedMetrics {
             cells_written: 0,
             bytes_written: 0,
             flushes: 0,
-            exhausted_by_cwnd: 0,
-            exhausted_by_sock_buf: 0,
-            exhausted_by_high_water: 0,
-            exhausted_by_vanilla_max: 0,
             grants_cwnd_full: 0,
-            cells_per_run: histogram(MAX_RECORDED_CELLS_PER_RUN),
-            bytes_granted_per_run: histogram(MAX_RECORDED_BYTES_PER_RUN),
+            exhausted: ExhaustedGrants::default(),
+            histograms: SchedHistograms::new(),
             run_bytes_granted: 0,
-            relay_queue_us: histogram(MAX_RECORDED_US),
-            kernel_queue_us: histogram(MAX_RECORDED_US),
-            kernel_queue_sampled_us: histogram(MAX_RECORDED_US),
         }
     }
 
-    /// A cell queued at `enqueued` was written at `now`. The engine calls this per cell.
+    /// A cell queued at `enqueued` was written at `now`.
     pub fn record_relay_queue_time(&mut self, enqueued: Instant, now: Instant) {
-        // u64 nanoseconds, not `Duration::as_micros` (u128 arithmetic): this runs per cell.
+        self.record_relay_queue_times(enqueued, now, 1);
+    }
+
+    /// `cells` cells queued at `enqueued` were written at `now` (one histogram update).
+    pub fn record_relay_queue_times(&mut self, enqueued: Instant, now: Instant, cells: u64) {
+        // u64 nanoseconds, not `Duration::as_micros` (u128 arithmetic).
         let us = now.as_nanos().saturating_sub(enqueued.as_nanos()) / 1000;
-        self.relay_queue_us
-            .saturating_record(us.clamp(1, MAX_RECORDED_US));
+        self.histograms
+            .relay_queue_us
+            .saturating_record_n(us.clamp(1, MAX_RECORDED_US), cells);
     }
 
     /// An estimated kernel queue time for one socket (see `limit::kernel_queue_time_us`).
     pub fn record_kernel_queue_time(&mut self, us: u64) {
-        self.kernel_queue_us
+        self.histograms
+            .kernel_queue_us
             .saturating_record(us.clamp(1, MAX_RECORDED_US));
     }
 
@@ -142,7 +213,8 @@ impl SchedMetrics {
             return false;
         };
         // A zero estimate is a real sample ("nothing waits"); the histogram's floor is 1 us.
-        self.kernel_queue_sampled_us
+        self.histograms
+            .kernel_queue_sampled_us
             .saturating_record(us.clamp(1, MAX_RECORDED_US));
         true
     }
@@ -157,13 +229,7 @@ impl SchedMetrics {
     }
 
     pub(crate) fn record_exhausted(&mut self, reason: LimitReason) {
-        let counter = match reason {
-            LimitReason::CongestionWindow => &mut self.exhausted_by_cwnd,
-            LimitReason::SocketBuffer => &mut self.exhausted_by_sock_buf,
-            LimitReason::HighWater => &mut self.exhausted_by_high_water,
-            LimitReason::VanillaMax => &mut self.exhausted_by_vanilla_max,
-        };
-        *counter += 1;
+        self.exhausted.count(reason);
     }
 
     pub(crate) fn record_run(&mut self, cells: u64, bytes: u64, flushes: u64) {
@@ -171,11 +237,57 @@ impl SchedMetrics {
         self.cells_written += cells;
         self.bytes_written = self.bytes_written.saturating_add(bytes);
         self.flushes += flushes;
-        self.cells_per_run
+        self.histograms
+            .cells_per_run
             .saturating_record(cells.clamp(1, MAX_RECORDED_CELLS_PER_RUN));
-        self.bytes_granted_per_run
+        self.histograms
+            .bytes_granted_per_run
             .saturating_record(self.run_bytes_granted.clamp(1, MAX_RECORDED_BYTES_PER_RUN));
         self.run_bytes_granted = 0;
+    }
+}
+
+/// The relay-queue times of one batch of written cells, recorded per run of cells that were
+/// queued at the same instant (cells that arrived in one receive share it), so the histogram
+/// sees one update per run instead of one per cell. The counts are exact; what is left when
+/// it is dropped is recorded then.
+#[derive(Debug)]
+pub struct QueueTimes<'a> {
+    metrics: &'a mut SchedMetrics,
+    now: Instant,
+    /// The enqueue instant of the run being counted, and its length.
+    run: Option<(Instant, u64)>,
+}
+
+impl<'a> QueueTimes<'a> {
+    /// Collects the queue times of cells written at `now` into `metrics`.
+    pub fn new(metrics: &'a mut SchedMetrics, now: Instant) -> Self {
+        QueueTimes {
+            metrics,
+            now,
+            run: None,
+        }
+    }
+
+    /// A cell that was queued at `enqueued` was written. Per cell: one compare and an add.
+    #[inline]
+    pub fn cell(&mut self, enqueued: Instant) {
+        match &mut self.run {
+            Some((at, n)) if *at == enqueued => *n += 1,
+            run => {
+                if let Some((at, n)) = run.replace((enqueued, 1)) {
+                    self.metrics.record_relay_queue_times(at, self.now, n);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for QueueTimes<'_> {
+    fn drop(&mut self) {
+        if let Some((at, n)) = self.run.take() {
+            self.metrics.record_relay_queue_times(at, self.now, n);
+        }
     }
 }
 
@@ -191,14 +303,16 @@ mod tests {
         m.record_relay_queue_time(t0, t0 + Duration::from_millis(5));
         m.record_relay_queue_time(t0, t0 + Duration::from_secs(3600));
         m.record_relay_queue_time(t0 + Duration::from_secs(1), t0);
-        assert_eq!(m.relay_queue_us.len(), 3);
-        assert_eq!(m.relay_queue_us.min(), 1);
+        assert_eq!(m.histograms.relay_queue_us.len(), 3);
+        assert_eq!(m.histograms.relay_queue_us.min(), 1);
         assert!(m
+            .histograms
             .relay_queue_us
-            .equivalent(m.relay_queue_us.max(), MAX_RECORDED_US));
+            .equivalent(m.histograms.relay_queue_us.max(), MAX_RECORDED_US));
         assert!(m
+            .histograms
             .relay_queue_us
-            .equivalent(m.relay_queue_us.value_at_quantile(0.5), 5000));
+            .equivalent(m.histograms.relay_queue_us.value_at_quantile(0.5), 5000));
         m.record_grant(1000, LimitReason::CongestionWindow);
         m.record_grant(u64::MAX, LimitReason::SocketBuffer);
         assert_eq!(
@@ -209,13 +323,46 @@ mod tests {
         m.record_run(0, 0, 0);
         m.record_run(12, 12 * 514, 2);
         assert_eq!((m.runs, m.cells_written, m.flushes), (2, 12, 2));
-        assert_eq!(m.exhausted_by_high_water, 1);
-        assert_eq!(m.cells_per_run.max(), 12);
+        assert_eq!(m.exhausted.high_water, 1);
+        m.record_exhausted(LimitReason::VanillaMax);
+        m.record_exhausted(LimitReason::VanillaMax);
+        // The labels are the exported metric's `by` values: changing one breaks dashboards.
+        let labelled = m.exhausted.by_reason().map(|(r, n)| (r.label(), n));
+        assert_eq!(
+            labelled,
+            [
+                ("cwnd", 0),
+                ("sock_buf", 0),
+                ("high_water", 1),
+                ("vanilla_max", 2)
+            ]
+        );
+        assert_eq!(m.histograms.cells_per_run.max(), 12);
         // The two grants went into the first run's total (clamped), none into the second.
-        assert!(m
-            .bytes_granted_per_run
-            .equivalent(m.bytes_granted_per_run.max(), MAX_RECORDED_BYTES_PER_RUN));
-        assert_eq!(m.bytes_granted_per_run.min(), 1);
+        assert!(m.histograms.bytes_granted_per_run.equivalent(
+            m.histograms.bytes_granted_per_run.max(),
+            MAX_RECORDED_BYTES_PER_RUN
+        ));
+        assert_eq!(m.histograms.bytes_granted_per_run.min(), 1);
+    }
+
+    #[test]
+    fn queue_times_are_recorded_exactly_per_run_of_equal_instants() {
+        let mut m = SchedMetrics::new();
+        let now = Instant::from_millis(10);
+        {
+            let mut q = QueueTimes::new(&mut m, now);
+            for at in [7, 7, 7, 9, 9, 7] {
+                q.cell(Instant::from_millis(at));
+            }
+        }
+        let h = &m.histograms.relay_queue_us;
+        assert_eq!(h.len(), 6);
+        assert_eq!(h.count_at(3000), 4, "four cells waited 3 ms");
+        assert_eq!(h.count_at(1000), 2, "two cells waited 1 ms");
+        // Nothing written, nothing recorded.
+        drop(QueueTimes::new(&mut m, now));
+        assert_eq!(m.histograms.relay_queue_us.len(), 6);
     }
 
     #[test]
@@ -245,12 +392,13 @@ mod tests {
         };
         assert!(!m.sample_kernel_queue(&snap(Some(no_rtt), Some(100))));
         assert!(!m.sample_kernel_queue(&snap(None, Some(100))));
-        assert_eq!(m.kernel_queue_sampled_us.len(), 2);
+        assert_eq!(m.histograms.kernel_queue_sampled_us.len(), 2);
         assert!(m
+            .histograms
             .kernel_queue_sampled_us
-            .equivalent(m.kernel_queue_sampled_us.max(), 80_000));
-        assert_eq!(m.kernel_queue_sampled_us.min(), 1);
+            .equivalent(m.histograms.kernel_queue_sampled_us.max(), 80_000));
+        assert_eq!(m.histograms.kernel_queue_sampled_us.min(), 1);
         // The scheduler's own per-grant histogram is untouched.
-        assert!(m.kernel_queue_us.is_empty());
+        assert!(m.histograms.kernel_queue_us.is_empty());
     }
 }

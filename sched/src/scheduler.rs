@@ -6,7 +6,7 @@
 //!                                   │ (channel states, next_run)
 //!  next_run() <= now ? ──> pending_channels(now) ──> socket snapshots (only those)
 //!                                   │
-//!  run(now, snapshots, &mut CellSource) ──> write_one(chan) ... flush(chan)
+//!  run(now, snapshots, &mut CellSource) ──> per channel: write_cells(chan, n), flush(chan)
 //!                                   └──> RunReport, grants(), metrics()
 //! ```
 //!
@@ -21,7 +21,7 @@ use core::time::Duration;
 use crate::error::SchedError;
 use crate::ewma::Priority;
 use crate::limit::{LimitReason, DEFAULT_SOCK_BUF_SIZE_FACTOR};
-use crate::metrics::SchedMetrics;
+use crate::metrics::{QueueTimes, SchedMetrics};
 use crate::socket::SocketSnapshot;
 use crate::time::Instant;
 
@@ -155,28 +155,37 @@ pub struct ChannelSnapshot<K> {
     pub outbuf: u32,
 }
 
-/// One cell moved by [`CellSource::write_one`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Written {
-    /// Bytes charged (normally `CELL_WIRE_LEN`; 0 is charged as `CELL_WIRE_LEN`).
-    pub bytes: u32,
-    /// The channel's best priority afterwards; `None` when it has no more cells.
-    pub next: Option<Priority>,
-    /// When the cell entered the relay queue, if the engine knows: the scheduler records
-    /// `now - enqueued` in `SchedMetrics::relay_queue_us` (the engine cannot reach the
-    /// scheduler's metrics while a run borrows it).
-    pub enqueued: Option<Instant>,
+/// What one [`CellSource::write_cells`] call moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Cells written.
+    pub cells: u32,
+    /// Bytes those cells took in the staged send buffer (normally `cells * CELL_WIRE_LEN`).
+    pub bytes: u64,
+    /// Whether the channel still has cells queued afterwards.
+    pub more: bool,
 }
 
 /// The engine side of a run: per-channel circuit queues and muxes.
+///
+/// The scheduler calls it once per channel per run, never per cell: the per-cell loop is
+/// the source's own (no dynamic call, one channel lookup per batch).
 pub trait CellSource<K> {
     /// The priority of `chan`'s best circuit (its `CircuitMux::best_priority`), `None` if it
     /// has no cells.
     fn best_priority(&self, now: Instant, chan: K) -> Option<Priority>;
-    /// Moves ONE cell of `chan`'s best circuit into the channel's staged send buffer, counting
-    /// it in the mux (`note_written`). `None` if the channel had no cell.
-    fn write_one(&mut self, now: Instant, chan: K) -> Option<Written>;
-    /// Hands the channel's staged bytes to the kernel (the engine queues one SEND).
+    /// Moves up to `max_cells` cells of `chan` into the channel's staged send buffer, each
+    /// from the circuit its mux offers at that moment (lowest EWMA; `note_written` after
+    /// every cell), and reports each cell's relay-queue time to `queue_times`.
+    fn write_cells(
+        &mut self,
+        now: Instant,
+        chan: K,
+        max_cells: u32,
+        queue_times: &mut QueueTimes<'_>,
+    ) -> Batch;
+    /// The channel's grant for this run is used: hand its staged bytes to the kernel now
+    /// (the engine queues the channel's SEND, so sends go out in the order of the run).
     fn flush(&mut self, chan: K);
 }
 
@@ -240,6 +249,6 @@ pub trait Scheduler<K>: Debug {
     fn grants(&self) -> &[WriteGrant<K>];
     /// Figures since creation.
     fn metrics(&self) -> &SchedMetrics;
-    /// For `SchedMetrics::record_relay_queue_time`, which the engine calls per written cell.
+    /// For the engine's timer samples (`SchedMetrics::sample_kernel_queue`).
     fn metrics_mut(&mut self) -> &mut SchedMetrics;
 }

@@ -6,7 +6,7 @@
 
 use crate::channels::{Change, ChannelTable};
 use crate::limit::{LimitReason, CELL_WIRE_LEN};
-use crate::metrics::SchedMetrics;
+use crate::metrics::{QueueTimes, SchedMetrics};
 use crate::scheduler::{
     CellSource, ChannelKey, ChannelSnapshot, ChannelState, RunReport, SchedConfig, Scheduler,
     SchedulerKind, WriteGrant,
@@ -86,34 +86,26 @@ impl<K: ChannelKey> Scheduler<K> for Vanilla<K> {
         self.order.clear();
         self.table.pending_into(false, &mut self.order);
         let limit = u64::from(self.max_write);
+        let max_cells = self.max_write / CELL_WIRE_LEN;
         let mut report = RunReport::default();
         for &chan in &self.order {
-            let mut written: u64 = 0;
-            let mut state = ChannelState::WaitingToWrite;
-            while limit - written >= u64::from(CELL_WIRE_LEN) {
-                let Some(w) = source.write_one(now, chan) else {
-                    state = ChannelState::WaitingForCells;
-                    break;
-                };
-                if let Some(t) = w.enqueued {
-                    self.metrics.record_relay_queue_time(t, now);
-                }
-                let charged = if w.bytes == 0 { CELL_WIRE_LEN } else { w.bytes };
-                written = written.saturating_add(u64::from(charged)).min(limit);
-                report.cells += 1;
-                report.bytes += u64::from(charged);
-                if w.next.is_none() {
-                    state = ChannelState::WaitingForCells;
-                    break;
-                }
-            }
-            if written > 0 {
+            let batch = {
+                let mut times = QueueTimes::new(&mut self.metrics, now);
+                source.write_cells(now, chan, max_cells, &mut times)
+            };
+            let written = batch.bytes;
+            report.cells += u64::from(batch.cells);
+            report.bytes += batch.bytes;
+            if batch.cells > 0 {
                 source.flush(chan);
                 report.flushes += 1;
             }
-            if state == ChannelState::WaitingToWrite {
+            let state = if batch.more {
                 self.metrics.record_exhausted(LimitReason::VanillaMax);
-            }
+                ChannelState::WaitingToWrite
+            } else {
+                ChannelState::WaitingForCells
+            };
             self.table.set(chan, state);
             self.metrics.record_grant(limit, LimitReason::VanillaMax);
             self.grants.push(WriteGrant {

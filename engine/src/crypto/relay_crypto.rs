@@ -11,12 +11,28 @@
 //!
 //! The per-cell path allocates nothing; the SHA-1 state is cloned only when the cheap
 //! `recognized == 0` test passes (1 in 65536 for a cell passing through).
+//!
+//! # Memory: one AES key schedule where it is used
+//!
+//! The `aes` crate's autodetected type is a union of its AES-NI and its software key
+//! schedule, so it is as large as the software one: 704 bytes, 768 with the CTR state, per
+//! direction, whatever the CPU. A relay holds two per circuit, idle or not. So a relay's
+//! layer ([`RelayLayer`]) keeps only the 16-byte key and the keystream position per
+//! direction, and the expanded cipher of the directions in use lives in the worker's
+//! [`CipherCache`] (direct-mapped, [`CIPHER_CACHE_SLOTS`] entries): a busy circuit finds its
+//! cipher there, in the state the last cell left it; an idle one costs nothing; a miss
+//! expands the key and seeks to the position (~300 instructions with AES-NI, against ~1,000
+//! for the 509 bytes themselves). The origin's [`ClientLayer`] keeps its ciphers (a client
+//! has few circuits). Keys and key schedules are zeroized on drop (the `aes`/`ctr`
+//! `zeroize` features); the SHA-1 state is not (`sha1` 0.10 has no such feature).
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use aes::cipher::{KeyIvInit, StreamCipher};
+use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use super::KeyMaterial;
 use crate::wire::{CELL_BODY_LEN, RELAY_DIGEST, RELAY_RECOGNIZED};
@@ -33,14 +49,127 @@ const RECOGNIZED: Range<usize> = RELAY_RECOGNIZED;
 const DIGEST: Range<usize> = RELAY_DIGEST;
 
 /// AES-128 in CTR mode with the whole 16-byte block as a big-endian counter (Tor's AES-CTR).
-/// The encrypt-only key schedule is enough for CTR and half the size.
+/// The encrypt-only key schedule is enough for CTR.
 type Aes128Ctr = ctr::Ctr128BE<aes::Aes128Enc>;
 
-/// One direction of one hop: cipher, running digest and the digest after the last cell.
-struct HopDirection {
-    /// AES-128-CTR keyed with Kf or Kb; its keystream position is the number of bodies
-    /// this direction has processed times 509.
+/// Expanded ciphers a worker keeps for the relay layers in use. 512 entries of ~790 bytes:
+/// ~400 KiB per worker, allocated on first use, against ~1.5 KiB per circuit otherwise.
+pub const CIPHER_CACHE_SLOTS: usize = 512;
+
+/// Names a relay layer's direction in the cache; unique for the life of the process.
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+struct CachedCipher {
+    owner: u64,
     cipher: Aes128Ctr,
+}
+
+/// The expanded AES-CTR states of the relay-layer directions a worker used most recently
+/// (see the module docs). One per worker (the `Relay` owns it); only a cache: any entry may
+/// be dropped at any time, the layer's key and position rebuild it.
+#[derive(Default)]
+pub struct CipherCache {
+    slots: Vec<Option<CachedCipher>>,
+    /// Lookups that had to expand a key.
+    misses: u64,
+}
+
+impl std::fmt::Debug for CipherCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CipherCache")
+            .field("misses", &self.misses)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CipherCache {
+    /// An empty cache (it allocates its slots on first use).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lookups so far that found no cipher and expanded the key.
+    pub fn misses(&self) -> u64 {
+        self.misses
+    }
+
+    /// XORs `stream`'s keystream into `body` and advances it by one body.
+    #[inline]
+    fn apply(&mut self, stream: &mut Keystream, body: &mut [u8; BODY_LEN]) {
+        let i = (stream.owner % CIPHER_CACHE_SLOTS as u64) as usize;
+        match self.slots.get_mut(i) {
+            Some(Some(e)) if e.owner == stream.owner => {
+                debug_assert_eq!(e.cipher.current_pos::<u64>(), stream.pos);
+                e.cipher.apply_keystream(body);
+            }
+            _ => self.apply_missed(i, stream, body),
+        }
+        stream.pos += BODY_LEN as u64;
+    }
+
+    /// [`CipherCache::apply`] without the cipher at hand: expand it into slot `i` (kept out
+    /// of line, so the hit path stays small enough to inline the keystream loop).
+    #[cold]
+    #[inline(never)]
+    fn apply_missed(&mut self, i: usize, stream: &Keystream, body: &mut [u8; BODY_LEN]) {
+        self.misses += 1;
+        if self.slots.is_empty() {
+            self.slots.resize_with(CIPHER_CACHE_SLOTS, || None);
+        }
+        let mut cipher = stream.expand();
+        cipher.apply_keystream(body);
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = Some(CachedCipher {
+                owner: stream.owner,
+                cipher,
+            });
+        }
+    }
+
+    /// Drops (and so zeroizes) the cached cipher of `stream`, if any.
+    fn forget(&mut self, stream: &Keystream) {
+        let i = (stream.owner % CIPHER_CACHE_SLOTS as u64) as usize;
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.as_ref().is_some_and(|e| e.owner == stream.owner) {
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// A relay-layer direction's AES-CTR: the key and how far the keystream has run. INVARIANT:
+/// `pos` is the number of bodies processed times 509, also in the cached cipher if any.
+struct Keystream {
+    key: [u8; 16],
+    pos: u64,
+    owner: u64,
+}
+
+impl Keystream {
+    fn new(key: &[u8; 16]) -> Self {
+        Keystream {
+            key: *key,
+            pos: 0,
+            owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The expanded cipher at this keystream's position.
+    fn expand(&self) -> Aes128Ctr {
+        let mut cipher = Aes128Ctr::new(&self.key.into(), &Default::default());
+        cipher.seek(self.pos);
+        cipher
+    }
+}
+
+impl Drop for Keystream {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+/// One direction's running digest and the digest after its last cell.
+struct RunningDigest {
     /// SHA-1 seeded with Df or Db, then fed every body sealed or recognized here.
     digest: Sha1,
     /// INVARIANT: zeros until the first body is sealed or recognized; after that, equal to
@@ -48,17 +177,12 @@ struct HopDirection {
     last: [u8; 20],
 }
 
-impl HopDirection {
-    fn new(key: &[u8; 16], digest_seed: &[u8; 20]) -> Self {
-        HopDirection {
-            cipher: Aes128Ctr::new(key.into(), &Default::default()),
-            digest: Sha1::new_with_prefix(digest_seed),
+impl RunningDigest {
+    fn new(seed: &[u8; 20]) -> Self {
+        RunningDigest {
+            digest: Sha1::new_with_prefix(seed),
             last: [0; 20],
         }
-    }
-
-    fn apply_keystream(&mut self, body: &mut [u8; BODY_LEN]) {
-        self.cipher.apply_keystream(body);
     }
 
     /// Zeroes `recognized` and `digest`, advances the running digest over the body and writes
@@ -92,18 +216,55 @@ impl HopDirection {
     }
 }
 
+/// One direction of the origin's layer for one hop: its own cipher and digest.
+struct HopDirection {
+    /// AES-128-CTR keyed with Kf or Kb; its keystream position is the number of bodies
+    /// this direction has processed times 509.
+    cipher: Aes128Ctr,
+    digest: RunningDigest,
+}
+
+impl HopDirection {
+    fn new(key: &[u8; 16], digest_seed: &[u8; 20]) -> Self {
+        HopDirection {
+            cipher: Aes128Ctr::new(key.into(), &Default::default()),
+            digest: RunningDigest::new(digest_seed),
+        }
+    }
+
+    fn apply_keystream(&mut self, body: &mut [u8; BODY_LEN]) {
+        self.cipher.apply_keystream(body);
+    }
+}
+
+/// One direction of a relay's layer for one hop: key and position, digest.
+struct RelayDirection {
+    stream: Keystream,
+    digest: RunningDigest,
+}
+
+impl RelayDirection {
+    fn new(key: &[u8; 16], digest_seed: &[u8; 20]) -> Self {
+        RelayDirection {
+            stream: Keystream::new(key),
+            digest: RunningDigest::new(digest_seed),
+        }
+    }
+}
+
 /// The relay's side of one hop of a circuit: removes forward layers, adds backward ones.
+/// Its ciphers live in the worker's [`CipherCache`], passed to every call.
 pub struct RelayLayer {
-    fwd: HopDirection,
-    back: HopDirection,
+    fwd: RelayDirection,
+    back: RelayDirection,
 }
 
 impl RelayLayer {
     /// Keys the layer from a handshake's output (Kf/Df forward, Kb/Db backward).
     pub fn new(keys: &KeyMaterial) -> Self {
         RelayLayer {
-            fwd: HopDirection::new(&keys.kf, &keys.df),
-            back: HopDirection::new(&keys.kb, &keys.db),
+            fwd: RelayDirection::new(&keys.kf, &keys.df),
+            back: RelayDirection::new(&keys.kb, &keys.db),
         }
     }
 
@@ -112,33 +273,44 @@ impl RelayLayer {
     /// running digest over the body with the digest field zeroed); in that case the running
     /// digest has advanced. Otherwise the digest state is unchanged and the caller forwards
     /// the cell.
-    pub fn decrypt_forward(&mut self, body: &mut [u8; BODY_LEN]) -> bool {
-        self.fwd.apply_keystream(body);
-        self.fwd.check(body)
+    pub fn decrypt_forward(
+        &mut self,
+        ciphers: &mut CipherCache,
+        body: &mut [u8; BODY_LEN],
+    ) -> bool {
+        ciphers.apply(&mut self.fwd.stream, body);
+        self.fwd.digest.check(body)
     }
 
     /// A backward cell originated at this hop: zero `recognized` and `digest` (the caller
     /// normally has), advance the backward digest, write its first 4 bytes, then encrypt.
-    pub fn originate_backward(&mut self, body: &mut [u8; BODY_LEN]) {
-        self.back.seal(body);
-        self.back.apply_keystream(body);
+    pub fn originate_backward(&mut self, ciphers: &mut CipherCache, body: &mut [u8; BODY_LEN]) {
+        self.back.digest.seal(body);
+        ciphers.apply(&mut self.back.stream, body);
     }
 
     /// A backward cell from further along the circuit: add this hop's layer.
-    pub fn encrypt_backward(&mut self, body: &mut [u8; BODY_LEN]) {
-        self.back.apply_keystream(body);
+    pub fn encrypt_backward(&mut self, ciphers: &mut CipherCache, body: &mut [u8; BODY_LEN]) {
+        ciphers.apply(&mut self.back.stream, body);
+    }
+
+    /// The circuit is gone: drop its ciphers from the cache now rather than when their
+    /// entries are reused.
+    pub fn forget(&self, ciphers: &mut CipherCache) {
+        ciphers.forget(&self.fwd.stream);
+        ciphers.forget(&self.back.stream);
     }
 
     /// Full running digest right after the last cell recognized forward (zeros before any).
     /// Authenticated SENDME v1: what the client's SENDME to us must carry.
     pub fn last_forward_digest(&self) -> [u8; 20] {
-        self.fwd.last
+        self.fwd.digest.last
     }
 
     /// Full running digest right after the last cell originated backward (zeros before any).
     /// Authenticated SENDME v1: remember it at every 100th DATA cell sent, and expect it back.
     pub fn last_backward_digest(&self) -> [u8; 20] {
-        self.back.last
+        self.back.digest.last
     }
 }
 
@@ -167,7 +339,7 @@ impl ClientLayer {
     /// forward digest, set the digest field, encrypt. The caller then calls
     /// [`ClientLayer::encrypt_forward`] on every earlier hop, nearest-to-target first.
     pub fn originate_forward(&mut self, body: &mut [u8; BODY_LEN]) {
-        self.fwd.seal(body);
+        self.fwd.digest.seal(body);
         self.fwd.apply_keystream(body);
     }
 
@@ -180,17 +352,17 @@ impl ClientLayer {
     /// (digest advanced), false otherwise (digest unchanged, try the next hop).
     pub fn decrypt_backward(&mut self, body: &mut [u8; BODY_LEN]) -> bool {
         self.back.apply_keystream(body);
-        self.back.check(body)
+        self.back.digest.check(body)
     }
 
     /// Full running digest right after the last cell originated forward (zeros before any).
     pub fn last_forward_digest(&self) -> [u8; 20] {
-        self.fwd.last
+        self.fwd.digest.last
     }
 
     /// Full running digest right after the last cell recognized backward (zeros before any).
     pub fn last_backward_digest(&self) -> [u8; 20] {
-        self.back.last
+        self.back.digest.last
     }
 }
 

@@ -46,6 +46,12 @@ const RECV_CHUNK: usize = 16 << 10;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SimConn(Key);
 
+impl super::ConnSlot for SimConn {
+    fn slot(self) -> usize {
+        self.0.index() as usize
+    }
+}
+
 /// A listener of a [`SimDriver`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SimListener(Key);

@@ -15,6 +15,7 @@ use crate::crypto::RelayId;
 use crate::time::Instant;
 use crate::wire::{Cell, CellDecoder, ChanCmd, CircId, Destroy, DestroyReason};
 
+use super::circ_ids::CircIdMap;
 use super::circuit::Dir;
 use super::dos::{CircuitCreationLimit, CreateBucket};
 use super::ids::{ChanId, CircHandle};
@@ -30,7 +31,7 @@ pub(crate) struct Channel {
     pub(crate) target: Option<(SocketAddr, RelayId)>,
     pub(crate) decoder: CellDecoder,
     /// Circuits on this channel by the id used on it.
-    pub(crate) circs: HashMap<CircId, CircHandle>,
+    pub(crate) circs: CircIdMap,
     /// Circuits waiting for this channel to open to send their CREATE2.
     pub(crate) waiting: Vec<CircHandle>,
     /// Link-control bytes (handshake cells, DESTROYs of freed circuits): sent before
@@ -53,13 +54,14 @@ impl Channel {
         ewma: &EwmaConfig,
         now: Instant,
         create_limit: Option<&CircuitCreationLimit>,
+        seed: u64,
     ) -> Self {
         Channel {
+            circs: CircIdMap::new(link.initiator(), seed),
             link,
             peer,
             target,
             decoder: CellDecoder::new(),
-            circs: HashMap::new(),
             waiting: Vec::new(),
             ctrl: Vec::new(),
             mux: CircuitMux::new(ewma),
@@ -75,9 +77,11 @@ impl Channel {
 }
 
 /// All channels of a relay, the outbound ones by target, and the ready list.
-#[derive(Default)]
 pub(crate) struct Channels {
     slab: GenSlab<Channel>,
+    /// Seeds each channel's hash of peer-chosen circuit ids (from the relay's RNG, then
+    /// stepped per channel).
+    seed: u64,
     /// Outbound channels we opened, by (address, identity), for reuse on EXTEND2.
     /// INVARIANT: every value is a live channel whose `target` is the key.
     outbound: HashMap<(SocketAddr, RelayId), ChanId>,
@@ -86,6 +90,21 @@ pub(crate) struct Channels {
 }
 
 impl Channels {
+    /// No channels; `seed` (from the relay's RNG) keys the circuit-id hashes.
+    pub(crate) fn new(seed: u64) -> Self {
+        Channels {
+            slab: GenSlab::default(),
+            seed,
+            outbound: HashMap::new(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    fn next_seed(&mut self) -> u64 {
+        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.seed
+    }
+
     /// A channel a peer opened to us.
     pub(crate) fn insert_inbound(
         &mut self,
@@ -94,7 +113,16 @@ impl Channels {
         ewma: &EwmaConfig,
         create_limit: Option<&CircuitCreationLimit>,
     ) -> ChanId {
-        let ch = Channel::new(Link::inbound(), Some(peer), None, ewma, now, create_limit);
+        let seed = self.next_seed();
+        let ch = Channel::new(
+            Link::inbound(),
+            Some(peer),
+            None,
+            ewma,
+            now,
+            create_limit,
+            seed,
+        );
         ChanId(self.slab.insert(ch))
     }
 
@@ -106,6 +134,7 @@ impl Channels {
         ewma: &EwmaConfig,
         create_limit: Option<&CircuitCreationLimit>,
     ) -> ChanId {
+        let seed = self.next_seed();
         let ch = Channel::new(
             Link::outbound(),
             Some(target.0),
@@ -113,6 +142,7 @@ impl Channels {
             ewma,
             now,
             create_limit,
+            seed,
         );
         let chan = ChanId(self.slab.insert(ch));
         self.outbound.insert(target, chan);

@@ -164,9 +164,6 @@ impl Relay {
 
     /// Sends the CREATE2 of `circ` (origin's first hop, or a relay's EXTEND2) on `chan`.
     pub(super) fn send_create(&mut self, now: Instant, circ: CircHandle, chan: ChanId) {
-        let Some(id) = self.alloc_circ_id(chan) else {
-            return self.close_circuit(now, circ, CircuitClose::NoFreeCircId);
-        };
         let Some(c) = self.circuits.get_mut(circ) else {
             return;
         };
@@ -189,31 +186,19 @@ impl Relay {
         if written.is_err() {
             return self.reject_circuit(now, circ, CreateError::Create2TooLong.into());
         }
-        c.next = Some(Hop { chan, id });
-        c.waiting_on = None;
-        if let Some(ch) = self.channels.get_mut(chan) {
-            ch.circs.insert(id, circ);
+        // The id is allocated and recorded on the channel in one step.
+        let id = self
+            .channels
+            .get_mut(chan)
+            .and_then(|ch| ch.circs.alloc(circ));
+        let Some(id) = id else {
+            return self.close_circuit(now, circ, CircuitClose::NoFreeCircId);
+        };
+        if let Some(c) = self.circuits.get_mut(circ) {
+            c.next = Some(Hop { chan, id });
+            c.waiting_on = None;
         }
         self.enqueue(now, circ, Dir::Forward, ChanCmd::CREATE2, &body);
-    }
-
-    /// Allocates a circuit id on `chan` (top bit set iff we opened the connection).
-    fn alloc_circ_id(&mut self, chan: ChanId) -> Option<CircId> {
-        let ch = self.channels.get(chan)?;
-        for _ in 0..64 {
-            let raw = self.rng.next_u32();
-            let raw = if ch.link.initiator() {
-                raw | 0x8000_0000
-            } else {
-                raw & 0x7fff_ffff
-            };
-            if let Some(id) = CircId::new(raw) {
-                if !ch.circs.contains_key(&id) {
-                    return Some(id);
-                }
-            }
-        }
-        None
     }
 }
 

@@ -22,7 +22,7 @@ pub enum Event {
         addr: SocketAddr,
     },
     /// Close `chan`'s socket. Its state is already gone; write what `take_ctrl` and
-    /// `write_one_cell` gave first.
+    /// `write_cells` gave first.
     CloseChannel {
         /// The channel whose socket to close.
         chan: ChanId,
@@ -125,7 +125,7 @@ impl HasKind for ApiError {
 pub struct RelayStats {
     /// Cells received (all commands).
     pub cells_in: u64,
-    /// Cells handed to the runtime by `write_one_cell`.
+    /// Cells handed to the runtime by `write_cells`.
     pub cells_out: u64,
     /// Circuits closed by the OOM handler.
     pub oom_closed: u64,

@@ -186,7 +186,7 @@ impl Relay {
             return;
         };
         if let Some(next) = c.next.take() {
-            let dropped = c.to_next.clear();
+            let dropped = self.cells.clear(&mut c.to_next);
             self.memory.cells_gone(dropped);
             if let Some(ch) = self.channels.get_mut(next.chan) {
                 ch.circs.remove(&next.id);

@@ -50,7 +50,7 @@ impl Relay {
                         return self.reject_circuit(now, circ, e.into());
                     }
                 }
-                if layer.decrypt_forward(&mut body) {
+                if layer.decrypt_forward(&mut self.ciphers, &mut body) {
                     self.handle_at_exit(now, circ, early, &body);
                 } else if c.next.is_some() {
                     self.enqueue(now, circ, Dir::Forward, cell.cmd, &body);
@@ -63,7 +63,7 @@ impl Relay {
                 self.reject_circuit(now, circ, ForwardError::RelayEarlyTowardOrigin.into())
             }
             (Dir::Backward, CircKind::Relay { layer, .. }) => {
-                layer.encrypt_backward(&mut body);
+                layer.encrypt_backward(&mut self.ciphers, &mut body);
                 self.enqueue(now, circ, Dir::Backward, ChanCmd::RELAY, &body);
             }
             (Dir::Backward, CircKind::Origin(o)) => match o.decrypt_backward(&mut body) {
@@ -161,7 +161,7 @@ impl Relay {
         };
         let dir = match &mut c.kind {
             CircKind::Relay { layer, .. } => {
-                layer.originate_backward(body);
+                layer.originate_backward(&mut self.ciphers, body);
                 c.flow.on_data_sent(now, || layer.last_backward_digest());
                 Dir::Backward
             }
@@ -204,7 +204,7 @@ impl Relay {
                 else {
                     return;
                 };
-                layer.originate_backward(&mut body);
+                layer.originate_backward(&mut self.ciphers, &mut body);
                 self.enqueue(now, circ, Dir::Backward, ChanCmd::RELAY, &body);
             }
             None => {}

@@ -145,7 +145,10 @@ impl Relay {
         let Some(mut c) = self.circuits.remove(circ) else {
             return;
         };
-        let dropped = c.to_prev.clear() + c.to_next.clear();
+        if let CircKind::Relay { layer, .. } = &c.kind {
+            layer.forget(&mut self.ciphers);
+        }
+        let dropped = self.cells.clear(&mut c.to_prev) + self.cells.clear(&mut c.to_next);
         self.memory.cells_gone(dropped);
         for (hop, reason) in [(c.prev, to_prev), (c.next, to_next)] {
             let Some(hop) = hop else { continue };

@@ -4,11 +4,11 @@
 //!   enqueue(circ, dir, cell) -> circuit queue (crypto done, outgoing id written)
 //!                            -> queue active in the channel's mux, channel listed ready
 //!   runtime: poll_ready_channel() -> take_ctrl(chan)          link-control cells, all
-//!            scheduler grant      -> write_one_cell(chan) ... circuit cells, one at a time,
+//!            scheduler grant      -> write_cells(chan, n)      circuit cells, n at most,
 //!                                                             lowest EWMA circuit first
 //! ```
 //!
-//! `take_ctrl` and `write_one_cell` are the only ways cells leave; the runtime, the harness,
+//! `take_ctrl` and `write_cells` are the only ways cells leave; the runtime, the harness,
 //! the fuzz target and the benches all drive them. A cell is copied once, from its queue
 //! into the caller's send buffer.
 
@@ -20,7 +20,6 @@ use crate::wire::{ChanCmd, CELL_BODY_LEN, CELL_LEN};
 use super::circuit::Dir;
 use super::error::ForwardError;
 use super::ids::{ChanId, CircHandle};
-use super::queue::QueuedCell;
 use super::Relay;
 
 impl Relay {
@@ -56,37 +55,66 @@ impl Relay {
 
     /// Moves one cell of `chan`'s best circuit (lowest EWMA, see `CircuitPriorityHalflife`)
     /// into `out` and counts it in the circuit's EWMA. Returns the cell's size and when it
-    /// was queued, or None if no circuit on `chan` has a queued cell. This is the
-    /// scheduler's per-cell primitive: no allocation, one copy.
+    /// was queued, or None if no circuit on `chan` has a queued cell.
     pub fn write_one_cell(
         &mut self,
         now: Instant,
         chan: ChanId,
         out: &mut Vec<u8>,
     ) -> Option<(usize, Instant)> {
-        let ch = self.channels.get_mut(chan)?;
-        let key @ (circ, dir) = ch.mux.peek()?;
-        let Some(c) = self.circuits.get_mut(circ) else {
-            // INVARIANT violated (a freed circuit left active): repair rather than spin.
-            debug_assert!(false, "freed circuit {circ:?} still active on {chan:?}");
-            let mut scratch = kistrel_sched::CellEwma::new();
-            ch.mux.deactivate(key, &mut scratch);
-            return None;
+        let mut enqueued = None;
+        let (cells, _) = self.write_cells(now, chan, 1, out, |t| enqueued = Some(t));
+        (cells == 1).then_some((CELL_LEN, enqueued?))
+    }
+
+    /// Moves up to `max_cells` cells of `chan` into `out`, each from the circuit its mux
+    /// offers at that moment (lowest EWMA first; every cell is counted in its circuit's
+    /// EWMA), and calls `on_cell` with each cell's enqueue instant. Returns the number of
+    /// cells moved and whether `chan` has more. This is the scheduler's primitive: one
+    /// channel lookup per batch, one copy and no allocation per cell (once `out` has grown).
+    pub fn write_cells(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        max_cells: u32,
+        out: &mut Vec<u8>,
+        mut on_cell: impl FnMut(Instant),
+    ) -> (u32, bool) {
+        let Some(ch) = self.channels.get_mut(chan) else {
+            return (0, false);
         };
-        let q = c.queue_mut(dir);
-        let cell = q.pop()?;
-        if q.is_empty() {
-            q.in_mux = false;
-            ch.mux.deactivate(key, &mut q.ewma);
-        } else {
+        let mut cells = 0;
+        while cells < max_cells {
+            let Some(key @ (circ, dir)) = ch.mux.peek() else {
+                break;
+            };
+            let Some(q) = self.circuits.get_mut(circ).map(|c| c.queue_mut(dir)) else {
+                // INVARIANT violated (a freed circuit left active): repair rather than spin.
+                debug_assert!(false, "freed circuit {circ:?} still active on {chan:?}");
+                ch.mux.deactivate(key, &mut kistrel_sched::CellEwma::new());
+                continue;
+            };
+            let Some((bytes, enqueued)) = self.cells.pop(q) else {
+                debug_assert!(false, "empty queue {key:?} active on {chan:?}");
+                q.in_mux = false;
+                ch.mux.deactivate(key, &mut q.ewma);
+                continue;
+            };
+            #[cfg(feature = "inject-slowdown")]
+            std::hint::black_box(bytes.to_vec());
+            out.extend_from_slice(bytes);
             ch.mux.note_written(now, key, &mut q.ewma);
+            if q.is_empty() {
+                q.in_mux = false;
+                ch.mux.deactivate(key, &mut q.ewma);
+            }
+            on_cell(enqueued);
+            cells += 1;
         }
-        #[cfg(feature = "inject-slowdown")]
-        std::hint::black_box(cell.bytes.to_vec());
-        out.extend_from_slice(&cell.bytes);
-        self.memory.cells_gone(1);
-        self.stats.cells_out += 1;
-        Some((CELL_LEN, cell.enqueued))
+        let more = !ch.mux.is_empty();
+        self.memory.cells_gone(cells as usize);
+        self.stats.cells_out += u64::from(cells);
+        (cells, more)
     }
 
     /// Queues a finished cell on `circ` toward its `dir` side. Enforces the per-circuit
@@ -108,7 +136,7 @@ impl Relay {
         if q.len() >= cap {
             return self.reject_circuit(now, circ, ForwardError::QueueOverCap.into());
         }
-        q.push(QueuedCell::new(hop.id.get(), cmd, body, now));
+        self.cells.push(q, hop.id.get(), cmd, body, now);
         self.memory.cell_queued();
         q.in_mux = self
             .channels

@@ -2,9 +2,7 @@
 //! which connection and link carry each channel, and which channel connections are not read
 //! because their send queue is over the high-water mark.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
-
+use crate::driver::ConnSlot;
 use crate::relay::ChanId;
 
 use super::link::Link;
@@ -27,6 +25,15 @@ pub(super) enum Role {
     Edge,
 }
 
+/// What the worker knows of one connection.
+#[derive(Clone, Copy, Debug)]
+struct ConnEntry<C> {
+    conn: C,
+    role: Role,
+    /// A channel connection not being read: its send queue is over the high-water mark.
+    recv_paused: bool,
+}
+
 /// The connection and link of one channel.
 #[derive(Debug)]
 struct ChanSlot<C> {
@@ -35,23 +42,23 @@ struct ChanSlot<C> {
     link: Link,
 }
 
-/// See the module docs.
+/// See the module docs. Both tables are `Vec`s indexed by dense slot indices (the driver's
+/// connection slot, the relay's channel slot): a lookup per receive completion is a bounds
+/// check and a compare, not a hash.
 #[derive(Debug)]
 pub(super) struct ConnTable<C> {
-    roles: HashMap<C, Role>,
+    /// By connection slot. INVARIANT: an entry's `conn` has that slot.
+    conns: Vec<Option<ConnEntry<C>>>,
     /// Channel -> connection and link, indexed by the channel's slot.
-    /// INVARIANT: `chans[i]` is `Some` iff `roles` maps its connection to `Channel(chan)`.
+    /// INVARIANT: `chans[i]` is `Some` iff `conns` has its connection as `Channel(chan)`.
     chans: Vec<Option<ChanSlot<C>>>,
-    /// Channel connections not being read: their send queue is over the high-water mark.
-    recv_paused: HashSet<C>,
 }
 
 impl<C> Default for ConnTable<C> {
     fn default() -> Self {
         ConnTable {
-            roles: HashMap::new(),
+            conns: Vec::new(),
             chans: Vec::new(),
-            recv_paused: HashSet::new(),
         }
     }
 }
@@ -65,15 +72,52 @@ pub(super) enum ReadGate {
     Resume,
 }
 
-impl<C: Copy + Eq + Hash> ConnTable<C> {
-    /// What `conn` is, if the worker knows it.
-    pub(super) fn role(&self, conn: C) -> Option<Role> {
-        self.roles.get(&conn).copied()
+impl<C: ConnSlot> ConnTable<C> {
+    fn entry(&self, conn: C) -> Option<&ConnEntry<C>> {
+        match self.conns.get(conn.slot()) {
+            Some(Some(e)) if e.conn == conn => Some(e),
+            _ => None,
+        }
     }
 
-    /// Every connection (channels and edges).
+    fn entry_mut(&mut self, conn: C) -> Option<&mut ConnEntry<C>> {
+        match self.conns.get_mut(conn.slot()) {
+            Some(Some(e)) if e.conn == conn => Some(e),
+            _ => None,
+        }
+    }
+
+    fn set_role(&mut self, conn: C, role: Role) {
+        let i = conn.slot();
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        if let Some(slot) = self.conns.get_mut(i) {
+            *slot = Some(ConnEntry {
+                conn,
+                role,
+                recv_paused: false,
+            });
+        }
+    }
+
+    fn forget(&mut self, conn: C) {
+        if self.entry(conn).is_some() {
+            if let Some(slot) = self.conns.get_mut(conn.slot()) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// What `conn` is, if the worker knows it.
+    #[inline]
+    pub(super) fn role(&self, conn: C) -> Option<Role> {
+        self.entry(conn).map(|e| e.role)
+    }
+
+    /// Every connection (channels and edges), in slot order.
     pub(super) fn conns(&self) -> impl Iterator<Item = C> + '_ {
-        self.roles.keys().copied()
+        self.conns.iter().flatten().map(|e| e.conn)
     }
 
     /// `conn` carries `chan`, over a plain link.
@@ -90,10 +134,9 @@ impl<C: Copy + Eq + Hash> ConnTable<C> {
             })
         }) {
             // A stale slot (its channel's close was never reported): forget its connection.
-            self.roles.remove(&old.conn);
-            self.recv_paused.remove(&old.conn);
+            self.forget(old.conn);
         }
-        self.roles.insert(conn, Role::Channel(chan));
+        self.set_role(conn, Role::Channel(chan));
     }
 
     /// Forgets `chan`; returns its connection.
@@ -103,8 +146,7 @@ impl<C: Copy + Eq + Hash> ConnTable<C> {
             return None;
         }
         let conn = slot.take()?.conn;
-        self.roles.remove(&conn);
-        self.recv_paused.remove(&conn);
+        self.forget(conn);
         Some(conn)
     }
 
@@ -138,28 +180,34 @@ impl<C: Copy + Eq + Hash> ConnTable<C> {
 
     /// `conn` is an edge (a SOCKS client or an exit's target).
     pub(super) fn add_edge(&mut self, conn: C) {
-        self.roles.insert(conn, Role::Edge);
+        self.set_role(conn, Role::Edge);
     }
 
     /// Forgets the edge `conn`.
     pub(super) fn remove_edge(&mut self, conn: C) {
-        if self.roles.get(&conn) == Some(&Role::Edge) {
-            self.roles.remove(&conn);
+        if self.role(conn) == Some(Role::Edge) {
+            self.forget(conn);
         }
     }
 
     /// Checks the send queue of channel connection `conn` after bytes were queued: pause its
     /// reads when the queue passed the high-water mark.
     pub(super) fn after_queueing(&mut self, conn: C, queued: usize) -> Option<ReadGate> {
-        (queued > CHANNEL_SEND_HIGH_WATER && self.recv_paused.insert(conn))
-            .then_some(ReadGate::Pause)
+        let e = self.entry_mut(conn)?;
+        (queued > CHANNEL_SEND_HIGH_WATER && !e.recv_paused).then(|| {
+            e.recv_paused = true;
+            ReadGate::Pause
+        })
     }
 
     /// Checks the send queue of channel connection `conn` after the kernel took bytes: resume
     /// its reads when the queue drained below the low-water mark.
     pub(super) fn after_sending(&mut self, conn: C, queued: usize) -> Option<ReadGate> {
-        (queued <= CHANNEL_SEND_LOW_WATER && self.recv_paused.remove(&conn))
-            .then_some(ReadGate::Resume)
+        let e = self.entry_mut(conn)?;
+        (queued <= CHANNEL_SEND_LOW_WATER && e.recv_paused).then(|| {
+            e.recv_paused = false;
+            ReadGate::Resume
+        })
     }
 }
 
@@ -169,6 +217,12 @@ mod tests {
 
     use super::*;
     use crate::relay::{Relay, RelayConfig};
+
+    impl ConnSlot for u32 {
+        fn slot(self) -> usize {
+            self as usize
+        }
+    }
     use crate::time::Instant;
 
     fn chans(n: usize) -> Vec<ChanId> {

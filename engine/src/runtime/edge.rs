@@ -97,8 +97,10 @@ struct Edge {
     stream: Option<StreamHandle>,
     /// Origin side: the SOCKS handshake, until the stream is connected.
     socks: Option<SocksServer>,
-    /// Bytes read from the socket that the stream has not taken yet (windows closed).
-    pending: Vec<u8>,
+    /// Bytes read from the socket that the stream has not taken yet (windows closed). A
+    /// ring: taking bytes from its front moves nothing, where a `Vec`'s `drain(..taken)`
+    /// moved the rest (up to 256 KiB) every time a window opened.
+    pending: VecDeque<u8>,
     /// The socket's peer finished sending.
     eof: bool,
     /// Reads are paused because `pending` is large.
@@ -224,7 +226,7 @@ impl<C: Copy + Eq + Hash> Edges<C> {
             _ => 0,
         };
         if let Some(rest) = data.get(taken..).filter(|r| !r.is_empty()) {
-            edge.pending.extend_from_slice(rest);
+            edge.pending.extend(rest);
             if !edge.paused && edge.pending.len() >= EDGE_PENDING_HIGH_WATER {
                 // Only once a window's worth is kept: then the next SENDME finds data ready
                 // instead of waiting a round trip for a re-armed receive.
@@ -246,7 +248,13 @@ impl<C: Copy + Eq + Hash> Edges<C> {
             return;
         }
         if !edge.pending.is_empty() {
-            let taken = port.stream_data(now, stream, &edge.pending);
+            // The ring's two halves in order; the second only if the stream took all of the
+            // first. DATA cells are filled straight from these bytes.
+            let (front, back) = edge.pending.as_slices();
+            let mut taken = port.stream_data(now, stream, front);
+            if taken == front.len() && !back.is_empty() {
+                taken += port.stream_data(now, stream, back);
+            }
             edge.pending.drain(..taken.min(edge.pending.len()));
         }
         if !edge.pending.is_empty() {
@@ -364,8 +372,7 @@ impl<C: Copy + Eq + Hash> Edges<C> {
             Ok((_, SocksProgress::NeedMore)) => {}
             Ok((used, SocksProgress::Request(req))) => {
                 // Bytes after the request are optimistic data for the stream.
-                edge.pending
-                    .extend_from_slice(data.get(used..).unwrap_or_default());
+                edge.pending.extend(data.get(used..).unwrap_or_default());
                 self.actions.push_back(EdgeAction::Request {
                     conn,
                     isolation: req.isolation,

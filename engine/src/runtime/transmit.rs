@@ -4,18 +4,27 @@
 //!
 //! ```text
 //!   Relay::poll_ready_channel -> take_ctrl ------------------------> link -> send buffer
-//!   Scheduler::run(snapshots) -> CellSource::write_one (per cell) -> link -> send buffer
-//!                                CellSource::flush (per channel)  -> link seals its records
+//!   Scheduler::run(snapshots) -> CellSource::write_cells (per channel) -> link -> send buffer
+//!                                CellSource::flush (per channel)       -> link seals its records
+//!
+//! The flush step: a channel's first write of the loop iteration puts its connection on the
+//! driver's list of sends to start, so the sends of a run are issued in the run's order
+//! (KIST: quietest channel first) at the iteration's one submit, and `flush` at the end of
+//! each channel's grant seals what a record-sealing link staged. Pushing the SEND itself from
+//! `flush` would only move it earlier within the same submit, so it would not pay.
 //! ```
 
 use std::time::Duration;
 
-use kistrel_sched::{CellSource, ChannelSnapshot, Priority, Scheduler, SocketSnapshot, Written};
+use kistrel_sched::{
+    Batch, CellSource, ChannelSnapshot, Priority, QueueTimes, Scheduler, SocketSnapshot,
+};
 use tracing::debug;
 
 use crate::driver::Driver;
 use crate::relay::{ChanId, Relay};
 use crate::time::Instant;
+use crate::wire::CELL_LEN;
 
 use super::conns::{ConnTable, ReadGate};
 use super::link::LinkError;
@@ -143,16 +152,28 @@ impl<D: Driver> CellSource<ChanId> for Source<'_, D> {
         self.relay.best_priority(now, chan)
     }
 
-    #[inline]
-    fn write_one(&mut self, now: Instant, chan: ChanId) -> Option<Written> {
-        let (conn, link) = self.conns.channel(chan)?;
-        let send = self.driver.send_buf(conn)?;
-        let (n, enqueued) = self.relay.write_one_cell(now, chan, link.cell_buf(send))?;
-        Some(Written {
-            bytes: u32::try_from(n).unwrap_or(u32::MAX),
-            next: self.relay.best_priority(now, chan),
-            enqueued: Some(enqueued),
-        })
+    fn write_cells(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        max_cells: u32,
+        queue_times: &mut QueueTimes<'_>,
+    ) -> Batch {
+        let Some((conn, link)) = self.conns.channel(chan) else {
+            return Batch::default();
+        };
+        let Some(send) = self.driver.send_buf(conn) else {
+            return Batch::default();
+        };
+        let out = link.cell_buf(send);
+        let (cells, more) = self
+            .relay
+            .write_cells(now, chan, max_cells, out, |t| queue_times.cell(t));
+        Batch {
+            cells,
+            bytes: u64::from(cells) * CELL_LEN as u64,
+            more,
+        }
     }
 
     fn flush(&mut self, chan: ChanId) {

@@ -2,8 +2,8 @@
 //! circuits are always backlogged, and snapshots with exact grants.
 
 use kistrel_sched::{
-    CellEwma, CellSource, ChannelSnapshot, CircuitMux, EwmaConfig, Instant, Priority,
-    SocketSnapshot, TcpInfo, Written, CELL_WIRE_LEN,
+    Batch, CellEwma, CellSource, ChannelSnapshot, CircuitMux, EwmaConfig, Instant, Priority,
+    QueueTimes, SocketSnapshot, TcpInfo, CELL_WIRE_LEN,
 };
 
 /// Engine stand-in: every circuit always has cells (a counter, no queues), so the measured
@@ -40,16 +40,29 @@ impl CellSource<u32> for Backlogged {
     fn best_priority(&self, now: Instant, chan: u32) -> Option<Priority> {
         self.muxes.get(chan as usize)?.best_priority(now)
     }
-    fn write_one(&mut self, now: Instant, chan: u32) -> Option<Written> {
-        let mux = self.muxes.get_mut(chan as usize)?;
-        let circ = mux.peek()?;
-        mux.note_written(now, circ, &mut self.ewma[circ as usize]);
-        self.staged[chan as usize] += 1;
-        Some(Written {
-            bytes: CELL_WIRE_LEN,
-            next: mux.best_priority(now),
-            enqueued: Some(now),
-        })
+    fn write_cells(
+        &mut self,
+        now: Instant,
+        chan: u32,
+        max_cells: u32,
+        queue_times: &mut QueueTimes<'_>,
+    ) -> Batch {
+        let Some(mux) = self.muxes.get_mut(chan as usize) else {
+            return Batch::default();
+        };
+        let mut cells = 0;
+        while cells < max_cells {
+            let Some(circ) = mux.peek() else { break };
+            mux.note_written(now, circ, &mut self.ewma[circ as usize]);
+            queue_times.cell(now);
+            cells += 1;
+        }
+        self.staged[chan as usize] += cells;
+        Batch {
+            cells,
+            bytes: u64::from(cells) * u64::from(CELL_WIRE_LEN),
+            more: !mux.is_empty(),
+        }
     }
     fn flush(&mut self, chan: u32) {
         self.staged[chan as usize] = 0;

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use kistrel_sched::{
-    CellEwma, CellSource, CircuitMux, EwmaConfig, Instant, Priority, Scheduler, Written,
+    Batch, CellEwma, CellSource, CircuitMux, EwmaConfig, Instant, Priority, QueueTimes, Scheduler,
     CELL_WIRE_LEN,
 };
 
@@ -120,24 +120,39 @@ impl CellSource<u32> for Relay {
         self.chans.get(chan as usize)?.mux.best_priority(now)
     }
 
-    fn write_one(&mut self, now: Instant, chan: u32) -> Option<Written> {
-        let ch = self.chans.get_mut(chan as usize)?;
-        let circ = ch.mux.peek()?;
-        let c = &mut self.circuits[circ as usize];
-        let cell = c.queue.pop_front()?;
-        ch.mux.note_written(now, circ, &mut c.ewma);
-        if c.queue.is_empty() {
-            ch.mux.deactivate(circ, &mut c.ewma);
+    fn write_cells(
+        &mut self,
+        now: Instant,
+        chan: u32,
+        max_cells: u32,
+        queue_times: &mut QueueTimes<'_>,
+    ) -> Batch {
+        let Some(ch) = self.chans.get_mut(chan as usize) else {
+            return Batch::default();
+        };
+        let mut cells = 0;
+        while cells < max_cells {
+            let Some(circ) = ch.mux.peek() else { break };
+            let c = &mut self.circuits[circ as usize];
+            let Some(cell) = c.queue.pop_front() else {
+                break;
+            };
+            ch.mux.note_written(now, circ, &mut c.ewma);
+            if c.queue.is_empty() {
+                ch.mux.deactivate(circ, &mut c.ewma);
+            }
+            queue_times.cell(cell.enqueued);
+            ch.staged.push(cell);
+            if self.keep_log {
+                self.log.push(Event::Write { chan, circ });
+            }
+            cells += 1;
         }
-        ch.staged.push(cell);
-        if self.keep_log {
-            self.log.push(Event::Write { chan, circ });
+        Batch {
+            cells,
+            bytes: u64::from(cells) * u64::from(CELL_WIRE_LEN),
+            more: !ch.mux.is_empty(),
         }
-        Some(Written {
-            bytes: CELL_WIRE_LEN,
-            next: ch.mux.best_priority(now),
-            enqueued: Some(cell.enqueued),
-        })
     }
 
     fn flush(&mut self, chan: u32) {

@@ -116,7 +116,7 @@ fn kist_run_stops_at_the_grant_and_readds() {
     // Tor's to_readd: pending again, retried after the run interval.
     assert_eq!(s.channel_state(chan), ChannelState::Pending);
     assert_eq!(s.next_run(), Some(T0 + Duration::from_millis(2)));
-    assert_eq!(s.metrics().exhausted_by_sock_buf, 1);
+    assert_eq!(s.metrics().exhausted.sock_buf, 1);
     // A send completion makes it due at once (event-driven).
     let t1 = T0 + Duration::from_micros(300);
     s.channel_writable(t1, chan);
@@ -138,13 +138,14 @@ fn kist_grant_zero_when_window_and_buffer_are_full() {
     assert_eq!(s.grants()[0].max_bytes, 0);
     assert_eq!(s.grants()[0].limited_by, LimitReason::CongestionWindow);
     assert_eq!(s.channel_state(chan), ChannelState::Pending);
-    assert_eq!(s.metrics().exhausted_by_cwnd, 1);
+    assert_eq!(s.metrics().exhausted.cwnd, 1);
     assert_eq!(s.metrics().grants_cwnd_full, 1);
     // Estimated kernel queue: 5140 unsent at 5140 bytes per 10 ms.
     assert!(s
         .metrics()
+        .histograms
         .kernel_queue_us
-        .equivalent(s.metrics().kernel_queue_us.max(), 10_000));
+        .equivalent(s.metrics().histograms.kernel_queue_us.max(), 10_000));
 }
 
 #[test]
@@ -166,8 +167,17 @@ fn stale_and_duplicate_snapshots_are_ignored() {
     assert_eq!(s.channel_state(idle), ChannelState::Idle);
 }
 
+fn write_order(log: &[Event]) -> Vec<u32> {
+    log.iter()
+        .filter_map(|e| match e {
+            Event::Write { chan, .. } => Some(*chan),
+            Event::Flush { .. } => None,
+        })
+        .collect()
+}
+
 #[test]
-fn lowest_ewma_across_channels_goes_first() {
+fn lowest_ewma_channel_goes_first_and_writes_its_grant_in_one_batch() {
     let mut relay = Relay::new(EWMA);
     let mut s = Kist::<u32>::new(&exact_cfg());
     let busy = relay.add_channel();
@@ -178,154 +188,130 @@ fn lowest_ewma_across_channels_goes_first() {
         s.channel_writable(T0, chan);
         relay.enqueue(T0, circ, 4, &mut s);
     }
-    s.run(
+    let report = s.run(
         T0,
         &[snap_for_cells(busy, 9), snap_for_cells(quiet, 9)],
         &mut relay,
     );
-    let order: Vec<u32> = relay
-        .log
-        .iter()
-        .filter_map(|e| match e {
-            Event::Write { chan, .. } => Some(*chan),
-            Event::Flush { .. } => None,
-        })
-        .collect();
-    // quiet has counts 0,1,2 before it ties busy's 3 (busy queued first wins the tie); then
-    // they alternate until quiet runs out.
-    assert_eq!(order, [quiet, quiet, quiet, busy, quiet, busy, busy, busy]);
+    // busy is listed first, but quiet's circuit has the lower count: quiet is served first,
+    // all of its cells at once, then flushed; then busy.
+    assert_eq!(
+        relay.log,
+        [
+            vec![
+                Event::Write {
+                    chan: quiet,
+                    circ: cq
+                };
+                4
+            ],
+            vec![Event::Flush {
+                chan: quiet,
+                cells: 4
+            }],
+            vec![
+                Event::Write {
+                    chan: busy,
+                    circ: cb
+                };
+                4
+            ],
+            vec![Event::Flush {
+                chan: busy,
+                cells: 4
+            }],
+        ]
+        .concat()
+    );
+    assert_eq!((report.channels, report.cells, report.flushes), (2, 8, 2));
 }
 
 #[test]
-fn round_robin_rotates_channels_one_cell_at_a_time() {
+fn round_robin_serves_channels_in_snapshot_order() {
     let mut relay = Relay::new(EwmaConfig::ROUND_ROBIN);
     let mut s = Kist::<u32>::new(&exact_cfg());
     let (a, _) = open_channel_with(&mut relay, &mut s, 3);
     let (b, _) = open_channel_with(&mut relay, &mut s, 3);
     s.run(
         T0,
-        &[snap_for_cells(a, 9), snap_for_cells(b, 9)],
+        &[snap_for_cells(b, 9), snap_for_cells(a, 9)],
         &mut relay,
     );
-    let order: Vec<u32> = relay
-        .log
-        .iter()
-        .filter_map(|e| match e {
-            Event::Write { chan, .. } => Some(*chan),
-            Event::Flush { .. } => None,
-        })
-        .collect();
-    assert_eq!(order, [a, b, a, b, a, b]);
+    assert_eq!(write_order(&relay.log), [b, b, b, a, a, a]);
 }
 
-/// Replays a log and checks Tor's rule: when the loop switches away from a channel with more
-/// than 8 cells staged, it is flushed before the next write; never otherwise, except at the end.
-fn check_flush_rule(log: &[Event]) {
-    let mut staged = std::collections::HashMap::<u32, usize>::new();
-    let mut last: Option<u32> = None;
-    let mut i = 0;
-    let mut in_final_flushes = false;
-    while i < log.len() {
-        match &log[i] {
-            Event::Write { chan, .. } => {
-                assert!(!in_final_flushes, "write after the final flushes at {i}");
-                if let Some(prev) = last.filter(|p| p != chan) {
-                    assert!(
-                        staged.get(&prev).copied().unwrap_or(0) <= 8,
-                        "no flush of {prev} at {i}"
-                    );
-                }
-                *staged.entry(*chan).or_default() += 1;
-                last = Some(*chan);
+/// Checks the batch rule on one run's log: every channel's cells are written in one
+/// contiguous batch, followed at once by one flush of exactly those cells.
+fn check_batches(log: &[Event]) {
+    let mut seen = std::collections::HashSet::new();
+    let mut batch: Option<(u32, usize)> = None;
+    for (i, e) in log.iter().enumerate() {
+        match (e.clone(), batch) {
+            (Event::Write { chan, .. }, None) => {
+                assert!(seen.insert(chan), "second batch of {chan} at {i}");
+                batch = Some((chan, 1));
             }
-            Event::Flush { chan, cells } => {
-                let n = staged.insert(*chan, 0).unwrap_or(0);
-                assert_eq!(n, *cells);
-                let switching =
-                    matches!(log.get(i + 1), Some(Event::Write { chan: next, .. }) if next != chan);
-                if switching && Some(*chan) == last {
-                    assert!(n > 8, "flushed {chan} with only {n} staged at {i}");
-                } else {
-                    in_final_flushes = true;
-                }
+            (Event::Write { chan, .. }, Some((c, n))) => {
+                assert_eq!(chan, c, "{c} not flushed before {chan} at {i}");
+                batch = Some((c, n + 1));
             }
+            (Event::Flush { chan, cells }, Some((c, n))) => {
+                assert_eq!((chan, cells), (c, n), "flush at {i}");
+                batch = None;
+            }
+            (Event::Flush { chan, .. }, None) => panic!("empty flush of {chan} at {i}"),
         }
-        i += 1;
     }
-    assert!(
-        staged.values().all(|&n| n == 0),
-        "unflushed cells at the end"
-    );
+    assert_eq!(batch, None, "unflushed cells at the end");
 }
 
 #[test]
-fn flush_on_switch_only_with_more_than_eight_staged() {
-    // busy's history of 9 lets quiet write 9 cells before the tie goes to busy: 9 > 8 staged.
+fn each_channel_is_flushed_once_at_the_end_of_its_grant() {
     let mut relay = Relay::new(EWMA);
     let mut s = Kist::<u32>::new(&exact_cfg());
     let busy = relay.add_channel();
     let quiet = relay.add_channel();
     let (cb, cq) = (relay.add_circuit(busy), relay.add_circuit(quiet));
+    let cq2 = relay.add_circuit(quiet);
     relay.pre_count(T0, cb, 9);
-    for (chan, circ) in [(busy, cb), (quiet, cq)] {
-        s.channel_writable(T0, chan);
-        relay.enqueue(T0, circ, 12, &mut s);
-    }
-    s.run(
-        T0,
-        &[snap_for_cells(busy, 40), snap_for_cells(quiet, 40)],
-        &mut relay,
-    );
-    assert_eq!(
-        relay.log[9],
-        Event::Flush {
-            chan: quiet,
-            cells: 9
-        }
-    );
-    assert_eq!(
-        relay.log[10],
-        Event::Write {
-            chan: busy,
-            circ: cb
-        }
-    );
-    check_flush_rule(&relay.log);
-
-    // With a history of 5 the first switch leaves 5 staged: no flush there.
-    let mut relay = Relay::new(EWMA);
-    let mut s = Kist::<u32>::new(&exact_cfg());
-    let busy = relay.add_channel();
-    let quiet = relay.add_channel();
-    let (cb, cq) = (relay.add_circuit(busy), relay.add_circuit(quiet));
-    relay.pre_count(T0, cb, 5);
-    for (chan, circ) in [(busy, cb), (quiet, cq)] {
+    relay.pre_count(T0, cq2, 2);
+    for (chan, circ) in [(busy, cb), (quiet, cq), (quiet, cq2)] {
         s.channel_writable(T0, chan);
         relay.enqueue(T0, circ, 12, &mut s);
     }
     let report = s.run(
         T0,
-        &[snap_for_cells(busy, 40), snap_for_cells(quiet, 40)],
+        &[snap_for_cells(busy, 40), snap_for_cells(quiet, 10)],
         &mut relay,
     );
-    assert_eq!(
-        relay.log[5],
-        Event::Write {
-            chan: busy,
-            circ: cb
-        }
-    );
-    check_flush_rule(&relay.log);
-    assert_eq!(report.cells, 24);
-    let flushed: usize = relay
-        .log
+    check_batches(&relay.log);
+    // quiet first (count 0 beats 9), stopped by its grant of 10 cells: cq alone until its
+    // count reaches cq2's 2, then the two alternate (ties go to the one active first).
+    let quiet_circs: Vec<u32> = relay.log[..10]
         .iter()
         .map(|e| match e {
-            Event::Flush { cells, .. } => *cells,
-            Event::Write { .. } => 0,
+            Event::Write { chan, circ } if *chan == quiet => *circ,
+            other => panic!("{other:?}"),
         })
-        .sum();
-    assert_eq!(flushed, 24);
+        .collect();
+    assert_eq!(quiet_circs, [cq, cq, cq, cq2, cq, cq2, cq, cq2, cq, cq2]);
+    assert_eq!(
+        relay.log[10],
+        Event::Flush {
+            chan: quiet,
+            cells: 10
+        }
+    );
+    assert_eq!(
+        relay.log[23],
+        Event::Flush {
+            chan: busy,
+            cells: 12
+        }
+    );
+    assert_eq!((report.cells, report.flushes), (22, 2));
+    assert_eq!(s.channel_state(quiet), ChannelState::Pending, "cells left");
+    assert_eq!(s.channel_state(busy), ChannelState::WaitingForCells);
 }
 
 #[test]
@@ -344,7 +330,7 @@ fn kistlite_uses_the_high_water_mark() {
     assert_eq!(report.cells, 5);
     assert_eq!(s.grants()[0].limited_by, LimitReason::HighWater);
     assert_eq!(s.channel_state(chan), ChannelState::Pending);
-    assert_eq!(s.metrics().exhausted_by_high_water, 1);
+    assert_eq!(s.metrics().exhausted.high_water, 1);
 }
 
 #[test]
@@ -408,7 +394,7 @@ fn vanilla_writes_32_kib_then_waits_for_writable() {
     assert_eq!(s.channel_state(a), ChannelState::Pending);
     assert_eq!(s.next_run(), Some(t1));
     assert_eq!(s.run(t1, &[], &mut relay).cells, 37);
-    assert_eq!(s.metrics().exhausted_by_vanilla_max, 1);
+    assert_eq!(s.metrics().exhausted.vanilla_max, 1);
 }
 
 #[test]
@@ -509,6 +495,11 @@ fn runs_never_pass_a_grant_and_leave_consistent_states() {
         let was_pending: Vec<bool> = (0..n_chan)
             .map(|c| s.channel_state(c) == ChannelState::Pending)
             .collect();
+        let best: Vec<_> = relay
+            .chans
+            .iter()
+            .map(|c| c.mux.best_priority(T0))
+            .collect();
         let report = s.run(T0, &snaps, &mut relay);
         let mut written_total = 0;
         for g in s.grants() {
@@ -543,7 +534,16 @@ fn runs_never_pass_a_grant_and_leave_consistent_states() {
             .map(Vec::len)
             .sum();
         assert_eq!(flushed as u64, report.cells);
-        check_flush_rule(&relay.log);
+        check_batches(&relay.log);
+        // Channels were served in the order of their best circuit at the start of the run.
+        let mut served = write_order(&relay.log);
+        served.dedup();
+        assert!(
+            served
+                .windows(2)
+                .all(|w| best[w[0] as usize] <= best[w[1] as usize]),
+            "round {round}: {served:?} {best:?}"
+        );
     }
     // Both outcomes were exercised.
     assert!(

@@ -218,7 +218,7 @@ fn histograms() -> [Hist; 5] {
             unit: Unit::Other("cells".into()),
             bounds: one_two_five(0, 6),
             scale: 1.0,
-            pick: |w| &w.sched.cells_per_run,
+            pick: |w| &w.sched.histograms.cells_per_run,
         },
         Hist {
             name: "sched_run_granted",
@@ -226,7 +226,7 @@ fn histograms() -> [Hist; 5] {
             unit: Unit::Bytes,
             bounds: (0..11).map(|i| f64::from(512u32 << (2 * i))).collect(),
             scale: 1.0,
-            pick: |w| &w.sched.bytes_granted_per_run,
+            pick: |w| &w.sched.histograms.bytes_granted_per_run,
         },
         Hist {
             name: "relay_queue",
@@ -234,7 +234,7 @@ fn histograms() -> [Hist; 5] {
             unit: Unit::Seconds,
             bounds: seconds.clone(),
             scale: 1e-6,
-            pick: |w| &w.sched.relay_queue_us,
+            pick: |w| &w.sched.histograms.relay_queue_us,
         },
         Hist {
             name: "kernel_queue",
@@ -242,7 +242,7 @@ fn histograms() -> [Hist; 5] {
             unit: Unit::Seconds,
             bounds: seconds.clone(),
             scale: 1e-6,
-            pick: |w| &w.sched.kernel_queue_us,
+            pick: |w| &w.sched.histograms.kernel_queue_us,
         },
         Hist {
             name: "kernel_queue_sampled",
@@ -251,7 +251,7 @@ fn histograms() -> [Hist; 5] {
             unit: Unit::Seconds,
             bounds: seconds,
             scale: 1e-6,
-            pick: |w| &w.sched.kernel_queue_sampled_us,
+            pick: |w| &w.sched.histograms.kernel_queue_sampled_us,
         },
     ]
 }
@@ -294,14 +294,11 @@ impl Collector for FiguresCollector {
             MetricType::Counter,
         )?;
         for (worker, w) in &self.0 {
-            let m = &w.sched;
-            for (by, n) in [
-                ("cwnd", m.exhausted_by_cwnd),
-                ("sock_buf", m.exhausted_by_sock_buf),
-                ("high_water", m.exhausted_by_high_water),
-                ("vanilla_max", m.exhausted_by_vanilla_max),
-            ] {
-                let labels = [("worker", worker.to_string()), ("by", by.to_owned())];
+            for (by, n) in w.sched.exhausted.by_reason() {
+                let labels = [
+                    ("worker", worker.to_string()),
+                    ("by", by.label().to_owned()),
+                ];
                 family
                     .encode_family(&labels)?
                     .encode_counter::<NoLabelSet, _, u64>(&n, None)?;

@@ -100,7 +100,7 @@ impl HasKind for HistogramError {
 
 /// The histograms of a worker, by their page names.
 fn named(w: &WorkerFigures) -> [(&'static str, &Histogram<u64>); 5] {
-    let m = &w.sched;
+    let m = &w.sched.histograms;
     [
         ("cells_per_run", &m.cells_per_run),
         ("bytes_granted_per_run", &m.bytes_granted_per_run),
@@ -136,15 +136,12 @@ pub fn page(figures: &Figures) -> HistogramsPage {
                     bytes_granted: m.bytes_granted,
                     cells_written: m.cells_written,
                     oom_closed: w.stats.oom_closed,
-                    grants_exhausted: [
-                        ("cwnd", m.exhausted_by_cwnd),
-                        ("sock_buf", m.exhausted_by_sock_buf),
-                        ("high_water", m.exhausted_by_high_water),
-                        ("vanilla_max", m.exhausted_by_vanilla_max),
-                    ]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect(),
+                    grants_exhausted: m
+                        .exhausted
+                        .by_reason()
+                        .into_iter()
+                        .map(|(by, n)| (by.label().to_owned(), n))
+                        .collect(),
                 },
                 histograms,
             }
@@ -201,7 +198,7 @@ mod tests {
         if let Some(w) = figures.get_mut(&1) {
             w.scheduler = Some(SchedulerKind::KistLite);
             w.sched.runs = 5;
-            w.sched.exhausted_by_high_water = 2;
+            w.sched.exhausted.high_water = 2;
             w.sched.record_kernel_queue_time(2_000);
             w.sched.record_kernel_queue_time(50_000);
             w.stats.oom_closed = 3;
@@ -218,7 +215,7 @@ mod tests {
         assert_eq!(w.counters.grants_exhausted["high_water"], 2);
         let h = w.histogram("kernel_queue_us").unwrap().unwrap();
         assert_eq!(h.len(), 2);
-        assert_eq!(h.max(), figures[&1].sched.kernel_queue_us.max());
+        assert_eq!(h.max(), figures[&1].sched.histograms.kernel_queue_us.max());
         assert!(h.equivalent(h.min(), 2_000));
         // A worker that has recorded nothing: present, empty.
         assert_eq!(back.workers[0].scheduler, None);

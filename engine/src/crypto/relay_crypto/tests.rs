@@ -25,6 +25,7 @@ fn test_tor1_known_answer() {
     let keys = HOP_KEYS.map(KeyMaterial::from_bytes);
     let mut clients = keys.each_ref().map(ClientLayer::new);
     let mut relays = keys.each_ref().map(RelayLayer::new);
+    let mut ciphers = CipherCache::new();
     let mut xof = sha3::Shake256::default();
     xof.update(SHAKE_SEED);
     let mut stream = xof.finalize_xof();
@@ -47,9 +48,12 @@ fn test_tor1_known_answer() {
             assert_eq!(hex::encode_upper(body), *hex_body, "cell {cell_no}");
         }
 
-        assert!(!relays[0].decrypt_forward(&mut body));
-        assert!(!relays[1].decrypt_forward(&mut body));
-        assert!(relays[2].decrypt_forward(&mut body), "cell {cell_no}");
+        assert!(!relays[0].decrypt_forward(&mut ciphers, &mut body));
+        assert!(!relays[1].decrypt_forward(&mut ciphers, &mut body));
+        assert!(
+            relays[2].decrypt_forward(&mut ciphers, &mut body),
+            "cell {cell_no}"
+        );
         assert_eq!(body[..DIGEST.start], plain_before[..DIGEST.start]);
         assert_eq!(body[DIGEST], sealed_digest[..4]);
         assert_eq!(body[DIGEST.end..], plain_before[DIGEST.end..]);
@@ -85,6 +89,7 @@ fn test_single_hop_matches_primitives() {
 struct Circuit {
     clients: [ClientLayer; 3],
     relays: [RelayLayer; 3],
+    ciphers: CipherCache,
 }
 
 impl Circuit {
@@ -102,6 +107,7 @@ impl Circuit {
         Circuit {
             clients: [0, 1, 2].map(|i| ClientLayer::new(&client_keys[i])),
             relays: [0, 1, 2].map(|i| RelayLayer::new(&relay_keys[i])),
+            ciphers: CipherCache::new(),
         }
     }
 
@@ -111,14 +117,14 @@ impl Circuit {
         for hop in (0..target).rev() {
             self.clients[hop].encrypt_forward(body);
         }
-        (0..3).find(|&hop| self.relays[hop].decrypt_forward(body))
+        (0..3).find(|&hop| self.relays[hop].decrypt_forward(&mut self.ciphers, body))
     }
 
     /// Relay `from` sends `body` to the client; returns the hop the client recognized it from.
     fn backward(&mut self, from: usize, body: &mut [u8; BODY_LEN]) -> Option<usize> {
-        self.relays[from].originate_backward(body);
+        self.relays[from].originate_backward(&mut self.ciphers, body);
         for hop in (0..from).rev() {
-            self.relays[hop].encrypt_backward(body);
+            self.relays[hop].encrypt_backward(&mut self.ciphers, body);
         }
         (0..3).find(|&hop| self.clients[hop].decrypt_backward(body))
     }
@@ -207,10 +213,10 @@ fn test_flipped_bit_forward_is_unrecognized_and_state_kept() {
         circ.clients[1].encrypt_forward(&mut body);
         circ.clients[0].encrypt_forward(&mut body);
         body[flip_at] ^= 0x20;
-        assert!(!circ.relays[0].decrypt_forward(&mut body));
-        assert!(!circ.relays[1].decrypt_forward(&mut body));
+        assert!(!circ.relays[0].decrypt_forward(&mut circ.ciphers, &mut body));
+        assert!(!circ.relays[1].decrypt_forward(&mut circ.ciphers, &mut body));
         assert!(
-            !circ.relays[2].decrypt_forward(&mut body),
+            !circ.relays[2].decrypt_forward(&mut circ.ciphers, &mut body),
             "flip at {flip_at}"
         );
         assert_eq!(circ.relays[2].last_forward_digest(), [0; 20]);
@@ -228,8 +234,8 @@ fn test_flipped_bit_backward_is_unrecognized() {
     for flip_at in [0usize, 2, 6, 100, 508] {
         let mut circ = Circuit::new(&mut rng);
         let mut body = random_body(&mut rng);
-        circ.relays[1].originate_backward(&mut body);
-        circ.relays[0].encrypt_backward(&mut body);
+        circ.relays[1].originate_backward(&mut circ.ciphers, &mut body);
+        circ.relays[0].encrypt_backward(&mut circ.ciphers, &mut body);
         body[flip_at] ^= 0x01;
         assert!(!circ.clients[0].decrypt_backward(&mut body));
         assert!(
@@ -254,7 +260,7 @@ fn test_unrecognized_cell_keeps_digest_state() {
         circ.clients[hop].encrypt_forward(&mut forged);
     }
     assert_eq!(
-        (0..3).find(|&h| circ.relays[h].decrypt_forward(&mut forged)),
+        (0..3).find(|&h| circ.relays[h].decrypt_forward(&mut circ.ciphers, &mut forged)),
         None
     );
     assert_eq!(forged[RECOGNIZED], [0, 0]);
@@ -272,10 +278,50 @@ fn test_originate_zeroes_header_fields() {
     let mut relay = RelayLayer::new(&keys);
     let mut body = [0x5a; BODY_LEN];
     client.originate_forward(&mut body);
-    assert!(relay.decrypt_forward(&mut body));
+    assert!(relay.decrypt_forward(&mut CipherCache::new(), &mut body));
     assert_eq!(body[RECOGNIZED], [0, 0]);
     assert_eq!(body[0], 0x5a);
     assert_eq!(body[9..], [0x5a; BODY_LEN - 9][..]);
+}
+
+/// More layers than the cache has slots, used round robin: every direction keeps being
+/// evicted and rebuilt from its key and position, and the keystream stays the one an
+/// uncached cipher (the client's) produces, cell after cell.
+#[test]
+fn test_cache_misses_rebuild_the_keystream_where_it_was() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let n = CIPHER_CACHE_SLOTS + 9;
+    let mut pairs: Vec<(ClientLayer, RelayLayer)> = (0..n)
+        .map(|_| {
+            let mut km = [0u8; KEY_MATERIAL_LEN];
+            rng.fill_bytes(&mut km);
+            let keys = KeyMaterial::from_bytes(&km);
+            (ClientLayer::new(&keys), RelayLayer::new(&keys))
+        })
+        .collect();
+    let mut ciphers = CipherCache::new();
+    for round in 0..3 {
+        for (i, (client, relay)) in pairs.iter_mut().enumerate() {
+            // Not a multiple of 16 per cell: each rebuild starts inside a block.
+            let mut body = [0u8; BODY_LEN];
+            rng.fill_bytes(&mut body);
+            body[RECOGNIZED].copy_from_slice(&[0xff, 0xff]);
+            let plain = body;
+            client.encrypt_forward(&mut body);
+            assert!(!relay.decrypt_forward(&mut ciphers, &mut body));
+            assert_eq!(body, plain, "layer {i}, round {round}");
+        }
+    }
+    // More layers than slots: rounds after the first must miss (pigeonhole).
+    assert!(ciphers.misses() > n as u64, "{}", ciphers.misses());
+    // Forgetting a layer drops its entries; it rebuilds on its next cell.
+    let (client, relay) = &mut pairs[0];
+    relay.forget(&mut ciphers);
+    let misses = ciphers.misses();
+    let mut body = [7u8; BODY_LEN];
+    client.encrypt_forward(&mut body);
+    assert!(!relay.decrypt_forward(&mut ciphers, &mut body));
+    assert_eq!((body, ciphers.misses()), ([7u8; BODY_LEN], misses + 1));
 }
 
 #[test]

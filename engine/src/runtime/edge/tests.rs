@@ -150,6 +150,30 @@ fn exit_edge_keeps_what_the_stream_cannot_take_and_ends_after_eof() {
 }
 
 #[test]
+fn kept_bytes_are_offered_in_order_across_the_rings_wrap_point() {
+    let [s] = streams(1)[..] else { unreachable!() };
+    let mut e = Edges::default();
+    let mut port = FakePort::new(0);
+    e.add_exit(7, s, ([192, 0, 2, 7], 80).into());
+    e.handle_connected(NOW, 7, &mut port);
+    let mut sent = Vec::new();
+    // Keep bytes, take part of them, keep more (the ring wraps), take again: what the
+    // stream gets is the socket's byte order, whatever the ring's layout.
+    for (round, take) in [(0u8, 700), (1, 333), (2, 1), (3, 5000)] {
+        let chunk = pattern(900, round);
+        port.take = 0;
+        e.handle_recv(NOW, 7, &chunk, &mut port);
+        sent.extend_from_slice(&chunk);
+        port.take = take;
+        e.handle_stream_ready(NOW, s, &mut port);
+        assert_eq!(port.taken[..], sent[..port.taken.len()], "round {round}");
+    }
+    port.take = usize::MAX;
+    e.handle_stream_ready(NOW, s, &mut port);
+    assert_eq!(port.taken, sent);
+}
+
+#[test]
 fn socks_client_is_answered_and_its_early_bytes_follow_the_reply() {
     let [s] = streams(1)[..] else { unreachable!() };
     let mut e = Edges::default();

@@ -223,7 +223,7 @@ mod tests {
             f.scheduler = Some(SchedulerKind::Kist);
             f.sched.runs = runs;
             f.sched.cells_written = runs * 4;
-            f.sched.exhausted_by_cwnd = w as u64 + 1;
+            f.sched.exhausted.cwnd = w as u64 + 1;
             f.stats.oom_closed = 2;
             // Worker 0: 90 samples of 2 ms; worker 1: 10 samples of 50 ms.
             for _ in 0..samples {

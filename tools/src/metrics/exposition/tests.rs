@@ -7,7 +7,7 @@ use crate::metrics::figures::zeroed;
 fn figures() -> Figures {
     let mut m = SchedMetrics::new();
     m.runs = 7;
-    m.exhausted_by_cwnd = 3;
+    m.exhausted.cwnd = 3;
     m.record_kernel_queue_time(2_000);
     let stats = RelayStats {
         cells_in: 10,
