@@ -26,7 +26,7 @@ use kistrel_engine::wire::{
     RELAY_DATA_LEN,
 };
 
-/// Cells per measured batch: a worker handles cells in batches of this order (PERF.md: one
+/// Cells per measured batch: a worker handles cells in batches of this order (docs/perf.md: one
 /// syscall per 64 cells), and it amortises the fixed cost of one call.
 pub const BATCH: usize = 64;
 

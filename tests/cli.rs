@@ -55,7 +55,7 @@ fn two_mode_times(dir: &Path) -> PathBuf {
 fn cbt_fit_json_has_the_fit() {
     let tmp = tempfile::tempdir().unwrap();
     let file = two_mode_times(tmp.path());
-    let o = run(&["cbt", "fit", file.to_str().unwrap(), "--json"]);
+    let o = run(&["cbt", "fit", file.to_str().unwrap(), "--json", "-"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 1, "exactly one JSON object: {out}");
@@ -94,7 +94,7 @@ fn cbt_fit_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.txt");
     std::fs::write(&bad, "100\n# comment\nabc\n").unwrap();
-    let o = run(&["cbt", "fit", bad.to_str().unwrap(), "--json"]);
+    let o = run(&["cbt", "fit", bad.to_str().unwrap(), "--json", "-"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty());
     assert_eq!(
@@ -146,6 +146,7 @@ fn path_sample_json_counts_every_path() {
         "--seed",
         "7",
         "--json",
+        "-",
     ];
     let o = run(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -689,7 +690,8 @@ fn net_bad_override_is_a_usage_error_before_any_child() {
 fn net_gives_up_when_the_client_is_never_ready() {
     let f = FakeNet::new();
     let o = f
-        .command(&["--ready-timeout", "1s"])
+        // Past the relays' 3 s listen wait (the stand-ins never listen), so the client starts.
+        .command(&["--ready-timeout", "5s"])
         .env("SILENT_CLIENT", "1")
         .output()
         .unwrap();
@@ -697,7 +699,7 @@ fn net_gives_up_when_the_client_is_never_ready() {
     assert_eq!(
         stderr(&o),
         format!(
-            "kistrel: error: the client did not report ready within 1 s; its log: {}\n",
+            "kistrel: error: the client did not report ready within 5 s; its log: {}\n",
             f.net_dir().join("client.log").display()
         )
     );
@@ -709,14 +711,80 @@ fn net_gives_up_when_the_client_is_never_ready() {
 }
 
 #[test]
-fn child_of_a_dead_supervisor_exits() {
-    // The named parent is not our parent: as if `kistrel net` died before the child set
-    // its parent-death signal.
-    let o = kistrel()
-        .args(["relay", "-c", "/nonexistent/relay.toml"])
-        .env("KISTREL_PARENT_PID", "1")
+fn net_interrupted_during_start_up_stops_what_it_started_and_says_so() {
+    let f = FakeNet::new();
+    let mut child = f
+        .command(&["--relays", "40", "--workers", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first relay is up; the stand-ins never listen, so start-up is still going on
+    // (the client comes after a 3 s wait for the ORPorts).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while f.pids().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no child started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(sigterm_and_wait(&mut child), Some(1));
+    let o = child.wait_with_output().unwrap();
+    assert!(o.stdout.is_empty(), "no ready line: {}", stdout(&o));
+    let pids = f.pids();
+    assert!(
+        pids.len() <= 40,
+        "the client was never started: {} children",
+        pids.len()
+    );
+    // A stand-in stopped before it wrote its pid is counted by net but not in the file.
+    let err = stderr(&o);
+    let k: usize = err
+        .strip_prefix("kistrel: error: interrupted during start-up: stopped the ")
+        .and_then(|r| r.strip_suffix(" of 41 processes started; no network was left running\n"))
+        .unwrap_or_else(|| panic!("{err}"))
+        .parse()
+        .unwrap();
+    assert!(
+        (pids.len().max(1)..=40).contains(&k),
+        "{k} started, {} pids",
+        pids.len()
+    );
+    for p in pids {
+        assert!(!alive(p), "child {p} left behind");
+    }
+}
+
+#[test]
+fn net_ready_timeout_counts_from_the_start() {
+    let f = FakeNet::new();
+    let o = f.command(&["--ready-timeout", "1s"]).output().unwrap();
+    // Over before the relays' 3 s listen wait ends: the client is never started.
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("kistrel: error: the client did not report ready within 1 s"));
+    let pids = f.pids();
+    assert_eq!(pids.len(), 3, "relays only");
+    for p in pids {
+        assert!(!alive(p), "child {p} left behind");
+    }
+}
+
+#[test]
+fn net_refuses_more_relays_than_the_machine_holds_before_starting_any() {
+    let f = FakeNet::new();
+    let o = f
+        .command(&["--relays", "1000", "--workers", "1000"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o), "kistrel: parent process 1 is gone; exiting\n");
+    assert_eq!(o.status.code(), Some(2));
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "kistrel: error: --relays 1000 is more than this machine can hold: 1001 nodes x \
+             1000 worker(s) = 1001000 worker threads, over 64 per core ({cores} cores: {}); \
+             use fewer relays or --workers 1\n",
+            64 * cores
+        )
+    );
+    assert!(f.pids().is_empty());
+    assert!(!f.net_dir().exists());
 }

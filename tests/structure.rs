@@ -1,4 +1,4 @@
-//! The structure rules of the code base, checked on every test run (issue #18, STYLE.md):
+//! The structure rules of the code base, checked on every test run (issue #18):
 //!
 //! - every crate root opens with the same lint header;
 //! - no Rust file over 800 lines (tests and fuzz included);

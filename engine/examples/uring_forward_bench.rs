@@ -2,7 +2,7 @@
 //! [RECV_BUF_KIB] [MAX_QUEUED_KIB]`
 //!
 //! Throughput of the plain io_uring forwarder against a direct loopback connection, measured
-//! in the same run (PERF.md: every claim is a ratio against a baseline from the same
+//! in the same run (docs/perf.md: every claim is a ratio against a baseline from the same
 //! harness). Std clients write MIB MiB on each of STREAMS connections to a std sink that
 //! discards; once directly, once through `uring_forward`'s `Forwarder` on its own thread.
 

@@ -278,7 +278,7 @@ impl RawSockAddr {
 
 /// Creates a non-blocking TCP listener on `addr` with SO_REUSEADDR and SO_REUSEPORT set, so
 /// every worker can bind the same address and the kernel spreads incoming connections over
-/// them (DESIGN.md "The shape").
+/// them (docs/design.md "The shape").
 pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     let fd = tcp_socket(&addr)?;
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);

@@ -11,7 +11,7 @@
 //!   poll_event() <- Event          <- Accepted / Connected / Recv(RxBuf) / SendDone / ..
 //! ```
 //!
-//! Rules (DESIGN.md "One worker loop", PERF.md "io_uring guidance", STYLE.md section 4):
+//! Rules (docs/design.md "One worker loop", docs/perf.md "io_uring guidance"):
 //! - every operation owns what the kernel may touch (send buffer, socket address) in its slab
 //!   slot until its last completion, also after its connection was closed (orphaned);
 //! - receives use one multishot RECV per connection over a provided-buffer ring

@@ -1,5 +1,5 @@
 //! The learned circuit build timeout (proposal 151, as refined by Tor's `circuitstats.c` and
-//! Arti's `tor-circmgr` Pareto estimator; spec/pathsel.md section 1).
+//! Arti's `tor-circmgr` Pareto estimator; docs/spec/pathsel.md section 1).
 //!
 //! ```text
 //!  add_build(ms) ──► 1000-slot ring of u16 ms ──► 10 ms histogram (kept in step)
@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 const TIMED_OUT: u16 = u16::MAX;
 /// Largest recordable build time; longer builds saturate here (16-bit ms, proposal 151).
 pub const MAX_BUILD_MS: u16 = u16::MAX - 1;
+/// Largest build time [`parse_build_times`] accepts: 1 hour, in ms.
+pub const MAX_PLAUSIBLE_BUILD_MS: u32 = 3_600_000;
 /// In-memory histogram bin width (Tor's `CBT_BIN_WIDTH`).
 pub const BIN_WIDTH_MS: u32 = 10;
 const N_BINS: usize = (MAX_BUILD_MS as usize) / (BIN_WIDTH_MS as usize) + 1;
@@ -145,10 +147,19 @@ pub fn parse_build_times(text: &str) -> Result<Vec<u32>, LineError> {
                 reason: format!("expected a build time in whole milliseconds, found {line:?}"),
             });
         }
-        let ms = line.parse::<u32>().map_err(|_| LineError {
-            line: i + 1,
-            reason: format!("build time {line} ms is too large"),
-        })?;
+        // Builds over MAX_BUILD_MS (65.534 s) are recorded at that ceiling (right-censored);
+        // beyond an hour a value is a typo or a unit mix-up, not a circuit build.
+        let ms = line
+            .parse::<u32>()
+            .ok()
+            .filter(|ms| *ms <= MAX_PLAUSIBLE_BUILD_MS)
+            .ok_or_else(|| LineError {
+                line: i + 1,
+                reason: format!(
+                    "build time {line} ms is out of range: want 0 to {MAX_PLAUSIBLE_BUILD_MS} ms \
+                     (1 hour; times above {MAX_BUILD_MS} ms count as censored at that ceiling)"
+                ),
+            })?;
         out.push(ms);
     }
     Ok(out)

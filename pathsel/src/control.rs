@@ -17,13 +17,14 @@
 //! is the `kistrel-control` crate; this module never reads a clock.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use kistrel_base::control::{CircuitCommand, CircuitEvent, CircuitKey, ExitTarget};
 use kistrel_base::Instant;
 use rand::Rng;
 
 use crate::cbt::{CbtConfig, CbtEstimator};
+use crate::diagnose::{explain, Target};
 use crate::dir::Directory;
 use crate::guard::{GuardError, GuardSet, GuardTicket};
 use crate::select::{PathConfig, PathError, PathSelector};
@@ -84,6 +85,43 @@ pub struct ControlCore {
     cfg: PathConfig,
     pending: HashMap<CircuitKey, Pending>,
     stats: ControlStats,
+    no_path_log: NoPathLog,
+}
+
+/// When to warn about requests that got no path: at once, then after 1 s, 2 s, 4 s, ... at
+/// most every [`NoPathLog::MAX_INTERVAL`], with the count of failures not logged in between;
+/// a request that gets a path starts over. A client asking every second for a path that
+/// cannot exist logs a dozen lines an hour, not 3600.
+#[derive(Debug, Default)]
+struct NoPathLog {
+    /// The next failure at or after this is logged (`None`: the next one).
+    next: Option<Instant>,
+    /// The wait after the next logged failure.
+    interval: Duration,
+    /// Failures since the last logged one.
+    suppressed: u64,
+}
+
+impl NoPathLog {
+    const FIRST_INTERVAL: Duration = Duration::from_secs(1);
+    const MAX_INTERVAL: Duration = Duration::from_secs(300);
+
+    /// Whether a failure at `now` is logged; if so, the failures suppressed before it.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        if self.next.is_some_and(|next| now < next) {
+            self.suppressed += 1;
+            return None;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        self.interval = self.interval.max(Self::FIRST_INTERVAL);
+        self.next = Some(now.saturating_add(self.interval));
+        self.interval = (self.interval * 2).min(Self::MAX_INTERVAL);
+        Some(suppressed)
+    }
+
+    fn reset(&mut self) {
+        *self = NoPathLog::default();
+    }
 }
 
 impl ControlCore {
@@ -107,6 +145,7 @@ impl ControlCore {
             cfg: path_cfg,
             pending: HashMap::new(),
             stats: ControlStats::default(),
+            no_path_log: NoPathLog::default(),
         }
     }
 
@@ -243,10 +282,23 @@ impl ControlCore {
         rng: &mut R,
     ) -> CircuitCommand {
         match self.launch(now, wall, circuit, target, rng) {
-            Ok(cmd) => cmd,
+            Ok(cmd) => {
+                self.no_path_log.reset();
+                cmd
+            }
             Err(e) => {
                 self.stats.path_failures += 1;
-                tracing::warn!(%circuit, ?target, error = %e, "no path for a new circuit");
+                if let Some(suppressed) = self.no_path_log.due(now) {
+                    // The cause, not just the step that failed (see `diagnose`).
+                    let cause = explain(&self.selector, target, None)
+                        .map_or_else(|| e.to_string(), |c| c.to_string());
+                    tracing::warn!(
+                        %circuit,
+                        target = %Target(target),
+                        failures_since_last_warning = suppressed,
+                        "no path for a new circuit: {cause}"
+                    );
+                }
                 CircuitCommand::NoPath { circuit }
             }
         }

@@ -1,6 +1,6 @@
 //! The directory model: relays, flags, families, exit policies and Tor's position weights.
 //!
-//! The file format is kistrel's own TOML (see the crate README and spec/wire.md, "Directory
+//! The file format is kistrel's own TOML (see the crate README and docs/spec/wire.md, "Directory
 //! file"). Parsing is strict: unknown keys, duplicate identities or nicknames, bad hex, bad
 //! base64, bad addresses, unknown flags and bad policy rules are errors that name the line.
 //!
@@ -305,6 +305,39 @@ pub struct Directory {
     by_identity: HashMap<[u8; 20], usize>,
 }
 
+/// `relay N "NICK", key `KEY`: ` (or `key `KEY`: `) for an error at `path` in `text`, so a
+/// type error says which relay and which key. The nickname is looked up in the raw TOML.
+fn where_in(text: &str, path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let segs: Vec<&Segment> = path.iter().collect();
+    let key = segs.iter().rev().find_map(|s| match s {
+        // toml's `Spanned` shows up as a private key: skip it.
+        Segment::Map { key } if !key.starts_with("$__") => Some(key.as_str()),
+        _ => None,
+    });
+    let relay = match segs.as_slice() {
+        [Segment::Map { key }, Segment::Seq { index }, ..] if key == "relay" => Some(*index),
+        _ => None,
+    };
+    let key = match (key, relay) {
+        (Some("relay"), Some(_)) | (None, _) => String::new(),
+        (Some(k), _) => format!("key `{k}`: "),
+    };
+    match relay {
+        Some(i) => {
+            let nick = toml::from_str::<toml::Table>(text)
+                .ok()
+                .and_then(|t| {
+                    let r = t.get("relay")?.as_array()?.get(i)?.get("nickname")?.clone();
+                    r.as_str().map(|n| format!(" {n:?}"))
+                })
+                .unwrap_or_default();
+            format!("relay {}{nick}, {key}", i + 1)
+        }
+        None => key,
+    }
+}
+
 /// Line (1-based) of byte offset `at` in `text`.
 fn line_of(text: &str, at: usize) -> usize {
     text.as_bytes()
@@ -413,12 +446,18 @@ impl Directory {
         }
     }
 
-    /// Parse the TOML directory file text.
+    /// Parse the TOML directory file text. A type error names the relay and the key
+    /// (`relay 1 "guard1", key `bandwidth`: invalid type ...`).
     pub fn parse(text: &str) -> Result<Self, DirError> {
-        let raw: RawDirectory = toml::from_str(text).map_err(|e| DirError::Malformed {
-            line: e.span().map_or(0, |s| line_of(text, s.start)),
-            problem: DirProblem::Toml(e.message().trim().to_owned()),
-        })?;
+        let raw: RawDirectory = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| {
+                let at = where_in(text, e.path());
+                let e = e.into_inner();
+                DirError::Malformed {
+                    line: e.span().map_or(0, |s| line_of(text, s.start)),
+                    problem: DirProblem::Toml(format!("{at}{}", e.message().trim())),
+                }
+            })?;
         if *raw.version.get_ref() != DIRECTORY_VERSION {
             return Err(malformed(
                 text,

@@ -11,6 +11,7 @@
 
 pub mod cbt;
 pub mod control;
+pub mod diagnose;
 pub mod dir;
 pub mod guard;
 /// Exit policies (defined in `kistrel-base`, shared with the engine).
@@ -24,6 +25,7 @@ pub mod select;
 pub mod state;
 
 pub use cbt::{CbtConfig, CbtEstimator, CbtFit};
+pub use diagnose::{explain, NoPathCause};
 pub use dir::{DirError, Directory, Flag, RelayFlags, RelayInfo};
 pub use guard::{GuardError, GuardSet, GuardTicket};
 pub use policy::ExitPolicy;

@@ -446,6 +446,44 @@ impl PathSelector {
             exit,
         })
     }
+
+    /// Whether any path exists for `target` (with `guard` as the first hop, when given): an
+    /// exhaustive search, no randomness, for explaining a failure rather than for picking.
+    /// The error is the furthest step every exit failed at: no exit allows `target`, no
+    /// guard goes with any such exit, or no middle goes with any such pair. Fast when a path
+    /// exists (the first compatible triple ends it); O(exits x guards x middles) at worst.
+    pub fn any_path(
+        &self,
+        target: Option<ExitTarget>,
+        guard: Option<usize>,
+    ) -> Result<(), PathError> {
+        let members = |t: &WeightTable| t.members.iter().map(|m| *m as usize).collect::<Vec<_>>();
+        let guards = match guard {
+            Some(g) if !self.is_guard_candidate(g) => return Err(PathError::BadGuard(g)),
+            Some(g) => vec![g],
+            None => members(&self.guards),
+        };
+        let middles = members(&self.middles);
+        let mut furthest = PathError::NoExit;
+        for e in members(&self.exits)
+            .into_iter()
+            .filter(|e| self.exit_allows(*e, target))
+        {
+            for g in guards.iter().copied().filter(|g| !self.conflicts(*g, e)) {
+                furthest = PathError::NoMiddle;
+                if middles
+                    .iter()
+                    .any(|m| !self.conflicts(*m, e) && !self.conflicts(*m, g))
+                {
+                    return Ok(());
+                }
+            }
+            if furthest == PathError::NoExit {
+                furthest = PathError::NoGuard;
+            }
+        }
+        Err(furthest)
+    }
 }
 
 /// Same IPv4 /16 or same IPv6 /32 (Tor's `EnforceDistinctSubnets` widths).

@@ -1,4 +1,4 @@
-//! Per-socket write limits: KIST's formula (spec/kist.md, "KIST run" step 2, as Tor's
+//! Per-socket write limits: KIST's formula (docs/spec/kist.md, "KIST run" step 2, as Tor's
 //! `scheduler_kist.c` computes it), KISTLite's high-water mark and Vanilla's fixed write.
 
 use crate::socket::TcpInfo;

@@ -1,4 +1,4 @@
-//! Scheduler figures Tor does not export (spec/kist.md, "What to measure"). One `SchedMetrics`
+//! Scheduler figures Tor does not export (docs/spec/kist.md, "What to measure"). One `SchedMetrics`
 //! per worker; every recording call is O(1) and allocation-free (the histograms are sized once,
 //! values beyond their range are clamped to it).
 

@@ -54,6 +54,10 @@ pub struct ConfArgs {
     /// `metrics addr=ADDR` on stdout).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Print the effective configuration (every key, defaults filled in, as TOML that loads
+    /// back to the same configuration) and exit without starting anything.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 impl ConfArgs {
@@ -77,11 +81,19 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Relay(args) => {
             crate::parent::exit_with_parent();
             let conf = RelayConf::load(&args.config, &args.parsed_overrides()?)?;
+            if args.print_config {
+                print!("{}", conf.effective_toml());
+                return Ok(());
+            }
             cmd::relay::run(conf)
         }
         Command::Client(args) => {
             crate::parent::exit_with_parent();
             let conf = ClientConf::load(&args.config, &args.parsed_overrides()?)?;
+            if args.print_config {
+                print!("{}", conf.effective_toml());
+                return Ok(());
+            }
             cmd::client::run(conf)
         }
         Command::Net(args) => Ok(cmd::net::run(args, cli.verbose)?),

@@ -30,6 +30,7 @@
 //! key has a unit (Tor's): `KISTSchedRunInterval` msec, `CircuitPriorityHalflife` seconds.
 
 mod client;
+mod effective;
 mod error;
 mod relay;
 mod runtime;
@@ -37,6 +38,7 @@ mod source;
 mod value;
 
 pub use client::ClientConf;
+pub use effective::Entry;
 pub use error::{At, ConfigError, Origin};
 pub use kistrel_sched::SchedulerKind;
 pub use relay::RelayConf;

@@ -23,7 +23,7 @@
 //! A [`Bottleneck`] is a `tbf` qdisc on the router's egress toward one host: everything sent
 //! *to* that host is limited to the rate, and a packet that would wait longer than `latency`
 //! in the queue is dropped (tc-tbf(8): the queue limit is given as latency). There is no
-//! `netem` on this machine (see PERF.md), so the testbed adds **no propagation delay**: RTTs
+//! `netem` on this machine (see docs/perf.md), so the testbed adds **no propagation delay**: RTTs
 //! are sub-millisecond plus whatever queueing the bottleneck builds.
 //!
 //! Per-namespace TCP settings ([`TestbedSpec::congestion`], [`TestbedSpec::tcp_wmem`]) are

@@ -1,5 +1,5 @@
 //! The link layer of a channel connection: what sits between the driver's bytes and the cell
-//! codec (DESIGN.md, "link layer"): TLS (rustls, records in place; kTLS where the kernel
+//! codec (docs/design.md, "link layer"): TLS (rustls, records in place; kTLS where the kernel
 //! takes them) or plain (the benchmark mode).
 //!
 //! ```text

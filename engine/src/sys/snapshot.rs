@@ -2,7 +2,7 @@
 //!
 //! Linux: TCP_INFO (cwnd, unacked, mss, rtt) via getsockopt, SIOCOUTQ (bytes in the send
 //! queue, sent or not) and SIOCOUTQNSD (bytes not yet sent) via ioctl; three system calls,
-//! ~1.4 us in all here (PERF.md), so the caller snapshots only sockets that have work.
+//! ~1.4 us in all here (docs/perf.md), so the caller snapshots only sockets that have work.
 //! FreeBSD: FIONWRITE for the send queue. macOS: SO_NWRITE. Elsewhere: nothing.
 
 use std::io;

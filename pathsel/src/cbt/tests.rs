@@ -221,6 +221,19 @@ fn parse_build_times_lines() {
     );
     assert_eq!(parse_build_times("1\n2\n-3\n").unwrap_err().line, 3);
     assert_eq!(parse_build_times("99999999999\n").unwrap_err().line, 1);
+    // Absurd but u32: refused, saying the range; an hour is the limit.
+    let e = parse_build_times("100\n99999999\n").unwrap_err();
+    assert_eq!(e.line, 2);
+    assert!(
+        e.reason
+            .starts_with("build time 99999999 ms is out of range: want 0 to 3600000 ms"),
+        "{}",
+        e.reason
+    );
+    assert_eq!(
+        parse_build_times("3600000\n70000\n").unwrap(),
+        [3_600_000, 70_000]
+    );
 }
 
 fn pareto_cdf(xm: f64, alpha: f64) -> impl Fn(f64) -> f64 {
@@ -241,7 +254,7 @@ fn learned(samples: &[f64]) -> CbtEstimator {
     est
 }
 
-/// Statistical check (spec/pathsel.md section 1, Tor's `test_circuit_timeout`): fit 1000
+/// Statistical check (docs/spec/pathsel.md section 1, Tor's `test_circuit_timeout`): fit 1000
 /// build times from a known distribution and read the TRUE CDF at the learned timeout.
 ///
 /// What the estimator can promise: Xm is the mean of the fullest 10 ms bins, which sits

@@ -322,3 +322,27 @@ fn state_survives_a_restart() {
     assert!((a / b - 1.0).abs() < 0.05, "{a} vs {b}");
     assert_eq!(again.guards().sampled(), core.guards().sampled());
 }
+
+#[test]
+fn no_path_warnings_back_off_to_every_five_minutes() {
+    let mut log = NoPathLog::default();
+    // A failure every second for an hour.
+    let logged: Vec<(u64, u64)> = (0..3600)
+        .filter_map(|s| log.due(at(s * 1000)).map(|suppressed| (s, suppressed)))
+        .collect();
+    let times: Vec<u64> = logged.iter().map(|(s, _)| *s).collect();
+    // 1, 2, 4, ... 256 s apart, then 300 s.
+    let mut want = vec![0, 1, 3, 7, 15, 31, 63, 127, 255, 511];
+    while want.last().unwrap() + 300 < 3600 {
+        want.push(want.last().unwrap() + 300);
+    }
+    assert_eq!(times, want);
+    // Every failure is either logged or counted in the next logged one.
+    let counted: u64 = logged.iter().map(|(_, n)| n + 1).sum::<u64>() + log.suppressed;
+    assert_eq!(counted, 3600);
+    // A path found starts over: the next failure is logged at once, then 1 s later.
+    log.reset();
+    assert_eq!(log.due(at(4_000_000)), Some(0));
+    assert_eq!(log.due(at(4_000_500)), None);
+    assert_eq!(log.due(at(4_001_000)), Some(1));
+}

@@ -263,3 +263,20 @@ fn from_relays_applies_the_file_rules() {
     let built = Directory::from_relays(dir.relays().to_vec(), None).unwrap();
     assert_eq!(built, dir);
 }
+
+#[test]
+fn type_errors_name_the_relay_and_the_key() {
+    let text = sample().replacen("bandwidth = 1000", "bandwidth = \"fast\"", 1);
+    let (line, problem) = err_of(&text);
+    assert_eq!(text.lines().nth(line - 1).unwrap(), "bandwidth = \"fast\"");
+    assert_eq!(
+        problem.to_string(),
+        "relay 1 \"r1\", key `bandwidth`: invalid type: string \"fast\", expected u32"
+    );
+    let text = sample().replacen("version = 1", "version = \"one\"", 1);
+    let (_, problem) = err_of(&text);
+    assert_eq!(
+        problem.to_string(),
+        "key `version`: invalid type: string \"one\", expected u32"
+    );
+}

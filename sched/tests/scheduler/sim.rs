@@ -302,7 +302,7 @@ fn kist_with_tor_timing_also_wins_on_a_congested_channel() {
 fn event_driven_kist_adds_no_delay_on_an_uncongested_channel() {
     // No bulk; one cell every 2-5 ms (about 150 kB/s on a 10 Mbit/s path). Tor's timing runs
     // at most once per 10 ms, so most cells wait for the next tick; ours runs on the arrival,
-    // like Vanilla (spec/kist.md: TTFB 14 ms vs 5 ms with no load).
+    // like Vanilla (docs/spec/kist.md: TTFB 14 ms vs 5 ms with no load).
     let trickle = Traffic {
         bulk: false,
         burst: 1,

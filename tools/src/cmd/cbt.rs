@@ -1,4 +1,4 @@
-//! `kistrel cbt fit FILE [--json]`: fit proposal 151's Pareto model to recorded build times.
+//! `kistrel cbt fit FILE [--json FILE|-]`: fit proposal 151's Pareto model to recorded build times.
 
 use std::path::PathBuf;
 
@@ -32,9 +32,9 @@ pub struct FitArgs {
     /// Build times file: one whole number of milliseconds per line.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Print one JSON object instead of the human summary.
-    #[arg(long)]
-    pub json: bool,
+    /// Write the result as one JSON object to FILE (`-`: stdout, instead of the summary).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Timeout quantile in percent (torrc `cbtquantile`).
     #[arg(long, default_value_t = CbtConfig::default().quantile_pct)]
     pub quantile: f64,
@@ -87,6 +87,15 @@ pub enum CbtCmdError {
     /// The result could not be encoded as JSON (a bug).
     #[error("encoding the JSON result: {0}")]
     Json(#[source] serde_json::Error),
+    /// The `--json` file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl HasKind for CbtCmdError {
@@ -98,6 +107,7 @@ impl HasKind for CbtCmdError {
             | CbtCmdError::NoFit { .. }
             | CbtCmdError::BadQuantile { .. } => ErrorKind::BadConfig,
             CbtCmdError::Json(_) => ErrorKind::Internal,
+            CbtCmdError::Write { .. } => ErrorKind::LocalIo,
         }
     }
 }
@@ -176,10 +186,15 @@ pub fn run(args: CbtArgs) -> Result<(), CbtCmdError> {
         path: args.file.clone(),
         n: times.len(),
     })?;
-    if args.json {
+    if let Some(path) = &args.json {
         let json = serde_json::to_string(&report).map_err(CbtCmdError::Json)?;
-        println!("{json}");
-    } else {
+        crate::cmd::args::write_json(path, &json).map_err(|source| CbtCmdError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    // With `--json -` the JSON is the output; with `--json FILE` the summary still prints.
+    if args.json.as_ref().is_none_or(|p| p.as_os_str() != "-") {
         println!(
             "n={} Xm={} ms alpha={:.4} timeout={:.0} ms (q={}%) close={:.0} ms (q={}%){}",
             report.n,

@@ -1,6 +1,7 @@
 //! `kistrel client -c FILE`: a circuit origin with a SOCKS5 port.
 //!
-//! Loads the config and the directory, starts the workers (which carry the streams) and the
+//! Loads the config and the directory (exit 2 when the directory can never give a path,
+//! saying why), starts the workers (which carry the streams) and the
 //! control thread (`kistrel-control`: path selection, guards, the learned circuit build
 //! timeout, the state file in `DataDirectory`, metrics), prints `ready socks=ADDR` once the
 //! first circuit is built, and runs until SIGINT/SIGTERM.
@@ -19,6 +20,7 @@ use crate::runner;
 /// circuit is built (`kistrel net` waits for that line).
 pub fn run(conf: ClientConf) -> Result<(), CliError> {
     let dir = conf.load_directory()?;
+    conf.check_paths(&dir)?;
     std::fs::create_dir_all(&conf.data_directory).map_err(|e| {
         CliError::runtime(
             format!("creating DataDirectory {}", conf.data_directory.display()),
@@ -52,6 +54,13 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
     })?;
     let stop = runner::stop_flag()?;
     let state_file = conf.data_directory.join("state");
+    if !conf.data_directory_set {
+        tracing::warn!(
+            "DataDirectory is not set: the state file (guards, build times) is {}, in the \
+             config file's folder; set DataDirectory to choose",
+            state_file.display()
+        );
+    }
     let paths = PathControl::load(&dir, conf.path, conf.cbt, state_file, clock.now());
     let workers = runner::start(configs, conf.runtime.backend, clock)?;
     let control = runner::start_control(&workers, Some(paths), metrics.as_ref())?;

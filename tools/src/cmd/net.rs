@@ -44,6 +44,7 @@ use crate::cmd::args::scheduler_parser;
 use crate::config::{Backend, ClientConf, ConfigError, LinksMode, Override, RelayConf};
 use crate::keys::RelayKeyFolder;
 
+pub mod capacity;
 mod ctor;
 mod error;
 pub mod layout;
@@ -62,7 +63,9 @@ pub const CHILD_EXE_ENV: &str = "KISTREL_NET_CHILD_EXE";
 /// `kistrel net` options.
 #[derive(Debug, Clone, Args)]
 pub struct NetArgs {
-    /// Relays to start (the last one is the exit).
+    /// Relays to start (the last one is the exit). Refused (exit 2) beyond what the machine
+    /// can hold: (relays + 1) x workers per node must stay within 64 worker threads per core,
+    /// 20 MiB per worker of available memory, and the open-file limit (`ulimit -n`).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(3..=1000))]
     pub relays: u16,
     /// The client's SOCKS address (default: a free loopback port).
@@ -192,6 +195,12 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     if args.shape.bottleneck.is_some() && args.ctor.ctor_relays > 0 {
         return Err(NetError::CtorWithBottleneck);
     }
+    capacity::check(
+        u64::from(args.relays),
+        workers_per_node(&args, &overrides),
+        capacity::Machine::this(),
+    )
+    .map_err(NetError::TooManyRelays)?;
     if args.shape.bottleneck.is_some() {
         // Before any folder or namespace exists: without root, say so and leave nothing.
         crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
@@ -300,6 +309,22 @@ fn loopback_ports(
         })?,
     };
     Ok((ports, socks))
+}
+
+/// Worker threads per node: `-o Workers=N`, else `--workers`, else one per core (as the
+/// nodes resolve `Workers = 0`).
+fn workers_per_node(args: &NetArgs, overrides: &[Override]) -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let from_override = overrides
+        .iter()
+        .rev()
+        .find(|o| o.key == "Workers")
+        .and_then(|o| o.value.as_integer())
+        .and_then(|n| usize::try_from(n).ok());
+    match from_override.or(args.workers) {
+        Some(0) | None => cores as u64,
+        Some(n) => n as u64,
+    }
 }
 
 #[cfg(test)]

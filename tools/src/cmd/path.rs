@@ -1,4 +1,4 @@
-//! `kistrel path sample --dir FILE -n N [--seed S] [--json]`: pick N paths from a directory
+//! `kistrel path sample --directory FILE -n N [--seed S] [--json FILE|-]`: pick N paths from a directory
 //! and compare each relay's share per position with the expected one.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use kistrel_pathsel::dir::Position;
 use kistrel_pathsel::sample::{sample_paths, ChiSquare, SampleReport};
-use kistrel_pathsel::{DirError, Directory, PathConfig, PathError, PathSelector};
+use kistrel_pathsel::{DirError, Directory, NoPathCause, PathConfig, PathError, PathSelector};
 use rand::{SeedableRng, TryRngCore};
 use rand_chacha::ChaCha8Rng;
 
@@ -33,18 +33,19 @@ pub enum PathCommand {
 /// `kistrel path sample` options.
 #[derive(Debug, Clone, Args)]
 pub struct SampleArgs {
-    /// Directory file (as `kistrel net` writes, or hand-written).
-    #[arg(long, value_name = "FILE")]
+    /// Directory file (as `kistrel net` writes, or hand-written; docs/directory-format.md).
+    /// `--dir` is an old name of it: elsewhere `--dir` is a folder.
+    #[arg(long = "directory", alias = "dir", value_name = "FILE")]
     pub dir: PathBuf,
-    /// Paths to pick.
-    #[arg(short = 'n', value_name = "N")]
+    /// Paths to pick (at least 1).
+    #[arg(short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub n: u64,
     /// RNG seed (ChaCha8); without it a random seed is drawn and printed.
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
-    pub json: bool,
+    /// Write the result as one JSON object to FILE (`-`: stdout, instead of the table).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Allow two relays of one /16 in a path (EnforceDistinctSubnets = false), as on a
     /// one-machine testbed.
     #[arg(long)]
@@ -65,13 +66,12 @@ pub enum PathCmdError {
         source: DirError,
     },
     /// The directory does not allow a path.
-    #[error("{}: cannot pick a path: {source}{}", path.display(), if matches!(source, PathError::NoMiddle | PathError::NoGuard) { " (on a one-machine network try --allow-same-subnet)" } else { "" })]
+    #[error("{}: cannot pick a path: {cause}", path.display())]
     NoPath {
         /// The directory file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: PathError,
+        /// Why, with what to change (as `kistrel client` says it).
+        cause: NoPathCause,
     },
     /// The OS RNG failed while drawing a seed.
     #[error("cannot draw a random seed: {0} (pass --seed)")]
@@ -79,6 +79,15 @@ pub enum PathCmdError {
     /// The result could not be encoded as JSON (a bug).
     #[error("encoding the JSON result: {0}")]
     Json(#[source] serde_json::Error),
+    /// The `--json` file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl HasKind for PathCmdError {
@@ -88,6 +97,7 @@ impl HasKind for PathCmdError {
             PathCmdError::Directory { .. } | PathCmdError::NoPath { .. } => ErrorKind::BadConfig,
             PathCmdError::Seed(_) => ErrorKind::LocalIo,
             PathCmdError::Json(_) => ErrorKind::Internal,
+            PathCmdError::Write { .. } => ErrorKind::LocalIo,
         }
     }
 }
@@ -145,16 +155,21 @@ pub fn run(args: PathArgs) -> Result<(), PathCmdError> {
         enforce_distinct_subnets: !args.allow_same_subnet,
         ..PathConfig::default()
     };
-    let report = sample(&dir, cfg, args.n, seed).map_err(|source| PathCmdError::NoPath {
+    let no_path = |cause| PathCmdError::NoPath {
         path: args.dir.clone(),
-        source,
-    })?;
+        cause,
+    };
+    if let Some(cause) = kistrel_pathsel::explain(&PathSelector::new(&dir, cfg.clone()), None, None)
+    {
+        return Err(no_path(cause));
+    }
+    let report = sample(&dir, cfg, args.n, seed).map_err(|e| no_path(NoPathCause::Conflicts(e)))?;
     let chi = ChiSquares {
         guard: report.chi_square(Position::Guard),
         middle: report.chi_square(Position::Middle),
         exit: report.chi_square(Position::Exit),
     };
-    if args.json {
+    if let Some(path) = &args.json {
         let json = serde_json::to_string(&SampleJson {
             version: JSON_VERSION,
             seed,
@@ -162,8 +177,13 @@ pub fn run(args: PathArgs) -> Result<(), PathCmdError> {
             chi_square: chi,
         })
         .map_err(PathCmdError::Json)?;
-        println!("{json}");
-    } else {
+        crate::cmd::args::write_json(path, &json).map_err(|source| PathCmdError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    // With `--json -` the JSON is the output; with `--json FILE` the table still prints.
+    if args.json.as_ref().is_none_or(|p| p.as_os_str() != "-") {
         println!("seed {seed}");
         // The report's Display ends with the chi-square lines.
         print!("{report}");

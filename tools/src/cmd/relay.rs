@@ -1,4 +1,7 @@
-//! `kistrel relay -c FILE`: a relay with one worker per core until SIGINT/SIGTERM.
+//! `kistrel relay -c FILE`: a relay with one worker per core until SIGINT/SIGTERM; prints
+//! `ready or=ADDR [metrics=ADDR]` on stdout once it listens.
+
+use std::io::Write;
 
 use kistrel_engine::relay::RelayConfig;
 use kistrel_engine::runtime::{Clock, WorkerConfig};
@@ -59,7 +62,17 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
     let control = runner::start_control(&workers, None, metrics.as_ref())?;
     info!(nickname = %conf.nickname, %addr, workers = n, exit = conf.exit_policy.is_some(), "relay running");
     let who = format!("relay {}", conf.nickname);
-    let result = runner::supervise(&who, &stop, &workers, &control, || {});
+    // As the client's `ready socks=ADDR`: the bound addresses (port 0 resolved), once the
+    // workers listen.
+    let metrics_addr = metrics.as_ref().map(|m| m.addr());
+    let result = runner::supervise(&who, &stop, &workers, &control, || {
+        let mut out = std::io::stdout().lock();
+        let _ = match metrics_addr {
+            Some(m) => writeln!(out, "ready or={addr} metrics={m}"),
+            None => writeln!(out, "ready or={addr}"),
+        };
+        let _ = out.flush();
+    });
     info!(nickname = %conf.nickname, "stopping: closing circuits");
     let reports = workers.stop();
     let _ = control.stop();

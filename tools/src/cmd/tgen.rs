@@ -74,7 +74,8 @@ pub struct ClientArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Write the JSON report (schema kistrel.tgen/1) here.
+    /// Write the JSON report (schema kistrel.tgen/1) to FILE (`-`: stdout; the table goes
+    /// to stderr either way).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Write an HdrHistogram interval log of TTFB and TTLB here (µs; tags MODEL.ttfb,
@@ -94,6 +95,10 @@ pub struct ClientArgs {
     /// Exit 0 even if transfers failed.
     #[arg(long)]
     pub allow_failures: bool,
+    /// A peer that sends nothing this long after a request is not a tgen server: the
+    /// transfer fails as `protocol` and the report says so.
+    #[arg(long, value_name = "D", value_parser = duration, default_value = "30s")]
+    pub first_byte_timeout: Duration,
 }
 
 /// Runs `kistrel tgen`.
@@ -148,6 +153,9 @@ fn options(a: &ClientArgs) -> Result<ClientOptions, TgenError> {
             a.models.len()
         )));
     }
+    if a.first_byte_timeout.is_zero() {
+        return Err(TgenError::Usage("--first-byte-timeout must be > 0".into()));
+    }
     if a.count == Some(0) {
         return Err(TgenError::Usage("--count must be >= 1".into()));
     }
@@ -182,6 +190,7 @@ fn options(a: &ClientArgs) -> Result<ClientOptions, TgenError> {
     opts.seed = a.seed;
     opts.hdr_log = a.hdr_log.clone();
     opts.hdr_interval = a.hdr_interval;
+    opts.first_byte_timeout = a.first_byte_timeout;
     Ok(opts)
 }
 
@@ -196,11 +205,11 @@ fn client(a: ClientArgs) -> Result<(), CliError> {
         let (bar, template) = match total {
             Some(n) => (
                 indicatif::ProgressBar::new(n),
-                "{bar:40} {pos}/{len} transfers, {elapsed}",
+                "{bar:40} {pos}/{len} transfers ({per_sec}){msg}, {elapsed}",
             ),
             None => (
                 indicatif::ProgressBar::new_spinner(),
-                "{spinner} {pos} transfers, {elapsed}",
+                "{spinner} {pos} transfers ({per_sec}){msg}, {elapsed}",
             ),
         };
         if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
@@ -216,7 +225,7 @@ fn client(a: ClientArgs) -> Result<(), CliError> {
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| CliError::runtime("encoding the report", e))?;
-        std::fs::write(path, text + "\n").map_err(|e| TgenError::Write {
+        crate::cmd::args::write_json(path, &text).map_err(|e| TgenError::Write {
             path: path.clone(),
             source: e,
         })?;

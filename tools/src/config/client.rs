@@ -38,6 +38,9 @@ pub struct ClientConf {
     /// `DataDirectory`: where the guard/CBT state file lives; resolved against the config
     /// file's folder; default: that folder. Created by the runtime if missing.
     pub data_directory: PathBuf,
+    /// Whether the file (or `-o`) set `DataDirectory` (else the client says where its state
+    /// goes: it is not written into a folder silently).
+    pub data_directory_set: bool,
     /// Threads, backend, schedulers.
     pub runtime: RuntimeConf,
     /// Path and guard keys (`EnforceDistinctSubnets`, `UseEntryGuards`, `NumEntryGuards`,
@@ -75,6 +78,7 @@ impl ClientConf {
             .directory_file
             .ok_or_else(|| src.missing("DirectoryFile"))?;
         let directory_file = src.existing_file("DirectoryFile", &dir_file)?;
+        let data_directory_set = s.data_directory.is_some();
         let data_directory = relative_to(file, s.data_directory.as_deref().unwrap_or("."));
         if data_directory.exists() && !data_directory.is_dir() {
             return Err(src.bad(
@@ -89,6 +93,7 @@ impl ClientConf {
                 .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9050)),
             directory_file,
             data_directory,
+            data_directory_set,
             runtime: RuntimeConf::take(&mut src)?,
             path: src.take()?,
             cbt: src.take()?,
@@ -114,6 +119,21 @@ impl ClientConf {
                 source,
             })?;
         Ok(dir)
+    }
+
+    /// Whether `dir` can ever give a path under this config's path keys (any exit target);
+    /// the error says why not and what to change (`EnforceDistinctSubnets`, exit policies,
+    /// Guard flags).
+    pub fn check_paths(&self, dir: &Directory) -> Result<(), ConfigError> {
+        let selector = PathSelector::new(dir, self.path.clone());
+        match kistrel_pathsel::explain(&selector, None, None) {
+            None => Ok(()),
+            Some(cause) => Err(ConfigError::NoPath {
+                file: self.file.clone(),
+                path: self.directory_file.clone(),
+                cause,
+            }),
+        }
     }
 
     /// The port-in-use error for `key` (`"SocksPort"` / `"MetricsPort"`) at `addr`.

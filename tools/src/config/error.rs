@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use kistrel_base::{ErrorKind, HasKind};
-use kistrel_pathsel::DirError;
+use kistrel_pathsel::{DirError, NoPathCause};
 
 /// Where a config value came from, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,16 @@ pub enum ConfigError {
         /// What is wrong in it (with its line).
         #[source]
         source: DirError,
+    },
+    /// The directory can never give this client a path (checked at start, exhaustively).
+    #[error("{}: the directory {} gives no path: {cause}", file.display(), path.display())]
+    NoPath {
+        /// The client's config file.
+        file: PathBuf,
+        /// The directory file.
+        path: PathBuf,
+        /// Why, with what to change.
+        cause: NoPathCause,
     },
     /// `EntryNodes`/`MiddleNodes`/`ExitNodes` that the directory cannot fill.
     #[error("{}: {source} (directory {})", file.display(), directory.display())]

@@ -10,6 +10,7 @@
 //!                         read + verify every byte against the regenerated stream
 //! ```
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -23,13 +24,21 @@ use rand_chacha::ChaCha8Rng;
 use super::error::TgenError;
 use super::model::{Arrivals, Model, SizeChoice};
 use super::proto::{PayloadStream, Request};
-use super::report::{IntervalLog, ModelParams, Outcome, RunParams, TgenReport, TransferRecord};
+use super::report::{
+    IntervalLog, ModelParams, Outcome, RunParams, TgenReport, TransferRecord, MAX_FAILURE_REASONS,
+};
 use super::socks::{socks_connect_timeout, SocksError};
 
 /// How often waiting threads look at the stop flag, and the longest single socket read wait.
 const POLL: Duration = Duration::from_millis(100);
 /// Read buffer per transfer.
 const READ_BUF: usize = 64 << 10;
+/// A closed-loop flow's first wait after a failed connect; doubled per failure up to
+/// [`CONNECT_BACKOFF_MAX`], reset by a transfer that connects. A flow against a port where
+/// nothing listens makes about 1 attempt a second, not thousands.
+const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// The longest wait between two connect attempts of one flow.
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// One model and how many flows run it.
 #[derive(Debug, Clone)]
@@ -60,8 +69,12 @@ pub struct ClientOptions {
     pub hdr_log: Option<PathBuf>,
     /// Interval of that log.
     pub hdr_interval: Duration,
-    /// Ticked once per finished transfer (the CLI's progress bar on a TTY).
+    /// Ticked once per finished transfer (the CLI's progress bar on a TTY); its message
+    /// counts the failures.
     pub progress: Option<indicatif::ProgressBar>,
+    /// A peer that sends no byte this long after the request is not a tgen server (or is
+    /// hung): the transfer fails as `protocol`, saying so.
+    pub first_byte_timeout: Duration,
 }
 
 impl ClientOptions {
@@ -77,6 +90,7 @@ impl ClientOptions {
             hdr_log: None,
             hdr_interval: Duration::from_secs(1),
             progress: None,
+            first_byte_timeout: Duration::from_secs(30),
         }
     }
 
@@ -132,6 +146,8 @@ struct Run<'a> {
     records: Mutex<Vec<TransferRecord>>,
     interrupted: AtomicU64,
     log: Option<&'a IntervalLog>,
+    failed: AtomicU64,
+    failure_reasons: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Runs the flows to their end (count, duration, or `stop` set), then reports. Transfers cut
@@ -171,6 +187,8 @@ pub fn run_client(opts: &ClientOptions, stop: &AtomicBool) -> Result<TgenReport,
         records: Mutex::new(Vec::new()),
         interrupted: AtomicU64::new(0),
         log: log.as_ref(),
+        failed: AtomicU64::new(0),
+        failure_reasons: Mutex::new(BTreeMap::new()),
     };
     let flows_done = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -211,12 +229,17 @@ pub fn run_client(opts: &ClientOptions, stop: &AtomicBool) -> Result<TgenReport,
             .then(a.flow.cmp(&b.flow))
             .then(a.index.cmp(&b.index))
     });
-    Ok(TgenReport::build(
+    let mut report = TgenReport::build(
         opts.params(),
         elapsed,
         run.interrupted.into_inner(),
         records,
-    ))
+    );
+    report.failure_reasons = run
+        .failure_reasons
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    Ok(report)
 }
 
 impl Run<'_> {
@@ -256,14 +279,29 @@ impl Run<'_> {
         let mut rng = flow_rng(self.opts.seed, mi, flow);
         let mut payload = payload_rng(self.opts.seed, mi, flow);
         let mut index = 0u64;
+        let mut backoff = Duration::ZERO;
         while self.count(model).is_none_or(|c| index < c) && !self.over(model) {
             let size = model.sizes.get(model.pick_size(&mut rng)).copied();
             let Some(size) = size else { return };
-            self.transfer(model, flow, index, size, payload.random(), Instant::now());
+            let outcome = self.transfer(model, flow, index, size, payload.random(), Instant::now());
             index += 1;
             if self.count(model).is_some_and(|c| index >= c) {
                 return; // no think time after the last transfer
             }
+            // Capped exponential back-off after a failed connect (open-loop flows are bounded
+            // by their arrival rate instead).
+            if matches!(outcome, Some(Outcome::Connect | Outcome::Socks)) {
+                backoff = (backoff * 2).clamp(CONNECT_BACKOFF_MIN, CONNECT_BACKOFF_MAX);
+                let mut wake = Instant::now() + backoff;
+                if let Some(d) = self.duration(model) {
+                    wake = wake.min(self.start + d);
+                }
+                if !self.sleep_until(wake) {
+                    return;
+                }
+                continue;
+            }
+            backoff = Duration::ZERO;
             if let Some(t) = think {
                 let mut wake = Instant::now() + t.sample(&mut rng);
                 if let Some(d) = self.duration(model) {
@@ -310,7 +348,7 @@ impl Run<'_> {
         });
     }
 
-    /// One transfer, recorded (unless cut by the stop flag).
+    /// One transfer, recorded (unless cut by the stop flag: then `None`).
     fn transfer(
         &self,
         model: &Model,
@@ -319,27 +357,27 @@ impl Run<'_> {
         size: SizeChoice,
         seed: u64,
         scheduled: Instant,
-    ) {
+    ) -> Option<Outcome> {
         let user = self.opts.socks.map(|_| socks_user(&model.name, flow));
         let deadline = scheduled + size.timeout;
-        let t = fetch(
-            self.opts.server,
-            self.opts.socks,
-            user.as_deref(),
-            size.bytes,
-            seed,
-            scheduled,
-            deadline,
-            self.stop,
-        );
+        let target = Target {
+            server: self.opts.server,
+            socks: self.opts.socks,
+            user: user.as_deref(),
+            first_byte_timeout: self.opts.first_byte_timeout,
+        };
+        let t = fetch(&target, size.bytes, seed, scheduled, deadline, self.stop);
         let outcome = match t.outcome {
             Fetched::Done(o) => o,
             Fetched::Interrupted => {
                 self.interrupted.fetch_add(1, Ordering::Relaxed);
-                return;
+                return None;
             }
         };
         let ok = outcome == Outcome::Ok;
+        if !ok {
+            self.note_failure(t.why.clone());
+        }
         let rec = TransferRecord {
             model: model.name.clone(),
             flow,
@@ -369,7 +407,31 @@ impl Run<'_> {
         if let Ok(mut r) = self.records.lock() {
             r.push(rec);
         }
+        Some(outcome)
     }
+
+    /// Counts a failure and keeps its reason (the first few distinct ones); the progress
+    /// bar shows the count.
+    fn note_failure(&self, why: Option<String>) {
+        let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(p) = &self.opts.progress {
+            p.set_message(format!(", {failed} failed"));
+        }
+        let Some(why) = why else { return };
+        if let Ok(mut reasons) = self.failure_reasons.lock() {
+            if reasons.len() < MAX_FAILURE_REASONS || reasons.contains_key(&why) {
+                *reasons.entry(why).or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+/// Where a transfer goes.
+struct Target<'a> {
+    server: SocketAddr,
+    socks: Option<SocketAddr>,
+    user: Option<&'a str>,
+    first_byte_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,77 +445,95 @@ struct Fetch {
     bytes: u64,
     ttfb: Option<Duration>,
     elapsed: Duration,
+    /// Why it failed, in words, when there is more to say than the outcome.
+    why: Option<String>,
 }
 
 /// Connects, asks for `size` bytes of `seed`'s stream, and verifies them as they arrive.
-/// Times are from `scheduled`.
-#[allow(clippy::too_many_arguments)]
+/// Times are from `scheduled`. A failure says why in [`Fetch::why`]: the address and the
+/// OS error of a failed connect, or that the peer does not speak tgen (its first bytes are
+/// not the stream, or it sent nothing within the first-byte timeout).
 fn fetch(
-    server: SocketAddr,
-    socks: Option<SocketAddr>,
-    user: Option<&str>,
+    to: &Target<'_>,
     size: u64,
     seed: u64,
     scheduled: Instant,
     deadline: Instant,
     stop: &AtomicBool,
 ) -> Fetch {
+    let server = to.server;
     let mut bytes = 0u64;
     let mut ttfb = None;
-    let done = |o: Fetched, bytes: u64, ttfb: Option<Duration>| Fetch {
+    let done = |o: Fetched, bytes: u64, ttfb: Option<Duration>, why: Option<String>| Fetch {
         outcome: o,
         bytes,
         ttfb,
         elapsed: scheduled.elapsed(),
+        why,
     };
+    let failed =
+        |o: Outcome, bytes: u64, ttfb, why: String| done(Fetched::Done(o), bytes, ttfb, Some(why));
     let left = || deadline.saturating_duration_since(Instant::now());
     if left().is_zero() {
-        return done(Fetched::Done(Outcome::Timeout), 0, None);
+        return done(Fetched::Done(Outcome::Timeout), 0, None, None);
     }
-    let conn = match socks {
-        None => TcpStream::connect_timeout(&server, left()).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::TimedOut {
-                Outcome::Timeout
-            } else {
-                Outcome::Connect
-            }
-        }),
-        Some(proxy) => socks_connect_timeout(proxy, user, server, left()).map_err(|e| match e {
-            _ if left().is_zero() => Outcome::Timeout,
-            SocksError::Connect { .. } => Outcome::Connect,
-            _ => Outcome::Socks,
-        }),
-    };
+    let conn = connect(to, left());
     let mut conn = match conn {
         Ok(c) => c,
-        Err(o) => return done(Fetched::Done(o), 0, None),
+        Err((o, why)) => return failed(o, 0, None, why),
     };
     let _ = conn.set_nodelay(true);
-    if conn.write_all(&Request { size, seed }.emit()).is_err() {
-        return done(Fetched::Done(Outcome::Io), 0, None);
+    if let Err(e) = conn.write_all(&Request { size, seed }.emit()) {
+        return failed(
+            Outcome::Io,
+            0,
+            None,
+            format!("sending the request to {server}: {e}"),
+        );
     }
+    let first_byte_by = Instant::now() + to.first_byte_timeout;
     let mut expect = PayloadStream::new(seed);
     let mut buf = vec![0u8; READ_BUF];
     while bytes < size {
         if stop.load(Ordering::Relaxed) {
-            return done(Fetched::Interrupted, bytes, ttfb);
+            return done(Fetched::Interrupted, bytes, ttfb, None);
         }
         let wait = left();
         if wait.is_zero() {
-            return done(Fetched::Done(Outcome::Timeout), bytes, ttfb);
+            return done(Fetched::Done(Outcome::Timeout), bytes, ttfb, None);
+        }
+        if ttfb.is_none() && Instant::now() >= first_byte_by {
+            let why = format!(
+                "{server} sent nothing within {} s of the request: not a tgen server? \
+                 (start one with `kistrel tgen server`)",
+                to.first_byte_timeout.as_secs_f64()
+            );
+            return failed(Outcome::Protocol, 0, None, why);
         }
         if conn.set_read_timeout(Some(wait.min(POLL))).is_err() {
-            return done(Fetched::Done(Outcome::Io), bytes, ttfb);
+            return done(Fetched::Done(Outcome::Io), bytes, ttfb, None);
         }
         let want = usize::try_from(size - bytes)
             .unwrap_or(READ_BUF)
             .min(READ_BUF);
         match conn.read(&mut buf[..want]) {
-            Ok(0) => return done(Fetched::Done(Outcome::Short), bytes, ttfb),
+            Ok(0) => {
+                let why = format!("{server} closed the connection after {bytes} of {size} bytes");
+                return failed(Outcome::Short, bytes, ttfb, why);
+            }
             Ok(n) => {
                 ttfb.get_or_insert_with(|| scheduled.elapsed());
                 if let Some(bad) = expect.verify(&buf[..n]) {
-                    return done(Fetched::Done(Outcome::Corrupt), bytes + bad as u64, ttfb);
+                    if bytes == 0 && bad == 0 {
+                        let first = String::from_utf8_lossy(&buf[..n.min(32)]).into_owned();
+                        let why = format!("{server} does not speak tgen: it answered {first:?}");
+                        return failed(Outcome::Protocol, 0, ttfb, why);
+                    }
+                    let why = format!(
+                        "byte {} from {server} differs from the stream",
+                        bytes + bad as u64
+                    );
+                    return failed(Outcome::Corrupt, bytes + bad as u64, ttfb, why);
                 }
                 bytes += n as u64;
             }
@@ -463,8 +543,40 @@ fn fetch(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return done(Fetched::Done(Outcome::Io), bytes, ttfb),
+            Err(e) => {
+                return failed(
+                    Outcome::Io,
+                    bytes,
+                    ttfb,
+                    format!("reading from {server}: {e}"),
+                );
+            }
         }
     }
-    done(Fetched::Done(Outcome::Ok), bytes, ttfb)
+    done(Fetched::Done(Outcome::Ok), bytes, ttfb, None)
+}
+
+/// The connection of a transfer: direct, or through the SOCKS port; a failure says to where
+/// and why (the OS error, or the SOCKS reply).
+fn connect(to: &Target<'_>, timeout: Duration) -> Result<TcpStream, (Outcome, String)> {
+    let server = to.server;
+    let started = Instant::now();
+    match to.socks {
+        None => TcpStream::connect_timeout(&server, timeout).map_err(|e| {
+            let o = if e.kind() == std::io::ErrorKind::TimedOut {
+                Outcome::Timeout
+            } else {
+                Outcome::Connect
+            };
+            (o, format!("connect to {server}: {e}"))
+        }),
+        Some(proxy) => socks_connect_timeout(proxy, to.user, server, timeout).map_err(|e| {
+            let o = match e {
+                _ if started.elapsed() >= timeout => Outcome::Timeout,
+                SocksError::Connect { .. } => Outcome::Connect,
+                _ => Outcome::Socks,
+            };
+            (o, format!("to {server} through SOCKS {proxy}: {e}"))
+        }),
+    }
 }

@@ -40,6 +40,9 @@ pub enum Outcome {
     Corrupt,
     /// Another socket error.
     Io,
+    /// The peer does not speak tgen: its first bytes are not the stream asked for, or it
+    /// sent nothing within the first-byte timeout.
+    Protocol,
 }
 
 impl Outcome {
@@ -53,6 +56,7 @@ impl Outcome {
             Outcome::Short => "short",
             Outcome::Corrupt => "corrupt",
             Outcome::Io => "io",
+            Outcome::Protocol => "protocol",
         }
     }
 }
@@ -187,7 +191,14 @@ pub struct TgenReport {
     pub models: BTreeMap<String, ModelSummary>,
     /// Every transfer, by scheduled start.
     pub transfers: Vec<TransferRecord>,
+    /// Why transfers failed, in words (`connect to ADDR: Connection refused (os error
+    /// 111)`), with how many failed so; the first [`MAX_FAILURE_REASONS`] distinct reasons.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failure_reasons: BTreeMap<String, u64>,
 }
+
+/// Distinct failure reasons a report keeps (the rest are still counted per outcome).
+pub const MAX_FAILURE_REASONS: usize = 8;
 
 /// Which time a histogram holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +255,7 @@ impl TgenReport {
             interrupted,
             models,
             transfers: records,
+            failure_reasons: BTreeMap::new(),
         }
     }
 
@@ -306,6 +318,9 @@ impl TgenReport {
                     fails.join(" ")
                 }
             );
+        }
+        for (reason, n) in &self.failure_reasons {
+            let _ = writeln!(t, "failed {n}x: {reason}");
         }
         t
     }

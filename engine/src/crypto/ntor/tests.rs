@@ -148,7 +148,7 @@ fn test_ntor_rejects_tampered_auth_and_y() {
 #[test]
 fn test_ntor_client_detects_wrong_relay_key() {
     // A relay with another onion key that skips the B check (as C Tor answers with a wrong
-    // key, wire.md): the client must see an AUTH mismatch.
+    // key, docs/spec/wire.md): the client must see an AUTH mismatch.
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let published = NtorKeypair::generate(&mut rng);
     let impostor = NtorKeypair::generate(&mut rng);

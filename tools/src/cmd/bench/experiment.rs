@@ -1,5 +1,5 @@
 //! `kistrel bench experiment kist-vs-vanilla` (root): KIST against Vanilla on a shaped
-//! network, the way spec/kist.md measured C Tor on this machine.
+//! network, the way docs/spec/kist.md measured C Tor on this machine.
 //!
 //! ```text
 //! tgen (host) --SOCKS--> client ns -> guard ns -> middle ns <=tbf= router <- exit ns -> tgen server (host)

@@ -96,6 +96,17 @@ pub enum NetError {
     /// The shaped testbed failed (exit 2 without root or tools, else 1).
     #[error(transparent)]
     Testbed(#[from] TestbedError),
+    /// `--relays` beyond what the machine can hold (see [`super::capacity`]).
+    #[error("{0}")]
+    TooManyRelays(super::capacity::TooMany),
+    /// SIGINT/SIGTERM arrived before the network was ready: what was started is stopped.
+    #[error("interrupted during start-up: stopped the {started} of {total} processes started; no network was left running")]
+    Interrupted {
+        /// Children started (and stopped) before the signal.
+        started: usize,
+        /// Children the network has (relays and the client).
+        total: usize,
+    },
     /// Waiting for a child failed.
     #[error("cannot wait for {name}: {source}")]
     Wait {
@@ -112,7 +123,9 @@ impl HasKind for NetError {
         match self {
             NetError::SocksInUse { .. }
             | NetError::SocksWithBottleneck
+            | NetError::TooManyRelays(_)
             | NetError::CtorWithBottleneck => ErrorKind::BadConfig,
+            NetError::Interrupted { .. } => ErrorKind::Unavailable,
             NetError::Ctor(e) => e.kind(),
             NetError::Config(e) => e.kind(),
             NetError::Testbed(e) => e.kind(),

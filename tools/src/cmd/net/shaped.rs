@@ -10,7 +10,7 @@
 //! three relays the middles share this namespace, each on its own port, so they share one
 //! shaped queue), `exit` (relayN). The bottleneck is on the router's egress toward `middle`,
 //! so downloads are shaped where the exit sends to the middle (as in the C Tor measurement in
-//! spec/kist.md, where all circuits share one congested relay-to-relay channel).
+//! docs/spec/kist.md, where all circuits share one congested relay-to-relay channel).
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::process::Command;

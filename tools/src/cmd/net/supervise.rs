@@ -3,11 +3,13 @@
 //! ```text
 //! [--ctor-relays: spawn every tor -> wait (bounded) for a consensus listing them all
 //!                 -> add them to the directory -> check the client config]
-//! spawn relays -> wait (bounded) for their ORPorts -> spawn client
-//!   loop every 20 ms: signal flag? -> stop all, Ok
+//! spawn relays -> wait (bounded) for their ORPorts -> spawn client -> client's ready line
+//!   before every step and every 20 ms until ready:
+//!                     signal flag? -> stop all, Err(Interrupted)  (exit 1, says so)
+//!                     past --ready-timeout (from the start)? -> stop all, Err(NotReady)
 //!                     a child exited? -> stop the rest, Err(ChildExited)
-//!                     client said ready? -> print our ready line once
-//!                     not ready by the deadline? -> stop all, Err(NotReady)
+//!   print our ready line; then every 20 ms: signal flag? -> stop all, Ok
+//!                     a child exited? -> stop the rest, Err (a relay with --keep-going: report)
 //! ```
 //!
 //! Children run in their own process group, so a terminal's Ctrl-C reaches only us and we
@@ -297,19 +299,87 @@ pub(super) fn run(plan: &Plan<'_>, stop: &AtomicBool) -> Result<(), NetError> {
     result
 }
 
+/// Start-up's checks between two steps: a signal, the ready deadline, a dead child.
+struct StartUp<'p> {
+    plan: &'p Plan<'p>,
+    stop: &'p AtomicBool,
+    /// `--ready-timeout` counts from the start, not from the last child spawned.
+    deadline: Instant,
+    /// Progress on stderr, when it is a terminal.
+    progress: bool,
+}
+
+impl StartUp<'_> {
+    /// Nodes of the network: the relays, the client, and any C Tor nodes.
+    fn total(&self) -> usize {
+        let ctor = self.plan.ctor.map_or(0, |c| c.net.nodes.len());
+        self.plan.layout.relays.len() + 1 + ctor
+    }
+
+    /// Err when start-up must end: interrupted (everything started is stopped by the
+    /// caller), past the ready timeout, or a child died.
+    fn check(&self, children: &mut Children) -> Result<(), NetError> {
+        if self.stop.load(Ordering::Relaxed) {
+            self.clear_progress();
+            return Err(NetError::Interrupted {
+                started: children.0.len(),
+                total: self.total(),
+            });
+        }
+        if Instant::now() >= self.deadline {
+            self.clear_progress();
+            return Err(NetError::NotReady {
+                waited: self.plan.ready_timeout,
+                log: self.plan.layout.client_log.clone(),
+            });
+        }
+        match children.exited()? {
+            Some(e) => {
+                self.clear_progress();
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn show(&self, what: std::fmt::Arguments<'_>) {
+        if self.progress {
+            eprint!("\r\x1b[2Kkistrel net: {what}");
+        }
+    }
+
+    fn clear_progress(&self) {
+        if self.progress {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
 /// Starts the relays, waits for them to listen, starts the client, then watches them all.
+/// A signal or the ready timeout ends start-up at any step (see [`StartUp::check`]).
 fn start_and_watch(
     plan: &Plan<'_>,
     stop: &AtomicBool,
     children: &mut Children,
 ) -> Result<(), NetError> {
+    use std::io::IsTerminal;
+    let start = StartUp {
+        plan,
+        stop,
+        deadline: Instant::now() + plan.ready_timeout,
+        progress: std::io::stderr().is_terminal(),
+    };
     let layout = &plan.layout;
     if let Some(ctor) = plan.ctor {
         if !start_ctor(plan, ctor, stop, children)? {
-            return Ok(());
+            // A signal: check says so (Interrupted).
+            start.check(children)?;
         }
     }
-    for r in &layout.relays {
+    let n = layout.relays.len();
+    for (i, r) in layout.relays.iter().enumerate() {
+        start.check(children)?;
+        start.show(format_args!("starting relay {}/{n}", i + 1));
         let mut args = vec!["relay".to_owned(), "-c".to_owned()];
         args.push(r.config.display().to_string());
         for o in &plan.overrides {
@@ -320,19 +390,19 @@ fn start_and_watch(
     }
     // Give the relays a moment to bind so the client's first circuit need not retry.
     let listen_deadline = Instant::now() + RELAY_LISTEN_WAIT;
-    for r in &layout.relays {
+    for (i, r) in layout.relays.iter().enumerate() {
+        start.show(format_args!("waiting for relay {}/{n} to listen", i + 1));
         while TcpStream::connect_timeout(&r.or_port, TICK).is_err()
             && Instant::now() < listen_deadline
         {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            if let Some(e) = children.exited()? {
-                return Err(e);
-            }
+            start.check(children)?;
             std::thread::sleep(TICK);
         }
     }
+    start.check(children)?;
+    start.show(format_args!(
+        "starting the client, waiting for its first circuit"
+    ));
     let client_args = vec![
         "client".to_owned(),
         "-c".to_owned(),
@@ -343,7 +413,35 @@ fn start_and_watch(
     if let Some(out) = client.stdout.take() {
         std::thread::spawn(move || forward_client_stdout(out, ready_tx));
     }
-    watch(plan, stop, children, &ready_rx)
+    let ready = loop {
+        start.check(children)?;
+        if let Ok(ready) = ready_rx.recv_timeout(TICK) {
+            break ready;
+        }
+    };
+    start.clear_progress();
+    announce_ready(plan, ready)?;
+    watch(plan, stop, children)
+}
+
+/// Prints our ready line for the client's `ready` (its SOCKS and metrics addresses).
+fn announce_ready(
+    plan: &Plan<'_>,
+    (socks, client_metrics): (SocketAddr, Option<SocketAddr>),
+) -> Result<(), NetError> {
+    let layout = &plan.layout;
+    let metrics = if plan.metrics {
+        collect_metrics(layout, client_metrics)?
+    } else {
+        Vec::new()
+    };
+    let mut out = std::io::stdout().lock();
+    // If nobody reads our stdout any more, keep running: signals still stop us.
+    let suffix = plan.shaped.map(Shaped::ready_suffix).unwrap_or_default();
+    let line = ready_line(socks, layout, plan.ctor.map(|c| &c.net), &metrics);
+    let _ = writeln!(out, "{line}{suffix}");
+    let _ = out.flush();
+    Ok(())
 }
 
 /// Starts every tor, waits (bounded by the ready timeout) for a consensus that lists them
@@ -419,17 +517,9 @@ fn forward_client_stdout(
     }
 }
 
-/// Until a signal: print the ready line once the client is ready (or fail after the ready
-/// timeout), and fail when a child exits (a relay after ready, with --keep-going: report).
-fn watch(
-    plan: &Plan<'_>,
-    stop: &AtomicBool,
-    children: &mut Children,
-    ready_rx: &mpsc::Receiver<(SocketAddr, Option<SocketAddr>)>,
-) -> Result<(), NetError> {
-    let layout = &plan.layout;
-    let ready_deadline = Instant::now() + plan.ready_timeout;
-    let mut ready = false;
+/// After ready, until a signal: fail when a child exits (a relay, with --keep-going:
+/// report it and keep running).
+fn watch(plan: &Plan<'_>, stop: &AtomicBool, children: &mut Children) -> Result<(), NetError> {
     loop {
         if stop.load(Ordering::Relaxed) {
             tracing::info!("signal received: stopping the network");
@@ -437,32 +527,10 @@ fn watch(
         }
         if let Some(e) = children.exited()? {
             let relay_died = matches!(&e, NetError::ChildExited { name, .. } if name != "client");
-            if !(plan.keep_going && ready && relay_died) {
+            if !(plan.keep_going && relay_died) {
                 return Err(e);
             }
             eprintln!("kistrel net: {e} (--keep-going: the rest keeps running)");
-        }
-        if !ready {
-            if let Ok((socks, client_metrics)) = ready_rx.try_recv() {
-                ready = true;
-                let metrics = if plan.metrics {
-                    collect_metrics(layout, client_metrics)?
-                } else {
-                    Vec::new()
-                };
-                let mut out = std::io::stdout().lock();
-                // If nobody reads our stdout any more, keep running: signals still stop us.
-                let suffix = plan.shaped.map(Shaped::ready_suffix).unwrap_or_default();
-                let ctor = plan.ctor.map(|c| &c.net);
-                let line = ready_line(socks, layout, ctor, &metrics);
-                let _ = writeln!(out, "{line}{suffix}");
-                let _ = out.flush();
-            } else if Instant::now() >= ready_deadline {
-                return Err(NetError::NotReady {
-                    waited: plan.ready_timeout,
-                    log: layout.client_log.clone(),
-                });
-            }
         }
         std::thread::sleep(TICK);
     }

@@ -17,7 +17,7 @@ pub(super) fn header(args: &ExperimentArgs) -> String {
          {} web flows (320 KiB, think 0.5-3 s) and {} bulk flows (5 MiB back to back) per \
          loaded phase, {} phases of {} s per scheduler and condition, schedulers alternated \
          (K V, V K, ...), a fresh network per phase. C Tor 0.4.9 figures from the same \
-         testbed on this machine (spec/kist.md).\n\n",
+         testbed on this machine (docs/spec/kist.md).\n\n",
         args.bottleneck,
         args.web_flows,
         args.bulk_flows,

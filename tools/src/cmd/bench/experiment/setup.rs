@@ -26,7 +26,7 @@ pub struct ExperimentArgs {
     /// Phases per scheduler and condition (order flipped every pair).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub pairs: u32,
-    /// `kistrel net --bottleneck` value (spec/kist.md's C Tor testbed: 25 Mbit/s, ~42 ms of
+    /// `kistrel net --bottleneck` value (docs/spec/kist.md's C Tor testbed: 25 Mbit/s, ~42 ms of
     /// queue).
     #[arg(long, value_name = "RATE[,LATENCY]", default_value = "25mbit,42ms")]
     pub bottleneck: String,
@@ -86,7 +86,7 @@ pub(super) struct Condition {
     /// `--tcp-wmem` value.
     pub wmem: &'static str,
     pub bulk: bool,
-    /// C Tor on the same testbed (spec/kist.md): (web TTFB K, V), (web TTLB K, V), bulk K/V.
+    /// C Tor on the same testbed (docs/spec/kist.md): (web TTFB K, V), (web TTLB K, V), bulk K/V.
     pub c_tor: CTor,
 }
 

@@ -54,7 +54,7 @@ pub(super) struct Comparison {
     /// Worst relay's p99 of a cell's time in the relay queue, median over phases.
     pub relay_queue_p99_ms: Pair,
     pub bottleneck_drops: Pair,
-    /// The same figures for C Tor 0.4.9 on this machine's testbed (spec/kist.md).
+    /// The same figures for C Tor 0.4.9 on this machine's testbed (docs/spec/kist.md).
     pub c_tor: CTorComparison,
 }
 
