@@ -25,14 +25,14 @@ fn text(b: &[u8]) -> String {
 fn examples() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
-    std::fs::create_dir(tmp.path().join("keys")).unwrap();
-    for name in [
-        "relay.toml",
-        "client.toml",
-        "directory.toml",
-        "keys/guard1.toml",
-    ] {
+    std::fs::create_dir_all(tmp.path().join("keys/guard1")).unwrap();
+    for name in ["relay.toml", "client.toml", "directory.toml"] {
         std::fs::copy(from.join(name), tmp.path().join(name)).unwrap();
+    }
+    for key in std::fs::read_dir(from.join("keys/guard1")).unwrap() {
+        let key = key.unwrap().path();
+        let to = tmp.path().join("keys/guard1").join(key.file_name().unwrap());
+        std::fs::copy(&key, to).unwrap();
     }
     tmp
 }

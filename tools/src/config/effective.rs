@@ -51,6 +51,7 @@ fn runtime(r: &RuntimeConf) -> Vec<Entry> {
     vec![
         ("Workers", Some(int(r.workers as u64))),
         ("Backend", Some(string(r.backend.name()))),
+        ("Links", Some(string(r.links.name()))),
         ("Schedulers", Some(Value::Array(schedulers))),
         (
             "KISTSchedRunInterval",
@@ -99,7 +100,7 @@ impl RelayConf {
         let mut e: Vec<Entry> = vec![
             ("Nickname", Some(string(&self.nickname))),
             ("ORPort", Some(string(self.or_port))),
-            ("KeyFile", Some(string(self.key_file.display()))),
+            ("KeyDirectory", Some(string(self.key_dir.display()))),
             ("ExitPolicy", self.exit_policy.as_ref().map(string)),
             (
                 "Address",
