@@ -31,7 +31,10 @@ fn examples() -> tempfile::TempDir {
     }
     for key in std::fs::read_dir(from.join("keys/guard1")).unwrap() {
         let key = key.unwrap().path();
-        let to = tmp.path().join("keys/guard1").join(key.file_name().unwrap());
+        let to = tmp
+            .path()
+            .join("keys/guard1")
+            .join(key.file_name().unwrap());
         std::fs::copy(&key, to).unwrap();
     }
     tmp
