@@ -241,7 +241,8 @@ fn reference_rows() -> BTreeMap<String, (String, String)> {
 /// (`(unset)` for an unset key; the temp folder's path taken out of paths).
 fn printed(kind: &str, text: &str) -> BTreeMap<String, String> {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("keys.toml"), "").unwrap();
+    // The default `KeyDirectory` must exist (its keys are read when the relay starts).
+    std::fs::create_dir(tmp.path().join("keys")).unwrap();
     std::fs::copy(
         root().join("docs/examples/directory.toml"),
         tmp.path().join("directory.toml"),

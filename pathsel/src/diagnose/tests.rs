@@ -1,5 +1,6 @@
 use std::net::{IpAddr, Ipv4Addr};
 
+use base64::Engine as _;
 use rand::SeedableRng;
 
 use super::*;
@@ -10,9 +11,11 @@ fn dir(relays: &[(&str, &str, &str)]) -> Directory {
     for (i, (addr, flags, policy)) in relays.iter().enumerate() {
         text.push_str(&format!(
             "[[relay]]\nnickname = \"r{i}\"\nidentity = \"{:040X}\"\n\
+             ed25519_identity = \"{}\"\n\
              ntor_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n\
              address = \"{addr}\"\nbandwidth = 1000\nflags = [{flags}]\n",
-            i + 1
+            i + 1,
+            base64::engine::general_purpose::STANDARD.encode([i as u8 + 1; 32])
         ));
         if !policy.is_empty() {
             text.push_str(&format!("exit_policy = [\"{policy}\"]\n"));
