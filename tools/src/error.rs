@@ -11,6 +11,7 @@ use crate::cmd::net::NetError;
 use crate::cmd::path::PathCmdError;
 use crate::config::ConfigError;
 use crate::keys::KeyError;
+use crate::load::LoadError;
 use crate::tgen::TgenError;
 
 /// What a subcommand failed with. `main` prints it on one line as `kistrel: error: {self}`
@@ -36,6 +37,9 @@ pub enum CliError {
     /// `kistrel tgen`.
     #[error(transparent)]
     Tgen(#[from] TgenError),
+    /// The load side of `kistrel bench relay` (pump, sink).
+    #[error(transparent)]
+    Load(#[from] LoadError),
     /// A failure while running: `what` says what was being done, e.g. "relay guard1:
     /// worker 2 setting up io_uring".
     #[error("{what}: {source}")]
@@ -82,6 +86,7 @@ impl HasKind for CliError {
             CliError::Path(e) => e.kind(),
             CliError::Net(e) => e.kind(),
             CliError::Tgen(e) => e.kind(),
+            CliError::Load(e) => e.kind(),
             CliError::Runtime { kind, .. } => *kind,
         }
     }

@@ -3,7 +3,8 @@
 //! [`cli`] holds the command-line syntax and dispatch; [`cmd`] one module per subcommand
 //! group; [`config`] the relay/client TOML configs (torrc key names); [`keys`] relay key
 //! files; [`error`] the error type, [`exit`] exit codes; [`tgen`] the traffic generator;
-//! [`units`] the one duration and size syntax; [`metrics`] the MetricsPort.
+//! [`units`] the one duration and size syntax; [`metrics`] the MetricsPort; [`load`] the
+//! load side of `kistrel bench relay` (pump and sink).
 // kistrel lint header: the same lines open every crate (tests/lint_header.rs checks it).
 #![deny(
     unsafe_code,
@@ -21,6 +22,7 @@ pub mod error;
 pub mod exit;
 pub mod fsutil;
 pub mod keys;
+pub mod load;
 pub mod metrics;
 pub mod parent;
 pub mod runner;

@@ -54,6 +54,12 @@ pub enum BenchCommand {
     Soak(soak::SoakArgs),
     /// An experiment on a shaped network (root: network namespaces).
     Experiment(experiment::ExperimentArgs),
+    /// The load side's pump (started by `bench relay`; line protocol on stdin/stdout).
+    #[command(hide = true)]
+    Pump(crate::load::pump::PumpArgs),
+    /// The load side's sink (started by `bench relay`; line protocol on stdin/stdout).
+    #[command(hide = true)]
+    Sink(crate::load::sink::SinkArgs),
 }
 
 /// Run the chosen job.
@@ -64,5 +70,13 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         Some(BenchCommand::Check(a)) => check::run(&a),
         Some(BenchCommand::Soak(a)) => soak::run(&a),
         Some(BenchCommand::Experiment(a)) => experiment::run(&a),
+        Some(BenchCommand::Pump(a)) => {
+            crate::parent::exit_with_parent();
+            Ok(crate::load::pump::run(&a)?)
+        }
+        Some(BenchCommand::Sink(a)) => {
+            crate::parent::exit_with_parent();
+            Ok(crate::load::sink::run(&a)?)
+        }
     }
 }
