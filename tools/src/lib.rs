@@ -20,6 +20,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod forward;
 pub mod fsutil;
 pub mod keys;
 pub mod load;
