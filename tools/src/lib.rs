@@ -3,7 +3,8 @@
 //! [`cli`] holds the command-line syntax and dispatch; [`cmd`] one module per subcommand
 //! group; [`config`] the relay/client TOML configs (torrc key names); [`keys`] relay key
 //! files; [`error`] the error type, [`exit`] exit codes; [`tgen`] the traffic generator;
-//! [`units`] the one duration and size syntax; [`metrics`] the MetricsPort.
+//! [`units`] the one duration and size syntax; [`metrics`] the MetricsPort; [`placement`]
+//! which CPUs each node's workers run on; [`stats`] the statistics of every bench figure.
 // kistrel lint header: the same lines open every crate (tests/lint_header.rs checks it).
 #![deny(
     unsafe_code,
@@ -23,7 +24,9 @@ pub mod fsutil;
 pub mod keys;
 pub mod metrics;
 pub mod parent;
+pub mod placement;
 pub mod runner;
+pub mod stats;
 pub mod testbed;
 pub mod tgen;
 pub mod units;

@@ -29,6 +29,7 @@ const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// circuit is built (`kistrel net` waits for that line).
 pub fn run(conf: ClientConf) -> Result<(), CliError> {
     let dir = conf.load_directory()?;
+    runner::confine(&conf.runtime, &conf.file)?;
     std::fs::create_dir_all(&conf.data_directory).map_err(|e| {
         CliError::runtime(
             format!("creating DataDirectory {}", conf.data_directory.display()),
@@ -67,7 +68,12 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
         conf.port_in_use(key, a)
     })?;
     let stop = runner::stop_flag()?;
-    let workers = runner::start(configs, conf.runtime.backend, clock)?;
+    let workers = runner::start(
+        configs,
+        conf.runtime.backend,
+        clock,
+        conf.runtime.cpu_affinity.as_ref(),
+    )?;
     info!(%socks, workers = n, relays = dir.relays().len(), "client running");
 
     let mut control = Control {

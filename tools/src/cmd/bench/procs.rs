@@ -64,6 +64,14 @@ mod imp {
     pub(in super::super) fn fd_count(pid: i32) -> Option<usize> {
         Process::new(pid).ok()?.fd_count().ok()
     }
+
+    /// The 1-minute load average.
+    pub(in super::super) fn loadavg_1m() -> Option<f64> {
+        use procfs::Current;
+        procfs::LoadAverage::current()
+            .ok()
+            .map(|l| f64::from(l.one))
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -80,9 +88,12 @@ mod imp {
     pub(in super::super) fn fd_count(_pid: i32) -> Option<usize> {
         None
     }
+    pub(in super::super) fn loadavg_1m() -> Option<f64> {
+        None
+    }
 }
 
-pub(super) use imp::{cpu_seconds, fd_count, rss_kib};
+pub(super) use imp::{cpu_seconds, fd_count, loadavg_1m, rss_kib};
 
 /// `(role, pid)` of every process started from a config under `dir`, sorted.
 pub(super) fn find(dir: &Path) -> Vec<(String, i32)> {
