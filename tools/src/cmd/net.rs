@@ -68,8 +68,8 @@ pub struct NetArgs {
     /// falling back to KISTLite, Vanilla).
     #[arg(long, ignore_case = true, value_parser = scheduler_parser())]
     pub scheduler: Option<SchedulerKind>,
-    /// Runtime backend for every node.
-    #[arg(long, value_enum)]
+    /// Runtime backend for every node (any case).
+    #[arg(long, value_enum, ignore_case = true)]
     pub backend: Option<Backend>,
     /// Folder for keys, configs, directory and logs (created if missing; default: a fresh
     /// folder in the temp dir, kept after exit).
@@ -138,7 +138,9 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     }
     // Before anything is built, so a bad --cpus leaves nothing behind.
     let placement = cpus::placement(&args, usize::from(args.relays))?;
-    eprintln!("kistrel net: {}", placement.describe());
+    if !args.no_pin {
+        eprintln!("kistrel net: {}", placement.describe());
+    }
     // Before anything is built: a Ctrl-C from here on stops us through the normal path,
     // which tears the testbed down.
     let stop = supervise::register_signals()?;

@@ -99,9 +99,13 @@ impl BaselineFigure {
 
 /// Run the check (or the self-check).
 pub fn run(args: &CheckArgs) -> Result<(), CliError> {
-    // Read the baseline first: a bad file fails before minutes of measuring.
+    // Arguments and the baseline first: a bad file fails before minutes of measuring.
+    let compare = Comparisons {
+        workers: true,
+        schedulers: true,
+    };
+    args.run.validate(compare)?;
     let base = read_baseline(&args.baseline)?;
-    args.run.validate()?;
     let mut run_args = args.run.clone();
     if args.self_check {
         let cost = injected_cost(&base)?;
@@ -112,10 +116,6 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
         );
         run_args.nodes.testing_cell_cost = Some(cost);
     }
-    let compare = Comparisons {
-        workers: true,
-        schedulers: true,
-    };
     let report = run::measure(&run_args, compare)?;
     run::finish(&run_args, &report)?;
     let verdict = check_against(&args.baseline, &base, &figures(&report));

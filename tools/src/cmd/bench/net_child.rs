@@ -27,8 +27,8 @@ pub struct NodeArgs {
     /// falling back as Tor does).
     #[arg(long, ignore_case = true, value_parser = scheduler_parser())]
     pub scheduler: Option<SchedulerKind>,
-    /// Runtime backend for every node.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    /// Runtime backend for every node (any case).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Backend::Auto)]
     pub backend: Backend,
     /// Folder for the network's files and logs (default: a fresh temp folder, kept and
     /// named when the job fails).

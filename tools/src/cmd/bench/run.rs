@@ -27,6 +27,7 @@ use super::job::write_json;
 use super::mix::{MixSpec, WEB_FLOWS};
 use super::net_child::NodeArgs;
 use super::placement::JobPlacement;
+use crate::config::Backend;
 use crate::error::CliError;
 use crate::placement::CpuList;
 use crate::stats::{abba_order, DEFAULT_SEED};
@@ -95,8 +96,24 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Checks what clap cannot before any work starts: the JSON file's folder exists.
-    pub(super) fn validate(&self) -> Result<(), CliError> {
+    /// Checks what clap cannot before any work starts: the JSON file's folder exists, and
+    /// the poll backend (no TCP_INFO) is not asked to run KIST.
+    pub(super) fn validate(&self, compare: Comparisons) -> Result<(), CliError> {
+        if self.nodes.backend == Backend::Poll {
+            let kist = "KIST needs TCP_INFO, which the poll backend does not read";
+            if self.nodes.scheduler == Some(SchedulerKind::Kist) {
+                return Err(CliError::usage(
+                    "--scheduler KIST --backend poll",
+                    format!("{kist}: pick KISTLite or Vanilla, or --backend uring"),
+                ));
+            }
+            if compare.schedulers {
+                return Err(CliError::usage(
+                    "comparing schedulers on --backend poll",
+                    format!("{kist}: compare on --backend uring"),
+                ));
+            }
+        }
         if let Some(path) = &self.json {
             let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
             if parent.is_some_and(|p| !p.is_dir()) {
@@ -112,11 +129,11 @@ impl RunArgs {
 
 /// Run the main job.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
-    args.validate()?;
     let compare = Comparisons {
         workers: args.compare_workers,
         schedulers: args.compare_schedulers,
     };
+    args.validate(compare)?;
     let report = measure(args, compare)?;
     finish(args, &report)?;
     fail_on(&report)
@@ -154,10 +171,17 @@ pub(super) fn fail_on(report: &Report) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The base condition of `nodes`: its scheduler (default KIST) and workers.
+/// The base condition of `nodes`: its scheduler and workers. Without `--scheduler`, the
+/// first of Tor's default list (KIST, KISTLite, Vanilla) the backend can run: KIST, or
+/// KISTLite on poll. Every relayed phase names its scheduler exactly, so a label never
+/// hides a fallback.
 fn base_condition(nodes: &NodeArgs) -> Condition {
+    let default = match nodes.backend {
+        Backend::Poll => SchedulerKind::KistLite,
+        Backend::Auto | Backend::Uring => SchedulerKind::Kist,
+    };
     Condition::Relayed {
-        scheduler: nodes.scheduler.unwrap_or(SchedulerKind::Kist),
+        scheduler: nodes.scheduler.unwrap_or(default),
         workers: nodes.workers,
     }
 }
