@@ -186,3 +186,35 @@ fn a_short_run_reports_rounds_intervals_and_placement() {
     );
     assert!(!out.contains("round 2:"), "{out}");
 }
+
+/// A network that cannot start fails the job (exit 1), and the folder its error names is
+/// kept, with the logs in it.
+#[test]
+fn a_failed_network_keeps_the_folder_its_error_names() {
+    let o = kistrel()
+        .args(["bench", "--rounds", "1", "--circuits", "1", "--size", "1"])
+        .env("KISTREL_NET_CHILD_EXE", "/bin/false")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let kept = err
+        .lines()
+        .find_map(|l| l.strip_prefix("kistrel bench: networks' files and logs kept in "))
+        .unwrap_or_else(|| panic!("no kept folder in: {err}"));
+    let kept = std::path::Path::new(kept);
+    let named = err
+        .lines()
+        .find_map(|l| l.split("logs in ").nth(1))
+        .map(|p| p.trim_end_matches(')'))
+        .unwrap_or_else(|| panic!("no log folder named in: {err}"));
+    assert!(
+        std::path::Path::new(named).starts_with(kept),
+        "{named} not under {kept:?}"
+    );
+    assert!(
+        std::path::Path::new(named).join("relay1.log").is_file(),
+        "{err}"
+    );
+    std::fs::remove_dir_all(kept).unwrap();
+}

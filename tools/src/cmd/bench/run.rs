@@ -188,6 +188,8 @@ fn base_condition(nodes: &NodeArgs) -> Condition {
 
 /// Every round of the job: the report (whatever the transfers' outcomes).
 pub(super) fn measure(args: &RunArgs, compare: Comparisons) -> Result<Report, CliError> {
+    // Before any folder exists: a bad --cpus is a usage error that leaves nothing behind.
+    let placement = JobPlacement::new(&args.nodes, 3)?;
     let tmp = tempfile::Builder::new()
         .prefix("kistrel-bench-")
         .tempdir()
@@ -197,7 +199,7 @@ pub(super) fn measure(args: &RunArgs, compare: Comparisons) -> Result<Report, Cl
         .dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let result = measure_in(args, compare, &root);
+    let result = measure_in(args, compare, &root, &placement);
     if result.is_err() && args.nodes.dir.is_none() {
         // The error names a log under `root`: keep it.
         let kept = tmp.keep();
@@ -209,8 +211,12 @@ pub(super) fn measure(args: &RunArgs, compare: Comparisons) -> Result<Report, Cl
     result
 }
 
-fn measure_in(args: &RunArgs, compare: Comparisons, root: &Path) -> Result<Report, CliError> {
-    let placement = JobPlacement::new(&args.nodes, 3)?;
+fn measure_in(
+    args: &RunArgs,
+    compare: Comparisons,
+    root: &Path,
+    placement: &JobPlacement,
+) -> Result<Report, CliError> {
     let plan = Plan::new(base_condition(&args.nodes), compare);
     let machine_cpus = placement.summary(args.nodes.workers).cpus_available;
     let load_before = crate::cmd::bench::procs::loadavg_1m();
@@ -247,7 +253,7 @@ fn measure_in(args: &RunArgs, compare: Comparisons, root: &Path) -> Result<Repor
         },
         nodes: &args.nodes,
         root: root.to_path_buf(),
-        placement: &placement,
+        placement,
     };
     let mut rounds = Vec::new();
     for round in 0..args.rounds as usize {
