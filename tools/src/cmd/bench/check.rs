@@ -32,6 +32,9 @@ pub const SELF_CHECK_SLOWDOWN: f64 = 0.30;
 /// Relay cells per GiB of payload: a RELAY_DATA cell carries at most 498 payload bytes.
 const CELLS_PER_GIB: f64 = (1u64 << 30) as f64 / 498.0;
 
+/// Relays in the bench's network (`relays_cpu_s_per_gib` is their sum).
+const RELAYS: u32 = 3;
+
 /// `kistrel bench check` options.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -135,21 +138,24 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     run::fail_on(&report)
 }
 
-/// `SELF_CHECK_SLOWDOWN` of a cell's cost on the baseline machine: the busiest relay's
-/// CPU-s per GiB over the cells in a GiB.
+/// `SELF_CHECK_SLOWDOWN` of a relay's cost per cell on the baseline machine: the relays'
+/// CPU-s per GiB together, per relay, over the cells in a GiB. Every relay burning that
+/// much more per cell makes the relays' CPU per GiB `1 + SELF_CHECK_SLOWDOWN` times the
+/// baseline's.
 fn injected_cost(base: &BaselineFile) -> Result<Duration, CliError> {
     let cpu = base
         .figures
-        .get("max_relay_cpu_s_per_gib")
+        .get("relays_cpu_s_per_gib")
         .and_then(|f| stats::median(&f.runs))
         .ok_or_else(|| {
             CliError::usage(
                 "kistrel bench check --self-check",
-                "the baseline has no max_relay_cpu_s_per_gib runs to size the slowdown from",
+                "the baseline has no relays_cpu_s_per_gib runs to size the slowdown from",
             )
         })?;
+    let per_relay = cpu / f64::from(RELAYS);
     Ok(Duration::from_secs_f64(
-        cpu / CELLS_PER_GIB * SELF_CHECK_SLOWDOWN,
+        per_relay / CELLS_PER_GIB * SELF_CHECK_SLOWDOWN,
     ))
 }
 
@@ -307,9 +313,10 @@ mod tests {
 
     #[test]
     fn the_self_check_slowdown_is_30_percent_of_a_cell() {
-        // 4 CPU-s per GiB = 4 s / (2^30 / 498) cells = 1855 ns per cell; 30% = 556 ns.
+        // 12 CPU-s per GiB for 3 relays = 4 s / (2^30 / 498) cells = 1855 ns per cell and
+        // relay; 30% = 556 ns.
         let b = base(
-            "k = 4\n[figures.max_relay_cpu_s_per_gib]\nbetter = \"lower\"\nruns = [3.0, 4.0, 5.0]\n",
+            "k = 4\n[figures.relays_cpu_s_per_gib]\nbetter = \"lower\"\nruns = [11.0, 12.0, 13.0]\n",
         );
         let ns = injected_cost(&b).unwrap().as_nanos();
         assert!((555..=557).contains(&ns), "{ns}");

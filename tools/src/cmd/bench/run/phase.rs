@@ -54,6 +54,14 @@ impl PhaseRecord {
             .reduce(f64::max)
     }
 
+    /// The relays' CPU seconds together per GiB; `None` when a relay's CPU time could not
+    /// be read.
+    pub(in crate::cmd::bench) fn relays_cpu_s_per_gib(&self) -> Option<f64> {
+        let relays = self.cpu.iter().filter(|c| c.role.starts_with("relay"));
+        let sum: f64 = relays.clone().map(|c| c.cpu_s_per_gib).sum();
+        (relays.count() > 0 && sum.is_finite()).then_some(sum)
+    }
+
     fn of(condition: Condition, mix: &MixResult) -> PhaseRecord {
         let mut records = mix.bulk.transfers.clone();
         records.extend(mix.web.transfers.iter().cloned());

@@ -127,7 +127,7 @@ pub(in crate::cmd::bench) struct Report {
 }
 
 /// The figures' fixed descriptions: name, unit, better, definition.
-const FIGURES: [(&str, &str, &str, &str); 8] = [
+const FIGURES: [(&str, &str, &str, &str); 9] = [
     (
         "throughput_mib_s",
         "MiB/s",
@@ -163,6 +163,12 @@ const FIGURES: [(&str, &str, &str, &str); 8] = [
         "CPU-s/GiB",
         "lower",
         "the busiest relay's CPU seconds per GiB of verified payload (base condition)",
+    ),
+    (
+        "relays_cpu_s_per_gib",
+        "CPU-s/GiB",
+        "lower",
+        "the 3 relays' CPU seconds together per GiB of verified payload (base condition)",
     ),
     (
         "kist_over_vanilla",
@@ -207,6 +213,9 @@ pub(in crate::cmd::bench) fn build(
     add("ratio_vs_forwarders", &ratio(base, Condition::Forwarded));
     add("max_relay_cpu_s_per_gib", &|r| {
         r.phase(base)?.max_relay_cpu_s_per_gib()
+    });
+    add("relays_cpu_s_per_gib", &|r| {
+        r.phase(base)?.relays_cpu_s_per_gib()
     });
     if let Some((kist, vanilla)) = plan.schedulers {
         add("kist_over_vanilla", &ratio(kist, vanilla));

@@ -9,7 +9,7 @@ use crate::cmd::bench::nodes::{NodeSchedMetrics, Quantiles};
 use crate::stats::SampleQuantiles;
 
 /// The figure rows: name in the JSON, row label, decimals.
-const ROWS: [(&str, &str, usize); 8] = [
+const ROWS: [(&str, &str, usize); 9] = [
     ("throughput_mib_s", "throughput, kistrel 3 hops", 1),
     ("direct_throughput_mib_s", "throughput, direct", 1),
     (
@@ -22,6 +22,7 @@ const ROWS: [(&str, &str, usize); 8] = [
     ("kist_over_vanilla", "KIST / Vanilla", 3),
     ("workers_two_over_one", "2 workers / 1 worker", 3),
     ("max_relay_cpu_s_per_gib", "busiest relay CPU per GiB", 2),
+    ("relays_cpu_s_per_gib", "3 relays' CPU per GiB", 2),
 ];
 
 /// The whole table as text.

@@ -203,6 +203,8 @@ fn figures_are_medians_of_per_round_values() {
     assert_eq!(f("workers_two_over_one").median, 1.2);
     assert_eq!(f("throughput_mib_s").values, [50.0, 50.0, 40.0]);
     assert_eq!(f("max_relay_cpu_s_per_gib").values, [4.0, 5.0, 3.0]);
+    // relay1 has half of relay2's; the client is not a relay.
+    assert_eq!(f("relays_cpu_s_per_gib").values, [6.0, 7.5, 4.5]);
     assert_eq!(r.figures["max_relay_cpu_s_per_gib"].better, "lower");
     assert_eq!(r.throughput_by_condition["relayed-vanilla-w1"].median, 50.0);
     // The rounds alternate; bytes and failures add up over all 15 phases.
