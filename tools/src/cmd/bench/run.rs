@@ -288,10 +288,10 @@ fn measure_in(
             .testing_cell_cost
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
     };
-    let machine = Machine {
-        cpus: machine_cpus,
-        loadavg_1m: [load_before, crate::cmd::bench::procs::loadavg_1m()],
-    };
+    let machine = Machine::describe(
+        machine_cpus,
+        [load_before, crate::cmd::bench::procs::loadavg_1m()],
+    );
     Ok(report::build(
         config,
         machine,

@@ -44,10 +44,37 @@ pub(in crate::cmd::bench) struct RunConfig {
 /// The machine during the run.
 #[derive(Debug, Clone, Serialize)]
 pub(in crate::cmd::bench) struct Machine {
+    /// The CPU model (`/proc/cpuinfo`; `None` off Linux).
+    pub cpu_model: Option<String>,
+    /// The kernel release (`/proc/sys/kernel/osrelease`; `None` off Linux).
+    pub kernel: Option<String>,
+    /// kistrel's version.
+    pub kistrel: &'static str,
     /// CPUs the job could use.
     pub cpus: CpuList,
     /// 1-minute load average at the start and at the end (`None` off Linux).
     pub loadavg_1m: [Option<f64>; 2],
+}
+
+impl Machine {
+    /// This machine now, with the job's CPUs and the load at its start and end.
+    pub(in crate::cmd::bench) fn describe(cpus: CpuList, loadavg_1m: [Option<f64>; 2]) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+            .map(|(_, m)| m.trim().to_owned());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|k| k.trim().to_owned());
+        Machine {
+            cpu_model,
+            kernel,
+            kistrel: env!("CARGO_PKG_VERSION"),
+            cpus,
+            loadavg_1m,
+        }
+    }
 }
 
 /// One figure: its meaning and its estimate over rounds.

@@ -37,7 +37,9 @@ pub(super) fn render(r: &Report) -> String {
     let load = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.2}"));
     let _ = writeln!(
         out,
-        "machine: CPUs {}, load average (1 min) {} at start, {} at end",
+        "machine: {}, Linux {}, CPUs {}, load average (1 min) {} at start, {} at end",
+        r.machine.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        r.machine.kernel.as_deref().unwrap_or("?"),
         r.machine.cpus,
         load(r.machine.loadavg_1m[0]),
         load(r.machine.loadavg_1m[1])

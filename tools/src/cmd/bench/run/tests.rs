@@ -167,6 +167,9 @@ fn report(placement: PlacementSummary) -> Report {
         testing_cell_cost_ns: 0,
     };
     let machine = Machine {
+        cpu_model: Some("a CPU".into()),
+        kernel: Some("6.18".into()),
+        kistrel: "0.1.0",
         cpus: "0-1".parse().unwrap(),
         loadavg_1m: [Some(0.5), Some(1.5)],
     };
