@@ -85,12 +85,20 @@ fn bad_arguments_exit_2_before_any_work() {
     let few = tmp.path().join("few.toml");
     std::fs::write(
         &few,
-        "k = 4\n[figures.r]\nbetter = \"higher\"\nruns = [1.0]\n",
+        "k = 4\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures.r]\nbetter = \"higher\"\nruns = [1.0]\n",
     )
     .unwrap();
     let o = run(&["bench", "check", few.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("figure r: want at least 3 finite runs"));
+    // The committed baseline is of the default job: other settings are refused.
+    let o = run(&["bench", "check", BASELINE, "--size", "4"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("its runs are of --circuits 8 --size 32 --rounds 3 --workers 1"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

@@ -77,7 +77,31 @@ struct BaselineFile {
     measured: Option<String>,
     /// MADs between the median and the limit.
     k: f64,
+    /// The job the runs are of: a check with other settings would compare unlike figures.
+    job: BaselineJob,
     figures: BTreeMap<String, BaselineFigure>,
+}
+
+/// The job settings a baseline was measured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaselineJob {
+    circuits: u32,
+    size_mib: u32,
+    rounds: u32,
+    workers: u16,
+}
+
+impl BaselineJob {
+    /// The same fields of `args`.
+    fn of(args: &RunArgs) -> BaselineJob {
+        BaselineJob {
+            circuits: args.circuits,
+            size_mib: args.size,
+            rounds: args.rounds,
+            workers: args.nodes.workers,
+        }
+    }
 }
 
 /// A figure's limit from its runs.
@@ -109,6 +133,17 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     };
     args.run.validate(compare)?;
     let base = read_baseline(&args.baseline)?;
+    let asked = BaselineJob::of(&args.run);
+    if asked != base.job {
+        let j = base.job;
+        return Err(CliError::usage(
+            format!("baseline {}", args.baseline.display()),
+            format!(
+                "its runs are of --circuits {} --size {} --rounds {} --workers {}: check with those",
+                j.circuits, j.size_mib, j.rounds, j.workers
+            ),
+        ));
+    }
     let mut run_args = args.run.clone();
     if args.self_check {
         let cost = injected_cost(&base)?;
@@ -257,7 +292,7 @@ mod tests {
         // r: median 1.0, deviations 0.1, 0, 0.1, 0.2, 0 -> MAD 0.1; limit 1.0 - 2 x 0.1.
         // c: median 2.0, MAD 0.5; limit 2.0 + 2 x 0.5.
         let b = base(
-            "k = 2\n[figures.r]\nbetter = \"higher\"\nruns = [0.9, 1.0, 1.1, 1.2, 1.0]\n\
+            "k = 2\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures.r]\nbetter = \"higher\"\nruns = [0.9, 1.0, 1.1, 1.2, 1.0]\n\
              [figures.c]\nbetter = \"lower\"\nruns = [1.5, 2.0, 2.5]\n",
         );
         let r = b.figures["r"].limit(b.k).unwrap();
@@ -279,7 +314,7 @@ mod tests {
 
     #[test]
     fn baseline_files_are_checked_strictly() {
-        let bad = "k = 4\n[figures.r]\nbetter = \"up\"\nruns = [1.0, 1.0, 1.0]\n";
+        let bad = "k = 4\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures.r]\nbetter = \"up\"\nruns = [1.0, 1.0, 1.0]\n";
         assert!(toml::from_str::<BaselineFile>(bad).is_err());
         let extra = "k = 4\ncolour = 1\n[figures]\n";
         assert!(toml::from_str::<BaselineFile>(extra).is_err());
@@ -289,7 +324,7 @@ mod tests {
         let few = dir.path().join("few.toml");
         std::fs::write(
             &few,
-            "k = 4\n[figures.r]\nbetter = \"higher\"\nruns = [1.0, 2.0]\n",
+            "k = 4\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures.r]\nbetter = \"higher\"\nruns = [1.0, 2.0]\n",
         )
         .unwrap();
         let e = read_baseline(&few).unwrap_err();
@@ -306,9 +341,18 @@ mod tests {
             "kist_over_vanilla",
             "workers_two_over_one",
             "max_relay_cpu_s_per_gib",
+            "relays_cpu_s_per_gib",
         ] {
             assert!(b.figures[name].runs.len() >= 10, "{name}");
         }
+        // Of the job CI runs: `kistrel bench check` with the defaults.
+        let defaults = BaselineJob {
+            circuits: 8,
+            size_mib: 32,
+            rounds: 3,
+            workers: 1,
+        };
+        assert_eq!(b.job, defaults);
     }
 
     #[test]
@@ -316,11 +360,13 @@ mod tests {
         // 12 CPU-s per GiB for 3 relays = 4 s / (2^30 / 498) cells = 1855 ns per cell and
         // relay; 30% = 556 ns.
         let b = base(
-            "k = 4\n[figures.relays_cpu_s_per_gib]\nbetter = \"lower\"\nruns = [11.0, 12.0, 13.0]\n",
+            "k = 4\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures.relays_cpu_s_per_gib]\nbetter = \"lower\"\nruns = [11.0, 12.0, 13.0]\n",
         );
         let ns = injected_cost(&b).unwrap().as_nanos();
         assert!((555..=557).contains(&ns), "{ns}");
-        let none = base("k = 4\n[figures]\n");
+        let none = base(
+            "k = 4\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures]\n",
+        );
         assert_eq!(injected_cost(&none).unwrap_err().exit_code(), 2);
     }
 }
