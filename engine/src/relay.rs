@@ -83,7 +83,7 @@ use link::{netinfo_cell, LinkStep};
 use memory::QueueMemory;
 use timer::{Timer, Timers};
 
-pub use config::{RelayConfig, RelayKeys};
+pub use config::{spin, RelayConfig, RelayKeys};
 pub use dos::CircuitCreationLimit;
 pub use error::{
     CircuitError, CreateError, ExtendError, ForwardError, InvariantError, Rejection, StreamError,

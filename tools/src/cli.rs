@@ -54,10 +54,14 @@ pub struct ConfArgs {
     /// `metrics addr=ADDR` on stdout).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Run on these CPUs, e.g. 0,2-3 (`-o CPUAffinity=LIST`): the process is confined to them
+    /// and worker i pinned to the i-th. Default: nothing pinned.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<crate::placement::CpuList>,
 }
 
 impl ConfArgs {
-    /// The overrides, parsed (`--metrics` last, so it wins).
+    /// The overrides, parsed (`--metrics` and `--cpus` last, so they win).
     pub fn parsed_overrides(&self) -> Result<Vec<Override>, ConfigError> {
         let mut all: Vec<Override> = self
             .overrides
@@ -66,6 +70,9 @@ impl ConfArgs {
             .collect::<Result<_, _>>()?;
         if let Some(addr) = self.metrics {
             all.push(Override::parse(&format!("MetricsPort={addr}"))?);
+        }
+        if let Some(cpus) = &self.cpus {
+            all.push(Override::parse(&format!("CPUAffinity={cpus}"))?);
         }
         Ok(all)
     }

@@ -83,6 +83,9 @@ impl Relay {
         }
         #[cfg(feature = "inject-slowdown")]
         std::hint::black_box(cell.bytes.to_vec());
+        if self.cfg.testing_spin_per_cell > 0 {
+            std::hint::black_box(super::config::spin(self.cfg.testing_spin_per_cell));
+        }
         out.extend_from_slice(&cell.bytes);
         self.memory.cells_gone(1);
         self.stats.cells_out += 1;

@@ -20,9 +20,11 @@ mod job;
 mod mix;
 mod net_child;
 pub mod nodes;
+mod placement;
 mod plot;
 mod procs;
 pub mod run;
+pub mod schema;
 pub mod soak;
 
 pub use net_child::NodeArgs;

@@ -37,6 +37,7 @@ use crate::cmd::args::scheduler_parser;
 use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf};
 use crate::keys::RelayKeyFile;
 
+pub mod cpus;
 mod error;
 pub mod layout;
 pub mod shaped;
@@ -67,8 +68,8 @@ pub struct NetArgs {
     /// falling back to KISTLite, Vanilla).
     #[arg(long, ignore_case = true, value_parser = scheduler_parser())]
     pub scheduler: Option<SchedulerKind>,
-    /// Runtime backend for every node.
-    #[arg(long, value_enum)]
+    /// Runtime backend for every node (any case).
+    #[arg(long, value_enum, ignore_case = true)]
     pub backend: Option<Backend>,
     /// Folder for keys, configs, directory and logs (created if missing; default: a fresh
     /// folder in the temp dir, kept after exit).
@@ -98,6 +99,14 @@ pub struct NetArgs {
     /// (default: the kernel's autotuning).
     #[arg(long, value_name = "MIN,DEF,MAX|default", requires = "bottleneck", value_parser = shaped::parse_wmem)]
     pub tcp_wmem: Option<WmemArg>,
+    /// The CPUs the nodes may run on, e.g. 0-7 or 2,4-6 (default: every CPU this process may
+    /// use). Each node gets its own CPUs when there are at least as many as nodes; otherwise
+    /// nothing is pinned. Either way one line on stderr says which.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<crate::placement::CpuList>,
+    /// Pin nothing (the kernel places every node's threads).
+    #[arg(long, conflicts_with = "cpus")]
+    pub no_pin: bool,
     /// With --bottleneck: TCP congestion control in every namespace (default: cubic).
     #[arg(long, value_enum, requires = "bottleneck")]
     pub congestion: Option<CongestionArg>,
@@ -126,6 +135,11 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     if args.bottleneck.is_some() {
         // Before any folder or namespace exists: without root, say so and leave nothing.
         crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
+    }
+    // Before anything is built, so a bad --cpus leaves nothing behind.
+    let placement = cpus::placement(&args, usize::from(args.relays))?;
+    if !args.no_pin {
+        eprintln!("kistrel net: {}", placement.describe());
     }
     // Before anything is built: a Ctrl-C from here on stops us through the normal path,
     // which tears the testbed down.
@@ -164,6 +178,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         metrics: args.metrics,
         exit_policy: shaped.as_ref().map(|s| s.exit_policy.clone()),
         fixed_roles: shaped.is_some(),
+        placement: Some(placement),
     };
     let layout = write_layout(&dir, &ports, keys, socks, &opts)?;
     check_layout(&layout, &overrides)?;
