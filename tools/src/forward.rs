@@ -7,9 +7,9 @@
 //! scheduler: bytes in, the same bytes out.
 //!
 //! ```text
-//!   thread i (CPU cpus[i]): SO_REUSEPORT listener on LISTEN --accept--> connect UPSTREAM
+//!   thread i (CPU cpus[i]): SO_REUSEPORT listener per LISTEN --accept--> connect its UPSTREAM
 //!                           copy both ways, half-close passed on, pairs closed together
-//!   stdout: ready {"addr": .., "threads": N}     on SIGTERM/SIGINT or stdin EOF:
+//!   stdout: ready {"addrs": [..], "threads": N}     on SIGTERM/SIGINT or stdin EOF:
 //!           final {"threads": [{"thread": 0, "bytes": .., "pairs": ..}, ..]}
 //! ```
 
@@ -33,22 +33,27 @@ pub const MAX_QUEUED: usize = 4 << 20;
     about = "Plain TCP forwarder on kistrel's io_uring loop (the bench relay baseline)"
 )]
 pub struct ForwardArgs {
-    /// Where to listen (port 0: any free port; the `ready` line says which).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: SocketAddr,
-    /// Where to forward every accepted connection.
-    #[arg(long, value_name = "ADDR")]
-    pub upstream: SocketAddr,
+    /// Where to listen (port 0: any free port; the `ready` line says which). Repeat it with
+    /// `--upstream` for several routes (one per pump/sink pair of the bench).
+    #[arg(long, value_name = "ADDR", required = true)]
+    pub listen: Vec<SocketAddr>,
+    /// Where to forward the connections accepted on the `--listen` of the same position.
+    #[arg(long, value_name = "ADDR", required = true)]
+    pub upstream: Vec<SocketAddr>,
     /// Forwarding threads, each with its own ring and listener (as a relay's workers).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
+    /// Thread *i* runs on the list's *i*-th CPU (in turn when there are more threads), as a
+    /// relay's workers with `CPUAffinity`.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<crate::placement::CpuList>,
 }
 
 /// The forwarder's first line on stdout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForwardReady {
-    /// The address it listens on.
-    pub addr: SocketAddr,
+    /// The addresses it listens on, one per route, in `--listen` order.
+    pub addrs: Vec<SocketAddr>,
     /// Forwarding threads.
     pub threads: u32,
 }
@@ -93,6 +98,17 @@ pub enum ForwardError {
         #[source]
         source: std::io::Error,
     },
+    /// A thread could not be pinned to its CPU.
+    #[error(transparent)]
+    Pin(#[from] crate::placement::PlacementError),
+    /// `--listen` and `--upstream` were not given in pairs.
+    #[error("{listen} --listen but {upstream} --upstream: give them in pairs")]
+    Routes {
+        /// `--listen` count.
+        listen: usize,
+        /// `--upstream` count.
+        upstream: usize,
+    },
     /// io_uring is Linux-only, and so is this forwarder.
     #[error("kistrel-forward needs Linux (io_uring)")]
     Unsupported,
@@ -104,6 +120,8 @@ impl kistrel_base::HasKind for ForwardError {
             ForwardError::Setup { source, .. } | ForwardError::Ring { source, .. } => {
                 kistrel_base::HasKind::kind(source)
             }
+            ForwardError::Pin(e) => e.kind(),
+            ForwardError::Routes { .. } => kistrel_base::ErrorKind::BadConfig,
             ForwardError::Unsupported => kistrel_base::ErrorKind::Unsupported,
         }
     }

@@ -131,6 +131,11 @@ pub enum Fault {
     Closed,
 }
 
+/// Confines this process (the calling thread and every thread it starts later) to `cpus`.
+fn pin(cpus: &crate::placement::CpuList) -> Result<(), LoadError> {
+    crate::placement::pin_current_thread(cpus).map_err(|e| LoadError::Usage(e.to_string()))
+}
+
 impl LoadError {
     /// An [`LoadError::Io`] saying what was being done.
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LoadError {

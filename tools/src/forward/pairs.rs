@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use kistrel_engine::uring::{ConnId, Event, ListenerId, Ring, RingConfig, UringError};
 
+use crate::placement::CpuList;
+
 use super::{ForwardArgs, ForwardError, ForwardFinal, ForwardReady, ThreadTotals, MAX_QUEUED};
 
 /// How often a thread looks at the stop flag when idle.
@@ -36,8 +38,8 @@ struct Side {
 #[derive(Debug)]
 struct Forwarder {
     ring: Ring,
-    listener: ListenerId,
-    upstream: SocketAddr,
+    /// Each listener and where its connections go.
+    routes: Vec<(ListenerId, SocketAddr)>,
     sides: HashMap<ConnId, Side>,
     totals: ThreadTotals,
 }
@@ -50,13 +52,18 @@ fn ring_err(thread: u32) -> impl Fn(UringError) -> ForwardError {
 }
 
 impl Forwarder {
-    fn new(thread: u32, listener: TcpListener, upstream: SocketAddr) -> Result<Self, ForwardError> {
+    fn new(thread: u32, routes: Vec<(TcpListener, SocketAddr)>) -> Result<Self, ForwardError> {
         let mut ring = Ring::new(&RingConfig::default()).map_err(ring_err(thread))?;
-        let listener = ring.add_listener(listener).map_err(ring_err(thread))?;
+        let mut ids = Vec::new();
+        for (listener, upstream) in routes {
+            ids.push((
+                ring.add_listener(listener).map_err(ring_err(thread))?,
+                upstream,
+            ));
+        }
         Ok(Forwarder {
             ring,
-            listener,
-            upstream,
+            routes: ids,
             sides: HashMap::new(),
             totals: ThreadTotals {
                 thread,
@@ -79,7 +86,7 @@ impl Forwarder {
         self.ring.run_once(Some(TICK))?;
         while let Some(ev) = self.ring.poll_event() {
             match ev {
-                Event::Accepted { conn, .. } => self.accepted(conn)?,
+                Event::Accepted { conn, listener, .. } => self.accepted(conn, listener)?,
                 Event::ConnectFailed { conn, .. } | Event::SendFailed { conn, .. } => {
                     self.close_pair(conn)
                 }
@@ -102,8 +109,11 @@ impl Forwarder {
         Ok(())
     }
 
-    fn accepted(&mut self, conn: ConnId) -> Result<(), UringError> {
-        let up = self.ring.connect(self.upstream)?;
+    fn accepted(&mut self, conn: ConnId, listener: ListenerId) -> Result<(), UringError> {
+        let Some(&(_, upstream)) = self.routes.iter().find(|(l, _)| *l == listener) else {
+            return self.ring.close(conn);
+        };
+        let up = self.ring.connect(upstream)?;
         for c in [conn, up] {
             // The relay's channels run with TCP_NODELAY; so do both sides here.
             if let Ok(s) = self.ring.stream(c) {
@@ -162,7 +172,9 @@ impl Forwarder {
         while !stop.load(Ordering::Relaxed) {
             self.run_once().map_err(ring_err(thread))?;
         }
-        let _ = self.ring.close_listener(self.listener);
+        for (listener, _) in &self.routes {
+            let _ = self.ring.close_listener(*listener);
+        }
         Ok(self.totals)
     }
 }
@@ -196,25 +208,51 @@ fn stop_flag() -> Result<Arc<AtomicBool>, ForwardError> {
 
 /// Starts the threads, prints `ready`, waits for them, prints `final`.
 pub(super) fn run(args: &ForwardArgs) -> Result<(), ForwardError> {
+    if args.listen.len() != args.upstream.len() {
+        return Err(ForwardError::Routes {
+            listen: args.listen.len(),
+            upstream: args.upstream.len(),
+        });
+    }
     let stop = stop_flag()?;
-    let listeners = crate::runner::listeners(args.listen, args.threads as usize)
-        .map_err(setup(format!("binding {}", args.listen)))?;
-    let addr = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .ok_or_else(|| setup("binding")(std::io::ErrorKind::AddrNotAvailable.into()))?;
+    let threads = args.threads as usize;
+    // Per route, one SO_REUSEPORT listener per thread: per thread, one listener per route.
+    let mut per_thread: Vec<Vec<(TcpListener, SocketAddr)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    let mut addrs = Vec::new();
+    for (&listen, &upstream) in args.listen.iter().zip(&args.upstream) {
+        let listeners = crate::runner::listeners(listen, threads)
+            .map_err(setup(format!("binding {listen}")))?;
+        let addr = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .ok_or_else(|| setup("binding")(std::io::ErrorKind::AddrNotAvailable.into()))?;
+        addrs.push(addr);
+        for (slot, l) in per_thread.iter_mut().zip(listeners) {
+            slot.push((l, upstream));
+        }
+    }
     let mut handles = Vec::new();
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded(listeners.len());
-    for (i, listener) in (0u32..).zip(listeners) {
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(threads);
+    for (i, routes) in (0u32..).zip(per_thread) {
         let stop = Arc::clone(&stop);
-        let upstream = args.upstream;
         let ready = ready_tx.clone();
+        let cpu = args
+            .cpus
+            .as_ref()
+            .and_then(|c| CpuList::new([c.for_worker(i as usize)]));
         // The ring is made on its own thread: SINGLE_ISSUER ties it to the thread that
         // creates it.
         let handle = std::thread::Builder::new()
             .name(format!("kistrel-fwd-{i}"))
             .spawn(move || {
-                let fwd = Forwarder::new(i, listener, upstream);
+                if let Some(cpu) = &cpu {
+                    if let Err(e) = crate::placement::pin_current_thread(cpu) {
+                        let _ = ready.send(Some(e.to_string()));
+                        return Err(ForwardError::from(e));
+                    }
+                }
+                let fwd = Forwarder::new(i, routes);
                 let _ = ready.send(fwd.as_ref().err().map(ToString::to_string));
                 fwd?.run(&stop)
             })
@@ -231,7 +269,7 @@ pub(super) fn run(args: &ForwardArgs) -> Result<(), ForwardError> {
     print_line(
         "ready",
         &ForwardReady {
-            addr,
+            addrs,
             threads: args.threads,
         },
     );

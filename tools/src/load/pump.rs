@@ -16,6 +16,7 @@ use super::handshake::{start_cell, HopKeys, PumpLink};
 use super::window::Direction;
 use super::LoadError;
 use crate::config::Backend;
+use crate::placement::CpuList;
 
 /// Which way the pump's circuits carry data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -71,6 +72,9 @@ pub struct PumpArgs {
     /// I/O backend.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
+    /// Run on these CPUs (the whole process: its loop and its control reader).
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<CpuList>,
 }
 
 /// Parses `HEX,BASE64` (an identity and an ntor key, as `kistrel keygen` prints them).
@@ -113,6 +117,9 @@ pub fn run(args: &PumpArgs) -> Result<(), LoadError> {
         ntor,
     };
     let second = args.extend_to.as_deref().map(parse_hop).transpose()?;
+    if let Some(cpus) = &args.cpus {
+        super::pin(cpus)?;
+    }
     let commands = control::read_stdin();
     let mut rng = ChaCha8Rng::from_os_rng();
     let mut links = Vec::new();

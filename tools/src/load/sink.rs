@@ -16,6 +16,7 @@ use super::endpoint::{Adopt, Endpoint, LoadDriver};
 use super::handshake::SinkKeys;
 use super::LoadError;
 use crate::config::Backend;
+use crate::placement::CpuList;
 
 /// `kistrel bench sink` options (started by `kistrel bench relay`).
 #[derive(Debug, Clone, Args)]
@@ -29,11 +30,17 @@ pub struct SinkArgs {
     /// I/O backend.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
+    /// Run on these CPUs (the whole process: its loop and its control reader).
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<CpuList>,
 }
 
 /// Runs the sink until `quit` on stdin; prints `ready` (with its address and keys), then
 /// `final`.
 pub fn run(args: &SinkArgs) -> Result<(), LoadError> {
+    if let Some(cpus) = &args.cpus {
+        super::pin(cpus)?;
+    }
     let commands = control::read_stdin();
     let listener = TcpListener::bind(args.listen)
         .map_err(LoadError::io(format!("binding {}", args.listen)))?;

@@ -44,7 +44,8 @@ mod tests;
 pub(super) use condition::{Comparisons, Condition, Plan};
 use phase::Phases;
 pub(super) use report::Report;
-use report::{Machine, RoundRecord, RunConfig};
+pub(super) use report::{Figure, Machine};
+use report::{RoundRecord, RunConfig};
 
 /// What every column of the table means (`--help` and benches/README.md).
 pub const COLUMNS: &str = "\
