@@ -98,7 +98,7 @@ impl BaselineJob {
         BaselineJob {
             circuits: args.circuits,
             size_mib: args.size,
-            rounds: args.rounds,
+            rounds: args.rounds(),
             workers: args.nodes.workers,
         }
     }
@@ -133,7 +133,10 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     };
     args.run.validate(compare)?;
     let base = read_baseline(&args.baseline)?;
-    let asked = BaselineJob::of(&args.run);
+    let mut run_args = args.run.clone();
+    // Without --rounds, the baseline's.
+    run_args.rounds = Some(run_args.rounds.unwrap_or(base.job.rounds));
+    let asked = BaselineJob::of(&run_args);
     if asked != base.job {
         let j = base.job;
         return Err(CliError::usage(
@@ -144,7 +147,6 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
             ),
         ));
     }
-    let mut run_args = args.run.clone();
     if args.self_check {
         let cost = injected_cost(&base)?;
         eprintln!(
@@ -349,7 +351,7 @@ mod tests {
         let defaults = BaselineJob {
             circuits: 8,
             size_mib: 32,
-            rounds: 3,
+            rounds: 5,
             workers: 1,
         };
         assert_eq!(b.job, defaults);

@@ -80,10 +80,11 @@ pub struct RunArgs {
     /// MiB per transfer.
     #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub size: u32,
-    /// Rounds: every figure is the median of this many per-round values (at least 3 for an
-    /// interval worth reading; an even number balances the ABBA order exactly).
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub rounds: u32,
+    /// Rounds: every figure is the median of this many per-round values (default 3; at
+    /// least 3 for an interval worth reading; an even number balances the ABBA order
+    /// exactly). `bench check`: the baseline's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: Option<u32>,
     /// The network.
     #[command(flatten)]
     pub nodes: NodeArgs,
@@ -96,7 +97,15 @@ pub struct RunArgs {
     pub compare_workers: bool,
 }
 
+/// Rounds when `--rounds` is not given (`bench run`).
+pub const DEFAULT_ROUNDS: u32 = 3;
+
 impl RunArgs {
+    /// `--rounds`, or [`DEFAULT_ROUNDS`].
+    pub fn rounds(&self) -> u32 {
+        self.rounds.unwrap_or(DEFAULT_ROUNDS)
+    }
+
     /// Checks what clap cannot before any work starts: the JSON file's folder exists, and
     /// the poll backend (no TCP_INFO) is not asked to run KIST.
     pub(super) fn validate(&self, compare: Comparisons) -> Result<(), CliError> {
@@ -225,7 +234,7 @@ fn measure_in(
         "kistrel bench: {} x {} MiB bulk + {WEB_FLOWS} web flows, {} round(s) of {}; {}",
         args.circuits,
         args.size,
-        args.rounds,
+        args.rounds(),
         plan.conditions
             .iter()
             .map(|c| c.label())
@@ -257,7 +266,7 @@ fn measure_in(
         placement,
     };
     let mut rounds = Vec::new();
-    for round in 0..args.rounds as usize {
+    for round in 0..args.rounds() as usize {
         let order = abba_order(&plan.conditions, round);
         let mut record = RoundRecord {
             round: round + 1,
