@@ -95,7 +95,7 @@ fn bad_arguments_exit_2_before_any_work() {
     let o = run(&["bench", "check", BASELINE, "--size", "4"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o.stderr).contains("its runs are of --circuits 8 --size 32 --rounds 5 --workers 1"),
+        text(&o.stderr).contains("its runs are of --circuits 8 --size 32 --rounds 3 --workers 1"),
         "{}",
         text(&o.stderr)
     );

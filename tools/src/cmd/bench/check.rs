@@ -351,7 +351,7 @@ mod tests {
         let defaults = BaselineJob {
             circuits: 8,
             size_mib: 32,
-            rounds: 5,
+            rounds: 3,
             workers: 1,
         };
         assert_eq!(b.job, defaults);

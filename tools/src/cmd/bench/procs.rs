@@ -56,6 +56,21 @@ mod imp {
         Some(t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
     }
 
+    /// Seconds the threads of a process have spent runnable but waiting for a CPU, summed
+    /// over its live threads (`/proc/PID/task/*/schedstat`): with the CPU time, how much a
+    /// process wanted to run on a machine it shares.
+    pub(in super::super) fn run_queue_wait_seconds(pid: i32) -> Option<f64> {
+        let ns: u64 = Process::new(pid)
+            .ok()?
+            .tasks()
+            .ok()?
+            .flatten()
+            .filter_map(|t| t.schedstat().ok())
+            .map(|s| s.run_delay)
+            .sum();
+        Some(ns as f64 * 1e-9)
+    }
+
     /// Resident set size, KiB.
     pub(in super::super) fn rss_kib(pid: i32) -> Option<u64> {
         Process::new(pid).ok()?.status().ok()?.vmrss
@@ -83,6 +98,9 @@ mod imp {
     pub(in super::super) fn cpu_seconds(_pid: i32) -> Option<f64> {
         None
     }
+    pub(in super::super) fn run_queue_wait_seconds(_pid: i32) -> Option<f64> {
+        None
+    }
     pub(in super::super) fn rss_kib(_pid: i32) -> Option<u64> {
         None
     }
@@ -94,7 +112,7 @@ mod imp {
     }
 }
 
-pub(super) use imp::{cpu_seconds, fd_count, loadavg_1m, rss_kib};
+pub(super) use imp::{cpu_seconds, fd_count, loadavg_1m, rss_kib, run_queue_wait_seconds};
 
 /// `(role, pid)` of every process started from a config under `dir`, sorted.
 pub(super) fn find(dir: &Path) -> Vec<(String, i32)> {
@@ -132,6 +150,8 @@ mod tests {
         assert!(rss_kib(me).is_some_and(|k| k > 0));
         assert!(fd_count(me).is_some_and(|n| n >= 3));
         assert_eq!(cpu_seconds(-5), None);
+        assert!(run_queue_wait_seconds(me).is_some_and(|s| s >= 0.0));
+        assert_eq!(run_queue_wait_seconds(-5), None);
         // Finer than /proc's 10 ms ticks: a little work shows.
         let before = cpu_seconds(me).unwrap();
         std::hint::black_box(kistrel_engine::relay::spin(1_000_000));

@@ -53,9 +53,12 @@ The table (stdout; progress goes to stderr), one row per target and worker count
   cells/s/core  Mcells/s per worker;  Gbit/s/core: the same in bits of cells
   CPU-s/GiB     the target process's CPU seconds per 2^30 bytes of cells (/proc, the
                 process only; '-' when it runs on another machine)
-  util          fraction of the target's cores busy;  load: of the load side's CPUs
-  lim           rounds in which the load side, not the target, was the limit (load >= 90%
-                busy while the target < 90%): such a figure is a lower bound
+  util          fraction of the target's cores busy (CPU time);  load: of the load side's
+                CPUs (pumps and sinks are single-threaded: one CPU each at most)
+  lim           rounds in which the load side, not the target, was the limit: the load
+                side's demand (CPU + run-queue wait, so that time taken by other processes
+                counts) >= 90% of its CPUs while the target's was < 90% of its cores; such
+                a figure is a lower bound of the target's
 Every figure is the median over rounds with its 95% interval (percentile bootstrap over
 rounds, 10,000 resamples, seeded) and n; ratios are taken within a round (ABBA order):
   relay/forwarder   relay Mcells/s / forwarder Mcells/s (target >= 0.8)
@@ -81,6 +84,32 @@ pub struct RelayArgs {
     /// The measured window of each phase.
     #[arg(long, default_value = "5s", value_parser = crate::cmd::args::duration)]
     pub duration: Duration,
+    /// The relay's and the load side's I/O backend (the forwarder always runs io_uring).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Backend::Uring)]
+    pub backend: Backend,
+    /// The load side.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Where things run.
+    #[command(flatten)]
+    pub pin: PinArgs,
+    /// Load-only mode.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Also write the versioned machine-readable result (schema `kistrel.bench-relay/1`).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also write the scaling curve as SVG.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Seed of the bootstrap intervals.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+}
+
+/// `bench relay`: the load side's shape.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
     /// Pump/sink pairs (each a process; default: one per two load CPUs, at least one).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub pumps: Option<u32>,
@@ -93,9 +122,15 @@ pub struct RelayArgs {
     /// Which way data flows.
     #[arg(long, value_enum, default_value_t = Directions::Both)]
     pub directions: Directions,
-    /// The relay's and the load side's I/O backend (the forwarder always runs io_uring).
-    #[arg(long, value_enum, ignore_case = true, default_value_t = Backend::Uring)]
-    pub backend: Backend,
+    /// CPU burnt per data cell by the pumps and sinks, ns: makes the load side the
+    /// bottleneck on purpose (tests the load-limit flag).
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub load_burn_ns: u64,
+}
+
+/// `bench relay`: CPU placement.
+#[derive(Debug, Clone, Args)]
+pub struct PinArgs {
     /// CPUs of the relay under test (default: all but the load side's).
     #[arg(long, value_name = "LIST")]
     pub relay_cpus: Option<CpuList>,
@@ -103,22 +138,18 @@ pub struct RelayArgs {
     #[arg(long, value_name = "LIST")]
     pub load_cpus: Option<CpuList>,
     /// Pin nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["relay_cpus", "load_cpus"])]
     pub no_pin: bool,
-    /// Also write the versioned machine-readable result (schema `kistrel.bench-relay/1`).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Also write the scaling curve as SVG.
-    #[arg(long, value_name = "FILE")]
-    pub svg: Option<PathBuf>,
-    /// Seed of the bootstrap intervals.
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
+}
+
+/// `bench relay`: load-only mode (the relay and forwarders run on another machine).
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
     /// Load only: the relay under test runs elsewhere, at this address.
-    #[arg(long, value_name = "ADDR", requires = "relay_keys")]
+    #[arg(long, value_name = "ADDR", requires_all = ["relay_keys", "sink_advertise"])]
     pub relay: Option<SocketAddr>,
     /// Load only: the relay's `IDENTITY_HEX,NTOR_BASE64` (as `kistrel keygen` prints them).
-    #[arg(long, value_name = "ID,NTOR")]
+    #[arg(long, value_name = "ID,NTOR", requires = "relay")]
     pub relay_keys: Option<String>,
     /// Load only: the relay's worker count (for the per-core figures).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -131,12 +162,8 @@ pub struct RelayArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9200")]
     pub sink_listen: SocketAddr,
     /// Load only: the address the relay and forwarders reach sink *i* at (port + i).
-    #[arg(long, value_name = "ADDR", required_if_eq("relay", "*"))]
+    #[arg(long, value_name = "ADDR", requires = "relay")]
     pub sink_advertise: Option<SocketAddr>,
-    /// CPU burnt per data cell by the pumps and sinks, ns: makes the load side the
-    /// bottleneck on purpose (tests the load-limit flag).
-    #[arg(long, default_value_t = 0, hide = true)]
-    pub load_burn_ns: u64,
 }
 
 /// A parsed `--workers`.
@@ -315,21 +342,21 @@ fn validate(args: &RelayArgs) -> Result<(), CliError> {
             "its folder does not exist",
         ));
     }
-    if let Some(keys) = &args.relay_keys {
+    if let Some(keys) = &args.remote.relay_keys {
         crate::load::pump::parse_keys(keys).map_err(|e| CliError::usage("--relay-keys", e))?;
     }
-    for cpus in args.relay_cpus.iter().chain(&args.load_cpus) {
+    for cpus in args.pin.relay_cpus.iter().chain(&args.pin.load_cpus) {
         placement::check_allowed(cpus)
             .map_err(|e| CliError::usage("--relay-cpus/--load-cpus", e))?;
     }
-    if args.relay.is_some() && !args.forwarder.is_empty() {
-        let pumps = args.pumps.unwrap_or(1) as usize;
-        if args.forwarder.len() != pumps {
+    if args.remote.relay.is_some() && !args.remote.forwarder.is_empty() {
+        let pumps = args.load.pumps.unwrap_or(1) as usize;
+        if args.remote.forwarder.len() != pumps {
             return Err(CliError::usage(
                 "--forwarder",
                 format!(
                     "{} forwarders for {pumps} pumps: give one per pump",
-                    args.forwarder.len()
+                    args.remote.forwarder.len()
                 ),
             ));
         }
@@ -343,11 +370,14 @@ fn setup(args: &RelayArgs, dir: &Path) -> Result<(Job, Vec<u32>, RelayPlacement)
         std::env::current_exe().map_err(|e| CliError::runtime("finding this executable", e))?;
     let forward_bin =
         kistrel.with_file_name(format!("kistrel-forward{}", std::env::consts::EXE_SUFFIX));
-    let remote = args.relay.map(|relay| Remote {
+    let remote = args.remote.relay.map(|relay| Remote {
         relay,
-        forwarders: args.forwarder.clone(),
-        sink_listen: args.sink_listen,
-        sink_advertise: args.sink_advertise.unwrap_or(args.sink_listen),
+        forwarders: args.remote.forwarder.clone(),
+        sink_listen: args.remote.sink_listen,
+        sink_advertise: args
+            .remote
+            .sink_advertise
+            .unwrap_or(args.remote.sink_listen),
     });
     if remote.is_none() && !forward_bin.is_file() {
         return Err(CliError::usage(
@@ -356,7 +386,7 @@ fn setup(args: &RelayArgs, dir: &Path) -> Result<(Job, Vec<u32>, RelayPlacement)
         ));
     }
     let key_file = dir.join("keys.toml");
-    let relay_keys = match &args.relay_keys {
+    let relay_keys = match &args.remote.relay_keys {
         Some(k) => k.clone(),
         None => {
             let keys = RelayKeyFile::generate_os()?;
@@ -370,21 +400,24 @@ fn setup(args: &RelayArgs, dir: &Path) -> Result<(Job, Vec<u32>, RelayPlacement)
         }
     };
     let available = placement::allowed_cpus()?;
-    let cpus = (remote.is_none() && !args.no_pin).then(|| {
+    let cpus = (remote.is_none() && !args.pin.no_pin).then(|| {
         CpuPlan::new(
             available.clone(),
-            args.relay_cpus.clone(),
-            args.load_cpus.clone(),
+            args.pin.relay_cpus.clone(),
+            args.pin.load_cpus.clone(),
         )
     });
     let workers = match (&remote, &args.workers.0, &cpus) {
-        (Some(_), _, _) => vec![args.relay_workers],
+        (Some(_), _, _) => vec![args.remote.relay_workers],
         (None, Some(list), _) => list.clone(),
         (None, None, Some(plan)) => plan::auto_workers(plan.relay.len(), available.len()),
         (None, None, None) => plan::auto_workers(available.len(), available.len()),
     };
     let load_cpus = cpus.as_ref().map_or(available.len(), |p| p.load.len());
-    let pumps = args.pumps.map_or((load_cpus / 2).max(1), |p| p as usize);
+    let pumps = args
+        .load
+        .pumps
+        .map_or((load_cpus / 2).max(1), |p| p as usize);
     let placement = placement_note(args, cpus.as_ref(), &workers, remote.is_some());
     let job = Job {
         dir: dir.to_path_buf(),
@@ -395,11 +428,11 @@ fn setup(args: &RelayArgs, dir: &Path) -> Result<(Job, Vec<u32>, RelayPlacement)
         cpus,
         load: LoadSettings {
             pumps,
-            connections: args.connections,
-            circuits: args.circuits,
-            directions: args.directions,
+            connections: args.load.connections,
+            circuits: args.load.circuits,
+            directions: args.load.directions,
             backend: args.backend,
-            burn_ns: args.load_burn_ns,
+            burn_ns: args.load.load_burn_ns,
         },
         backend: args.backend,
         warmup: args.warmup,
@@ -420,7 +453,7 @@ fn placement_note(
         None if remote => {
             Some("load only: the relay runs elsewhere; the load side is not pinned".into())
         }
-        None if args.no_pin => Some("--no-pin".into()),
+        None if args.pin.no_pin => Some("--no-pin".into()),
         None => None,
         Some(plan) => {
             let shared: Vec<String> = workers
@@ -464,8 +497,9 @@ fn measure(
             let p = phase::run(job, *c, round + 1)?;
             eprintln!(
                 "  {:.3} Mcells/s, target CPU {}, limit {:?}{}",
-                p.cells_per_s / 1e6,
-                p.target_utilization
+                p.throughput.cells_per_s / 1e6,
+                p.cost
+                    .target_utilization
                     .map_or("-".into(), |u| format!("{:.0}%", u * 100.0)),
                 p.limit,
                 if p.conserved { "" } else { ", CELLS LOST" }
@@ -505,13 +539,13 @@ fn measure(
             window_s: args.duration.as_secs_f64(),
             workers: workers.to_vec(),
             pumps: job.load.pumps,
-            connections_per_pump: args.connections,
-            circuits_per_connection: args.circuits,
+            connections_per_pump: args.load.connections,
+            circuits_per_connection: args.load.circuits,
             directions: job.load.directions_name(),
             backend: args.backend.name(),
             links: "plain",
             seed: args.seed,
-            load_burn_ns: args.load_burn_ns,
+            load_burn_ns: args.load.load_burn_ns,
         },
         machine,
         placement,

@@ -19,7 +19,7 @@ use super::child::{ChildProc, LoadProc, ANSWER_WAIT};
 use super::plan::{Condition, Target};
 use super::record::{LoadCpu, PhaseInput, PhaseRecord};
 use super::Job;
-use crate::cmd::bench::procs::cpu_seconds;
+use crate::cmd::bench::procs::{cpu_seconds, run_queue_wait_seconds};
 use crate::error::CliError;
 use crate::forward::{ForwardFinal, ForwardReady};
 use crate::load::{Counters, Ready};
@@ -51,8 +51,10 @@ struct Snapshot {
     at: Instant,
     pumps: Vec<Counters>,
     sinks: Vec<Counters>,
-    target_cpu: Option<f64>,
-    load_cpu: Vec<Option<f64>>,
+    /// The target's (CPU, run-queue wait) seconds.
+    target: (Option<f64>, Option<f64>),
+    /// Each load process's (CPU, run-queue wait) seconds, pump0 sink0 pump1 ...
+    load: Vec<(Option<f64>, Option<f64>)>,
 }
 
 /// Runs one phase of condition `c` in round `round` (1-based).
@@ -98,7 +100,8 @@ pub(super) fn run(job: &Job, c: Condition, round: usize) -> Result<PhaseRecord, 
         delivered: [delivered(&first), delivered(&last)],
         forward: [forward(&first), forward(&last)],
         backward: [backward(&first), backward(&last)],
-        target_cpu: [first.target_cpu, last.target_cpu],
+        target_cpu: [first.target.0, last.target.0],
+        target_wait: [first.target.1, last.target.1],
         load_cpu: load_cpu(job, &first, &last),
         load_capacity: job.load_capacity(),
         target_cpus,
@@ -127,15 +130,17 @@ fn backward(s: &Snapshot) -> u64 {
 
 /// Each load process's CPU seconds over the window.
 fn load_cpu(job: &Job, first: &Snapshot, last: &Snapshot) -> Vec<LoadCpu> {
+    let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
     first
-        .load_cpu
+        .load
         .iter()
-        .zip(&last.load_cpu)
+        .zip(&last.load)
         .enumerate()
         .map(|(k, (a, b))| LoadCpu {
             process: format!("{}{}", if k % 2 == 0 { "pump" } else { "sink" }, k / 2),
             cpus: job.cpus.as_ref().map(|p| p.load_process(k)),
-            cpu_s: a.zip(*b).map(|(a, b)| b - a),
+            cpu_s: delta(a.0, b.0),
+            wait_s: delta(a.1, b.1),
         })
         .collect()
 }
@@ -258,11 +263,15 @@ fn snapshot(pairs: &mut [Pair], target: &Running) -> Result<Snapshot, CliError> 
         p.pump.proc.send("snap")?;
         p.sink.proc.send("snap")?;
     }
-    let target_cpu = target.proc.as_ref().and_then(|t| cpu_seconds(t.pid()));
-    let mut load_cpu = Vec::new();
+    let times = |pid: i32| (cpu_seconds(pid), run_queue_wait_seconds(pid));
+    let target_times = target
+        .proc
+        .as_ref()
+        .map_or((None, None), |t| times(t.pid()));
+    let mut load = Vec::new();
     for p in pairs.iter() {
-        load_cpu.push(cpu_seconds(p.pump.proc.pid()));
-        load_cpu.push(cpu_seconds(p.sink.proc.pid()));
+        load.push(times(p.pump.proc.pid()));
+        load.push(times(p.sink.proc.pid()));
     }
     let mut pumps = Vec::new();
     let mut sinks = Vec::new();
@@ -274,8 +283,8 @@ fn snapshot(pairs: &mut [Pair], target: &Running) -> Result<Snapshot, CliError> 
         at,
         pumps,
         sinks,
-        target_cpu,
-        load_cpu,
+        target: target_times,
+        load,
     })
 }
 

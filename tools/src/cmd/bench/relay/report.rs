@@ -93,6 +93,10 @@ pub(in crate::cmd::bench) struct TargetFigures {
     pub target_utilization: Option<Estimate>,
     /// Fraction of the load side's CPUs busy.
     pub load_utilization: Option<Estimate>,
+    /// The target's demand (CPU + run-queue wait) per core.
+    pub target_demand: Option<Estimate>,
+    /// The load side's demand per CPU it can keep busy.
+    pub load_demand: Option<Estimate>,
     /// Rounds in which the load side was the limit.
     pub load_limited_rounds: usize,
 }
@@ -186,13 +190,15 @@ fn ratio_over(
 
 fn target_figures(phases: &[Option<&PhaseRecord>], seed: u64) -> TargetFigures {
     TargetFigures {
-        cells_per_s: over(phases, seed, |p| Some(p.cells_per_s)),
-        cells_per_s_per_core: over(phases, seed, |p| Some(p.cells_per_s_per_core)),
-        gbit_per_s_per_core: over(phases, seed, |p| Some(p.gbit_per_s_per_core)),
-        cells_per_cpu_s: over(phases, seed, |p| p.cells_per_cpu_s),
-        cpu_s_per_gib: over(phases, seed, |p| p.cpu_s_per_gib),
-        target_utilization: over(phases, seed, |p| p.target_utilization),
-        load_utilization: over(phases, seed, |p| p.load_utilization),
+        cells_per_s: over(phases, seed, |p| Some(p.throughput.cells_per_s)),
+        cells_per_s_per_core: over(phases, seed, |p| Some(p.throughput.cells_per_s_per_core)),
+        gbit_per_s_per_core: over(phases, seed, |p| Some(p.throughput.gbit_per_s_per_core)),
+        cells_per_cpu_s: over(phases, seed, |p| p.cost.cells_per_cpu_s),
+        cpu_s_per_gib: over(phases, seed, |p| p.cost.cpu_s_per_gib),
+        target_utilization: over(phases, seed, |p| p.cost.target_utilization),
+        load_utilization: over(phases, seed, |p| p.load_cost.load_utilization),
+        target_demand: over(phases, seed, |p| p.cost.target_demand),
+        load_demand: over(phases, seed, |p| p.load_cost.load_demand),
         load_limited_rounds: phases.iter().flatten().filter(|p| p.load_limited).count(),
     }
 }
@@ -225,14 +231,16 @@ pub(super) fn points(
                 relay: target_figures(&relay, seed),
                 forwarder: forwarder.then(|| target_figures(&fwd, seed)),
                 relay_vs_forwarder: forwarder
-                    .then(|| ratio_over(&relay, &fwd, seed, |p| Some(p.cells_per_s)))
+                    .then(|| ratio_over(&relay, &fwd, seed, |p| Some(p.throughput.cells_per_s)))
                     .flatten(),
                 efficiency_vs_forwarder: forwarder
-                    .then(|| ratio_over(&relay, &fwd, seed, |p| p.cells_per_cpu_s))
+                    .then(|| ratio_over(&relay, &fwd, seed, |p| p.cost.cells_per_cpu_s))
                     .flatten(),
-                relay_speedup: ratio_over(&relay, &relay_first, seed, |p| Some(p.cells_per_s)),
+                relay_speedup: ratio_over(&relay, &relay_first, seed, |p| {
+                    Some(p.throughput.cells_per_s)
+                }),
                 forwarder_speedup: forwarder
-                    .then(|| ratio_over(&fwd, &fwd_first, seed, |p| Some(p.cells_per_s)))
+                    .then(|| ratio_over(&fwd, &fwd_first, seed, |p| Some(p.throughput.cells_per_s)))
                     .flatten(),
             }
         })
