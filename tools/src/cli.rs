@@ -36,7 +36,7 @@ pub enum Command {
     /// Write a fresh relay key file.
     Keygen(cmd::keygen::KeygenArgs),
     /// Bring up a network, drive it with traffic, report.
-    Bench(cmd::bench::BenchArgs),
+    Bench(Box<cmd::bench::BenchArgs>),
     /// Traffic generator: a server of seeded data and a client that fetches by models.
     Tgen(cmd::tgen::TgenArgs),
 }
@@ -95,7 +95,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cbt(args) => Ok(cmd::cbt::run(args)?),
         Command::Path(args) => Ok(cmd::path::run(args)?),
         Command::Keygen(args) => cmd::keygen::run(args),
-        Command::Bench(args) => cmd::bench::run(args),
+        Command::Bench(args) => cmd::bench::run(*args),
         Command::Tgen(args) => cmd::tgen::run(args),
     }
 }

@@ -9,7 +9,8 @@
 //!                share of the window a process wanted to run (on a shared machine CPU
 //!                time alone stays low for a process that is always runnable)
 //!   limit      = what held the throughput: the target (demand >= 90% of its cores), the
-//!                load side (>= 90% of its CPUs while the target was not), shared CPUs
+//!                load side (its busiest single-threaded process >= 90% while the target
+//!                was not), shared CPUs
 //!                (target and load on the same CPUs, together >= 90% of them), or neither
 //! ```
 
@@ -130,7 +131,8 @@ pub(in crate::cmd::bench) struct LoadCost {
     pub load: Vec<LoadCpu>,
     /// Load CPU seconds / (window_s x the CPUs it can keep busy).
     pub load_utilization: Option<f64>,
-    /// Load (CPU + run-queue wait) seconds / (window_s x the CPUs it can keep busy).
+    /// The busiest load process's (CPU + run-queue wait) seconds / window_s: each is one
+    /// thread, so one at >= 90% holds the load side back.
     pub load_demand: Option<f64>,
 }
 
@@ -200,11 +202,14 @@ impl PhaseRecord {
         let gib = cells as f64 * CELL_BYTES / f64::from(1u32 << 30);
         let load_cpus = window * m.load_capacity.max(1) as f64;
         let load_cpu: Option<f64> = m.load_cpu.iter().map(|l| l.cpu_s).sum();
-        let load_wait: Option<f64> = m.load_cpu.iter().map(|l| l.wait_s).sum();
-        let load_busy = load_cpu.zip(load_wait).map(|(c, w)| c + w);
+        // Each load process is one thread: the busiest one holds the load side back.
+        let load_demand: Option<f64> = m
+            .load_cpu
+            .iter()
+            .map(|l| l.cpu_s.zip(l.wait_s).map(|(c, w)| (c + w) / window))
+            .try_fold(0.0_f64, |max, d| Some(max.max(d?)));
         let target_demand = target_busy_s.map(|b| b / (window * workers));
-        let load_demand = load_busy.map(|b| b / load_cpus);
-        let machine = match (target_busy_s, load_busy) {
+        let machine = match (target_cpu_s, load_cpu) {
             (Some(t), Some(l)) if m.shares_load_cpus && m.machine_cpus > 0 => {
                 Some((t + l) / (window * m.machine_cpus as f64))
             }
@@ -319,8 +324,8 @@ mod tests {
 
     #[test]
     fn the_limit_names_the_busy_side() {
-        // Load at 95% of its one CPU, relay at 60%: load-limited.
-        let r = PhaseRecord::compute(&input(1.2, [1.0, 0.9], false, 1));
+        // The pump at 95% of a CPU, relay at 60%: load-limited.
+        let r = PhaseRecord::compute(&input(1.2, [1.9, 0.3], false, 1));
         assert_eq!(r.limit, Limit::Load);
         assert!(r.load_limited);
         // Two workers on CPUs 0-1, the load on CPU 1: relay 2.7 of 4 CPU-s, load 1.0 of 2:
@@ -346,15 +351,13 @@ mod tests {
         assert!(!r.conserved);
     }
 
-    /// A load side kept off its CPU by other processes: 0.6 CPU-s plus 1.3 s waiting in
-    /// the run queue over a 2 s window on one CPU is 95% demand, beside an idle target:
-    /// load-limited, although its CPU time alone (30%) would say idle.
+    /// A load side kept off its CPU by other processes: a pump with 0.3 CPU-s plus 1.6 s
+    /// waiting in the run queue over a 2 s window is 95% demand, beside an idle target:
+    /// load-limited, although the load side's CPU time alone (30%) would say idle.
     #[test]
     fn run_queue_wait_counts_as_busy() {
         let mut m = input(0.4, [0.3, 0.3], false, 1);
-        for l in &mut m.load_cpu {
-            l.wait_s = Some(0.65);
-        }
+        m.load_cpu[0].wait_s = Some(1.6);
         let r = PhaseRecord::compute(&m);
         assert!(close(r.load_cost.load_utilization.unwrap(), 0.3));
         assert!(close(r.load_cost.load_demand.unwrap(), 0.95));
