@@ -56,9 +56,9 @@ The table (stdout; progress goes to stderr), one row per target and worker count
   util          fraction of the target's cores busy (CPU time);  load: of the load side's
                 CPUs (pumps and sinks are single-threaded: one CPU each at most)
   lim           rounds in which the load side, not the target, was the limit: the load
-                side's demand (CPU + run-queue wait, so that time taken by other processes
-                counts) >= 90% of its CPUs while the target's was < 90% of its cores; such
-                a figure is a lower bound of the target's
+                side's busiest process wanted a CPU (CPU + run-queue wait, so that time
+                taken by other processes counts) >= 90% of the window while the target's
+                CPU time was < 90% of its cores; such a figure is a lower bound
 Every figure is the median over rounds with its 95% interval (percentile bootstrap over
 rounds, 10,000 resamples, seeded) and n; ratios are taken within a round (ABBA order):
   relay/forwarder   relay Mcells/s / forwarder Mcells/s (target >= 0.8)

@@ -8,9 +8,9 @@
 //!   demand     = (CPU + run-queue wait seconds of every thread) / (window x CPUs): the
 //!                share of the window a process wanted to run (on a shared machine CPU
 //!                time alone stays low for a process that is always runnable)
-//!   limit      = what held the throughput: the target (demand >= 90% of its cores), the
-//!                load side (its busiest single-threaded process >= 90% while the target
-//!                was not), shared CPUs
+//!   limit      = what held the throughput: the target (CPU >= 90% of its cores), the
+//!                load side (its busiest single-threaded process's demand >= 90% while the
+//!                target's CPU was not), shared CPUs
 //!                (target and load on the same CPUs, together >= 90% of them), or neither
 //! ```
 
@@ -158,7 +158,7 @@ pub(in crate::cmd::bench) struct PhaseRecord {
     /// The load side's CPU.
     #[serde(flatten)]
     pub load_cost: LoadCost,
-    /// What held the throughput (decided on demand: CPU plus run-queue wait).
+    /// What held the throughput (the target on its CPU, the load side on its demand).
     pub limit: Limit,
     /// `limit == load`: the load side, not the target, was the bottleneck.
     pub load_limited: bool,
@@ -176,7 +176,8 @@ fn delta(r: [Option<f64>; 2]) -> Option<f64> {
     }
 }
 
-/// What held the throughput, from the demands (see [`Limit`]).
+/// What held the throughput: the target's CPU utilization, the load side's demand, the
+/// shared CPUs' utilization (see [`Limit`]).
 fn limit_of(target: Option<f64>, load: Option<f64>, machine: Option<f64>) -> Limit {
     if target.is_some_and(|u| u >= BUSY) {
         Limit::Target
@@ -215,7 +216,12 @@ impl PhaseRecord {
             }
             _ => None,
         };
-        let limit = limit_of(target_demand, load_demand, machine);
+        // The target counts as the limit only on its own CPU time (a target kept waiting by
+        // other processes has not shown its capacity); the load side already when its
+        // busiest process wanted a CPU all the time (its figure is then a lower bound,
+        // whoever took the CPU): the error this leans to is a lower bound flagged as such.
+        let target_utilization = target_cpu_s.map(|c| c / (window * workers));
+        let limit = limit_of(target_utilization, load_demand, machine);
         PhaseRecord {
             round: m.round,
             condition: m.condition.label(),
@@ -233,7 +239,7 @@ impl PhaseRecord {
             },
             cost: TargetCost {
                 target_cpu_s,
-                target_utilization: target_cpu_s.map(|c| c / (window * workers)),
+                target_utilization,
                 target_demand,
                 cells_per_cpu_s: target_cpu_s.filter(|c| *c > 0.0).map(|c| cells as f64 / c),
                 cpu_s_per_gib: target_cpu_s.filter(|_| gib > 0.0).map(|c| c / gib),
@@ -363,11 +369,11 @@ mod tests {
         assert!(close(r.load_cost.load_demand.unwrap(), 0.95));
         assert!(close(r.cost.target_demand.unwrap(), 0.2));
         assert_eq!(r.limit, Limit::Load);
-        // The target waiting too: its demand decides first.
+        // The target waiting too: still not the limit (it has not shown its capacity).
         m.target_wait = [Some(0.0), Some(1.5)];
         let r = PhaseRecord::compute(&m);
         assert!(close(r.cost.target_demand.unwrap(), 0.95));
-        assert_eq!(r.limit, Limit::Target);
+        assert_eq!(r.limit, Limit::Load);
         // Unreadable wait: no demand, no limit.
         m.target_wait = [None, None];
         assert_eq!(PhaseRecord::compute(&m).cost.target_demand, None);
