@@ -294,6 +294,47 @@ fn config_errors_exit_2_with_one_line() {
     assert_eq!(run(&["--help"]).status.code(), Some(0));
 }
 
+#[test]
+fn net_without_tor_names_the_package_and_makes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let o = kistrel()
+        .env("KISTREL_TOR", tmp.path().join("no-tor-here"))
+        .args(["net", "--ctor-relays", "2", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("kistrel: error: `tor` not found (looked in PATH and /usr/sbin; or set KISTREL_TOR): install the tor package"),
+        "{e}"
+    );
+    assert!(
+        !dir.exists(),
+        "nothing is made before the programs are found"
+    );
+    // The C Tor network is loopback only.
+    let o = run(&["net", "--ctor-relays", "2", "--bottleneck", "10mbit"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--ctor-relays cannot be combined with --bottleneck"));
+    // --path wants three relays, and relays the directory has.
+    let o = run(&["net", "--path", "relay1,relay2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("GUARD,MIDDLE,EXIT"), "{}", stderr(&o));
+    let o = kistrel()
+        .args(["net", "--path", "relay1,relay9,relay3", "--dir"])
+        .arg(tmp.path().join("net2"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("MiddleNodes: relay9 is not in the directory"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 // ---- net, with a stand-in child program ----
 
 /// A child that records its pid, then: `relay` sleeps (or, if its config names the relay in
@@ -402,7 +443,7 @@ fn net_prints_ready_then_stops_everything_on_sigterm() {
         .map(|i| {
             let c =
                 kistrel::config::RelayConf::load(&dir.join(format!("relay{i}.toml")), &[]).unwrap();
-            c.or_port.to_string()
+            format!("relay{i}:kistrel@{}", c.or_port)
         })
         .collect();
     assert_eq!(

@@ -27,5 +27,7 @@ pub use cbt::{CbtConfig, CbtEstimator, CbtFit};
 pub use dir::{DirError, Directory, Flag, RelayFlags, RelayInfo};
 pub use guard::{GuardError, GuardSet, GuardTicket};
 pub use policy::ExitPolicy;
-pub use select::{ExitTarget, FailureRule, Path, PathConfig, PathError, PathSelector};
+pub use select::{
+    ExitTarget, FailureRule, NodeSet, NodeSpec, Path, PathConfig, PathError, PathSelector, PinError,
+};
 pub use state::{State, StateFile, StateWarning};

@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::dir::Position;
 use crate::dir::{Directory, Flag, RelayInfo};
 
+mod pin;
+pub use pin::{NodeSet, NodeSetError, NodeSpec, PinError};
+
 /// Redraws before falling back to a linear pass over the candidates.
 pub const MAX_REDRAWS: usize = 32;
 
@@ -70,6 +73,15 @@ pub struct PathConfig {
     /// this long after its confirmation.
     #[serde(rename = "GuardConfirmedMinLifetimeDays")]
     pub guard_confirmed_min_lifetime_days: u64,
+    /// `EntryNodes`: when not empty, guards are taken only from these relays (see [`pin`]).
+    #[serde(rename = "EntryNodes")]
+    pub entry_nodes: NodeSet,
+    /// `MiddleNodes`: when not empty, middles are taken only from these relays.
+    #[serde(rename = "MiddleNodes")]
+    pub middle_nodes: NodeSet,
+    /// `ExitNodes`: when not empty, exits are taken only from these relays.
+    #[serde(rename = "ExitNodes")]
+    pub exit_nodes: NodeSet,
 }
 
 /// How proposal 151's "exceeds the average failure rate of all guards by 10%" is read.
@@ -99,6 +111,9 @@ impl Default for PathConfig {
             guard_max_sample_threshold_percent: 20,
             guard_lifetime_days: 120,
             guard_confirmed_min_lifetime_days: 60,
+            entry_nodes: NodeSet::default(),
+            middle_nodes: NodeSet::default(),
+            exit_nodes: NodeSet::default(),
         }
     }
 }
@@ -159,7 +174,15 @@ struct WeightTable {
 }
 
 impl WeightTable {
-    fn build(dir: &Directory, pos: Position, eligible: impl Fn(&RelayInfo) -> bool) -> Self {
+    /// The candidates of `pos` and their weights: bandwidth x position weight, or, when the
+    /// position is `pinned`, bandwidth alone (at least 1): the operator named these relays,
+    /// so a position weight of 0 (e.g. Wmd when exits are scarce) must not exclude them.
+    fn build(
+        dir: &Directory,
+        pos: Position,
+        pinned: bool,
+        eligible: impl Fn(&RelayInfo) -> bool,
+    ) -> Self {
         let w = dir.weights();
         let mut t = WeightTable {
             weight_of: vec![0; dir.relays().len()],
@@ -170,12 +193,16 @@ impl WeightTable {
             if !r.is_usable() || !eligible(r) {
                 continue;
             }
-            let pw = w.for_class(
-                pos,
-                r.flags.contains(Flag::Guard),
-                r.flags.contains(Flag::Exit),
-            );
-            let weight = u64::from(r.bandwidth) * u64::from(pw);
+            let weight = if pinned {
+                u64::from(r.bandwidth.max(1))
+            } else {
+                let pw = w.for_class(
+                    pos,
+                    r.flags.contains(Flag::Guard),
+                    r.flags.contains(Flag::Exit),
+                );
+                u64::from(r.bandwidth) * u64::from(pw)
+            };
             if weight == 0 {
                 continue;
             }
@@ -246,9 +273,16 @@ pub struct PathSelector {
 impl PathSelector {
     /// Build the weight tables for `dir` (O(n)); keeps its own copy of the directory.
     pub fn new(dir: &Directory, cfg: PathConfig) -> Self {
-        let guards = WeightTable::build(dir, Position::Guard, |r| r.flags.contains(Flag::Guard));
-        let middles = WeightTable::build(dir, Position::Middle, |_| true);
-        let exits = WeightTable::build(dir, Position::Exit, |r| !r.exit_policy.is_reject_all());
+        let (entry, middle, exit) = (&cfg.entry_nodes, &cfg.middle_nodes, &cfg.exit_nodes);
+        let guards = WeightTable::build(dir, Position::Guard, !entry.is_empty(), |r| {
+            r.flags.contains(Flag::Guard) && entry.admits(r)
+        });
+        let middles = WeightTable::build(dir, Position::Middle, !middle.is_empty(), |r| {
+            middle.admits(r)
+        });
+        let exits = WeightTable::build(dir, Position::Exit, !exit.is_empty(), |r| {
+            !r.exit_policy.is_reject_all() && exit.admits(r)
+        });
         PathSelector {
             dir: dir.clone(),
             cfg,
@@ -285,6 +319,38 @@ impl PathSelector {
             Position::Middle => self.middles.total(),
             Position::Exit => self.exits.total(),
         }
+    }
+
+    /// Check `EntryNodes`/`MiddleNodes`/`ExitNodes` against the directory: every entry names
+    /// a relay, and each pinned position keeps at least one candidate.
+    pub fn check_pins(&self) -> Result<(), PinError> {
+        let pins = [
+            ("EntryNodes", &self.cfg.entry_nodes, &self.guards),
+            ("MiddleNodes", &self.cfg.middle_nodes, &self.middles),
+            ("ExitNodes", &self.cfg.exit_nodes, &self.exits),
+        ];
+        for (key, set, table) in pins {
+            if set.is_empty() {
+                continue;
+            }
+            if let Some(e) = set
+                .entries()
+                .iter()
+                .find(|e| !self.dir.relays().iter().any(|r| e.matches(r)))
+            {
+                return Err(PinError::Unknown {
+                    key,
+                    entry: e.to_string(),
+                });
+            }
+            if table.total() == 0 {
+                return Err(PinError::NoneEligible {
+                    key,
+                    set: set.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether `relay` may be a guard (usable, Guard flag, nonzero weight).
@@ -342,10 +408,23 @@ impl PathSelector {
                 return Err(PathError::BadGuard(g));
             }
         }
+        if guard.is_none() && self.guards.total() == 0 {
+            return Err(PathError::NoGuard);
+        }
         let exit = self
             .exits
             .pick(rng, |e| {
-                self.exit_allows(e, target) && !guard.is_some_and(|g| self.conflicts(e, g))
+                self.exit_allows(e, target)
+                    && match guard {
+                        Some(g) => !self.conflicts(e, g),
+                        // With the guards pinned, leave one of them usable with this exit.
+                        None if !self.cfg.entry_nodes.is_empty() => self
+                            .guards
+                            .members
+                            .iter()
+                            .any(|g| !self.conflicts(e, *g as usize)),
+                        None => true,
+                    }
             })
             .ok_or(PathError::NoExit)?;
         let guard = match guard {

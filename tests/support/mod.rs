@@ -40,14 +40,26 @@ pub fn skip_without_tools() -> bool {
     false
 }
 
-/// `kistrel net`'s ready line, parsed:
-/// `ready socks=ADDR relays=ADDR,... dir=PATH [metrics=NAME@ADDR,...] [netns=P host=IP]`.
+/// One relay of the ready line: `NAME:KIND@ADDR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyRelay {
+    pub name: String,
+    /// `kistrel` or `ctor`.
+    pub kind: String,
+    pub addr: SocketAddr,
+}
+
+/// `kistrel net`'s ready line, parsed: `ready socks=ADDR relays=NAME:KIND@ADDR,... dir=PATH
+/// [metrics=NAME@ADDR,...] [netns=P host=IP]`.
 #[derive(Debug, Clone)]
 pub struct Ready {
     /// The whole line (without the newline).
     pub line: String,
     pub socks: SocketAddr,
+    /// Every relay's address, in ready-line order.
     pub relays: Vec<SocketAddr>,
+    /// Every relay with its name and kind.
+    pub relay_list: Vec<ReadyRelay>,
     pub dir: PathBuf,
     /// `metrics=`: each node's MetricsPort.
     pub metrics: Vec<(String, SocketAddr)>,
@@ -74,13 +86,23 @@ impl Ready {
                 .map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>())
                 .unwrap_or_default()
         };
+        let relay_list: Vec<ReadyRelay> = list("relays=")
+            .iter()
+            .map(|e| {
+                let (name_kind, addr) = e.split_once('@')?;
+                let (name, kind) = name_kind.split_once(':')?;
+                Some(ReadyRelay {
+                    name: name.to_owned(),
+                    kind: kind.to_owned(),
+                    addr: addr.parse().ok()?,
+                })
+            })
+            .collect::<Option<_>>()?;
         Some(Ready {
             line: line.to_owned(),
             socks: field("socks=")?.parse().ok()?,
-            relays: list("relays=")
-                .iter()
-                .map(|a| a.parse().ok())
-                .collect::<Option<_>>()?,
+            relays: relay_list.iter().map(|r| r.addr).collect(),
+            relay_list,
             dir: PathBuf::from(field("dir=")?),
             metrics: list("metrics=")
                 .iter()
@@ -577,4 +599,110 @@ macro_rules! on_both_backends {
             $(#[test] fn $name() { super::$name("poll") })*
         }
     };
+}
+
+/// Whether C Tor is here (`tor` and `tor-gencert` in PATH or /usr/sbin): if not, and we are
+/// root with apt-get, install the Debian `tor` package (as .ci/run does). False (with a
+/// `SKIPPED:` line) only when it cannot be had.
+pub fn tor_available() -> bool {
+    let found = || kistrel::ctor::Programs::find().is_ok();
+    if found() {
+        return true;
+    }
+    let root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    };
+    if root && have_path("apt-get") {
+        let quiet = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        // As .ci/run: no system tor service started by the package (policy-rc.d 101).
+        let policy = Path::new("/usr/sbin/policy-rc.d");
+        let own_policy =
+            !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok();
+        if own_policy {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755));
+        }
+        let _ = quiet(&["update", "-qq"]);
+        let _ = quiet(&["install", "-y", "-qq", "tor"]);
+        if own_policy {
+            let _ = std::fs::remove_file(policy);
+        }
+        if found() {
+            return true;
+        }
+    }
+    println!(
+        "SKIPPED: tor and tor-gencert are not installed and the tor package could not be installed"
+    );
+    false
+}
+
+fn have_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// A `kistrel client -c FILE` started by a test, its `ready socks=` line awaited; stopped
+/// with SIGTERM (then SIGKILL) on drop.
+pub struct ClientProcess {
+    pub child: Reaped,
+    pub socks: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl ClientProcess {
+    /// Starts `kistrel -v client -c config` (stderr into `log`) and waits up to `wait` for
+    /// its ready line; panics with the log's tail otherwise.
+    pub fn start(config: &Path, log: &Path, wait: Duration) -> ClientProcess {
+        let log_file = std::fs::File::create(log).expect("client log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kistrel"))
+            .args(["-v", "client", "-c"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("start kistrel client");
+        let lines = lines_of(&mut child);
+        let deadline = Instant::now() + wait;
+        let child = Reaped(child);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let socks = line
+                        .strip_prefix("ready socks=")
+                        .and_then(|a| a.trim().parse().ok());
+                    if let Some(socks) = socks {
+                        return ClientProcess {
+                            child,
+                            socks,
+                            log: log.to_path_buf(),
+                        };
+                    }
+                }
+                Err(_) => {
+                    let text = std::fs::read_to_string(log).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                    panic!(
+                        "client {} not ready in {wait:?}; its log ends:\n{}",
+                        config.display(),
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.0.id() as i32
+    }
 }

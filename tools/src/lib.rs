@@ -6,7 +6,7 @@
 //! [`units`] the one duration and size syntax; [`metrics`] the MetricsPort; [`placement`]
 //! which CPUs each node's workers run on; [`stats`] the statistics of every bench figure;
 //! [`load`] the load side of `kistrel bench relay` (pump and sink); [`forward`] the plain
-//! TCP forwarder it compares with.
+//! TCP forwarder it compares with; [`ctor`] a private C Tor network beside kistrel's relays.
 // kistrel lint header: the same lines open every crate (tests/lint_header.rs checks it).
 #![deny(
     unsafe_code,
@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod ctor;
 pub mod error;
 pub mod exit;
 pub mod forward;

@@ -385,7 +385,8 @@ impl<C: Copy + Eq> Origins<C> {
                 state.built = Some(circuit);
                 state.failures = 0;
                 let build_ms = elapsed.as_millis() as u64;
-                info!(%circuit, tag = launch.tag, build_ms, "circuit built");
+                let build_us = elapsed.as_micros() as u64;
+                info!(%circuit, tag = launch.tag, build_ms, build_us, "circuit built");
                 self.event(CircuitEvent::CircuitBuilt {
                     circuit,
                     build_time,

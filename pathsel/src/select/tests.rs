@@ -1,5 +1,5 @@
 use super::*;
-use crate::dir::{synthetic_directory, RelayFlags};
+use crate::dir::{synthetic_directory, PositionWeights, RelayFlags};
 use crate::policy::ExitPolicy;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -206,4 +206,124 @@ fn config_uses_torrc_names() {
     assert_eq!(cbt.circuit_build_timeout_secs, 30);
     assert_eq!(cbt.num_modes, 3);
     assert_eq!(cbt.quantile_pct, 80.0);
+}
+
+fn pinned(entry: &str, middle: &str, exit: &str) -> PathConfig {
+    PathConfig {
+        enforce_distinct_subnets: false,
+        entry_nodes: NodeSet::parse_list(entry).unwrap(),
+        middle_nodes: NodeSet::parse_list(middle).unwrap(),
+        exit_nodes: NodeSet::parse_list(exit).unwrap(),
+        ..PathConfig::default()
+    }
+}
+
+#[test]
+fn pinned_positions_take_only_the_named_relays() {
+    let dir = small_dir();
+    // n2 is a middle-only relay, n4 an exit on port 443; n5 (a plain relay) is never named.
+    let sel = PathSelector::new(&dir, pinned("n1", "n2", "n3,n4"));
+    sel.check_pins().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut exits = [0u32; 6];
+    for _ in 0..200 {
+        let p = sel.select_path(&mut rng, None, None).unwrap();
+        assert_eq!((p.guard, p.middle), (1, 2));
+        exits[p.exit] += 1;
+    }
+    assert!(
+        exits[3] > 0 && exits[4] > 0,
+        "both named exits used: {exits:?}"
+    );
+    assert_eq!(exits[3] + exits[4], 200);
+    // The exit pin still obeys the target's port.
+    let p = sel
+        .select_path(
+            &mut rng,
+            Some(ExitTarget {
+                addr: None,
+                port: 443,
+            }),
+            None,
+        )
+        .unwrap();
+    assert_eq!(p.exit, 4);
+    // A fingerprint names a relay as well as a nickname does.
+    let by_id = PathSelector::new(
+        &dir,
+        pinned(&format!("${}", hex::encode([0u8; 20])), "", ""),
+    );
+    for _ in 0..20 {
+        assert_eq!(by_id.select_path(&mut rng, None, None).unwrap().guard, 0);
+    }
+}
+
+#[test]
+fn a_pinned_position_ignores_its_position_weight() {
+    // Three exits that are also guards and one guard-only relay: with exits this scarce in a
+    // middle position, Wmd may be 0; a pinned middle must still be chosen.
+    let mut dir = small_dir();
+    let relays: Vec<RelayInfo> = dir.relays().to_vec();
+    let weights = PositionWeights {
+        wmd: 0,
+        wmg: 0,
+        wme: 0,
+        wmm: 0,
+        ..*dir.weights()
+    };
+    dir = Directory::from_relays(relays, Some(weights)).unwrap();
+    let unpinned = PathSelector::new(&dir, pinned("", "", ""));
+    assert_eq!(unpinned.total_weight(Position::Middle), 0);
+    let sel = PathSelector::new(&dir, pinned("", "n5", ""));
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    assert_eq!(sel.select_path(&mut rng, None, None).unwrap().middle, 5);
+}
+
+#[test]
+fn pins_are_checked_against_the_directory() {
+    let dir = small_dir();
+    let e = PathSelector::new(&dir, pinned("n9", "", ""))
+        .check_pins()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "EntryNodes: n9 is not in the directory");
+    // n2 has no Guard flag; n5's policy rejects everything.
+    let e = PathSelector::new(&dir, pinned("n2", "", "")).check_pins();
+    assert_eq!(
+        e,
+        Err(PinError::NoneEligible {
+            key: "EntryNodes",
+            set: "n2".into()
+        })
+    );
+    let e = PathSelector::new(&dir, pinned("", "", "n5")).check_pins();
+    assert!(matches!(
+        e,
+        Err(PinError::NoneEligible {
+            key: "ExitNodes",
+            ..
+        })
+    ));
+    assert_eq!(
+        PathSelector::new(&dir, pinned("n0", "n5", "n4")).check_pins(),
+        Ok(())
+    );
+    // And a selection with a pin nobody can fill fails with the position's error.
+    let sel = PathSelector::new(&dir, pinned("n2", "", ""));
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    assert_eq!(
+        sel.select_path(&mut rng, None, None),
+        Err(PathError::NoGuard)
+    );
+}
+
+#[test]
+fn pins_read_from_torrc_keys() {
+    let cfg: PathConfig = toml::from_str(
+        "EntryNodes = \"n1\"\nMiddleNodes = [\"n2\", \"n5\"]\nExitNodes = \"n3,n4\"\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.entry_nodes.to_string(), "n1");
+    assert_eq!(cfg.middle_nodes.to_string(), "n2,n5");
+    assert_eq!(cfg.exit_nodes.to_string(), "n3,n4");
+    assert!(PathConfig::default().exit_nodes.is_empty());
 }

@@ -6,8 +6,15 @@
 //! client's `ready socks=ADDR` line, then prints one line on stdout:
 //!
 //! ```text
-//! ready socks=127.0.0.1:PORT relays=ADDR,ADDR,... dir=PATH [metrics=NAME@ADDR,...]
+//! ready socks=127.0.0.1:PORT relays=NAME:KIND@ADDR,... dir=PATH [metrics=NAME@ADDR,...]
 //! ```
+//!
+//! where each relay is `NAME:KIND@ADDR`, e.g. `relay1:kistrel@127.0.0.1:40123`.
+//!
+//! With `--ctor-relays C` a private C Tor network (authorities `auth1..`, exit relays
+//! `ctor1..`; see [`crate::ctor`]) starts first; once its consensus lists every C Tor relay
+//! they join the client's directory and the ready line (`ctor1:ctor@ADDR`). `--path
+//! GUARD,MIDDLE,EXIT` pins the client's path (EntryNodes/MiddleNodes/ExitNodes).
 //!
 //! It runs until SIGINT/SIGTERM, then stops every child (SIGTERM, 5 s, SIGKILL), reaps
 //! them, and exits 0. A child that dies on its own is reported (which, exit status, its log)
@@ -18,7 +25,7 @@
 //! middle relay(s), on addresses 10.N.*.2; the ready line then reads
 //!
 //! ```text
-//! ready socks=10.N.1.2:9050 relays=10.N.2.2:9001,... dir=PATH netns=kt<PID>- host=10.N.0.2
+//! ready socks=10.N.1.2:9050 relays=relay1:kistrel@10.N.2.2:9001,... dir=PATH netns=kt<PID>- host=10.N.0.2
 //! ```
 //!
 //! where `host` is this machine's own address on the testbed (serve targets there: the exit
@@ -38,6 +45,7 @@ use crate::config::{Backend, ClientConf, ConfigError, Override, RelayConf};
 use crate::keys::RelayKeyFile;
 
 pub mod cpus;
+mod ctor;
 mod error;
 pub mod layout;
 pub mod shaped;
@@ -79,7 +87,8 @@ pub struct NetArgs {
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
     /// Give up if the client has not reported ready after this long (a duration with its
-    /// unit, e.g. 60s or 2min).
+    /// unit, e.g. 60s or 2min); with --ctor-relays the C Tor network's consensus gets as
+    /// long again before kistrel's relays start.
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::cmd::args::duration)]
     pub ready_timeout: Duration,
     /// When a relay dies after the network is ready, report it on stderr and keep the rest
@@ -110,15 +119,60 @@ pub struct NetArgs {
     /// With --bottleneck: TCP congestion control in every namespace (default: cubic).
     #[arg(long, value_enum, requires = "bottleneck")]
     pub congestion: Option<CongestionArg>,
+    /// The C Tor network beside kistrel's relays.
+    #[command(flatten)]
+    pub ctor: CtorArgs,
+    /// Pin the client's path: GUARD,MIDDLE,EXIT nicknames (or $fingerprints), written into
+    /// the client config as EntryNodes, MiddleNodes and ExitNodes.
+    #[arg(long, value_name = "NICK,NICK,NICK", value_parser = parse_path)]
+    pub path: Option<PathPins>,
+}
+
+/// `kistrel net`'s C Tor options.
+#[derive(Debug, Clone, Args)]
+pub struct CtorArgs {
+    /// Also start a private C Tor network of this many exit relays (and its authorities,
+    /// see --ctor-authorities) on 127.0.0.1, from the system's `tor` and `tor-gencert`; the
+    /// client's directory lists them beside kistrel's relays (nicknames ctor1.., auth1..).
+    #[arg(long, value_name = "C", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub ctor_relays: u16,
+    /// With --ctor-relays: directory authorities of the C Tor network (they are relays too).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub ctor_authorities: u8,
+}
+
+/// `--path`: one relay per position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPins(pub [String; 3]);
+
+fn parse_path(s: &str) -> Result<PathPins, String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [g, m, e] = parts.as_slice() else {
+        return Err(format!(
+            "{s:?}: want three relays GUARD,MIDDLE,EXIT, e.g. relay1,ctor1,relay3"
+        ));
+    };
+    for p in [g, m, e] {
+        kistrel_pathsel::NodeSpec::parse(p).map_err(|e| e.to_string())?;
+    }
+    Ok(PathPins([g.to_string(), m.to_string(), e.to_string()]))
 }
 
 /// Check that every generated config loads (and the `-o` overrides with it), so a bad
-/// override is a config error (exit 2) before anything starts.
-pub fn check_layout(layout: &Layout, overrides: &[Override]) -> Result<(), ConfigError> {
+/// override is a config error (exit 2) before anything starts. With `client_directory`
+/// false the client's directory is not checked yet (C Tor relays join it later).
+pub fn check_layout(
+    layout: &Layout,
+    overrides: &[Override],
+    client_directory: bool,
+) -> Result<(), ConfigError> {
     for r in &layout.relays {
         RelayConf::load(&r.config, overrides)?;
     }
-    ClientConf::load(&layout.client_config, &[])?.load_directory()?;
+    let client = ClientConf::load(&layout.client_config, &[])?;
+    if client_directory {
+        client.load_directory()?;
+    }
     Ok(())
 }
 
@@ -132,10 +186,15 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     if args.bottleneck.is_some() && args.socks.is_some() {
         return Err(NetError::SocksWithBottleneck);
     }
+    if args.bottleneck.is_some() && args.ctor.ctor_relays > 0 {
+        return Err(NetError::CtorWithBottleneck);
+    }
     if args.bottleneck.is_some() {
         // Before any folder or namespace exists: without root, say so and leave nothing.
         crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
     }
+    // Before anything is made: a missing tor is a usage error naming the package.
+    let (ctor_opts, programs) = ctor::options(&args.ctor, verbose)?;
     // Before anything is built, so a bad --cpus leaves nothing behind.
     let placement = cpus::placement(&args, usize::from(args.relays))?;
     if !args.no_pin {
@@ -164,10 +223,14 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         )?),
         None => None,
     };
-    let (ports, socks) = match &shaped {
+    let n_ctor = programs
+        .as_ref()
+        .map_or(0, |_| ctor::ports_needed(&ctor_opts));
+    let (mut ports, socks) = match &shaped {
         Some(s) => (s.or_ports.clone(), s.socks),
-        None => loopback_ports(n, args.socks)?,
+        None => loopback_ports(n + n_ctor, args.socks)?,
     };
+    let ctor_ports = ports.split_off(n.min(ports.len()));
     let keys = (0..n)
         .map(|_| RelayKeyFile::generate_os())
         .collect::<Result<Vec<_>, _>>()?;
@@ -179,19 +242,16 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         exit_policy: shaped.as_ref().map(|s| s.exit_policy.clone()),
         fixed_roles: shaped.is_some(),
         placement: Some(placement),
+        path: args.path.clone(),
     };
     let layout = write_layout(&dir, &ports, keys, socks, &opts)?;
-    check_layout(&layout, &overrides)?;
-    let program = match std::env::var_os(CHILD_EXE_ENV) {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe().map_err(|source| NetError::Io {
-            what: "finding",
-            path: PathBuf::from("the kistrel executable"),
-            source,
-        })?,
+    check_layout(&layout, &overrides, programs.is_none())?;
+    let ctor = match &programs {
+        Some(p) => Some(ctor::prepare(p, &dir, &ctor_opts, &ctor_ports)?),
+        None => None,
     };
     let plan = supervise::Plan {
-        program,
+        program: child_program()?,
         layout,
         overrides: args.overrides.clone(),
         verbose,
@@ -199,6 +259,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         keep_going: args.keep_going,
         metrics: args.metrics,
         shaped: shaped.as_ref(),
+        ctor: ctor.as_ref(),
     };
     let result = supervise::run(&plan, &stop);
     // The children are reaped by now; then the namespaces go (also when `run` failed).
@@ -208,6 +269,18 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     };
     result?;
     Ok(teardown?)
+}
+
+/// The program run as each kistrel child: [`CHILD_EXE_ENV`], else this binary.
+fn child_program() -> Result<PathBuf, NetError> {
+    match std::env::var_os(CHILD_EXE_ENV) {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => std::env::current_exe().map_err(|source| NetError::Io {
+            what: "finding",
+            path: PathBuf::from("the kistrel executable"),
+            source,
+        }),
+    }
 }
 
 /// `n` free loopback ORPorts and the SOCKS address (`--socks`, checked free, or one more).
@@ -228,4 +301,20 @@ fn loopback_ports(
         })?,
     };
     Ok((ports, socks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_takes_three_relays() {
+        let p = parse_path("relay1, ctor1,relay3").unwrap();
+        assert_eq!(p.0, ["relay1", "ctor1", "relay3"]);
+        for bad in ["relay1,relay2", "a,b,c,d", "a,,c", "a,{us},c"] {
+            assert!(parse_path(bad).is_err(), "{bad}");
+        }
+        let e = parse_path("relay1").unwrap_err();
+        assert!(e.contains("GUARD,MIDDLE,EXIT"), "{e}");
+    }
 }

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use kistrel_pathsel::{CbtConfig, Directory, PathConfig};
+use kistrel_pathsel::{CbtConfig, Directory, PathConfig, PathSelector};
 use serde::Deserialize;
 
 use super::error::{ConfigError, Origin};
@@ -40,7 +40,8 @@ pub struct ClientConf {
     pub data_directory: PathBuf,
     /// Threads, backend, schedulers.
     pub runtime: RuntimeConf,
-    /// Path and guard keys (`EnforceDistinctSubnets`, `UseEntryGuards`, `NumEntryGuards`, ...).
+    /// Path and guard keys (`EnforceDistinctSubnets`, `UseEntryGuards`, `NumEntryGuards`,
+    /// the pins `EntryNodes`/`MiddleNodes`/`ExitNodes`, ...).
     pub path: PathConfig,
     /// Build-timeout keys (`LearnCircuitBuildTimeout`, `CircuitBuildTimeout`, `cbt*`).
     pub cbt: CbtConfig,
@@ -95,14 +96,24 @@ impl ClientConf {
         })
     }
 
-    /// Load and parse `DirectoryFile`; a malformed one is a config error naming both files.
+    /// Load and parse `DirectoryFile`; a malformed one is a config error naming both files,
+    /// and so is one that cannot fill a pinned position (`EntryNodes`, ...).
     pub fn load_directory(&self) -> Result<Directory, ConfigError> {
-        Directory::load(&self.directory_file).map_err(|source| ConfigError::Directory {
-            file: self.file.clone(),
-            origin: Origin::Unknown,
-            path: self.directory_file.clone(),
-            source,
-        })
+        let dir =
+            Directory::load(&self.directory_file).map_err(|source| ConfigError::Directory {
+                file: self.file.clone(),
+                origin: Origin::Unknown,
+                path: self.directory_file.clone(),
+                source,
+            })?;
+        PathSelector::new(&dir, self.path.clone())
+            .check_pins()
+            .map_err(|source| ConfigError::Pins {
+                file: self.file.clone(),
+                directory: self.directory_file.clone(),
+                source,
+            })?;
+        Ok(dir)
     }
 
     /// The port-in-use error for `key` (`"SocksPort"` / `"MetricsPort"`) at `addr`.

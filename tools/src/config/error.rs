@@ -117,6 +117,17 @@ pub enum ConfigError {
         #[source]
         source: DirError,
     },
+    /// `EntryNodes`/`MiddleNodes`/`ExitNodes` that the directory cannot fill.
+    #[error("{}: {source} (directory {})", file.display(), directory.display())]
+    Pins {
+        /// The config file.
+        file: PathBuf,
+        /// The directory file.
+        directory: PathBuf,
+        /// Which key and what is wrong.
+        #[source]
+        source: kistrel_pathsel::PinError,
+    },
     /// `-o` text that is not `KEY=VALUE`.
     #[error("bad override {text:?}: want -o KEY=VALUE, e.g. -o Workers=2")]
     BadOverride {

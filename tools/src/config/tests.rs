@@ -469,6 +469,9 @@ GuardMaxSampleSize = 40
 GuardMaxSampleThresholdPercent = 30
 GuardLifetimeDays = 100
 GuardConfirmedMinLifetimeDays = 50
+EntryNodes = ["relay1"]
+MiddleNodes = "relay2,ctor1"
+ExitNodes = []
 LearnCircuitBuildTimeout = true
 CircuitBuildTimeout = 60
 cbtquantile = 70.0
@@ -485,7 +488,8 @@ ncircuits_to_observe = 500
     assert_eq!(c.path.guard_confirmed_min_lifetime_days, 50);
     assert_eq!(c.cbt.quantile_pct, 70.0);
     assert_eq!(c.cbt.ncircuits_to_observe, 500);
-    assert_eq!(ClientConf::keys().len(), 4 + 7 + 11 + 10);
+    assert_eq!(c.path.middle_nodes.to_string(), "relay2,ctor1");
+    assert_eq!(ClientConf::keys().len(), 4 + 7 + 14 + 10);
     assert_eq!(RelayConf::keys().len(), 11 + 3 + 7);
     // A misspelt key of any section gets its suggestion.
     let e = f
@@ -495,6 +499,49 @@ ncircuits_to_observe = 500
         f.msg(e),
         "D/client.toml:2: unknown key `cbtquantil` (did you mean `cbtquantile`?)"
     );
+}
+
+#[test]
+fn client_pins_are_checked_against_the_directory() {
+    let f = Fixture::new();
+    let relay = |nick: &str, id: u8, flags: &str| {
+        format!(
+            "[[relay]]\nnickname = \"{nick}\"\nidentity = \"{}\"\n\
+             ntor_key = \"{}\"\naddress = \"127.0.0.1:{}\"\nbandwidth = 10\nflags = [{flags}]\n",
+            hex::encode([id; 20]),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            9000 + u16::from(id),
+        )
+    };
+    let running = "\"Running\", \"Valid\"";
+    let guard = "\"Running\", \"Valid\", \"Guard\"";
+    let text = format!(
+        "version = 1\n{}{}",
+        relay("relay1", 1, guard),
+        relay("relay2", 2, running)
+    );
+    std::fs::write(f.file("dir.toml"), text).unwrap();
+    let base = "DirectoryFile = \"dir.toml\"\n";
+    let c = f
+        .client(base, &["EntryNodes=relay1", "MiddleNodes=relay2"])
+        .unwrap();
+    assert_eq!(c.path.entry_nodes.to_string(), "relay1");
+    c.load_directory().unwrap();
+    let c = f.client(base, &["EntryNodes=relay9"]).unwrap();
+    assert_eq!(
+        f.msg(c.load_directory().unwrap_err()),
+        "D/client.toml: EntryNodes: relay9 is not in the directory (directory D/dir.toml)"
+    );
+    let c = f.client(base, &["EntryNodes=relay2"]).unwrap();
+    let e = f.msg(c.load_directory().unwrap_err());
+    assert!(
+        e.starts_with("D/client.toml: EntryNodes: none of relay2 can take this position"),
+        "{e}"
+    );
+    let e = f.client(base, &["ExitNodes={us}"]).unwrap_err();
+    assert!(f
+        .msg(e)
+        .starts_with("D/client.toml (override -o): key `ExitNodes`: \"{us}\": want a nickname"));
 }
 
 #[test]

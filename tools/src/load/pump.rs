@@ -36,7 +36,7 @@ impl Directions {
         match self {
             Directions::Forward => Direction::Forward,
             Directions::Backward => Direction::Backward,
-            Directions::Both if k % 2 == 0 => Direction::Forward,
+            Directions::Both if k.is_multiple_of(2) => Direction::Forward,
             Directions::Both => Direction::Backward,
         }
     }

@@ -57,8 +57,9 @@ The table (stdout; progress goes to stderr), one row per target and worker count
                 CPUs (pumps and sinks are single-threaded: one CPU each at most)
   lim           rounds in which the load side, not the target, was the limit: the load
                 side's busiest process wanted a CPU (CPU + run-queue wait, so that time
-                taken by other processes counts) >= 90% of the window while the target's
-                CPU time was < 90% of its cores; such a figure is a lower bound
+                taken by other processes counts) >= 90% of the window, or its processes
+                together used >= 90% of its CPUs, while the target's CPU time was < 90% of
+                its cores; such a figure is a lower bound
 Every figure is the median over rounds with its 95% interval (percentile bootstrap over
 rounds, 10,000 resamples, seeded) and n; ratios are taken within a round (ABBA order):
   relay/forwarder   relay Mcells/s / forwarder Mcells/s (target >= 0.8)
@@ -522,10 +523,19 @@ fn measure(
             "{n} phase(s) were load-limited: their figures are lower bounds of the target's"
         ));
     }
-    let machine = super::run::Machine::describe(
-        placement::allowed_cpus()?,
-        [loadavg_start, super::procs::loadavg_1m()],
-    );
+    let cpus = placement::allowed_cpus()?;
+    let loadavg = [loadavg_start, super::procs::loadavg_1m()];
+    if let Some(busy) = loadavg.iter().flatten().copied().reduce(f64::max) {
+        if busy > cpus.len() as f64 {
+            notes.push(format!(
+                "the machine was busy with other work (1-min load average up to {busy:.1} on {} CPUs): \
+                 processes waited for CPUs (see target_demand/load_demand), so these figures \
+                 are not the target's capacity",
+                cpus.len()
+            ));
+        }
+    }
+    let machine = super::run::Machine::describe(cpus, loadavg);
     Ok(RelayReport {
         schema: SCHEMA,
         config: RelayConfig {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use kistrel_base::{ErrorKind, HasKind};
 
 use crate::config::ConfigError;
+use crate::ctor::CtorError;
 use crate::keys::KeyError;
 use crate::placement::PlacementError;
 use crate::testbed::TestbedError;
@@ -87,6 +88,12 @@ pub enum NetError {
     /// `--socks` with `--bottleneck`.
     #[error("--socks cannot be combined with --bottleneck: the SOCKS port is in the client's namespace (the ready line names it)")]
     SocksWithBottleneck,
+    /// `--ctor-relays` with `--bottleneck`.
+    #[error("--ctor-relays cannot be combined with --bottleneck: the C Tor network runs on 127.0.0.1 only")]
+    CtorWithBottleneck,
+    /// The C Tor network could not be set up (exit 2 without tor), or did not become ready.
+    #[error(transparent)]
+    Ctor(#[from] CtorError),
     /// The shaped testbed failed (exit 2 without root or tools, else 1).
     #[error(transparent)]
     Testbed(#[from] TestbedError),
@@ -107,7 +114,10 @@ pub enum NetError {
 impl HasKind for NetError {
     fn kind(&self) -> ErrorKind {
         match self {
-            NetError::SocksInUse { .. } | NetError::SocksWithBottleneck => ErrorKind::BadConfig,
+            NetError::SocksInUse { .. }
+            | NetError::SocksWithBottleneck
+            | NetError::CtorWithBottleneck => ErrorKind::BadConfig,
+            NetError::Ctor(e) => e.kind(),
             NetError::Config(e) => e.kind(),
             NetError::Testbed(e) => e.kind(),
             NetError::Cpus(e) => e.kind(),

@@ -54,6 +54,8 @@ pub struct LayoutOptions {
     pub fixed_roles: bool,
     /// `CPUAffinity` of each node (by name: `relayK`, `client`) when pinned.
     pub placement: Option<Placement>,
+    /// `--path`: the client's EntryNodes, MiddleNodes and ExitNodes.
+    pub path: Option<super::PathPins>,
 }
 
 impl LayoutOptions {
@@ -170,6 +172,14 @@ pub fn client_config_text(socks: SocketAddr, opts: &LayoutOptions) -> String {
     if opts.metrics {
         let any_port = SocketAddr::new(socks.ip(), 0);
         s.push_str(&format!("MetricsPort = {}\n", quote(&any_port.to_string())));
+    }
+    if let Some(super::PathPins([guard, middle, exit])) = &opts.path {
+        s.push_str(&format!(
+            "# --path\nEntryNodes = [{}]\nMiddleNodes = [{}]\nExitNodes = [{}]\n",
+            quote(guard),
+            quote(middle),
+            quote(exit)
+        ));
     }
     s.push_str(&runtime_keys(opts));
     s.push_str(&opts.cpu_affinity("client"));
@@ -375,7 +385,7 @@ mod tests {
         assert!(c.data_directory.is_dir());
         assert!(!c.path.enforce_distinct_subnets);
         assert_eq!(c.load_directory().unwrap(), d);
-        super::super::check_layout(&l, &[]).unwrap();
+        super::super::check_layout(&l, &[], true).unwrap();
 
         // A path can be picked from it with the client's settings.
         let sel = kistrel_pathsel::PathSelector::new(&d, c.path.clone());
@@ -400,9 +410,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (l, _) = layout(tmp.path(), 3, &LayoutOptions::default());
         let ok = [Override::parse("MaxMemInQueues=64 MB").unwrap()];
-        super::super::check_layout(&l, &ok).unwrap();
+        super::super::check_layout(&l, &ok, true).unwrap();
         let bad = [Override::parse("Wrokers=2").unwrap()];
-        let e = super::super::check_layout(&l, &bad).unwrap_err();
+        let e = super::super::check_layout(&l, &bad, true).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
@@ -497,6 +507,28 @@ mod tests {
         }
         let client = ClientConf::load(&l.client_config, &[]).unwrap();
         assert_eq!(client.runtime.cpu_affinity, None);
+    }
+
+    #[test]
+    fn path_pins_go_into_the_client_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pins = super::super::PathPins(["relay2".into(), "relay1".into(), "relay4".into()]);
+        let opts = LayoutOptions {
+            path: Some(pins),
+            ..LayoutOptions::default()
+        };
+        let (l, _) = layout(tmp.path(), 4, &opts);
+        let c = ClientConf::load(&l.client_config, &[]).unwrap();
+        assert_eq!(c.path.entry_nodes.to_string(), "relay2");
+        assert_eq!(c.path.middle_nodes.to_string(), "relay1");
+        assert_eq!(c.path.exit_nodes.to_string(), "relay4");
+        let d = c.load_directory().unwrap();
+        let sel = kistrel_pathsel::PathSelector::new(&d, c.path.clone());
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..20 {
+            let p = sel.select_path(&mut rng, None, None).unwrap();
+            assert_eq!((p.guard, p.middle, p.exit), (1, 0, 3));
+        }
     }
 
     #[test]

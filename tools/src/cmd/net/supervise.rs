@@ -1,6 +1,8 @@
 //! Start the children, wait for the client's ready line, watch, stop.
 //!
 //! ```text
+//! [--ctor-relays: spawn every tor -> wait (bounded) for a consensus listing them all
+//!                 -> add them to the directory -> check the client config]
 //! spawn relays -> wait (bounded) for their ORPorts -> spawn client
 //!   loop every 20 ms: signal flag? -> stop all, Ok
 //!                     a child exited? -> stop the rest, Err(ChildExited)
@@ -19,19 +21,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::ctor::{extend_directory, relay_list, CtorPlan};
 use super::error::NetError;
 use super::layout::Layout;
 use super::shaped::Shaped;
+use crate::config::ClientConf;
+use crate::ctor::{CtorError, CtorNet, Status};
 use crate::parent::PARENT_PID_ENV;
 
 const TICK: Duration = Duration::from_millis(20);
 /// How long stopped children get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often the C Tor network's consensus is read while waiting for it.
+const CTOR_POLL: Duration = Duration::from_millis(250);
 /// How long to wait for the relays' ORPorts before starting the client anyway (it retries).
 const RELAY_LISTEN_WAIT: Duration = Duration::from_secs(3);
 
@@ -49,6 +56,8 @@ pub(super) struct Plan<'a> {
     pub(super) metrics: bool,
     /// Run the children in these namespaces (`--bottleneck`).
     pub(super) shaped: Option<&'a Shaped>,
+    /// A C Tor network to start first (`--ctor-relays`).
+    pub(super) ctor: Option<&'a CtorPlan>,
 }
 
 #[derive(Debug)]
@@ -65,11 +74,32 @@ struct Running {
 struct Children(Vec<Running>);
 
 impl Children {
+    /// Start `kistrel ARGS` (in the plan's namespace, with `-v`s) as child `name`.
     fn spawn(
         &mut self,
         plan: &Plan<'_>,
         name: &str,
         args: Vec<String>,
+        log: &Path,
+        stdout_piped: bool,
+    ) -> Result<&mut Child, NetError> {
+        let mut cmd = match plan.shaped {
+            Some(s) => s.command(name, &plan.program)?,
+            None => Command::new(&plan.program),
+        };
+        for _ in 0..plan.verbose {
+            cmd.arg("-v");
+        }
+        cmd.args(args);
+        self.spawn_command(name, cmd, log, stdout_piped)
+    }
+
+    /// Start `cmd` as child `name`: stdin closed, stderr (and stdout unless piped) into
+    /// `log`, its own process group, told our pid.
+    fn spawn_command(
+        &mut self,
+        name: &str,
+        mut cmd: Command,
         log: &Path,
         stdout_piped: bool,
     ) -> Result<&mut Child, NetError> {
@@ -84,22 +114,14 @@ impl Children {
         } else {
             Stdio::from(log_file.try_clone().map_err(io_err)?)
         };
-        let mut cmd = match plan.shaped {
-            Some(s) => s.command(name, &plan.program)?,
-            None => Command::new(&plan.program),
-        };
-        for _ in 0..plan.verbose {
-            cmd.arg("-v");
-        }
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(stdout)
             .stderr(Stdio::from(log_file))
             .env(PARENT_PID_ENV, std::process::id().to_string())
             .process_group(0);
         let child = cmd.spawn().map_err(|source| NetError::Spawn {
             name: name.to_owned(),
-            program: plan.program.clone(),
+            program: PathBuf::from(cmd.get_program()),
             source,
         })?;
         tracing::info!(name, pid = child.id(), "started");
@@ -205,17 +227,15 @@ pub(super) fn parse_ready(line: &str) -> Option<SocketAddr> {
         .and_then(|a| a.parse().ok())
 }
 
-/// Our ready line; `metrics` (name, address) pairs become `metrics=NAME@ADDR,...`.
+/// Our ready line: every relay as `NAME:KIND@ADDR` (kind `kistrel` or `ctor`); `metrics`
+/// (name, address) pairs become `metrics=NAME@ADDR,...`.
 pub(super) fn ready_line(
     socks: SocketAddr,
     layout: &Layout,
+    ctor: Option<&CtorNet>,
     metrics: &[(String, SocketAddr)],
 ) -> String {
-    let relays: Vec<String> = layout
-        .relays
-        .iter()
-        .map(|r| r.or_port.to_string())
-        .collect();
+    let relays = relay_list(layout, ctor);
     let mut line = format!(
         "ready socks={socks} relays={} dir={}",
         relays.join(","),
@@ -284,6 +304,11 @@ fn start_and_watch(
     children: &mut Children,
 ) -> Result<(), NetError> {
     let layout = &plan.layout;
+    if let Some(ctor) = plan.ctor {
+        if !start_ctor(plan, ctor, stop, children)? {
+            return Ok(());
+        }
+    }
     for r in &layout.relays {
         let mut args = vec!["relay".to_owned(), "-c".to_owned()];
         args.push(r.config.display().to_string());
@@ -319,6 +344,55 @@ fn start_and_watch(
         std::thread::spawn(move || forward_client_stdout(out, ready_tx));
     }
     watch(plan, stop, children, &ready_rx)
+}
+
+/// Starts every tor, waits (bounded by the ready timeout) for a consensus that lists them
+/// all, then adds them to the directory and checks the client config against it. False: a
+/// signal came first.
+fn start_ctor(
+    plan: &Plan<'_>,
+    ctor: &CtorPlan,
+    stop: &AtomicBool,
+    children: &mut Children,
+) -> Result<bool, NetError> {
+    let started = Instant::now();
+    for node in &ctor.net.nodes {
+        children.spawn_command(
+            node.nickname(),
+            node.command(&ctor.tor),
+            &node.stdout_log,
+            false,
+        )?;
+    }
+    let deadline = started + plan.ready_timeout;
+    let relays = loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        if let Some(e) = children.exited()? {
+            return Err(e);
+        }
+        match ctor.net.status(SystemTime::now())? {
+            Status::Ready(relays) => break relays,
+            Status::Waiting(missing) if Instant::now() >= deadline => {
+                return Err(CtorError::NotReady {
+                    waited: plan.ready_timeout,
+                    missing,
+                    dir: ctor.net.dir.clone(),
+                }
+                .into());
+            }
+            Status::Waiting(_) => std::thread::sleep(CTOR_POLL),
+        }
+    };
+    tracing::info!(
+        relays = relays.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "C Tor network ready"
+    );
+    extend_directory(&plan.layout, &relays)?;
+    ClientConf::load(&plan.layout.client_config, &[])?.load_directory()?;
+    Ok(true)
 }
 
 /// Reads the client's stdout: its `metrics addr=` and `ready socks=` lines go to `ready`,
@@ -379,7 +453,9 @@ fn watch(
                 let mut out = std::io::stdout().lock();
                 // If nobody reads our stdout any more, keep running: signals still stop us.
                 let suffix = plan.shaped.map(Shaped::ready_suffix).unwrap_or_default();
-                let _ = writeln!(out, "{}{suffix}", ready_line(socks, layout, &metrics));
+                let ctor = plan.ctor.map(|c| &c.net);
+                let line = ready_line(socks, layout, ctor, &metrics);
+                let _ = writeln!(out, "{line}{suffix}");
                 let _ = out.flush();
             } else if Instant::now() >= ready_deadline {
                 return Err(NetError::NotReady {

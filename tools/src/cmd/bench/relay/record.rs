@@ -9,8 +9,8 @@
 //!                share of the window a process wanted to run (on a shared machine CPU
 //!                time alone stays low for a process that is always runnable)
 //!   limit      = what held the throughput: the target (CPU >= 90% of its cores), the
-//!                load side (its busiest single-threaded process's demand >= 90% while the
-//!                target's CPU was not), shared CPUs
+//!                load side (its busiest single-threaded process's demand, or its CPUs'
+//!                use, >= 90% while the target's CPU was not), shared CPUs
 //!                (target and load on the same CPUs, together >= 90% of them), or neither
 //! ```
 
@@ -131,8 +131,9 @@ pub(in crate::cmd::bench) struct LoadCost {
     pub load: Vec<LoadCpu>,
     /// Load CPU seconds / (window_s x the CPUs it can keep busy).
     pub load_utilization: Option<f64>,
-    /// The busiest load process's (CPU + run-queue wait) seconds / window_s: each is one
-    /// thread, so one at >= 90% holds the load side back.
+    /// The busiest load process's (CPU + run-queue wait) seconds / window_s (each is one
+    /// thread, so one at >= 90% holds the load side back), or the load side's CPU seconds /
+    /// (window_s x the CPUs it can keep busy) when that is larger (its CPUs are full).
     pub load_demand: Option<f64>,
 }
 
@@ -203,12 +204,15 @@ impl PhaseRecord {
         let gib = cells as f64 * CELL_BYTES / f64::from(1u32 << 30);
         let load_cpus = window * m.load_capacity.max(1) as f64;
         let load_cpu: Option<f64> = m.load_cpu.iter().map(|l| l.cpu_s).sum();
-        // Each load process is one thread: the busiest one holds the load side back.
+        // Each load process is one thread: the busiest one holds the load side back, and
+        // so do its CPUs when the load processes together fill them.
         let load_demand: Option<f64> = m
             .load_cpu
             .iter()
             .map(|l| l.cpu_s.zip(l.wait_s).map(|(c, w)| (c + w) / window))
-            .try_fold(0.0_f64, |max, d| Some(max.max(d?)));
+            .try_fold(0.0_f64, |max, d| Some(max.max(d?)))
+            .zip(load_cpu)
+            .map(|(busiest, total)| busiest.max(total / load_cpus));
         let target_demand = target_busy_s.map(|b| b / (window * workers));
         let machine = match (target_cpu_s, load_cpu) {
             (Some(t), Some(l)) if m.shares_load_cpus && m.machine_cpus > 0 => {
@@ -373,6 +377,10 @@ mod tests {
         m.target_wait = [Some(0.0), Some(1.5)];
         let r = PhaseRecord::compute(&m);
         assert!(close(r.cost.target_demand.unwrap(), 0.95));
+        assert_eq!(r.limit, Limit::Load);
+        // Pump and sink each at half of their one CPU, together filling it: load-limited.
+        let r = PhaseRecord::compute(&input(0.8, [0.95, 0.95], false, 1));
+        assert!(close(r.load_cost.load_demand.unwrap(), 0.95));
         assert_eq!(r.limit, Limit::Load);
         // Unreadable wait: no demand, no limit.
         m.target_wait = [None, None];
