@@ -99,6 +99,24 @@ pub struct NetArgs {
     /// the ready line gains `metrics=relay1@ADDR,...,client@ADDR`.
     #[arg(long)]
     pub metrics: bool,
+    /// The shaped network (`--bottleneck`, root).
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+    /// Which CPUs the nodes run on.
+    #[command(flatten)]
+    pub pin: NetPinArgs,
+    /// The C Tor network beside kistrel's relays.
+    #[command(flatten)]
+    pub ctor: CtorArgs,
+    /// Pin the client's path: GUARD,MIDDLE,EXIT nicknames (or $fingerprints), written into
+    /// the client config as EntryNodes, MiddleNodes and ExitNodes.
+    #[arg(long, value_name = "NICK,NICK,NICK", value_parser = parse_path)]
+    pub path: Option<PathPins>,
+}
+
+/// `kistrel net`'s shaped-network options.
+#[derive(Debug, Clone, Args)]
+pub struct ShapeArgs {
     /// Run every node in its own network namespace behind a router whose tbf shapes the
     /// traffic toward the middle relay(s): RATE (kbit, mbit, gbit) and the queue limit as a
     /// wait time (ms, s; default 50ms), e.g. 25mbit,42ms. Needs root, `ip` and `tc`.
@@ -108,6 +126,14 @@ pub struct NetArgs {
     /// (default: the kernel's autotuning).
     #[arg(long, value_name = "MIN,DEF,MAX|default", requires = "bottleneck", value_parser = shaped::parse_wmem)]
     pub tcp_wmem: Option<WmemArg>,
+    /// With --bottleneck: TCP congestion control in every namespace (default: cubic).
+    #[arg(long, value_enum, requires = "bottleneck")]
+    pub congestion: Option<CongestionArg>,
+}
+
+/// `kistrel net`'s placement options.
+#[derive(Debug, Clone, Args)]
+pub struct NetPinArgs {
     /// The CPUs the nodes may run on, e.g. 0-7 or 2,4-6 (default: every CPU this process may
     /// use). Each node gets its own CPUs when there are at least as many as nodes; otherwise
     /// nothing is pinned. Either way one line on stderr says which.
@@ -116,16 +142,6 @@ pub struct NetArgs {
     /// Pin nothing (the kernel places every node's threads).
     #[arg(long, conflicts_with = "cpus")]
     pub no_pin: bool,
-    /// With --bottleneck: TCP congestion control in every namespace (default: cubic).
-    #[arg(long, value_enum, requires = "bottleneck")]
-    pub congestion: Option<CongestionArg>,
-    /// The C Tor network beside kistrel's relays.
-    #[command(flatten)]
-    pub ctor: CtorArgs,
-    /// Pin the client's path: GUARD,MIDDLE,EXIT nicknames (or $fingerprints), written into
-    /// the client config as EntryNodes, MiddleNodes and ExitNodes.
-    #[arg(long, value_name = "NICK,NICK,NICK", value_parser = parse_path)]
-    pub path: Option<PathPins>,
 }
 
 /// `kistrel net`'s C Tor options.
@@ -183,13 +199,13 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         .iter()
         .map(|o| Override::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
-    if args.bottleneck.is_some() && args.socks.is_some() {
+    if args.shape.bottleneck.is_some() && args.socks.is_some() {
         return Err(NetError::SocksWithBottleneck);
     }
-    if args.bottleneck.is_some() && args.ctor.ctor_relays > 0 {
+    if args.shape.bottleneck.is_some() && args.ctor.ctor_relays > 0 {
         return Err(NetError::CtorWithBottleneck);
     }
-    if args.bottleneck.is_some() {
+    if args.shape.bottleneck.is_some() {
         // Before any folder or namespace exists: without root, say so and leave nothing.
         crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
     }
@@ -197,7 +213,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     let (ctor_opts, programs) = ctor::options(&args.ctor, verbose)?;
     // Before anything is built, so a bad --cpus leaves nothing behind.
     let placement = cpus::placement(&args, usize::from(args.relays))?;
-    if !args.no_pin {
+    if !args.pin.no_pin {
         eprintln!("kistrel net: {}", placement.describe());
     }
     // Before anything is built: a Ctrl-C from here on stops us through the normal path,
@@ -216,9 +232,9 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
             .keep(),
     };
     let n = usize::from(args.relays);
-    let shaped = match args.bottleneck {
+    let shaped = match args.shape.bottleneck {
         Some(b) => Some(Shaped::create(
-            &shaped::spec(b, args.congestion, args.tcp_wmem),
+            &shaped::spec(b, args.shape.congestion, args.shape.tcp_wmem),
             n,
         )?),
         None => None,

@@ -17,13 +17,13 @@ pub fn nodes(relays: usize, workers: usize) -> Vec<NodeDemand> {
 /// The placement `args` ask for: `--no-pin`, or [`placement::plan`] over `--cpus` (default:
 /// this process's CPUs). CPUs outside this process's mask are refused (exit 2).
 pub(super) fn placement(args: &NetArgs, relays: usize) -> Result<Placement, NetError> {
-    if args.no_pin {
+    if args.pin.no_pin {
         return Ok(Placement::Unpinned {
             reason: "--no-pin".into(),
         });
     }
     let allowed = placement::allowed_cpus().map_err(NetError::Cpus)?;
-    let cpus = match &args.cpus {
+    let cpus = match &args.pin.cpus {
         Some(c) => {
             placement::check_allowed(c).map_err(NetError::Cpus)?;
             c.clone()
