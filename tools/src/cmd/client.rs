@@ -19,6 +19,7 @@ use crate::runner;
 /// circuit is built (`kistrel net` waits for that line).
 pub fn run(conf: ClientConf) -> Result<(), CliError> {
     let dir = conf.load_directory()?;
+    runner::confine(&conf.runtime, &conf.file)?;
     std::fs::create_dir_all(&conf.data_directory).map_err(|e| {
         CliError::runtime(
             format!("creating DataDirectory {}", conf.data_directory.display()),
@@ -53,7 +54,12 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
     let stop = runner::stop_flag()?;
     let state_file = conf.data_directory.join("state");
     let paths = PathControl::load(&dir, conf.path, conf.cbt, state_file, clock.now());
-    let workers = runner::start(configs, conf.runtime.backend, clock)?;
+    let workers = runner::start(
+        configs,
+        conf.runtime.backend,
+        clock,
+        conf.runtime.cpu_affinity.as_ref(),
+    )?;
     let control = runner::start_control(&workers, Some(paths), metrics.as_ref())?;
     info!(%socks, workers = n, relays = dir.relays().len(), "client running");
     let result = runner::supervise("client", &stop, &workers, &control, || {

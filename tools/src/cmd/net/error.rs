@@ -10,6 +10,7 @@ use kistrel_base::{ErrorKind, HasKind};
 use crate::config::ConfigError;
 use crate::ctor::CtorError;
 use crate::keys::KeyError;
+use crate::placement::PlacementError;
 use crate::testbed::TestbedError;
 
 /// Why `kistrel net` failed.
@@ -96,6 +97,9 @@ pub enum NetError {
     /// The shaped testbed failed (exit 2 without root or tools, else 1).
     #[error(transparent)]
     Testbed(#[from] TestbedError),
+    /// `--cpus` could not be read or used.
+    #[error("--cpus: {0}")]
+    Cpus(#[source] PlacementError),
     /// Waiting for a child failed.
     #[error("cannot wait for {name}: {source}")]
     Wait {
@@ -116,6 +120,7 @@ impl HasKind for NetError {
             NetError::Ctor(e) => e.kind(),
             NetError::Config(e) => e.kind(),
             NetError::Testbed(e) => e.kind(),
+            NetError::Cpus(e) => e.kind(),
             NetError::Keys(e) => e.kind(),
             NetError::Layout { .. } => ErrorKind::Internal,
             NetError::ChildExited { .. } | NetError::NotReady { .. } => ErrorKind::Unavailable,
