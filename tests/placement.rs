@@ -19,18 +19,18 @@ fn kistrel() -> Command {
     c
 }
 
-/// A relay config with `workers` workers on a free port, keys beside it.
+/// A relay config with `workers` workers on a free port, its key folder beside it.
 fn relay_config(dir: &Path, workers: usize) -> std::path::PathBuf {
     let o = kistrel()
         .args(["keygen", "--out"])
-        .arg(dir)
+        .arg(dir.join("keys"))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0));
     let cfg = dir.join("relay.toml");
     std::fs::write(
         &cfg,
-        format!("Nickname = \"pin\"\nORPort = \"127.0.0.1:0\"\nKeyFile = \"keys.toml\"\nWorkers = {workers}\n"),
+        format!("Nickname = \"pin\"\nORPort = \"127.0.0.1:0\"\nKeyDirectory = \"keys\"\nWorkers = {workers}\n"),
     )
     .unwrap();
     cfg

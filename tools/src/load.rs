@@ -68,6 +68,9 @@ pub enum LoadError {
     /// The bench's control lines could not be read or written.
     #[error("control channel: {0}")]
     Control(String),
+    /// The sink's identity could not be made.
+    #[error("making the sink's identity: {0}")]
+    Identity(#[from] kistrel_engine::crypto::identity::IdentityError),
 }
 
 /// What a peer did that the load side cannot go on from. Each one ends the run: a relay
@@ -151,6 +154,7 @@ impl HasKind for LoadError {
             LoadError::Protocol(_) => ErrorKind::PeerProtocol,
             LoadError::Usage(_) => ErrorKind::BadConfig,
             LoadError::Control(_) => ErrorKind::LocalIo,
+            LoadError::Identity(e) => HasKind::kind(e),
         }
     }
 }

@@ -346,8 +346,8 @@ impl<D: Adopt> Endpoint<D> {
         let Some(out) = driver.send_buf(conn) else {
             return Ok(());
         };
-        if let Some(responder) = &mut link.responder {
-            let (used, open) = responder.feed(bytes, out)?;
+        if let (Some(responder), Some(keys)) = (&mut link.responder, sink.as_ref()) {
+            let (used, open) = responder.feed(bytes, keys, out)?;
             if !open {
                 return Ok(());
             }

@@ -6,7 +6,10 @@
 //! ```text
 //!   pump                                   relay                         sink
 //!   VERSIONS NETINFO ------------------------>
-//!   <---------------------------- VERSIONS NETINFO
+//!   <------- VERSIONS CERTS AUTH_CHALLENGE NETINFO
+//!                                            VERSIONS ------------------->
+//!                                            <---- VERSIONS CERTS AUTH_CHALLENGE NETINFO
+//!                                            CERTS AUTHENTICATE NETINFO ->
 //!   CREATE2(ntor: relay) ------------------->
 //!   <------------------------------ CREATED2        (layer 1)
 //!   RELAY_EARLY(EXTEND2: sink) -------------> CREATE2(ntor: sink) ------->
@@ -20,15 +23,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use kistrel_engine::crypto::ntor::{self, NtorKeypair};
-use kistrel_engine::crypto::relay_crypto::{ClientLayer, RelayLayer};
+use kistrel_engine::crypto::relay_crypto::{CipherCache, ClientLayer, RelayLayer};
 use kistrel_engine::crypto::RelayId;
+use kistrel_engine::relay::RelayKeys;
 use kistrel_engine::wire::{
     emit_relay_cell, Cell, CellDecoder, ChanCell, ChanCmd, Create2, Created2, Destroy, Extend2,
-    Extended2, LinkSpec, Netinfo, RelayCellView, RelayCmd, Versions, CELL_BODY_LEN, CELL_LEN,
-    RELAY_DATA_LEN,
+    Extended2, LinkSpec, RelayCellView, RelayCmd, CELL_BODY_LEN, CELL_LEN, RELAY_DATA_LEN,
 };
 use rand::RngCore;
 
@@ -245,22 +248,28 @@ pub(super) fn start_cell(
     Ok(out)
 }
 
-/// The sink's identity: what it answers CREATE2 with.
+/// The sink's identity: what it proves in the link handshake (the relay under test checks
+/// the identity its EXTEND2 named) and answers CREATE2 with.
 #[derive(Debug)]
 pub(super) struct SinkKeys {
     pub(super) id: RelayId,
     pub(super) ntor: NtorKeypair,
+    /// The responder's first flight for every link: VERSIONS, CERTS, AUTH_CHALLENGE and
+    /// NETINFO, made once by a real relay with these keys (plain links: no TLS certificate).
+    hello: Vec<u8>,
 }
 
 impl SinkKeys {
-    /// Fresh keys.
-    pub(super) fn generate(rng: &mut impl RngCore) -> SinkKeys {
-        let mut id = [0u8; 20];
-        rng.fill_bytes(&mut id);
-        SinkKeys {
-            id,
-            ntor: NtorKeypair::generate(rng),
-        }
+    /// Fresh identities (RSA and Ed25519, certificates valid from now) and ntor key.
+    pub(super) fn generate(rng: &mut impl RngCore) -> Result<SinkKeys, LoadError> {
+        let now = SystemTime::now();
+        let keys = RelayKeys::generate(rng, now)?;
+        let hello = kistrel_engine::harness::responder_hello(&keys, now, None);
+        Ok(SinkKeys {
+            id: keys.identity.rsa_id(),
+            ntor: keys.ntor,
+            hello,
+        })
     }
 
     /// Answers the CREATE2 `body` of circuit `circ`: appends CREATED2 to `out`, returns the
@@ -293,7 +302,9 @@ pub(super) fn read_start_cell(
 ) -> Result<Direction, LoadError> {
     let mut body = *body;
     let bad = || LoadError::from(Fault::StartCell { circ });
-    if !layer.decrypt_forward(&mut body) {
+    // Once per circuit, at setup: the layer's cipher is expanded for this one cell.
+    let mut ciphers = CipherCache::new();
+    if !layer.decrypt_forward(&mut ciphers, &mut body) {
         return Err(bad());
     }
     let view = RelayCellView::new_checked(&body[..]).map_err(|_| bad())?;
@@ -303,8 +314,9 @@ pub(super) fn read_start_cell(
     Direction::from_marker(view.data()).ok_or_else(bad)
 }
 
-/// The sink's side of a link handshake (it is always the responder): VERSIONS in, our
-/// VERSIONS and NETINFO out, then the peer's NETINFO opens the link.
+/// The sink's side of a link handshake (it is always the responder): VERSIONS in, our first
+/// flight ([`SinkKeys`]) out, then the peer's NETINFO opens the link (its CERTS and
+/// AUTHENTICATE are not checked: the sink trusts the relay it measures).
 #[derive(Debug, Default)]
 pub(super) struct Responder {
     decoder: CellDecoder,
@@ -317,6 +329,7 @@ impl Responder {
     pub(super) fn feed(
         &mut self,
         bytes: &[u8],
+        keys: &SinkKeys,
         out: &mut Vec<u8>,
     ) -> Result<(usize, bool), LoadError> {
         let mut used = 0;
@@ -330,21 +343,7 @@ impl Responder {
                 None => break,
                 Some(ChanCell::Var(v)) if v.cmd == ChanCmd::VERSIONS && !self.answered => {
                     self.answered = true;
-                    Versions {
-                        versions: vec![4, 5],
-                    }
-                    .to_var_cell()
-                    .append_to(out, 2);
-                    let mut netinfo = Cell::new(0, ChanCmd::NETINFO);
-                    let info = Netinfo {
-                        time: 0,
-                        other_addr: None,
-                        my_addrs: Vec::new(),
-                    };
-                    info.emit(&mut netinfo.body).map_err(|_| Fault::Handshake {
-                        cmd: ChanCmd::NETINFO.0,
-                    })?;
-                    netinfo.append_to(out);
+                    out.extend_from_slice(&keys.hello);
                 }
                 Some(ChanCell::Fixed(c)) if c.cmd == ChanCmd::NETINFO && self.answered => {
                     return Ok((used, true));

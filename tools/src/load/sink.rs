@@ -46,7 +46,7 @@ pub fn run(args: &SinkArgs) -> Result<(), LoadError> {
         .map_err(LoadError::io(format!("binding {}", args.listen)))?;
     let addr = listener.local_addr().map_err(LoadError::io("binding"))?;
     let mut rng = ChaCha8Rng::from_os_rng();
-    let keys = SinkKeys::generate(&mut rng);
+    let keys = SinkKeys::generate(&mut rng)?;
     let ready = Ready {
         addr: Some(addr),
         identity: Some(hex::encode_upper(keys.id)),

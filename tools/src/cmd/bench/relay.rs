@@ -16,14 +16,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
 use super::job::write_json;
 use crate::config::Backend;
 use crate::error::CliError;
-use crate::keys::RelayKeyFile;
+use crate::keys::RelayKeyFolder;
 use crate::load::pump::Directions;
 use crate::placement::{self, CpuList};
 use crate::stats::{abba_order, DEFAULT_SEED};
@@ -237,8 +237,8 @@ struct Job {
     dir: PathBuf,
     kistrel: PathBuf,
     forward_bin: PathBuf,
-    /// The relay's key file (local mode).
-    key_file: PathBuf,
+    /// The relay's key folder (local mode).
+    key_dir: PathBuf,
     /// `IDENTITY_HEX,NTOR_BASE64` of the relay.
     relay_keys: String,
     cpus: Option<CpuPlan>,
@@ -276,9 +276,9 @@ impl Job {
     ) -> Result<RelayFile, CliError> {
         let or_port = free_port()?;
         let mut text = format!(
-            "Nickname = \"undertest\"\nORPort = \"{or_port}\"\nKeyFile = \"{}\"\n\
-             Workers = {workers}\nBackend = \"{}\"\n",
-            self.key_file.display(),
+            "Nickname = \"undertest\"\nORPort = \"{or_port}\"\nKeyDirectory = \"{}\"\n\
+             Workers = {workers}\nBackend = \"{}\"\nLinks = \"plain\"\n",
+            self.key_dir.display(),
             self.backend.name()
         );
         if let Some(cpus) = cpus {
@@ -386,16 +386,16 @@ fn setup(args: &RelayArgs, dir: &Path) -> Result<(Job, Vec<u32>, RelayPlacement)
             "kistrel-forward is not beside kistrel: build both (cargo build --release --bins)",
         ));
     }
-    let key_file = dir.join("keys.toml");
+    let key_dir = dir.join("keys");
     let relay_keys = match &args.remote.relay_keys {
         Some(k) => k.clone(),
         None => {
-            let keys = RelayKeyFile::generate_os()?;
-            keys.save(&key_file)?;
+            let keys = RelayKeyFolder::generate_os(SystemTime::now(), &Default::default())?;
+            keys.save(&key_dir)?;
             use base64::Engine as _;
             format!(
                 "{},{}",
-                hex::encode_upper(keys.identity),
+                hex::encode_upper(keys.rsa_id()),
                 base64::engine::general_purpose::STANDARD.encode(keys.ntor_public())
             )
         }
@@ -424,7 +424,7 @@ fn setup(args: &RelayArgs, dir: &Path) -> Result<(Job, Vec<u32>, RelayPlacement)
         dir: dir.to_path_buf(),
         kistrel,
         forward_bin,
-        key_file,
+        key_dir,
         relay_keys,
         cpus,
         load: LoadSettings {

@@ -46,7 +46,7 @@ pub(in crate::cmd::bench) struct RelayConfig {
     pub directions: &'static str,
     /// The relay's and the load side's I/O backend.
     pub backend: &'static str,
-    /// `plain` (TLS links come with issue #14).
+    /// `plain`: the relay under test runs `Links = "plain"` (the load side speaks no TLS).
     pub links: &'static str,
     /// Seed of the bootstrap intervals.
     pub seed: u64,
