@@ -656,15 +656,27 @@ fn have_python() -> bool {
     ok
 }
 
+/// The one `kistrel: error: ...` line of `stderr`, after any `kistrel net:` placement line.
+fn error_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("kistrel net: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line: {stderr}");
+    lines[0].to_owned()
+}
+
 #[test]
 fn net_reports_a_dead_child_and_stops_the_rest() {
     let f = FakeNet::new();
     let o = f.command(&[]).env("FAIL_RELAY", "relay2").output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty(), "no ready line: {}", stdout(&o));
-    let err = stderr(&o);
+    // The placement line (`kistrel net: not pinned: ...` here) may come first.
+    let all = stderr(&o);
+    let err = error_line(&all);
     let log = f.net_dir().join("relay2.log");
-    assert!(err.starts_with("kistrel: error: relay2 (pid "), "{err}");
+    assert!(err.starts_with("kistrel: error: relay2 (pid "), "{all}");
     assert!(
         err.trim_end().ends_with(&format!(
             "exited unexpectedly (exit status: 3); its log: {}; last line: cannot bind: boom",
@@ -697,9 +709,9 @@ fn net_gives_up_when_the_client_is_never_ready() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
-        stderr(&o),
+        error_line(&stderr(&o)),
         format!(
-            "kistrel: error: the client did not report ready within 5 s; its log: {}\n",
+            "kistrel: error: the client did not report ready within 5 s; its log: {}",
             f.net_dir().join("client.log").display()
         )
     );

@@ -54,6 +54,7 @@ const CRATES: &[(&str, &str, &[&str])] = &[
     ("engine", "engine/src/lib.rs", &["engine/src"]),
     ("kistrel", "tools/src/lib.rs", &["tools/src"]),
     ("kistrel-bin", "tools/src/main.rs", &[]),
+    ("kistrel-forward", "tools/src/bin/forward.rs", &[]),
 ];
 
 /// Folders whose .rs files count for the size rules besides the crates' sources.

@@ -92,7 +92,7 @@ use memory::QueueMemory;
 use queue::CellPool;
 use timer::{Timer, Timers};
 
-pub use config::{RelayConfig, RelayKeys};
+pub use config::{spin, RelayConfig, RelayKeys};
 pub use dos::CircuitCreationLimit;
 pub use error::{
     CircuitError, CreateError, ExtendError, ForwardError, InvariantError, Rejection, StreamError,

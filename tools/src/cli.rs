@@ -36,7 +36,7 @@ pub enum Command {
     /// Write a fresh relay key file.
     Keygen(cmd::keygen::KeygenArgs),
     /// Bring up a network, drive it with traffic, report.
-    Bench(cmd::bench::BenchArgs),
+    Bench(Box<cmd::bench::BenchArgs>),
     /// Traffic generator: a server of seeded data and a client that fetches by models.
     Tgen(cmd::tgen::TgenArgs),
 }
@@ -58,10 +58,14 @@ pub struct ConfArgs {
     /// back to the same configuration) and exit without starting anything.
     #[arg(long)]
     pub print_config: bool,
+    /// Run on these CPUs, e.g. 0,2-3 (`-o CPUAffinity=LIST`): the process is confined to them
+    /// and worker i pinned to the i-th. Default: nothing pinned.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<crate::placement::CpuList>,
 }
 
 impl ConfArgs {
-    /// The overrides, parsed (`--metrics` last, so it wins).
+    /// The overrides, parsed (`--metrics` and `--cpus` last, so they win).
     pub fn parsed_overrides(&self) -> Result<Vec<Override>, ConfigError> {
         let mut all: Vec<Override> = self
             .overrides
@@ -70,6 +74,9 @@ impl ConfArgs {
             .collect::<Result<_, _>>()?;
         if let Some(addr) = self.metrics {
             all.push(Override::parse(&format!("MetricsPort={addr}"))?);
+        }
+        if let Some(cpus) = &self.cpus {
+            all.push(Override::parse(&format!("CPUAffinity={cpus}"))?);
         }
         Ok(all)
     }
@@ -100,7 +107,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cbt(args) => Ok(cmd::cbt::run(args)?),
         Command::Path(args) => Ok(cmd::path::run(args)?),
         Command::Keygen(args) => cmd::keygen::run(args),
-        Command::Bench(args) => cmd::bench::run(args),
+        Command::Bench(args) => cmd::bench::run(*args),
         Command::Tgen(args) => cmd::tgen::run(args),
     }
 }

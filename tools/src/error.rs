@@ -11,6 +11,8 @@ use crate::cmd::net::NetError;
 use crate::cmd::path::PathCmdError;
 use crate::config::ConfigError;
 use crate::keys::KeyError;
+use crate::load::LoadError;
+use crate::placement::PlacementError;
 use crate::tgen::TgenError;
 
 /// What a subcommand failed with. `main` prints it on one line as `kistrel: error: {self}`
@@ -36,6 +38,12 @@ pub enum CliError {
     /// `kistrel tgen`.
     #[error(transparent)]
     Tgen(#[from] TgenError),
+    /// The load side of `kistrel bench relay` (pump, sink).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// CPU affinity could not be read or set.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
     /// A failure while running: `what` says what was being done, e.g. "relay guard1:
     /// worker 2 setting up io_uring".
     #[error("{what}: {source}")]
@@ -67,6 +75,19 @@ impl CliError {
         }
     }
 
+    /// A [`CliError::Runtime`] that is the user's to fix (a bad argument found only when
+    /// checked against the machine or a file): kind [`ErrorKind::BadConfig`], exit 2.
+    pub fn usage(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CliError::Runtime {
+            what: what.into(),
+            kind: ErrorKind::BadConfig,
+            source: source.into(),
+        }
+    }
+
     /// The process exit code (see [`crate::exit::code`]).
     pub fn exit_code(&self) -> u8 {
         crate::exit::code(self.kind())
@@ -82,6 +103,8 @@ impl HasKind for CliError {
             CliError::Path(e) => e.kind(),
             CliError::Net(e) => e.kind(),
             CliError::Tgen(e) => e.kind(),
+            CliError::Load(e) => e.kind(),
+            CliError::Placement(e) => e.kind(),
             CliError::Runtime { kind, .. } => *kind,
         }
     }

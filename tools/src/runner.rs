@@ -1,6 +1,7 @@
-//! Starting and stopping a process's workers (one thread per worker, pinned to a core, each
-//! with its own SO_REUSEPORT listener(s) and its own I/O driver) and its control thread
-//! (`kistrel-control`), and watching them until a signal.
+//! Starting and stopping a process's workers (one thread per worker, each with its own
+//! SO_REUSEPORT listener(s) and its own I/O driver; with `CPUAffinity`, the process is
+//! confined to its CPU set ([`confine`]) and worker *i* pinned to the set's *i*-th CPU) and
+//! its control thread (`kistrel-control`), and watching them until a signal.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -18,12 +19,16 @@ use kistrel_engine::runtime::{
 };
 use kistrel_sched::{EwmaConfig, SchedConfig, SchedulerKind};
 
-use crate::config::{Backend, LinksMode, RuntimeConf};
+use crate::config::{Backend, ConfigError, LinksMode, RuntimeConf};
 use crate::error::CliError;
 use crate::metrics::MetricsServer;
+use crate::placement::{self, CpuList, PlacementError};
 
 /// Capacity of each worker's command queue and of the shared event queue.
 const QUEUE: usize = 4096;
+
+/// Worker threads are named this plus their index (`kistrel-w0`, ...).
+pub const WORKER_THREAD_PREFIX: &str = "kistrel-w";
 
 /// Workers started by [`start`].
 #[derive(Debug)]
@@ -85,12 +90,39 @@ pub fn bind(
     Ok((listeners, bound))
 }
 
+/// Confines this process to `CPUAffinity` (of config `file`), before it starts any thread:
+/// the threads it starts later (metrics, control) inherit the set, and [`start`] narrows
+/// each worker to one CPU of it. CPUs outside the process's mask are a config error naming
+/// the key (exit 2). Without the key, nothing happens.
+pub fn confine(rt: &RuntimeConf, file: &std::path::Path) -> Result<(), CliError> {
+    let Some(cpus) = &rt.cpu_affinity else {
+        return Ok(());
+    };
+    placement::check_allowed(cpus).map_err(|e| match e {
+        e @ PlacementError::NotAllowed { .. } => CliError::from(ConfigError::cpus(file, e)),
+        e => CliError::from(e),
+    })?;
+    placement::pin_current_thread(cpus)?;
+    let workers = rt.effective_workers();
+    tracing::info!(cpus = %cpus, workers, "confined to CPUAffinity");
+    if workers > cpus.len() {
+        tracing::warn!(
+            "{workers} workers on {} CPU(s) ({cpus}): workers share CPUs",
+            cpus.len()
+        );
+    }
+    Ok(())
+}
+
 /// Starts one worker per entry of `configs` on `backend` (`auto`: io_uring where it can be
-/// set up, else poll with a warning; `uring` fails where it cannot).
+/// set up, else poll with a warning; `uring` fails where it cannot). With `cpus`, worker *i*
+/// is pinned to `cpus.for_worker(i)` before it sets up its driver; a pin the kernel refuses
+/// fails the start.
 pub fn start(
     configs: Vec<WorkerConfig>,
     backend: Backend,
     clock: Clock,
+    cpus: Option<&CpuList>,
 ) -> Result<Workers, CliError> {
     let choice = match backend {
         Backend::Auto => BackendChoice::Auto,
@@ -99,7 +131,6 @@ pub fn start(
     };
     let backend = runtime::select_backend(choice)
         .map_err(|e| CliError::runtime("choosing the runtime backend", e))?;
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ev_tx, ev_rx) = bounded(QUEUE);
     let mut commands = Vec::new();
     let mut handles = Vec::new();
@@ -107,17 +138,22 @@ pub fn start(
     for (i, cfg) in configs.into_iter().enumerate() {
         let (cmd_tx, cmd_rx) = bounded(QUEUE);
         let events = EventSender::new(ev_tx.clone());
-        let core = cores.get(i % cores.len().max(1)).copied();
+        let cpu = cpus.and_then(|c| CpuList::new([c.for_worker(i)]));
         let ready = ready_tx.clone();
         let index = cfg.index;
         let handle = std::thread::Builder::new()
-            .name(format!("kistrel-worker-{index}"))
+            // At most 15 bytes (the kernel's comm): the bench finds workers by this name.
+            .name(format!("{WORKER_THREAD_PREFIX}{index}"))
             .spawn(move || {
-                if let Some(core) = core {
-                    core_affinity::set_for_current(core);
+                if let Some(cpu) = &cpu {
+                    if let Err(e) = placement::pin_current_thread(cpu) {
+                        let _ = ready.send(Err(CliError::from(e)));
+                        return None;
+                    }
+                    tracing::debug!(worker = index, %cpu, "pinned");
                 }
                 runtime::run_worker(backend, cfg, cmd_rx, events, |r| {
-                    let _ = ready.send(r);
+                    let _ = ready.send(r.map_err(|e| CliError::runtime("starting workers", e)));
                 })
             })
             .map_err(|e| CliError::runtime("starting a worker thread", e))?;
@@ -127,7 +163,7 @@ pub fn start(
     for _ in 0..handles.len() {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(CliError::runtime("starting workers", e)),
+            Ok(Err(e)) => return Err(e),
             Err(e) => return Err(CliError::runtime("starting workers", e)),
         }
     }
@@ -194,6 +230,38 @@ pub fn links(rt: &RuntimeConf) -> Result<Links, CliError> {
             Ok(Links::Tls(Arc::new(ctx)))
         }
     }
+}
+
+/// The iterations of [`kistrel_engine::relay::spin`] that take `cost` on this CPU
+/// (`TestingCellCost`), calibrated now: the fastest of 5 timed runs, so a preempted run does
+/// not shrink the cost. Zero for a zero cost.
+pub fn spin_iterations(cost: Duration) -> u32 {
+    if cost.is_zero() {
+        return 0;
+    }
+    const PROBE: u32 = 200_000;
+    let fastest = (0..5)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            std::hint::black_box(kistrel_engine::relay::spin(PROBE));
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_nanos(1));
+    let per_iteration_ns = fastest.as_nanos() as f64 / f64::from(PROBE);
+    let n = (cost.as_nanos() as f64 / per_iteration_ns).round();
+    let n = if n >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        n as u32
+    };
+    tracing::warn!(
+        ?cost,
+        iterations = n,
+        "TestingCellCost: burning CPU for every transmitted cell (testing only)"
+    );
+    n
 }
 
 /// SIGINT/SIGTERM as a flag.

@@ -68,6 +68,26 @@ pub struct RelayConfig {
     pub circuit_creation_limit: Option<CircuitCreationLimit>,
     /// Circuit priority (`CircuitPriorityHalflife`; halflife 0 = round robin).
     pub ewma: kistrel_sched::EwmaConfig,
+    /// Testing only (`TestingCellCost` in the config file; 0 = off): iterations of
+    /// [`spin`] burned for every cell transmitted, so that the macro regression check can
+    /// prove it catches a slower relay (`kistrel bench check --self-check`). Off, it costs
+    /// one predictable branch per cell.
+    pub testing_spin_per_cell: u32,
+}
+
+/// Burns CPU for `iterations` steps of a dependent multiply-add chain (about one
+/// multiply's latency each; the caller calibrates against a clock). Returns the chain's end
+/// so that nothing can be optimised away.
+#[inline(never)]
+pub fn spin(iterations: u32) -> u64 {
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    for i in 0..iterations {
+        x = std::hint::black_box(
+            x.wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(u64::from(i)),
+        );
+    }
+    x
 }
 
 impl Default for RelayConfig {
@@ -81,6 +101,7 @@ impl Default for RelayConfig {
             handshake_timeout: Duration::from_secs(30),
             circuit_creation_limit: Some(CircuitCreationLimit::default()),
             ewma: kistrel_sched::EwmaConfig::default(),
+            testing_spin_per_cell: 0,
         }
     }
 }

@@ -102,6 +102,9 @@ impl Relay {
             };
             #[cfg(feature = "inject-slowdown")]
             std::hint::black_box(bytes.to_vec());
+            if self.cfg.testing_spin_per_cell > 0 {
+                std::hint::black_box(super::config::spin(self.cfg.testing_spin_per_cell));
+            }
             out.extend_from_slice(bytes);
             ch.mux.note_written(now, key, &mut q.ewma);
             if q.is_empty() {

@@ -6,7 +6,9 @@
 //!   ([`check`]);
 //! - `soak DURATION`: long mixed traffic while relays are killed and restarted ([`soak`]);
 //! - `experiment kist-vs-vanilla` (root): KIST against Vanilla on a shaped network
-//!   ([`experiment`]).
+//!   ([`experiment`]);
+//! - `relay`: one relay under test against a plain forwarder, and the scaling curve
+//!   ([`relay`]; its load processes are the hidden `pump` and `sink`).
 //!
 //! Every job's network options are [`NodeArgs`]; each job has its own args struct.
 
@@ -20,9 +22,12 @@ mod job;
 mod mix;
 mod net_child;
 pub mod nodes;
+mod placement;
 mod plot;
 mod procs;
+pub mod relay;
 pub mod run;
+pub mod schema;
 pub mod soak;
 
 pub use net_child::NodeArgs;
@@ -54,6 +59,16 @@ pub enum BenchCommand {
     Soak(soak::SoakArgs),
     /// An experiment on a shaped network (root: network namespaces).
     Experiment(experiment::ExperimentArgs),
+    /// One relay under test between load processes, beside a plain TCP forwarder process
+    /// on the same CPUs and traffic, at each worker count: cells/s per core, CPU-s/GiB,
+    /// relay / forwarder and the scaling curve.
+    Relay(relay::RelayArgs),
+    /// The load side's pump (started by `bench relay`; line protocol on stdin/stdout).
+    #[command(hide = true)]
+    Pump(crate::load::pump::PumpArgs),
+    /// The load side's sink (started by `bench relay`; line protocol on stdin/stdout).
+    #[command(hide = true)]
+    Sink(crate::load::sink::SinkArgs),
 }
 
 /// Run the chosen job.
@@ -64,5 +79,14 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         Some(BenchCommand::Check(a)) => check::run(&a),
         Some(BenchCommand::Soak(a)) => soak::run(&a),
         Some(BenchCommand::Experiment(a)) => experiment::run(&a),
+        Some(BenchCommand::Relay(a)) => relay::run(&a),
+        Some(BenchCommand::Pump(a)) => {
+            crate::parent::exit_with_parent();
+            Ok(crate::load::pump::run(&a)?)
+        }
+        Some(BenchCommand::Sink(a)) => {
+            crate::parent::exit_with_parent();
+            Ok(crate::load::sink::run(&a)?)
+        }
     }
 }

@@ -21,6 +21,7 @@ use crate::runner;
 pub fn run(conf: ClientConf) -> Result<(), CliError> {
     let dir = conf.load_directory()?;
     conf.check_paths(&dir)?;
+    runner::confine(&conf.runtime, &conf.file)?;
     std::fs::create_dir_all(&conf.data_directory).map_err(|e| {
         CliError::runtime(
             format!("creating DataDirectory {}", conf.data_directory.display()),
@@ -62,7 +63,12 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
         );
     }
     let paths = PathControl::load(&dir, conf.path, conf.cbt, state_file, clock.now());
-    let workers = runner::start(configs, conf.runtime.backend, clock)?;
+    let workers = runner::start(
+        configs,
+        conf.runtime.backend,
+        clock,
+        conf.runtime.cpu_affinity.as_ref(),
+    )?;
     let control = runner::start_control(&workers, Some(paths), metrics.as_ref())?;
     info!(%socks, workers = n, relays = dir.relays().len(), "client running");
     let result = runner::supervise("client", &stop, &workers, &control, || {

@@ -45,6 +45,7 @@ use crate::config::{Backend, ClientConf, ConfigError, LinksMode, Override, Relay
 use crate::keys::RelayKeyFolder;
 
 pub mod capacity;
+pub mod cpus;
 mod ctor;
 mod error;
 pub mod layout;
@@ -78,8 +79,8 @@ pub struct NetArgs {
     /// falling back to KISTLite, Vanilla).
     #[arg(long, ignore_case = true, value_parser = scheduler_parser())]
     pub scheduler: Option<SchedulerKind>,
-    /// Runtime backend for every node.
-    #[arg(long, value_enum)]
+    /// Runtime backend for every node (any case).
+    #[arg(long, value_enum, ignore_case = true)]
     pub backend: Option<Backend>,
     /// Links between the nodes: `tls` (the default, Tor's link protocol) or `plain`, a
     /// BENCHMARK MODE ONLY (no encryption, no TLS binding of identities; C Tor refuses it).
@@ -105,9 +106,12 @@ pub struct NetArgs {
     /// the ready line gains `metrics=relay1@ADDR,...,client@ADDR`.
     #[arg(long)]
     pub metrics: bool,
-    /// The shaped testbed (network namespaces behind a bottleneck).
+    /// The shaped testbed (network namespaces behind a bottleneck; root).
     #[command(flatten)]
     pub shape: ShapeArgs,
+    /// Which CPUs the nodes run on.
+    #[command(flatten)]
+    pub pin: NetPinArgs,
     /// The C Tor network beside kistrel's relays.
     #[command(flatten)]
     pub ctor: CtorArgs,
@@ -132,6 +136,19 @@ pub struct ShapeArgs {
     /// With --bottleneck: TCP congestion control in every namespace (default: cubic).
     #[arg(long, value_enum, requires = "bottleneck")]
     pub congestion: Option<CongestionArg>,
+}
+
+/// `kistrel net`'s placement options.
+#[derive(Debug, Clone, Args)]
+pub struct NetPinArgs {
+    /// The CPUs the nodes may run on, e.g. 0-7 or 2,4-6 (default: every CPU this process may
+    /// use). Each node gets its own CPUs when there are at least as many as nodes; otherwise
+    /// nothing is pinned. Either way one line on stderr says which.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<crate::placement::CpuList>,
+    /// Pin nothing (the kernel places every node's threads).
+    #[arg(long, conflicts_with = "cpus")]
+    pub no_pin: bool,
 }
 
 /// `kistrel net`'s C Tor options.
@@ -207,6 +224,11 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     }
     // Before anything is made: a missing tor is a usage error naming the package.
     let (ctor_opts, programs) = ctor::options(&args.ctor, verbose)?;
+    // Before anything is built, so a bad --cpus leaves nothing behind.
+    let placement = cpus::placement(&args, usize::from(args.relays))?;
+    if !args.pin.no_pin {
+        eprintln!("kistrel net: {}", placement.describe());
+    }
     // Before anything is built: a Ctrl-C from here on stops us through the normal path,
     // which tears the testbed down.
     let stop = supervise::register_signals()?;
@@ -250,6 +272,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         metrics: args.metrics,
         exit_policy: shaped.as_ref().map(|s| s.exit_policy.clone()),
         fixed_roles: shaped.is_some(),
+        placement: Some(placement),
         path: args.path.clone(),
     };
     let layout = write_layout(&dir, &ports, keys, socks, &opts)?;

@@ -17,12 +17,14 @@ use crate::runner;
 pub fn run(conf: RelayConf) -> Result<(), CliError> {
     // Loaded once: the identities are shared by every worker.
     let keys = load_relay_keys(&conf.key_dir, std::time::SystemTime::now())?;
+    runner::confine(&conf.runtime, &conf.file)?;
     let n = conf.runtime.effective_workers();
     let (listeners, addr) =
         runner::bind(conf.or_port, n, "ORPort", |key, a| conf.port_in_use(key, a))?;
     let (kinds, sched, _) = runner::sched_config(&conf.runtime);
     let links = runner::links(&conf.runtime)?;
     let clock = Clock::new();
+    let testing_spin_per_cell = runner::spin_iterations(conf.testing_cell_cost);
     let my_addrs = if conf.address.is_empty() {
         vec![addr.ip()]
     } else {
@@ -43,6 +45,7 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
                     / n,
                 handshake_timeout: conf.channel_handshake_timeout,
                 circuit_creation_limit: conf.circuit_creation_limit,
+                testing_spin_per_cell,
                 ..runner::relay_config(&conf.runtime)
             },
             seed: None,
@@ -58,7 +61,12 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
         conf.port_in_use(key, a)
     })?;
     let stop = runner::stop_flag()?;
-    let workers = runner::start(configs, conf.runtime.backend, clock)?;
+    let workers = runner::start(
+        configs,
+        conf.runtime.backend,
+        clock,
+        conf.runtime.cpu_affinity.as_ref(),
+    )?;
     let control = runner::start_control(&workers, None, metrics.as_ref())?;
     info!(nickname = %conf.nickname, %addr, workers = n, exit = conf.exit_policy.is_some(), "relay running");
     let who = format!("relay {}", conf.nickname);

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use kistrel_base::{ErrorKind, HasKind};
 use kistrel_pathsel::{DirError, NoPathCause};
 
+use crate::placement::PlacementError;
+
 /// Where a config value came from, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -153,6 +155,28 @@ pub enum ConfigError {
         /// The address.
         addr: SocketAddr,
     },
+    /// `CPUAffinity` names CPUs this process may not run on. Checked when the node starts,
+    /// not when the file loads, so a config written for another machine still loads.
+    #[error("{}: key `CPUAffinity`: {source}", file.display())]
+    Cpus {
+        /// The config file.
+        file: PathBuf,
+        /// What the kernel or the mask said.
+        #[source]
+        source: PlacementError,
+    },
+}
+
+/// `CPUAffinity` at start: see [`ConfigError::Cpus`].
+impl ConfigError {
+    /// `CPUAffinity` of `file` could not be applied: a CPU outside this process's mask is the
+    /// operator's to fix, so it stays a config error (exit 2).
+    pub fn cpus(file: &Path, source: PlacementError) -> Self {
+        ConfigError::Cpus {
+            file: file.to_path_buf(),
+            source,
+        }
+    }
 }
 
 impl HasKind for ConfigError {

@@ -38,6 +38,8 @@ struct RelaySection {
     bandwidth_rate: Option<u64>,
     #[serde(rename = "ChannelHandshakeTimeout", deserialize_with = "de::duration")]
     channel_handshake_timeout: Option<Duration>,
+    #[serde(rename = "TestingCellCost", deserialize_with = "de::duration")]
+    testing_cell_cost: Option<Duration>,
 }
 
 /// Tor's `DoSCircuitCreation*` keys.
@@ -90,6 +92,11 @@ pub struct RelayConf {
     /// default 100) and `DoSCircuitCreationBurst` (default 2000): Tor's names, but the limit
     /// is per channel (see `kistrel_engine::relay::CircuitCreationLimit`). `None` = disabled.
     pub circuit_creation_limit: Option<CircuitCreationLimit>,
+    /// `TestingCellCost` (kistrel's, testing only, as Tor's `Testing*` keys; default 0): CPU
+    /// time burned for every cell the relay transmits, e.g. `"500 ns"`, at most 1 ms. It
+    /// exists so that `kistrel bench check --self-check` can prove the macro check catches a
+    /// slower relay.
+    pub testing_cell_cost: Duration,
 }
 
 impl RelayConf {
@@ -129,6 +136,13 @@ impl RelayConf {
         let channel_handshake_timeout =
             handshake_timeout(&src, s.channel_handshake_timeout, d.handshake_timeout)?;
         let circuit_creation_limit = circuit_creation_limit(&src, &dos)?;
+        let testing_cell_cost = s.testing_cell_cost.unwrap_or_default();
+        if testing_cell_cost > Duration::from_millis(1) {
+            return Err(src.bad(
+                "TestingCellCost",
+                format!("{testing_cell_cost:?} is too long: want at most 1 ms per cell"),
+            ));
+        }
         Ok(RelayConf {
             file: file.to_path_buf(),
             nickname,
@@ -145,6 +159,7 @@ impl RelayConf {
             bandwidth_rate: s.bandwidth_rate,
             channel_handshake_timeout,
             circuit_creation_limit,
+            testing_cell_cost,
         })
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use super::error::ConfigError;
 use super::source::ConfSource;
 use super::value::de;
+use crate::placement::CpuList;
 
 /// Runtime backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,6 +122,8 @@ pub(super) struct RuntimeSection {
         deserialize_with = "de::duration_secs"
     )]
     circuit_priority_halflife: Option<Duration>,
+    #[serde(rename = "CPUAffinity", deserialize_with = "de::cpu_list")]
+    cpu_affinity: Option<CpuList>,
 }
 
 /// Keys shared by relay and client: threads, backend, scheduling.
@@ -141,6 +144,12 @@ pub struct RuntimeConf {
     /// `CircuitPriorityHalflife` (a bare number is seconds, as in Tor); zero = plain round
     /// robin. Default 30 s (Tor's consensus `CircuitPriorityHalflifeMsec`).
     pub circuit_priority_halflife: Duration,
+    /// `CPUAffinity` (kistrel's key; Tor has none): the CPUs this node runs on, a list like
+    /// `"0,2-3"`. The process is confined to them and worker *i* pinned to the *i*-th (in
+    /// turn). Absent: nothing pinned, the kernel places the threads. Checked against the
+    /// CPUs the process may use when the node starts, not when the file loads, so a config
+    /// written for another machine still loads.
+    pub cpu_affinity: Option<CpuList>,
 }
 
 impl Default for RuntimeConf {
@@ -153,6 +162,7 @@ impl Default for RuntimeConf {
             kist_sched_run_interval: Duration::from_millis(10),
             kist_sock_buf_size_factor: 1.0,
             circuit_priority_halflife: Duration::from_secs(30),
+            cpu_affinity: None,
         }
     }
 }
@@ -202,6 +212,7 @@ impl RuntimeConf {
             circuit_priority_halflife: s
                 .circuit_priority_halflife
                 .unwrap_or(d.circuit_priority_halflife),
+            cpu_affinity: s.cpu_affinity,
         })
     }
 }

@@ -66,6 +66,8 @@ fn relay_defaults() {
     assert_eq!(c.max_circuit_queue_cells, 2500);
     assert_eq!(c.metrics_port, None);
     assert_eq!(c.bandwidth_rate, None);
+    assert_eq!(c.runtime.cpu_affinity, None);
+    assert_eq!(c.testing_cell_cost, Duration::ZERO);
     assert!(c.runtime.effective_workers() >= 1);
 }
 
@@ -89,6 +91,8 @@ MaxMemInQueues = "64 MB"
 MaxCircuitQueueCells = 1000
 MetricsPort = "127.0.0.1:9100"
 BandwidthRate = "100 MBits"
+CPUAffinity = "0,2-3"
+TestingCellCost = "500 ns"
 "#;
     let c = f.relay(text, &[]).unwrap();
     assert_eq!(c.nickname, "guard1");
@@ -119,6 +123,8 @@ BandwidthRate = "100 MBits"
     assert_eq!(c.metrics_port, Some("127.0.0.1:9100".parse().unwrap()));
     // Tor's bit units: 1 Mbit = 2^20 / 8 bytes.
     assert_eq!(c.bandwidth_rate, Some(100 << 17));
+    assert_eq!(c.runtime.cpu_affinity.unwrap().cpus(), [0, 2, 3]);
+    assert_eq!(c.testing_cell_cost, Duration::from_nanos(500));
 }
 
 #[test]
@@ -179,6 +185,9 @@ fn value_forms() {
             .kist_sock_buf_size_factor,
         2.0
     );
+    let cpus = |extra: &str| get(extra).runtime.cpu_affinity.unwrap().to_string();
+    assert_eq!(cpus("CPUAffinity = 3"), "3");
+    assert_eq!(cpus("CPUAffinity = \" 5,1-2 \""), "1-2,5");
     let p = get("ExitPolicy = \"accept *:80, reject *:*\"")
         .exit_policy
         .unwrap();
@@ -346,6 +355,22 @@ fn error_bad_values() {
             "ORPort = \"127.0.0.1:9001\"\nAddress = [\"1.2.3\"]",
             "D/relay.toml:2: key `Address`: bad IP address \"1.2.3\": want e.g. \"127.0.0.1\" or \"::1\"",
         ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nCPUAffinity = \"3-1\"",
+            "D/relay.toml:2: key `CPUAffinity`: bad CPU range \"3-1\": the end is below the start",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nTestingCellCost = \"2 ms\"",
+            "D/relay.toml:2: key `TestingCellCost`: 2ms is too long: want at most 1 ms per cell",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nCPUAffinity = 4096",
+            "D/relay.toml:2: key `CPUAffinity`: CPU 4096 is out of range: want 0 to 1023",
+        ),
+        (
+            "ORPort = \"127.0.0.1:9001\"\nCPUAffinity = [0, 1]",
+            "D/relay.toml:2: key `CPUAffinity`: expected a CPU list like \"0,2-3\" or a CPU number, found an array",
+        ),
     ];
     for (text, want) in cases {
         let e = f.relay(text, &[]).unwrap_err();
@@ -470,8 +495,8 @@ ncircuits_to_observe = 500
     assert_eq!(c.cbt.quantile_pct, 70.0);
     assert_eq!(c.cbt.ncircuits_to_observe, 500);
     assert_eq!(c.path.middle_nodes.to_string(), "relay2,ctor1");
-    assert_eq!(ClientConf::keys().len(), 4 + 7 + 14 + 10);
-    assert_eq!(RelayConf::keys().len(), 10 + 3 + 7);
+    assert_eq!(ClientConf::keys().len(), 4 + 8 + 14 + 10);
+    assert_eq!(RelayConf::keys().len(), 11 + 3 + 8);
     // A misspelt key of any section gets its suggestion.
     let e = f
         .client("DirectoryFile = \"dir.toml\"\ncbtquantil = 70.0\n", &[])

@@ -14,6 +14,7 @@ use kistrel_pathsel::ExitPolicy;
 use kistrel_sched::SchedulerKind;
 use toml::Value;
 
+use crate::placement::{CpuList, MAX_CPUS};
 use crate::units;
 
 fn type_name(v: &Value) -> &'static str {
@@ -204,6 +205,23 @@ pub(super) fn byte_rate(v: &Value) -> Result<u64, String> {
     }
 }
 
+/// `CPUAffinity`: a CPU list string (`"0,2-3"`) or one CPU number.
+pub(super) fn cpu_list(v: &Value) -> Result<CpuList, String> {
+    match v {
+        Value::String(s) => s
+            .parse()
+            .map_err(|e: crate::placement::CpuListError| e.to_string()),
+        Value::Integer(_) => {
+            let n = unsigned(v)?;
+            u32::try_from(n)
+                .ok()
+                .and_then(|c| CpuList::new([c]))
+                .ok_or_else(|| format!("CPU {n} is out of range: want 0 to {}", MAX_CPUS - 1))
+        }
+        other => Err(want("a CPU list like \"0,2-3\" or a CPU number", other)),
+    }
+}
+
 /// Serde adapters: each deserializes the raw TOML value and converts it with the converter
 /// of the same name, its problem text becoming the error message.
 pub(super) mod de {
@@ -216,6 +234,7 @@ pub(super) mod de {
     use toml::Value;
 
     use crate::config::value as convert;
+    use crate::placement::CpuList;
 
     fn with<'de, D: Deserializer<'de>, T>(
         d: D,
@@ -249,5 +268,6 @@ pub(super) mod de {
         duration -> Duration;
         bytes -> u64;
         byte_rate -> u64;
+        cpu_list -> CpuList;
     }
 }

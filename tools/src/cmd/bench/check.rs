@@ -1,23 +1,39 @@
 //! `kistrel bench check BASELINE`: the main job with both comparisons (KIST/Vanilla, 2/1
-//! workers), its ratios and CPU per GiB compared with a committed baseline file. A figure
-//! beyond its tolerance fails the job (exit 1) with a table.
+//! workers), each figure's median over rounds compared with a limit set from the spread of
+//! that figure over many runs on the baseline's machine. A figure beyond its limit fails the
+//! job (exit 1) with a table.
 //!
 //! ```toml
 //! machine = "2-core CI box"
+//! k = 4                       # limit = median -/+ k x MAD of `runs`
 //! [figures.ratio_vs_forwarders]
-//! baseline = 0.45
-//! better = "higher"   # a ratio: fails below baseline * (1 - tolerance)
-//! tolerance = 0.5     # "lower" (a cost): fails above baseline * (1 + tolerance)
+//! better = "higher"           # fails below median - k x MAD
+//! runs = [0.16, 0.17, 0.15]   # this figure from N runs of `bench check` (>= 10)
 //! ```
+//!
+//! `--self-check` proves the gate can fail: every relay burns 30% of the baseline's CPU cost
+//! per cell extra (`TestingCellCost`), and the job succeeds only if the check then reports
+//! a regression.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
 
 use super::run::{self, Comparisons, Report, RunArgs};
 use crate::error::CliError;
+use crate::stats;
+
+/// The share of a cell's cost `--self-check` adds.
+pub const SELF_CHECK_SLOWDOWN: f64 = 0.30;
+
+/// Relay cells per GiB of payload: a RELAY_DATA cell carries at most 498 payload bytes.
+const CELLS_PER_GIB: f64 = (1u64 << 30) as f64 / 498.0;
+
+/// Relays in the bench's network (`relays_cpu_s_per_gib` is their sum).
+const RELAYS: u32 = 3;
 
 /// `kistrel bench check` options.
 #[derive(Debug, Clone, Args)]
@@ -25,6 +41,10 @@ pub struct CheckArgs {
     /// The baseline file (e.g. benches/macro-baseline.toml).
     #[arg(value_name = "BASELINE")]
     pub baseline: PathBuf,
+    /// Prove the check can fail: every relay burns 30% of the baseline's CPU cost per cell
+    /// extra; succeed only if a figure then regresses.
+    #[arg(long)]
+    pub self_check: bool,
     /// The main job's options.
     #[command(flatten)]
     pub run: RunArgs,
@@ -34,9 +54,9 @@ pub struct CheckArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Better {
-    /// A ratio: fails below `baseline * (1 - tolerance)`.
+    /// A throughput or a ratio: fails below `median - k x MAD`.
     Higher,
-    /// A cost: fails above `baseline * (1 + tolerance)`.
+    /// A cost: fails above `median + k x MAD`.
     Lower,
 }
 
@@ -44,101 +64,208 @@ enum Better {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BaselineFigure {
-    baseline: f64,
     better: Better,
-    tolerance: f64,
+    /// The figure (a run's median over rounds) from each run of the spread measurement.
+    runs: Vec<f64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BaselineFile {
     machine: Option<String>,
+    /// How the runs were taken (free text for readers).
+    measured: Option<String>,
+    /// MADs between the median and the limit.
+    k: f64,
+    /// The job the runs are of: a check with other settings would compare unlike figures.
+    job: BaselineJob,
     figures: BTreeMap<String, BaselineFigure>,
 }
 
-/// Run the check.
+/// The job settings a baseline was measured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaselineJob {
+    circuits: u32,
+    size_mib: u32,
+    rounds: u32,
+    workers: u16,
+}
+
+impl BaselineJob {
+    /// The same fields of `args`.
+    fn of(args: &RunArgs) -> BaselineJob {
+        BaselineJob {
+            circuits: args.circuits,
+            size_mib: args.size,
+            rounds: args.rounds(),
+            workers: args.nodes.workers,
+        }
+    }
+}
+
+/// A figure's limit from its runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Limit {
+    median: f64,
+    mad: f64,
+    limit: f64,
+}
+
+impl BaselineFigure {
+    fn limit(&self, k: f64) -> Option<Limit> {
+        let median = stats::median(&self.runs)?;
+        let mad = stats::mad(&self.runs)?;
+        let limit = match self.better {
+            Better::Higher => median - k * mad,
+            Better::Lower => median + k * mad,
+        };
+        Some(Limit { median, mad, limit })
+    }
+}
+
+/// Run the check (or the self-check).
 pub fn run(args: &CheckArgs) -> Result<(), CliError> {
-    // Read the baseline first: a bad file fails before minutes of measuring.
-    let base = read_baseline(&args.baseline)?;
+    // Arguments and the baseline first: a bad file fails before minutes of measuring.
     let compare = Comparisons {
         workers: true,
         schedulers: true,
         links: args.run.compare_links,
     };
-    let (report, failed) = run::measure(&args.run, compare)?;
-    run::finish(&args.run, &report)?;
-    check_against(&args.baseline, &base, &figures(&report))?;
-    run::fail_on(failed)
+    args.run.validate(compare)?;
+    let base = read_baseline(&args.baseline)?;
+    let mut run_args = args.run.clone();
+    // Without --rounds, the baseline's.
+    run_args.rounds = Some(run_args.rounds.unwrap_or(base.job.rounds));
+    let asked = BaselineJob::of(&run_args);
+    if asked != base.job {
+        let j = base.job;
+        return Err(CliError::usage(
+            format!("baseline {}", args.baseline.display()),
+            format!(
+                "its runs are of --circuits {} --size {} --rounds {} --workers {}: check with those",
+                j.circuits, j.size_mib, j.rounds, j.workers
+            ),
+        ));
+    }
+    if args.self_check {
+        let cost = injected_cost(&base)?;
+        eprintln!(
+            "kistrel bench check --self-check: every relay burns {} ns more CPU per cell ({:.0}% of the baseline's cost per cell); the check must fail",
+            cost.as_nanos(),
+            SELF_CHECK_SLOWDOWN * 100.0
+        );
+        run_args.nodes.testing_cell_cost = Some(cost);
+    }
+    let report = run::measure(&run_args, compare)?;
+    run::finish(&run_args, &report)?;
+    let verdict = check_against(&args.baseline, &base, &figures(&report));
+    if args.self_check {
+        return match verdict {
+            Err(e) => {
+                println!("self-check OK: the injected slowdown was caught ({e})");
+                Ok(())
+            }
+            Ok(()) => Err(CliError::runtime(
+                "kistrel bench check --self-check",
+                "the injected slowdown went unnoticed: the gate cannot fail",
+            )),
+        };
+    }
+    verdict?;
+    run::fail_on(&report)
+}
+
+/// `SELF_CHECK_SLOWDOWN` of a relay's cost per cell on the baseline machine: the relays'
+/// CPU-s per GiB together, per relay, over the cells in a GiB. Every relay burning that
+/// much more per cell makes the relays' CPU per GiB `1 + SELF_CHECK_SLOWDOWN` times the
+/// baseline's.
+fn injected_cost(base: &BaselineFile) -> Result<Duration, CliError> {
+    let cpu = base
+        .figures
+        .get("relays_cpu_s_per_gib")
+        .and_then(|f| stats::median(&f.runs))
+        .ok_or_else(|| {
+            CliError::usage(
+                "kistrel bench check --self-check",
+                "the baseline has no relays_cpu_s_per_gib runs to size the slowdown from",
+            )
+        })?;
+    let per_relay = cpu / f64::from(RELAYS);
+    Ok(Duration::from_secs_f64(
+        per_relay / CELLS_PER_GIB * SELF_CHECK_SLOWDOWN,
+    ))
 }
 
 fn read_baseline(path: &Path) -> Result<BaselineFile, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::runtime(format!("reading {}", path.display()), e))?;
-    toml::from_str(&text).map_err(|e| CliError::runtime(format!("parsing {}", path.display()), e))
+    let what = || format!("baseline {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::usage(what(), e))?;
+    let file: BaselineFile = toml::from_str(&text).map_err(|e| CliError::usage(what(), e))?;
+    for (name, f) in &file.figures {
+        if f.runs.len() < 3 || f.runs.iter().any(|v| !v.is_finite()) {
+            return Err(CliError::usage(
+                what(),
+                format!("figure {name}: want at least 3 finite runs"),
+            ));
+        }
+    }
+    Ok(file)
 }
 
-/// The figures a check compares, from a report.
-fn figures(r: &Report) -> BTreeMap<&'static str, f64> {
-    let mut f = BTreeMap::new();
-    f.insert("ratio_vs_forwarders", r.throughput.ratio_vs_forwarders);
-    if let Some(c) = &r.scheduler_comparison {
-        f.insert("kist_over_vanilla", c.kist_over_vanilla);
-    }
-    if let Some(w) = &r.workers_comparison {
-        f.insert("workers_two_over_one", w.two_over_one);
-    }
-    let relay_cpu = r
-        .cpu_s_per_gib
+/// The figures a check compares (each a median over rounds), from a report.
+fn figures(r: &Report) -> BTreeMap<String, f64> {
+    r.figures
         .iter()
-        .filter(|c| c.role.starts_with("relay"))
-        .map(|c| c.cpu_s_per_gib)
-        .fold(0.0, f64::max);
-    f.insert("max_relay_cpu_s_per_gib", relay_cpu);
-    f
+        .map(|(name, f)| ((*name).to_owned(), f.estimate.median))
+        .collect()
 }
 
 /// Compares the figures with the baseline; prints a table; Err on any regression.
 fn check_against(
     path: &Path,
     base: &BaselineFile,
-    now: &BTreeMap<&'static str, f64>,
+    now: &BTreeMap<String, f64>,
 ) -> Result<(), CliError> {
     println!(
-        "\ncheck against {} (baseline from {})",
+        "\ncheck against {} (runs from {}; {}); limit = median -/+ {} x MAD",
         path.display(),
-        base.machine.as_deref().unwrap_or("an unnamed machine")
+        base.machine.as_deref().unwrap_or("an unnamed machine"),
+        base.measured
+            .as_deref()
+            .unwrap_or("how they were taken is not said"),
+        base.k
     );
     println!(
-        "  {:<26} {:>10} {:>10} {:>10}  status",
-        "figure", "baseline", "now", "limit"
+        "  {:<26} {:>4} {:>10} {:>8} {:>10} {:>10}  status",
+        "figure", "runs", "median", "MAD", "limit", "now"
     );
     let mut regressed = Vec::new();
     for (name, b) in &base.figures {
-        let Some(&value) = now.get(name.as_str()) else {
-            regressed.push(format!("{name}: not measured"));
-            println!(
-                "  {name:<26} {:>10.3} {:>10} {:>10}  MISSING",
-                b.baseline, "-", "-"
-            );
-            continue;
-        };
-        let (limit, ok) = match b.better {
-            Better::Higher => {
-                let limit = b.baseline * (1.0 - b.tolerance);
-                (limit, value >= limit)
-            }
-            Better::Lower => {
-                let limit = b.baseline * (1.0 + b.tolerance);
-                (limit, value <= limit)
-            }
-        };
+        let Some(l) = b.limit(base.k) else { continue };
+        let value = now.get(name).copied();
+        let ok = value.map(|v| match b.better {
+            Better::Higher => v >= l.limit,
+            Better::Lower => v <= l.limit,
+        });
         println!(
-            "  {name:<26} {:>10.3} {value:>10.3} {limit:>10.3}  {}",
-            b.baseline,
-            if ok { "OK" } else { "REGRESSED" }
+            "  {name:<26} {:>4} {:>10.3} {:>8.3} {:>10.3} {:>10}  {}",
+            b.runs.len(),
+            l.median,
+            l.mad,
+            l.limit,
+            value.map_or("-".to_owned(), |v| format!("{v:.3}")),
+            match ok {
+                Some(true) => "OK",
+                Some(false) => "REGRESSED",
+                None => "MISSING",
+            }
         );
-        if !ok {
-            regressed.push(format!("{name} = {value:.3} (limit {limit:.3})"));
+        match (value, ok) {
+            (None, _) => regressed.push(format!("{name}: not measured")),
+            (Some(v), Some(false)) => {
+                regressed.push(format!("{name} = {v:.3} (limit {:.3})", l.limit));
+            }
+            _ => {}
         }
     }
     if regressed.is_empty() {
@@ -159,34 +286,90 @@ mod tests {
         toml::from_str(text).unwrap()
     }
 
+    fn now(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
     #[test]
-    fn regressions_fail_by_direction_and_tolerance() {
+    fn limits_come_from_the_spread_of_the_runs() {
+        // r: median 1.0, deviations 0.1, 0, 0.1, 0.2, 0 -> MAD 0.1; limit 1.0 - 2 x 0.1.
+        // c: median 2.0, MAD 0.5; limit 2.0 + 2 x 0.5.
         let b = base(
-            "[figures.r]\nbaseline = 1.0\nbetter = \"higher\"\ntolerance = 0.2\n\
-             [figures.c]\nbaseline = 2.0\nbetter = \"lower\"\ntolerance = 0.5\n",
+            "k = 2\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures.r]\nbetter = \"higher\"\nruns = [0.9, 1.0, 1.1, 1.2, 1.0]\n\
+             [figures.c]\nbetter = \"lower\"\nruns = [1.5, 2.0, 2.5]\n",
         );
+        let r = b.figures["r"].limit(b.k).unwrap();
+        assert!((r.median - 1.0).abs() < 1e-12 && (r.mad - 0.1).abs() < 1e-12);
+        assert!((r.limit - 0.8).abs() < 1e-12);
+        assert_eq!(b.figures["c"].limit(b.k).unwrap().limit, 3.0);
         let p = Path::new("b.toml");
-        let ok = BTreeMap::from([("r", 0.85), ("c", 2.9)]);
-        assert!(check_against(p, &b, &ok).is_ok());
-        let low = BTreeMap::from([("r", 0.79), ("c", 1.0)]);
-        let e = check_against(p, &b, &low).unwrap_err().to_string();
+        assert!(check_against(p, &b, &now(&[("r", 0.81), ("c", 2.9)])).is_ok());
+        let e = check_against(p, &b, &now(&[("r", 0.79), ("c", 1.0)]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("r = 0.790 (limit 0.800)"), "{e}");
-        let costly = BTreeMap::from([("r", 1.0), ("c", 3.1)]);
-        assert!(check_against(p, &b, &costly).is_err());
-        let missing = BTreeMap::from([("r", 1.0)]);
-        let e = check_against(p, &b, &missing).unwrap_err().to_string();
+        assert!(check_against(p, &b, &now(&[("r", 1.0), ("c", 3.1)])).is_err());
+        let e = check_against(p, &b, &now(&[("r", 1.0)]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("c: not measured"), "{e}");
     }
 
     #[test]
     fn baseline_files_are_checked_strictly() {
-        let bad = "[figures.r]\nbaseline = 1.0\nbetter = \"up\"\ntolerance = 0.2\n";
+        let bad = "k = 4\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures.r]\nbetter = \"up\"\nruns = [1.0, 1.0, 1.0]\n";
         assert!(toml::from_str::<BaselineFile>(bad).is_err());
-        let extra = "colour = 1\n[figures]\n";
+        let extra = "k = 4\ncolour = 1\n[figures]\n";
         assert!(toml::from_str::<BaselineFile>(extra).is_err());
-        // The committed baseline parses.
-        let text = include_str!("../../../../benches/macro-baseline.toml");
-        let b = base(text);
-        assert!(b.figures.contains_key("ratio_vs_forwarders"));
+        let old = "[figures.r]\nbaseline = 1.0\nbetter = \"higher\"\ntolerance = 0.2\n";
+        assert!(toml::from_str::<BaselineFile>(old).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let few = dir.path().join("few.toml");
+        std::fs::write(
+            &few,
+            "k = 4\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures.r]\nbetter = \"higher\"\nruns = [1.0, 2.0]\n",
+        )
+        .unwrap();
+        let e = read_baseline(&few).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .contains("figure r: want at least 3 finite runs"),
+            "{e}"
+        );
+        // The committed baseline parses, has every figure the check makes, with >= 10 runs.
+        let b = base(include_str!("../../../../benches/macro-baseline.toml"));
+        for name in [
+            "ratio_vs_forwarders",
+            "kist_over_vanilla",
+            "workers_two_over_one",
+            "max_relay_cpu_s_per_gib",
+            "relays_cpu_s_per_gib",
+        ] {
+            assert!(b.figures[name].runs.len() >= 10, "{name}");
+        }
+        // Of the job CI runs: `kistrel bench check` with the defaults.
+        let defaults = BaselineJob {
+            circuits: 8,
+            size_mib: 32,
+            rounds: 3,
+            workers: 1,
+        };
+        assert_eq!(b.job, defaults);
+    }
+
+    #[test]
+    fn the_self_check_slowdown_is_30_percent_of_a_cell() {
+        // 12 CPU-s per GiB for 3 relays = 4 s / (2^30 / 498) cells = 1855 ns per cell and
+        // relay; 30% = 556 ns.
+        let b = base(
+            "k = 4\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures.relays_cpu_s_per_gib]\nbetter = \"lower\"\nruns = [11.0, 12.0, 13.0]\n",
+        );
+        let ns = injected_cost(&b).unwrap().as_nanos();
+        assert!((555..=557).contains(&ns), "{ns}");
+        let none = base(
+            "k = 4\njob = { circuits = 8, size_mib = 32, rounds = 3, workers = 1 }\n[figures]\n",
+        );
+        assert_eq!(injected_cost(&none).unwrap_err().exit_code(), 2);
     }
 }

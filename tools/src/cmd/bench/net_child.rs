@@ -15,6 +15,7 @@ use super::procs;
 use crate::cmd::args::scheduler_parser;
 use crate::config::{Backend, LinksMode};
 use crate::error::CliError;
+use crate::placement::CpuList;
 
 /// The network every bench job brings up: options shared by all of them.
 #[derive(Debug, Clone, Args)]
@@ -26,16 +27,41 @@ pub struct NodeArgs {
     /// falling back as Tor does).
     #[arg(long, ignore_case = true, value_parser = scheduler_parser())]
     pub scheduler: Option<SchedulerKind>,
-    /// Runtime backend for every node.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    /// Runtime backend for every node (any case).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Backend::Auto)]
     pub backend: Backend,
     /// Links between the nodes: `tls` (Tor's link protocol) or `plain` (a benchmark mode:
     /// no encryption; see `--compare-links`).
     #[arg(long, value_enum, default_value_t = LinksMode::Tls)]
     pub links: LinksMode,
-    /// Folder for the network's files and logs (default: a fresh temp folder).
+    /// Folder for the network's files and logs (default: a fresh temp folder, kept and
+    /// named when the job fails).
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
+    /// The CPUs the job may use, for its nodes and its load generator (default: every CPU
+    /// this process may use). Each node gets its own CPUs when there are at least as many
+    /// CPUs as nodes; otherwise nothing is pinned (the report says which).
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<CpuList>,
+    /// Pin nothing: the kernel places every thread.
+    #[arg(long, conflicts_with = "cpus")]
+    pub no_pin: bool,
+    /// Testing: every relay burns this much CPU per transmitted cell (`TestingCellCost`),
+    /// e.g. 500ns. `bench check --self-check` sets it.
+    #[arg(long, value_name = "DURATION", value_parser = crate::cmd::args::duration, hide = true)]
+    pub testing_cell_cost: Option<Duration>,
+}
+
+/// The CPUs a job gives `kistrel net`'s nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) enum NetCpus {
+    /// `kistrel net` decides over every CPU it may use.
+    #[default]
+    Auto,
+    /// `--cpus LIST`: net places its nodes on these.
+    Only(CpuList),
+    /// `--no-pin`.
+    NoPin,
 }
 
 /// What else a job asks of `kistrel net`.
@@ -47,6 +73,8 @@ pub(super) struct NetShape {
     pub keep_going: bool,
     /// More `kistrel net` arguments (e.g. `--bottleneck`).
     pub extra: Vec<String>,
+    /// Where its nodes run.
+    pub cpus: NetCpus,
 }
 
 impl NetShape {
@@ -97,6 +125,21 @@ impl NetChild {
         }
         if shape.keep_going {
             cmd.arg("--keep-going");
+        }
+        match &shape.cpus {
+            NetCpus::Auto => {}
+            NetCpus::Only(c) => {
+                cmd.args(["--cpus", &c.to_string()]);
+            }
+            NetCpus::NoPin => {
+                cmd.arg("--no-pin");
+            }
+        }
+        if let Some(cost) = nodes.testing_cell_cost {
+            cmd.args([
+                "-o",
+                &format!("TestingCellCost={}", humantime::format_duration(cost)),
+            ]);
         }
         cmd.args(&shape.extra);
         let mut child = cmd

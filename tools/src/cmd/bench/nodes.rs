@@ -29,6 +29,10 @@ pub struct Quantiles {
     pub p99: f64,
     /// 99.9th percentile.
     pub p999: f64,
+    /// Largest value recorded.
+    pub max: f64,
+    /// Values recorded (a table shows p99 only from 100 on).
+    pub samples: u64,
 }
 
 impl Quantiles {
@@ -46,6 +50,8 @@ impl Quantiles {
             p90: q(0.9),
             p99: q(0.99),
             p999: q(0.999),
+            max: h.max() as f64 * scale,
+            samples: h.len(),
         }
     }
 
@@ -244,6 +250,8 @@ mod tests {
         assert!((k.p50 - 2.0).abs() < 0.01, "{k:?}");
         assert!((k.p90 - 2.0).abs() < 0.01, "{k:?}");
         assert!((k.p99 - 50.0).abs() < 0.05, "{k:?}");
+        assert!((k.max - 50.0).abs() < 0.05, "{k:?}");
+        assert_eq!(k.samples, 100);
         // Nothing sampled: zeros, not garbage.
         assert_eq!(s.kernel_queue_sampled_ms, Quantiles::default());
     }

@@ -1,10 +1,15 @@
-//! CDF charts as SVG text, for the experiment report.
+//! Charts as SVG text: CDFs for the experiment report, scaling curves for `bench relay`
+//! ([`scaling`]).
 //!
 //! Written here rather than with `plotters`: plotters lays out text through a font backend
 //! (system fonts via font-kit, or a registered TTF), which a fresh CI machine does not have;
 //! an SVG CDF is a few polylines, axis ticks and a legend, and the browser lays out the text.
 
 use std::fmt::Write;
+
+mod scaling;
+
+pub(super) use scaling::{curves_svg, Curve, CurvePoint};
 
 /// One line of a chart: its legend and its (x, fraction) points, in order.
 #[derive(Debug, Clone)]

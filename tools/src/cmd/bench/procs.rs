@@ -48,11 +48,27 @@ mod imp {
             .collect()
     }
 
-    /// User + system CPU seconds of a process so far.
+    /// User + system CPU seconds of a process so far, to the nanosecond (its CPU-time
+    /// clock: /proc's utime + stime count 10 ms ticks, too coarse for a short phase).
     pub(in super::super) fn cpu_seconds(pid: i32) -> Option<f64> {
-        let stat = Process::new(pid).ok()?.stat().ok()?;
-        // Ticks per second from sysconf(_SC_CLK_TCK), not an assumed 100.
-        Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
+        let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid)).ok()?;
+        let t = nix::time::clock_gettime(clock).ok()?;
+        Some(t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
+    }
+
+    /// Seconds the threads of a process have spent runnable but waiting for a CPU, summed
+    /// over its live threads (`/proc/PID/task/*/schedstat`): with the CPU time, how much a
+    /// process wanted to run on a machine it shares.
+    pub(in super::super) fn run_queue_wait_seconds(pid: i32) -> Option<f64> {
+        let ns: u64 = Process::new(pid)
+            .ok()?
+            .tasks()
+            .ok()?
+            .flatten()
+            .filter_map(|t| t.schedstat().ok())
+            .map(|s| s.run_delay)
+            .sum();
+        Some(ns as f64 * 1e-9)
     }
 
     /// Resident set size, KiB.
@@ -64,6 +80,14 @@ mod imp {
     pub(in super::super) fn fd_count(pid: i32) -> Option<usize> {
         Process::new(pid).ok()?.fd_count().ok()
     }
+
+    /// The 1-minute load average.
+    pub(in super::super) fn loadavg_1m() -> Option<f64> {
+        use procfs::Current;
+        procfs::LoadAverage::current()
+            .ok()
+            .map(|l| f64::from(l.one))
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -74,15 +98,21 @@ mod imp {
     pub(in super::super) fn cpu_seconds(_pid: i32) -> Option<f64> {
         None
     }
+    pub(in super::super) fn run_queue_wait_seconds(_pid: i32) -> Option<f64> {
+        None
+    }
     pub(in super::super) fn rss_kib(_pid: i32) -> Option<u64> {
         None
     }
     pub(in super::super) fn fd_count(_pid: i32) -> Option<usize> {
         None
     }
+    pub(in super::super) fn loadavg_1m() -> Option<f64> {
+        None
+    }
 }
 
-pub(super) use imp::{cpu_seconds, fd_count, rss_kib};
+pub(super) use imp::{cpu_seconds, fd_count, loadavg_1m, rss_kib, run_queue_wait_seconds};
 
 /// `(role, pid)` of every process started from a config under `dir`, sorted.
 pub(super) fn find(dir: &Path) -> Vec<(String, i32)> {
@@ -120,5 +150,11 @@ mod tests {
         assert!(rss_kib(me).is_some_and(|k| k > 0));
         assert!(fd_count(me).is_some_and(|n| n >= 3));
         assert_eq!(cpu_seconds(-5), None);
+        assert!(run_queue_wait_seconds(me).is_some_and(|s| s >= 0.0));
+        assert_eq!(run_queue_wait_seconds(-5), None);
+        // Finer than /proc's 10 ms ticks: a little work shows.
+        let before = cpu_seconds(me).unwrap();
+        std::hint::black_box(kistrel_engine::relay::spin(1_000_000));
+        assert!(cpu_seconds(me).unwrap() > before);
     }
 }

@@ -1,45 +1,81 @@
-//! `kistrel bench run`: the main job. Runs a fixed tgen mix through the client's SOCKS port
-//! (N bulk transfers at once on N isolated circuits, plus two web flows fetching pages
-//! meanwhile) and reports throughput, time to first / last byte per model, CPU seconds per
-//! GiB for every relay and each node's scheduler figures (from its MetricsPort's
-//! histograms). The same mix made directly (no hops) and through three plain TCP
-//! forwarders in the same run give the baseline ratios, so the figures stay meaningful on a
-//! noisy machine.
+//! `kistrel bench run`: the main job. Runs a fixed tgen mix (N bulk transfers at once on N
+//! isolated circuits, plus two web flows fetching pages meanwhile) under several conditions
+//! and reports throughput, time to first / last byte per model, CPU seconds per GiB for
+//! every relay and each node's scheduler figures. Every figure is the median over rounds
+//! with a 95% bootstrap interval; every ratio is taken within a round.
 //!
 //! ```text
-//!   tgen flows --SOCKS5--> client --> relay1 --> relay2 --> relay3 (exit) --> tgen server
-//!   tgen flows --> forwarder --> forwarder --> forwarder ---------------------> tgen server
-//!   tgen flows ---------------------------------------------------------------> tgen server
+//!   direct:     tgen flows -----------------------------------------------> tgen server
+//!   forwarded:  tgen flows --> forwarder --> forwarder --> forwarder -------> tgen server
+//!   relayed:    tgen flows --SOCKS5--> client --> relay1 --> relay2 --> relay3 --> tgen server
+//!
+//!   round 1: direct forwarded relayed [vanilla] [2 workers] [plain links]
+//!   round 2: the same, reversed          (ABBA: each pair once in each order per 2 rounds)
+//!   ...
 //! ```
+//!
+//! Every relayed phase runs on a fresh network (its own `kistrel net`, new keys, new
+//! circuits, the path pinned to relay1 (guard), relay2 (middle), relay3 (exit)); the
+//! forwarders and the tgen server keep no state between connections, so every phase starts
+//! from the same state.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use clap::Args;
 use kistrel_sched::SchedulerKind;
 
-use super::job::{net_dir, write_json, METRICS_SETTLE};
-use super::mix::{run_mix, MixResult, MixSpec, WEB_FLOWS};
-use super::net_child::{NetChild, NetShape, NodeArgs};
-use super::nodes::NodeSchedMetrics;
-use super::procs::{self, ProcessCpu};
+use super::job::write_json;
+use super::mix::{MixSpec, WEB_FLOWS};
+use super::net_child::NodeArgs;
+use super::placement::JobPlacement;
+use crate::config::Backend;
 use crate::error::CliError;
+use crate::placement::CpuList;
+use crate::stats::{abba_order, DEFAULT_SEED};
 use crate::tgen::Server;
 
-mod links;
+mod condition;
+mod forwarders;
+mod phase;
 mod report;
 mod table;
+#[cfg(test)]
+mod tests;
 
+pub(super) use condition::{Comparisons, Condition, Plan};
+use phase::Phases;
 pub(super) use report::Report;
-use report::{SchedulerComparison, Throughput, WorkersComparison};
+pub(super) use report::{Figure, Machine};
+use report::{RoundRecord, RunConfig};
+
+/// What every column of the table means (`--help` and benches/README.md).
+pub const COLUMNS: &str = "\
+The table (stdout; progress and logs go to stderr):
+  figure        each figure is the median of its per-round values; ratios are taken
+                within a round (both sides measured minutes apart, in ABBA order)
+  median        the median over the rounds
+  95% interval  percentile bootstrap of the median over rounds (10,000 resamples, seeded)
+  n             rounds the figure comes from
+  unit          MiB/s (payload, 2^20 bytes per second), ratio (first / second, so >1
+                means the first is faster), CPU-s/GiB (CPU seconds per 2^30 payload bytes)
+  (better)      whether a higher or a lower figure is better
+Figures: throughput (bulk payload bytes verified / bulk wall time) through kistrel's 3 hops,
+direct, and through 3 plain TCP forwarders; kistrel / direct; kistrel / plain forwarders;
+KIST / Vanilla, 2 workers / 1 worker and TLS / plain links (with --compare-*); the busiest
+relay's CPU-s/GiB and the 3 relays' together; with --compare-links, the CPU-s/GiB TLS links
+add to the guard (relay1), the middle (relay2) and the exit (relay3): TLS minus plain
+within a round.
+Latency: time to first byte (ttfb) and to last byte (ttlb) in seconds, ok transfers of all
+rounds pooled; p50 needs n >= 2, p90 n >= 10, p99 n >= 100, otherwise '-' (max is shown).
+Scheduler (the base condition, last round): runs/s; cells per run (p50); relay queue and
+sampled kernel queue time in ms (p50/p99; '<0.01' is below the histogram's resolution,
+p99 needs 100 samples, else the max and n).";
 
 /// `kistrel bench run` options.
 #[derive(Debug, Clone, Args)]
+#[command(after_long_help = COLUMNS)]
 pub struct RunArgs {
-    /// Also write the versioned machine-readable result (schema `kistrel.bench/1`) here.
+    /// Also write the versioned machine-readable result (schema `kistrel.bench/2`) here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Parallel transfers, each on its own circuit (SOCKS isolation).
@@ -48,29 +84,66 @@ pub struct RunArgs {
     /// MiB per transfer.
     #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub size: u32,
+    /// Rounds: every figure is the median of this many per-round values (default 3; at
+    /// least 3 for an interval worth reading; an even number balances the ABBA order
+    /// exactly). `bench check`: the baseline's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: Option<u32>,
     /// The network.
     #[command(flatten)]
     pub nodes: NodeArgs,
-    /// Also run the same transfers with KIST and with Vanilla on fresh networks, alternated
-    /// twice (KIST, Vanilla, KIST, Vanilla), and report the KIST / Vanilla throughput ratio.
+    /// Also run every round with KIST and with Vanilla (each on a fresh network) and report
+    /// KIST / Vanilla.
     #[arg(long)]
     pub compare_schedulers: bool,
-    /// Also run the relayed transfers with 2 workers per node and report 2-worker / 1-worker.
+    /// Also run every round with 1 and 2 workers per node and report 2 / 1.
     #[arg(long)]
     pub compare_workers: bool,
-    /// Also run the same transfers over TLS links and over plain links (the benchmark mode)
-    /// on fresh networks, alternated twice (TLS, plain, TLS, plain), and report the TLS /
-    /// plain throughput ratio and the CPU-s/GiB TLS adds per node role.
+    /// Also run every round over plain links (the benchmark mode) beside TLS links, each on
+    /// a fresh network, and report TLS / plain throughput and the CPU-s/GiB TLS adds to the
+    /// guard, the middle and the exit.
     #[arg(long)]
     pub compare_links: bool,
 }
 
-/// What the comparisons to run are.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Comparisons {
-    pub workers: bool,
-    pub schedulers: bool,
-    pub links: bool,
+/// Rounds when `--rounds` is not given (`bench run`).
+pub const DEFAULT_ROUNDS: u32 = 3;
+
+impl RunArgs {
+    /// `--rounds`, or [`DEFAULT_ROUNDS`].
+    pub fn rounds(&self) -> u32 {
+        self.rounds.unwrap_or(DEFAULT_ROUNDS)
+    }
+
+    /// Checks what clap cannot before any work starts: the JSON file's folder exists, and
+    /// the poll backend (no TCP_INFO) is not asked to run KIST.
+    pub(super) fn validate(&self, compare: Comparisons) -> Result<(), CliError> {
+        if self.nodes.backend == Backend::Poll {
+            let kist = "KIST needs TCP_INFO, which the poll backend does not read";
+            if self.nodes.scheduler == Some(SchedulerKind::Kist) {
+                return Err(CliError::usage(
+                    "--scheduler KIST --backend poll",
+                    format!("{kist}: pick KISTLite or Vanilla, or --backend uring"),
+                ));
+            }
+            if compare.schedulers {
+                return Err(CliError::usage(
+                    "comparing schedulers on --backend poll",
+                    format!("{kist}: compare on --backend uring"),
+                ));
+            }
+        }
+        if let Some(path) = &self.json {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if parent.is_some_and(|p| !p.is_dir()) {
+                return Err(CliError::usage(
+                    format!("--json {}", path.display()),
+                    "its folder does not exist",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Run the main job.
@@ -80,9 +153,10 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         schedulers: args.compare_schedulers,
         links: args.compare_links,
     };
-    let (report, failed) = measure(args, compare)?;
+    args.validate(compare)?;
+    let report = measure(args, compare)?;
     finish(args, &report)?;
-    fail_on(failed)
+    fail_on(&report)
 }
 
 /// Prints the table and writes the JSON.
@@ -94,255 +168,157 @@ pub(super) fn finish(args: &RunArgs, report: &Report) -> Result<(), CliError> {
     }
 }
 
-/// An error when transfers failed.
-pub(super) fn fail_on(failed: u64) -> Result<(), CliError> {
-    if failed > 0 {
+/// An error when transfers failed or a node did not run where it was placed.
+pub(super) fn fail_on(report: &Report) -> Result<(), CliError> {
+    if report.failed_transfers > 0 {
         return Err(CliError::runtime(
             "kistrel bench",
-            format!("{failed} transfer(s) failed or arrived corrupted"),
+            format!(
+                "{} transfer(s) failed or arrived corrupted",
+                report.failed_transfers
+            ),
+        ));
+    }
+    if let Some(d) = report.placement_differences.first() {
+        return Err(CliError::runtime(
+            "kistrel bench",
+            format!(
+                "{} placement difference(s), e.g. {d}",
+                report.placement_differences.len()
+            ),
         ));
     }
     Ok(())
 }
 
-/// The main phase and the comparisons asked for: the report and the failed transfers.
-pub(super) fn measure(args: &RunArgs, compare: Comparisons) -> Result<(Report, u64), CliError> {
-    let tmp = tempfile::tempdir().map_err(|e| CliError::runtime("creating a temp folder", e))?;
-    let dir = net_dir(&args.nodes, tmp.path());
-    let spec = MixSpec {
-        circuits: args.circuits,
-        bulk_bytes: u64::from(args.size) << 20,
-        seed: 2026,
+/// The base condition of `nodes`: its scheduler, workers and links. Without `--scheduler`, the
+/// first of Tor's default list (KIST, KISTLite, Vanilla) the backend can run: KIST, or
+/// KISTLite on poll. Every relayed phase names its scheduler exactly, so a label never
+/// hides a fallback.
+fn base_condition(nodes: &NodeArgs) -> Condition {
+    let default = match nodes.backend {
+        Backend::Poll => SchedulerKind::KistLite,
+        Backend::Auto | Backend::Uring => SchedulerKind::Kist,
     };
-    let server = Server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .map_err(|e| CliError::runtime("starting the tgen server", e))?;
-    let target = server.addr();
+    Condition::Relayed {
+        scheduler: nodes.scheduler.unwrap_or(default),
+        workers: nodes.workers,
+        links: nodes.links,
+    }
+}
+
+/// Every round of the job: the report (whatever the transfers' outcomes).
+pub(super) fn measure(args: &RunArgs, compare: Comparisons) -> Result<Report, CliError> {
+    // Before any folder exists: a bad --cpus is a usage error that leaves nothing behind.
+    let placement = JobPlacement::new(&args.nodes, 3)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("kistrel-bench-")
+        .tempdir()
+        .map_err(|e| CliError::runtime("creating a temp folder", e))?;
+    let root = args
+        .nodes
+        .dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let result = measure_in(args, compare, &root, &placement);
+    if result.is_err() && args.nodes.dir.is_none() {
+        // The error names a log under `root`: keep it.
+        let kept = tmp.keep();
+        eprintln!(
+            "kistrel bench: networks' files and logs kept in {}",
+            kept.display()
+        );
+    }
+    result
+}
+
+fn measure_in(
+    args: &RunArgs,
+    compare: Comparisons,
+    root: &Path,
+    placement: &JobPlacement,
+) -> Result<Report, CliError> {
+    let plan = Plan::new(base_condition(&args.nodes), compare);
+    let machine_cpus = placement.summary(args.nodes.workers).cpus_available;
+    let load_before = crate::cmd::bench::procs::loadavg_1m();
     eprintln!(
-        "kistrel bench: {} bulk transfers of {} MiB + {WEB_FLOWS} web flows, direct, through 3 plain forwarders and through 3 hops",
-        args.circuits, args.size,
+        "kistrel bench: {} x {} MiB bulk + {WEB_FLOWS} web flows, {} round(s) of {}; {}",
+        args.circuits,
+        args.size,
+        args.rounds(),
+        plan.conditions
+            .iter()
+            .map(|c| c.label())
+            .collect::<Vec<_>>()
+            .join(", "),
+        placement.describe(args.nodes.workers)
     );
-    let direct = run_mix(target, None, spec, "direct")?;
-    let chain = plain_forwarder_chain(target, 3)?;
-    let forwarded = run_mix(chain, None, spec, "fwd")?;
-    let net = NetChild::start(&args.nodes, &NetShape::three_hops(), &dir)?;
-    let pids = net.pids();
-    let cpu_before: Vec<f64> = pids.iter().map(|(_, p)| cpu_or_zero(*p)).collect();
-    let started = Instant::now();
-    let relayed = run_mix(target, Some(net.socks), spec, "bench")?;
-    let cpu_after: Vec<f64> = pids.iter().map(|(_, p)| cpu_or_zero(*p)).collect();
-    // Workers publish their figures once a second: let the last second's arrive.
-    std::thread::sleep(METRICS_SETTLE);
-    let scheduler_metrics = net.scheduler_figures(started.elapsed().as_secs_f64());
-    net.stop();
-
-    let phase = Phase { target, spec };
-    let workers_comparison = compare
-        .workers
-        .then(|| compare_workers(&phase, args, &dir, &relayed))
-        .transpose()?;
-    let scheduler_comparison = compare
-        .schedulers
-        .then(|| compare_schedulers(&phase, args, &dir))
-        .transpose()?;
-    let links_comparison = compare
-        .links
-        .then(|| links::compare_links(&phase, args, &dir))
-        .transpose()?;
-
-    let gib = relayed.bytes_ok() as f64 / (1u64 << 30) as f64;
-    let cpu = cpu_per_gib(&pids, &cpu_before, &cpu_after, gib);
-    let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
-    let report = Report {
-        schema: "kistrel.bench/1",
+    let server = placement
+        .as_server(|| {
+            Server::start(std::net::SocketAddr::from((
+                std::net::Ipv4Addr::LOCALHOST,
+                0,
+            )))
+        })?
+        .map_err(|e| CliError::runtime("starting the tgen server", e))?;
+    let hops: Vec<Option<CpuList>> = (0..3)
+        .map(|hop| placement.forwarder_cpus(args.nodes.workers, hop))
+        .collect();
+    let phases = Phases {
+        target: server.addr(),
+        forwarders: forwarders::chain(server.addr(), &hops)?,
+        spec: MixSpec {
+            circuits: args.circuits,
+            bulk_bytes: u64::from(args.size) << 20,
+            seed: 2026,
+        },
+        nodes: &args.nodes,
+        root: root.to_path_buf(),
+        placement,
+    };
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds() as usize {
+        let order = abba_order(&plan.conditions, round);
+        let mut record = RoundRecord {
+            round: round + 1,
+            order: order.iter().map(|c| c.label()).collect(),
+            phases: Vec::new(),
+        };
+        for c in order {
+            record.phases.push(phases.run(c, round + 1)?);
+        }
+        rounds.push(record);
+    }
+    let config = RunConfig {
         circuits: args.circuits,
         transfer_mib: args.size,
+        web_flows: WEB_FLOWS,
         workers: args.nodes.workers,
         backend: args.nodes.backend.name(),
-        links: args.nodes.links.name(),
         scheduler: args
             .nodes
             .scheduler
             .unwrap_or(SchedulerKind::Kist)
             .name()
-            .to_ascii_lowercase(),
-        throughput: Throughput {
-            throughput_mib_s: relayed.throughput_mib_s(),
-            direct_throughput_mib_s: direct.throughput_mib_s(),
-            ratio_vs_direct: ratio(relayed.throughput_mib_s(), direct.throughput_mib_s()),
-            forwarders_throughput_mib_s: forwarded.throughput_mib_s(),
-            ratio_vs_forwarders: ratio(relayed.throughput_mib_s(), forwarded.throughput_mib_s()),
-        },
-        bytes_verified: relayed.bytes_ok(),
-        scheduler_comparison,
-        workers_comparison,
-        links_comparison,
-        transfers: BTreeMap::from([
-            ("direct", direct.summaries()),
-            ("relayed", relayed.summaries()),
-            ("forwarded", forwarded.summaries()),
-        ]),
-        cpu_s_per_gib: cpu,
-        scheduler_metrics,
+            .to_owned(),
+        links: args.nodes.links.name(),
+        base_condition: plan.base.label(),
+        rounds: rounds.len(),
+        seed: DEFAULT_SEED,
+        testing_cell_cost_ns: args
+            .nodes
+            .testing_cell_cost
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
     };
-    let failed = relayed.failed() + direct.failed() + forwarded.failed();
-    Ok((report, failed))
-}
-
-fn cpu_or_zero(pid: i32) -> f64 {
-    procs::cpu_seconds(pid).unwrap_or(0.0)
-}
-
-/// Each process's CPU seconds between two readings, and per GiB moved.
-fn cpu_per_gib(pids: &[(String, i32)], before: &[f64], after: &[f64], gib: f64) -> Vec<ProcessCpu> {
-    pids.iter()
-        .zip(before.iter().zip(after))
-        .map(|((role, pid), (b, a))| ProcessCpu {
-            role: role.clone(),
-            pid: *pid,
-            cpu_s: a - b,
-            cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { 0.0 },
-        })
-        .collect()
-}
-
-fn compare_workers(
-    phase: &Phase,
-    args: &RunArgs,
-    dir: &Path,
-    one: &MixResult,
-) -> Result<WorkersComparison, CliError> {
-    let nodes = NodeArgs {
-        workers: 2,
-        ..args.nodes.clone()
-    };
-    let two = phase
-        .run(&nodes, &dir.with_file_name("net-2-workers"), "w2")?
-        .mix;
-    let (one, two) = (one.throughput_mib_s(), two.throughput_mib_s());
-    Ok(WorkersComparison {
-        one_worker_mib_s: one,
-        two_workers_mib_s: two,
-        two_over_one: two / one.max(f64::MIN_POSITIVE),
-    })
-}
-
-fn compare_schedulers(
-    phase: &Phase,
-    args: &RunArgs,
-    dir: &Path,
-) -> Result<SchedulerComparison, CliError> {
-    let (mut kist, mut vanilla) = (Vec::new(), Vec::new());
-    let mut by_phase = Vec::new();
-    for round in 0..4 {
-        let kind = if round % 2 == 0 {
-            SchedulerKind::Kist
-        } else {
-            SchedulerKind::Vanilla
-        };
-        let nodes = NodeArgs {
-            scheduler: Some(kind),
-            ..args.nodes.clone()
-        };
-        let name = kind.name().to_ascii_lowercase();
-        let phase_dir = dir.with_file_name(format!("net-{name}-{round}"));
-        let PhaseRun { mix, figures, .. } =
-            phase.run(&nodes, &phase_dir, &format!("cmp{round}"))?;
-        by_phase.push(figures);
-        match kind {
-            SchedulerKind::Kist => kist.push(mix.throughput_mib_s()),
-            _ => vanilla.push(mix.throughput_mib_s()),
-        }
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let ratio = mean(&kist) / mean(&vanilla).max(f64::MIN_POSITIVE);
-    Ok(SchedulerComparison {
-        kist_mib_s: kist,
-        vanilla_mib_s: vanilla,
-        scheduler_metrics_by_phase: by_phase,
-        kist_over_vanilla: ratio,
-    })
-}
-
-/// One extra relayed phase on a fresh network (comparisons): the same mix, checked.
-struct Phase {
-    target: SocketAddr,
-    spec: MixSpec,
-}
-
-/// What one extra phase measured.
-struct PhaseRun {
-    mix: MixResult,
-    figures: Vec<NodeSchedMetrics>,
-    /// Each node process's CPU over the transfers.
-    cpu: Vec<ProcessCpu>,
-}
-
-impl Phase {
-    fn run(&self, nodes: &NodeArgs, dir: &Path, label: &str) -> Result<PhaseRun, CliError> {
-        let net = NetChild::start(nodes, &NetShape::three_hops(), dir)?;
-        let pids = net.pids();
-        let before: Vec<f64> = pids.iter().map(|(_, p)| cpu_or_zero(*p)).collect();
-        let started = Instant::now();
-        let mix = run_mix(self.target, Some(net.socks), self.spec, label)?;
-        let after: Vec<f64> = pids.iter().map(|(_, p)| cpu_or_zero(*p)).collect();
-        let gib = mix.bytes_ok() as f64 / (1u64 << 30) as f64;
-        let cpu = cpu_per_gib(&pids, &before, &after, gib);
-        std::thread::sleep(METRICS_SETTLE);
-        let figures = net.scheduler_figures(started.elapsed().as_secs_f64());
-        net.stop();
-        if mix.failed() > 0 {
-            return Err(CliError::runtime(
-                "kistrel bench",
-                format!("{} transfer(s) of phase {label} failed", mix.failed()),
-            ));
-        }
-        Ok(PhaseRun { mix, figures, cpu })
-    }
-}
-
-/// `hops` chained plain TCP forwarders in front of `upstream` (a thread per direction and
-/// connection, 64 KiB buffers): the same-run baseline of "moving bytes through three
-/// processes' worth of sockets" without cells or crypto. Returns the first one's address.
-fn plain_forwarder_chain(upstream: SocketAddr, hops: usize) -> Result<SocketAddr, CliError> {
-    let mut next = upstream;
-    for _ in 0..hops {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| CliError::runtime("binding a forwarder", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| CliError::runtime("forwarder address", e))?;
-        let to = next;
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(down) = conn else { continue };
-                let Ok(up) = TcpStream::connect(to) else {
-                    continue;
-                };
-                if let (Ok(d2), Ok(u2)) = (down.try_clone(), up.try_clone()) {
-                    pipe(down, up);
-                    pipe(u2, d2);
-                }
-            }
-        });
-        next = addr;
-    }
-    Ok(next)
-}
-
-/// Copies `from` into `into` on a thread until EOF, then half-closes `into`.
-fn pipe(mut from: TcpStream, mut into: TcpStream) {
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if into.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = into.shutdown(std::net::Shutdown::Write);
-    });
+    let machine = Machine::describe(
+        machine_cpus,
+        [load_before, crate::cmd::bench::procs::loadavg_1m()],
+    );
+    Ok(report::build(
+        config,
+        machine,
+        placement.summary(args.nodes.workers),
+        &plan,
+        rounds,
+    ))
 }

@@ -115,7 +115,7 @@ pub fn run(args: &SoakArgs) -> Result<(), CliError> {
     let shape = NetShape {
         relays: RELAYS,
         keep_going: true,
-        extra: Vec::new(),
+        ..NetShape::default()
     };
     let net = NetChild::start(&args.nodes, &shape, &dir)?;
     eprintln!(

@@ -10,6 +10,7 @@ use kistrel_base::{ErrorKind, HasKind};
 use crate::config::ConfigError;
 use crate::ctor::CtorError;
 use crate::keys::KeyError;
+use crate::placement::PlacementError;
 use crate::testbed::TestbedError;
 
 /// Why `kistrel net` failed.
@@ -107,6 +108,9 @@ pub enum NetError {
         /// Children the network has (relays and the client).
         total: usize,
     },
+    /// `--cpus` could not be read or used.
+    #[error("--cpus: {0}")]
+    Cpus(#[source] PlacementError),
     /// Waiting for a child failed.
     #[error("cannot wait for {name}: {source}")]
     Wait {
@@ -129,6 +133,7 @@ impl HasKind for NetError {
             NetError::Ctor(e) => e.kind(),
             NetError::Config(e) => e.kind(),
             NetError::Testbed(e) => e.kind(),
+            NetError::Cpus(e) => e.kind(),
             NetError::Keys(e) => e.kind(),
             NetError::Layout { .. } => ErrorKind::Internal,
             NetError::ChildExited { .. } | NetError::NotReady { .. } => ErrorKind::Unavailable,

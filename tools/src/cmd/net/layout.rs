@@ -29,6 +29,7 @@ use kistrel_sched::SchedulerKind;
 use crate::config::{Backend, LinksMode};
 use crate::fsutil::write_atomic;
 use crate::keys::RelayKeyFolder;
+use crate::placement::Placement;
 
 /// The exit relay's policy.
 pub const EXIT_POLICY: &str = "accept 127.0.0.0/8:*";
@@ -53,6 +54,8 @@ pub struct LayoutOptions {
     /// Only relay1 gets the Guard flag, so roles are fixed: guard relay1, exit relayN,
     /// middles in between.
     pub fixed_roles: bool,
+    /// `CPUAffinity` of each node (by name: `relayK`, `client`) when pinned.
+    pub placement: Option<Placement>,
     /// `--path`: the client's EntryNodes, MiddleNodes and ExitNodes.
     pub path: Option<super::PathPins>,
 }
@@ -60,6 +63,13 @@ pub struct LayoutOptions {
 impl LayoutOptions {
     fn exit_policy_or_default(&self) -> &str {
         self.exit_policy.as_deref().unwrap_or(EXIT_POLICY)
+    }
+
+    /// The `CPUAffinity` line of node `name`, if it is pinned.
+    fn cpu_affinity(&self, name: &str) -> String {
+        let cpus = self.placement.as_ref().and_then(|p| p.cpus_of(name));
+        cpus.map(|c| format!("CPUAffinity = {}\n", quote(&c.to_string())))
+            .unwrap_or_default()
     }
 }
 
@@ -152,6 +162,7 @@ pub fn relay_config_text(r: &RelayFiles, exit: bool, opts: &LayoutOptions) -> St
         s.push_str(&format!("MetricsPort = {}\n", quote(&any_port.to_string())));
     }
     s.push_str(&runtime_keys(opts));
+    s.push_str(&opts.cpu_affinity(&r.nickname));
     s
 }
 
@@ -176,6 +187,7 @@ pub fn client_config_text(socks: SocketAddr, opts: &LayoutOptions) -> String {
         ));
     }
     s.push_str(&runtime_keys(opts));
+    s.push_str(&opts.cpu_affinity("client"));
     s
 }
 
@@ -461,6 +473,57 @@ mod tests {
             assert_eq!((p.guard, p.exit), (0, 3));
             assert!(p.middle == 1 || p.middle == 2);
         }
+    }
+
+    /// With 8 CPUs (a fake count: nothing is started), every node's config carries its own
+    /// CPUs and no two nodes share one; with 2, no config pins anything.
+    #[test]
+    fn nodes_get_disjoint_cpus_or_none() {
+        use crate::placement::{plan, CpuList};
+        let tmp = tempfile::tempdir().unwrap();
+        let eight = CpuList::first(8).unwrap();
+        let opts = LayoutOptions {
+            placement: Some(plan(&eight, &super::super::cpus::nodes(4, 1))),
+            ..LayoutOptions::default()
+        };
+        let (l, _) = layout(tmp.path(), 4, &opts);
+        let mut sets: Vec<CpuList> = l
+            .relays
+            .iter()
+            .map(|r| {
+                RelayConf::load(&r.config, &[])
+                    .unwrap()
+                    .runtime
+                    .cpu_affinity
+                    .unwrap()
+            })
+            .collect();
+        let client = ClientConf::load(&l.client_config, &[]).unwrap();
+        sets.push(client.runtime.cpu_affinity.unwrap());
+        assert_eq!(sets.len(), 5);
+        for (i, a) in sets.iter().enumerate() {
+            assert!(a.is_subset(&eight));
+            for b in &sets[i + 1..] {
+                assert!(!a.overlaps(b), "{a} and {b} share a CPU");
+            }
+        }
+        let two = CpuList::first(2).unwrap();
+        let opts = LayoutOptions {
+            placement: Some(plan(&two, &super::super::cpus::nodes(4, 1))),
+            ..LayoutOptions::default()
+        };
+        let (l, _) = layout(&tmp.path().join("small"), 4, &opts);
+        for r in &l.relays {
+            assert_eq!(
+                RelayConf::load(&r.config, &[])
+                    .unwrap()
+                    .runtime
+                    .cpu_affinity,
+                None
+            );
+        }
+        let client = ClientConf::load(&l.client_config, &[]).unwrap();
+        assert_eq!(client.runtime.cpu_affinity, None);
     }
 
     #[test]

@@ -154,6 +154,8 @@ pub(super) fn mean_quantiles(qs: &[Quantiles]) -> Quantiles {
         p90: m(|q| q.p90),
         p99: m(|q| q.p99),
         p999: m(|q| q.p999),
+        max: qs.iter().map(|q| q.max).fold(0.0, f64::max),
+        samples: qs.iter().map(|q| q.samples).sum(),
     }
 }
 

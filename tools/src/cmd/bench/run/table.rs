@@ -1,100 +1,275 @@
-//! The human summary of a `kistrel bench run` report, on stdout.
+//! The human summary of a `kistrel bench run` report, all on stdout (progress and logs go
+//! to stderr). Every figure shows its median over rounds, its 95% interval and n; latency
+//! percentiles only where n supports them; values below a histogram's resolution as `<0.01`.
 
-use super::report::Report;
-use crate::tgen::Percentiles;
+use std::fmt::Write as _;
 
-/// Prints the table.
+use super::report::{Figure, Report};
+use crate::cmd::bench::nodes::{NodeSchedMetrics, Quantiles};
+use crate::stats::SampleQuantiles;
+
+/// The figure rows: name in the JSON, row label, decimals.
+const ROWS: [(&str, &str, usize); 13] = [
+    ("throughput_mib_s", "throughput, kistrel 3 hops", 1),
+    ("direct_throughput_mib_s", "throughput, direct", 1),
+    (
+        "forwarders_throughput_mib_s",
+        "throughput, 3 plain forwarders",
+        1,
+    ),
+    ("ratio_vs_direct", "kistrel / direct", 3),
+    ("ratio_vs_forwarders", "kistrel / plain forwarders", 3),
+    ("kist_over_vanilla", "KIST / Vanilla", 3),
+    ("workers_two_over_one", "2 workers / 1 worker", 3),
+    ("tls_over_plain", "TLS links / plain links", 3),
+    ("max_relay_cpu_s_per_gib", "busiest relay CPU per GiB", 2),
+    ("relays_cpu_s_per_gib", "3 relays' CPU per GiB", 2),
+    (
+        "tls_added_guard_cpu_s_per_gib",
+        "CPU per GiB TLS adds, guard",
+        2,
+    ),
+    (
+        "tls_added_middle_cpu_s_per_gib",
+        "CPU per GiB TLS adds, middle",
+        2,
+    ),
+    (
+        "tls_added_exit_cpu_s_per_gib",
+        "CPU per GiB TLS adds, exit",
+        2,
+    ),
+];
+
+/// The whole table as text.
+pub(super) fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let c = &r.config;
+    let _ = writeln!(
+        out,
+        "kistrel bench: {} x {} MiB bulk + {} web flows; {} worker(s)/node, backend {}, links {}, scheduler {}; {} round(s), conditions in ABBA order",
+        c.circuits, c.transfer_mib, c.web_flows, c.workers, c.backend, c.links, c.scheduler, c.rounds
+    );
+    let load = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.2}"));
+    let _ = writeln!(
+        out,
+        "machine: {}, Linux {}, CPUs {}, load average (1 min) {} at start, {} at end",
+        r.machine.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        r.machine.kernel.as_deref().unwrap_or("?"),
+        r.machine.cpus,
+        load(r.machine.loadavg_1m[0]),
+        load(r.machine.loadavg_1m[1])
+    );
+    let placement = match &r.placement.reason {
+        Some(reason) => format!("not pinned: {reason}"),
+        None => r
+            .placement
+            .nodes
+            .iter()
+            .map(|n| format!("{} {}", n.node, n.cpus))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let _ = writeln!(out, "placement: {placement}");
+    let _ = writeln!(
+        out,
+        "\n  {:<32} {:>10}  {:<22} {:>3}  unit (better)",
+        "figure", "median", "95% interval", "n"
+    );
+    for (name, label, digits) in ROWS {
+        if let Some(f) = r.figures.get(name) {
+            out.push_str(&figure_row(label, f, digits));
+        }
+    }
+    if c.testing_cell_cost_ns > 0 {
+        let _ = writeln!(
+            out,
+            "  (testing: every relay burned {} ns of CPU per cell)",
+            c.testing_cell_cost_ns
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n  latency, seconds, ok transfers pooled over rounds    n      p50      p90      p99      max"
+    );
+    for l in &r.latency {
+        for (what, q) in [("ttfb", &l.ttfb_s), ("ttlb", &l.ttlb_s)] {
+            let _ = writeln!(
+                out,
+                "  {:<26} {:<5} {:<4}  {}",
+                l.condition,
+                l.model,
+                what,
+                sample_row(q)
+            );
+        }
+    }
+    if let Some((round, phase)) = r.rounds.last().and_then(|last| {
+        let base = &r.config.base_condition;
+        Some((
+            last.round,
+            last.phases.iter().find(|p| &p.condition == base)?,
+        ))
+    }) {
+        let _ = writeln!(
+            out,
+            "\n  scheduler, {} in round {round}     runs/s  cells/run p50  relay queue p50/p99 ms  kernel queue (sampled) p50/p99 ms",
+            phase.condition
+        );
+        for m in &phase.scheduler_metrics {
+            out.push_str(&sched_row(m));
+        }
+        for c in &phase.cpu {
+            let _ = writeln!(
+                out,
+                "  cpu {:<8} {:7.2} s = {:>6} CPU-s/GiB",
+                c.role,
+                c.cpu_s,
+                fixed(c.cpu_s_per_gib, 2)
+            );
+        }
+    }
+    for d in &r.placement_differences {
+        let _ = writeln!(out, "  PLACEMENT DIFFERS: {d}");
+    }
+    out
+}
+
+/// Prints the table on stdout.
 pub(super) fn print(r: &Report) {
-    let t = &r.throughput;
-    println!(
-        "kistrel bench  ({} x {} MiB, {} worker(s), backend {}, links {}, scheduler {})",
-        r.circuits, r.transfer_mib, r.workers, r.backend, r.links, r.scheduler
-    );
-    println!(
-        "  throughput   3 hops {:8.1} MiB/s   direct {:8.1} MiB/s   ratio {:.3}",
-        t.throughput_mib_s, t.direct_throughput_mib_s, t.ratio_vs_direct
-    );
-    println!(
-        "  baseline     3 plain TCP forwarders {:8.1} MiB/s   kistrel / forwarders {:.3}",
-        t.forwarders_throughput_mib_s, t.ratio_vs_forwarders
-    );
-    for (phase, models) in &r.transfers {
-        for (model, m) in models {
-            let (fb, lb) = (m.ttfb_s, m.ttlb_s);
-            let p = |q: Option<Percentiles>, f: fn(&Percentiles) -> f64| {
-                q.map_or("-".to_owned(), |q| format!("{:.3}", f(&q)))
-            };
-            println!(
-                "  {phase:<9} {model:<5} n={:<4} failed={:<2} ttfb p50/p90/p99 {}/{}/{} s   ttlb p50/p90/p99 {}/{}/{} s",
-                m.count,
-                m.count - m.ok,
-                p(fb, |q| q.p50),
-                p(fb, |q| q.p90),
-                p(fb, |q| q.p99),
-                p(lb, |q| q.p50),
-                p(lb, |q| q.p90),
-                p(lb, |q| q.p99),
-            );
-        }
+    print!("{}", render(r));
+}
+
+/// `label  median  [low, high]  n  unit (better)`.
+fn figure_row(label: &str, f: &Figure, digits: usize) -> String {
+    let e = &f.estimate;
+    let interval = match e.ci95 {
+        Some(ci) => format!("[{}, {}]", fixed(ci.low, digits), fixed(ci.high, digits)),
+        None => "(n too small)".to_owned(),
+    };
+    format!(
+        "  {label:<32} {:>10}  {interval:<22} {:>3}  {} ({} is better)\n",
+        fixed(e.median, digits),
+        e.n,
+        f.unit,
+        f.better
+    )
+}
+
+/// `n p50 p90 p99 max`, a `-` where n does not support the percentile.
+fn sample_row(q: &SampleQuantiles) -> String {
+    let cell = |v: Option<f64>| v.map_or("-".to_owned(), |v| fixed(v, 3));
+    format!(
+        "{:>4} {:>8} {:>8} {:>8} {:>8}",
+        q.n,
+        cell(q.p50),
+        cell(q.p90),
+        cell(q.p99),
+        cell(q.max)
+    )
+}
+
+fn sched_row(m: &NodeSchedMetrics) -> String {
+    format!(
+        "  {:<12} {:<8} {:>7.0}  {:>13}  {:>22}  {:>33}\n",
+        m.scheduler,
+        m.node,
+        m.runs_per_s,
+        if m.cells_per_run.samples > 0 {
+            format!("{:.0}", m.cells_per_run.p50)
+        } else {
+            "-".to_owned()
+        },
+        ms_pair(&m.relay_queue_ms),
+        ms_pair(&m.kernel_queue_sampled_ms),
+    )
+}
+
+/// `p50/p99` of a histogram in ms: `-` without samples, `<0.01` below the resolution
+/// shown, and p99 only from 100 samples on (else `max` with n).
+pub(super) fn ms_pair(q: &Quantiles) -> String {
+    if q.samples == 0 {
+        return "-".to_owned();
     }
-    if let Some(c) = &r.scheduler_comparison {
-        let round = |v: &[f64]| {
-            v.iter()
-                .map(|v| (v * 10.0).round() / 10.0)
-                .collect::<Vec<_>>()
+    let p99 = if crate::stats::quantile_supported(0.99, q.samples) {
+        small_ms(q.p99)
+    } else {
+        format!("max {} (n={})", small_ms(q.max), q.samples)
+    };
+    format!("{}/{p99}", small_ms(q.p50))
+}
+
+/// A millisecond figure from a histogram with 2 decimals; below 0.01 (the histogram's 1 µs
+/// floor included) `<0.01`, never `0.00`.
+pub(super) fn small_ms(v: f64) -> String {
+    if v < 0.01 {
+        "<0.01".to_owned()
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// `v` with `digits` decimals, `-` when it is not a number (a failed reading).
+fn fixed(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else {
+        "-".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Estimate;
+
+    #[test]
+    fn small_values_are_not_shown_as_zero() {
+        assert_eq!(small_ms(0.0), "<0.01");
+        assert_eq!(small_ms(0.001), "<0.01");
+        assert_eq!(small_ms(0.0099), "<0.01");
+        assert_eq!(small_ms(0.01), "0.01");
+        assert_eq!(small_ms(12.345), "12.35");
+    }
+
+    #[test]
+    fn p99_only_from_100_samples() {
+        let q = |samples| Quantiles {
+            p50: 0.002,
+            p99: 3.0,
+            max: 4.5,
+            samples,
+            ..Quantiles::default()
         };
-        println!(
-            "  schedulers   KIST {:?} MiB/s   Vanilla {:?} MiB/s   KIST/Vanilla {:.3}",
-            round(&c.kist_mib_s),
-            round(&c.vanilla_mib_s),
-            c.kist_over_vanilla
-        );
+        assert_eq!(ms_pair(&q(0)), "-");
+        assert_eq!(ms_pair(&q(8)), "<0.01/max 4.50 (n=8)");
+        assert_eq!(ms_pair(&q(100)), "<0.01/3.00");
     }
-    if let Some(w) = &r.workers_comparison {
-        println!(
-            "  workers      1: {:.1} MiB/s   2: {:.1} MiB/s   2/1 {:.3}",
-            w.one_worker_mib_s, w.two_workers_mib_s, w.two_over_one
-        );
+
+    #[test]
+    fn latency_rows_leave_unsupported_percentiles_out() {
+        let q = SampleQuantiles::of(&[0.5, 0.25, 1.0, 0.75, 0.125, 2.0, 1.5, 0.875]);
+        assert_eq!(sample_row(&q), "   8    0.812        -        -    2.000");
     }
-    if let Some(l) = &r.links_comparison {
-        let round = |v: &[f64]| {
-            v.iter()
-                .map(|v| (v * 10.0).round() / 10.0)
-                .collect::<Vec<_>>()
+
+    #[test]
+    fn figure_rows_say_interval_n_unit_and_direction() {
+        let f = Figure {
+            unit: "ratio",
+            better: "higher",
+            definition: "",
+            estimate: Estimate::of(&[0.2, 0.25, 0.22], 1).unwrap(),
         };
-        println!(
-            "  links        TLS {:?} MiB/s   plain {:?} MiB/s   TLS/plain {:.3}",
-            round(&l.tls_mib_s),
-            round(&l.plain_mib_s),
-            l.tls_over_plain
+        let row = figure_row("kistrel / plain forwarders", &f, 3);
+        assert_eq!(
+            row,
+            "  kistrel / plain forwarders            0.220  [0.200, 0.250]           3  ratio (higher is better)\n"
         );
-        for c in &l.cpu_by_role {
-            println!(
-                "  links cpu    {:<8} TLS {:6.2}  plain {:6.2}  TLS adds {:+6.2} CPU-s/GiB",
-                c.role, c.tls_cpu_s_per_gib, c.plain_cpu_s_per_gib, c.added_cpu_s_per_gib
-            );
-        }
-    }
-    if !r.scheduler_metrics.is_empty() {
-        println!("  scheduler    node     runs/s  cells/run p50  relay queue p50/p99 ms  kernel queue (sampled) p50/p99 ms");
-    }
-    for m in &r.scheduler_metrics {
-        println!(
-            "  {:<12} {:<8} {:7.0}  {:13.0}  {:9.2}/{:<9.2}     {:9.2}/{:<9.2}",
-            m.scheduler,
-            m.node,
-            m.runs_per_s,
-            m.cells_per_run.p50,
-            m.relay_queue_ms.p50,
-            m.relay_queue_ms.p99,
-            m.kernel_queue_sampled_ms.p50,
-            m.kernel_queue_sampled_ms.p99
-        );
-    }
-    for c in &r.cpu_s_per_gib {
-        println!(
-            "  cpu  {:<8} pid {:<7} {:7.2} s  = {:6.2} CPU-s/GiB",
-            c.role, c.pid, c.cpu_s, c.cpu_s_per_gib
-        );
+        let one = Figure {
+            estimate: Estimate::of(&[0.2], 1).unwrap(),
+            ..f
+        };
+        assert!(figure_row("x", &one, 3).contains("(n too small)"));
+        assert_eq!(fixed(f64::NAN, 2), "-");
     }
 }

@@ -1,0 +1,189 @@
+//! One phase: the mix moved once under one condition, on a fresh network for a relayed
+//! condition, with everything measured about it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::condition::Condition;
+use crate::cmd::bench::job::METRICS_SETTLE;
+use crate::cmd::bench::mix::{run_mix, MixResult, MixSpec};
+use crate::cmd::bench::net_child::{NetChild, NetShape, NodeArgs};
+use crate::cmd::bench::nodes::NodeSchedMetrics;
+use crate::cmd::bench::placement::{JobPlacement, ObservedNode};
+use crate::cmd::bench::procs::{self, ProcessCpu};
+use crate::error::CliError;
+use crate::tgen::{ModelSummary, TransferRecord};
+
+/// What one phase measured.
+#[derive(Debug, Clone, Serialize)]
+pub(in crate::cmd::bench) struct PhaseRecord {
+    /// The condition's label.
+    pub condition: String,
+    /// Verified bulk bytes over the bulk transfers' wall time, MiB/s.
+    pub throughput_mib_s: f64,
+    /// Verified bytes, bulk and web.
+    pub bytes_verified: u64,
+    /// Transfers that failed or arrived corrupted.
+    pub failed: u64,
+    /// tgen's per-model summaries (`bulk`, `web`).
+    pub transfers: BTreeMap<String, ModelSummary>,
+    /// Relayed: each node's CPU seconds over the transfers, per GiB moved.
+    pub cpu: Vec<ProcessCpu>,
+    /// Relayed: each node's scheduler figures at the end.
+    pub scheduler_metrics: Vec<NodeSchedMetrics>,
+    /// Relayed: where the kernel let each node's worker threads run.
+    pub placement: Vec<ObservedNode>,
+    /// Relayed: how the placement differs from the plan (empty when it does not).
+    pub placement_differences: Vec<String>,
+    /// Every transfer (pooled over rounds for the latency figures).
+    #[serde(skip)]
+    pub records: Vec<TransferRecord>,
+}
+
+impl PhaseRecord {
+    /// The busiest relay's CPU seconds per GiB.
+    pub(in crate::cmd::bench) fn max_relay_cpu_s_per_gib(&self) -> Option<f64> {
+        self.cpu
+            .iter()
+            .filter(|c| c.role.starts_with("relay"))
+            .map(|c| c.cpu_s_per_gib)
+            .reduce(f64::max)
+    }
+
+    /// Node `role`'s (`relay1`, ...) CPU seconds per GiB; `None` when it could not be read.
+    pub(in crate::cmd::bench) fn cpu_s_per_gib_of(&self, role: &str) -> Option<f64> {
+        let c = self.cpu.iter().find(|c| c.role == role)?;
+        c.cpu_s_per_gib.is_finite().then_some(c.cpu_s_per_gib)
+    }
+
+    /// The relays' CPU seconds together per GiB; `None` when a relay's CPU time could not
+    /// be read.
+    pub(in crate::cmd::bench) fn relays_cpu_s_per_gib(&self) -> Option<f64> {
+        let relays = self.cpu.iter().filter(|c| c.role.starts_with("relay"));
+        let sum: f64 = relays.clone().map(|c| c.cpu_s_per_gib).sum();
+        (relays.count() > 0 && sum.is_finite()).then_some(sum)
+    }
+
+    fn of(condition: Condition, mix: &MixResult) -> PhaseRecord {
+        let mut records = mix.bulk.transfers.clone();
+        records.extend(mix.web.transfers.iter().cloned());
+        PhaseRecord {
+            condition: condition.label(),
+            throughput_mib_s: mix.throughput_mib_s(),
+            bytes_verified: mix.bytes_ok(),
+            failed: mix.failed(),
+            transfers: mix.summaries(),
+            cpu: Vec::new(),
+            scheduler_metrics: Vec::new(),
+            placement: Vec::new(),
+            placement_differences: Vec::new(),
+            records,
+        }
+    }
+}
+
+/// The path of every circuit of a relayed phase: guard, middle, exit.
+pub(in crate::cmd::bench) const PINNED_PATH: &str = "relay1,relay2,relay3";
+
+/// Runs phases: the same mix, target and placement every time.
+#[derive(Debug)]
+pub(in crate::cmd::bench) struct Phases<'a> {
+    /// The tgen server.
+    pub target: SocketAddr,
+    /// The forwarder chain's entry.
+    pub forwarders: SocketAddr,
+    /// The mix.
+    pub spec: MixSpec,
+    /// The network options every relayed phase starts from.
+    pub nodes: &'a NodeArgs,
+    /// Where each relayed phase's network folder goes (`ROOT/rN-LABEL`).
+    pub root: PathBuf,
+    /// Where the load generator and the nodes run.
+    pub placement: &'a JobPlacement,
+}
+
+impl Phases<'_> {
+    /// Runs `condition` as round `round` (1-based).
+    pub(in crate::cmd::bench) fn run(
+        &self,
+        condition: Condition,
+        round: usize,
+    ) -> Result<PhaseRecord, CliError> {
+        let label = format!("r{round}-{}", condition.label());
+        eprintln!("kistrel bench: round {round}: {}", condition.label());
+        let mix = |to: SocketAddr, socks: Option<SocketAddr>| {
+            self.placement
+                .as_client(|| run_mix(to, socks, self.spec, &label))?
+        };
+        match condition {
+            Condition::Direct => Ok(PhaseRecord::of(condition, &mix(self.target, None)?)),
+            Condition::Forwarded => Ok(PhaseRecord::of(condition, &mix(self.forwarders, None)?)),
+            Condition::Relayed {
+                scheduler,
+                workers,
+                links,
+            } => {
+                let nodes = NodeArgs {
+                    scheduler: Some(scheduler),
+                    workers,
+                    links,
+                    ..self.nodes.clone()
+                };
+                let shape = NetShape {
+                    relays: 3,
+                    cpus: self.placement.net_cpus(workers),
+                    // Fixed roles, so each relay's figures are a guard's, a middle's, an exit's.
+                    extra: vec!["--path".into(), PINNED_PATH.into()],
+                    ..NetShape::default()
+                };
+                let net = NetChild::start(&nodes, &shape, &self.root.join(&label))?;
+                let result = self.relayed(condition, &net, workers, &mix);
+                net.stop();
+                result
+            }
+        }
+    }
+
+    /// The measured part of a relayed phase on a running network.
+    fn relayed(
+        &self,
+        condition: Condition,
+        net: &NetChild,
+        workers: u16,
+        mix: &dyn Fn(SocketAddr, Option<SocketAddr>) -> Result<MixResult, CliError>,
+    ) -> Result<PhaseRecord, CliError> {
+        let pids = net.pids();
+        let cpu_now = || -> Vec<f64> {
+            pids.iter()
+                .map(|(_, p)| procs::cpu_seconds(*p).unwrap_or(f64::NAN))
+                .collect()
+        };
+        let before = cpu_now();
+        let started = Instant::now();
+        let result = mix(self.target, Some(net.socks))?;
+        let after = cpu_now();
+        let (placement, differences) = self.placement.observe(workers, &pids)?;
+        // Workers publish their figures once a second: let the last second's arrive.
+        std::thread::sleep(METRICS_SETTLE);
+        let mut record = PhaseRecord::of(condition, &result);
+        record.scheduler_metrics = net.scheduler_figures(started.elapsed().as_secs_f64());
+        let gib = record.bytes_verified as f64 / f64::from(1u32 << 30);
+        record.cpu = pids
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|((role, pid), (b, a))| ProcessCpu {
+                role: role.clone(),
+                pid: *pid,
+                cpu_s: a - b,
+                cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { f64::NAN },
+            })
+            .collect();
+        record.placement = placement;
+        record.placement_differences = differences;
+        Ok(record)
+    }
+}
