@@ -52,6 +52,7 @@ fn runtime(r: &RuntimeConf) -> Vec<Entry> {
         ("Workers", Some(int(r.workers as u64))),
         ("Backend", Some(string(r.backend.name()))),
         ("Links", Some(string(r.links.name()))),
+        ("CPUAffinity", r.cpu_affinity.as_ref().map(string)),
         ("Schedulers", Some(Value::Array(schedulers))),
         (
             "KISTSchedRunInterval",
@@ -123,6 +124,7 @@ impl RelayConf {
             ),
             ("DoSCircuitCreationRate", Some(int(u64::from(limit.rate)))),
             ("DoSCircuitCreationBurst", Some(int(u64::from(limit.burst)))),
+            ("TestingCellCost", Some(duration(self.testing_cell_cost))),
         ];
         e.extend(runtime(&self.runtime));
         ordered(&Self::keys(), e)
