@@ -748,10 +748,10 @@ fn net_interrupted_during_start_up_stops_what_it_started_and_says_so() {
         pids.len()
     );
     // A stand-in stopped before it wrote its pid is counted by net but not in the file.
-    let err = stderr(&o);
+    let err = error_line(&stderr(&o));
     let k: usize = err
         .strip_prefix("kistrel: error: interrupted during start-up: stopped the ")
-        .and_then(|r| r.strip_suffix(" of 41 processes started; no network was left running\n"))
+        .and_then(|r| r.strip_suffix(" of 41 processes started; no network was left running"))
         .unwrap_or_else(|| panic!("{err}"))
         .parse()
         .unwrap();
@@ -771,7 +771,8 @@ fn net_ready_timeout_counts_from_the_start() {
     let o = f.command(&["--ready-timeout", "1s"]).output().unwrap();
     // Over before the relays' 3 s listen wait ends: the client is never started.
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("kistrel: error: the client did not report ready within 1 s"));
+    assert!(error_line(&stderr(&o))
+        .starts_with("kistrel: error: the client did not report ready within 1 s"));
     let pids = f.pids();
     assert_eq!(pids.len(), 3, "relays only");
     for p in pids {

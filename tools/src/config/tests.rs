@@ -796,14 +796,14 @@ fn client_effective_config_names_every_key_and_loads_back_the_same() {
     let c = f.client(text, &[]).unwrap();
     let keys: Vec<&str> = c.effective().iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, ClientConf::keys());
-    // Only MetricsPort is unset in a client's defaults.
+    // Only MetricsPort and CPUAffinity are unset in a client's defaults.
     let unset: Vec<&str> = c
         .effective()
         .iter()
         .filter(|(_, v)| v.is_none())
         .map(|(k, _)| *k)
         .collect();
-    assert_eq!(unset, ["MetricsPort"]);
+    assert_eq!(unset, ["MetricsPort", "CPUAffinity"]);
     let printed = c.effective_toml();
     assert!(
         printed.contains("EnforceDistinctSubnets = false\n"),
