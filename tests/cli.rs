@@ -6,7 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use base64::Engine as _;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -235,36 +234,7 @@ fn path_sample_bad_directory_names_the_line() {
     assert!(err.contains("colour"), "{err}");
 }
 
-// ---- keygen, relay/client config errors, usage ----
-
-#[test]
-fn keygen_writes_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("k");
-    let o = run(&["keygen", "--out", out.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let line = stdout(&o);
-    let k = kistrel::keys::RelayKeyFolder::load(&out).unwrap();
-    let id = hex::encode_upper(k.rsa_id());
-    let ed = base64::engine::general_purpose::STANDARD.encode(k.ed_id());
-    let ntor = base64::engine::general_purpose::STANDARD.encode(k.ntor_public());
-    assert_eq!(
-        line.trim_end(),
-        format!(
-            "identity={id} ed25519_identity={ed} ntor_key={ntor} dir={}",
-            out.display()
-        )
-    );
-    let o = run(&["keygen", "--out", out.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert_eq!(
-        stderr(&o),
-        format!(
-            "kistrel: error: key file {} already exists: remove the key folder first if you really want new keys\n",
-            out.join("secret_id_key").display()
-        )
-    );
-}
+// ---- relay/client config errors, usage (keygen: tests/newcomer.rs) ----
 
 #[test]
 fn config_errors_exit_2_with_one_line() {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use base64::Engine as _;
+
 use support::{free_port, lines_of, wait_exit, Reaped};
 
 fn kistrel() -> Command {
@@ -324,5 +326,40 @@ fn child_of_a_dead_supervisor_exits() {
     assert_eq!(
         text(&o.stderr),
         "kistrel: parent process 1 is gone; exiting\n"
+    );
+}
+
+#[test]
+fn keygen_writes_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("k");
+    let o = kistrel()
+        .args(["keygen", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let line = text(&o.stdout);
+    let k = kistrel::keys::RelayKeyFolder::load(&out).unwrap();
+    let id = hex::encode_upper(k.rsa_id());
+    let ed = base64::engine::general_purpose::STANDARD.encode(k.ed_id());
+    let ntor = base64::engine::general_purpose::STANDARD.encode(k.ntor_public());
+    assert_eq!(
+        line.trim_end(),
+        format!(
+            "identity={id} ed25519_identity={ed} ntor_key={ntor} dir={}",
+            out.display()
+        )
+    );
+    let o = kistrel()
+        .args(["keygen", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "kistrel: error: key file {} already exists: remove the key folder first if you really want new keys\n",
+            out.join("secret_id_key").display()
+        )
     );
 }

@@ -206,22 +206,7 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
         .iter()
         .map(|o| Override::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
-    if args.shape.bottleneck.is_some() && args.socks.is_some() {
-        return Err(NetError::SocksWithBottleneck);
-    }
-    if args.shape.bottleneck.is_some() && args.ctor.ctor_relays > 0 {
-        return Err(NetError::CtorWithBottleneck);
-    }
-    capacity::check(
-        u64::from(args.relays),
-        workers_per_node(&args, &overrides),
-        capacity::Machine::this(),
-    )
-    .map_err(NetError::TooManyRelays)?;
-    if args.shape.bottleneck.is_some() {
-        // Before any folder or namespace exists: without root, say so and leave nothing.
-        crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
-    }
+    check_args(&args, &overrides)?;
     // Before anything is made: a missing tor is a usage error naming the package.
     let (ctor_opts, programs) = ctor::options(&args.ctor, verbose)?;
     // Before anything is built, so a bad --cpus leaves nothing behind.
@@ -300,6 +285,28 @@ pub fn run(args: NetArgs, verbose: u8) -> Result<(), NetError> {
     };
     result?;
     Ok(teardown?)
+}
+
+/// What can be refused before anything is made: options that do not go together, more
+/// relays than the machine holds, a shaped network without root or tools.
+fn check_args(args: &NetArgs, overrides: &[Override]) -> Result<(), NetError> {
+    if args.shape.bottleneck.is_some() && args.socks.is_some() {
+        return Err(NetError::SocksWithBottleneck);
+    }
+    if args.shape.bottleneck.is_some() && args.ctor.ctor_relays > 0 {
+        return Err(NetError::CtorWithBottleneck);
+    }
+    capacity::check(
+        u64::from(args.relays),
+        workers_per_node(args, overrides),
+        capacity::Machine::this(),
+    )
+    .map_err(NetError::TooManyRelays)?;
+    if args.shape.bottleneck.is_some() {
+        // Before any folder or namespace exists: without root, say so and leave nothing.
+        crate::testbed::exec::check_privileges_and_tools().map_err(NetError::from)?;
+    }
+    Ok(())
 }
 
 /// The program run as each kistrel child: [`CHILD_EXE_ENV`], else this binary.
