@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   driver Recv(buf) --> Link::open(&mut buf, deliver) --> Secured / plaintext --> Relay
-//!   scheduler grant  --> Link::cell_buf(send buf) <-- Relay::write_one_cell (one copy)
+//!   scheduler grant  --> Link::cell_buf(send buf) <-- Relay::write_cells     (one copy)
 //!   end of the run   --> Link::seal(send buf)            (per channel per run, not per cell)
 //!   handshake bytes  --> Link::write_out(send buf)       (after open, and at connect)
 //! ```
