@@ -22,7 +22,6 @@ use crate::wire::{
     EndReason, RelayCmd, Resolve, Resolved, ResolvedAnswer, StreamId, RELAY_DATA_LEN,
 };
 
-use super::error::StreamError;
 use super::event::Event;
 use super::ids::{CircHandle, StreamHandle};
 use super::streammap::StreamState;
@@ -40,18 +39,9 @@ impl Relay {
         stream: Option<StreamId>,
         data: &[u8],
     ) {
-        let Some(sid) = stream else {
-            let e = StreamError::NoStreamId {
-                cmd: RelayCmd::RESOLVE,
-            };
-            return self.reject_circuit(now, circ, e.into());
-        };
-        let Some(c) = self.circuits.get_mut(circ) else {
+        let Some(sid) = self.new_stream_id(now, circ, stream, RelayCmd::RESOLVE) else {
             return;
         };
-        if c.streams.contains(sid) {
-            return self.reject_circuit(now, circ, StreamError::StreamIdInUse.into());
-        }
         if self.cfg.exit_policy.is_none() {
             debug!(?circ, ?sid, "RESOLVE at a non-exit: END (EXITPOLICY)");
             return self.send_end(now, circ, sid, EndReason::EXITPOLICY);
@@ -71,6 +61,9 @@ impl Relay {
             return self.send_resolved(now, circ, sid, Err(false));
         }
         let host = host.to_owned();
+        let Some(c) = self.circuits.get_mut(circ) else {
+            return;
+        };
         c.streams.insert(sid, StreamState::Resolving);
         self.events.push_back(Event::ResolveStream {
             stream: StreamHandle { circ, id: sid },
@@ -138,11 +131,8 @@ impl Relay {
         circ: CircHandle,
         stream: Option<StreamId>,
     ) {
-        let Some(sid) = stream else {
-            let e = StreamError::NoStreamId {
-                cmd: RelayCmd::BEGIN_DIR,
-            };
-            return self.reject_circuit(now, circ, e.into());
+        let Some(sid) = self.stream_id(now, circ, stream, RelayCmd::BEGIN_DIR) else {
+            return;
         };
         debug!(?circ, ?sid, "BEGIN_DIR: no directory here");
         self.send_end(now, circ, sid, EndReason::NOTDIRECTORY);

@@ -44,14 +44,11 @@ impl Relay {
         stream: Option<StreamId>,
         data: &[u8],
     ) {
-        let Some(c) = self.circuits.get_mut(circ) else {
+        let Some(sid) = self.stream_id(now, circ, stream, RelayCmd::DATA) else {
             return;
         };
-        let Some(sid) = stream else {
-            let e = StreamError::NoStreamId {
-                cmd: RelayCmd::DATA,
-            };
-            return self.reject_circuit(now, circ, e.into());
+        let Some(c) = self.circuits.get_mut(circ) else {
+            return;
         };
         let digest = match (&c.kind, end) {
             (CircKind::Relay { layer, .. }, Endpoint::Exit) => layer.last_forward_digest(),
@@ -159,6 +156,38 @@ impl Relay {
         }
     }
 
+    /// The stream id of a stream cell (`cmd`); a cell without one closes `circ` (tor-spec:
+    /// a protocol violation) and gives `None`.
+    pub(super) fn stream_id(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        stream: Option<StreamId>,
+        cmd: RelayCmd,
+    ) -> Option<StreamId> {
+        if stream.is_none() {
+            self.reject_circuit(now, circ, StreamError::NoStreamId { cmd }.into());
+        }
+        stream
+    }
+
+    /// The id for a new stream on `circ` (BEGIN, RESOLVE): present and not in use; otherwise
+    /// the circuit is closed and `None` (also `None` when the circuit is gone).
+    pub(super) fn new_stream_id(
+        &mut self,
+        now: Instant,
+        circ: CircHandle,
+        stream: Option<StreamId>,
+        cmd: RelayCmd,
+    ) -> Option<StreamId> {
+        let sid = self.stream_id(now, circ, stream, cmd)?;
+        if self.circuits.get(circ)?.streams.contains(sid) {
+            self.reject_circuit(now, circ, StreamError::StreamIdInUse.into());
+            return None;
+        }
+        Some(sid)
+    }
+
     /// Exit: a BEGIN. Allowed targets become [`Event::ConnectStream`]; refused ones get END.
     pub(super) fn handle_begin(
         &mut self,
@@ -167,24 +196,18 @@ impl Relay {
         stream: Option<StreamId>,
         data: &[u8],
     ) {
-        let Some(sid) = stream else {
-            let e = StreamError::NoStreamId {
-                cmd: RelayCmd::BEGIN,
-            };
-            return self.reject_circuit(now, circ, e.into());
-        };
-        let Some(c) = self.circuits.get_mut(circ) else {
+        let Some(sid) = self.new_stream_id(now, circ, stream, RelayCmd::BEGIN) else {
             return;
         };
-        if c.streams.contains(sid) {
-            return self.reject_circuit(now, circ, StreamError::StreamIdInUse.into());
-        }
         let target = match Begin::parse(data) {
             Ok(b) => check_begin(self.cfg.exit_policy.as_ref(), b.host, b.port),
             Err(_) => Err(EndReason::TORPROTOCOL),
         };
         match target {
             Ok(t) => {
+                let Some(c) = self.circuits.get_mut(circ) else {
+                    return;
+                };
                 c.streams.insert(sid, StreamState::Connecting);
                 self.events.push_back(Event::ConnectStream {
                     stream: StreamHandle { circ, id: sid },
@@ -207,11 +230,8 @@ impl Relay {
         circ: CircHandle,
         stream: Option<StreamId>,
     ) {
-        let Some(sid) = stream else {
-            let e = StreamError::NoStreamId {
-                cmd: RelayCmd::CONNECTED,
-            };
-            return self.reject_circuit(now, circ, e.into());
+        let Some(sid) = self.stream_id(now, circ, stream, RelayCmd::CONNECTED) else {
+            return;
         };
         let Some(s) = self
             .circuits

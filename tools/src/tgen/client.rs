@@ -560,7 +560,6 @@ fn fetch(
 /// and why (the OS error, or the SOCKS reply).
 fn connect(to: &Target<'_>, timeout: Duration) -> Result<TcpStream, (Outcome, String)> {
     let server = to.server;
-    let started = Instant::now();
     match to.socks {
         None => TcpStream::connect_timeout(&server, timeout).map_err(|e| {
             let o = if e.kind() == std::io::ErrorKind::TimedOut {
@@ -572,7 +571,7 @@ fn connect(to: &Target<'_>, timeout: Duration) -> Result<TcpStream, (Outcome, St
         }),
         Some(proxy) => socks_connect_timeout(proxy, to.user, server, timeout).map_err(|e| {
             let o = match e {
-                _ if started.elapsed() >= timeout => Outcome::Timeout,
+                _ if e.is_timeout() => Outcome::Timeout,
                 SocksError::Connect { .. } => Outcome::Connect,
                 _ => Outcome::Socks,
             };

@@ -43,6 +43,24 @@ pub enum SocksError {
     BadReply(&'static str),
 }
 
+impl SocksError {
+    /// Whether the deadline ran out: a connect that timed out, or a handshake read that
+    /// did (a socket read timeout is `WouldBlock` on Unix, `TimedOut` elsewhere).
+    pub fn is_timeout(&self) -> bool {
+        let timed_out = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            )
+        };
+        match self {
+            SocksError::Connect { source, .. } => timed_out(source),
+            SocksError::Io(e) => timed_out(e),
+            _ => false,
+        }
+    }
+}
+
 impl HasKind for SocksError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -167,6 +185,22 @@ mod tests {
             }
         });
         (addr, h)
+    }
+
+    #[test]
+    fn a_silent_proxy_is_a_timeout_and_a_refused_port_is_not() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = l.local_addr().unwrap();
+        let target: SocketAddr = "10.1.2.3:80".parse().unwrap();
+        // Accepted by the kernel's backlog, never answered.
+        let e = socks_connect_timeout(silent, None, target, Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(e, SocksError::Io(_)), "{e:?}");
+        assert!(e.is_timeout(), "{e:?}");
+        drop(l);
+        let e = socks_connect_timeout(silent, None, target, Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, SocksError::Connect { .. }), "{e:?}");
+        assert!(!e.is_timeout(), "{e:?}");
+        assert!(!SocksError::MethodRefused(0xff).is_timeout());
     }
 
     #[test]
