@@ -118,17 +118,7 @@ pub(super) fn cdf_svg(title: &str, x_label: &str, series: &[Series], x_max: Opti
             gy + 4.0,
         );
     }
-    let _ = write!(
-        svg,
-        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"black\"/>\n\
-         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n\
-         <text x=\"16\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {:.1})\">fraction &#8804; x</text>\n",
-        LEFT + pw / 2.0,
-        H - 12.0,
-        escape(x_label),
-        TOP + ph / 2.0,
-        TOP + ph / 2.0,
-    );
+    frame(&mut svg, pw, ph, &escape(x_label), "fraction &#8804; x");
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let mut points = String::new();
@@ -159,6 +149,20 @@ pub(super) fn cdf_svg(title: &str, x_label: &str, series: &[Series], x_max: Opti
 
 /// The axis end (a multiple of the step at or above `largest`) and a 1-2-5 step giving at
 /// most 8 intervals.
+/// The plot area's border and the two axis labels (already escaped).
+fn frame(svg: &mut String, pw: f64, ph: f64, x_label: &str, y_label: &str) {
+    let _ = write!(
+        svg,
+        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"black\"/>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{x_label}</text>\n\
+         <text x=\"16\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {:.1})\">{y_label}</text>\n",
+        LEFT + pw / 2.0,
+        H - 12.0,
+        TOP + ph / 2.0,
+        TOP + ph / 2.0,
+    );
+}
+
 fn nice_axis(largest: f64) -> (f64, f64) {
     let largest = if largest.is_finite() && largest > 0.0 {
         largest

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{escape, nice_axis, tick, BOTTOM, COLOURS, H, LEFT, RIGHT, TOP, W};
+use super::{escape, frame, nice_axis, tick, BOTTOM, COLOURS, H, LEFT, RIGHT, TOP, W};
 
 /// One point: x, and the median and interval of y (`None`: no interval) over `n` rounds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,18 +80,7 @@ pub(in crate::cmd::bench) fn curves_svg(
             tick(yv)
         );
     }
-    let _ = write!(
-        svg,
-        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"black\"/>\n\
-         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n\
-         <text x=\"16\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {:.1})\">{}</text>\n",
-        LEFT + pw / 2.0,
-        H - 12.0,
-        escape(x_label),
-        TOP + ph / 2.0,
-        TOP + ph / 2.0,
-        escape(y_label)
-    );
+    frame(&mut svg, pw, ph, &escape(x_label), &escape(y_label));
     for (i, c) in curves.iter().enumerate() {
         draw_curve(&mut svg, i, c, &x, &y, x_max);
     }
