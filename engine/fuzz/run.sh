@@ -46,6 +46,26 @@ fi
 
 work="$here/work"
 mkdir -p "$work"
+
+# The committed seeds must be what the generator writes today: a target without seeds, or
+# seeds of an old input format (or a deep seed that no longer reaches its depth: the
+# generator asserts that), would fuzz from nothing without anyone noticing.
+bin_dir="${KISTREL_FUZZ_TARGET_DIR:-$here/target}/x86_64-unknown-linux-gnu/release"
+fresh="$work/seeds-check"
+rm -rf "$fresh"
+if ! "$bin_dir/gen_seeds" "$fresh" >"$work/gen_seeds.log" 2>&1; then
+    tail -n 20 "$work/gen_seeds.log"
+    echo "fuzz: the seed generator failed (log: $work/gen_seeds.log)"
+    exit 1
+fi
+if ! stale="$(diff -rq "$fresh" "$here/corpus")"; then
+    printf '%s\n' "$stale" | head -n 20
+    echo "fuzz: committed seeds differ from the generator's; rewrite them:"
+    echo "fuzz:   (cd $here && $bin_dir/gen_seeds corpus) and commit corpus/"
+    exit 1
+fi
+echo "fuzz: committed seeds match the generator (${#targets[@]} targets)"
+
 failed=0
 rows=()
 for t in "${targets[@]}"; do

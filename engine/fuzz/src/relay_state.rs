@@ -22,7 +22,7 @@ use kistrel_engine::crypto::fast::{self, FastClient};
 use kistrel_engine::crypto::ntor::{self, NtorClient};
 use kistrel_engine::crypto::relay_crypto::ClientLayer;
 use kistrel_engine::exit::ExitPolicy;
-use kistrel_engine::harness::{initiator_hello, transmit};
+use kistrel_engine::harness::{initiator_hello, responder_hello, transmit};
 use kistrel_engine::relay::{
     ChanId, Event, PlainLinkAuth, Relay, RelayConfig, RelayKeys, StreamHandle,
 };
@@ -43,9 +43,28 @@ pub use input::{encode, seed_scenarios, Action, Bytes, Scenario};
 /// makes them once per process).
 const RELAY_KEY_SEED: u64 = 7;
 
+/// The seed of the next hop's keys: an EXTEND2 names this identity (or a wrong one), and
+/// an outbound peer proves it with a real responder handshake.
+const NEXT_HOP_KEY_SEED: u64 = 8;
+
 /// The relay's keys.
 pub fn relay_keys() -> RelayKeys {
     kistrel_engine::harness::relay_keys(RELAY_KEY_SEED)
+}
+
+/// The next hop's keys.
+fn next_hop_keys() -> RelayKeys {
+    kistrel_engine::harness::relay_keys(NEXT_HOP_KEY_SEED)
+}
+
+/// What a next hop answers the relay's VERSIONS with: a kistrel relay's own responder
+/// handshake (VERSIONS, CERTS, AUTH_CHALLENGE, NETINFO) for the next hop's keys on a plain
+/// link, made once per process (it is deterministic).
+fn next_hop_hello() -> &'static [u8] {
+    static HELLO: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    HELLO.get_or_init(|| {
+        responder_hello(&next_hop_keys(), kistrel_engine::harness::epoch(), None)
+    })
 }
 /// Most actions one input runs (keeps single executions fast).
 const MAX_ACTIONS: usize = 256;
@@ -434,7 +453,13 @@ impl Driver {
                 let ext = Extend2 {
                     link_specs: vec![
                         LinkSpec::Ipv4(std::net::SocketAddrV4::new([127, 0, 0, 2].into(), *port)),
-                        LinkSpec::LegacyId([*id; 20]),
+                        // Most ids name the next hop's real identity; one in four a wrong
+                        // one, which its handshake must then fail to prove.
+                        LinkSpec::LegacyId(if *id % 4 == 0 {
+                            [*id; 20]
+                        } else {
+                            next_hop_keys().rsa_id()
+                        }),
                     ],
                     htype: ntor::HTYPE,
                     hdata: &hdata[..hdata.len().min(RELAY_DATA_LEN - 40)],
@@ -648,15 +673,15 @@ impl Driver {
                 rest = &rest[used..];
                 match cell {
                     Some(ChanCell::Fixed(cell)) => self.on_cell(p, cell),
-                    // A next hop answers the relay's VERSIONS at once (not answering is
-                    // what `Stall` and `CloseChannel` model).
+                    // A next hop answers the relay's VERSIONS at once with a responder's
+                    // handshake (not answering is what `Stall` and `CloseChannel` model).
                     Some(ChanCell::Var(v))
                         if v.cmd == ChanCmd::VERSIONS
                             && self.peers[p].outbound
                             && !self.peers[p].hello_sent =>
                     {
                         self.peers[p].hello_sent = true;
-                        self.send(p, &initiator_hello());
+                        self.send(p, next_hop_hello());
                     }
                     _ => {}
                 }
