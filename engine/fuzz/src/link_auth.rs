@@ -55,7 +55,11 @@ pub fn check(selector: u8, input: &[u8]) {
             if let Ok(cert) = Ed25519Cert::parse(input) {
                 let mut out = vec![0u8; cert.unsigned_len()];
                 let n = cert.emit_unsigned(&mut out).expect("a parsed cert emits");
-                assert_eq!(&out[..n], cert.signed, "re-encoding differs from the signed part");
+                assert_eq!(
+                    &out[..n],
+                    cert.signed,
+                    "re-encoding differs from the signed part"
+                );
             }
         }
         4 => {
@@ -108,9 +112,19 @@ fn handshake(input: &[u8]) {
     relay.set_wall_clock(epoch());
     let chan = relay.accept_channel(Instant::ZERO, ([10, 0, 0, 1], 1).into());
     let hello = initiator_hello();
-    relay.handle_recv(Instant::ZERO, chan, &hello[..hello.len() - 514], &PlainLinkAuth);
+    relay.handle_recv(
+        Instant::ZERO,
+        chan,
+        &hello[..hello.len() - 514],
+        &PlainLinkAuth,
+    );
     // Split the input into var cells of the commands a handshake carries.
-    let cmds = [ChanCmd::CERTS, ChanCmd::AUTHENTICATE, ChanCmd::VPADDING, ChanCmd::NETINFO];
+    let cmds = [
+        ChanCmd::CERTS,
+        ChanCmd::AUTHENTICATE,
+        ChanCmd::VPADDING,
+        ChanCmd::NETINFO,
+    ];
     let mut bytes = Vec::new();
     for chunk in input.chunks(700) {
         let cmd = cmds[usize::from(chunk.first().copied().unwrap_or(0)) % cmds.len()];

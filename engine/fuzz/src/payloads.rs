@@ -5,8 +5,8 @@
 use kistrel_engine::wire::{
     Begin, Cell, CellView, Connected, Create2, CreateFast, Created2, CreatedFast, Destroy, End,
     Extend2, Extended2, LinkSpec, Netinfo, RelayCellRepr, RelayCellView, Resolve, Resolved,
-    ResolvedAnswer, Sendme, Truncated,
-    VarCellView, Versions, CELL_BODY_LEN, CELL_LEN, MAX_VAR_PAYLOAD_LEN, RELAY_DATA_LEN,
+    ResolvedAnswer, Sendme, Truncated, VarCellView, Versions, CELL_BODY_LEN, CELL_LEN,
+    MAX_VAR_PAYLOAD_LEN, RELAY_DATA_LEN,
 };
 use rand::SeedableRng;
 

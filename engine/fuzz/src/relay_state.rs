@@ -62,9 +62,7 @@ fn next_hop_keys() -> RelayKeys {
 /// link, made once per process (it is deterministic).
 fn next_hop_hello() -> &'static [u8] {
     static HELLO: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    HELLO.get_or_init(|| {
-        responder_hello(&next_hop_keys(), kistrel_engine::harness::epoch(), None)
-    })
+    HELLO.get_or_init(|| responder_hello(&next_hop_keys(), kistrel_engine::harness::epoch(), None))
 }
 /// Most actions one input runs (keeps single executions fast).
 const MAX_ACTIONS: usize = 256;
@@ -204,7 +202,8 @@ impl Driver {
 
     fn send(&mut self, peer: usize, bytes: &[u8]) {
         if let Some(p) = self.peers.get(peer) {
-            self.relay.handle_recv(self.now, p.chan, bytes, &PlainLinkAuth);
+            self.relay
+                .handle_recv(self.now, p.chan, bytes, &PlainLinkAuth);
         }
     }
 

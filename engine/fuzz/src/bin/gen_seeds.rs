@@ -335,7 +335,8 @@ fn link_auth(c: &mut Corpus) {
     let ctor_certs = unhex(CTOR_CERTS);
     // A kistrel relay's own CERTS (types 2, 7, 4, 5), as it answers a VERSIONS.
     let keys = kistrel_engine::harness::relay_keys(7);
-    let hello = kistrel_engine::harness::responder_hello(&keys, kistrel_engine::harness::epoch(), None);
+    let hello =
+        kistrel_engine::harness::responder_hello(&keys, kistrel_engine::harness::epoch(), None);
     let mut dec = kistrel_engine::wire::CellDecoder::new();
     let mut rest = &hello[..];
     let mut ours = Vec::new();
@@ -356,7 +357,11 @@ fn link_auth(c: &mut Corpus) {
         ("ed25519_cert_ctor", 3, unhex(CTOR_ED_CERT_4)),
         ("rsa_crosscert_ctor", 4, unhex(CTOR_CROSSCERT)),
         ("handshake_certs", 5, [[0u8].as_slice(), &ours].concat()),
-        ("handshake_netinfo", 5, vec![3, 0, 0, 0, 0, 4, 4, 127, 0, 0, 1, 0]),
+        (
+            "handshake_netinfo",
+            5,
+            vec![3, 0, 0, 0, 0, 4, 4, 127, 0, 0, 1, 0],
+        ),
     ];
     for (name, which, bytes) in seeds {
         assert!(CHECKS.len() > usize::from(which));
