@@ -284,7 +284,7 @@ fn histograms() -> [Hist; 5] {
             unit: Unit::Seconds,
             bounds: seconds.clone(),
             scale: 1e-6,
-            pick: |w| &w.sched.histograms.kernel_queue_us,
+            pick: |w| &w.sched.histograms.kernel_queue_estimated_us,
         },
         Hist {
             name: "kernel_queue_sampled",
@@ -293,7 +293,7 @@ fn histograms() -> [Hist; 5] {
             unit: Unit::Seconds,
             bounds: seconds,
             scale: 1e-6,
-            pick: |w| &w.sched.histograms.kernel_queue_sampled_us,
+            pick: |w| &w.sched.histograms.kernel_queue_estimated_sampled_us,
         },
     ]
 }

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Histogram names end in their unit: `cells_per_run`, `bytes_granted_per_run`,
-//! `relay_queue_us`, `kernel_queue_us`, `kernel_queue_sampled_us` (microseconds).
+//! `relay_queue_us`, `kernel_queue_estimated_us`, `kernel_queue_estimated_sampled_us` (microseconds).
 
 use std::collections::BTreeMap;
 
@@ -105,8 +105,11 @@ fn named(w: &WorkerFigures) -> [(&'static str, &Histogram<u64>); 5] {
         ("cells_per_run", &m.cells_per_run),
         ("bytes_granted_per_run", &m.bytes_granted_per_run),
         ("relay_queue_us", &m.relay_queue_us),
-        ("kernel_queue_us", &m.kernel_queue_us),
-        ("kernel_queue_sampled_us", &m.kernel_queue_sampled_us),
+        ("kernel_queue_estimated_us", &m.kernel_queue_estimated_us),
+        (
+            "kernel_queue_estimated_sampled_us",
+            &m.kernel_queue_estimated_sampled_us,
+        ),
     ]
 }
 
@@ -199,8 +202,8 @@ mod tests {
             w.scheduler = Some(SchedulerKind::KistLite);
             w.sched.runs = 5;
             w.sched.exhausted.high_water = 2;
-            w.sched.record_kernel_queue_time(2_000);
-            w.sched.record_kernel_queue_time(50_000);
+            w.sched.record_kernel_queue_estimate(2_000);
+            w.sched.record_kernel_queue_estimate(50_000);
             w.stats.oom_closed = 3;
         }
         let page = page(&figures);
@@ -213,9 +216,12 @@ mod tests {
         assert_eq!(w.scheduler.as_deref(), Some("KISTLite"));
         assert_eq!((w.counters.runs, w.counters.oom_closed), (5, 3));
         assert_eq!(w.counters.grants_exhausted["high_water"], 2);
-        let h = w.histogram("kernel_queue_us").unwrap().unwrap();
+        let h = w.histogram("kernel_queue_estimated_us").unwrap().unwrap();
         assert_eq!(h.len(), 2);
-        assert_eq!(h.max(), figures[&1].sched.histograms.kernel_queue_us.max());
+        assert_eq!(
+            h.max(),
+            figures[&1].sched.histograms.kernel_queue_estimated_us.max()
+        );
         assert!(h.equivalent(h.min(), 2_000));
         // A worker that has recorded nothing: present, empty.
         assert_eq!(back.workers[0].scheduler, None);

@@ -148,8 +148,8 @@ const HISTOGRAMS: [(&str, f64); 5] = [
     ("cells_per_run", 1.0),
     ("bytes_granted_per_run", 1.0),
     ("relay_queue_us", 1e-3),
-    ("kernel_queue_us", 1e-3),
-    ("kernel_queue_sampled_us", 1e-3),
+    ("kernel_queue_estimated_us", 1e-3),
+    ("kernel_queue_estimated_sampled_us", 1e-3),
 ];
 
 /// Summarise a node's page; `seconds` is the phase's length (for runs/s).
@@ -234,7 +234,7 @@ mod tests {
             // Worker 0: 90 samples of 2 ms; worker 1: 10 samples of 50 ms.
             for _ in 0..samples {
                 f.sched
-                    .record_kernel_queue_time(if w == 0 { 2_000 } else { 50_000 });
+                    .record_kernel_queue_estimate(if w == 0 { 2_000 } else { 50_000 });
             }
         }
         let s = summarise("relay2", &page(&figures), 4.0).unwrap();

@@ -8,7 +8,7 @@ fn figures() -> Figures {
     let mut m = SchedMetrics::new();
     m.runs = 7;
     m.exhausted.cwnd = 3;
-    m.record_kernel_queue_time(2_000);
+    m.record_kernel_queue_estimate(2_000);
     let stats = RelayStats {
         cells_in: 10,
         cells_out: 9,
