@@ -12,9 +12,10 @@
 //! The kernel stamps with CLOCK_REALTIME, so the submit time is a CLOCK_REALTIME read
 //! ([`realtime_now`]) taken just before the send, not the worker's injected clock.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use kistrel_sched::metrics::KernelStage;
@@ -54,8 +55,9 @@ const IPV6_RECVERR: i32 = 25;
 /// About one sampled send per this many bytes written on a socket (64 cells of 514 bytes),
 /// and never more than one per send.
 pub const SAMPLE_EVERY_BYTES: usize = 64 * 514;
-/// Samples a socket keeps waiting for their stamps; a new one overwrites the oldest.
-pub const PENDING_SAMPLES: usize = 8;
+/// Samples a socket keeps waiting for their stamps. While all wait, no send is sampled: a
+/// sample is never overwritten before its stamps are read, which would favour short delays.
+pub const PENDING_SAMPLES: usize = 32;
 /// A sample whose ACK stamp has not come after this long is given up.
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Error-queue messages read per socket per call.
@@ -284,18 +286,16 @@ pub fn read_errqueue(fd: RawFd, mut f: impl FnMut(TxStamp)) -> io::Result<u32> {
 struct ControlBuf([u8; 128]);
 
 /// `sendmsg` of `bytes` with the sampling control message (the poll backend's sampled send).
-pub fn sendmsg_sampled(fd: RawFd, bytes: &[u8], cmsg: &SampleCmsg) -> io::Result<usize> {
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
+pub fn sendmsg_sampled(fd: RawFd, bufs: &[IoSlice<'_>], cmsg: &SampleCmsg) -> io::Result<usize> {
     // SAFETY: all-zero bytes are a valid msghdr.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    // `IoSlice` is ABI-compatible with `iovec` on unix (std documents it); the kernel only
+    // reads the array.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len() as _;
     msg.msg_control = cmsg.as_ptr() as *mut libc::c_void;
     msg.msg_controllen = cmsg.len() as _;
-    // SAFETY: `msg` points to one iovec over `bytes` and to `cmsg`'s bytes, all borrowed for
+    // SAFETY: `msg` points to the iovecs of `bufs` and to `cmsg`'s bytes, all borrowed for
     // the call; the kernel only reads them.
     let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
@@ -332,17 +332,22 @@ pub struct TxStamps {
     /// Submit time of the sampled send in flight.
     in_flight: Option<Duration>,
     pending: [Pending; PENDING_SAMPLES],
-    next: usize,
 }
 
 impl TxStamps {
     /// Enables stamping on `fd` (see [`enable`]); on failure the socket is `Unavailable`.
+    /// The first refusal is logged (once per process).
     pub fn enable(&mut self, fd: RawFd) -> io::Result<()> {
+        static LOGGED: AtomicBool = AtomicBool::new(false);
         let res = enable(fd);
-        self.state = if res.is_ok() {
-            StampState::On
-        } else {
-            StampState::Unavailable
+        self.state = match &res {
+            Ok(()) => StampState::On,
+            Err(e) => {
+                if !LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "kernel transmit timestamps unavailable: the measured kernel queue figures stay empty");
+                }
+                StampState::Unavailable
+            }
         };
         res
     }
@@ -357,6 +362,9 @@ impl TxStamps {
     /// clock only when it says yes.
     pub fn sample(&mut self, len: usize) -> bool {
         if self.state != StampState::On || self.in_flight.is_some() || len == 0 {
+            return false;
+        }
+        if self.pending.iter().all(|p| p.live) {
             return false;
         }
         self.since_sample = self.since_sample.saturating_add(len);
@@ -375,9 +383,8 @@ impl TxStamps {
         self.written = self.written.wrapping_add(n as u32);
         let at = if sampled { self.in_flight.take() } else { None };
         if let (Some(sent_at), 1..) = (at, n) {
-            let slot = self.next % PENDING_SAMPLES;
-            self.next = slot + 1;
-            if let Some(p) = self.pending.get_mut(slot) {
+            // `sample` said yes only with a slot free.
+            if let Some(p) = self.pending.iter_mut().find(|p| !p.live) {
                 *p = Pending {
                     id: self.written.wrapping_sub(1),
                     sent_at,
@@ -443,3 +450,6 @@ impl TxStamps {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod drivers;

@@ -167,6 +167,16 @@ fn sampler_takes_one_send_in_64_cells_and_at_most_one_per_send() {
         let s = t.sample(514);
         sampled += usize::from(s);
         t.on_sent(514, s);
+        if s {
+            // Its stamps came: the slot is free again.
+            let id = t.written.wrapping_sub(1);
+            let acked = TxStamp {
+                stage: KernelStage::Acked,
+                id,
+                at: Duration::ZERO,
+            };
+            assert!(t.on_stamp(acked).is_some());
+        }
     }
     assert_eq!(sampled, 100, "one cell in 64");
     // A batch of 1000 cells is one send: sampled once.
@@ -178,6 +188,21 @@ fn sampler_takes_one_send_in_64_cells_and_at_most_one_per_send() {
     );
     t.on_sent(1000 * 514, true);
     assert!(t.sample(1000 * 514));
+    // With every slot waiting for stamps, nothing is sampled until one is freed.
+    let mut t = on();
+    for i in 0..PENDING_SAMPLES {
+        assert!(t.sample(SAMPLE_EVERY_BYTES), "sample {i}");
+        t.on_sent(SAMPLE_EVERY_BYTES, true);
+    }
+    assert!(!t.sample(SAMPLE_EVERY_BYTES));
+    t.on_sent(SAMPLE_EVERY_BYTES, false);
+    let first = t.pending[0];
+    t.on_stamp(TxStamp {
+        stage: KernelStage::Acked,
+        id: first.id,
+        at: first.sent_at,
+    });
+    assert!(t.sample(SAMPLE_EVERY_BYTES));
     // Off or unavailable sockets are never sampled.
     let mut off = TxStamps::default();
     assert!(!off.sample(1 << 20));
@@ -253,7 +278,7 @@ fn loopback_send_is_stamped_sched_snd_ack() {
     t.on_sent(1000, false);
     assert!(t.sample(SAMPLE_EVERY_BYTES));
     let payload = vec![2u8; SAMPLE_EVERY_BYTES];
-    let n = sendmsg_sampled(fd, &payload, &SampleCmsg::new()).unwrap();
+    let n = sendmsg_sampled(fd, &[IoSlice::new(&payload)], &SampleCmsg::new()).unwrap();
     t.on_sent(n, true);
     let mut sink = vec![0u8; 1000 + n];
     rx.read_exact(&mut sink).unwrap();
@@ -269,7 +294,7 @@ fn loopback_send_is_stamped_sched_snd_ack() {
     }
     // Also check the raw ids: nothing else is queued, so re-send a sample and read raw.
     assert!(t.sample(SAMPLE_EVERY_BYTES));
-    let n2 = sendmsg_sampled(fd, &payload, &SampleCmsg::new()).unwrap();
+    let n2 = sendmsg_sampled(fd, &[IoSlice::new(&payload)], &SampleCmsg::new()).unwrap();
     t.on_sent(n2, true);
     rx.read_exact(&mut sink[..n2]).unwrap();
     for _ in 0..500 {
