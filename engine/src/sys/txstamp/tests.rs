@@ -129,7 +129,7 @@ fn rejects_other_errors_and_malformed_control() {
 fn sample_cmsg_has_the_kernel_layout() {
     let m = SampleCmsg::new();
     assert_eq!(m.len(), cmsg_align(CMSG_HDR) + cmsg_align(4));
-    // SAFETY (test): `as_ptr` points to the `len` initialised bytes of `m`.
+    // SAFETY: `as_ptr` points to the `len` initialised bytes of `m`.
     let bytes = unsafe { std::slice::from_raw_parts(m.as_ptr().cast::<u8>(), m.len()) };
     let len_width = CMSG_HDR - 8;
     assert_eq!(read_word(bytes, 0, len_width), Some((CMSG_HDR + 4) as i64));

@@ -228,7 +228,7 @@ pub(super) fn figures_of(runs: &[&PhaseRun]) -> SchedFigures {
             f.bulk_bytes += b.models.values().map(|m| m.bytes).sum::<u64>();
         }
         f.secs += r.elapsed_s;
-        let k = worst_relay(&r.nodes, |n| &n.kernel_queue_sampled_ms);
+        let k = worst_relay(&r.nodes, |n| &n.kernel.kernel_queue_estimated_sampled_ms);
         let q = worst_relay(&r.nodes, |n| &n.relay_queue_ms);
         f.kernel_p99.push(k.p99);
         f.relay_p99.push(q.p99);
@@ -313,7 +313,8 @@ pub(super) fn phase_summary(r: &PhaseRun) -> PhaseSummary {
         bulk_failed,
         bulk_mib_s: bulk_bytes as f64 / f64::from(1u32 << 20) / r.elapsed_s.max(f64::MIN_POSITIVE),
         web_ttlb_median_s: quantile(&ok_times(&r.web.transfers, |t| t.ttlb_s), 0.5),
-        kernel_queue_p99_ms: worst_relay(&r.nodes, |n| &n.kernel_queue_sampled_ms).p99,
+        kernel_queue_p99_ms: worst_relay(&r.nodes, |n| &n.kernel.kernel_queue_estimated_sampled_ms)
+            .p99,
         relay_queue_p99_ms: worst_relay(&r.nodes, |n| &n.relay_queue_ms).p99,
         bottleneck_drops: r.bottleneck_drops,
         nodes: r.nodes.clone(),
