@@ -83,7 +83,10 @@ pub fn realtime_now() -> Duration {
     if ret != 0 {
         return Duration::ZERO;
     }
-    timespec(i64::from(ts.tv_sec), i64::from(ts.tv_nsec))
+    // time_t and c_long are 32 bits on some targets.
+    #[allow(clippy::useless_conversion)]
+    let (sec, nsec) = (i64::from(ts.tv_sec), i64::from(ts.tv_nsec));
+    timespec(sec, nsec)
 }
 
 fn timespec(sec: i64, nsec: i64) -> Duration {
@@ -250,7 +253,21 @@ pub fn parse_control(control: &[u8]) -> Option<TxStamp> {
 /// Reads up to [`ERRQUEUE_BATCH`] messages from `fd`'s error queue (recvmsg with
 /// MSG_ERRQUEUE, non-blocking) and hands each timestamp to `f`. Returns the number of
 /// recvmsg calls made; stops at the first EAGAIN.
-pub fn read_errqueue(fd: RawFd, mut f: impl FnMut(TxStamp)) -> io::Result<u32> {
+pub fn read_errqueue(fd: RawFd, f: impl FnMut(TxStamp)) -> io::Result<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        read_errqueue_linux(fd, f)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // Stamping is never enabled off Linux, so there is nothing to read.
+        let _ = (fd, f);
+        Ok(0)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn read_errqueue_linux(fd: RawFd, mut f: impl FnMut(TxStamp)) -> io::Result<u32> {
     let mut calls = 0;
     for _ in 0..ERRQUEUE_BATCH {
         let mut control = ControlBuf([0; 128]);
@@ -273,6 +290,8 @@ pub fn read_errqueue(fd: RawFd, mut f: impl FnMut(TxStamp)) -> io::Result<u32> {
         if msg.msg_flags & libc::MSG_CTRUNC != 0 {
             continue;
         }
+        // msg_controllen is size_t on Linux/glibc, socklen_t on musl and elsewhere.
+        #[allow(clippy::useless_conversion)]
         let len = usize::try_from(msg.msg_controllen).unwrap_or(0);
         if let Some(stamp) = parse_control(control.0.get(..len).unwrap_or_default()) {
             f(stamp);
@@ -295,9 +314,13 @@ pub fn sendmsg_sampled(fd: RawFd, bufs: &[IoSlice<'_>], cmsg: &SampleCmsg) -> io
     msg.msg_iovlen = bufs.len() as _;
     msg.msg_control = cmsg.as_ptr() as *mut libc::c_void;
     msg.msg_controllen = cmsg.len() as _;
+    #[cfg(target_os = "linux")]
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    #[cfg(not(target_os = "linux"))]
+    let flags = libc::MSG_DONTWAIT;
     // SAFETY: `msg` points to the iovecs of `bufs` and to `cmsg`'s bytes, all borrowed for
     // the call; the kernel only reads them.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    let n = unsafe { libc::sendmsg(fd, &msg, flags) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
@@ -451,5 +474,5 @@ impl TxStamps {
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod drivers;

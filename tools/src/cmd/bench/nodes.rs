@@ -293,7 +293,7 @@ mod tests {
         // The JSON stays flat: the figures sit beside the other histograms.
         let v = serde_json::to_value(&s).unwrap();
         for name in ["kernel_queue_ms", "kernel_sched_ms", "kernel_ack_ms"] {
-            assert_eq!(v[name]["samples"].is_u64(), true, "{name}");
+            assert!(v[name]["samples"].is_u64(), "{name}");
         }
         assert!(v.get("kernel").is_none());
     }
