@@ -145,13 +145,16 @@ struct Run<'a> {
     stop: &'a AtomicBool,
     records: Mutex<Vec<TransferRecord>>,
     interrupted: AtomicU64,
+    /// Verified bytes the interrupted transfers had received.
+    interrupted_bytes: AtomicU64,
     log: Option<&'a IntervalLog>,
     failed: AtomicU64,
     failure_reasons: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Runs the flows to their end (count, duration, or `stop` set), then reports. Transfers cut
-/// by `stop` are counted in `interrupted`, not recorded.
+/// by `stop` are counted in `interrupted` (their verified bytes in `interrupted_bytes`), not
+/// recorded.
 pub fn run_client(opts: &ClientOptions, stop: &AtomicBool) -> Result<TgenReport, TgenError> {
     if opts.models.is_empty() {
         return Err(TgenError::Usage("no model given".into()));
@@ -186,6 +189,7 @@ pub fn run_client(opts: &ClientOptions, stop: &AtomicBool) -> Result<TgenReport,
         stop,
         records: Mutex::new(Vec::new()),
         interrupted: AtomicU64::new(0),
+        interrupted_bytes: AtomicU64::new(0),
         log: log.as_ref(),
         failed: AtomicU64::new(0),
         failure_reasons: Mutex::new(BTreeMap::new()),
@@ -235,6 +239,7 @@ pub fn run_client(opts: &ClientOptions, stop: &AtomicBool) -> Result<TgenReport,
         run.interrupted.into_inner(),
         records,
     );
+    report.interrupted_bytes = run.interrupted_bytes.into_inner();
     report.failure_reasons = run
         .failure_reasons
         .into_inner()
@@ -371,6 +376,7 @@ impl Run<'_> {
             Fetched::Done(o) => o,
             Fetched::Interrupted => {
                 self.interrupted.fetch_add(1, Ordering::Relaxed);
+                self.interrupted_bytes.fetch_add(t.bytes, Ordering::Relaxed);
                 return None;
             }
         };

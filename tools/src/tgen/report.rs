@@ -187,6 +187,10 @@ pub struct TgenReport {
     pub elapsed_s: f64,
     /// Transfers cut by SIGINT/SIGTERM (not in `transfers`).
     pub interrupted: u64,
+    /// Verified bytes those interrupted transfers had received when cut (what a fixed-length
+    /// run counts as delivered beside the recorded transfers' bytes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interrupted_bytes: u64,
     /// Per model.
     pub models: BTreeMap<String, ModelSummary>,
     /// Every transfer, by scheduled start.
@@ -195,6 +199,10 @@ pub struct TgenReport {
     /// 111)`), with how many failed so; the first [`MAX_FAILURE_REASONS`] distinct reasons.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failure_reasons: BTreeMap<String, u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Distinct failure reasons a report keeps (the rest are still counted per outcome).
@@ -253,6 +261,7 @@ impl TgenReport {
             params,
             elapsed_s: elapsed.as_secs_f64(),
             interrupted,
+            interrupted_bytes: 0,
             models,
             transfers: records,
             failure_reasons: BTreeMap::new(),

@@ -7,47 +7,54 @@
 //!                                                       share one congested exit -> middle channel
 //! ```
 //!
-//! Three conditions, each run as phases on fresh networks (`kistrel net --bottleneck`),
-//! schedulers alternated and the order flipped every pair (K V, V K, ...) so one noisy phase
-//! cannot decide a ratio:
+//! Three conditions, each run as `--pairs` pairs of phases on fresh networks
+//! (`kistrel net --bottleneck`), one KIST and one Vanilla phase per pair, the order flipped
+//! every pair (K V, V K, ...: ABBA) so a drift on the machine falls on both sides:
 //! - `large_buffers`: `tcp_wmem` 4 MiB fixed in every namespace (the papers' era);
 //! - `default_buffers`: Linux's autotuning;
 //! - `unloaded`: default buffers, web flows only (C Tor's KIST tick made TTFB 14 vs 5 ms).
 //!
-//! The load is the KIST papers' mix: web flows (320 KiB pages; think time uniform 0.5-3 s
-//! rather than the papers' 1-60 s, so minute-long phases collect enough pages) and bulk flows
-//! (5 MiB back to back), each flow on its own circuit. Figures per scheduler: web TTFB / TTLB
-//! (medians over every page of every phase), bulk goodput, and the relays' queue times from
-//! their MetricsPorts (relay queue per cell; kernel queue sampled every 100 ms on every busy
-//! channel socket, whatever the scheduler). Written next to each other: `experiment.json`,
-//! SVG CDFs, and `report.md` embedding them.
+//! The load is the KIST papers' mix: web pages (320 KiB) arriving open-loop at `--web-rate`
+//! from a schedule seeded per pair (both schedulers of a pair are offered the same pages at
+//! the same times, whatever they complete), and bulk flows (5 MiB back to back), each flow on
+//! its own circuit. A phase ends at its deadline; transfers still running are cut and count
+//! by the bytes they delivered. Per phase: web pages offered / completed / in flight, TTFB and
+//! TTLB of completed pages, bulk bytes delivered per second, and the relays' queue times from
+//! their MetricsPorts. Each KIST / Vanilla ratio is computed within a pair and reported as the
+//! median over pairs with a 95% bootstrap interval (crate::stats). Written next to each other:
+//! `experiment.json`, SVG CDFs, and `report.md` drawn from the JSON. Exits 1 when a transfer
+//! failed or a phase did not run (after writing everything).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
 
 use kistrel_sched::SchedulerKind;
 
 use super::job::{write_json, METRICS_SETTLE};
-use super::mix::web_model;
 use super::net_child::{NetChild, NetShape, NodeArgs};
-use super::procs::{cpu_seconds, ProcessCpu};
+use super::procs::{cpu_seconds, loadavg_1m, ProcessCpu};
 use crate::error::CliError;
-use crate::tgen::{self, ClientOptions, Model, ModelFlows, TgenReport};
+use crate::stats::abba_order;
+use crate::tgen;
 
+mod figures;
 mod markdown;
+mod phase;
 mod setup;
 mod summary;
+#[cfg(test)]
+mod tests;
 
-use setup::{Condition, PhaseRun, CONDITIONS, SCHEDULERS};
+use figures::{mib_s, phase_figures, PhaseFigures};
+use phase::{drive, PhaseClients};
+use setup::{Condition, PhaseNotRun, PhaseRun, CONDITIONS, SCHEDULERS};
 pub use setup::{ConditionArg, ExperimentArgs, ExperimentName};
-use summary::{
-    compare, figures_of, merged_summary, phase_summary, print_summary, ExperimentReport, Setup,
-};
+use summary::{condition_report, print_summary, ExperimentReport, SCHEMA};
 
-/// Run the experiment; writes everything into `--out` (and `--json` if given).
+/// Run the experiment; writes everything into `--out` (and `--json` if given). Err when the
+/// run could not start, and also (after writing) when a transfer failed or a phase did not
+/// run.
 pub fn run(args: &ExperimentArgs) -> Result<(), CliError> {
     let ExperimentName::KistVsVanilla = args.name;
     crate::testbed::exec::check_privileges_and_tools()
@@ -71,46 +78,52 @@ pub fn run(args: &ExperimentArgs) -> Result<(), CliError> {
         "kistrel bench experiment kist-vs-vanilla: {} conditions x {} pairs x 2 schedulers = {total} phases of {} s, bottleneck {}",
         conditions.len(),
         args.pairs,
-        args.phase.as_secs(),
+        args.phase.as_secs_f64(),
         args.bottleneck
     );
+    let load_start = loadavg_1m();
     let mut runs = Vec::new();
+    let mut not_run = Vec::new();
+    let mut done = 0;
     for cond in &conditions {
         for round in 0..args.pairs {
-            // K V, V K, K V, ...: neither scheduler always runs first.
-            let order = if round % 2 == 0 {
-                SCHEDULERS
-            } else {
-                [SCHEDULERS[1], SCHEDULERS[0]]
-            };
-            for sched in order {
-                let dir = base.join(format!("{}-{sched}-{round}", cond.name));
+            for sched in abba_order(&SCHEDULERS, round as usize) {
+                done += 1;
                 eprintln!(
-                    "  phase {}/{total}: {} {sched} (round {round})",
-                    runs.len() + 1,
+                    "  phase {done}/{total}: {} {sched} (round {round})",
                     cond.name
                 );
-                runs.push(run_phase(args, cond, sched, round, &dir)?);
+                let dir = base.join(format!("{}-{sched}-{round}", cond.name));
+                match run_phase(args, cond, sched, round, &dir) {
+                    Ok(r) => runs.push(r),
+                    Err(e) => {
+                        eprintln!("  phase {done}/{total} did not run: {e}");
+                        not_run.push(PhaseNotRun {
+                            condition: cond.name,
+                            scheduler: sched,
+                            round,
+                            error: e.to_string(),
+                        });
+                    }
+                }
             }
         }
     }
-    let report = summarise(args, &conditions, &runs)?;
+    let cpus = crate::placement::allowed_cpus()?;
+    let machine = super::run::Machine::describe(cpus, [load_start, loadavg_1m()]);
+    let report = summarise(args, &conditions, &runs, not_run, machine)?;
     for path in std::iter::once(args.out.join("experiment.json")).chain(args.json.clone()) {
         write_json(&path, &report)?;
     }
+    let path = args.out.join(&report.report);
+    std::fs::write(&path, markdown::render(&report))
+        .map_err(|e| CliError::runtime(format!("writing {}", path.display()), e))?;
     print_summary(&report);
-    println!("  report: {}", args.out.join(&report.report).display());
-    let failed: u64 = runs
-        .iter()
-        .map(|r| r.web.failed() + r.bulk.as_ref().map_or(0, TgenReport::failed))
-        .sum();
-    if failed > 0 {
-        eprintln!("kistrel bench experiment: {failed} transfer(s) failed (see the JSON)");
-    }
-    Ok(())
+    println!("  report: {}", path.display());
+    report.verdict()
 }
 
-/// One phase on a fresh shaped network: web (and bulk) flows for `args.phase`.
+/// One phase on a fresh shaped network: web (and bulk) flows until the phase's deadline.
 fn run_phase(
     args: &ExperimentArgs,
     cond: &Condition,
@@ -146,43 +159,25 @@ fn run_phase(
             "kistrel net --bottleneck gave no host= address",
         ));
     };
-    let server = tgen::Server::start(SocketAddr::from((host, 0)))
-        .map_err(|e| CliError::runtime("starting the tgen server", e))?;
-    let pids = net.pids();
-    let before: Vec<f64> = pids
-        .iter()
-        .map(|(_, p)| cpu_seconds(*p).unwrap_or(0.0))
-        .collect();
-    let options = |model: Model, flows: u32, seed: u64| {
-        let mut o = ClientOptions::new(server.addr());
-        o.socks = Some(net.socks);
-        o.duration = Some(args.phase);
-        o.seed = seed;
-        o.models = vec![ModelFlows { model, flows }];
-        o
+    let server = match tgen::Server::start(SocketAddr::from((host, 0))) {
+        Ok(s) => s,
+        Err(e) => {
+            net.stop();
+            return Err(CliError::runtime("starting the tgen server", e));
+        }
     };
-    let seed = 1000 * u64::from(round) + 7;
-    let web_opts = options(web_model(0.5, 3.0), args.web_flows, seed);
-    let bulk_opts = options(Model::bulk(), args.bulk_flows, seed + 1);
-    let stop = AtomicBool::new(false);
-    let started = Instant::now();
-    let (web, bulk) = std::thread::scope(|s| {
-        let bulk = cond
-            .bulk
-            .then(|| s.spawn(|| tgen::run_client(&bulk_opts, &stop)));
-        let web = tgen::run_client(&web_opts, &stop);
-        let bulk = bulk.map(|h| {
-            h.join()
-                .map_err(|_| CliError::runtime("kistrel bench", "the bulk flows panicked"))
-        });
-        (web, bulk)
-    });
-    let elapsed_s = started.elapsed().as_secs_f64();
-    let after: Vec<f64> = pids
-        .iter()
-        .map(|(_, p)| cpu_seconds(*p).unwrap_or(0.0))
-        .collect();
+    let clients = PhaseClients::new(args, cond, round, server.addr(), Some(net.socks));
+    let pids = net.pids();
+    let cpu_now = || -> Vec<f64> {
+        pids.iter()
+            .map(|(_, p)| cpu_seconds(*p).unwrap_or(0.0))
+            .collect()
+    };
+    let before = cpu_now();
+    let driven = drive(&clients);
+    let after = cpu_now();
     std::thread::sleep(METRICS_SETTLE);
+    let elapsed_s = driven.as_ref().map_or(0.0, |d| d.elapsed_s);
     let figures = net.scheduler_figures(elapsed_s);
     let bottleneck_drops = net
         .netns
@@ -191,18 +186,15 @@ fn run_phase(
         .map(|q| q.drops);
     net.stop();
     drop(server);
-    let web = web.map_err(|e| CliError::runtime("tgen (web)", e))?;
-    let bulk = match bulk {
-        Some(b) => Some(b?.map_err(|e| CliError::runtime("tgen (bulk)", e))?),
-        None => None,
-    };
+    let driven = driven?;
     Ok(PhaseRun {
         condition: cond.name,
         scheduler: sched,
         round,
         elapsed_s,
-        web,
-        bulk,
+        web_offered: clients.web_offered(),
+        web: driven.web,
+        bulk: driven.bulk,
         nodes: figures,
         bottleneck_drops,
         cpu: pids
@@ -213,86 +205,63 @@ fn run_phase(
     })
 }
 
-/// The report: per condition the comparison, merged transfer summaries, a report.md
-/// section and charts; CPU per role over every phase.
+/// The report: per condition the comparison and charts, every phase's figures, CPU per role.
 fn summarise(
     args: &ExperimentArgs,
     conditions: &[Condition],
     runs: &[PhaseRun],
+    phases_not_run: Vec<PhaseNotRun>,
+    machine: super::run::Machine,
 ) -> Result<ExperimentReport, CliError> {
-    let mut transfers = BTreeMap::new();
+    let phases: Vec<PhaseFigures> = runs.iter().map(|r| phase_figures(r, position(r))).collect();
     let mut plots = Vec::new();
-    let mut comparisons = BTreeMap::new();
-    let mut md = markdown::header(args);
+    let mut reports = Vec::new();
     for cond in conditions {
-        let of = |sched: &str| {
-            let mine: Vec<&PhaseRun> = runs
-                .iter()
-                .filter(|r| r.condition == cond.name && r.scheduler == sched)
-                .collect();
-            figures_of(&mine)
-        };
-        let (k, v) = (of("kist"), of("vanilla"));
-        for (sched, f) in [("kist", &k), ("vanilla", &v)] {
-            let mut models = BTreeMap::new();
-            models.insert(
-                "web".to_owned(),
-                merged_summary(&f.web, "web", args.web_flows, f.secs),
-            );
-            if cond.bulk {
-                models.insert(
-                    "bulk".to_owned(),
-                    merged_summary(&f.bulk, "bulk", args.bulk_flows, f.secs),
-                );
-            }
-            transfers.insert(format!("{}/{sched}", cond.name), models);
-        }
-        let c = compare(cond, args.pairs, &k, &v);
-        md.push_str(&markdown::condition(
-            &args.out, cond, &c, &k, &v, &mut plots,
+        let mine: Vec<PhaseFigures> = phases
+            .iter()
+            .filter(|p| p.condition == cond.name)
+            .cloned()
+            .collect();
+        let mine_runs: Vec<&PhaseRun> = runs.iter().filter(|r| r.condition == cond.name).collect();
+        plots.extend(markdown::write_charts(
+            &args.out, cond.name, cond.bulk, &mine_runs,
         )?);
-        comparisons.insert(cond.name, c);
+        reports.push(condition_report(cond, &mine));
     }
-    let report_name = "report.md".to_owned();
-    let path = args.out.join(&report_name);
-    std::fs::write(&path, md)
-        .map_err(|e| CliError::runtime(format!("writing {}", path.display()), e))?;
-    let (throughput_mib_s, cpu_s_per_gib) = cpu_per_gib(runs);
+    let (throughput_mib_s, cpu_s_per_gib) = cpu_per_gib(&phases, runs);
     Ok(ExperimentReport {
-        schema: "kistrel.bench/1",
+        schema: SCHEMA,
         experiment: "kist-vs-vanilla",
-        setup: Setup {
-            bottleneck: args.bottleneck.clone(),
-            phase_s: args.phase.as_secs_f64(),
-            pairs: args.pairs,
-            web_flows: args.web_flows,
-            bulk_flows: args.bulk_flows,
-        },
+        setup: summary::setup(args),
+        machine,
+        conditions: reports,
         throughput_mib_s,
-        transfers,
         cpu_s_per_gib,
-        comparison: comparisons.remove("large_buffers"),
-        comparison_default_buffers: comparisons.remove("default_buffers"),
-        comparison_unloaded: comparisons.remove("unloaded"),
-        phases: runs.iter().map(phase_summary).collect(),
+        transfers_failed: phases
+            .iter()
+            .map(|p| p.web.failed + p.bulk.as_ref().map_or(0, |b| b.failed))
+            .sum(),
+        phases_not_run,
+        phases,
         plots,
-        report: report_name,
+        report: "report.md".to_owned(),
     })
 }
 
-/// The aggregate verified payload rate over every phase, and CPU seconds per role over
-/// every phase per GiB of that payload.
-fn cpu_per_gib(runs: &[PhaseRun]) -> (f64, Vec<ProcessCpu>) {
-    let bytes: u64 = runs
+/// 0 when `r`'s scheduler ran first in its pair (the ABBA order of its round), else 1.
+fn position(r: &PhaseRun) -> u32 {
+    let order = abba_order(&SCHEDULERS, r.round as usize);
+    u32::from(order[0] != r.scheduler)
+}
+
+/// Bytes delivered per second over every phase, and CPU seconds per role over every phase
+/// per GiB of them.
+fn cpu_per_gib(phases: &[PhaseFigures], runs: &[PhaseRun]) -> (f64, Vec<ProcessCpu>) {
+    let bytes: u64 = phases
         .iter()
-        .map(|r| {
-            r.web.models.values().map(|m| m.bytes).sum::<u64>()
-                + r.bulk
-                    .as_ref()
-                    .map_or(0, |b| b.models.values().map(|m| m.bytes).sum::<u64>())
-        })
+        .map(|p| p.web.bytes_delivered + p.bulk.as_ref().map_or(0, |b| b.bytes_delivered))
         .sum();
-    let secs: f64 = runs.iter().map(|r| r.elapsed_s).sum();
+    let secs: f64 = phases.iter().map(|p| p.elapsed_s).sum();
     let gib = bytes as f64 / (1u64 << 30) as f64;
     let mut cpu: BTreeMap<String, f64> = BTreeMap::new();
     for r in runs {
@@ -309,8 +278,5 @@ fn cpu_per_gib(runs: &[PhaseRun]) -> (f64, Vec<ProcessCpu>) {
             cpu_s_per_gib: if gib > 0.0 { s / gib } else { 0.0 },
         })
         .collect();
-    (
-        bytes as f64 / f64::from(1u32 << 20) / secs.max(f64::MIN_POSITIVE),
-        per_gib,
-    )
+    (mib_s(bytes, secs), per_gib)
 }

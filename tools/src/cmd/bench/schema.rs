@@ -17,6 +17,10 @@ use serde_json::Value;
 /// The spec of the `kistrel.bench/3` report.
 pub const BENCH_SCHEMA: &str = include_str!("../../../../benches/bench-schema.txt");
 
+/// The spec of the `kistrel.bench-experiment/2` report (`kistrel bench experiment`).
+pub const BENCH_EXPERIMENT_SCHEMA: &str =
+    include_str!("../../../../benches/bench-experiment-schema.txt");
+
 /// The spec of the `kistrel.bench-relay/1` report (`kistrel bench relay`).
 pub const BENCH_RELAY_SCHEMA: &str = include_str!("../../../../benches/bench-relay-schema.txt");
 
