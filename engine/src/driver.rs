@@ -135,6 +135,13 @@ pub trait Driver {
     fn poll_event(&mut self) -> Option<EventOf<Self>>;
     /// Submits everything queued and waits up to `timeout` for completions.
     fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Reads the kernel's transmit timestamps of sampled sends (`sys::txstamp`) and hands
+    /// each measured delay (write to SCHED, SND or ACK, microseconds) to `record`. Reads
+    /// only sockets with samples outstanding: call it once per tick, never per cell.
+    /// Nothing where the backend has no real socket.
+    fn drain_tx_stamps(&mut self, record: &mut dyn FnMut(crate::sys::txstamp::KernelStage, u64)) {
+        let _ = record;
+    }
     /// Whether [`Driver::socket_snapshot`] reports TCP_INFO (KIST needs it).
     fn has_tcp_info(&self) -> bool;
     /// Hands `conn`'s TLS send keys to the kernel (kTLS TX): from now on its bytes leave as

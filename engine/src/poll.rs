@@ -45,6 +45,7 @@ use crate::driver::IoEvent;
 use crate::slab::{GenSlab, Key};
 use crate::sys;
 use crate::sys::poll_sys::PollSet;
+use crate::sys::txstamp::{KernelStage, TxStamps};
 
 pub use buf::RecvBuf;
 
@@ -111,6 +112,10 @@ pub struct PollStats {
     pub short_writes: u64,
     /// reads that returned bytes.
     pub reads: u64,
+    /// Sends sampled for kernel timestamps (sendmsg with the SO_TIMESTAMPING cmsg).
+    pub stamped_sends: u64,
+    /// recvmsg(MSG_ERRQUEUE) calls that read timestamps.
+    pub errqueue_reads: u64,
 }
 
 /// What to do with a connection once its queued bytes are out.
@@ -139,6 +144,8 @@ struct Conn {
     /// A write failed: no more bytes accepted.
     send_broken: bool,
     after_flush: AfterFlush,
+    /// Kernel transmit timestamps of sampled sends.
+    tx: TxStamps,
 }
 
 impl Conn {
@@ -154,7 +161,15 @@ impl Conn {
             dirty: false,
             send_broken: false,
             after_flush: AfterFlush::Nothing,
+            tx: TxStamps::default(),
         }
+    }
+
+    /// Turns kernel transmit timestamps on, once the socket is connected and before its
+    /// first byte is written (their ids count bytes from here).
+    fn enable_stamps(&mut self) {
+        // A refusal marks the socket unavailable and is logged once by `TxStamps`.
+        let _ = self.tx.enable(self.stream.as_raw_fd());
     }
 
     fn queued(&self) -> usize {
@@ -186,7 +201,13 @@ pub struct PollDriver {
     dirty: Vec<ConnId>,
     events: VecDeque<PollEvent>,
     stats: PollStats,
+    /// Measured kernel delays read on POLLERR, until the worker collects them (bounded:
+    /// beyond [`STAMP_BACKLOG`] they are dropped).
+    stamps: Vec<(KernelStage, u64)>,
 }
+
+/// Measured delays kept between two collections by the worker.
+const STAMP_BACKLOG: usize = 1024;
 
 impl PollDriver {
     /// A driver with the default [`PollConfig`].
@@ -212,7 +233,21 @@ impl PollDriver {
             dirty: Vec::new(),
             events: VecDeque::new(),
             stats: PollStats::default(),
+            stamps: Vec::with_capacity(STAMP_BACKLOG),
         })
+    }
+
+    /// Reads the error queues of the sockets with samples outstanding and hands every
+    /// measured kernel delay (also those read on POLLERR since the last call) to `record`.
+    /// Once per worker tick, never per cell.
+    pub fn drain_tx_stamps(&mut self, record: &mut dyn FnMut(KernelStage, u64)) {
+        for (stage, us) in self.stamps.drain(..) {
+            record(stage, us);
+        }
+        for (_, c) in self.conns.iter_mut() {
+            let fd = c.stream.as_raw_fd();
+            self.stats.errqueue_reads += u64::from(c.tx.drain(fd, record));
+        }
     }
 
     /// Counters so far.
@@ -251,11 +286,11 @@ impl PollDriver {
         let started = sys::poll_sys::connect_nonblocking(fd.as_raw_fd(), &addr);
         let stream = TcpStream::from(fd);
         let connecting = !matches!(started, Ok(true));
-        let id = ConnId(
-            self.conns
-                .try_insert(Conn::new(stream, connecting))
-                .map_err(|_| too_many())?,
-        );
+        let mut conn = Conn::new(stream, connecting);
+        if !connecting {
+            conn.enable_stamps();
+        }
+        let id = ConnId(self.conns.try_insert(conn).map_err(|_| too_many())?);
         self.set_changed = true;
         match started {
             Ok(true) => self.events.push_back(IoEvent::Connected { conn: id }),
@@ -272,11 +307,9 @@ impl PollDriver {
     /// Takes over a connected stream (made non-blocking); it is read from the next round.
     pub fn adopt(&mut self, stream: TcpStream) -> io::Result<ConnId> {
         stream.set_nonblocking(true)?;
-        let id = ConnId(
-            self.conns
-                .try_insert(Conn::new(stream, false))
-                .map_err(|_| too_many())?,
-        );
+        let mut conn = Conn::new(stream, false);
+        conn.enable_stamps();
+        let id = ConnId(self.conns.try_insert(conn).map_err(|_| too_many())?);
         self.set_changed = true;
         Ok(id)
     }

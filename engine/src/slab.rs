@@ -192,6 +192,23 @@ impl<T> GenSlab<T> {
         self.iter().map(|(k, _)| k)
     }
 
+    /// Live entries with their keys, in slot order, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Key, &mut T)> + '_ {
+        self.slots
+            .iter_mut()
+            .zip(0u32..)
+            .filter_map(|(s, index)| match s {
+                Slot::Full { generation, value } => Some((
+                    Key {
+                        index,
+                        generation: *generation,
+                    },
+                    value,
+                )),
+                Slot::Free { .. } => None,
+            })
+    }
+
     /// Live entries with their keys, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> + '_ {
         self.slots

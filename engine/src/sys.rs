@@ -13,6 +13,7 @@
 pub mod ktls;
 pub mod poll_sys;
 mod snapshot;
+pub mod txstamp;
 
 pub use snapshot::socket_snapshot;
 

@@ -30,6 +30,7 @@ mod config;
 mod driver;
 mod op;
 mod ring;
+mod stamp;
 #[cfg(test)]
 mod tests;
 

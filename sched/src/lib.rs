@@ -26,7 +26,7 @@ pub use ewma::{CellEwma, CircuitMux, EwmaConfig, Priority};
 pub use kist::{Kist, KistLite};
 pub use limit::{kist_limit, LimitReason, CELL_WIRE_LEN};
 pub use make::make_scheduler;
-pub use metrics::{ExhaustedGrants, QueueTimes, SchedHistograms, SchedMetrics};
+pub use metrics::{ExhaustedGrants, KernelStage, QueueTimes, SchedHistograms, SchedMetrics};
 pub use scheduler::{
     Batch, CellSource, ChannelKey, ChannelSnapshot, ChannelState, RunReport, SchedConfig,
     Scheduler, SchedulerKind, WriteGrant,

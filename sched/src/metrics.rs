@@ -95,12 +95,32 @@ pub struct SchedHistograms {
     pub bytes_granted_per_run: Histogram<u64>,
     /// Time a cell waited in the relay queue (enqueue to written), microseconds.
     pub relay_queue_us: Histogram<u64>,
-    /// Estimated time a socket's unsent bytes wait in the kernel (notsent / (cwnd*mss/rtt)),
-    /// microseconds, one sample per KIST grant.
+    /// Measured (SO_TIMESTAMPING, sampled sends): write into the socket to the packet
+    /// entering the qdisc (SCHED stamp), microseconds.
+    pub kernel_sched_us: Histogram<u64>,
+    /// Measured: write into the socket to the packet leaving the stack for the driver (SND
+    /// stamp): the kernel send queue time, microseconds. The "kernel queue" figure.
     pub kernel_queue_us: Histogram<u64>,
-    /// The same estimate sampled by the engine on a timer for every busy socket, whatever the
-    /// scheduler (Vanilla takes no snapshots of its own): the figure that compares schedulers.
-    pub kernel_queue_sampled_us: Histogram<u64>,
+    /// Measured: write into the socket to the byte's cumulative ACK, microseconds.
+    pub kernel_ack_us: Histogram<u64>,
+    /// Model, not a measurement: a socket's unsent bytes over its rate, notsent /
+    /// (cwnd*mss/rtt), microseconds, one sample per KIST grant.
+    pub kernel_queue_estimated_us: Histogram<u64>,
+    /// The same model sampled by the engine on a timer for every busy socket, whatever the
+    /// scheduler (Vanilla takes no snapshots of its own).
+    pub kernel_queue_estimated_sampled_us: Histogram<u64>,
+}
+
+/// A point of the kernel's send path that a transmit timestamp marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum KernelStage {
+    /// The packet entered the qdisc (SCM_TSTAMP_SCHED).
+    Sched = 0,
+    /// The packet was handed to the driver (SCM_TSTAMP_SND).
+    Sent = 1,
+    /// The byte was acknowledged (SCM_TSTAMP_ACK).
+    Acked = 2,
 }
 
 impl SchedHistograms {
@@ -110,8 +130,11 @@ impl SchedHistograms {
             cells_per_run: histogram(MAX_RECORDED_CELLS_PER_RUN),
             bytes_granted_per_run: histogram(MAX_RECORDED_BYTES_PER_RUN),
             relay_queue_us: histogram(MAX_RECORDED_US),
+            kernel_sched_us: histogram(MAX_RECORDED_US),
             kernel_queue_us: histogram(MAX_RECORDED_US),
-            kernel_queue_sampled_us: histogram(MAX_RECORDED_US),
+            kernel_ack_us: histogram(MAX_RECORDED_US),
+            kernel_queue_estimated_us: histogram(MAX_RECORDED_US),
+            kernel_queue_estimated_sampled_us: histogram(MAX_RECORDED_US),
         }
     }
 }
@@ -123,10 +146,16 @@ impl fmt::Debug for SchedHistograms {
             .field("cells_per_run", &self.cells_per_run.len())
             .field("bytes_granted_per_run", &self.bytes_granted_per_run.len())
             .field("relay_queue_us", &self.relay_queue_us.len())
+            .field("kernel_sched_us", &self.kernel_sched_us.len())
             .field("kernel_queue_us", &self.kernel_queue_us.len())
+            .field("kernel_ack_us", &self.kernel_ack_us.len())
             .field(
-                "kernel_queue_sampled_us",
-                &self.kernel_queue_sampled_us.len(),
+                "kernel_queue_estimated_us",
+                &self.kernel_queue_estimated_us.len(),
+            )
+            .field(
+                "kernel_queue_estimated_sampled_us",
+                &self.kernel_queue_estimated_sampled_us.len(),
             )
             .finish()
     }
@@ -192,10 +221,21 @@ impl SchedMetrics {
             .saturating_record_n(us.clamp(1, MAX_RECORDED_US), cells);
     }
 
+    /// A measured kernel delay of one sampled send: `us` from its write to `stage`. The
+    /// engine measures it (the scheduler never reads a clock).
+    pub fn record_kernel_stage(&mut self, stage: KernelStage, us: u64) {
+        let h = match stage {
+            KernelStage::Sched => &mut self.histograms.kernel_sched_us,
+            KernelStage::Sent => &mut self.histograms.kernel_queue_us,
+            KernelStage::Acked => &mut self.histograms.kernel_ack_us,
+        };
+        h.saturating_record(us.clamp(1, MAX_RECORDED_US));
+    }
+
     /// An estimated kernel queue time for one socket (see `limit::kernel_queue_time_us`).
-    pub fn record_kernel_queue_time(&mut self, us: u64) {
+    pub fn record_kernel_queue_estimate(&mut self, us: u64) {
         self.histograms
-            .kernel_queue_us
+            .kernel_queue_estimated_us
             .saturating_record(us.clamp(1, MAX_RECORDED_US));
     }
 
@@ -214,7 +254,7 @@ impl SchedMetrics {
         };
         // A zero estimate is a real sample ("nothing waits"); the histogram's floor is 1 us.
         self.histograms
-            .kernel_queue_sampled_us
+            .kernel_queue_estimated_sampled_us
             .saturating_record(us.clamp(1, MAX_RECORDED_US));
         true
     }
@@ -392,13 +432,41 @@ mod tests {
         };
         assert!(!m.sample_kernel_queue(&snap(Some(no_rtt), Some(100))));
         assert!(!m.sample_kernel_queue(&snap(None, Some(100))));
-        assert_eq!(m.histograms.kernel_queue_sampled_us.len(), 2);
+        assert_eq!(m.histograms.kernel_queue_estimated_sampled_us.len(), 2);
         assert!(m
             .histograms
-            .kernel_queue_sampled_us
-            .equivalent(m.histograms.kernel_queue_sampled_us.max(), 80_000));
-        assert_eq!(m.histograms.kernel_queue_sampled_us.min(), 1);
-        // The scheduler's own per-grant histogram is untouched.
+            .kernel_queue_estimated_sampled_us
+            .equivalent(m.histograms.kernel_queue_estimated_sampled_us.max(), 80_000));
+        assert_eq!(m.histograms.kernel_queue_estimated_sampled_us.min(), 1);
+        // The scheduler's own per-grant histogram is untouched, and so are the measured ones.
+        assert!(m.histograms.kernel_queue_estimated_us.is_empty());
         assert!(m.histograms.kernel_queue_us.is_empty());
+    }
+
+    #[test]
+    fn measured_stages_go_to_their_own_histograms() {
+        let mut m = SchedMetrics::new();
+        m.record_kernel_stage(KernelStage::Sched, 0);
+        m.record_kernel_stage(KernelStage::Sent, 250);
+        m.record_kernel_stage(KernelStage::Sent, 300);
+        m.record_kernel_stage(KernelStage::Acked, 40_000);
+        let h = &m.histograms;
+        assert_eq!(
+            (
+                h.kernel_sched_us.len(),
+                h.kernel_queue_us.len(),
+                h.kernel_ack_us.len()
+            ),
+            (1, 2, 1)
+        );
+        assert_eq!(
+            h.kernel_sched_us.min(),
+            1,
+            "a zero delay is floored at 1 us"
+        );
+        assert!(h.kernel_queue_us.equivalent(h.kernel_queue_us.max(), 300));
+        assert!(h.kernel_ack_us.equivalent(h.kernel_ack_us.max(), 40_000));
+        assert!(h.kernel_queue_estimated_us.is_empty());
+        assert!(h.kernel_queue_estimated_sampled_us.is_empty());
     }
 }

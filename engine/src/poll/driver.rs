@@ -28,6 +28,10 @@ impl Driver for PollDriver {
         PollDriver::send_buf(self, conn)
     }
 
+    fn drain_tx_stamps(&mut self, record: &mut dyn FnMut(sys::txstamp::KernelStage, u64)) {
+        PollDriver::drain_tx_stamps(self, record);
+    }
+
     fn queued_len(&self, conn: ConnId) -> usize {
         PollDriver::queued_len(self, conn)
     }

@@ -1,10 +1,12 @@
 //! One round of the poll backend: write what is queued, poll, act on readiness.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::driver::IoEvent;
 use crate::sys::poll_sys::{Interest, Readiness};
+use crate::sys::txstamp;
 
 use super::{AfterFlush, ConnId, ListenerId, Owner, PollDriver};
 
@@ -138,7 +140,12 @@ impl PollDriver {
             self.finish_connect(id);
             return;
         }
-        if (r.readable || r.error || r.hangup || r.invalid) && !c.recv_paused && !c.recv_done {
+        let (recv_paused, recv_done) = (c.recv_paused, c.recv_done);
+        if r.error && c.tx.outstanding() {
+            // Timestamps keep POLLERR raised until read: read them now, keep the delays.
+            self.read_stamps(id);
+        }
+        if (r.readable || r.error || r.hangup || r.invalid) && !recv_paused && !recv_done {
             self.read(id);
         }
         if r.writable || r.error || r.hangup || r.invalid {
@@ -164,6 +171,7 @@ impl PollDriver {
             return;
         }
         c.connecting = false;
+        c.enable_stamps();
         self.events.push_back(IoEvent::Connected { conn: id });
         self.write(id);
         self.after_flush_if_idle(id);
@@ -234,7 +242,17 @@ impl PollDriver {
         }
         let head = c.inflight.get(c.sent..).unwrap_or_default();
         let head_len = head.len();
-        let res = (&c.stream).write_vectored(&[IoSlice::new(head), IoSlice::new(&c.out)]);
+        let bufs = [IoSlice::new(head), IoSlice::new(&c.out)];
+        // At most one sampled send per batch, about one per 64 cells: the others are the
+        // plain writev.
+        let sampled = c.tx.sample(head_len + c.out.len());
+        let res = if sampled {
+            self.stats.stamped_sends += 1;
+            txstamp::sendmsg_sampled(c.stream.as_raw_fd(), &bufs, &txstamp::SampleCmsg::new())
+        } else {
+            (&c.stream).write_vectored(&bufs)
+        };
+        c.tx.on_sent(*res.as_ref().unwrap_or(&0), sampled);
         match res {
             Ok(0) => self.send_failed(id, io::Error::from(io::ErrorKind::WriteZero)),
             Ok(n) => {
@@ -263,6 +281,21 @@ impl PollDriver {
                 ) => {}
             Err(err) => self.send_failed(id, err),
         }
+    }
+
+    /// Reads `id`'s error queue into the driver's backlog of measured delays.
+    fn read_stamps(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let stamps = &mut self.stamps;
+        let fd = c.stream.as_raw_fd();
+        let calls = c.tx.drain(fd, &mut |stage, us| {
+            if stamps.len() < stamps.capacity() {
+                stamps.push((stage, us));
+            }
+        });
+        self.stats.errqueue_reads += u64::from(calls);
     }
 
     fn send_failed(&mut self, id: ConnId, err: io::Error) {

@@ -118,12 +118,17 @@ impl Transmit {
     /// Records the estimated kernel queue time of up to [`KERNEL_SAMPLE_MAX`] busy channel
     /// sockets (`SchedMetrics::sample_kernel_queue`): the scheduler-neutral figure that
     /// compares KIST with Vanilla, which takes no snapshots of its own.
+    ///
+    /// Also collects the measured kernel delays of sampled sends (`Driver::drain_tx_stamps`:
+    /// an error-queue read per socket with samples outstanding, once per tick).
     pub(super) fn sample_kernel_queues<D: Driver>(&mut self, p: Parts<'_, D>) {
+        let metrics = p.sched.metrics_mut();
+        p.driver
+            .drain_tx_stamps(&mut |stage, us| metrics.record_kernel_stage(stage, us));
         let slots = p.conns.channel_slots();
         if slots == 0 {
             return;
         }
-        let metrics = p.sched.metrics_mut();
         for step in 0..slots.min(KERNEL_SAMPLE_MAX) {
             let slot = (self.sample_cursor + step) % slots;
             let Some(conn) = p.conns.channel_at(slot) else {

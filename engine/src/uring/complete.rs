@@ -183,6 +183,8 @@ impl Ring {
             return Ok(());
         }
         c.connecting = false;
+        c.stamping
+            .enable(std::os::fd::AsRawFd::as_raw_fd(&c.stream));
         self.events.push_back(Event::Connected { conn });
         self.arm_recv(conn)?;
         self.start_send(conn)?;
@@ -195,7 +197,16 @@ impl Ring {
 
     fn on_send(&mut self, op_key: Key, res: i32) -> Result<(), UringError> {
         let slot = op_key.index();
-        let Some((_, Op::Send { conn, buf, sent })) = self.ops.get_any_mut(slot) else {
+        let Some((
+            _,
+            Op::Send {
+                conn,
+                buf,
+                sent,
+                stamp,
+            },
+        )) = self.ops.get_any_mut(slot)
+        else {
             return Ok(());
         };
         let conn = *conn;
@@ -203,6 +214,11 @@ impl Ring {
             self.ops.remove(op_key); // orphan: frees the buffer
             return Ok(());
         };
+        if *sent == 0 {
+            c.stamping.on_first_completion(res, stamp.is_some());
+        } else {
+            c.stamping.on_more_sent(res);
+        }
         if let Ok(n @ 1..) = usize::try_from(res) {
             *sent = sent.saturating_add(n).min(buf.len());
             if *sent < buf.len() {
@@ -222,12 +238,13 @@ impl Ring {
                 return Ok(());
             }
         }
-        let Some(Op::Send { mut buf, .. }) = self.ops.remove(op_key) else {
+        let Some(Op::Send { mut buf, stamp, .. }) = self.ops.remove(op_key) else {
             return Ok(());
         };
         let Some(c) = self.conns.get_mut(conn.0) else {
             return Ok(());
         };
+        c.stamping.give_back(stamp);
         c.send_op = None;
         c.in_flight = 0;
         buf.clear();

@@ -70,6 +70,10 @@ pub struct RingStats {
     pub recv_rearms: u64,
     /// SQEs that found the submission queue full and went to the backlog.
     pub backlog_spills: u64,
+    /// SENDs sampled for kernel timestamps (SENDMSG with the SO_TIMESTAMPING cmsg).
+    pub stamped_sends: u64,
+    /// recvmsg(MSG_ERRQUEUE) calls that read timestamps.
+    pub errqueue_reads: u64,
 }
 
 /// Builds the io_uring with SINGLE_ISSUER | DEFER_TASKRUN and a large CQ, falling back to

@@ -28,6 +28,15 @@ impl Driver for Ring {
         Ring::send_buf(self, conn).ok()
     }
 
+    /// The error queue is read with recvmsg(2) once per call for the sockets with samples
+    /// outstanding (an IORING_OP_RECVMSG with MSG_ERRQUEUE is not used: not tried yet).
+    fn drain_tx_stamps(&mut self, record: &mut dyn FnMut(sys::txstamp::KernelStage, u64)) {
+        for (_, c) in self.conns.iter_mut() {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&c.stream);
+            self.stats.errqueue_reads += u64::from(c.stamping.tx.drain(fd, record));
+        }
+    }
+
     fn queued_len(&self, conn: ConnId) -> usize {
         Ring::queued_len(self, conn).unwrap_or(0)
     }

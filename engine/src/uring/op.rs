@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::stamp::SendMsg;
 use super::{ConnId, ListenerId};
 use crate::sys::RawSockAddr;
 
@@ -111,6 +112,8 @@ pub(crate) enum Op {
         /// The bytes being sent; `buf[sent..]` is what the SQE in flight points to.
         buf: Vec<u8>,
         sent: usize,
+        /// The SENDMSG block of a sampled send (read by the kernel until completion).
+        stamp: Option<Box<SendMsg>>,
     },
     Close {
         /// Kept only for debugging: the descriptor number is given to the kernel to close.
@@ -136,7 +139,9 @@ impl fmt::Debug for Op {
             Op::Accept { listener } => write!(f, "Accept({listener:?})"),
             Op::Connect { conn, addr } => write!(f, "Connect({conn:?}, {addr:?})"),
             Op::Recv { conn } => write!(f, "Recv({conn:?})"),
-            Op::Send { conn, buf, sent } => write!(f, "Send({conn:?}, {sent}/{})", buf.len()),
+            Op::Send {
+                conn, buf, sent, ..
+            } => write!(f, "Send({conn:?}, {sent}/{})", buf.len()),
             Op::Close { fd } => write!(f, "Close({fd})"),
         }
     }

@@ -13,6 +13,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 use super::bufring::BufRing;
 use super::config::{build_ring, RingConfig, RingFeatures, RingStats};
 use super::op::{Op, OpKey};
+use super::stamp::Stamping;
 use super::{ConnId, Event, ListenerId, UringError};
 use crate::slab::GenSlab;
 use crate::sys::{self, RawSockAddr};
@@ -43,6 +44,8 @@ pub(super) struct Conn {
     pub(super) send_broken: bool,
     /// What to do once `out` and the SEND in flight are done.
     pub(super) after_flush: AfterFlush,
+    /// Kernel transmit timestamps of sampled sends.
+    pub(super) stamping: Stamping,
 }
 
 /// A connection's pending end, run when its last queued byte went to the kernel.
@@ -320,6 +323,7 @@ impl Ring {
             dirty: false,
             send_broken: false,
             after_flush: AfterFlush::Nothing,
+            stamping: Stamping::default(),
         };
         let key = self.conns.try_insert(conn).map_err(|_| UringError::Full)?;
         self.reserve_per_conn();
@@ -404,22 +408,23 @@ impl Ring {
         let len = buf.len();
         // The heap block does not move when the Vec moves into the slab.
         let ptr = buf.as_ptr();
+        let (entry, stamp) = conn.stamping.send_entry(fd, ptr, len);
+        self.stats.stamped_sends += u64::from(stamp.is_some());
         let key = self.insert_op(Op::Send {
             conn: id,
             buf,
             sent: 0,
+            stamp,
         })?;
         if let Some(conn) = self.conns.get_mut(id.0) {
             conn.send_op = Some(key);
             conn.in_flight = len;
         }
         self.stats.sends += 1;
-        let entry = opcode::Send::new(Fd(fd), ptr, u32::try_from(len).unwrap_or(u32::MAX))
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(key.0);
+        let entry = entry.user_data(key.0);
         // SAFETY: `ptr..ptr+len` is the heap block of the Vec owned by op slot `key`, which
-        // is neither freed nor written until the SEND's completion.
+        // is neither freed nor written until the SEND's completion; so is the SENDMSG
+        // block of a sampled send (`stamp`, boxed, owned by the same op).
         unsafe { self.push(entry) };
         Ok(())
     }
@@ -508,7 +513,11 @@ impl Ring {
     /// As [`Ring::adopt`] for a stream known to be non-blocking (accepted with
     /// SOCK_NONBLOCK): no extra system call.
     pub(super) fn adopt_nonblocking(&mut self, stream: TcpStream) -> Result<ConnId, UringError> {
+        let fd = stream.as_raw_fd();
         let id = self.insert_conn(stream, false)?;
+        if let Some(c) = self.conns.get_mut(id.0) {
+            c.stamping.enable(fd);
+        }
         self.arm_recv(id)?;
         Ok(id)
     }

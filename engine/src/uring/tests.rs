@@ -99,6 +99,7 @@ fn echo_steady_state_does_not_allocate() {
     let (mut echoed, mut iterations, mut counted_iterations) = (0usize, 0u64, 0u64);
     let start = Instant::now();
     let mut eof = false;
+    let (mut stamps, mut stamped_counted) = (0u64, 0u64);
     while !eof {
         assert!(start.elapsed() < Duration::from_secs(60), "timed out");
         // Room for the largest coalesced send, so neither of the two send buffers (they
@@ -110,7 +111,10 @@ fn echo_steady_state_does_not_allocate() {
         // Backpressure keeps the queue well under the reserved capacity.
         let queued = ring.queued_len(conn).unwrap();
         ring.set_recv_paused(conn, queued > (2 << 20)).unwrap();
+        let stamped_before = ring.stats().stamped_sends;
         ring.run_once(Some(Duration::from_millis(10))).unwrap();
+        // Kernel timestamps of sampled sends: reading them must not allocate either.
+        crate::driver::Driver::drain_tx_stamps(&mut ring, &mut |_, _| stamps += 1);
         while let Some(ev) = ring.poll_event() {
             match ev {
                 Event::Recv { conn: c, data } => {
@@ -123,6 +127,9 @@ fn echo_steady_state_does_not_allocate() {
             }
         }
         COUNTING.with(|c| c.set(false));
+        if counting {
+            stamped_counted += ring.stats().stamped_sends - stamped_before;
+        }
         iterations += 1;
         counted_iterations += u64::from(counting);
     }
@@ -141,6 +148,11 @@ fn echo_steady_state_does_not_allocate() {
     assert!(
         counted_iterations > 10,
         "{counted_iterations} iterations counted"
+    );
+    assert!(
+        stamped_counted > 0 && stamps > 0,
+        "sampled sends counted: {stamped_counted}, stamps: {stamps}, {:?}",
+        ring.stats()
     );
     assert_eq!(
         ALLOCS.load(Ordering::Relaxed),

@@ -251,7 +251,7 @@ struct Hist {
     pick: fn(&WorkerFigures) -> &Histogram<u64>,
 }
 
-fn histograms() -> [Hist; 5] {
+fn histograms() -> [Hist; 8] {
     let seconds = one_two_five(-5, 1);
     [
         Hist {
@@ -280,20 +280,44 @@ fn histograms() -> [Hist; 5] {
         },
         Hist {
             name: "kernel_queue",
-            help: "Estimated time a socket's unsent bytes wait in the kernel, per KIST grant",
+            help: "Measured (SO_TIMESTAMPING SND stamps of sampled sends, about 1 in 64 cells per channel): time from a write into the socket to the packet leaving the stack for the driver, the kernel send queue; empty when the kernel refuses stamping",
             unit: Unit::Seconds,
             bounds: seconds.clone(),
             scale: 1e-6,
             pick: |w| &w.sched.histograms.kernel_queue_us,
         },
         Hist {
-            name: "kernel_queue_sampled",
+            name: "kernel_sched",
+            help: "Measured (SO_TIMESTAMPING SCHED stamps of sampled sends): time from a write into the socket to the packet entering the qdisc",
+            unit: Unit::Seconds,
+            bounds: seconds.clone(),
+            scale: 1e-6,
+            pick: |w| &w.sched.histograms.kernel_sched_us,
+        },
+        Hist {
+            name: "kernel_ack",
+            help: "Measured (SO_TIMESTAMPING ACK stamps of sampled sends): time from a write into the socket to the byte's acknowledgement",
+            unit: Unit::Seconds,
+            bounds: seconds.clone(),
+            scale: 1e-6,
+            pick: |w| &w.sched.histograms.kernel_ack_us,
+        },
+        Hist {
+            name: "kernel_queue_estimated",
+            help: "Model, not a measurement: a socket's unsent bytes over its rate (notsent x srtt / (cwnd x mss)), per KIST grant",
+            unit: Unit::Seconds,
+            bounds: seconds.clone(),
+            scale: 1e-6,
+            pick: |w| &w.sched.histograms.kernel_queue_estimated_us,
+        },
+        Hist {
+            name: "kernel_queue_estimated_sampled",
             help:
-                "The same estimate sampled every 100 ms on every busy channel socket, any scheduler",
+                "The same model sampled every 100 ms on every busy channel socket, any scheduler",
             unit: Unit::Seconds,
             bounds: seconds,
             scale: 1e-6,
-            pick: |w| &w.sched.histograms.kernel_queue_sampled_us,
+            pick: |w| &w.sched.histograms.kernel_queue_estimated_sampled_us,
         },
     ]
 }

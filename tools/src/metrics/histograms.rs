@@ -3,7 +3,7 @@
 //! merged distribution instead of averaging quantiles.
 //!
 //! ```json
-//! {"schema": "kistrel.histograms/1",
+//! {"schema": "kistrel.histograms/2",
 //!  "workers": [{"worker": 0, "scheduler": "KIST",
 //!               "counters": {"runs": 7, "grants": 9, "bytes_granted": 4626, "cells_written": 9,
 //!                            "oom_closed": 0, "grants_exhausted": {"cwnd": 3, ...}},
@@ -11,7 +11,10 @@
 //! ```
 //!
 //! Histogram names end in their unit: `cells_per_run`, `bytes_granted_per_run`,
-//! `relay_queue_us`, `kernel_queue_us`, `kernel_queue_sampled_us` (microseconds).
+//! `relay_queue_us`, the measured (SO_TIMESTAMPING) `kernel_queue_us` (write to SND),
+//! `kernel_sched_us`, `kernel_ack_us`, and the model `kernel_queue_estimated_us`,
+//! `kernel_queue_estimated_sampled_us` (microseconds). Schema 2: `kernel_queue_us` was the
+//! model in schema 1.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::figures::{Figures, WorkerFigures};
 
 /// The page's schema name.
-pub const SCHEMA: &str = "kistrel.histograms/1";
+pub const SCHEMA: &str = "kistrel.histograms/2";
 
 /// The whole page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,14 +102,20 @@ impl HasKind for HistogramError {
 }
 
 /// The histograms of a worker, by their page names.
-fn named(w: &WorkerFigures) -> [(&'static str, &Histogram<u64>); 5] {
+fn named(w: &WorkerFigures) -> [(&'static str, &Histogram<u64>); 8] {
     let m = &w.sched.histograms;
     [
         ("cells_per_run", &m.cells_per_run),
         ("bytes_granted_per_run", &m.bytes_granted_per_run),
         ("relay_queue_us", &m.relay_queue_us),
         ("kernel_queue_us", &m.kernel_queue_us),
-        ("kernel_queue_sampled_us", &m.kernel_queue_sampled_us),
+        ("kernel_sched_us", &m.kernel_sched_us),
+        ("kernel_ack_us", &m.kernel_ack_us),
+        ("kernel_queue_estimated_us", &m.kernel_queue_estimated_us),
+        (
+            "kernel_queue_estimated_sampled_us",
+            &m.kernel_queue_estimated_sampled_us,
+        ),
     ]
 }
 
@@ -199,8 +208,8 @@ mod tests {
             w.scheduler = Some(SchedulerKind::KistLite);
             w.sched.runs = 5;
             w.sched.exhausted.high_water = 2;
-            w.sched.record_kernel_queue_time(2_000);
-            w.sched.record_kernel_queue_time(50_000);
+            w.sched.record_kernel_queue_estimate(2_000);
+            w.sched.record_kernel_queue_estimate(50_000);
             w.stats.oom_closed = 3;
         }
         let page = page(&figures);
@@ -213,9 +222,12 @@ mod tests {
         assert_eq!(w.scheduler.as_deref(), Some("KISTLite"));
         assert_eq!((w.counters.runs, w.counters.oom_closed), (5, 3));
         assert_eq!(w.counters.grants_exhausted["high_water"], 2);
-        let h = w.histogram("kernel_queue_us").unwrap().unwrap();
+        let h = w.histogram("kernel_queue_estimated_us").unwrap().unwrap();
         assert_eq!(h.len(), 2);
-        assert_eq!(h.max(), figures[&1].sched.histograms.kernel_queue_us.max());
+        assert_eq!(
+            h.max(),
+            figures[&1].sched.histograms.kernel_queue_estimated_us.max()
+        );
         assert!(h.equivalent(h.min(), 2_000));
         // A worker that has recorded nothing: present, empty.
         assert_eq!(back.workers[0].scheduler, None);

@@ -94,13 +94,30 @@ pub struct NodeSchedMetrics {
     pub bytes_granted_per_run: Quantiles,
     /// A cell's time in the relay queue, milliseconds.
     pub relay_queue_ms: Quantiles,
-    /// Estimated kernel queue time per KIST grant, milliseconds (KIST only).
-    pub kernel_queue_ms: Quantiles,
-    /// Estimated kernel queue time of every busy channel socket, sampled every 100 ms
-    /// whatever the scheduler, milliseconds: the figure that compares schedulers.
-    pub kernel_queue_sampled_ms: Quantiles,
+    /// Kernel queue times, measured and modelled (flattened: the JSON keeps one level).
+    #[serde(flatten)]
+    pub kernel: KernelQueueMs,
     /// Circuits closed by the out-of-memory handler.
     pub oom_closed: u64,
+}
+
+/// A node's kernel queue figures, milliseconds. The measured ones come from
+/// SO_TIMESTAMPING stamps of sampled sends (about one per 64 cells per channel); no
+/// samples (`samples == 0`) means unavailable (the kernel refused stamping, or nothing was
+/// sent), not zero.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelQueueMs {
+    /// Measured: write into the socket to the packet leaving the stack for the driver (SND
+    /// stamp): the kernel send queue time. The "kernel queue" figure.
+    pub kernel_queue_ms: Quantiles,
+    /// Measured: write to the packet entering the qdisc (SCHED stamp).
+    pub kernel_sched_ms: Quantiles,
+    /// Measured: write to the byte's ACK.
+    pub kernel_ack_ms: Quantiles,
+    /// Model (notsent x srtt / (cwnd x mss)) per KIST grant (KIST only).
+    pub kernel_queue_estimated_ms: Quantiles,
+    /// The same model sampled every 100 ms on every busy channel socket, any scheduler.
+    pub kernel_queue_estimated_sampled_ms: Quantiles,
 }
 
 /// Why a node's page could not be had.
@@ -144,12 +161,15 @@ pub(super) fn fetch(addr: SocketAddr) -> Result<HistogramsPage, FetchError> {
 }
 
 /// The histograms summarised per node: page name, report unit scale (recorded -> reported).
-const HISTOGRAMS: [(&str, f64); 5] = [
+const HISTOGRAMS: [(&str, f64); 8] = [
     ("cells_per_run", 1.0),
     ("bytes_granted_per_run", 1.0),
     ("relay_queue_us", 1e-3),
     ("kernel_queue_us", 1e-3),
-    ("kernel_queue_sampled_us", 1e-3),
+    ("kernel_sched_us", 1e-3),
+    ("kernel_ack_us", 1e-3),
+    ("kernel_queue_estimated_us", 1e-3),
+    ("kernel_queue_estimated_sampled_us", 1e-3),
 ];
 
 /// Summarise a node's page; `seconds` is the phase's length (for runs/s).
@@ -163,7 +183,7 @@ pub(super) fn summarise(
         ..NodeSchedMetrics::default()
     };
     let mut schedulers: Vec<&str> = Vec::new();
-    let mut merged: [Option<Histogram<u64>>; 5] = Default::default();
+    let mut merged: [Option<Histogram<u64>>; 8] = Default::default();
     for w in &page.workers {
         let c = &w.counters;
         m.runs += c.runs;
@@ -200,8 +220,13 @@ pub(super) fn summarise(
     m.cells_per_run = q(0);
     m.bytes_granted_per_run = q(1);
     m.relay_queue_ms = q(2);
-    m.kernel_queue_ms = q(3);
-    m.kernel_queue_sampled_ms = q(4);
+    m.kernel = KernelQueueMs {
+        kernel_queue_ms: q(3),
+        kernel_sched_ms: q(4),
+        kernel_ack_ms: q(5),
+        kernel_queue_estimated_ms: q(6),
+        kernel_queue_estimated_sampled_ms: q(7),
+    };
     m.scheduler = schedulers.join(",");
     m.runs_per_s = if seconds > 0.0 {
         m.runs as f64 / seconds
@@ -213,7 +238,7 @@ pub(super) fn summarise(
 
 #[cfg(test)]
 mod tests {
-    use kistrel_sched::SchedulerKind;
+    use kistrel_sched::{KernelStage, SchedulerKind};
 
     use super::*;
     use crate::metrics::figures::zeroed;
@@ -234,7 +259,9 @@ mod tests {
             // Worker 0: 90 samples of 2 ms; worker 1: 10 samples of 50 ms.
             for _ in 0..samples {
                 f.sched
-                    .record_kernel_queue_time(if w == 0 { 2_000 } else { 50_000 });
+                    .record_kernel_queue_estimate(if w == 0 { 2_000 } else { 50_000 });
+                f.sched
+                    .record_kernel_stage(KernelStage::Sent, if w == 0 { 300 } else { 9_000 });
             }
         }
         let s = summarise("relay2", &page(&figures), 4.0).unwrap();
@@ -246,14 +273,29 @@ mod tests {
         assert_eq!(s.grants_exhausted.get("sock_buf"), Some(&0));
         // Merged: 90 % of samples at 2 ms, so p50 and p90 are 2 ms, p99 is 50 ms (3
         // significant digits). Averaging the workers' medians would give 26 ms.
-        let k = &s.kernel_queue_ms;
+        let k = &s.kernel.kernel_queue_estimated_ms;
         assert!((k.p50 - 2.0).abs() < 0.01, "{k:?}");
         assert!((k.p90 - 2.0).abs() < 0.01, "{k:?}");
         assert!((k.p99 - 50.0).abs() < 0.05, "{k:?}");
         assert!((k.max - 50.0).abs() < 0.05, "{k:?}");
         assert_eq!(k.samples, 100);
-        // Nothing sampled: zeros, not garbage.
-        assert_eq!(s.kernel_queue_sampled_ms, Quantiles::default());
+        // The measured kernel queue (SND stamps) is its own figure, merged the same way.
+        let m = &s.kernel.kernel_queue_ms;
+        assert!((m.p50 - 0.3).abs() < 0.001, "{m:?}");
+        assert!((m.p99 - 9.0).abs() < 0.01, "{m:?}");
+        assert_eq!(m.samples, 100);
+        // Nothing sampled: no samples (shown as unavailable), not garbage.
+        assert_eq!(
+            s.kernel.kernel_queue_estimated_sampled_ms,
+            Quantiles::default()
+        );
+        assert_eq!(s.kernel.kernel_ack_ms, Quantiles::default());
+        // The JSON stays flat: the figures sit beside the other histograms.
+        let v = serde_json::to_value(&s).unwrap();
+        for name in ["kernel_queue_ms", "kernel_sched_ms", "kernel_ack_ms"] {
+            assert!(v[name]["samples"].is_u64(), "{name}");
+        }
+        assert!(v.get("kernel").is_none());
     }
 
     #[test]

@@ -75,7 +75,7 @@ p99 needs 100 samples, else the max and n).";
 #[derive(Debug, Clone, Args)]
 #[command(after_long_help = COLUMNS)]
 pub struct RunArgs {
-    /// Also write the versioned machine-readable result (schema `kistrel.bench/2`) here.
+    /// Also write the versioned machine-readable result (schema `kistrel.bench/3`) here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Parallel transfers, each on its own circuit (SOCKS isolation).

@@ -1,5 +1,5 @@
 use kistrel_engine::relay::RelayStats;
-use kistrel_sched::{SchedMetrics, SchedulerKind};
+use kistrel_sched::{KernelStage, SchedMetrics, SchedulerKind};
 
 use super::*;
 use crate::metrics::figures::zeroed;
@@ -8,7 +8,10 @@ fn figures() -> Figures {
     let mut m = SchedMetrics::new();
     m.runs = 7;
     m.exhausted.cwnd = 3;
-    m.record_kernel_queue_time(2_000);
+    m.record_kernel_stage(KernelStage::Sent, 2_000);
+    m.record_kernel_stage(KernelStage::Acked, 40_000);
+    m.record_kernel_queue_estimate(2_000);
+    m.record_kernel_queue_estimate(90_000);
     let stats = RelayStats {
         cells_in: 10,
         cells_out: 9,
@@ -86,6 +89,35 @@ fn sample(text: &str, series: &str) -> f64 {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .unwrap_or_else(|| panic!("no {series} in\n{text}"));
     line[series.len() + 1..].parse().unwrap()
+}
+
+/// The kernel queue of the page is the measured one (SO_TIMESTAMPING SND stamps); the
+/// model keeps its own `_estimated` names; SCHED and ACK have their own families.
+#[test]
+fn kernel_queue_families_are_measured_and_the_model_is_named_estimated() {
+    let text = render(&figures(), Format::Text004);
+    let help = "# HELP kistrel_kernel_queue_seconds Measured (SO_TIMESTAMPING SND stamps";
+    assert!(text.contains(help), "{text}");
+    for family in [
+        "kistrel_kernel_queue_seconds",
+        "kistrel_kernel_sched_seconds",
+        "kistrel_kernel_ack_seconds",
+        "kistrel_kernel_queue_estimated_seconds",
+        "kistrel_kernel_queue_estimated_sampled_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} histogram\n")),
+            "missing {family} in\n{text}"
+        );
+    }
+    assert!(text.contains("# HELP kistrel_kernel_queue_estimated_seconds Model, not a measurement"));
+    let count = |f: &str| sample(&text, &format!("kistrel_{f}_seconds_count{{worker=\"1\"}}"));
+    // One SND stamp, one ACK stamp, two model samples, no SCHED stamp: each in its family.
+    assert_eq!(count("kernel_queue"), 1.0);
+    assert_eq!(count("kernel_ack"), 1.0);
+    assert_eq!(count("kernel_sched"), 0.0);
+    assert_eq!(count("kernel_queue_estimated"), 2.0);
+    assert_eq!(count("kernel_queue_estimated_sampled"), 0.0);
 }
 
 #[test]

@@ -49,7 +49,7 @@ pub(super) struct BulkFigures {
 /// Queueing of one phase, worst relay.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct QueueFigures {
-    /// p99 of `kernel_queue_sampled_ms` (the notsent x srtt / (cwnd x mss) estimate sampled
+    /// p99 of `kernel_queue_estimated_sampled_ms` (the notsent x srtt / (cwnd x mss) estimate sampled
     /// every 100 ms on busy channel sockets: an estimate, not a measurement).
     pub kernel_queue_estimate_p99_ms: f64,
     /// p99 of a cell's time in the relay queue.
@@ -147,7 +147,10 @@ pub(super) fn phase_figures(r: &PhaseRun, position: u32) -> PhaseFigures {
         web,
         bulk,
         queues: QueueFigures {
-            kernel_queue_estimate_p99_ms: worst_relay(&r.nodes, |n| &n.kernel_queue_sampled_ms).p99,
+            kernel_queue_estimate_p99_ms: worst_relay(&r.nodes, |n| {
+                &n.kernel.kernel_queue_estimated_sampled_ms
+            })
+            .p99,
             relay_queue_p99_ms: worst_relay(&r.nodes, |n| &n.relay_queue_ms).p99,
             bottleneck_drops: r.bottleneck_drops,
         },

@@ -282,7 +282,7 @@ fn charts(name: &str, bulk: bool, runs: &[&PhaseRun]) -> Vec<(String, String)> {
         format!("kernel_queue_{name}.svg"),
         qchart(
             format!("kernel queue time, notsent x srtt estimate, sampled ({name})"),
-            |n| &n.kernel_queue_sampled_ms,
+            |n| &n.kernel.kernel_queue_estimated_sampled_ms,
         ),
     ));
     charts.push((

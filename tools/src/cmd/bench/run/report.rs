@@ -1,4 +1,4 @@
-//! The `kistrel.bench/2` report of the main job: every figure the median of its per-round
+//! The `kistrel.bench/3` report of the main job: every figure the median of its per-round
 //! values with a 95% bootstrap interval ([`crate::stats::Estimate`]), the rounds and their
 //! order, the placement, the machine's load.
 
@@ -14,7 +14,7 @@ use crate::stats::{self, Estimate, SampleQuantiles};
 use crate::tgen::Outcome;
 
 /// The schema name; bump the number when the shape changes (tests check the shape).
-pub(in crate::cmd::bench) const SCHEMA: &str = "kistrel.bench/2";
+pub(in crate::cmd::bench) const SCHEMA: &str = "kistrel.bench/3";
 
 /// What was asked for.
 #[derive(Debug, Clone, Serialize)]
@@ -125,7 +125,7 @@ pub(in crate::cmd::bench) struct Latency {
     pub ttlb_s: SampleQuantiles,
 }
 
-/// The `kistrel.bench/2` report.
+/// The `kistrel.bench/3` report.
 #[derive(Debug, Clone, Serialize)]
 pub(in crate::cmd::bench) struct Report {
     /// [`SCHEMA`].

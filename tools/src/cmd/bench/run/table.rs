@@ -113,7 +113,7 @@ pub(super) fn render(r: &Report) -> String {
     }) {
         let _ = writeln!(
             out,
-            "\n  scheduler, {} in round {round}     runs/s  cells/run p50  relay queue p50/p99 ms  kernel queue (sampled) p50/p99 ms",
+            "\n  scheduler, {} in round {round}     runs/s  cells/run p50  relay queue p50/p99 ms  kernel queue (measured write->SND) p50/p99 ms",
             phase.condition
         );
         for m in &phase.scheduler_metrics {
@@ -171,7 +171,7 @@ fn sample_row(q: &SampleQuantiles) -> String {
 
 fn sched_row(m: &NodeSchedMetrics) -> String {
     format!(
-        "  {:<12} {:<8} {:>7.0}  {:>13}  {:>22}  {:>33}\n",
+        "  {:<12} {:<8} {:>7.0}  {:>13}  {:>22}  {:>46}\n",
         m.scheduler,
         m.node,
         m.runs_per_s,
@@ -181,8 +181,17 @@ fn sched_row(m: &NodeSchedMetrics) -> String {
             "-".to_owned()
         },
         ms_pair(&m.relay_queue_ms),
-        ms_pair(&m.kernel_queue_sampled_ms),
+        kernel_pair(&m.kernel.kernel_queue_ms),
     )
+}
+
+/// The measured kernel queue: `unavailable` without stamps (the kernel refused
+/// SO_TIMESTAMPING, or nothing was sampled), never zeros.
+fn kernel_pair(q: &Quantiles) -> String {
+    if q.samples == 0 {
+        return "unavailable".to_owned();
+    }
+    ms_pair(q)
 }
 
 /// `p50/p99` of a histogram in ms: `-` without samples, `<0.01` below the resolution

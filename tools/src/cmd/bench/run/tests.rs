@@ -268,7 +268,7 @@ fn a_round_without_a_value_leaves_the_figure_out() {
 fn json_fits_the_schema() {
     let r = report(unpinned());
     let v = serde_json::to_value(&r).unwrap();
-    assert_eq!(v["schema"], "kistrel.bench/2");
+    assert_eq!(v["schema"], "kistrel.bench/3");
     assert_eq!(
         schema::check(&v, schema::BENCH_SCHEMA),
         Vec::<String>::new()
