@@ -49,6 +49,10 @@ pub(super) struct BulkFigures {
 /// Queueing of one phase, worst relay.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct QueueFigures {
+    /// p99 of the measured kernel send-queue time (`kernel_queue_ms`: write into the socket
+    /// to the SND stamp, SO_TIMESTAMPING), worst relay; `None` when no relay has a sample
+    /// (stamping unavailable).
+    pub kernel_queue_p99_ms: Option<f64>,
     /// p99 of `kernel_queue_estimated_sampled_ms` (the notsent x srtt / (cwnd x mss) estimate sampled
     /// every 100 ms on busy channel sockets: an estimate, not a measurement).
     pub kernel_queue_estimate_p99_ms: f64,
@@ -108,6 +112,21 @@ pub(super) fn worst_relay(
         .unwrap_or_default()
 }
 
+/// The largest p99 over the relays that have samples of a measured figure (`None`: none
+/// has any, so the figure is unavailable rather than zero).
+fn measured_p99(
+    nodes: &[NodeSchedMetrics],
+    pick: fn(&NodeSchedMetrics) -> &Quantiles,
+) -> Option<f64> {
+    nodes
+        .iter()
+        .filter(|n| n.node.starts_with("relay"))
+        .map(pick)
+        .filter(|q| q.samples > 0)
+        .map(|q| q.p99)
+        .max_by(f64::total_cmp)
+}
+
 fn count(t: &TgenReport, o: impl Fn(Outcome) -> bool) -> u64 {
     t.transfers.iter().filter(|r| o(r.outcome)).count() as u64
 }
@@ -147,6 +166,7 @@ pub(super) fn phase_figures(r: &PhaseRun, position: u32) -> PhaseFigures {
         web,
         bulk,
         queues: QueueFigures {
+            kernel_queue_p99_ms: measured_p99(&r.nodes, |n| &n.kernel.kernel_queue_ms),
             kernel_queue_estimate_p99_ms: worst_relay(&r.nodes, |n| {
                 &n.kernel.kernel_queue_estimated_sampled_ms
             })
@@ -176,7 +196,7 @@ pub(super) struct Metric {
 }
 
 /// Every figure whose KIST / Vanilla ratio the experiment reports.
-pub(super) const METRICS: [Metric; 8] = [
+pub(super) const METRICS: [Metric; 9] = [
     Metric {
         name: "web_ttfb_median",
         label: "web TTFB median (s)",
@@ -209,6 +229,11 @@ pub(super) const METRICS: [Metric; 8] = [
             let bulk = p.bulk.as_ref().map_or(0, |b| b.bytes_delivered);
             Some(mib_s(p.web.bytes_delivered + bulk, p.elapsed_s))
         },
+    },
+    Metric {
+        name: "kernel_queue_p99",
+        label: "kernel queue p99, measured write->SND (ms)",
+        pick: |p| p.queues.kernel_queue_p99_ms,
     },
     Metric {
         name: "kernel_queue_estimate_p99",

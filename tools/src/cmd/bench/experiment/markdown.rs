@@ -279,6 +279,13 @@ fn charts(name: &str, bulk: bool, runs: &[&PhaseRun]) -> Vec<(String, String)> {
         ));
     }
     charts.push((
+        format!("kernel_queue_measured_{name}.svg"),
+        qchart(
+            format!("kernel queue time, measured write->SND, sampled sends ({name})"),
+            |n| &n.kernel.kernel_queue_ms,
+        ),
+    ));
+    charts.push((
         format!("kernel_queue_{name}.svg"),
         qchart(
             format!("kernel queue time, notsent x srtt estimate, sampled ({name})"),
