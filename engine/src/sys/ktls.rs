@@ -269,9 +269,8 @@ pub fn recv_record(fd: RawFd, buf: &mut [u8]) -> io::Result<KtlsRecord> {
         for (chunk, word) in bytes.chunks_exact_mut(8).zip(control) {
             chunk.copy_from_slice(&word.to_ne_bytes());
         }
-        let used = usize::try_from(msg.msg_controllen)
-            .unwrap_or(0)
-            .min(bytes.len());
+        // `size_t` on glibc, `socklen_t` on musl; never more than we offered.
+        let used = (msg.msg_controllen as usize).min(bytes.len());
         Ok(KtlsRecord {
             content_type: record_type(&bytes[..used]).unwrap_or(content_type::APPLICATION_DATA),
             len,
