@@ -53,6 +53,16 @@ pub enum IoEvent<C, L, B> {
         /// The bytes, in a buffer of the backend's (returned to it on drop).
         data: B,
     },
+    /// A record that is not application data, opened by the kernel on a kTLS RX
+    /// connection (a plain read refused it; the backend read it with its type).
+    TlsRecord {
+        /// The connection.
+        conn: C,
+        /// Its TLS content type (`crate::sys::ktls::content_type`).
+        content_type: u8,
+        /// Its plaintext, in a buffer of the backend's.
+        data: B,
+    },
     /// The peer closed its sending side (`err: None`) or the connection broke.
     RecvClosed {
         /// The connection.
@@ -82,6 +92,7 @@ impl<C: Copy, L, B> IoEvent<C, L, B> {
             | IoEvent::Connected { conn }
             | IoEvent::ConnectFailed { conn, .. }
             | IoEvent::Recv { conn, .. }
+            | IoEvent::TlsRecord { conn, .. }
             | IoEvent::RecvClosed { conn, .. }
             | IoEvent::SendDone { conn }
             | IoEvent::SendFailed { conn, .. } => *conn,
@@ -148,6 +159,20 @@ pub trait Driver {
     /// TLS records sealed by the kernel. Call it only when nothing is queued on `conn`.
     /// Unsupported where the backend has no real socket.
     fn enable_ktls_tx(
+        &mut self,
+        conn: Self::Conn,
+        info: &crate::sys::ktls::CryptoInfo,
+    ) -> io::Result<()> {
+        let _ = (conn, info);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Hands `conn`'s TLS receive keys to the kernel (kTLS RX): from now on its received
+    /// bytes are plaintext, and its records that are not application data come as
+    /// [`IoEvent::TlsRecord`]. Call it only when every byte read from `conn` was handed to
+    /// the link and the link has no partial record. `WouldBlock`: a read of `conn` is still
+    /// undelivered (try again after it); `Unsupported`: the backend cannot switch a receive
+    /// side it reads ahead of the caller (io_uring's multishot receive).
+    fn enable_ktls_rx(
         &mut self,
         conn: Self::Conn,
         info: &crate::sys::ktls::CryptoInfo,

@@ -33,7 +33,7 @@ mod keys;
 mod tls;
 
 pub use app::{App, TargetKind};
-pub use hello::{initiator_hello, responder_hello};
+pub use hello::{initiator_hello, responder_hello, RelayInitiator};
 pub use keys::{epoch, relay_keys, relay_keys_at, wall_clock, EPOCH_SECS};
 use kistrel_base::policy::{AddrPattern, PolicyAction, PolicyRule};
 pub use tls::TlsLie;

@@ -146,6 +146,9 @@ struct Conn {
     after_flush: AfterFlush,
     /// Kernel transmit timestamps of sampled sends.
     tx: TxStamps,
+    /// The kernel opens the received TLS records (kTLS RX): a read's EIO means a record
+    /// that is not application data, read again with its type.
+    ktls_rx: bool,
 }
 
 impl Conn {
@@ -162,6 +165,7 @@ impl Conn {
             send_broken: false,
             after_flush: AfterFlush::Nothing,
             tx: TxStamps::default(),
+            ktls_rx: false,
         }
     }
 
@@ -339,6 +343,30 @@ impl PollDriver {
         if let Some(c) = self.conns.get_mut(conn.0) {
             c.recv_paused = paused;
         }
+    }
+
+    /// Hands `conn`'s receive keys to the kernel (kTLS RX), if no read of it waits in the
+    /// event queue (`WouldBlock` then): reads happen only in `run_once`, so the caller has
+    /// seen every byte read so far.
+    pub fn enable_ktls_rx(
+        &mut self,
+        conn: ConnId,
+        info: &crate::sys::ktls::CryptoInfo,
+    ) -> io::Result<()> {
+        let undelivered = self
+            .events
+            .iter()
+            .any(|e| matches!(e, IoEvent::Recv { conn: c, .. } if *c == conn));
+        if undelivered {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let c = self
+            .conns
+            .get_mut(conn.0)
+            .ok_or_else(crate::driver::no_such_conn)?;
+        crate::sys::ktls::enable_rx(c.stream.as_raw_fd(), info)?;
+        c.ktls_rx = true;
+        Ok(())
     }
 
     /// Closes `conn` now; its queued bytes are dropped and no more events come for it.

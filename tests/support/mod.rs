@@ -5,6 +5,7 @@
 //! `ss` lookups, and the one-test-at-a-time lock. Each test binary uses a subset.
 #![allow(dead_code, unused_macros)]
 
+pub mod relays;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};

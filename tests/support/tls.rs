@@ -172,3 +172,12 @@ fn decrypt(conn: &Mutex<Connection>, rd: &mut &[u8]) -> Option<(Vec<u8>, Vec<u8>
     }
     Some((plain, tls_out))
 }
+
+/// A test initiator's own TLS session to `relay` (kistrel's client configuration; the
+/// handshake runs on the first read or write), for tests that need the session itself
+/// (its exporter, the certificate the relay presented).
+pub fn client_stream(relay: TcpStream) -> rustls::StreamOwned<ClientConnection, TcpStream> {
+    let name = ServerName::try_from("kistrel.invalid").expect("name");
+    let conn = ClientConnection::new(ctx().client_config(), name).expect("TLS client connection");
+    rustls::StreamOwned::new(conn, relay)
+}

@@ -1,13 +1,14 @@
 //! The first bytes of a channel, for raw peers in tests and tools: what a client initiator
-//! sends, and what a kistrel relay answers (made by a real [`Relay`], so it is exactly the
-//! production handshake).
+//! sends, what a kistrel relay answers, and a relay initiator's whole side of the handshake
+//! (all made by a real [`Relay`], so they are exactly the production handshake).
 
 use std::time::SystemTime;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 
-use crate::relay::{LinkAuth, Relay, RelayConfig, RelayKeys};
+use crate::client::HopSpec;
+use crate::relay::{ApiError, ChanId, Event, LinkAuth, Relay, RelayConfig, RelayKeys};
 use crate::time::Instant;
 use crate::wire::{Cell, ChanCmd, Netinfo, Versions};
 
@@ -72,5 +73,70 @@ impl LinkAuth for ResponderTls {
 
     fn export_keying_material(&self, _label: &[u8], _context: &[u8]) -> Option<[u8; 32]> {
         None
+    }
+}
+
+/// A relay's initiator side of one link, for raw peers in tests (an initiator that must
+/// authenticate): a real [`Relay`] with its own keys that opens one channel to `target`
+/// and answers the responder's first flight as production code does, with CERTS (types 2,
+/// 7, 4, 6), AUTHENTICATE and NETINFO. The test carries the bytes (over TLS) and may tamper
+/// with them.
+#[derive(Debug)]
+pub struct RelayInitiator {
+    relay: Relay,
+    chan: ChanId,
+}
+
+impl RelayInitiator {
+    /// An initiator with `keys` at wall time `wall`, opening a channel to the relay
+    /// `target` (whose CERTS must prove `target.id` and `target.ed_id`). Returns it and its
+    /// first bytes (VERSIONS).
+    pub fn connect(
+        keys: &RelayKeys,
+        wall: SystemTime,
+        target: HopSpec,
+    ) -> Result<(Self, Vec<u8>), ApiError> {
+        let cfg = RelayConfig {
+            keys: Some(keys.clone()),
+            ..RelayConfig::default()
+        };
+        let mut relay = Relay::new(cfg, ChaCha12Rng::seed_from_u64(1));
+        relay.set_wall_clock(wall);
+        // A one-hop circuit is what makes a relay open a channel; its CREATE2 waits for
+        // the channel to open and is never sent by [`RelayInitiator::answer`].
+        relay.build_circuit(Instant::ZERO, vec![target])?;
+        let chan = loop {
+            match relay.poll_event() {
+                Some(Event::OpenChannel { chan, .. }) => break chan,
+                Some(_) => {}
+                // A relay without channels opens one for its first circuit: a harness bug.
+                None => panic!("the initiator's circuit opened no channel"),
+            }
+        };
+        relay.handle_channel_connected(Instant::ZERO, chan);
+        let mut hello = Vec::new();
+        relay.take_ctrl(chan, &mut hello);
+        Ok((RelayInitiator { relay, chan }, hello))
+    }
+
+    /// Feeds bytes from the responder (as the TLS layer `tls` delivered them) and returns
+    /// the link-handshake cells the initiator sends in answer (possibly none yet).
+    pub fn answer(&mut self, received: &[u8], tls: &dyn LinkAuth) -> Vec<u8> {
+        self.relay
+            .handle_recv(Instant::ZERO, self.chan, received, tls);
+        let mut out = Vec::new();
+        self.relay.take_ctrl(self.chan, &mut out);
+        out
+    }
+
+    /// Why the initiator closed the channel, if it did (the responder's CERTS did not
+    /// prove the target, ...).
+    pub fn rejection(&self) -> Option<crate::relay::Rejection> {
+        self.relay.last_rejection()
+    }
+
+    /// Whether the channel finished its handshake (the responder's NETINFO arrived).
+    pub fn is_open(&self) -> bool {
+        self.relay.channel_is_open(self.chan)
     }
 }

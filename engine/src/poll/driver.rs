@@ -66,6 +66,10 @@ impl Driver for PollDriver {
         )
     }
 
+    fn enable_ktls_rx(&mut self, conn: ConnId, info: &sys::ktls::CryptoInfo) -> io::Result<()> {
+        PollDriver::enable_ktls_rx(self, conn, info)
+    }
+
     fn poll_event(&mut self) -> Option<PollEvent> {
         PollDriver::poll_event(self)
     }

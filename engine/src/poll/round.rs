@@ -213,6 +213,29 @@ impl PollDriver {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if c.ktls_rx && e.raw_os_error() == Some(libc::EIO) => {
+                    // kTLS RX: a record that is not application data; read it with its type.
+                    match crate::sys::ktls::recv_record(c.stream.as_raw_fd(), space) {
+                        Ok(rec) => {
+                            self.stats.reads += 1;
+                            buf.set_len(rec.len);
+                            budget = budget.saturating_sub(rec.len.max(1));
+                            self.events.push_back(IoEvent::TlsRecord {
+                                conn: id,
+                                content_type: rec.content_type,
+                                data: buf,
+                            });
+                        }
+                        Err(err) => {
+                            c.recv_done = true;
+                            self.events.push_back(IoEvent::RecvClosed {
+                                conn: id,
+                                err: Some(err),
+                            });
+                            return;
+                        }
+                    }
+                }
                 Err(err) => {
                     c.recv_done = true;
                     self.events.push_back(IoEvent::RecvClosed {

@@ -21,8 +21,11 @@
 //!   when the relay's link handshake (VERSIONS, CERTS, ...) may start, and the relay reads
 //!   what only TLS knows through [`LinkAuth`](crate::relay::LinkAuth).
 //! - kTLS (Linux, where the `tls` ULP exists): once the handshake's bytes are out, the
-//!   send direction's keys go to the kernel and cells are sent as plaintext; receiving stays
-//!   in user space (see `crate::sys::ktls` for why).
+//!   send direction's keys go to the kernel and cells are sent as plaintext; once the link
+//!   is on a record boundary (and the backend reads no further ahead: the poll backend), the
+//!   receive keys go too, `open` passes plaintext through, and the kernel's non-data records
+//!   come through `open_kernel_record` (see `crate::sys::ktls`). Untested on the development
+//!   kernel, which has no `tls` ULP.
 //!
 //! It is an enum, not a trait object: one predictable branch per call, never a call through
 //! a pointer per cell.
@@ -73,7 +76,8 @@ pub enum LinkKind {
     Plain,
     /// TLS records sealed and opened by kistrel in user space.
     TlsUser,
-    /// TLS records sealed by the kernel (kTLS TX), opened in user space.
+    /// TLS records sealed by the kernel (kTLS TX); opened in user space, or by the kernel
+    /// too (kTLS RX, counted apart in [`LinkStats::ktls_rx`]).
     Ktls,
 }
 
@@ -150,6 +154,10 @@ pub enum LinkError {
     /// A KeyUpdate that needs our keys renewed while the kernel holds them.
     #[error("the peer asked for a TLS key update while the kernel holds our keys (kTLS)")]
     KeyUpdateOnKtls,
+    /// A KeyUpdate of the peer's keys while the kernel holds our receive keys (renewing
+    /// them needs Linux 6.13's TLS_RX rekey).
+    #[error("the peer updated its TLS keys while the kernel holds our receive keys (kTLS RX)")]
+    KeyUpdateOnKtlsRx,
     /// The peer sent a fatal alert.
     #[error("TLS alert {0} from the peer")]
     Alert(u8),
@@ -189,7 +197,7 @@ impl crate::HasKind for LinkError {
             | LinkError::Encode
             | LinkError::Encrypt
             | LinkError::Setup => ErrorKind::Internal,
-            LinkError::KeyUpdateOnKtls => ErrorKind::Unsupported,
+            LinkError::KeyUpdateOnKtls | LinkError::KeyUpdateOnKtlsRx => ErrorKind::Unsupported,
             LinkError::PeerClosed | LinkError::Closed => ErrorKind::Network,
             _ => ErrorKind::PeerProtocol,
         }
@@ -260,6 +268,42 @@ impl Link {
     pub fn ktls_tx_done(&mut self, accepted: bool) {
         if let Link::Tls(t) = self {
             t.ktls_tx_done(accepted);
+        }
+    }
+
+    /// Whether an open TLS link still waits to hand its receive keys to the kernel.
+    pub fn ktls_rx_pending(&self) -> bool {
+        matches!(self, Link::Tls(t) if t.ktls_rx_pending())
+    }
+
+    /// The kernel's crypto info for this link's receive side, if the link is on a record
+    /// boundary (nothing staged; the caller makes sure no read of the socket is in flight).
+    pub fn ktls_rx_info(&self) -> Option<crate::sys::ktls::CryptoInfo> {
+        match self {
+            Link::Tls(t) => t.ktls_rx_info(),
+            Link::Plain => None,
+        }
+    }
+
+    /// The kernel took the receive keys (`accepted`: received bytes are plaintext from now
+    /// on) or refused them.
+    pub fn ktls_rx_done(&mut self, accepted: bool) {
+        if let Link::Tls(t) = self {
+            t.ktls_rx_done(accepted);
+        }
+    }
+
+    /// A record the kernel opened that was not application data (kTLS RX; its type came in
+    /// a TLS_GET_RECORD_TYPE control message), or application data read with it.
+    pub fn open_kernel_record(
+        &mut self,
+        content_type: u8,
+        body: &[u8],
+        mut deliver: impl FnMut(Delivery<'_>),
+    ) -> Result<(), LinkError> {
+        match self {
+            Link::Tls(t) => t.open_kernel_record(content_type, body, &mut deliver),
+            Link::Plain => Err(LinkError::UnexpectedRecord(content_type)),
         }
     }
 

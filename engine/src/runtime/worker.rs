@@ -474,6 +474,11 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 }
             }
             IoEvent::Recv { conn, mut data } => self.channel_recv(now, chan, conn, &mut data),
+            IoEvent::TlsRecord {
+                conn,
+                content_type,
+                data,
+            } => self.channel_tls_record(now, chan, conn, content_type, &data),
             IoEvent::SendDone { conn } => {
                 let queued = self.driver.queued_len(conn);
                 if self.conns.after_sending(conn, queued) == Some(ReadGate::Resume) {
@@ -519,6 +524,8 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 self.edges.handle_connect_failed(now, conn, relay)
             }
             IoEvent::Recv { conn, data } => self.edges.handle_recv(now, conn, &data, relay),
+            // Edges are plain TCP: never kTLS.
+            IoEvent::TlsRecord { .. } => {}
             IoEvent::RecvClosed { conn, .. } => self.edges.handle_eof(now, conn, relay),
             IoEvent::SendDone { conn } => self.edges.handle_send_done(conn),
             IoEvent::SendFailed { conn, .. } => self.edges.handle_broken(now, conn, relay),

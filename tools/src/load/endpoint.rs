@@ -325,7 +325,10 @@ impl<D: Adopt> Endpoint<D> {
                 Ok(())
             }
             IoEvent::RecvClosed { err: None, .. } => Err(Fault::Closed.into()),
-            IoEvent::Connected { .. } | IoEvent::SendDone { .. } => Ok(()),
+            // The load side's links are plain: no kTLS records.
+            IoEvent::Connected { .. } | IoEvent::SendDone { .. } | IoEvent::TlsRecord { .. } => {
+                Ok(())
+            }
         }
     }
 

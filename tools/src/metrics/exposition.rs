@@ -192,7 +192,7 @@ fn counters() -> [Counter; 12] {
 }
 
 /// The per-worker link counters (links per kind, TLS records): name, help, unit, value.
-fn link_counters() -> [Counter; 7] {
+fn link_counters() -> [Counter; 8] {
     [
         (
             "links_plain",
@@ -211,6 +211,12 @@ fn link_counters() -> [Counter; 7] {
             "TLS links whose records the kernel seals (kTLS)",
             None,
             |w| w.links.ktls,
+        ),
+        (
+            "links_ktls_rx",
+            "TLS links whose received records the kernel opens (kTLS RX)",
+            None,
+            |w| w.links.ktls_rx,
         ),
         (
             "tls_handshakes_failed",

@@ -12,8 +12,8 @@ use rand_chacha::ChaCha12Rng;
 use crate::client::CircuitFailure;
 use crate::crypto::identity::{CertError, Lifetimes};
 use crate::harness::{
-    epoch, initiator_hello, relay_keys, relay_keys_at, transmit, App, LinkModel, Net, Tamper,
-    TargetKind, TlsLie, TARGET,
+    epoch, initiator_hello, relay_keys, relay_keys_at, transmit, App, LinkModel, Net,
+    RelayInitiator, Tamper, TargetKind, TlsLie, TARGET,
 };
 use crate::relay::{
     ChanId, Event, LinkError, PeerIds, PlainLinkAuth, Rejection, Relay, RelayConfig, StreamHandle,
@@ -565,4 +565,54 @@ fn extend2_reuses_a_channel_only_when_its_proven_identities_match() {
         "the good channel stays"
     );
     assert!(net.closed_why(0, b).is_none() && net.closed_why(0, a).is_none());
+}
+
+#[test]
+fn the_harness_relay_initiator_authenticates_and_its_flipped_signature_is_refused() {
+    let target = crate::client::HopSpec {
+        id: relay_keys(31).rsa_id(),
+        ed_id: relay_keys(31).identity.ed_id(),
+        ntor_key: relay_keys(31).ntor.public(),
+        addr: "10.1.1.1:4000".parse().unwrap(),
+    };
+    for flip in [false, true] {
+        let (mut responder, chan) = raw_responder();
+        let (mut initiator, hello) =
+            RelayInitiator::connect(&relay_keys(32), epoch(), target.clone()).unwrap();
+        responder.handle_recv(Instant::ZERO, chan, &hello, &PlainLinkAuth);
+        let mut flight = Vec::new();
+        responder.take_ctrl(chan, &mut flight);
+        let mut answer = initiator.answer(&flight, &PlainLinkAuth);
+        assert!(initiator.is_open() && initiator.rejection().is_none());
+        // CERTS, AUTHENTICATE, NETINFO (4-byte circuit ids): the signature ends the second.
+        let var_len =
+            |at: usize| 7 + usize::from(u16::from_be_bytes([answer[at + 5], answer[at + 6]]));
+        let certs_len = var_len(0);
+        let auth_len = var_len(certs_len);
+        assert_eq!(
+            (answer[4], answer[certs_len + 4]),
+            (ChanCmd::CERTS.0, ChanCmd::AUTHENTICATE.0)
+        );
+        assert_eq!(answer.len(), certs_len + auth_len + 514, "then NETINFO");
+        if flip {
+            answer[certs_len + auth_len - 1] ^= 0x01;
+        }
+        responder.handle_recv(Instant::ZERO, chan, &answer, &PlainLinkAuth);
+        if flip {
+            assert_eq!(
+                responder.last_rejection(),
+                Some(Rejection::Channel(LinkError::AuthenticateBadSignature))
+            );
+            assert_eq!(responder.channel_count(), 0);
+        } else {
+            assert_eq!(responder.last_rejection(), None);
+            assert_eq!(
+                responder.channel_peer(chan),
+                Some(PeerIds {
+                    rsa_id: relay_keys(32).rsa_id(),
+                    ed_id: relay_keys(32).identity.ed_id(),
+                })
+            );
+        }
+    }
 }

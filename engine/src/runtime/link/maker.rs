@@ -19,6 +19,9 @@ pub struct LinkStats {
     pub tls_user: u64,
     /// TLS links whose send side the kernel took over (kTLS).
     pub ktls: u64,
+    /// TLS links whose receive side the kernel took over (kTLS RX; counted apart: a link
+    /// can have either side in the kernel, or both).
+    pub ktls_rx: u64,
     /// TLS links that failed or timed out before their handshake was done.
     pub tls_handshake_failed: u64,
     /// Records of closed links (live links are added when a snapshot is taken).

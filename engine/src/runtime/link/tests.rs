@@ -12,6 +12,7 @@ use rustls::{ClientConnection, ServerConnection, SupportedCipherSuite, Supported
 use super::exporter::{sha256, Capture};
 use super::*;
 use crate::sys::ktls::{CryptoInfo, KtlsSupport, KtlsVersion};
+use crate::HasKind;
 
 const TOR_LABEL: &[u8] = b"EXPORTER FOR TOR TLS CLIENT BINDING AUTH0003";
 
@@ -422,48 +423,62 @@ fn ktls_crypto_info_comes_from_the_sessions_secrets() {
             let b = s.drain();
             c.feed(&b);
         }
-        let rustls::Connection::Client(c) = c.conn else {
+        let (rustls::Connection::Client(c), rustls::Connection::Server(s)) = (c.conn, s.conn)
+        else {
             unreachable!()
         };
         let secrets = c.dangerous_extract_secrets().unwrap();
-        let (seq, tx) = &secrets.tx;
+        let server = s.dangerous_extract_secrets().unwrap();
         let kv = if version == &TLS13 {
             KtlsVersion::Tls13
         } else {
             KtlsVersion::Tls12
         };
+        let (seq, tx) = &secrets.tx;
         let info = CryptoInfo::new(kv, tx, *seq);
-        let (key, iv, salt_len) = match tx {
-            rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv }
-            | rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
-                (key.as_ref(), iv.as_ref(), 4)
-            }
-            rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (key.as_ref(), iv.as_ref(), 0)
-            }
-            _ => unreachable!(),
-        };
-        if kv == KtlsVersion::Tls12 && salt_len == 4 {
-            assert!(info.is_none(), "TLS 1.2 AES-GCM stays in user space");
-            continue;
+        let gcm = !matches!(
+            tx,
+            rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { .. }
+        );
+        if kv == KtlsVersion::Tls12 && gcm {
+            assert!(info.is_none(), "TLS 1.2 AES-GCM sends from user space");
+        } else {
+            assert_layout(info.unwrap().as_bytes(), tx, *seq, &format!("{suite:?} TX"));
         }
-        let b = info.unwrap();
-        let b = b.as_bytes();
-        // version, cipher | iv (after the salt) | key | salt | rec_seq (big-endian)
-        let iv_len = 12 - salt_len;
-        assert_eq!(b[4..4 + iv_len], iv[salt_len..], "{suite:?}");
-        assert_eq!(b[4 + iv_len..4 + iv_len + key.len()], *key);
-        let salt_at = 4 + iv_len + key.len();
-        assert_eq!(b[salt_at..salt_at + salt_len], iv[..salt_len]);
-        assert_eq!(b[salt_at + salt_len..], seq.to_be_bytes());
-        assert_eq!(b.len(), salt_at + salt_len + 8);
+        // RX takes every suite, with the receive secrets: the peer's send secrets.
+        let (rx_seq, rx) = &secrets.rx;
+        let info = CryptoInfo::new_rx(kv, rx, *rx_seq).unwrap();
+        assert_layout(info.as_bytes(), rx, *rx_seq, &format!("{suite:?} RX"));
+        let peer_tx = CryptoInfo::new_rx(kv, &server.tx.1, server.tx.0).unwrap();
+        assert_eq!(info.as_bytes(), peer_tx.as_bytes(), "{suite:?}");
         if kv == KtlsVersion::Tls12 {
             assert_eq!(
-                *seq, 1,
-                "the Finished used the first sequence number: {suite:?}"
+                (*seq, *rx_seq),
+                (1, 1),
+                "each Finished used the first sequence number: {suite:?}"
             );
         }
     }
+}
+
+/// `b` is the kernel's crypto info of `secrets` at `seq`: version, cipher | iv (after the
+/// salt) | key | salt | rec_seq (big-endian).
+fn assert_layout(b: &[u8], secrets: &rustls::ConnectionTrafficSecrets, seq: u64, what: &str) {
+    let (key, iv, salt_len) = match secrets {
+        rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+        | rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (key.as_ref(), iv.as_ref(), 4),
+        rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+            (key.as_ref(), iv.as_ref(), 0)
+        }
+        _ => unreachable!(),
+    };
+    let iv_len = 12 - salt_len;
+    assert_eq!(b[4..4 + iv_len], iv[salt_len..], "{what}");
+    assert_eq!(b[4 + iv_len..4 + iv_len + key.len()], *key, "{what}");
+    let salt_at = 4 + iv_len + key.len();
+    assert_eq!(b[salt_at..salt_at + salt_len], iv[..salt_len], "{what}");
+    assert_eq!(b[salt_at + salt_len..], seq.to_be_bytes(), "{what}");
+    assert_eq!(b.len(), salt_at + salt_len + 8, "{what}");
 }
 
 /// What the kernel would do with a `CryptoInfo` (TLS_TX): parse it as the kernel's struct and
@@ -538,5 +553,106 @@ fn after_the_switch_to_ktls_the_kernel_seals_what_the_peer_opens() {
         let mut want = cells(40);
         want.extend_from_slice(&plain);
         assert_eq!(got.data, want, "{suite:?}");
+    }
+}
+
+#[test]
+fn after_the_switch_to_ktls_rx_the_kernel_opens_what_the_peer_sealed() {
+    for (suite, version) in suites() {
+        let ctx = Arc::new(
+            TlsContext::with_suites(vec![suite], &[version], KtlsSupport::Available).unwrap(),
+        );
+        let links = Links::Tls(ctx);
+        let mut client = Link::connect(&links).unwrap();
+        let mut server = Link::accept(&links).unwrap();
+        handshake(&mut client, &mut server);
+        // Every suite, TLS 1.2 AES-GCM included: the kernel reads that nonce from the record.
+        assert!(client.ktls_rx_pending(), "{suite:?}");
+        // Some records opened in user space first; half a record staged: not a boundary.
+        let mut first = send_cells(&mut server, &cells(40));
+        let mut got = Got::default();
+        let half = first.len() / 2;
+        open(&mut client, &mut first[..half], &mut got).unwrap();
+        assert!(
+            client.ktls_rx_info().is_none(),
+            "a partial record is staged"
+        );
+        open(&mut client, &mut first[half..], &mut got).unwrap();
+        assert_eq!(got.data, cells(40));
+        let info = client.ktls_rx_info().expect("on a record boundary");
+        client.ktls_rx_done(true);
+        assert!(!client.ktls_rx_pending());
+        // The kernel (the record layer, keyed from the crypto info as the kernel parses it)
+        // opens the peer's next records; the link passes their plaintext through.
+        let mut wire = send_cells(&mut server, &cells(5));
+        let mut kernel = kernel_sealer(&info, version == &TLS13);
+        let mut plain = Vec::new();
+        let mut rest = &mut wire[..];
+        while let Some(len) = record::record_len(rest).unwrap() {
+            let (rec, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            let (typ, range) = kernel.open(rec).expect("the kernel's keys open it");
+            assert_eq!(typ, record::ContentType::APPLICATION_DATA);
+            plain.extend_from_slice(&rec[range]);
+            rest = tail;
+        }
+        let mut got = Got::default();
+        open(&mut client, &mut plain, &mut got).unwrap();
+        assert_eq!(got.data, cells(5), "{suite:?}");
+    }
+}
+
+#[test]
+fn records_the_kernel_opens_are_data_tickets_alerts_or_a_fatal_key_update() {
+    let rx_link = || {
+        let ctx = Arc::new(TlsContext::with_versions(&[&TLS13], KtlsSupport::Available).unwrap());
+        let links = Links::Tls(ctx);
+        let mut client = Link::connect(&links).unwrap();
+        let mut server = Link::accept(&links).unwrap();
+        handshake(&mut client, &mut server);
+        // Before the switch the kernel hands the link nothing.
+        let early = client.open_kernel_record(23, b"x", |_| {});
+        assert!(matches!(early, Err(LinkError::UnexpectedRecord(23))));
+        let mut client = Link::connect(&links).unwrap();
+        handshake(&mut client, &mut Link::accept(&links).unwrap());
+        assert!(client.ktls_rx_pending());
+        client.ktls_rx_done(true);
+        client
+    };
+    let kernel = |link: &mut Link, typ: u8, body: &[u8], got: &mut Got| {
+        link.open_kernel_record(typ, body, |d| {
+            if let Delivery::Data { bytes, .. } = d {
+                got.data.extend_from_slice(bytes);
+            }
+        })
+    };
+    let mut link = rx_link();
+    let mut got = Got::default();
+    // Application data read with its type; a NewSessionTicket (type 4) is ignored.
+    kernel(&mut link, 23, b"cells", &mut got).unwrap();
+    kernel(&mut link, 22, &[4, 0, 0, 3, 1, 2, 3], &mut got).unwrap();
+    kernel(&mut link, 23, b"more", &mut got).unwrap();
+    assert_eq!(got.data, b"cellsmore");
+    // A KeyUpdate: the kernel holds the receive keys, so the link closes.
+    let err = kernel(&mut link, 22, &[24, 0, 0, 1, 0], &mut got).unwrap_err();
+    assert!(matches!(err, LinkError::KeyUpdateOnKtlsRx), "{err:?}");
+    assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
+    assert!(matches!(
+        kernel(&mut link, 23, b"after", &mut got),
+        Err(LinkError::Closed)
+    ));
+    assert_eq!(got.data, b"cellsmore", "nothing after the failure");
+    // Alerts: close_notify ends the link, a fatal alert fails it; unknown types fail it.
+    for (typ, body, want) in [
+        (21, &[1u8, 0][..], "the peer closed the TLS session"),
+        (21, &[2, 40][..], "TLS alert 40 from the peer"),
+        (20, &[1][..], "TLS record of type 20 after the handshake"),
+        (
+            22,
+            &[2, 0, 0, 0][..],
+            "TLS handshake message 2 after the handshake",
+        ),
+    ] {
+        let err = kernel(&mut rx_link(), typ, body, &mut Got::default()).unwrap_err();
+        assert_eq!(err.to_string(), want);
     }
 }

@@ -107,6 +107,10 @@ struct Records {
     tx_secrets: Option<ConnectionTrafficSecrets>,
     /// The kernel seals what we send (kTLS TX): cells go to the send buffer as they are.
     tx_kernel: bool,
+    /// kTLS: the receive keys, kept (zeroed on drop) until the kernel takes them or refuses.
+    rx_secrets: Option<ConnectionTrafficSecrets>,
+    /// The kernel opens what we receive (kTLS RX): received bytes are plaintext.
+    rx_kernel: bool,
     tls13: bool,
     /// A record cut by the end of a receive buffer: its first bytes, until the rest comes.
     staging: Vec<u8>,
@@ -335,15 +339,19 @@ impl TlsLink {
         self.facts.peer_cert_sha256 = capture.peer_cert_sha256();
         self.facts.exporter = capture.take_exporter();
         let tls13 = framing == Framing::Tls13;
-        // kTLS only where the kernel counts nonces as we do (see `crate::sys::ktls`).
-        let ktls_ok = self.ktls_wanted && framing != Framing::Tls12Gcm;
+        // kTLS TX only where the kernel counts nonces as we do; RX for every suite (see
+        // `crate::sys::ktls`).
+        let ktls_tx_ok = self.ktls_wanted && framing != Framing::Tls12Gcm;
         let tx = Direction::new(framing, secrets.tx.0, &secrets.tx.1)?;
+        let rx = Direction::new(framing, secrets.rx.0, &secrets.rx.1)?;
         self.phase = Phase::Records(Box::new(Records {
-            rx: Direction::new(framing, secrets.rx.0, &secrets.rx.1)?,
+            rx,
             tx,
             kernel,
-            tx_secrets: ktls_ok.then_some(secrets.tx.1),
+            tx_secrets: ktls_tx_ok.then_some(secrets.tx.1),
             tx_kernel: false,
+            rx_secrets: self.ktls_wanted.then_some(secrets.rx.1),
+            rx_kernel: false,
             tls13,
             staging: incoming,
         }));
@@ -379,6 +387,14 @@ impl TlsLink {
         let Phase::Records(r) = phase else {
             return Err(LinkError::Closed);
         };
+        if r.rx_kernel {
+            // The kernel opened the records (kTLS RX): this is application data.
+            deliver(Delivery::Data {
+                bytes: received,
+                auth: facts,
+            });
+            return Ok(());
+        }
         let mut rest = received;
         if !r.staging.is_empty() {
             let (taken, whole) = fill_staging(&mut r.staging, rest)?;
@@ -644,6 +660,9 @@ fn post_handshake(r: &mut Records, mut msgs: &[u8], out: &mut Vec<u8>) -> Result
                 let [request] = body else {
                     return Err(LinkError::BadKeyUpdate);
                 };
+                if r.rx_kernel {
+                    return Err(LinkError::KeyUpdateOnKtlsRx);
+                }
                 let (seq, secrets) = r.kernel.update_rx().map_err(LinkError::Tls)?;
                 r.rx = Direction::new(Framing::Tls13, seq, &secrets)?;
                 match request {

@@ -52,6 +52,13 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             Ok(()) => self.write_link_out(chan, conn),
             Err(e) => return self.link_failed(now, chan, conn, e),
         }
+        if self
+            .conns
+            .channel(chan)
+            .is_some_and(|(_, l)| l.ktls_rx_pending())
+        {
+            self.try_ktls_rx(chan, conn);
+        }
         if secured {
             let ktls = self
                 .conns
@@ -88,6 +95,53 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 link.ktls_tx_done(false);
                 self.links.stats_mut().opened(LinkKind::TlsUser);
             }
+        }
+    }
+
+    /// Hands an open link's receive keys to the kernel (kTLS RX) once the link is on a
+    /// record boundary and the backend holds no unread bytes of it (else the next receive
+    /// tries again); a refusal keeps receiving in user space.
+    fn try_ktls_rx(&mut self, chan: ChanId, conn: D::Conn) {
+        let Some((_, link)) = self.conns.channel(chan) else {
+            return;
+        };
+        let Some(info) = link.ktls_rx_info() else {
+            return; // a partial record is staged
+        };
+        match self.driver.enable_ktls_rx(conn, &info) {
+            Ok(()) => {
+                link.ktls_rx_done(true);
+                self.links.stats_mut().ktls_rx += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                debug!(?chan, error = %e, "kTLS RX refused for this link: records are opened in user space");
+                link.ktls_rx_done(false);
+            }
+        }
+    }
+
+    /// A record the kernel opened that is not application data (kTLS RX).
+    pub(super) fn channel_tls_record(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        conn: D::Conn,
+        content_type: u8,
+        body: &[u8],
+    ) {
+        let Some((_, link)) = self.conns.channel(chan) else {
+            return;
+        };
+        let relay = &mut self.relay;
+        let opened = link.open_kernel_record(content_type, body, |d| {
+            if let Delivery::Data { bytes, auth } = d {
+                relay.handle_recv(now, chan, bytes, auth);
+            }
+        });
+        match opened {
+            Ok(()) => self.write_link_out(chan, conn),
+            Err(e) => self.link_failed(now, chan, conn, e),
         }
     }
 

@@ -27,6 +27,7 @@ fn figures() -> Figures {
             scheduler: Some(SchedulerKind::Kist),
             links: kistrel_engine::runtime::LinkStats {
                 tls_user: 3,
+                ktls_rx: 2,
                 ..Default::default()
             },
             events_dropped: 5,
@@ -43,6 +44,7 @@ fn openmetrics_names_counters_and_units_per_the_spec() {
         "# TYPE kistrel_cells_in counter\n",
         "kistrel_cells_in_total{worker=\"0\"} 0\n",
         "kistrel_links_tls_user_total{worker=\"1\"} 3\n",
+        "kistrel_links_ktls_rx_total{worker=\"1\"} 2\n",
         "kistrel_cells_in_total{worker=\"1\"} 10\n",
         "kistrel_sched_runs_total{worker=\"1\"} 7\n",
         "kistrel_creates_refused_total{worker=\"1\"} 4\n",
