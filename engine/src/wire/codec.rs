@@ -83,7 +83,6 @@ pub struct CarriedCell {
 }
 
 impl CarriedCell {
-
     /// The cell, viewed in the carry buffer.
     pub fn cell(&self) -> Result<ChanCellRef<'_>> {
         ChanCellRef::new_checked(&self.bytes, self.circ_id_len)
