@@ -22,8 +22,8 @@ use kistrel_engine::harness::{transmit, App, LinkModel, Net, TargetKind, TARGET}
 use kistrel_engine::relay::{ChanId, CircHandle, PlainLinkAuth, Relay};
 use kistrel_engine::time::Instant;
 use kistrel_engine::wire::{
-    emit_relay_cell, Cell, CellDecoder, ChanCell, ChanCmd, RelayCmd, StreamId, Versions, CELL_LEN,
-    RELAY_DATA_LEN,
+    emit_relay_cell, Cell, CellDecoder, ChanCellRef, ChanCmd, Decoded, RelayCmd, StreamId,
+    Versions, CELL_LEN, RELAY_DATA_LEN,
 };
 
 /// Cells per measured batch: a worker handles cells in batches of this order (docs/perf.md: one
@@ -80,14 +80,18 @@ pub fn decode_input() -> DecodeInput {
     }
 }
 
-/// Decodes every cell of the batch; returns the sum of circuit ids (checked by the caller).
+/// Decodes every cell of the batch as the relay does (viewed in place, `decode_ref`);
+/// returns the sum of circuit ids (checked by the caller).
 pub fn run_decode(input: &mut DecodeInput) -> u64 {
     let mut rest = &input.bytes[..];
     let mut sum = 0u64;
     while !rest.is_empty() {
-        match input.decoder.decode(rest) {
-            Ok((used, Some(ChanCell::Fixed(cell)))) => {
-                sum += u64::from(cell.circ_id);
+        match input.decoder.decode_ref(rest) {
+            Ok(Decoded::Cell {
+                used,
+                cell: ChanCellRef::Fixed(cell),
+            }) => {
+                sum += u64::from(cell.circ_id());
                 rest = &rest[used..];
             }
             other => panic!("bench input must decode to fixed cells: {other:?}"),

@@ -81,7 +81,7 @@ use tracing::{debug, info, warn};
 
 use crate::crypto::relay_crypto::CipherCache;
 use crate::time::Instant;
-use crate::wire::{Cell, ChanCell, ChanCmd, CircId, CELL_LEN};
+use crate::wire::{CellRef, ChanCellRef, ChanCmd, CircId, Decoded, CELL_LEN};
 use crate::HasKind as _;
 
 use channel::Channels;
@@ -268,6 +268,7 @@ impl Relay {
     /// Bytes received on `chan`'s socket. Decodes and handles every whole cell; keeps a
     /// partial cell for the next call. A decoding error closes the channel. `link` tells
     /// the link handshake what the transport knows (ignored once the channel is open).
+    /// Cells are handled where they lie in `bytes` (see `CellDecoder::decode_ref`).
     pub fn handle_recv(
         &mut self,
         now: Instant,
@@ -279,38 +280,55 @@ impl Relay {
             let Some(ch) = self.channels.get_mut(chan) else {
                 return;
             };
-            // Matched by reference: moving the cell out of the result would copy it.
-            let decoded = ch.decoder.decode(bytes);
-            match &decoded {
-                Ok((used, cell)) => {
-                    bytes = bytes.get(*used..).unwrap_or_default();
-                    match cell {
-                        Some(cell) => {
+            match ch.decoder.decode_ref(bytes) {
+                Ok(Decoded::Cell { used, cell }) => {
+                    bytes = bytes.get(used..).unwrap_or_default();
+                    self.stats.cells_in += 1;
+                    self.handle_cell(now, chan, cell, link);
+                }
+                Ok(Decoded::Carried { used }) => {
+                    bytes = bytes.get(used..).unwrap_or_default();
+                    let Some(carried) = ch.decoder.take_carried() else {
+                        continue;
+                    };
+                    match carried.cell() {
+                        Ok(cell) => {
                             self.stats.cells_in += 1;
                             self.handle_cell(now, chan, cell, link);
                         }
-                        None if *used == 0 => return,
-                        None => {}
+                        Err(e) => return self.reject_channel(now, chan, LinkError::Undecodable(e)),
+                    }
+                    if let Some(ch) = self.channels.get_mut(chan) {
+                        ch.decoder.restore(carried);
                     }
                 }
-                Err(e) => return self.reject_channel(now, chan, LinkError::Undecodable(*e)),
+                Ok(Decoded::Partial { .. }) => return,
+                Err(e) => return self.reject_channel(now, chan, LinkError::Undecodable(e)),
             }
         }
     }
 
-    fn handle_cell(&mut self, now: Instant, chan: ChanId, cell: &ChanCell, link: &dyn LinkAuth) {
+    fn handle_cell(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        cell: ChanCellRef<'_>,
+        link: &dyn LinkAuth,
+    ) {
         let Some(ch) = self.channels.get_mut(chan) else {
             return;
         };
         if ch.link.is_open() {
             return match cell {
-                ChanCell::Fixed(cell) => self.handle_open_cell(now, chan, cell),
-                ChanCell::Var(v) if v.cmd == ChanCmd::VPADDING => {}
-                ChanCell::Var(v) => {
-                    self.reject_channel(now, chan, LinkError::VarCellOnOpenChannel { cmd: v.cmd })
+                ChanCellRef::Fixed(cell) => self.handle_open_cell(now, chan, &cell),
+                ChanCellRef::Var(v) if v.cmd() == ChanCmd::VPADDING => {}
+                ChanCellRef::Var(v) => {
+                    self.reject_channel(now, chan, LinkError::VarCellOnOpenChannel { cmd: v.cmd() })
                 }
             };
         }
+        // The handshake: a few cells per channel, owned for the link state machine.
+        let cell = cell.to_owned_cell();
         let mut ctx = LinkCtx {
             keys: self.cfg.keys.as_ref().map(|k| &*k.identity),
             link_keys: &mut self.link_keys,
@@ -321,7 +339,7 @@ impl Relay {
             peer: ch.peer,
         };
         let mut out = Vec::new();
-        let step = ch.link.handle(cell, &mut ctx, &mut out);
+        let step = ch.link.handle(&cell, &mut ctx, &mut out);
         self.channels.queue_ctrl_bytes(chan, &out);
         match step {
             Ok(LinkStep::Wait) => {}
@@ -355,8 +373,8 @@ impl Relay {
         }
     }
 
-    fn handle_open_cell(&mut self, now: Instant, chan: ChanId, cell: &Cell) {
-        match cell.cmd {
+    fn handle_open_cell(&mut self, now: Instant, chan: ChanId, cell: &CellRef<'_>) {
+        match cell.cmd() {
             ChanCmd::PADDING => {}
             ChanCmd::RELAY | ChanCmd::RELAY_EARLY => self.handle_relay(now, chan, cell),
             ChanCmd::CREATE2 | ChanCmd::CREATE_FAST => self.handle_create(now, chan, cell),

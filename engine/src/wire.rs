@@ -41,10 +41,10 @@ pub mod tor_cert;
 #[cfg(test)]
 mod tests;
 
-pub use cell::{Cell, CellView, ChanCell, VarCell, VarCellView};
+pub use cell::{Cell, CellRef, CellView, ChanCell, ChanCellRef, VarCell, VarCellView};
 pub use chan_msg::{Create2, CreateFast, Created2, CreatedFast, Destroy, Netinfo, Versions};
 pub use cmd::{ChanCmd, DestroyReason, EndReason, RelayCmd};
-pub use codec::CellDecoder;
+pub use codec::{CarriedCell, CellDecoder, Decoded};
 pub use link_auth::{Auth3, Auth3Fields, AuthChallenge, Authenticate, CertType, Certs};
 pub use link_spec::LinkSpec;
 pub use relay_cell::{

@@ -17,7 +17,7 @@ use crate::crypto::relay_crypto::RelayLayer;
 use crate::crypto::{fast, ntor, KeyMaterial};
 use crate::time::Instant;
 use crate::wire::{
-    Cell, ChanCmd, CircId, Create2, CreateFast, Created2, CreatedFast, Extended2, RelayCmd,
+    CellRef, ChanCmd, CircId, Create2, CreateFast, Created2, CreatedFast, Extended2, RelayCmd,
     CELL_BODY_LEN, RELAY_DATA_LEN,
 };
 use crate::HasKind;
@@ -38,15 +38,15 @@ struct Created {
 
 impl Relay {
     /// CREATE2 or CREATE_FAST from a previous hop (or a client).
-    pub(super) fn handle_create(&mut self, now: Instant, chan: ChanId, cell: &Cell) {
+    pub(super) fn handle_create(&mut self, now: Instant, chan: ChanId, cell: &CellRef<'_>) {
         let Some(id) = cell.circ() else {
-            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd });
+            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd() });
         };
         let Some(ch) = self.channels.get(chan) else {
             return;
         };
         if ch.circs.contains_key(&id) {
-            return self.reject_channel(now, chan, LinkError::CircIdInUse { cmd: cell.cmd });
+            return self.reject_channel(now, chan, LinkError::CircIdInUse { cmd: cell.cmd() });
         }
         // The side that opened the connection sets the top bit of the ids it allocates.
         let peer_opened = !ch.link.initiator();
@@ -79,7 +79,7 @@ impl Relay {
 
     /// A TAP CREATE: TAP is long gone from Tor; refuse the circuit, keep the channel. It
     /// still costs a token, as in Tor (every CREATE counts toward the limit).
-    pub(super) fn handle_tap_create(&mut self, now: Instant, chan: ChanId, cell: &Cell) {
+    pub(super) fn handle_tap_create(&mut self, now: Instant, chan: ChanId, cell: &CellRef<'_>) {
         let e = if self.take_create_token(now, chan) {
             CreateError::ObsoleteCreate
         } else {
@@ -122,14 +122,14 @@ impl Relay {
     }
 
     /// CREATED2 from the next hop of one of our circuits.
-    pub(super) fn handle_created(&mut self, now: Instant, chan: ChanId, cell: &Cell) {
+    pub(super) fn handle_created(&mut self, now: Instant, chan: ChanId, cell: &CellRef<'_>) {
         let Some(id) = cell.circ() else {
-            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd });
+            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd() });
         };
         let Some((circ, Dir::Backward)) = self.circuit_dir_of(chan, id) else {
             return debug!(?chan, ?id, "CREATED2 for an unknown circuit");
         };
-        let Ok(created) = Created2::parse(&cell.body) else {
+        let Ok(created) = Created2::parse(cell.body()) else {
             return self.reject_circuit(now, circ, CreateError::MalformedCreated2.into());
         };
         let Some(c) = self.circuits.get_mut(circ) else {
@@ -206,12 +206,12 @@ impl Relay {
 fn server_handshake(
     keys: &RelayKeys,
     rng: &mut impl RngCore,
-    cell: &Cell,
+    cell: &CellRef<'_>,
 ) -> Result<Created, CreateError> {
-    let malformed = CreateError::Malformed { cmd: cell.cmd };
+    let malformed = CreateError::Malformed { cmd: cell.cmd() };
     let mut body = [0u8; CELL_BODY_LEN];
-    if cell.cmd == ChanCmd::CREATE2 {
-        let create = Create2::parse(&cell.body).map_err(|_| malformed)?;
+    if cell.cmd() == ChanCmd::CREATE2 {
+        let create = Create2::parse(cell.body()).map_err(|_| malformed)?;
         if create.htype != ntor::HTYPE {
             return Err(CreateError::UnsupportedHandshake {
                 htype: create.htype,
@@ -229,7 +229,7 @@ fn server_handshake(
             keys,
         })
     } else {
-        let create = CreateFast::parse(&cell.body).map_err(|_| malformed)?;
+        let create = CreateFast::parse(cell.body()).map_err(|_| malformed)?;
         let (reply, keys) =
             fast::server_respond(rng, &create.x).map_err(CreateError::BadHandshake)?;
         let (y, kh) = reply.split_at(fast::CLIENT_LEN);

@@ -9,14 +9,17 @@
 //!                   --decrypt layers---> handle_at_origin             (origin circuit)
 //! ```
 //!
-//! Forwarding is the per-cell path: the body is copied once out of the decoded cell,
-//! transformed in place and copied once more into the circuit queue, with no allocation.
+//! Forwarding is the per-cell path: the cell is read where it lies in the receive buffer,
+//! copied once into a pool slot with the outgoing circuit id written, decrypted or encrypted
+//! in place there, and its slot linked into the circuit queue (transmit copies it once more,
+//! into the send buffer), with no allocation. Cells consumed here (last hop, origin) are
+//! copied once, to the stack, instead.
 
 use tracing::debug;
 
 use crate::time::Instant;
 use crate::wire::{
-    emit_relay_cell, Cell, ChanCmd, DestroyReason, RelayCellView, RelayCmd, StreamId, Truncated,
+    emit_relay_cell, CellRef, ChanCmd, DestroyReason, RelayCellView, RelayCmd, StreamId, Truncated,
     CELL_BODY_LEN,
 };
 
@@ -28,16 +31,15 @@ use super::link::LinkError;
 use super::Relay;
 
 impl Relay {
-    /// RELAY or RELAY_EARLY from `chan`.
-    pub(super) fn handle_relay(&mut self, now: Instant, chan: ChanId, cell: &Cell) {
+    /// RELAY or RELAY_EARLY from `chan`, viewed in the receive buffer.
+    pub(super) fn handle_relay(&mut self, now: Instant, chan: ChanId, cell: &CellRef<'_>) {
         let Some(id) = cell.circ() else {
-            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd });
+            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd() });
         };
         let Some((circ, dir)) = self.circuit_dir_of(chan, id) else {
             return debug!(?chan, ?id, "RELAY cell for an unknown circuit");
         };
-        let early = cell.cmd == ChanCmd::RELAY_EARLY;
-        let mut body = cell.body;
+        let early = cell.cmd() == ChanCmd::RELAY_EARLY;
         let Some(c) = self.circuits.get_mut(circ) else {
             return;
         };
@@ -50,26 +52,64 @@ impl Relay {
                         return self.reject_circuit(now, circ, e.into());
                     }
                 }
-                if layer.decrypt_forward(&mut self.ciphers, &mut body) {
+                let Some(next) = c.next else {
+                    // The last hop: every cell must be for us, so no slot.
+                    let Ok(mut body) = <[u8; CELL_BODY_LEN]>::try_from(cell.body()) else {
+                        return;
+                    };
+                    return if layer.decrypt_forward(&mut self.ciphers, &mut body) {
+                        self.handle_at_exit(now, circ, early, &body)
+                    } else {
+                        let e = ForwardError::UnrecognizedAtLastHop;
+                        self.reject_circuit(now, circ, e.into())
+                    };
+                };
+                let Some(slot) = self.cells.fill(next.id.get(), cell.cmd(), cell.body(), now)
+                else {
+                    return;
+                };
+                let Some(body) = self.cells.body_mut(&slot) else {
+                    return self.cells.release(slot);
+                };
+                if layer.decrypt_forward(&mut self.ciphers, body) {
+                    // For this middle hop (rare: DROP, TRUNCATE): handled from a copy, as
+                    // the handlers queue cells of their own.
+                    let body = *body;
+                    self.cells.release(slot);
                     self.handle_at_exit(now, circ, early, &body);
-                } else if c.next.is_some() {
-                    self.enqueue(now, circ, Dir::Forward, cell.cmd, &body);
                 } else {
-                    let e = ForwardError::UnrecognizedAtLastHop;
-                    self.reject_circuit(now, circ, e.into());
+                    self.enqueue_slot(now, circ, Dir::Forward, slot);
                 }
             }
             (Dir::Backward, _) if early => {
                 self.reject_circuit(now, circ, ForwardError::RelayEarlyTowardOrigin.into())
             }
             (Dir::Backward, CircKind::Relay { layer, .. }) => {
-                layer.encrypt_backward(&mut self.ciphers, &mut body);
-                self.enqueue(now, circ, Dir::Backward, ChanCmd::RELAY, &body);
+                let Some(prev) = c.prev else { return };
+                let Some(slot) = self
+                    .cells
+                    .fill(prev.id.get(), ChanCmd::RELAY, cell.body(), now)
+                else {
+                    return;
+                };
+                let Some(body) = self.cells.body_mut(&slot) else {
+                    return self.cells.release(slot);
+                };
+                layer.encrypt_backward(&mut self.ciphers, body);
+                self.enqueue_slot(now, circ, Dir::Backward, slot);
             }
-            (Dir::Backward, CircKind::Origin(o)) => match o.decrypt_backward(&mut body) {
-                Some(hop) => self.handle_at_origin(now, circ, hop, &body),
-                None => self.reject_circuit(now, circ, ForwardError::UnrecognizedAtOrigin.into()),
-            },
+            (Dir::Backward, CircKind::Origin(o)) => {
+                let Ok(mut body) = <[u8; CELL_BODY_LEN]>::try_from(cell.body()) else {
+                    return;
+                };
+                match o.decrypt_backward(&mut body) {
+                    Some(hop) => self.handle_at_origin(now, circ, hop, &body),
+                    None => {
+                        let e = ForwardError::UnrecognizedAtOrigin;
+                        self.reject_circuit(now, circ, e.into())
+                    }
+                }
+            }
             (Dir::Forward, CircKind::Origin(_)) => {
                 self.reject_circuit(now, circ, ForwardError::TowardOrigin.into())
             }

@@ -35,8 +35,11 @@ struct Slot {
 #[derive(Default)]
 pub(crate) struct CellPool {
     slots: Vec<Slot>,
-    /// Head of the free list. INVARIANT: every slot is on exactly one queue or on this list.
+    /// Head of the free list. INVARIANT: every slot is on exactly one queue, on this list, or
+    /// taken by one `SlotId`.
     free: Option<u32>,
+    /// Slots not on the free list.
+    used: u32,
 }
 
 impl core::fmt::Debug for CellPool {
@@ -89,9 +92,16 @@ impl CellQueue {
     }
 }
 
+/// A pool slot holding one cell that is on no queue yet (the small handle a forwarded cell
+/// travels by between its copy out of the receive buffer and its queue).
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a taken slot must be queued or released"]
+pub(crate) struct SlotId(u32);
+
 impl CellPool {
     /// Queues a cell on `q`: the header (`circ_id`, `cmd`) and `body` are written straight
     /// into a free slot.
+    #[cfg(test)]
     pub(crate) fn push(
         &mut self,
         q: &mut CellQueue,
@@ -100,12 +110,25 @@ impl CellPool {
         body: &[u8; CELL_BODY_LEN],
         now: Instant,
     ) {
+        if let Some(slot) = self.fill(circ_id, cmd, body, now) {
+            self.append(q, slot);
+        }
+    }
+
+    /// Takes a free slot (growing the pool only past its high-water mark) and writes the
+    /// cell into it: header (`circ_id`, `cmd`) and `body`, the cell's one copy into the pool.
+    /// `None` only at 2^32 slots (memory ran out long before: MaxMemInQueues).
+    pub(crate) fn fill(
+        &mut self,
+        circ_id: u32,
+        cmd: ChanCmd,
+        body: &[u8],
+        now: Instant,
+    ) -> Option<SlotId> {
         let i = match self.free {
             Some(i) => i,
             None => {
-                let Ok(i) = u32::try_from(self.slots.len()) else {
-                    return; // 2^32 cells: memory ran out long before (MaxMemInQueues)
-                };
+                let i = u32::try_from(self.slots.len()).ok()?;
                 self.slots.push(Slot {
                     bytes: [0; CELL_LEN],
                     enqueued: now,
@@ -114,9 +137,7 @@ impl CellPool {
                 i
             }
         };
-        let Some(slot) = self.slots.get_mut(i as usize) else {
-            return;
-        };
+        let slot = self.slots.get_mut(i as usize)?;
         if self.free == Some(i) {
             self.free = (slot.next != NIL).then_some(slot.next);
         }
@@ -127,6 +148,32 @@ impl CellPool {
         payload.copy_from_slice(body);
         slot.enqueued = now;
         slot.next = NIL;
+        self.used += 1;
+        Some(SlotId(i))
+    }
+
+    /// The body of a taken slot, to transform in place (relay crypto).
+    pub(crate) fn body_mut(&mut self, slot: &SlotId) -> Option<&mut [u8; CELL_BODY_LEN]> {
+        let bytes = &mut self.slots.get_mut(slot.0 as usize)?.bytes;
+        bytes.split_last_chunk_mut().map(|(_, body)| body)
+    }
+
+    /// Puts a taken slot back on the free list (its cell was consumed here, not queued).
+    pub(crate) fn release(&mut self, slot: SlotId) {
+        let free = self.free.unwrap_or(NIL);
+        if let Some(s) = self.slots.get_mut(slot.0 as usize) {
+            s.next = free;
+            self.free = Some(slot.0);
+            self.used -= 1;
+        }
+    }
+
+    /// Queues a taken slot at the tail of `q`.
+    pub(crate) fn append(&mut self, q: &mut CellQueue, slot: SlotId) {
+        let i = slot.0;
+        let Some(now) = self.slots.get(i as usize).map(|s| s.enqueued) else {
+            return;
+        };
         match self.slots.get_mut(q.tail as usize) {
             Some(tail) if q.len > 0 => tail.next = i,
             _ => {
@@ -138,7 +185,7 @@ impl CellPool {
         q.len += 1;
     }
 
-    /// Takes the head cell of `q`: its wire bytes (valid until the next `push`) and when it
+    /// Takes the head cell of `q`: its wire bytes (valid until the next `fill`) and when it
     /// was queued. Its slot goes back on the free list.
     pub(crate) fn pop(&mut self, q: &mut CellQueue) -> Option<(&[u8; CELL_LEN], Instant)> {
         if q.len == 0 {
@@ -155,6 +202,7 @@ impl CellPool {
         }
         let free = self.free.unwrap_or(NIL);
         self.free = Some(i);
+        self.used -= 1;
         let slot = self.slots.get_mut(i as usize)?;
         slot.next = free;
         Some((&slot.bytes, slot.enqueued))
@@ -171,6 +219,12 @@ impl CellPool {
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Slots holding a cell (queued, or taken and not yet queued).
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used as usize
     }
 }
 

@@ -15,7 +15,7 @@ use tracing::{debug, trace};
 
 use crate::client::CircuitFailure;
 use crate::time::Instant;
-use crate::wire::{Cell, Destroy, DestroyReason, EndReason};
+use crate::wire::{CellRef, Destroy, DestroyReason, EndReason};
 
 use super::circuit::{CircKind, Dir};
 use super::error::{ChannelClose, CircuitClose, CircuitError, Rejection};
@@ -38,14 +38,14 @@ impl Relay {
         self.close_circuit(now, circ, CircuitClose::Requested);
     }
 
-    pub(super) fn handle_destroy(&mut self, now: Instant, chan: ChanId, cell: &Cell) {
+    pub(super) fn handle_destroy(&mut self, now: Instant, chan: ChanId, cell: &CellRef<'_>) {
         let Some(id) = cell.circ() else {
-            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd });
+            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd() });
         };
         let Some((circ, dir)) = self.circuit_dir_of(chan, id) else {
             return;
         };
-        let reason = Destroy::parse(&cell.body)
+        let reason = Destroy::parse(cell.body())
             .map(|d| d.reason)
             .unwrap_or(DestroyReason::NONE);
         debug!(?circ, ?reason, "DESTROY received");

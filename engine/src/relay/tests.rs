@@ -1,6 +1,7 @@
 //! Behaviour of the relay state machine, proven in the in-memory harness (virtual time,
 //! seeded) and with a hand-driven raw peer for protocol violations.
 
+mod copy;
 mod dos;
 mod raw;
 

@@ -20,6 +20,7 @@ use crate::wire::{ChanCmd, CELL_BODY_LEN, CELL_LEN};
 use super::circuit::Dir;
 use super::error::ForwardError;
 use super::ids::{ChanId, CircHandle};
+use super::queue::SlotId;
 use super::Relay;
 
 impl Relay {
@@ -130,16 +131,32 @@ impl Relay {
         cmd: ChanCmd,
         body: &[u8; CELL_BODY_LEN],
     ) {
-        let cap = self.cfg.max_circuit_queue_cells;
-        let Some(c) = self.circuits.get_mut(circ) else {
+        let Some(hop) = self.circuits.get(circ).and_then(|c| c.out_hop(dir)) else {
             return;
         };
-        let Some(hop) = c.out_hop(dir) else { return };
+        if let Some(slot) = self.cells.fill(hop.id.get(), cmd, body, now) {
+            self.enqueue_slot(now, circ, dir, slot);
+        }
+    }
+
+    /// Queues the cell in `slot` (filled with `circ`'s outgoing id toward `dir`, crypto
+    /// done) on `circ` toward its `dir` side; the slot is linked in, not copied. Enforces
+    /// the per-circuit queue cap (closing the circuit) and the memory limit; a refused
+    /// cell's slot goes back to the pool.
+    pub(super) fn enqueue_slot(&mut self, now: Instant, circ: CircHandle, dir: Dir, slot: SlotId) {
+        let cap = self.cfg.max_circuit_queue_cells;
+        let Some(c) = self.circuits.get_mut(circ) else {
+            return self.cells.release(slot);
+        };
+        let Some(hop) = c.out_hop(dir) else {
+            return self.cells.release(slot);
+        };
         let q = c.queue_mut(dir);
         if q.len() >= cap {
+            self.cells.release(slot);
             return self.reject_circuit(now, circ, ForwardError::QueueOverCap.into());
         }
-        self.cells.push(q, hop.id.get(), cmd, body, now);
+        self.cells.append(q, slot);
         self.memory.cell_queued();
         q.in_mux = self
             .channels

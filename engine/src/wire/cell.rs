@@ -82,6 +82,11 @@ impl<T: AsRef<[u8]>> CellView<T> {
         ChanCmd(self.buffer.as_ref()[field::COMMAND])
     }
 
+    /// The circuit, or `None` for circuit id 0.
+    pub fn circ(&self) -> Option<CircId> {
+        CircId::new(self.circ_id())
+    }
+
     /// The 509-byte body.
     pub fn body(&self) -> &[u8] {
         &self.buffer.as_ref()[field::BODY]
@@ -104,6 +109,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> CellView<T> {
         &mut self.buffer.as_mut()[field::BODY]
     }
 }
+
+/// A fixed-length cell viewed where its bytes lie (the per-cell path's form of a cell).
+pub type CellRef<'a> = CellView<&'a [u8]>;
 
 /// A fixed-length cell. `circ_id` is raw (0 = no circuit).
 #[derive(Clone, PartialEq, Eq)]
@@ -325,6 +333,52 @@ impl ChanCell {
         match self {
             Self::Fixed(cell) => cell.cmd,
             Self::Var(cell) => cell.cmd,
+        }
+    }
+}
+
+/// One cell read from a channel, viewed where its bytes lie (the receive buffer, or the
+/// decoder's carry buffer for a cell split across reads): nothing copied.
+#[derive(Debug, Clone)]
+pub enum ChanCellRef<'a> {
+    /// A 514-byte cell (every command below 128 except VERSIONS).
+    Fixed(CellView<&'a [u8]>),
+    /// A variable-length cell (VERSIONS, and commands 128 and above).
+    Var(VarCellView<&'a [u8]>),
+}
+
+impl<'a> ChanCellRef<'a> {
+    /// View the whole cell `bytes` whose circuit id is `circ_id_len` bytes (2 or 4), its
+    /// kind read from the command byte.
+    pub fn new_checked(bytes: &'a [u8], circ_id_len: usize) -> Result<Self> {
+        let id_len = if circ_id_len == 2 { 2 } else { 4 };
+        match bytes.get(id_len).copied().map(ChanCmd) {
+            Some(cmd) if cmd.is_var() => Ok(Self::Var(VarCellView::new_checked(bytes, id_len)?)),
+            _ => Ok(Self::Fixed(CellView::new_checked(bytes)?)),
+        }
+    }
+
+    /// The raw circuit id (0 = no circuit).
+    pub fn circ_id(&self) -> u32 {
+        match self {
+            Self::Fixed(cell) => cell.circ_id(),
+            Self::Var(cell) => cell.circ_id(),
+        }
+    }
+
+    /// The cell command.
+    pub fn cmd(&self) -> ChanCmd {
+        match self {
+            Self::Fixed(cell) => cell.cmd(),
+            Self::Var(cell) => cell.cmd(),
+        }
+    }
+
+    /// An owned copy (for the link handshake and for tests; not on the per-cell path).
+    pub fn to_owned_cell(&self) -> ChanCell {
+        match self {
+            Self::Fixed(cell) => ChanCell::Fixed(Cell::from_view(cell)),
+            Self::Var(cell) => ChanCell::Var(VarCell::from_view(cell)),
         }
     }
 }
