@@ -14,10 +14,15 @@
 //! a window update, several times the connection's throughput.) The two medians must agree
 //! within the tolerance; the exit status is 1 when they do not.
 //!
-//! `cargo run --release -p kistrel-engine --example kernel_queue_agreement -- [SECONDS] [RATE_MIB_S] [TOLERANCE]`
+//! `cargo run --release -p kistrel-engine --example kernel_queue_agreement -- [--shaped] [SECONDS] [RATE_MIB_S] [TOLERANCE]`
 //! (defaults 10, 8, 0.3; Linux only; needs `ss` from iproute2).
+//!
+//! `--shaped` runs the connection between two network namespaces instead. A veth pair joins
+//! them, and a tbf qdisc of RATE on the sender's side makes the bottleneck (root, `ip`,
+//! `tc`). SND is stamped after the qdisc, so there the other reading adds the qdisc's backlog
+//! (`tc -s -j qdisc`) to the unsent bytes.
 
-use std::io::{IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Command, ExitCode};
@@ -33,13 +38,28 @@ const WRITE: usize = 32 * 514;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, default: f64| {
-        args.get(i)
+    let (mode, rest) = match args.first().map(String::as_str) {
+        Some(m @ ("--shaped" | "--sender" | "--receiver")) => (m, &args[1..]),
+        _ => ("--loopback", &args[..]),
+    };
+    let num = |i: usize, default: f64| {
+        rest.get(i)
             .and_then(|a| a.parse::<f64>().ok())
             .unwrap_or(default)
     };
-    let (secs, rate_mib, tolerance) = (arg(0, 10.0), arg(1, 8.0), arg(2, 0.3));
-    match run(Duration::from_secs_f64(secs), rate_mib, tolerance) {
+    let result = match mode {
+        "--receiver" => {
+            receive(rest.first().map_or("", String::as_str), num(1, 0.0)).map(|()| true)
+        }
+        "--sender" => {
+            let addr = rest.first().map_or("", String::as_str);
+            let dev = rest.get(3).map(String::as_str);
+            send_and_compare(addr, secs(num(1, 10.0)), num(2, 0.3), dev, None)
+        }
+        "--shaped" => shaped(secs(num(0, 10.0)), num(1, 8.0), num(2, 0.3)),
+        _ => loopback(secs(num(0, 10.0)), num(1, 8.0), num(2, 0.3)),
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -49,36 +69,163 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(length: Duration, rate_mib: f64, tolerance: f64) -> std::io::Result<bool> {
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(1.0))
+}
+
+/// Loopback: a reader thread takes `rate_mib` MiB/s; the queue builds in the sender's socket.
+fn loopback(length: Duration, rate_mib: f64, tolerance: f64) -> io::Result<bool> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let stop = stop.clone();
-        thread::spawn(move || read_at_rate(&listener, rate_mib, &stop))
-    };
+    let reader = thread::spawn(move || read_at_rate(&listener, rate_mib));
+    let agree = send_and_compare(&addr.to_string(), length, tolerance, None, Some(rate_mib));
+    let _ = reader.join();
+    agree
+}
+
+/// Connects to `addr`, writes for `length` and compares the measured write->SND with `ss`
+/// (plus the backlog of `dev`'s qdisc, where the shaped run's queue also builds).
+fn send_and_compare(
+    addr: &str,
+    length: Duration,
+    tolerance: f64,
+    dev: Option<&str>,
+    reader_rate: Option<f64>,
+) -> io::Result<bool> {
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     // A fixed send buffer (no autotuning): its unsent part is the queue being measured.
     sock.set_send_buffer_size(1 << 20)?;
     sock.connect(&addr.into())?;
     let mut stream: TcpStream = sock.into();
     let local = stream.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
     let ss = {
         let stop = stop.clone();
-        thread::spawn(move || ss_readings(local, &stop))
+        let dev = dev.map(str::to_owned);
+        thread::spawn(move || ss_readings(local, dev.as_deref(), &stop))
     };
     let measured = write_sampled(&mut stream, length)?;
     stop.store(true, Ordering::Relaxed);
     drop(stream);
-    let _ = reader.join();
     let readings = ss.join().unwrap_or_default();
+    let setting = match (reader_rate, dev) {
+        (Some(r), _) => format!("loopback, reader at {r} MiB/s, send buffer 1 MiB"),
+        (None, Some(d)) => {
+            format!("shaped: tbf on {d}, send buffer 1 MiB; queue = notsent + qdisc backlog")
+        }
+        (None, None) => "send buffer 1 MiB".to_owned(),
+    };
     Ok(report(
+        &setting,
         &measured,
         &ss_waits(&readings, true),
         &ss_waits(&readings, false),
-        rate_mib,
         tolerance,
     ))
+}
+
+/// The shaped run: sender and receiver in two network namespaces joined by a veth pair whose
+/// sender side has a tbf qdisc of `rate_mib` MiB/s (root, `ip`, `tc`). This program runs
+/// itself in each namespace (`--receiver`, `--sender`); the namespaces are removed after.
+fn shaped(length: Duration, rate_mib: f64, tolerance: f64) -> io::Result<bool> {
+    let tag = std::process::id() % 100_000;
+    let net = Netns {
+        sender: format!("kqa{tag}s"),
+        receiver: format!("kqa{tag}r"),
+    };
+    let dev = format!("kqa{tag}a");
+    let kbit = (rate_mib * 1024.0 * 1024.0 * 8.0 / 1000.0).round();
+    let me = std::env::current_exe()?;
+    let me = me.to_string_lossy();
+    net.setup(&dev, kbit)?;
+    let mut receiver = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.receiver,
+            &me,
+            "--receiver",
+            "10.213.0.2:9100",
+            "0",
+        ])
+        .spawn()?;
+    thread::sleep(Duration::from_millis(300));
+    let status = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.sender,
+            &me,
+            "--sender",
+            "10.213.0.2:9100",
+        ])
+        .arg(length.as_secs_f64().to_string())
+        .arg(tolerance.to_string())
+        .arg(&dev)
+        .status();
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    Ok(status?.success())
+}
+
+/// The two namespaces of the shaped run; deleted on drop.
+struct Netns {
+    sender: String,
+    receiver: String,
+}
+
+impl Netns {
+    fn setup(&self, dev: &str, kbit: f64) -> io::Result<()> {
+        let (s, r) = (self.sender.as_str(), self.receiver.as_str());
+        let peer = format!("{dev}b");
+        let rate = format!("{kbit}kbit");
+        let steps: [&[&str]; 9] = [
+            &["ip", "netns", "add", s],
+            &["ip", "netns", "add", r],
+            &[
+                "ip", "-n", s, "link", "add", dev, "type", "veth", "peer", "name", &peer, "netns",
+                r,
+            ],
+            &["ip", "-n", s, "addr", "add", "10.213.0.1/30", "dev", dev],
+            &["ip", "-n", r, "addr", "add", "10.213.0.2/30", "dev", &peer],
+            &["ip", "-n", s, "link", "set", dev, "up"],
+            &["ip", "-n", r, "link", "set", &peer, "up"],
+            &["ip", "-n", r, "link", "set", "lo", "up"],
+            &[
+                "tc", "-n", s, "qdisc", "add", "dev", dev, "root", "tbf", "rate", &rate, "burst",
+                "64kb", "latency", "2s",
+            ],
+        ];
+        for step in steps {
+            let status = Command::new(step[0]).args(&step[1..]).status()?;
+            if !status.success() {
+                return Err(io::Error::other(format!(
+                    "`{}` failed (the shaped run needs root, ip and tc)",
+                    step.join(" ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in [&self.sender, &self.receiver] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// `--receiver ADDR RATE`: accepts one connection on ADDR and reads it (RATE MiB/s, 0 = as
+/// fast as it comes) until it closes.
+fn receive(addr: &str, rate_mib: f64) -> io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    read_at_rate(&listener, rate_mib);
+    Ok(())
 }
 
 /// Writes for `length`, sampling as the workers do; the write -> SND delays in ms.
@@ -121,8 +268,9 @@ fn write_sampled(stream: &mut TcpStream, length: Duration) -> std::io::Result<Ve
     Ok(measured)
 }
 
-/// Accepts one connection and reads it at `rate_mib` MiB/s until the writer closes it.
-fn read_at_rate(listener: &TcpListener, rate_mib: f64, stop: &AtomicBool) {
+/// Accepts one connection and reads it at `rate_mib` MiB/s (0: as fast as it comes) until
+/// the writer closes it.
+fn read_at_rate(listener: &TcpListener, rate_mib: f64) {
     let Ok((mut conn, _)) = listener.accept() else {
         return;
     };
@@ -131,12 +279,11 @@ fn read_at_rate(listener: &TcpListener, rate_mib: f64, stop: &AtomicBool) {
     let mut total = 0f64;
     while let Ok(n @ 1..) = conn.read(&mut buf) {
         total += n as f64;
-        let due = Duration::from_secs_f64(total / (rate_mib * 1024.0 * 1024.0));
-        if let Some(wait) = due.checked_sub(start.elapsed()) {
-            thread::sleep(wait);
-        }
-        if stop.load(Ordering::Relaxed) && n == 0 {
-            break;
+        if rate_mib > 0.0 {
+            let due = Duration::from_secs_f64(total / (rate_mib * 1024.0 * 1024.0));
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                thread::sleep(wait);
+            }
         }
     }
 }
@@ -145,27 +292,49 @@ fn read_at_rate(listener: &TcpListener, rate_mib: f64, stop: &AtomicBool) {
 #[derive(Clone, Copy, Debug)]
 struct SsReading {
     at: Instant,
+    /// Unsent bytes in the socket plus the qdisc's backlog (shaped run).
     notsent: f64,
     bytes_acked: f64,
     /// `delivery_rate`, bytes/s (Linux's per-ACK rate sample).
     delivery_rate: f64,
 }
 
-/// Every 100 ms: `ss -tin` on the writer's socket.
-fn ss_readings(local: SocketAddr, stop: &AtomicBool) -> Vec<SsReading> {
+/// Every 100 ms: `ss -tin` on the writer's socket (and `tc -s -j qdisc` on `dev`).
+fn ss_readings(local: SocketAddr, dev: Option<&str>, stop: &AtomicBool) -> Vec<SsReading> {
     let mut readings = Vec::new();
     thread::sleep(Duration::from_millis(500));
     while !stop.load(Ordering::Relaxed) {
         let filter = format!("sport = :{}", local.port());
         if let Ok(out) = Command::new("ss").args(["-tin", &filter]).output() {
             let text = String::from_utf8_lossy(&out.stdout);
-            if let Some(r) = parse_ss(&text, Instant::now()) {
+            if let Some(mut r) = parse_ss(&text, Instant::now()) {
+                r.notsent += dev.map_or(0.0, qdisc_backlog);
                 readings.push(r);
             }
         }
         thread::sleep(Duration::from_millis(100));
     }
     readings
+}
+
+/// Bytes queued in `dev`'s root qdisc (`tc -s -j qdisc show`; 0 if unreadable).
+fn qdisc_backlog(dev: &str) -> f64 {
+    let Ok(out) = Command::new("tc")
+        .args(["-s", "-j", "qdisc", "show", "dev", dev])
+        .output()
+    else {
+        return 0.0;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.find("\"backlog\":")
+        .map(|at| {
+            text[at + 10..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// The fields of one `ss -tin` answer (`None` if it has no connection line).
@@ -227,10 +396,10 @@ fn median(v: &[f64]) -> Option<f64> {
 
 /// Prints both figures; whether they agree within `tolerance` (relative).
 fn report(
+    setting: &str,
     measured: &[f64],
     predicted: &[f64],
     per_ack: &[f64],
-    rate_mib: f64,
     tolerance: f64,
 ) -> bool {
     let (Some(m), Some(p)) = (median(measured), median(predicted)) else {
@@ -243,7 +412,7 @@ fn report(
     };
     let ratio = m / p;
     let agree = (ratio - 1.0).abs() <= tolerance;
-    println!("reader rate                      {rate_mib} MiB/s, send buffer 1 MiB");
+    println!("{setting}");
     println!(
         "measured write->SND (median)     {m:.1} ms  (n = {} sampled sends)",
         measured.len()
