@@ -2,7 +2,7 @@
 //!
 //! One TCP connection on loopback. The receiver reads at a fixed rate, so the sender's
 //! kernel queue stays full. The sender writes 16 KiB at a time and samples its sends
-//! exactly as the workers do (`sys::txstamp::TxStamps`: about one send per 64 cells, stamps
+//! exactly as the workers do (`sys::txstamp::TxStamps`: about one send per 1,024 cells, stamps
 //! read from the error queue). Each sample gives the time from the write to the SND
 //! stamp, which is the figure the metrics page calls `kistrel_kernel_queue_seconds`.
 //!

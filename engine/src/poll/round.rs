@@ -266,7 +266,7 @@ impl PollDriver {
         let head = c.inflight.get(c.sent..).unwrap_or_default();
         let head_len = head.len();
         let bufs = [IoSlice::new(head), IoSlice::new(&c.out)];
-        // At most one sampled send per batch, about one per 64 cells: the others are the
+        // At most one sampled send per batch, about one per 1,024 cells: the others are the
         // plain writev.
         let sampled = c.tx.sample(head_len + c.out.len());
         let res = if sampled {

@@ -1,4 +1,4 @@
-//! Sampled sends on io_uring (`sys::txstamp`): about one send in 64 cells' worth of bytes
+//! Sampled sends on io_uring (`sys::txstamp`): about one send in 1,024 cells' worth of bytes
 //! becomes a SENDMSG carrying the SO_TIMESTAMPING control message; every other send stays a
 //! plain SEND. The `msghdr`, its `iovec` and the control bytes live in one heap block made
 //! once per connection, owned by the SEND op while the kernel may read it and handed back

@@ -286,7 +286,7 @@ fn histograms() -> [Hist; 8] {
         },
         Hist {
             name: "kernel_queue",
-            help: "Measured (SO_TIMESTAMPING SND stamps of sampled sends, about 1 in 64 cells per channel): time from a write into the socket to the packet leaving the stack for the driver, the kernel send queue; empty when the kernel refuses stamping",
+            help: "Measured (SO_TIMESTAMPING SND stamps of sampled sends, about 1 in 1,024 cells per channel): time from a write into the socket to the packet leaving the stack for the driver, the kernel send queue; empty when the kernel refuses stamping",
             unit: Unit::Seconds,
             bounds: seconds.clone(),
             scale: 1e-6,

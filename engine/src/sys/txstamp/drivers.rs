@@ -1,5 +1,5 @@
 //! Both real backends stamp sampled sends on loopback TCP: SCHED, SND and ACK delays come
-//! back through `Driver::drain_tx_stamps`, about one sampled send per 64 cells, with no
+//! back through `Driver::drain_tx_stamps`, about one sampled send per 1,024 cells, with no
 //! extra system call on an unsampled send. Waits are bounded by rounds (hang guards, not
 //! speed checks).
 
@@ -49,16 +49,19 @@ fn flush<D: Driver>(d: &mut D, conn: D::Conn) {
     panic!("not flushed");
 }
 
-/// One sampled batch: its three stamps, in order. Then 6400 one-cell sends: one sampled
-/// send per 64 cells, counted by `stamped` (the backend's counter of sampled sends).
+/// One sampled batch: its three stamps, in order. Then 40 samples' worth of one-cell sends:
+/// one sampled send per 1,024 cells, counted by `stamped` (the backend's counter of sampled
+/// sends).
 fn stamps_and_rate<D: Driver>(d: &mut D, conn: D::Conn, peer: TcpStream, stamped: fn(&D) -> u64) {
-    let cells = 64 + 6400;
+    let per = SAMPLE_EVERY_BYTES / CELL;
+    let singles = 40 * per;
+    let cells = per + singles;
     let reader = sink(peer, cells * CELL);
     d.send_buf(conn)
         .unwrap()
-        .extend_from_slice(&[7u8; SAMPLE_EVERY_BYTES]);
+        .extend_from_slice(&vec![7u8; SAMPLE_EVERY_BYTES]);
     flush(d, conn);
-    assert_eq!(stamped(d), 1, "a batch of 64 cells is sampled once");
+    assert_eq!(stamped(d), 1, "a batch of 1,024 cells is sampled once");
     let mut got = Vec::new();
     for _ in 0..ROUNDS {
         d.run_once(Some(Duration::from_millis(1))).unwrap();
@@ -74,17 +77,17 @@ fn stamps_and_rate<D: Driver>(d: &mut D, conn: D::Conn, peer: TcpStream, stamped
         [KernelStage::Sched, KernelStage::Sent, KernelStage::Acked]
     );
     assert!(got[0].1 <= got[1].1 && got[1].1 <= got[2].1, "{got:?}");
-    for _ in 0..6400 {
+    for _ in 0..singles {
         d.send_buf(conn).unwrap().extend_from_slice(&[8u8; CELL]);
         flush(d, conn);
         d.drain_tx_stamps(&mut |_, _| {});
     }
     assert_eq!(reader.join().unwrap(), cells * CELL);
-    // 6400 cells in single-cell sends: at most one sampled per 64, and one per 64 while a
-    // slot is free (the 32 slots free at the start fill before delayed ACKs free them).
+    // 40 x 1,024 cells in single-cell sends: at most one sampled per 1,024, and one per
+    // 1,024 while a slot is free (32 slots are free at the start).
     let n = stamped(d);
     assert!(
-        (1 + PENDING_SAMPLES as u64..=1 + 100).contains(&n),
+        (1 + PENDING_SAMPLES as u64..=1 + 40).contains(&n),
         "{n} sampled sends"
     );
 }
@@ -97,7 +100,11 @@ fn poll_backend_stamps_sampled_sends() {
     stamps_and_rate(&mut d, conn, peer, |d| d.stats().stamped_sends);
     let s = d.stats();
     // Every send was a single write (writev or sampled sendmsg): nothing extra per cell.
-    assert_eq!(s.writes, 1 + 6400, "{s:?}");
+    assert_eq!(
+        s.writes,
+        1 + 40 * (SAMPLE_EVERY_BYTES / CELL) as u64,
+        "{s:?}"
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -115,5 +122,9 @@ fn uring_backend_stamps_sampled_sends() {
     stamps_and_rate(&mut ring, conn, peer, |r| r.stats().stamped_sends);
     let s = ring.stats();
     // One SEND (or sampled SENDMSG) per flushed batch, no extra submission per cell.
-    assert_eq!(s.sends, 1 + 6400, "{s:?}");
+    assert_eq!(
+        s.sends,
+        1 + 40 * (SAMPLE_EVERY_BYTES / CELL) as u64,
+        "{s:?}"
+    );
 }

@@ -158,12 +158,12 @@ fn on() -> TxStamps {
 }
 
 #[test]
-fn sampler_takes_one_send_in_64_cells_and_at_most_one_per_send() {
+fn sampler_takes_one_send_in_1024_cells_and_at_most_one_per_send() {
     // The sampler owns no heap memory: it cannot allocate per cell.
     assert!(!mem::needs_drop::<TxStamps>());
     let mut t = on();
     let mut sampled = 0;
-    for _ in 0..64 * 100 {
+    for _ in 0..SAMPLE_EVERY_BYTES / 514 * 100 {
         let s = t.sample(514);
         sampled += usize::from(s);
         t.on_sent(514, s);
@@ -178,16 +178,16 @@ fn sampler_takes_one_send_in_64_cells_and_at_most_one_per_send() {
             assert!(t.on_stamp(acked).is_some());
         }
     }
-    assert_eq!(sampled, 100, "one cell in 64");
-    // A batch of 1000 cells is one send: sampled once.
+    assert_eq!(sampled, 100, "one cell in 1,024");
+    // A batch of 2,000 cells is one send: sampled once.
     let mut t = on();
-    assert!(t.sample(1000 * 514));
+    assert!(t.sample(2000 * 514));
     assert!(
-        !t.sample(1000 * 514),
+        !t.sample(2000 * 514),
         "never while a sampled send is in flight"
     );
-    t.on_sent(1000 * 514, true);
-    assert!(t.sample(1000 * 514));
+    t.on_sent(2000 * 514, true);
+    assert!(t.sample(2000 * 514));
     // With every slot waiting for stamps, nothing is sampled until one is freed.
     let mut t = on();
     for i in 0..PENDING_SAMPLES {

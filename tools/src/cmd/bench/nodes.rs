@@ -102,7 +102,7 @@ pub struct NodeSchedMetrics {
 }
 
 /// A node's kernel queue figures, milliseconds. The measured ones come from
-/// SO_TIMESTAMPING stamps of sampled sends (about one per 64 cells per channel); no
+/// SO_TIMESTAMPING stamps of sampled sends (about one per 1,024 cells per channel); no
 /// samples (`samples == 0`) means unavailable (the kernel refused stamping, or nothing was
 /// sent), not zero.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
