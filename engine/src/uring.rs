@@ -28,6 +28,7 @@ mod bufring;
 mod complete;
 mod config;
 mod driver;
+mod errqueue;
 mod op;
 mod ring;
 mod stamp;

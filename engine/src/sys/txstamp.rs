@@ -357,6 +357,10 @@ pub struct TxStamps {
     /// Submit time of the sampled send in flight.
     in_flight: Option<Duration>,
     pending: [Pending; PENDING_SAMPLES],
+    /// Stamps that never came for the samples freed since [`TxStamps::take_missing`]: lost
+    /// to a full receive budget (the kernel drops a stamp with ENOMEM when the socket's
+    /// receive memory is used up) or to a closed connection.
+    missing: u32,
 }
 
 impl TxStamps {
@@ -435,7 +439,9 @@ impl TxStamps {
         }
         p.seen |= bit;
         if s.stage == KernelStage::Acked {
+            // The ACK stamp comes last: an earlier stage not seen by now never comes.
             p.live = false;
+            self.missing = self.missing.saturating_add(3 - p.seen.count_ones());
         }
         let us = s.at.saturating_sub(p.sent_at).as_micros();
         Some((s.stage, u64::try_from(us).unwrap_or(u64::MAX)))
@@ -447,8 +453,14 @@ impl TxStamps {
         for p in &mut self.pending {
             if p.live && now.saturating_sub(p.sent_at) > SAMPLE_TIMEOUT {
                 p.live = false;
+                self.missing = self.missing.saturating_add(3 - p.seen.count_ones());
             }
         }
+    }
+
+    /// Stamps missing from the samples freed since the last call (see the field).
+    pub fn take_missing(&mut self) -> u32 {
+        std::mem::take(&mut self.missing)
     }
 
     /// Reads `fd`'s error queue and reports each matched delay to `record`. Returns the

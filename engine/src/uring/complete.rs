@@ -58,7 +58,19 @@ impl Ring {
                 self.ops.remove(op_key);
                 self.on_connect(conn, res)
             }
-            Op::Send { .. } => self.on_send(op_key, res),
+            Op::Send {
+                conn, sent, stamp, ..
+            } => {
+                // A sampled SEND's first completion records its sample: arm the read of
+                // its stamps.
+                let (conn, sampled) = (*conn, *sent == 0 && stamp.is_some());
+                self.on_send(op_key, res)?;
+                if sampled {
+                    self.arm_errqueue(conn)?;
+                }
+                Ok(())
+            }
+            Op::ErrQueue { .. } => self.on_errqueue(op_key, res),
             Op::Close { fd } => {
                 if res < 0 {
                     tracing::debug!(fd = *fd, err = %os_error(res), "io_uring close failed");

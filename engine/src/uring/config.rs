@@ -72,8 +72,15 @@ pub struct RingStats {
     pub backlog_spills: u64,
     /// SENDs sampled for kernel timestamps (SENDMSG with the SO_TIMESTAMPING cmsg).
     pub stamped_sends: u64,
-    /// recvmsg(MSG_ERRQUEUE) calls that read timestamps.
+    /// recvmsg(2) calls with MSG_ERRQUEUE (only on a connection whose error-queue RECVMSG
+    /// failed; the ring reads stamps without them).
     pub errqueue_reads: u64,
+    /// Error-queue RECVMSGs armed through the ring.
+    pub errqueue_arms: u64,
+    /// Error-queue RECVMSGs that completed with a message (one stamp each).
+    pub errqueue_recvs: u64,
+    /// Stamps that never came for samples given up or completed (`TxStamps::take_missing`).
+    pub stamps_missing: u64,
 }
 
 /// Builds the io_uring with SINGLE_ISSUER | DEFER_TASKRUN and a large CQ, falling back to

@@ -28,13 +28,10 @@ impl Driver for Ring {
         Ring::send_buf(self, conn).ok()
     }
 
-    /// The error queue is read with recvmsg(2) once per call for the sockets with samples
-    /// outstanding (an IORING_OP_RECVMSG with MSG_ERRQUEUE is not used: not tried yet).
+    /// The stamps were read by the error-queue RECVMSGs as they came (no system call);
+    /// this hands their delays over and gives up samples whose stamps never came.
     fn drain_tx_stamps(&mut self, record: &mut dyn FnMut(sys::txstamp::KernelStage, u64)) {
-        for (_, c) in self.conns.iter_mut() {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&c.stream);
-            self.stats.errqueue_reads += u64::from(c.stamping.tx.drain(fd, record));
-        }
+        self.collect_tx_stamps(record);
     }
 
     fn queued_len(&self, conn: ConnId) -> usize {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::stamp::SendMsg;
+use super::stamp::{ErrMsg, SendMsg};
 use super::{ConnId, ListenerId};
 use crate::sys::RawSockAddr;
 
@@ -20,6 +20,8 @@ pub enum OpKind {
     Send = 4,
     /// CLOSE of a descriptor given up by a connection or listener.
     Close = 5,
+    /// RECVMSG with MSG_ERRQUEUE: one kernel transmit timestamp.
+    ErrQueue = 6,
 }
 
 impl OpKind {
@@ -30,6 +32,7 @@ impl OpKind {
             3 => Self::Recv,
             4 => Self::Send,
             5 => Self::Close,
+            6 => Self::ErrQueue,
             _ => return None,
         })
     }
@@ -119,6 +122,11 @@ pub(crate) enum Op {
         /// Kept only for debugging: the descriptor number is given to the kernel to close.
         fd: i32,
     },
+    ErrQueue {
+        conn: ConnId,
+        /// The header and control buffer the kernel writes the stamp into.
+        msg: Box<ErrMsg>,
+    },
 }
 
 impl Op {
@@ -129,6 +137,7 @@ impl Op {
             Op::Recv { .. } => OpKind::Recv,
             Op::Send { .. } => OpKind::Send,
             Op::Close { .. } => OpKind::Close,
+            Op::ErrQueue { .. } => OpKind::ErrQueue,
         }
     }
 }
@@ -143,6 +152,7 @@ impl fmt::Debug for Op {
                 conn, buf, sent, ..
             } => write!(f, "Send({conn:?}, {sent}/{})", buf.len()),
             Op::Close { fd } => write!(f, "Close({fd})"),
+            Op::ErrQueue { conn, .. } => write!(f, "ErrQueue({conn:?})"),
         }
     }
 }

@@ -279,7 +279,7 @@ impl Ring {
     }
 
     /// Builds an op key for a new slab entry.
-    fn insert_op(&mut self, op: Op) -> Result<OpKey, UringError> {
+    pub(super) fn insert_op(&mut self, op: Op) -> Result<OpKey, UringError> {
         let kind = op.kind();
         let key = self.ops.try_insert(op).map_err(|_| UringError::Full)?;
         Ok(OpKey::new(key.index(), kind))
@@ -331,12 +331,13 @@ impl Ring {
     }
 
     /// Grows the tables a connection's data path pushes into when the connection is made,
-    /// so that path never allocates: at most four ops per connection (RECV, SEND, a
-    /// cancelled RECV still completing, CLOSE) and one entry per connection in each list.
+    /// so that path never allocates: at most five ops per connection (RECV, SEND, a
+    /// cancelled RECV still completing, the error-queue RECVMSG, CLOSE) and one entry per
+    /// connection in each list.
     fn reserve_per_conn(&mut self) {
         let conns = self.conns.len();
         self.ops
-            .reserve_live(4 * conns + 2 * self.listeners.len() + 8);
+            .reserve_live(5 * conns + 2 * self.listeners.len() + 8);
         self.dirty.reserve(conns.saturating_sub(self.dirty.len()));
         self.starved
             .reserve(conns.saturating_sub(self.starved.len()));
@@ -588,7 +589,11 @@ impl Ring {
             .conns
             .remove(conn.0)
             .ok_or(UringError::NoSuchConn(conn))?;
-        for key in [c.connect_op, c.recv_op, c.send_op].into_iter().flatten() {
+        let errq = c.stamping.errq_op.map(OpKey);
+        for key in [c.connect_op, c.recv_op, c.send_op, errq]
+            .into_iter()
+            .flatten()
+        {
             self.push_cancel(key);
         }
         self.push_close(OwnedFd::from(c.stream));

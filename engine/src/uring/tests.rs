@@ -160,3 +160,5 @@ fn echo_steady_state_does_not_allocate() {
         "allocations in {counted_iterations} steady-state iterations"
     );
 }
+
+mod errqueue;

@@ -127,4 +127,7 @@ fn uring_backend_stamps_sampled_sends() {
         1 + 40 * (SAMPLE_EVERY_BYTES / CELL) as u64,
         "{s:?}"
     );
+    // The stamps came through the ring (a RECVMSG completion each), never by recvmsg(2).
+    assert_eq!(s.errqueue_reads, 0, "{s:?}");
+    assert!(s.errqueue_recvs >= 3, "{s:?}");
 }

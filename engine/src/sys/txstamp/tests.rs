@@ -245,6 +245,16 @@ fn samples_are_keyed_by_their_last_byte_and_freed_by_the_ack() {
         Some((KernelStage::Acked, 900))
     );
     assert!(!t.outstanding());
+    assert_eq!(t.take_missing(), 0, "all three stamps came");
+    // A sample whose ACK comes without its SND stamp (dropped by the kernel) counts one
+    // missing stamp.
+    t.in_flight = Some(Duration::from_secs(10));
+    t.on_sent(50, true); // id 199
+    t.on_stamp(stamp(KernelStage::Sched, 199, 5));
+    t.on_stamp(stamp(KernelStage::Acked, 199, 800));
+    assert!(!t.outstanding());
+    assert_eq!(t.take_missing(), 1);
+    assert_eq!(t.take_missing(), 0, "taken once");
     // A failed sampled send leaves no sample; the counter wraps like the kernel's.
     let mut t = on();
     t.written = u32::MAX - 1;
@@ -259,6 +269,7 @@ fn samples_are_keyed_by_their_last_byte_and_freed_by_the_ack() {
         !t.outstanding(),
         "a sample whose stamps never came is given up"
     );
+    assert_eq!(t.take_missing(), 3, "none of its three stamps came");
 }
 
 /// A sampled send on a real loopback TCP socket gets its SCHED, SND and ACK stamps, in that
