@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::ktls_rx::record::RecordMsg;
 use super::stamp::{ErrMsg, SendMsg};
 use super::{ConnId, ListenerId};
 use crate::sys::RawSockAddr;
@@ -20,8 +21,10 @@ pub enum OpKind {
     Send = 4,
     /// CLOSE of a descriptor given up by a connection or listener.
     Close = 5,
+    /// RECVMSG of one non-data record of a kTLS RX socket, with its type.
+    RecvRecord = 6,
     /// RECVMSG with MSG_ERRQUEUE: one kernel transmit timestamp.
-    ErrQueue = 6,
+    ErrQueue = 7,
 }
 
 impl OpKind {
@@ -32,7 +35,8 @@ impl OpKind {
             3 => Self::Recv,
             4 => Self::Send,
             5 => Self::Close,
-            6 => Self::ErrQueue,
+            6 => Self::RecvRecord,
+            7 => Self::ErrQueue,
             _ => return None,
         })
     }
@@ -122,6 +126,11 @@ pub(crate) enum Op {
         /// Kept only for debugging: the descriptor number is given to the kernel to close.
         fd: i32,
     },
+    RecvRecord {
+        conn: ConnId,
+        /// The `msghdr` and control buffer the kernel writes until completion.
+        msg: Box<RecordMsg>,
+    },
     ErrQueue {
         conn: ConnId,
         /// The header and control buffer the kernel writes the stamp into.
@@ -137,6 +146,7 @@ impl Op {
             Op::Recv { .. } => OpKind::Recv,
             Op::Send { .. } => OpKind::Send,
             Op::Close { .. } => OpKind::Close,
+            Op::RecvRecord { .. } => OpKind::RecvRecord,
             Op::ErrQueue { .. } => OpKind::ErrQueue,
         }
     }
@@ -152,6 +162,7 @@ impl fmt::Debug for Op {
                 conn, buf, sent, ..
             } => write!(f, "Send({conn:?}, {sent}/{})", buf.len()),
             Op::Close { fd } => write!(f, "Close({fd})"),
+            Op::RecvRecord { conn, .. } => write!(f, "RecvRecord({conn:?})"),
             Op::ErrQueue { conn, .. } => write!(f, "ErrQueue({conn:?})"),
         }
     }

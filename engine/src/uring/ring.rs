@@ -12,6 +12,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::bufring::BufRing;
 use super::config::{build_ring, RingConfig, RingFeatures, RingStats};
+use super::ktls_rx::switch::RxSwitch;
 use super::op::{Op, OpKey};
 use super::stamp::Stamping;
 use super::{ConnId, Event, ListenerId, UringError};
@@ -46,6 +47,8 @@ pub(super) struct Conn {
     pub(super) after_flush: AfterFlush,
     /// Kernel transmit timestamps of sampled sends.
     pub(super) stamping: Stamping,
+    /// The switch of the receive side to kTLS RX (`ktls_rx`).
+    pub(super) rx_switch: RxSwitch,
 }
 
 /// A connection's pending end, run when its last queued byte went to the kernel.
@@ -324,6 +327,7 @@ impl Ring {
             send_broken: false,
             after_flush: AfterFlush::Nothing,
             stamping: Stamping::default(),
+            rx_switch: RxSwitch::default(),
         };
         let key = self.conns.try_insert(conn).map_err(|_| UringError::Full)?;
         self.reserve_per_conn();
@@ -331,9 +335,8 @@ impl Ring {
     }
 
     /// Grows the tables a connection's data path pushes into when the connection is made,
-    /// so that path never allocates: at most five ops per connection (RECV, SEND, a
-    /// cancelled RECV still completing, the error-queue RECVMSG, CLOSE) and one entry per
-    /// connection in each list.
+    /// so that path never allocates: at most five ops per connection (RECV, SEND, a cancelled
+    /// RECV still completing, the error-queue RECVMSG, CLOSE) and one entry in each list.
     fn reserve_per_conn(&mut self) {
         let conns = self.conns.len();
         self.ops
@@ -351,12 +354,14 @@ impl Ring {
         self.conns.get(id.0).ok_or(UringError::NoSuchConn(id))
     }
 
-    /// Arms the multishot RECV of `id` unless it is armed, paused, finished or connecting.
+    /// Arms the multishot RECV of `id` unless armed, paused, finished, connecting or held.
     pub(super) fn arm_recv(&mut self, id: ConnId) -> Result<(), UringError> {
         let Some(conn) = self.conns.get(id.0) else {
             return Ok(());
         };
-        if conn.recv_op.is_some() || conn.recv_paused || conn.recv_done || conn.connecting {
+        // Held: a kTLS RX switch drained it and waits for the link's verdict.
+        let held = conn.rx_switch.holds_recv();
+        if conn.recv_op.is_some() || conn.recv_paused || conn.recv_done || conn.connecting || held {
             return Ok(());
         }
         let fd = conn.stream.as_raw_fd();
@@ -590,11 +595,8 @@ impl Ring {
             .remove(conn.0)
             .ok_or(UringError::NoSuchConn(conn))?;
         let errq = c.stamping.errq_op.map(OpKey);
-        for key in [c.connect_op, c.recv_op, c.send_op, errq]
-            .into_iter()
-            .flatten()
-        {
-            self.push_cancel(key);
+        for key in [c.connect_op, c.recv_op, c.send_op, errq].iter().flatten() {
+            self.push_cancel(*key);
         }
         self.push_close(OwnedFd::from(c.stream));
         Ok(())
