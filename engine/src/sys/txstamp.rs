@@ -6,8 +6,9 @@
 //! only a *sampled* send carries the per-send control message ([`SampleCmsg`]) that asks for
 //! the three stamps, so unsampled sends cost nothing. With OPT_ID_TCP the kernel names the
 //! stamped packet by the offset of the send's last byte since [`enable`], which
-//! [`TxStamps`] counts itself. The stamps come back on the socket's error queue, read in
-//! batches ([`read_errqueue`]) only for sockets with samples outstanding.
+//! [`TxStamps`] counts itself. The stamps come back on the socket's error queue, read only
+//! for sockets with samples outstanding: by an io_uring RECVMSG as each arrives
+//! (`uring::stamp`), or in batches ([`read_errqueue`]) on POLLERR and once per tick (poll).
 //!
 //! The kernel stamps with CLOCK_REALTIME, so the submit time is a CLOCK_REALTIME read
 //! ([`realtime_now`]) taken just before the send, not the worker's injected clock.
@@ -55,7 +56,9 @@ const IPV6_RECVERR: i32 = 25;
 /// About one sampled send per this many bytes written on a socket (1,024 cells of 514
 /// bytes), and never more than one per send. One in 64 cells cost KIST 15-25% of its 3-hop
 /// throughput in the macro gate (`kistrel bench check`: KIST / Vanilla 0.75-0.93 against a
-/// baseline of 1.10); one in 1,024 passes it (1.12-1.14).
+/// baseline of 1.10); one in 1,024 passes it (1.12-1.14). Reading the stamps through io_uring
+/// removed their charge on receive memory, but at 1 in 64 each stamp's completion adds a
+/// worker turn (+50% turns): docs/methodology.md, "What sampling cost through the error queue".
 pub const SAMPLE_EVERY_BYTES: usize = 1024 * 514;
 /// Samples a socket keeps waiting for their stamps. While all wait, no send is sampled: a
 /// sample is never overwritten before its stamps are read, which would favour short delays.
