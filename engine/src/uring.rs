@@ -30,6 +30,7 @@ mod config;
 mod driver;
 mod op;
 mod ring;
+mod sockopt;
 mod stamp;
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,7 @@ pub use bufring::{Bid, BufRing, RxBuf};
 pub use config::{RingConfig, RingFeatures, RingStats};
 pub use op::{OpKey, OpKind};
 pub use ring::{probe, Ring};
+pub use sockopt::TcpInfoCmd;
 
 /// A connection owned by a [`Ring`]: a slab handle, dead once the connection is closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

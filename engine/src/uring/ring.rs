@@ -13,6 +13,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 use super::bufring::BufRing;
 use super::config::{build_ring, RingConfig, RingFeatures, RingStats};
 use super::op::{Op, OpKey};
+use super::sockopt::probe_tcp_info;
 use super::stamp::Stamping;
 use super::{ConnId, Event, ListenerId, UringError};
 use crate::slab::GenSlab;
@@ -112,7 +113,7 @@ pub struct Ring {
 /// Sets up an io_uring with the operations this layer needs and its receive buffer ring.
 /// The tuple drops in order: the io_uring lets go of the buffer ring before it is unmapped.
 fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringError> {
-    let (ring, defer_taskrun) = build_ring(config)?;
+    let (mut ring, defer_taskrun) = build_ring(config)?;
     let mut probe = io_uring::Probe::new();
     ring.submitter()
         .register_probe(&mut probe)
@@ -130,6 +131,7 @@ fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringE
             return Err(UringError::Unsupported(name));
         }
     }
+    let tcp_info_cmd = probe_tcp_info(&mut ring, &probe);
     let ext_arg_wait = config.ext_arg_wait && ring.params().is_feature_ext_arg();
     let bufs = BufRing::new(&ring, config.buf_entries, config.buf_size, config.buf_group)
         .map_err(UringError::Setup)?;
@@ -138,6 +140,7 @@ fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringE
         ext_arg_wait,
         sq_entries: ring.params().sq_entries(),
         cq_entries: ring.params().cq_entries(),
+        tcp_info_cmd,
     };
     Ok((ring, bufs, features))
 }
