@@ -177,6 +177,17 @@ fn tls_failures_close_one_link_each(backend: &str) {
         .expect("the fetch through the attacked relay");
     assert_eq!((sha, len), (http.sha, size), "intact");
 
+    // Without the kernel's `tls` ULP (these machines), one line at start says records stay
+    // in user space, and why.
+    let tls_ulp = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp")
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|u| u == "tls");
+    if !tls_ulp {
+        let why = "records in user space (rustls); no kTLS: the kernel has no tls ULP";
+        assert_eq!(count(&log, why), 1, "relay2: the kTLS probe's line");
+    }
+
     // Every link of the network was TLS, and the four failures were counted at relay2.
     let nodes = net.process.ready.metrics.clone();
     assert_eq!(nodes.len(), 4, "{:?}", nodes);
@@ -187,6 +198,11 @@ fn tls_failures_close_one_link_each(backend: &str) {
             "{name}: {page}"
         );
         assert_eq!(counter(&page, "kistrel_links_plain_total"), 0, "{name}");
+        if !tls_ulp {
+            // No side of any link went to the kernel, on either backend.
+            assert_eq!(counter(&page, "kistrel_links_ktls_total"), 0, "{name}");
+            assert_eq!(counter(&page, "kistrel_links_ktls_rx_total"), 0, "{name}");
+        }
         assert!(counter(&page, "kistrel_tls_records_in_total") > 0, "{name}");
         if name == "relay2" {
             assert!(

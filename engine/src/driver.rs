@@ -63,6 +63,12 @@ pub enum IoEvent<C, L, B> {
         /// Its plaintext, in a buffer of the backend's.
         data: B,
     },
+    /// The backend stopped reading `conn` for a kTLS RX switch
+    /// ([`Driver::enable_ktls_rx`]): every byte it read came before this event.
+    RecvStopped {
+        /// The connection.
+        conn: C,
+    },
     /// The peer closed its sending side (`err: None`) or the connection broke.
     RecvClosed {
         /// The connection.
@@ -93,6 +99,7 @@ impl<C: Copy, L, B> IoEvent<C, L, B> {
             | IoEvent::ConnectFailed { conn, .. }
             | IoEvent::Recv { conn, .. }
             | IoEvent::TlsRecord { conn, .. }
+            | IoEvent::RecvStopped { conn }
             | IoEvent::RecvClosed { conn, .. }
             | IoEvent::SendDone { conn }
             | IoEvent::SendFailed { conn, .. } => *conn,
@@ -168,14 +175,18 @@ pub trait Driver {
     }
     /// Hands `conn`'s TLS receive keys to the kernel (kTLS RX): from now on its received
     /// bytes are plaintext, and its records that are not application data come as
-    /// [`IoEvent::TlsRecord`]. Call it only when every byte read from `conn` was handed to
-    /// the link and the link has no partial record. `WouldBlock`: a read of `conn` is still
-    /// undelivered (try again after it); `Unsupported`: the backend cannot switch a receive
-    /// side it reads ahead of the caller (io_uring's multishot receive).
+    /// [`IoEvent::TlsRecord`]. `info`: the link's receive crypto info when every byte
+    /// delivered so far left it on a record boundary (nothing staged), `None` mid-record.
+    ///
+    /// `Ok`: the kernel took the keys. `WouldBlock`: not now, the worker asks again after
+    /// its next received bytes or [`IoEvent::RecvStopped`] (a read of `conn` is still
+    /// undelivered, the link is mid-record, or the backend is stopping a receive that reads
+    /// ahead of the worker, as io_uring's multishot RECV does). Any other error: the link
+    /// stays in user space (refused, no record boundary found, unsupported here).
     fn enable_ktls_rx(
         &mut self,
         conn: Self::Conn,
-        info: &crate::sys::ktls::CryptoInfo,
+        info: Option<&crate::sys::ktls::CryptoInfo>,
     ) -> io::Result<()> {
         let _ = (conn, info);
         Err(io::ErrorKind::Unsupported.into())

@@ -19,7 +19,9 @@
 //!   back and re-arms;
 //! - at most one SEND per connection is in flight; bytes queued meanwhile go out together in
 //!   the next SEND; a short send resubmits its tail;
-//! - a full submission queue spills into a backlog, never a panic.
+//! - a full submission queue spills into a backlog, never a panic;
+//! - the switch of a receive side to kTLS RX drains the multishot RECV first (cancel, last
+//!   completion, the link's verdict on its record boundary), see `ktls_rx`.
 //!
 //! `unsafe` is allowed in this module (and `engine::sys`) only; each block says why it holds.
 #![allow(unsafe_code)]
@@ -28,6 +30,7 @@ mod bufring;
 mod complete;
 mod config;
 mod driver;
+mod ktls_rx;
 mod op;
 mod ring;
 mod sockopt;
@@ -106,6 +109,22 @@ pub enum Event {
         conn: ConnId,
         /// The bytes, in one buffer of the ring.
         data: RxBuf,
+    },
+    /// A record that is not application data, opened by the kernel on a kTLS RX
+    /// connection and read with its type (RECVMSG and TLS_GET_RECORD_TYPE).
+    TlsRecord {
+        /// The connection.
+        conn: ConnId,
+        /// Its TLS content type (`crate::sys::ktls::content_type`).
+        content_type: u8,
+        /// Its plaintext, in one buffer of the ring.
+        data: RxBuf,
+    },
+    /// The RECV of `conn` stopped for a kTLS RX switch ([`Ring::enable_ktls_rx`]): every
+    /// byte read came before this event; ask again once the link has opened them.
+    RecvStopped {
+        /// The connection.
+        conn: ConnId,
     },
     /// The receive side ended: `err: None` is an orderly EOF from the peer. The connection
     /// stays open for sending until [`Ring::close`].

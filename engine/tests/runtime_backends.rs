@@ -16,8 +16,8 @@ use kistrel_engine::client::HopSpec;
 use kistrel_engine::poll::PollDriver;
 use kistrel_engine::relay::{RelayConfig, RelayKeys};
 use kistrel_engine::runtime::{
-    self, Backend, BackendChoice, CircuitCommand, CircuitEvent, Clock, Command, EventSender, Links,
-    TlsContext, Worker, WorkerConfig, WorkerError, WorkerEvent, WorkerReport,
+    self, Backend, BackendChoice, CircuitCommand, CircuitEvent, Clock, Command, EventSender,
+    KtlsSupport, Links, TlsContext, Worker, WorkerConfig, WorkerError, WorkerEvent, WorkerReport,
 };
 use kistrel_engine::{ErrorKind, HasKind};
 use kistrel_sched::{SchedConfig, SchedulerKind};
@@ -74,6 +74,7 @@ fn worker_cfg(
     socks: Option<TcpListener>,
     kinds: &[SchedulerKind],
     clock: Clock,
+    links: Links,
 ) -> WorkerConfig {
     WorkerConfig {
         index,
@@ -84,7 +85,7 @@ fn worker_cfg(
         schedulers: kinds.to_vec(),
         sched: SchedConfig::default(),
         clock,
-        links: tls_links(),
+        links,
     }
 }
 
@@ -95,6 +96,27 @@ fn tls_links() -> Links {
         CTX.get_or_init(|| std::sync::Arc::new(TlsContext::new().expect("TLS context")))
             .clone(),
     )
+}
+
+/// A TLS context that claims kTLS whatever the probe says: where the kernel has no `tls`
+/// ULP every switch is asked for and refused (io_uring drains its receive first), so the
+/// links must go on in user space without losing or repeating a byte.
+fn claimed_ktls_links() -> Links {
+    static CTX: std::sync::OnceLock<std::sync::Arc<TlsContext>> = std::sync::OnceLock::new();
+    let ctx = || TlsContext::with_versions(rustls::ALL_VERSIONS, KtlsSupport::Available);
+    Links::Tls(
+        CTX.get_or_init(|| std::sync::Arc::new(ctx().expect("TLS context")))
+            .clone(),
+    )
+}
+
+/// Which TLS context the fetch's workers share.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ktls {
+    /// The probe's answer (as `kistrel relay`).
+    Probed,
+    /// [`claimed_ktls_links`].
+    Claimed,
 }
 
 /// A server that sends `data` to every connection, then closes.
@@ -133,8 +155,21 @@ fn socks_connect(socks: SocketAddr, target: SocketAddr) -> TcpStream {
 /// `kinds`; checks the bytes and that every worker ran the first of `kinds` the backend can
 /// run (KIST needs TCP_INFO, which only io_uring's sockets report here).
 fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
+    fetch(backend, kinds, size, Ktls::Probed)
+}
+
+/// As [`run_fetch`], with the TLS context `ktls`.
+fn fetch(backend: Backend, kinds: &[SchedulerKind], size: usize, ktls: Ktls) {
     let Some(backend) = usable(backend) else {
         return;
+    };
+    if ktls == Ktls::Claimed && kistrel_engine::sys::ktls::probe().is_available() {
+        eprintln!("skipped: this kernel has kTLS; the test needs it to refuse the keys");
+        return;
+    }
+    let links = || match ktls {
+        Ktls::Probed => tls_links(),
+        Ktls::Claimed => claimed_ktls_links(),
     };
     let expect = kinds
         .iter()
@@ -162,14 +197,22 @@ fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
             ..RelayConfig::default()
         };
         relays.push(spawn(
-            worker_cfg(i, cfg, Some(l), None, kinds, clock),
+            worker_cfg(i, cfg, Some(l), None, kinds, clock, links()),
             backend,
         ));
     }
     let socks_l = listener();
     let socks = socks_l.local_addr().expect("addr");
     let client = spawn(
-        worker_cfg(9, RelayConfig::default(), None, Some(socks_l), kinds, clock),
+        worker_cfg(
+            9,
+            RelayConfig::default(),
+            None,
+            Some(socks_l),
+            kinds,
+            clock,
+            links(),
+        ),
         backend,
     );
 
@@ -221,6 +264,11 @@ fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
             (want, 0),
             "node {i}: {links:?}"
         );
+        // Where the probe finds no `tls` ULP (these machines), neither side of any link
+        // went to the kernel, on either backend: records stay in user space.
+        if !kistrel_engine::sys::ktls::probe().is_available() {
+            assert_eq!((links.ktls, links.ktls_rx), (0, 0), "node {i}: {links:?}");
+        }
         let r = links.records;
         assert!(
             r.records_in + r.records_out > (size / 16384) as u64,
@@ -251,6 +299,11 @@ on_both_backends! {
     };
     three_hop_socks_fetch_with_vanilla => |b| run_fetch(b, &[SchedulerKind::Vanilla], 8 << 20);
     three_hop_socks_fetch_with_kistlite => |b| run_fetch(b, &[SchedulerKind::KistLite], 2 << 20);
+    // Every link asks for kTLS on both sides and the kernel refuses: after io_uring's drain
+    // of its multishot receive (or at once on poll) the links go on in user space.
+    three_hop_socks_fetch_with_ktls_refused => |b| {
+        fetch(b, &[SchedulerKind::Vanilla], 8 << 20, Ktls::Claimed)
+    };
 }
 
 #[test]
@@ -262,6 +315,7 @@ fn kist_alone_is_not_usable_without_tcp_info() {
         None,
         &[SchedulerKind::Kist],
         Clock::new(),
+        tls_links(),
     );
     let (_cmd_tx, cmd_rx) = bounded(1);
     let (ev_tx, _ev_rx) = bounded(1);

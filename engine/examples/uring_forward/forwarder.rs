@@ -135,7 +135,12 @@ impl Forwarder {
                         self.pairs_done += 1;
                     }
                 }
-                Event::Connected { .. } | Event::AcceptFailed { .. } | Event::Timeout => {}
+                // Plain sockets: never a kTLS record or a stopped receive.
+                Event::Connected { .. }
+                | Event::AcceptFailed { .. }
+                | Event::Timeout
+                | Event::TlsRecord { .. }
+                | Event::RecvStopped { .. } => {}
             }
         }
         Ok(())

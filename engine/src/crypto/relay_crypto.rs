@@ -15,21 +15,21 @@
 //! # Memory: one AES key schedule where it is used
 //!
 //! The `aes` crate's autodetected type is a union of its AES-NI and its software key
-//! schedule, so it is as large as the software one: 704 bytes, 768 with the CTR state, per
-//! direction, whatever the CPU. A relay holds two per circuit, idle or not. So a relay's
+//! schedule, so it is as large as the software one (hundreds of bytes) per direction,
+//! whatever the CPU. A relay holds two per circuit, idle or not. So a relay's
 //! layer ([`RelayLayer`]) keeps only the 16-byte key and the keystream position per
 //! direction, and the expanded cipher of the directions in use lives in the worker's
 //! [`CipherCache`] (direct-mapped, [`CIPHER_CACHE_SLOTS`] entries): a busy circuit finds its
-//! cipher there, in the state the last cell left it; an idle one costs nothing; a miss
-//! expands the key and seeks to the position (~300 instructions with AES-NI, against ~1,000
-//! for the 509 bytes themselves). The origin's [`ClientLayer`] keeps its ciphers (a client
-//! has few circuits). Keys and key schedules are zeroized on drop (the `aes`/`ctr`
-//! `zeroize` features); the SHA-1 state is not (`sha1` 0.10 has no such feature).
+//! key schedule there; an idle one costs nothing; a miss expands the key (the keystream
+//! position is the layer's own, so nothing needs seeking). The origin's [`ClientLayer`] keeps its ciphers (a client
+//! has few circuits). Keys and key schedules are zeroized on drop (the `aes`
+//! `zeroize` feature; the keystream of a body
+//! lives on the stack for one call and is not wiped); the SHA-1 state is not (`sha1` 0.10 has no such feature).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use aes::cipher::KeyInit;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
@@ -37,8 +37,11 @@ use zeroize::Zeroize;
 use super::KeyMaterial;
 use crate::wire::{CELL_BODY_LEN, RELAY_DIGEST, RELAY_RECOGNIZED};
 
+mod keystream;
 #[cfg(test)]
 mod tests;
+
+use keystream::Aes128;
 
 /// Length of a relay cell body (the payload of a 514-byte RELAY / RELAY_EARLY cell).
 pub const BODY_LEN: usize = CELL_BODY_LEN;
@@ -47,10 +50,6 @@ pub const BODY_LEN: usize = CELL_BODY_LEN;
 const RECOGNIZED: Range<usize> = RELAY_RECOGNIZED;
 /// `digest [4]` in the relay header.
 const DIGEST: Range<usize> = RELAY_DIGEST;
-
-/// AES-128 in CTR mode with the whole 16-byte block as a big-endian counter (Tor's AES-CTR).
-/// The encrypt-only key schedule is enough for CTR.
-type Aes128Ctr = ctr::Ctr128BE<aes::Aes128Enc>;
 
 /// Expanded ciphers a worker keeps for the relay layers in use. 512 entries of ~790 bytes:
 /// ~400 KiB per worker, allocated on first use, against ~1.5 KiB per circuit otherwise.
@@ -61,7 +60,7 @@ static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
 struct CachedCipher {
     owner: u64,
-    cipher: Aes128Ctr,
+    cipher: Aes128,
 }
 
 /// The expanded AES-CTR states of the relay-layer directions a worker used most recently
@@ -99,8 +98,7 @@ impl CipherCache {
         let i = (stream.owner % CIPHER_CACHE_SLOTS as u64) as usize;
         match self.slots.get_mut(i) {
             Some(Some(e)) if e.owner == stream.owner => {
-                debug_assert_eq!(e.cipher.current_pos::<u64>(), stream.pos);
-                e.cipher.apply_keystream(body);
+                keystream::apply(&e.cipher, stream.pos, body)
             }
             _ => self.apply_missed(i, stream, body),
         }
@@ -116,8 +114,8 @@ impl CipherCache {
         if self.slots.is_empty() {
             self.slots.resize_with(CIPHER_CACHE_SLOTS, || None);
         }
-        let mut cipher = stream.expand();
-        cipher.apply_keystream(body);
+        let cipher = stream.expand();
+        keystream::apply(&cipher, stream.pos, body);
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Some(CachedCipher {
                 owner: stream.owner,
@@ -154,11 +152,9 @@ impl Keystream {
         }
     }
 
-    /// The expanded cipher at this keystream's position.
-    fn expand(&self) -> Aes128Ctr {
-        let mut cipher = Aes128Ctr::new(&self.key.into(), &Default::default());
-        cipher.seek(self.pos);
-        cipher
+    /// The expanded key schedule (the position stays in `pos`).
+    fn expand(&self) -> Aes128 {
+        Aes128::new(&self.key.into())
     }
 }
 
@@ -218,22 +214,25 @@ impl RunningDigest {
 
 /// One direction of the origin's layer for one hop: its own cipher and digest.
 struct HopDirection {
-    /// AES-128-CTR keyed with Kf or Kb; its keystream position is the number of bodies
-    /// this direction has processed times 509.
-    cipher: Aes128Ctr,
+    /// AES-128 keyed with Kf or Kb.
+    cipher: Aes128,
+    /// Keystream position: the number of bodies this direction has processed times 509.
+    pos: u64,
     digest: RunningDigest,
 }
 
 impl HopDirection {
     fn new(key: &[u8; 16], digest_seed: &[u8; 20]) -> Self {
         HopDirection {
-            cipher: Aes128Ctr::new(key.into(), &Default::default()),
+            cipher: Aes128::new(key.into()),
+            pos: 0,
             digest: RunningDigest::new(digest_seed),
         }
     }
 
     fn apply_keystream(&mut self, body: &mut [u8; BODY_LEN]) {
-        self.cipher.apply_keystream(body);
+        keystream::apply(&self.cipher, self.pos, body);
+        self.pos += BODY_LEN as u64;
     }
 }
 

@@ -66,7 +66,13 @@ impl Driver for PollDriver {
         )
     }
 
-    fn enable_ktls_rx(&mut self, conn: ConnId, info: &sys::ktls::CryptoInfo) -> io::Result<()> {
+    fn enable_ktls_rx(
+        &mut self,
+        conn: ConnId,
+        info: Option<&sys::ktls::CryptoInfo>,
+    ) -> io::Result<()> {
+        // Reads happen only in `run_once`: mid-record, the next read brings the worker back.
+        let info = info.ok_or(io::ErrorKind::WouldBlock)?;
         PollDriver::enable_ktls_rx(self, conn, info)
     }
 

@@ -22,8 +22,8 @@
 //!   what only TLS knows through [`LinkAuth`](crate::relay::LinkAuth).
 //! - kTLS (Linux, where the `tls` ULP exists): once the handshake's bytes are out, the
 //!   send direction's keys go to the kernel and cells are sent as plaintext; once the link
-//!   is on a record boundary (and the backend reads no further ahead: the poll backend), the
-//!   receive keys go too, `open` passes plaintext through, and the kernel's non-data records
+//!   is on a record boundary (and the backend reads no further ahead: at once on poll,
+//!   after draining its multishot receive on io_uring), the receive keys go too, `open` passes plaintext through, and the kernel's non-data records
 //!   come through `open_kernel_record` (see `crate::sys::ktls`). Untested on the development
 //!   kernel, which has no `tls` ULP.
 //!

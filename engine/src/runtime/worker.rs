@@ -479,6 +479,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 content_type,
                 data,
             } => self.channel_tls_record(now, chan, conn, content_type, &data),
+            IoEvent::RecvStopped { conn } => self.try_ktls_rx(chan, conn),
             IoEvent::SendDone { conn } => {
                 let queued = self.driver.queued_len(conn);
                 if self.conns.after_sending(conn, queued) == Some(ReadGate::Resume) {
@@ -525,7 +526,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             }
             IoEvent::Recv { conn, data } => self.edges.handle_recv(now, conn, &data, relay),
             // Edges are plain TCP: never kTLS.
-            IoEvent::TlsRecord { .. } => {}
+            IoEvent::TlsRecord { .. } | IoEvent::RecvStopped { .. } => {}
             IoEvent::RecvClosed { conn, .. } => self.edges.handle_eof(now, conn, relay),
             IoEvent::SendDone { conn } => self.edges.handle_send_done(conn),
             IoEvent::SendFailed { conn, .. } => self.edges.handle_broken(now, conn, relay),

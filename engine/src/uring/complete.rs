@@ -10,6 +10,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use io_uring::{cqueue, opcode, types::Fd};
 
+use super::ktls_rx::switch::{AfterLast, RecvCqe};
 use super::op::{Op, OpKey};
 use super::ring::Ring;
 use super::{ConnId, Event, ListenerId, UringError};
@@ -59,6 +60,12 @@ impl Ring {
                 self.on_connect(conn, res)
             }
             Op::Send { .. } => self.on_send(op_key, res),
+            Op::RecvRecord { .. } => {
+                let Some(Op::RecvRecord { conn, msg }) = self.ops.remove(op_key) else {
+                    return Ok(());
+                };
+                self.on_recv_record(conn, key, res, flags, &msg)
+            }
             Op::Close { fd } => {
                 if res < 0 {
                     tracing::debug!(fd = *fd, err = %os_error(res), "io_uring close failed");
@@ -91,29 +98,27 @@ impl Ring {
         let Some(c) = self.conns.get_mut(conn.0) else {
             return Ok(()); // orphan: `data` returns its buffer on drop
         };
-        if !more && c.recv_op == Some(key) {
+        let last = !more && c.recv_op == Some(key);
+        if last {
             c.recv_op = None;
         }
-        match res {
-            1.. => {
+        let cqe = RecvCqe::of(res, more, c.rx_switch.kernel_rx());
+        match cqe {
+            RecvCqe::Data => {
                 if let Some(data) = data {
                     self.events.push_back(Event::Recv { conn, data });
                 }
             }
-            0 => {
+            RecvCqe::Eof => {
                 c.recv_done = true;
                 self.events.push_back(Event::RecvClosed { conn, err: None });
             }
-            _ if res == -libc::ENOBUFS => {
-                // Not an error: the ring is empty. Re-arm once RxBufs have come back.
-                self.stats.enobufs += 1;
-                if !more {
-                    self.starved.push(conn);
-                }
-                return Ok(());
-            }
-            _ if res == -libc::ECANCELED => {} // paused; `arm_recv` below respects that
-            _ => {
+            // Not an error: the ring is empty. Re-armed once RxBufs have come back.
+            RecvCqe::NoBuffers => self.stats.enobufs += 1,
+            RecvCqe::Cancelled => {} // paused or draining; `arm_recv` respects both
+            // Under kTLS RX: a non-data record waits; read below with its type.
+            RecvCqe::OtherRecord => {}
+            RecvCqe::Failed => {
                 c.recv_done = true;
                 self.events.push_back(Event::RecvClosed {
                     conn,
@@ -121,13 +126,25 @@ impl Ring {
                 });
             }
         }
-        if !more {
-            if res > 0 {
-                self.stats.recv_rearms += 1;
-            }
-            self.arm_recv(conn)?;
+        if !last {
+            return Ok(());
         }
-        Ok(())
+        match c.rx_switch.after_last(cqe) {
+            AfterLast::Rearm => {
+                self.stats.recv_rearms += u64::from(res > 0);
+                self.arm_recv(conn)
+            }
+            AfterLast::Starve => {
+                self.starved.push(conn);
+                Ok(())
+            }
+            AfterLast::Stopped => {
+                self.events.push_back(Event::RecvStopped { conn });
+                Ok(())
+            }
+            AfterLast::ReadRecord => self.arm_recv_record(conn),
+            AfterLast::Ended => Ok(()),
+        }
     }
 
     fn on_accept(

@@ -71,6 +71,14 @@ impl Driver for Ring {
         sys::ktls::enable_tx(fd, info)
     }
 
+    fn enable_ktls_rx(
+        &mut self,
+        conn: ConnId,
+        info: Option<&sys::ktls::CryptoInfo>,
+    ) -> io::Result<()> {
+        Ring::enable_ktls_rx(self, conn, info)
+    }
+
     fn poll_event(&mut self) -> Option<IoEvent<ConnId, ListenerId, RxBuf>> {
         loop {
             let ev = Ring::poll_event(self)?;
@@ -87,6 +95,16 @@ impl Driver for Ring {
                 Event::Connected { conn } => IoEvent::Connected { conn },
                 Event::ConnectFailed { conn, err } => IoEvent::ConnectFailed { conn, err },
                 Event::Recv { conn, data } => IoEvent::Recv { conn, data },
+                Event::TlsRecord {
+                    conn,
+                    content_type,
+                    data,
+                } => IoEvent::TlsRecord {
+                    conn,
+                    content_type,
+                    data,
+                },
+                Event::RecvStopped { conn } => IoEvent::RecvStopped { conn },
                 Event::RecvClosed { conn, err } => IoEvent::RecvClosed { conn, err },
                 Event::SendDone { conn } => IoEvent::SendDone { conn },
                 Event::SendFailed { conn, err } => IoEvent::SendFailed { conn, err },

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::ktls_rx::record::RecordMsg;
 use super::stamp::SendMsg;
 use super::{ConnId, ListenerId};
 use crate::sys::RawSockAddr;
@@ -20,6 +21,8 @@ pub enum OpKind {
     Send = 4,
     /// CLOSE of a descriptor given up by a connection or listener.
     Close = 5,
+    /// RECVMSG of one non-data record of a kTLS RX socket, with its type.
+    RecvRecord = 6,
 }
 
 impl OpKind {
@@ -30,6 +33,7 @@ impl OpKind {
             3 => Self::Recv,
             4 => Self::Send,
             5 => Self::Close,
+            6 => Self::RecvRecord,
             _ => return None,
         })
     }
@@ -122,6 +126,11 @@ pub(crate) enum Op {
         /// Kept only for debugging: the descriptor number is given to the kernel to close.
         fd: i32,
     },
+    RecvRecord {
+        conn: ConnId,
+        /// The `msghdr` and control buffer the kernel writes until completion.
+        msg: Box<RecordMsg>,
+    },
 }
 
 impl Op {
@@ -132,6 +141,7 @@ impl Op {
             Op::Recv { .. } => OpKind::Recv,
             Op::Send { .. } => OpKind::Send,
             Op::Close { .. } => OpKind::Close,
+            Op::RecvRecord { .. } => OpKind::RecvRecord,
         }
     }
 }
@@ -146,6 +156,7 @@ impl fmt::Debug for Op {
                 conn, buf, sent, ..
             } => write!(f, "Send({conn:?}, {sent}/{})", buf.len()),
             Op::Close { fd } => write!(f, "Close({fd})"),
+            Op::RecvRecord { conn, .. } => write!(f, "RecvRecord({conn:?})"),
         }
     }
 }

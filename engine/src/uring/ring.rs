@@ -12,6 +12,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::bufring::BufRing;
 use super::config::{build_ring, RingConfig, RingFeatures, RingStats};
+use super::ktls_rx::switch::RxSwitch;
 use super::op::{Op, OpKey};
 use super::sockopt::probe_tcp_info;
 use super::stamp::Stamping;
@@ -47,6 +48,8 @@ pub(super) struct Conn {
     pub(super) after_flush: AfterFlush,
     /// Kernel transmit timestamps of sampled sends.
     pub(super) stamping: Stamping,
+    /// The switch of the receive side to kTLS RX (`ktls_rx`).
+    pub(super) rx_switch: RxSwitch,
 }
 
 /// A connection's pending end, run when its last queued byte went to the kernel.
@@ -282,7 +285,7 @@ impl Ring {
     }
 
     /// Builds an op key for a new slab entry.
-    fn insert_op(&mut self, op: Op) -> Result<OpKey, UringError> {
+    pub(super) fn insert_op(&mut self, op: Op) -> Result<OpKey, UringError> {
         let kind = op.kind();
         let key = self.ops.try_insert(op).map_err(|_| UringError::Full)?;
         Ok(OpKey::new(key.index(), kind))
@@ -327,6 +330,7 @@ impl Ring {
             send_broken: false,
             after_flush: AfterFlush::Nothing,
             stamping: Stamping::default(),
+            rx_switch: RxSwitch::default(),
         };
         let key = self.conns.try_insert(conn).map_err(|_| UringError::Full)?;
         self.reserve_per_conn();
@@ -353,12 +357,14 @@ impl Ring {
         self.conns.get(id.0).ok_or(UringError::NoSuchConn(id))
     }
 
-    /// Arms the multishot RECV of `id` unless it is armed, paused, finished or connecting.
+    /// Arms the multishot RECV of `id` unless armed, paused, finished, connecting or held.
     pub(super) fn arm_recv(&mut self, id: ConnId) -> Result<(), UringError> {
         let Some(conn) = self.conns.get(id.0) else {
             return Ok(());
         };
-        if conn.recv_op.is_some() || conn.recv_paused || conn.recv_done || conn.connecting {
+        // Held: a kTLS RX switch drained it and waits for the link's verdict.
+        let held = conn.rx_switch.holds_recv();
+        if conn.recv_op.is_some() || conn.recv_paused || conn.recv_done || conn.connecting || held {
             return Ok(());
         }
         let fd = conn.stream.as_raw_fd();

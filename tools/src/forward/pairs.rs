@@ -103,7 +103,12 @@ impl Forwarder {
                 }
                 Event::SendDone { conn } => self.drained(conn)?,
                 Event::RecvClosed { conn, err } => self.recv_closed(conn, err.is_some())?,
-                Event::Connected { .. } | Event::AcceptFailed { .. } | Event::Timeout => {}
+                // Plain sockets: never a kTLS record or a stopped receive.
+                Event::Connected { .. }
+                | Event::AcceptFailed { .. }
+                | Event::Timeout
+                | Event::TlsRecord { .. }
+                | Event::RecvStopped { .. } => {}
             }
         }
         Ok(())

@@ -326,9 +326,10 @@ impl<D: Adopt> Endpoint<D> {
             }
             IoEvent::RecvClosed { err: None, .. } => Err(Fault::Closed.into()),
             // The load side's links are plain: no kTLS records.
-            IoEvent::Connected { .. } | IoEvent::SendDone { .. } | IoEvent::TlsRecord { .. } => {
-                Ok(())
-            }
+            IoEvent::Connected { .. }
+            | IoEvent::SendDone { .. }
+            | IoEvent::TlsRecord { .. }
+            | IoEvent::RecvStopped { .. } => Ok(()),
         }
     }
 

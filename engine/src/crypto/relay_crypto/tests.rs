@@ -80,7 +80,9 @@ fn test_single_hop_matches_primitives() {
     assert_eq!(client.last_forward_digest()[..], d[..]);
     let mut expect = plain;
     expect[DIGEST].copy_from_slice(&d[..4]);
-    let mut ctr = Aes128Ctr::new((&keys.kf).into(), &Default::default());
+    // The reference CTR mode (the `ctr` crate), not kistrel's own keystream.
+    use aes::cipher::{KeyIvInit, StreamCipher};
+    let mut ctr = ctr::Ctr128BE::<aes::Aes128Enc>::new((&keys.kf).into(), &Default::default());
     ctr.apply_keystream(&mut expect);
     assert_eq!(body, expect);
 }

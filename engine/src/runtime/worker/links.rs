@@ -52,13 +52,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             Ok(()) => self.write_link_out(chan, conn),
             Err(e) => return self.link_failed(now, chan, conn, e),
         }
-        if self
-            .conns
-            .channel(chan)
-            .is_some_and(|(_, l)| l.ktls_rx_pending())
-        {
-            self.try_ktls_rx(chan, conn);
-        }
+        self.try_ktls_rx(chan, conn);
         if secured {
             let ktls = self
                 .conns
@@ -99,23 +93,27 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
     }
 
     /// Hands an open link's receive keys to the kernel (kTLS RX) once the link is on a
-    /// record boundary and the backend holds no unread bytes of it (else the next receive
-    /// tries again); a refusal keeps receiving in user space.
-    fn try_ktls_rx(&mut self, chan: ChanId, conn: D::Conn) {
+    /// record boundary and the backend holds no unread bytes of it. io_uring first stops
+    /// its multishot receive, which reads ahead ([`crate::driver::IoEvent::RecvStopped`]
+    /// brings the worker back here); off a boundary the driver retries a bounded number of
+    /// times. A refusal, or no boundary found, keeps receiving in user space (one log line).
+    pub(super) fn try_ktls_rx(&mut self, chan: ChanId, conn: D::Conn) {
         let Some((_, link)) = self.conns.channel(chan) else {
             return;
         };
-        let Some(info) = link.ktls_rx_info() else {
-            return; // a partial record is staged
-        };
-        match self.driver.enable_ktls_rx(conn, &info) {
+        if !link.ktls_rx_pending() {
+            return;
+        }
+        // `None`: a partial record is staged.
+        let info = link.ktls_rx_info();
+        match self.driver.enable_ktls_rx(conn, info.as_ref()) {
             Ok(()) => {
                 link.ktls_rx_done(true);
                 self.links.stats_mut().ktls_rx += 1;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
-                debug!(?chan, error = %e, "kTLS RX refused for this link: records are opened in user space");
+                info!(?chan, error = %e, "kTLS RX not used for this link: records are opened in user space");
                 link.ktls_rx_done(false);
             }
         }
