@@ -14,7 +14,6 @@ use super::bufring::BufRing;
 use super::config::{build_ring, RingConfig, RingFeatures, RingStats};
 use super::ktls_rx::switch::RxSwitch;
 use super::op::{Op, OpKey};
-use super::sockopt::probe_tcp_info;
 use super::stamp::Stamping;
 use super::{ConnId, Event, ListenerId, UringError};
 use crate::slab::GenSlab;
@@ -134,7 +133,6 @@ fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringE
             return Err(UringError::Unsupported(name));
         }
     }
-    let tcp_info_cmd = probe_tcp_info(&mut ring, &probe);
     let ext_arg_wait = config.ext_arg_wait && ring.params().is_feature_ext_arg();
     let bufs = BufRing::new(&ring, config.buf_entries, config.buf_size, config.buf_group)
         .map_err(UringError::Setup)?;
@@ -143,7 +141,7 @@ fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringE
         ext_arg_wait,
         sq_entries: ring.params().sq_entries(),
         cq_entries: ring.params().cq_entries(),
-        tcp_info_cmd,
+        tcp_info_cmd: super::sockopt::probe_tcp_info(&mut ring, &probe),
     };
     Ok((ring, bufs, features))
 }
