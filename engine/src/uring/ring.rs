@@ -147,7 +147,7 @@ fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringE
 }
 
 /// Whether a [`Ring`] can be set up here: a small ring with every operation the layer needs
-/// and a buffer ring, made and dropped at once, without logging. The runtime calls it once
+/// and a buffer ring, made and dropped at once, logging at debug only. The runtime calls it once
 /// per process to choose its backend.
 pub fn probe() -> Result<RingFeatures, UringError> {
     let config = RingConfig {
