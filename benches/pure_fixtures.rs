@@ -170,7 +170,6 @@ fn sched_input<S: Scheduler<u32>>(mut sched: S, channels: u32) -> SchedInput<S> 
                     mss: CELL_WIRE_LEN,
                     rtt_us: 20_000,
                 }),
-                outq: Some(0),
                 notsent: Some(0),
             },
             outbuf: 0,

@@ -143,9 +143,9 @@ pub trait Driver {
     fn close(&mut self, conn: Self::Conn);
     /// Closes `conn` once its queued bytes are sent.
     fn close_when_flushed(&mut self, conn: Self::Conn);
-    /// What the kernel knows about `conn`'s socket (TCP_INFO, SIOCOUTQ, SIOCOUTQNSD, where
-    /// the platform has them). One to three system calls on a real socket: call it for
-    /// sockets with work only, never per cell.
+    /// What the kernel knows about `conn`'s socket (TCP_INFO with its unsent bytes, where
+    /// the platform has it). One system call on a real socket: call it for sockets with work
+    /// only, never per cell.
     fn socket_snapshot(&self, conn: Self::Conn) -> io::Result<SocketSnapshot>;
     /// Turns Nagle's algorithm off (on) for `conn`.
     fn set_nodelay(&self, conn: Self::Conn, on: bool) -> io::Result<()>;

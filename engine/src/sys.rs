@@ -1,6 +1,6 @@
 //! Thin, audited wrappers over the socket system calls the runtime needs and std does not
-//! offer: socket snapshots for the scheduler (TCP_INFO, SIOCOUTQ, SIOCOUTQNSD), a
-//! SO_REUSEPORT listener, and a few socket options.
+//! offer: socket snapshots for the scheduler (one TCP_INFO), the send queue by ioctl
+//! (SIOCOUTQ, SIOCOUTQNSD), a SO_REUSEPORT listener, and a few socket options.
 //!
 //! With `engine::uring` this is one of the two places in the workspace where `unsafe` is
 //! allowed. Every call here passes a pointer to a local, correctly sized value and a length
@@ -15,7 +15,7 @@ pub mod poll_sys;
 mod snapshot;
 pub mod txstamp;
 
-pub use snapshot::socket_snapshot;
+pub use snapshot::{send_queue, socket_snapshot, SendQueue};
 
 use std::io;
 use std::mem;

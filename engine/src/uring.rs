@@ -34,6 +34,7 @@ mod errqueue;
 mod ktls_rx;
 mod op;
 mod ring;
+mod sockopt;
 mod stamp;
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,7 @@ pub use bufring::{Bid, BufRing, RxBuf};
 pub use config::{RingConfig, RingFeatures, RingStats};
 pub use op::{OpKey, OpKind};
 pub use ring::{probe, Ring};
+pub use sockopt::TcpInfoCmd;
 
 /// A connection owned by a [`Ring`]: a slab handle, dead once the connection is closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

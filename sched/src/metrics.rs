@@ -414,11 +414,7 @@ mod tests {
             mss: 1448,
             rtt_us: 40_000,
         };
-        let snap = |tcp, notsent| SocketSnapshot {
-            tcp,
-            outq: None,
-            notsent,
-        };
+        let snap = |tcp, notsent| SocketSnapshot { tcp, notsent };
         let mut m = SchedMetrics::new();
         // 10 * 1448 bytes per 40 ms: 28,960 unsent bytes wait 80 ms.
         assert!(m.sample_kernel_queue(&snap(Some(tcp(3)), Some(28_960))));

@@ -1,15 +1,15 @@
 //! What the scheduler knows about one socket at the start of a run.
 
 /// A reading of one socket's kernel state, taken by `kistrel_engine::sys::socket_snapshot`
-/// just before a scheduling run. Fields the platform cannot report are `None`; a scheduler that
-/// needs one (KIST needs `tcp`) is not usable there.
+/// just before a scheduling run (on Linux one getsockopt(TCP_INFO) gives both fields). Fields
+/// the platform cannot report are `None`; a scheduler that needs one (KIST needs both) is not
+/// usable there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketSnapshot {
     /// From TCP_INFO (Linux only).
     pub tcp: Option<TcpInfo>,
-    /// Bytes in the send queue, sent or not (SIOCOUTQ / TIOCOUTQ).
-    pub outq: Option<u32>,
-    /// Bytes in the send queue not yet sent (SIOCOUTQNSD, Linux only).
+    /// Bytes in the send queue not yet sent: `tcpi_notsent_bytes` (Linux 4.6+; the same
+    /// `write_seq - snd_nxt` that the SIOCOUTQNSD ioctl returns).
     pub notsent: Option<u32>,
 }
 

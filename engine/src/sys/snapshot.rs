@@ -1,21 +1,44 @@
-//! `socket_snapshot`: what KIST needs to know about one socket (see sched/src/socket.rs).
+//! `socket_snapshot`: what KIST needs to know about one socket (see sched/src/socket.rs), and
+//! `send_queue`: the send queue by ioctl, off the scheduler's path.
 //!
-//! Linux: TCP_INFO (cwnd, unacked, mss, rtt) via getsockopt, SIOCOUTQ (bytes in the send
-//! queue, sent or not) and SIOCOUTQNSD (bytes not yet sent) via ioctl; three system calls,
-//! ~1.4 us in all here (docs/perf.md), so the caller snapshots only sockets that have work.
-//! FreeBSD: FIONWRITE for the send queue. macOS: SO_NWRITE. Elsewhere: nothing.
+//! Linux: one getsockopt(TCP_INFO) per snapshot: cwnd, unacked, mss and rtt, and
+//! `tcpi_notsent_bytes` (Linux 4.6+) for the unsent bytes, the same `write_seq - snd_nxt` the
+//! SIOCOUTQNSD ioctl returns (the snapshot used to make that ioctl and SIOCOUTQ too: three
+//! system calls per pending socket per run; docs/perf.md has the counts). A kernel whose
+//! tcp_info ends before `tcpi_notsent_bytes` gets the SIOCOUTQNSD ioctl as well.
+//! Elsewhere the snapshot only checks that the descriptor is a socket: KIST is Linux-only.
+//!
+//! TCP_INFO cannot be read through io_uring yet: Linux's SOCKET_URING_OP_GETSOCKOPT refuses
+//! any level but SOL_SOCKET (io_uring/cmd_net.c); `crate::uring` probes it at ring setup.
 
 use std::io;
 use std::os::fd::RawFd;
 
 use kistrel_sched::SocketSnapshot;
 
-/// Reads the kernel's view of a TCP socket for one scheduling run.
+/// Reads the kernel's view of a TCP socket for one scheduling run: one system call on Linux.
 ///
 /// Fields the platform cannot report are `None`. Fails only if a query the platform supports
 /// fails (e.g. `EBADF`, or `ENOTSOCK` for a non-socket).
 pub fn socket_snapshot(fd: RawFd) -> io::Result<SocketSnapshot> {
     imp::socket_snapshot(fd)
+}
+
+/// A socket's send queue as the ioctls report it: for checks and diagnostics, not for the
+/// scheduler's per-run path (two system calls on Linux).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendQueue {
+    /// Bytes in the send queue, sent or not: SIOCOUTQ (Linux), FIONWRITE (FreeBSD),
+    /// SO_NWRITE (macOS).
+    pub queued: Option<u32>,
+    /// Bytes in the send queue not yet sent: SIOCOUTQNSD (Linux only).
+    pub unsent: Option<u32>,
+}
+
+/// Reads [`SendQueue`] of a socket by ioctl (getsockopt on macOS). Fails like
+/// [`socket_snapshot`].
+pub fn send_queue(fd: RawFd) -> io::Result<SendQueue> {
+    imp::send_queue(fd)
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -25,12 +48,15 @@ mod imp {
     use kistrel_sched::{SocketSnapshot, TcpInfo};
 
     use super::super::cvt;
-    use super::RawFd;
+    use super::{RawFd, SendQueue};
 
     /// `SIOCOUTQ` is the same request number as `TIOCOUTQ` on Linux (linux/sockios.h).
     const SIOCOUTQ: libc::c_ulong = libc::TIOCOUTQ as libc::c_ulong;
     /// linux/sockios.h: `#define SIOCOUTQNSD 0x894B`.
     const SIOCOUTQNSD: libc::c_ulong = 0x894B;
+    /// The tcp_info length that covers `tcpi_notsent_bytes` (Linux 4.6+).
+    const NOTSENT_END: usize =
+        mem::offset_of!(libc::tcp_info, tcpi_notsent_bytes) + mem::size_of::<u32>();
 
     fn ioctl_int(fd: RawFd, request: libc::c_ulong) -> io::Result<u32> {
         let mut value: libc::c_int = 0;
@@ -44,7 +70,7 @@ mod imp {
         let mut info: libc::tcp_info = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
         // SAFETY: `info` is a local of `len` bytes; the kernel writes at most `len` bytes
-        // (fewer on an older kernel, leaving the rest zero).
+        // (fewer on an older kernel, leaving the rest zero) and stores the count in `len`.
         cvt(unsafe {
             libc::getsockopt(
                 fd,
@@ -54,77 +80,72 @@ mod imp {
                 &mut len,
             )
         })?;
-        let tcp = TcpInfo {
-            cwnd: info.tcpi_snd_cwnd,
-            unacked: info.tcpi_unacked,
-            mss: info.tcpi_snd_mss,
-            rtt_us: info.tcpi_rtt,
+        let notsent = if len as usize >= NOTSENT_END {
+            info.tcpi_notsent_bytes
+        } else {
+            // Before Linux 4.6: the field is not there, ask the ioctl.
+            ioctl_int(fd, SIOCOUTQNSD)?
         };
         Ok(SocketSnapshot {
-            tcp: Some(tcp),
-            outq: Some(ioctl_int(fd, SIOCOUTQ)?),
-            notsent: Some(ioctl_int(fd, SIOCOUTQNSD)?),
+            tcp: Some(TcpInfo {
+                cwnd: info.tcpi_snd_cwnd,
+                unacked: info.tcpi_unacked,
+                mss: info.tcpi_snd_mss,
+                rtt_us: info.tcpi_rtt,
+            }),
+            notsent: Some(notsent),
+        })
+    }
+
+    pub(super) fn send_queue(fd: RawFd) -> io::Result<SendQueue> {
+        Ok(SendQueue {
+            queued: Some(ioctl_int(fd, SIOCOUTQ)?),
+            unsent: Some(ioctl_int(fd, SIOCOUTQNSD)?),
         })
     }
 }
 
-#[cfg(target_os = "freebsd")]
+/// Not Linux: no TCP_INFO that KIST could use; the snapshot only checks that `fd` is a socket,
+/// so errors are the same everywhere.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 mod imp {
     use std::io;
 
     use kistrel_sched::SocketSnapshot;
 
-    use super::super::cvt;
-    use super::RawFd;
+    use super::{RawFd, SendQueue};
 
     pub(super) fn socket_snapshot(fd: RawFd) -> io::Result<SocketSnapshot> {
-        let mut value: libc::c_int = 0;
-        // SAFETY: FIONWRITE writes one `int` (bytes in the send buffer) to a local.
-        cvt(unsafe { libc::ioctl(fd, libc::FIONWRITE, &mut value as *mut libc::c_int) })?;
-        Ok(SocketSnapshot {
-            tcp: None,
-            outq: Some(u32::try_from(value).unwrap_or(0)),
-            notsent: None,
-        })
-    }
-}
-
-#[cfg(any(target_os = "macos", target_os = "ios"))]
-mod imp {
-    use std::io;
-
-    use kistrel_sched::SocketSnapshot;
-
-    use super::RawFd;
-
-    pub(super) fn socket_snapshot(fd: RawFd) -> io::Result<SocketSnapshot> {
-        // SO_NWRITE: bytes written to the socket and not yet acknowledged by the peer.
-        let value = super::super::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_NWRITE)?;
-        Ok(SocketSnapshot {
-            tcp: None,
-            outq: Some(u32::try_from(value).unwrap_or(0)),
-            notsent: None,
-        })
-    }
-}
-
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "macos",
-    target_os = "ios"
-)))]
-mod imp {
-    use std::io;
-
-    use kistrel_sched::SocketSnapshot;
-
-    use super::RawFd;
-
-    pub(super) fn socket_snapshot(fd: RawFd) -> io::Result<SocketSnapshot> {
-        // Still check that `fd` is a socket, so errors are the same everywhere.
         super::super::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
         Ok(SocketSnapshot::default())
+    }
+
+    #[cfg(target_os = "freebsd")]
+    pub(super) fn send_queue(fd: RawFd) -> io::Result<SendQueue> {
+        let mut value: libc::c_int = 0;
+        // SAFETY: FIONWRITE writes one `int` (bytes in the send buffer) to a local.
+        super::super::cvt(unsafe {
+            libc::ioctl(fd, libc::FIONWRITE, &mut value as *mut libc::c_int)
+        })?;
+        Ok(SendQueue {
+            queued: Some(u32::try_from(value).unwrap_or(0)),
+            unsent: None,
+        })
+    }
+
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    pub(super) fn send_queue(fd: RawFd) -> io::Result<SendQueue> {
+        // SO_NWRITE: bytes written to the socket and not yet acknowledged by the peer.
+        let value = super::super::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_NWRITE)?;
+        Ok(SendQueue {
+            queued: Some(u32::try_from(value).unwrap_or(0)),
+            unsent: None,
+        })
+    }
+
+    #[cfg(not(any(target_os = "freebsd", target_os = "macos", target_os = "ios")))]
+    pub(super) fn send_queue(fd: RawFd) -> io::Result<SendQueue> {
+        super::super::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
+        Ok(SendQueue::default())
     }
 }

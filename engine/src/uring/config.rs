@@ -2,7 +2,7 @@
 
 use io_uring::IoUring;
 
-use super::UringError;
+use super::{TcpInfoCmd, UringError};
 
 /// Sizes and switches for [`Ring::new`](super::Ring::new).
 #[derive(Clone, Debug)]
@@ -49,6 +49,9 @@ pub struct RingFeatures {
     pub sq_entries: u32,
     /// Actual completion queue size.
     pub cq_entries: u32,
+    /// Whether TCP_INFO can be read through the ring (probed at setup; snapshots use
+    /// getsockopt(2) whatever it says, see `uring::TcpInfoCmd`).
+    pub tcp_info_cmd: TcpInfoCmd,
 }
 
 /// Counters for tests and benchmarks.

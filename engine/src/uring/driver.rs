@@ -51,6 +51,8 @@ impl Driver for Ring {
         let _ = Ring::close_when_flushed(self, conn);
     }
 
+    /// One getsockopt(2): the ring cannot read TCP_INFO on Linux up to at least 6.18
+    /// (`RingFeatures::tcp_info_cmd`, probed at setup).
     fn socket_snapshot(&self, conn: ConnId) -> io::Result<SocketSnapshot> {
         let fd = Ring::conn_fd(self, conn).map_err(|_| no_such_conn())?;
         sys::socket_snapshot(fd)

@@ -55,6 +55,8 @@ impl OpKey {
     pub const CANCEL: u64 = u64::MAX - 1;
     /// Reserved for a future eventfd wakeup from the control thread.
     pub const WAKEUP: u64 = u64::MAX - 2;
+    /// The setup probe's socket commands (reaped during setup; `uring::sockopt`).
+    pub const PROBE: u64 = u64::MAX - 3;
     /// Every `user_data` at or above this is a sentinel, not a slab key.
     pub const SENTINEL_FLOOR: u64 = u64::MAX - 15;
 
@@ -88,6 +90,7 @@ impl fmt::Debug for OpKey {
             Self::TIMEOUT => f.write_str("OpKey(TIMEOUT)"),
             Self::CANCEL => f.write_str("OpKey(CANCEL)"),
             Self::WAKEUP => f.write_str("OpKey(WAKEUP)"),
+            Self::PROBE => f.write_str("OpKey(PROBE)"),
             _ => write!(f, "OpKey({}:{:?})", self.slot(), self.kind()),
         }
     }
@@ -181,7 +184,7 @@ mod tests {
         assert!(!k.is_sentinel());
         let max = OpKey::new(u32::MAX, OpKind::Close);
         assert!(!max.is_sentinel());
-        for s in [OpKey::TIMEOUT, OpKey::CANCEL, OpKey::WAKEUP] {
+        for s in [OpKey::TIMEOUT, OpKey::CANCEL, OpKey::WAKEUP, OpKey::PROBE] {
             assert!(OpKey(s).is_sentinel());
             assert_eq!(OpKey(s).kind(), None);
         }

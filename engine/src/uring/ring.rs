@@ -115,7 +115,7 @@ pub struct Ring {
 /// Sets up an io_uring with the operations this layer needs and its receive buffer ring.
 /// The tuple drops in order: the io_uring lets go of the buffer ring before it is unmapped.
 fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringError> {
-    let (ring, defer_taskrun) = build_ring(config)?;
+    let (mut ring, defer_taskrun) = build_ring(config)?;
     let mut probe = io_uring::Probe::new();
     ring.submitter()
         .register_probe(&mut probe)
@@ -141,12 +141,13 @@ fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringE
         ext_arg_wait,
         sq_entries: ring.params().sq_entries(),
         cq_entries: ring.params().cq_entries(),
+        tcp_info_cmd: super::sockopt::probe_tcp_info(&mut ring, &probe),
     };
     Ok((ring, bufs, features))
 }
 
 /// Whether a [`Ring`] can be set up here: a small ring with every operation the layer needs
-/// and a buffer ring, made and dropped at once, without logging. The runtime calls it once
+/// and a buffer ring, made and dropped at once, logging at debug only. The runtime calls it once
 /// per process to choose its backend.
 pub fn probe() -> Result<RingFeatures, UringError> {
     let config = RingConfig {
@@ -334,9 +335,8 @@ impl Ring {
         Ok(ConnId(key))
     }
 
-    /// Grows the tables a connection's data path pushes into when the connection is made,
-    /// so that path never allocates: at most five ops per connection (RECV, SEND, a cancelled
-    /// RECV still completing, the error-queue RECVMSG, CLOSE) and one entry in each list.
+    /// Grows the tables a connection's data path pushes into, so that path never allocates:
+    /// five ops per connection (RECV, SEND, cancelled RECV, error-queue RECVMSG, CLOSE).
     fn reserve_per_conn(&mut self) {
         let conns = self.conns.len();
         self.ops

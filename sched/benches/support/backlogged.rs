@@ -81,7 +81,6 @@ pub fn snap(chan: u32, cells: u32) -> ChannelSnapshot<u32> {
                 mss: CELL_WIRE_LEN,
                 rtt_us: 20_000,
             }),
-            outq: Some(0),
             notsent: Some(0),
         },
         outbuf: 0,

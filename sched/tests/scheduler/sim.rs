@@ -77,7 +77,6 @@ impl Link {
                     mss: self.mss,
                     rtt_us: self.rtt.as_micros() as u32,
                 }),
-                outq: Some((self.kernel_bytes + self.inflight_bytes) as u32),
                 notsent: Some(self.kernel_bytes as u32),
             },
             outbuf: (self.sending.len() as u32) * CELL_WIRE_LEN,

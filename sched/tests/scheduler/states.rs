@@ -27,7 +27,6 @@ fn snap_for_cells(chan: u32, cells: u32) -> ChannelSnapshot<u32> {
                 mss: CELL_WIRE_LEN,
                 rtt_us: 10_000,
             }),
-            outq: Some(0),
             notsent: Some(0),
         },
         outbuf: 0,
@@ -485,7 +484,6 @@ fn runs_never_pass_a_grant_and_leave_consistent_states() {
                 channel: chan,
                 socket: SocketSnapshot {
                     tcp,
-                    outq: None,
                     notsent: Some(rng.random_range(0..40_000)),
                 },
                 outbuf: rng.random_range(0..40_000),

@@ -108,7 +108,7 @@ impl Pipe {
         self.wire_bytes
     }
 
-    /// What TCP_INFO, SIOCOUTQ and SIOCOUTQNSD would say.
+    /// What TCP_INFO would say (`tcpi_notsent_bytes` for `notsent`).
     pub(super) fn snapshot(&self) -> SocketSnapshot {
         let mss = self.cfg.mss.max(1);
         let unacked = self.unacked_bytes.div_ceil(u64::from(mss));
@@ -120,7 +120,6 @@ impl Pipe {
                 mss,
                 rtt_us: u32::try_from(self.cfg.rtt.as_micros()).unwrap_or(u32::MAX),
             }),
-            outq: Some(u32::try_from(kernel + self.unacked_bytes).unwrap_or(u32::MAX)),
             notsent: Some(u32::try_from(kernel).unwrap_or(u32::MAX)),
         }
     }
@@ -235,7 +234,7 @@ mod tests {
             s.tcp.map(|t| (t.cwnd, t.unacked, t.rtt_us)),
             Some((4, 4, 10_000))
         );
-        assert_eq!((s.outq, s.notsent), (Some(8_000), Some(4_000)));
+        assert_eq!(s.notsent, Some(4_000));
         assert_eq!(got, 0, "nothing arrives before rtt/2");
         assert!(p.accept(), "the kernel took the rest of the SEND");
         for _ in 0..30 {
