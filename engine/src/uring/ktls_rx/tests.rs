@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::crypto::cipher::{AeadKey, Iv};
 use rustls::ConnectionTrafficSecrets;
@@ -359,6 +359,24 @@ struct Switched {
     outcome: Option<std::io::Error>,
 }
 
+/// Bounds a test's ring loop by turns, not by the clock: each turn either makes progress or
+/// waits at most its 10 ms timeout, so a hang fails after `MAX` turns whatever the load.
+#[derive(Default)]
+struct Turns(u32);
+
+impl Turns {
+    const MAX: u32 = 100_000;
+
+    fn next(&mut self, what: &str) {
+        self.0 += 1;
+        assert!(
+            self.0 <= Self::MAX,
+            "{what}: not done in {} ring turns",
+            Self::MAX
+        );
+    }
+}
+
 /// The peer streams `len` bytes, 16 KiB per loop iteration (so that the drains happen
 /// long before its EOF); the "link" asks for the switch after every delivery and on every
 /// `RecvStopped` until the switch is over, with `info` when `on_boundary(asked on
@@ -374,10 +392,10 @@ fn stream_through_switch(len: usize, on_boundary: impl Fn(bool) -> bool) -> Opti
         stopped: 0,
         outcome: None,
     };
-    let start = Instant::now();
+    let mut turns = Turns::default();
     let (mut written, mut eof) = (0, false);
     while !eof {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out");
+        turns.next("the stream through the switch");
         if written < len {
             let end = (written + (16 << 10)).min(len);
             peer.write_all(&want[written..end]).unwrap();
@@ -471,12 +489,9 @@ fn a_record_recvmsg_reads_with_the_type_control_buffer_and_rearms() {
     let conn: ConnId = ring.adopt(local).unwrap();
     // Stop the multishot RECV (a pause), so the RECVMSG is the only reader.
     ring.set_recv_paused(conn, true).unwrap();
-    let start = Instant::now();
+    let mut turns = Turns::default();
     while ring.conns.get(conn.0).unwrap().recv_op.is_some() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "cancel timed out"
-        );
+        turns.next("the cancel");
         ring.run_once(Some(Duration::from_millis(10))).unwrap();
         while ring.poll_event().is_some() {}
     }
@@ -484,10 +499,7 @@ fn a_record_recvmsg_reads_with_the_type_control_buffer_and_rearms() {
     ring.arm_recv_record(conn).unwrap();
     let mut record = None;
     while record.is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "RECVMSG timed out"
-        );
+        turns.next("the record RECVMSG");
         ring.run_once(Some(Duration::from_millis(10))).unwrap();
         while let Some(ev) = ring.poll_event() {
             match ev {
@@ -513,7 +525,7 @@ fn a_record_recvmsg_reads_with_the_type_control_buffer_and_rearms() {
     let mut got = Vec::new();
     let mut eof = false;
     while !eof {
-        assert!(start.elapsed() < Duration::from_secs(10), "RECV timed out");
+        turns.next("the resumed RECV");
         ring.run_once(Some(Duration::from_millis(10))).unwrap();
         while let Some(ev) = ring.poll_event() {
             match ev {
