@@ -221,11 +221,15 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         };
         let now = cfg.clock.now();
         let links = LinkMaker::new(cfg.links, cfg.relay.handshake_timeout);
+        let mut relay = Relay::new(cfg.relay, rng);
+        // The exit seals a turn's DATA cells of several circuits in one pass (relay/seal.rs);
+        // `turn` flushes them before it schedules.
+        relay.set_batch_seals(true);
         Ok(Worker {
             index: cfg.index,
             driver,
             clock: cfg.clock,
-            relay: Relay::new(cfg.relay, rng),
+            relay,
             sched,
             listeners,
             conns: ConnTable::default(),
@@ -299,6 +303,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         self.settle(now);
         self.expire_handshakes(now);
         self.relay.handle_timeout(now);
+        self.relay.flush_seals(now);
         self.handle_relay_events(now);
         self.transmit(now);
         self.periodic(now);
@@ -439,6 +444,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             }
             self.settle(now);
         }
+        self.relay.flush_seals(now);
     }
 
     fn accepted(&mut self, now: Instant, l: D::Listener, conn: D::Conn, peer: Option<SocketAddr>) {

@@ -74,7 +74,8 @@ fn test_single_hop_matches_primitives() {
     let plain = body;
     client.originate_forward(&mut body);
 
-    let d = Sha1::new_with_prefix(keys.df)
+    use sha1::Digest as _;
+    let d = sha1::Sha1::new_with_prefix(keys.df)
         .chain_update(plain)
         .finalize();
     assert_eq!(client.last_forward_digest()[..], d[..]);
