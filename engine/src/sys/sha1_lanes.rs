@@ -54,6 +54,26 @@ mod shani {
         _mm_shuffle_epi32, _mm_xor_si128,
     };
 
+    /// Four rounds in every lane: `e` is the first quad's E + W (None) or derived from the
+    /// state before the previous quad (`prev`) by `sha1nexte`.
+    #[inline]
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    fn quad<const F: i32, const N: usize>(
+        abcd: &mut [__m128i; N],
+        prev: &mut [__m128i; N],
+        msg: &[__m128i; N],
+        first: Option<&[__m128i; N]>,
+    ) {
+        for l in 0..N {
+            let e = match first {
+                Some(e0) => _mm_add_epi32(e0[l], msg[l]),
+                None => _mm_sha1nexte_epu32(prev[l], msg[l]),
+            };
+            prev[l] = abcd[l];
+            abcd[l] = _mm_sha1rnds4_epu32::<F>(abcd[l], e);
+        }
+    }
+
     /// Message words `i*4 .. i*4+4` of a block, big-endian, first word in the top lane (what
     /// the SHA instructions expect).
     #[inline]
@@ -86,49 +106,26 @@ mod shani {
             let mut w: [[__m128i; N]; 4] =
                 core::array::from_fn(|i| core::array::from_fn(|l| load_words(&blocks[l][b], i)));
             let mut prev = abcd;
-            // Four rounds in every lane, written out 20 times so that every index is a
-            // constant (a loop over them kept `w` in memory and cost twice the time).
-            macro_rules! quad {
-                ($r:literal, $f:literal) => {
-                    if $r >= 4 {
-                        // W[t] = rol1(W[t-3] ^ W[t-8] ^ W[t-14] ^ W[t-16]), four at a time.
-                        for l in 0..N {
-                            let x = _mm_sha1msg1_epu32(w[$r % 4][l], w[($r + 1) % 4][l]);
-                            let x = _mm_xor_si128(x, w[($r + 2) % 4][l]);
-                            w[$r % 4][l] = _mm_sha1msg2_epu32(x, w[($r + 3) % 4][l]);
-                        }
+            for r in 0..20 {
+                if r >= 4 {
+                    // W[t] = rol1(W[t-3] ^ W[t-8] ^ W[t-14] ^ W[t-16]), four at a time.
+                    let mut next = w[r % 4];
+                    for (l, n) in next.iter_mut().enumerate() {
+                        let x = _mm_sha1msg1_epu32(w[r % 4][l], w[(r + 1) % 4][l]);
+                        let x = _mm_xor_si128(x, w[(r + 2) % 4][l]);
+                        *n = _mm_sha1msg2_epu32(x, w[(r + 3) % 4][l]);
                     }
-                    for l in 0..N {
-                        let e = if $r == 0 {
-                            _mm_add_epi32(e0[l], w[0][l])
-                        } else {
-                            _mm_sha1nexte_epu32(prev[l], w[$r % 4][l])
-                        };
-                        prev[l] = abcd[l];
-                        abcd[l] = _mm_sha1rnds4_epu32::<$f>(abcd[l], e);
-                    }
-                };
+                    w[r % 4] = next;
+                }
+                let m = w[r % 4];
+                let first = if r == 0 { Some(&e0) } else { None };
+                match r / 5 {
+                    0 => quad::<0, N>(&mut abcd, &mut prev, &m, first),
+                    1 => quad::<1, N>(&mut abcd, &mut prev, &m, first),
+                    2 => quad::<2, N>(&mut abcd, &mut prev, &m, first),
+                    _ => quad::<3, N>(&mut abcd, &mut prev, &m, first),
+                }
             }
-            quad!(0, 0);
-            quad!(1, 0);
-            quad!(2, 0);
-            quad!(3, 0);
-            quad!(4, 0);
-            quad!(5, 1);
-            quad!(6, 1);
-            quad!(7, 1);
-            quad!(8, 1);
-            quad!(9, 1);
-            quad!(10, 2);
-            quad!(11, 2);
-            quad!(12, 2);
-            quad!(13, 2);
-            quad!(14, 2);
-            quad!(15, 3);
-            quad!(16, 3);
-            quad!(17, 3);
-            quad!(18, 3);
-            quad!(19, 3);
             for l in 0..N {
                 e0[l] = _mm_sha1nexte_epu32(prev[l], e0_start[l]);
                 abcd[l] = _mm_add_epi32(abcd[l], abcd_start[l]);
