@@ -281,9 +281,6 @@ impl Net {
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, octet)), 9001);
         let mut relay = Relay::new(cfg, rng);
         relay.set_wall_clock(wall_clock(self.now));
-        // As the runtime's workers do: exits seal a step's DATA cells in batches, flushed
-        // before transmitting.
-        relay.set_batch_seals(true);
         self.nodes.push(Node {
             relay,
             addr,
@@ -592,7 +589,6 @@ impl Net {
     fn transmit(&mut self) -> bool {
         let now = self.now;
         for node in &mut self.nodes {
-            node.relay.flush_seals(now);
             while let Some(chan) = node.relay.poll_ready_channel() {
                 node.ready.insert(chan);
             }

@@ -63,7 +63,6 @@ mod link;
 mod memory;
 mod queue;
 mod resolve;
-mod seal;
 mod stream;
 mod streammap;
 mod teardown;
@@ -114,8 +113,6 @@ pub struct Relay {
     cells: CellPool,
     /// The expanded AES ciphers of the relay layers in use.
     ciphers: CipherCache,
-    /// Exit DATA cells built this turn and not yet sealed (batching on: seal.rs).
-    seals: seal::SealQueue,
     /// What `MaxMemInQueues` limits: circuit queues and stream receive buffers.
     memory: QueueMemory,
     timers: Timers,
@@ -152,7 +149,6 @@ impl Relay {
             circuits: Circuits::default(),
             cells: CellPool::default(),
             ciphers: CipherCache::new(),
-            seals: seal::SealQueue::default(),
             timers: Timers::default(),
             events: VecDeque::new(),
             stats: RelayStats::default(),

@@ -1,8 +1,6 @@
 //! Thin, audited wrappers over the socket system calls the runtime needs and std does not
 //! offer: socket snapshots for the scheduler (one TCP_INFO), the send queue by ioctl
-//! (SIOCOUTQ, SIOCOUTQNSD), a SO_REUSEPORT listener, and a few socket options; and SHA-1 over
-//! several messages at once with the CPU's SHA instructions ([`sha1_lanes`]), whose dispatch
-//! needs the one `unsafe` a CPU feature check allows.
+//! (SIOCOUTQ, SIOCOUTQNSD), a SO_REUSEPORT listener, and a few socket options.
 //!
 //! With `engine::uring` this is one of the two places in the workspace where `unsafe` is
 //! allowed. Every call here passes a pointer to a local, correctly sized value and a length
@@ -14,7 +12,6 @@
 
 pub mod ktls;
 pub mod poll_sys;
-pub mod sha1_lanes;
 mod snapshot;
 pub mod txstamp;
 

@@ -22,26 +22,25 @@
 //! [`CipherCache`] (direct-mapped, [`CIPHER_CACHE_SLOTS`] entries): a busy circuit finds its
 //! key schedule there; an idle one costs nothing; a miss expands the key (the keystream
 //! position is the layer's own, so nothing needs seeking). The origin's [`ClientLayer`] keeps its ciphers (a client
-//! has few circuits). Keys, key schedules and the running SHA-1 states are zeroized on drop
-//! (the `aes` `zeroize` feature; digest.rs); the keystream of a body lives on the stack for
-//! one call and is not wiped.
+//! has few circuits). Keys and key schedules are zeroized on drop (the `aes`
+//! `zeroize` feature; the keystream of a body
+//! lives on the stack for one call and is not wiped); the SHA-1 state is not (`sha1` 0.10 has no such feature).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aes::cipher::KeyInit;
+use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use super::KeyMaterial;
 use crate::wire::{CELL_BODY_LEN, RELAY_DIGEST, RELAY_RECOGNIZED};
 
-mod digest;
 mod keystream;
 #[cfg(test)]
 mod tests;
 
-use digest::RunningDigest;
-pub(crate) use digest::{seal_lanes, SealWork, MAX_LANES};
 use keystream::Aes128;
 
 /// Length of a relay cell body (the payload of a 514-byte RELAY / RELAY_EARLY cell).
@@ -165,6 +164,54 @@ impl Drop for Keystream {
     }
 }
 
+/// One direction's running digest and the digest after its last cell.
+struct RunningDigest {
+    /// SHA-1 seeded with Df or Db, then fed every body sealed or recognized here.
+    digest: Sha1,
+    /// INVARIANT: zeros until the first body is sealed or recognized; after that, equal to
+    /// `digest` finalized (the two change together, and nothing else feeds `digest`).
+    last: [u8; 20],
+}
+
+impl RunningDigest {
+    fn new(seed: &[u8; 20]) -> Self {
+        RunningDigest {
+            digest: Sha1::new_with_prefix(seed),
+            last: [0; 20],
+        }
+    }
+
+    /// Zeroes `recognized` and `digest`, advances the running digest over the body and writes
+    /// the first 4 bytes of it into the digest field.
+    fn seal(&mut self, body: &mut [u8; BODY_LEN]) {
+        body[RECOGNIZED].fill(0);
+        body[DIGEST].fill(0);
+        self.digest.update(&body[..]);
+        self.last = self.digest.clone().finalize().into();
+        body[DIGEST].copy_from_slice(&self.last[..DIGEST.len()]);
+    }
+
+    /// True (and the digest advanced) if the plaintext `body` is addressed to this hop.
+    fn check(&mut self, body: &[u8; BODY_LEN]) -> bool {
+        // Cheap test first: a cell passing through has random bytes here.
+        if body[RECOGNIZED] != [0, 0] {
+            return false;
+        }
+        let mut candidate = self.digest.clone();
+        candidate.update(&body[..DIGEST.start]);
+        candidate.update([0u8; DIGEST.end - DIGEST.start]);
+        candidate.update(&body[DIGEST.end..]);
+        let full: [u8; 20] = candidate.clone().finalize().into();
+        if bool::from(full[..DIGEST.len()].ct_eq(&body[DIGEST])) {
+            self.digest = candidate;
+            self.last = full;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// One direction of the origin's layer for one hop: its own cipher and digest.
 struct HopDirection {
     /// AES-128 keyed with Kf or Kb.
@@ -238,26 +285,6 @@ impl RelayLayer {
     /// normally has), advance the backward digest, write its first 4 bytes, then encrypt.
     pub fn originate_backward(&mut self, ciphers: &mut CipherCache, body: &mut [u8; BODY_LEN]) {
         self.back.digest.seal(body);
-        ciphers.apply(&mut self.back.stream, body);
-    }
-
-    /// [`RelayLayer::originate_backward`] in two halves, so that the SHA-1 of cells of
-    /// several circuits can run in one pass ([`seal_lanes`]): zero `recognized` and
-    /// `digest`, and prepare the work. Nothing changes here until
-    /// [`RelayLayer::finish_backward`]; no other backward cell may be originated between.
-    pub(crate) fn prepare_backward(&self, body: &mut [u8; BODY_LEN], work: &mut SealWork) {
-        digest::zero_fields(body);
-        self.back.digest.prepare(body, work);
-    }
-
-    /// The second half: take the computed digest, write its first 4 bytes, encrypt.
-    pub(crate) fn finish_backward(
-        &mut self,
-        ciphers: &mut CipherCache,
-        work: &SealWork,
-        body: &mut [u8; BODY_LEN],
-    ) {
-        self.back.digest.finish_seal(work, body);
         ciphers.apply(&mut self.back.stream, body);
     }
 

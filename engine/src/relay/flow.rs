@@ -104,21 +104,7 @@ pub(crate) trait CircuitFlow {
 
     /// One DATA cell was sent (already encrypted). `digest` gives its running digest; it is
     /// called only for cells a SENDME will acknowledge.
-    fn on_data_sent(&mut self, now: Instant, digest: impl FnOnce() -> SendmeDigest) {
-        if self.on_data_packaged(now) {
-            self.record_digest(digest());
-        }
-    }
-
-    /// [`CircuitFlow::on_data_sent`] for a cell whose digest is computed later (the exit
-    /// seals cells of several circuits at once): counts it now; true if a SENDME will
-    /// acknowledge it, and then its digest must be given to [`CircuitFlow::record_digest`]
-    /// before any later cell's.
-    fn on_data_packaged(&mut self, now: Instant) -> bool;
-
-    /// The digest of the last cell [`CircuitFlow::on_data_packaged`] said a SENDME will
-    /// acknowledge.
-    fn record_digest(&mut self, digest: SendmeDigest);
+    fn on_data_sent(&mut self, now: Instant, digest: impl FnOnce() -> SendmeDigest);
 
     /// A circuit SENDME arrived carrying `digest` (`None`: an unauthenticated v0 SENDME).
     fn on_sendme(&mut self, now: Instant, digest: Option<&SendmeDigest>) -> Result<(), FlowError>;
@@ -184,14 +170,12 @@ impl CircuitFlow for FixedCircWindow {
         self.package > 0
     }
 
-    fn on_data_packaged(&mut self, _now: Instant) -> bool {
+    fn on_data_sent(&mut self, _now: Instant, digest: impl FnOnce() -> SendmeDigest) {
         self.package = self.package.saturating_sub(1);
         self.sent += 1;
-        self.sent.is_multiple_of(u64::from(CIRC_WINDOW_INCREMENT))
-    }
-
-    fn record_digest(&mut self, digest: SendmeDigest) {
-        self.expected.push_back(digest);
+        if self.sent % u64::from(CIRC_WINDOW_INCREMENT) == 0 {
+            self.expected.push_back(digest());
+        }
     }
 
     fn on_sendme(&mut self, _now: Instant, digest: Option<&SendmeDigest>) -> Result<(), FlowError> {
@@ -216,10 +200,7 @@ impl CircuitFlow for FixedCircWindow {
         }
         self.deliver -= 1;
         self.received += 1;
-        if !self
-            .received
-            .is_multiple_of(u64::from(CIRC_WINDOW_INCREMENT))
-        {
+        if self.received % u64::from(CIRC_WINDOW_INCREMENT) != 0 {
             return Ok(None);
         }
         self.deliver += CIRC_WINDOW_INCREMENT;

@@ -203,8 +203,6 @@ impl Relay {
         circ: CircHandle,
         body: &mut [u8; CELL_BODY_LEN],
     ) {
-        // A circuit's cells are sealed in order: those waiting go first.
-        self.flush_seals(now);
         let Some(c) = self.circuits.get_mut(circ) else {
             return;
         };
@@ -241,8 +239,6 @@ impl Relay {
         stream: Option<StreamId>,
         data: &[u8],
     ) {
-        // A circuit's cells are sealed in order: those waiting go first.
-        self.flush_seals(now);
         match self.circuits.get(circ).map(|c| &c.kind) {
             Some(CircKind::Origin(_)) => self.send_origin(now, circ, false, cmd, stream, data),
             Some(CircKind::Relay { .. }) => {

@@ -406,12 +406,7 @@ impl Relay {
             {
                 return taken;
             }
-            let ends_here = self.circuits.get(stream.circ).map(|c| &c.kind);
-            if self.seals.batching() && matches!(ends_here, Some(CircKind::Relay { .. })) {
-                self.defer_seal(now, stream.circ, &body);
-            } else {
-                self.send_data_body(now, stream.circ, &mut body);
-            }
+            self.send_data_body(now, stream.circ, &mut body);
             data = &data[n..];
             taken += n;
         }

@@ -110,11 +110,6 @@ fn hundred_circuits_share_channels_and_all_arrive() {
     assert_eq!(net.nodes[2].relay.channel_count(), 2);
     assert_eq!(net.nodes[3].relay.channel_count(), 1);
     assert_eq!(net.nodes[2].relay.circuit_count(), 100);
-    // The exit sealed the echoed cells of several circuits together (relay/seal.rs), and
-    // the digests above held: every byte arrived and matched.
-    let (sealed, passes) = net.nodes[3].relay.seal_batches();
-    assert!(sealed >= 100 * (size / 498), "{sealed} cells sealed");
-    assert!(sealed > passes * 2, "{sealed} cells in {passes} passes");
 }
 
 #[test]

@@ -221,15 +221,11 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         };
         let now = cfg.clock.now();
         let links = LinkMaker::new(cfg.links, cfg.relay.handshake_timeout);
-        let mut relay = Relay::new(cfg.relay, rng);
-        // The exit seals a turn's DATA cells of several circuits in one pass (relay/seal.rs);
-        // `turn` flushes them before it schedules.
-        relay.set_batch_seals(true);
         Ok(Worker {
             index: cfg.index,
             driver,
             clock: cfg.clock,
-            relay,
+            relay: Relay::new(cfg.relay, rng),
             sched,
             listeners,
             conns: ConnTable::default(),
@@ -303,7 +299,6 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         self.settle(now);
         self.expire_handshakes(now);
         self.relay.handle_timeout(now);
-        self.relay.flush_seals(now);
         self.handle_relay_events(now);
         self.transmit(now);
         self.periodic(now);
@@ -444,7 +439,6 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             }
             self.settle(now);
         }
-        self.relay.flush_seals(now);
     }
 
     fn accepted(&mut self, now: Instant, l: D::Listener, conn: D::Conn, peer: Option<SocketAddr>) {

@@ -74,8 +74,7 @@ fn test_single_hop_matches_primitives() {
     let plain = body;
     client.originate_forward(&mut body);
 
-    use sha1::Digest as _;
-    let d = sha1::Sha1::new_with_prefix(keys.df)
+    let d = Sha1::new_with_prefix(keys.df)
         .chain_update(plain)
         .finalize();
     assert_eq!(client.last_forward_digest()[..], d[..]);

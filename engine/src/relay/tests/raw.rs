@@ -265,19 +265,7 @@ fn sendme_with_wrong_digest_closes_the_circuit() {
 
 #[test]
 fn correct_sendme_reopens_the_package_window() {
-    sendme_round_trip(false);
-}
-
-#[test]
-fn batched_seals_give_the_same_cells_and_sendme_digests() {
-    sendme_round_trip(true);
-}
-
-/// 500 DATA cells from the exit, read and checked like a client would, then an
-/// authenticated SENDME for the 100th; with `batch`, the cells are sealed by `flush_seals`.
-fn sendme_round_trip(batch: bool) {
     let mut p = RawPeer::connect();
-    p.relay.set_batch_seals(batch);
     p.create();
     let stream = p.begin();
     let now = p.now;
@@ -285,14 +273,6 @@ fn sendme_round_trip(batch: bool) {
     let offered = vec![3u8; 600 * RELAY_DATA_LEN];
     let taken = p.relay.handle_stream_data(now, stream, &offered);
     assert_eq!(taken, 500 * RELAY_DATA_LEN);
-    if batch {
-        // Two full batches were flushed on the way; the rest waits, outside the queues.
-        assert_eq!(p.relay.pending_seals(), 500 - 256);
-        let queued = p.relay.queued_bytes();
-        p.relay.flush_seals(now);
-        assert_eq!(p.relay.pending_seals(), 0);
-        assert_eq!(p.relay.queued_bytes(), queued + 244 * CELL_LEN);
-    }
     // Read the cells like a client would, checking the 100th digest.
     let cells = p.recv();
     let layer = p.layer.as_mut().expect("layer");
@@ -331,33 +311,6 @@ fn sendme_round_trip(batch: bool) {
     p.relay_cell(false, RelayCmd::SENDME, 1, &[]);
     let more = p.relay.handle_stream_data(now, stream, &offered[taken..]);
     assert_eq!(more, 50 * RELAY_DATA_LEN);
-}
-
-#[test]
-fn cells_waiting_for_their_seal_are_freed_with_their_circuit() {
-    let mut p = RawPeer::connect();
-    p.relay.set_batch_seals(true);
-    p.create();
-    let stream = p.begin();
-    let _ = p.recv();
-    let now = p.now;
-    p.relay
-        .handle_stream_data(now, stream, &vec![4u8; 100 * RELAY_DATA_LEN]);
-    assert_eq!(p.relay.pending_seals(), 100);
-    let mut destroy = Cell::new(CIRC, ChanCmd::DESTROY);
-    Destroy {
-        reason: DestroyReason::FINISHED,
-    }
-    .emit(&mut destroy.body)
-    .expect("emit");
-    p.send_cell(&destroy);
-    assert_eq!(p.relay.circuit_count(), 0);
-    p.relay.flush_seals(now);
-    assert_eq!(p.relay.pending_seals(), 0);
-    assert_eq!(p.relay.queued_bytes(), 0);
-    assert!(p.recv().is_empty(), "nothing of the closed circuit is sent");
-    assert_eq!(p.relay.cells.used(), 0, "every pool slot is free again");
-    p.relay.check_invariants().expect("invariants");
 }
 
 #[test]
