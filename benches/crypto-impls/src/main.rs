@@ -1,7 +1,7 @@
 //! AES-128-CTR and SHA-1 over 509-byte relay bodies, one implementation per run:
 //!
 //! ```text
-//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|awslc-ctr|awslc-ctr-oneshot|rc-sha1|awslc-sha1|ring-sha1|sizes} CELLS
+//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|awslc-ctr|awslc-ctr-oneshot|rc-sha1|awslc-sha1|ring-sha1|sizes} CELLS
 //! ```
 //!
 //! Prints wall time per cell and per GiB; for instructions per cell run it under
@@ -60,6 +60,7 @@ fn main() {
         }
         "awslc-ctr-oneshot" => awslc_ctr_oneshot(&key, &mut body, cells),
         "kistrel-ctr" => kistrel_ctr(&key, &mut body, cells),
+        "kistrel-ctr-09" => kistrel_ctr_09(&key, &mut body, cells),
         "rc-sha1" => {
             let mut d = sha1::Sha1::new();
             for _ in 0..cells {
@@ -166,3 +167,28 @@ fn kistrel_ctr(key: &[u8; 16], body: &mut [u8; BODY], cells: usize) {
         pos += BODY as u64;
     }
 }
+
+/// `kistrel_ctr` over `aes` 0.9, whose autodetection adds VAES-256/512 backends.
+fn kistrel_ctr_09(key: &[u8; 16], body: &mut [u8; BODY], cells: usize) {
+    use aes09::cipher::{BlockCipherEncrypt, KeyInit};
+    let c = aes09::Aes128Enc::new(key.into());
+    let mut pos: u64 = 0;
+    for _ in 0..cells {
+        let b = black_box(&mut *body);
+        let first = u128::from(pos / 16);
+        let skip = (pos % 16) as usize;
+        let blocks = (skip + BODY).div_ceil(16);
+        let mut ks: [aes09::Block; 33] =
+            std::array::from_fn(|i| aes09::Block::from((first + i as u128).to_be_bytes()));
+        c.encrypt_blocks(&mut ks[..blocks]);
+        let mut flat = [0u8; 33 * 16];
+        for (d, s) in flat.chunks_exact_mut(16).zip(&ks[..blocks]) {
+            d.copy_from_slice(s);
+        }
+        for (x, y) in b.iter_mut().zip(&flat[skip..]) {
+            *x ^= y;
+        }
+        pos += BODY as u64;
+    }
+}
+
