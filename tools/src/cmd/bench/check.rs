@@ -201,13 +201,25 @@ fn confirmed(
     let Err(e) = first else {
         return Ok(Ok(()));
     };
-    println!("kistrel bench check: {e}; measuring again: a regression must show in two runs");
+    let first = reason(&e);
+    println!("kistrel bench check: {first}; measuring again: a regression must show in two runs");
     Ok(check(&measure()?).map_err(|again| {
         CliError::runtime(
             "kistrel bench check",
-            format!("regressed in two runs in a row: first {e}; then {again}"),
+            format!(
+                "in two runs in a row: first {first}; then {}",
+                reason(&again)
+            ),
         )
     }))
+}
+
+/// What a check's error says, without the "kistrel bench check:" it is wrapped in.
+fn reason(e: &CliError) -> String {
+    match e {
+        CliError::Runtime { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// `SELF_CHECK_SLOWDOWN` of a relay's cost per cell on the baseline machine: the relays'
