@@ -131,6 +131,7 @@ fn make_ed_cert(
         key_type: cert_key_type,
         certified_key: certified,
         signed_with: with_signer.then(|| signer.verifying_key().to_bytes()),
+        signed_with_flags: 0,
         signed: &[],
         signature: [0; 64],
     };

@@ -39,6 +39,10 @@ pub struct Ed25519Cert<'a> {
     pub certified_key: [u8; 32],
     /// The signed-with-ed25519-key extension: the signer's public key.
     pub signed_with: Option<[u8; 32]>,
+    /// That extension's flags byte, kept as parsed so that the parsed certificate emits the
+    /// bytes it was signed over (the flags of a known extension change nothing here; Tor's
+    /// test vector has 0, which is what kistrel writes).
+    pub signed_with_flags: u8,
     /// The bytes the signature covers: everything but the last 64 (empty when emitting).
     pub signed: &'a [u8],
     /// SIGNATURE (all zeros when emitting: [`Ed25519Cert::emit_unsigned`] leaves it out).
@@ -62,6 +66,7 @@ impl<'a> Ed25519Cert<'a> {
         let certified_key = r.array("ed25519 cert certified key")?;
         let n_ext = r.u8("ed25519 cert extension count")?;
         let mut signed_with = None;
+        let mut signed_with_flags = 0;
         for _ in 0..n_ext {
             let len = r.u16("ed25519 cert extension length")?;
             let ty = r.u8("ed25519 cert extension type")?;
@@ -77,6 +82,7 @@ impl<'a> Ed25519Cert<'a> {
                         field: "ed25519 cert signed-with-key extension",
                     });
                 }
+                signed_with_flags = flags;
             } else if flags & EXT_AFFECTS_VALIDATION != 0 {
                 return Err(Error::BadValue {
                     field: "ed25519 cert extension",
@@ -97,6 +103,7 @@ impl<'a> Ed25519Cert<'a> {
             key_type,
             certified_key,
             signed_with,
+            signed_with_flags,
             signed: &cert[..signed_len],
             signature,
         })
@@ -125,7 +132,10 @@ impl<'a> Ed25519Cert<'a> {
             Some(key) => {
                 w.u8(1, "ed25519 cert extension count")?;
                 w.u16(32, "ed25519 cert extension length")?;
-                w.bytes(&[EXT_SIGNED_WITH_KEY, 0], "ed25519 cert extension type")?;
+                w.bytes(
+                    &[EXT_SIGNED_WITH_KEY, self.signed_with_flags],
+                    "ed25519 cert extension type",
+                )?;
                 w.bytes(key, "ed25519 cert signed-with-key extension")?;
             }
             None => w.u8(0, "ed25519 cert extension count")?,

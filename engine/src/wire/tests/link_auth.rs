@@ -169,6 +169,16 @@ fn test_ed25519_cert() {
     ));
     critical[43] = 0;
     assert_eq!(Ed25519Cert::parse(&critical).unwrap().signed_with, None);
+    // The signed-with-key extension's flags are kept: a cert whose flags byte is not 0
+    // (found by the link_auth fuzz target: 6) still emits exactly the bytes it was signed
+    // over.
+    let mut flagged = bytes.clone();
+    flagged[43] = 6;
+    let cert = Ed25519Cert::parse(&flagged).unwrap();
+    assert_eq!(cert.signed_with_flags, 6);
+    let mut out = vec![0; cert.unsigned_len()];
+    assert_eq!(cert.emit_unsigned(&mut out), Ok(cert.unsigned_len()));
+    assert_eq!(&out[..], cert.signed);
 }
 
 #[test]
