@@ -144,51 +144,35 @@ fn awslc_ctr_oneshot(key: &[u8; 16], body: &mut [u8; BODY], cells: usize) {
 }
 
 /// The shape of the engine's crypto/relay_crypto/keystream.rs: the counter blocks of a body,
-/// one encrypt_blocks call, the XOR as one flat run.
-fn kistrel_ctr(key: &[u8; 16], body: &mut [u8; BODY], cells: usize) {
-    use aes::cipher::{BlockEncrypt, KeyInit};
-    let c = aes::Aes128Enc::new(key.into());
-    let mut pos: u64 = 0;
-    for _ in 0..cells {
-        let b = black_box(&mut *body);
-        let first = u128::from(pos / 16);
-        let skip = (pos % 16) as usize;
-        let blocks = (skip + BODY).div_ceil(16);
-        let mut ks: [aes::Block; 33] =
-            std::array::from_fn(|i| aes::Block::from((first + i as u128).to_be_bytes()));
-        c.encrypt_blocks(&mut ks[..blocks]);
-        let mut flat = [0u8; 33 * 16];
-        for (d, s) in flat.chunks_exact_mut(16).zip(&ks[..blocks]) {
-            d.copy_from_slice(s);
+/// one encrypt_blocks call, the XOR as one flat run. Written once over an `aes` crate
+/// version and its encrypt trait (0.8: `BlockEncrypt`; 0.9: `BlockCipherEncrypt`).
+macro_rules! kistrel_ctr_over {
+    ($name:ident, $aes:ident, $encrypt:ident) => {
+        fn $name(key: &[u8; 16], body: &mut [u8; BODY], cells: usize) {
+            use $aes::cipher::{$encrypt, KeyInit};
+            let c = $aes::Aes128Enc::new(key.into());
+            let mut pos: u64 = 0;
+            for _ in 0..cells {
+                let b = black_box(&mut *body);
+                let first = u128::from(pos / 16);
+                let skip = (pos % 16) as usize;
+                let blocks = (skip + BODY).div_ceil(16);
+                let mut ks: [$aes::Block; 33] =
+                    std::array::from_fn(|i| $aes::Block::from((first + i as u128).to_be_bytes()));
+                c.encrypt_blocks(&mut ks[..blocks]);
+                let mut flat = [0u8; 33 * 16];
+                for (d, s) in flat.chunks_exact_mut(16).zip(&ks[..blocks]) {
+                    d.copy_from_slice(s);
+                }
+                for (x, y) in b.iter_mut().zip(&flat[skip..]) {
+                    *x ^= y;
+                }
+                pos += BODY as u64;
+            }
         }
-        for (x, y) in b.iter_mut().zip(&flat[skip..]) {
-            *x ^= y;
-        }
-        pos += BODY as u64;
-    }
+    };
 }
 
-/// `kistrel_ctr` over `aes` 0.9, whose autodetection adds VAES-256/512 backends.
-fn kistrel_ctr_09(key: &[u8; 16], body: &mut [u8; BODY], cells: usize) {
-    use aes09::cipher::{BlockCipherEncrypt, KeyInit};
-    let c = aes09::Aes128Enc::new(key.into());
-    let mut pos: u64 = 0;
-    for _ in 0..cells {
-        let b = black_box(&mut *body);
-        let first = u128::from(pos / 16);
-        let skip = (pos % 16) as usize;
-        let blocks = (skip + BODY).div_ceil(16);
-        let mut ks: [aes09::Block; 33] =
-            std::array::from_fn(|i| aes09::Block::from((first + i as u128).to_be_bytes()));
-        c.encrypt_blocks(&mut ks[..blocks]);
-        let mut flat = [0u8; 33 * 16];
-        for (d, s) in flat.chunks_exact_mut(16).zip(&ks[..blocks]) {
-            d.copy_from_slice(s);
-        }
-        for (x, y) in b.iter_mut().zip(&flat[skip..]) {
-            *x ^= y;
-        }
-        pos += BODY as u64;
-    }
-}
-
+kistrel_ctr_over!(kistrel_ctr, aes, BlockEncrypt);
+// `aes` 0.9, whose autodetection adds VAES-256/512 backends.
+kistrel_ctr_over!(kistrel_ctr_09, aes09, BlockCipherEncrypt);

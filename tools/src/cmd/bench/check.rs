@@ -157,14 +157,14 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
         );
         run_args.nodes.testing_cell_cost = Some(cost);
     }
-    let mut last = None;
     let verdict = confirmed(
         || {
             let report = run::measure(&run_args, compare)?;
             run::finish(&run_args, &report)?;
-            let now = figures(&report);
-            last = Some(report);
-            Ok(now)
+            // A failed or corrupted transfer (or a placement difference) fails the check in
+            // any run, whatever the figures: a second run must not hide the first's.
+            run::fail_on(&report)?;
+            Ok(figures(&report))
         },
         |now| check_against(&args.baseline, &base, now),
     )?;
@@ -180,11 +180,7 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
             )),
         };
     }
-    verdict?;
-    match &last {
-        Some(report) => run::fail_on(report),
-        None => Ok(()),
-    }
+    verdict
 }
 
 /// The gate's verdict: a regression counts only if a second, independent run shows one
