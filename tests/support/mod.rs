@@ -196,7 +196,15 @@ impl NetProcess {
         let Some(ready) = ready else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("no ready line (got {first:?}); logs in {}", logs.display());
+            // The log folder is a temporary one, gone once the test unwinds: show its end.
+            let text = std::fs::read_to_string(logs).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "no ready line (got {first:?}); the end of {}:\n{}",
+                logs.display(),
+                tail.join("\n")
+            );
         };
         NetProcess {
             child: Reaped(child),
