@@ -10,6 +10,7 @@
 //! snapshot) or an `io::ErrorKind::Unsupported` error (for an option).
 #![allow(unsafe_code)]
 
+pub mod aes_ctr;
 pub mod ktls;
 pub mod poll_sys;
 mod snapshot;

@@ -1,7 +1,7 @@
 //! AES-128-CTR and SHA-1 over 509-byte relay bodies, one implementation per run:
 //!
 //! ```text
-//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|awslc-ctr|awslc-ctr-oneshot|rc-sha1|awslc-sha1|ring-sha1|sizes} CELLS
+//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|awslc-sha1|ring-sha1|sizes} CELLS
 //! ```
 //!
 //! Prints wall time per cell and per GiB; for instructions per cell run it under
@@ -15,6 +15,10 @@ use aes::cipher::{KeyIvInit, StreamCipher};
 use sha1::Digest;
 
 const BODY: usize = 509;
+
+/// The engine's own AES-CTR on AES instructions, compiled here from its source.
+#[path = "../../../engine/src/sys/aes_ctr.rs"]
+mod aes_ctr;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -61,6 +65,16 @@ fn main() {
         "awslc-ctr-oneshot" => awslc_ctr_oneshot(&key, &mut body, cells),
         "kistrel-ctr" => kistrel_ctr(&key, &mut body, cells),
         "kistrel-ctr-09" => kistrel_ctr_09(&key, &mut body, cells),
+        "big-aesni" | "big-vaes" => {
+            let path = if which == "big-vaes" { aes_ctr::AesPath::Fastest } else { aes_ctr::AesPath::Narrow };
+            let c = aes_ctr::Aes128Ctr::with_path(&key, path).unwrap();
+            let mut buf = vec![0u8; BODY * 128];
+            for i in 0..cells / 128 {
+                c.apply(i as u64 * buf.len() as u64, black_box(&mut buf));
+            }
+        }
+        "kistrel-aesni" => kistrel_sys(&key, &mut body, cells, aes_ctr::AesPath::Narrow),
+        "kistrel-vaes" => kistrel_sys(&key, &mut body, cells, aes_ctr::AesPath::Fastest),
         "rc-sha1" => {
             let mut d = sha1::Sha1::new();
             for _ in 0..cells {
@@ -112,6 +126,18 @@ fn main() {
         per_cell * 1e9,
         per_cell * (1u64 << 30) as f64 / BODY as f64
     );
+}
+
+/// The engine's `sys::aes_ctr` (session 8) on `path`'s instructions; panics if the CPU lacks
+/// them (the VAES run on a CPU without VAES would measure AES-NI, so it refuses).
+fn kistrel_sys(key: &[u8; 16], body: &mut [u8; BODY], cells: usize, path: aes_ctr::AesPath) {
+    let c = aes_ctr::Aes128Ctr::with_path(key, path).expect("no AES-NI");
+    assert_eq!(c.is_wide(), path == aes_ctr::AesPath::Fastest, "no VAES");
+    let mut pos: u64 = 0;
+    for _ in 0..cells {
+        c.apply(pos, black_box(&mut *body));
+        pos += BODY as u64;
+    }
 }
 
 /// aws-lc's one-shot CTR (AES_ctr128_encrypt, in place) from a block-aligned start: the head

@@ -14,22 +14,21 @@
 //!
 //! # Memory: one AES key schedule where it is used
 //!
-//! The `aes` crate's autodetected type is a union of its AES-NI and its software key
-//! schedule, so it is as large as the software one (hundreds of bytes) per direction,
-//! whatever the CPU. A relay holds two per circuit, idle or not. So a relay's
-//! layer ([`RelayLayer`]) keeps only the 16-byte key and the keystream position per
-//! direction, and the expanded cipher of the directions in use lives in the worker's
-//! [`CipherCache`] (direct-mapped, [`CIPHER_CACHE_SLOTS`] entries): a busy circuit finds its
-//! key schedule there; an idle one costs nothing; a miss expands the key (the keystream
-//! position is the layer's own, so nothing needs seeking). The origin's [`ClientLayer`] keeps its ciphers (a client
-//! has few circuits). Keys and key schedules are zeroized on drop (the `aes`
-//! `zeroize` feature; the keystream of a body
-//! lives on the stack for one call and is not wiped); the SHA-1 state is not (`sha1` 0.10 has no such feature).
+//! An expanded AES-128 key is 176 bytes of round keys on AES instructions
+//! (`sys::aes_ctr`) and ~700 bytes in the `aes` crate's portable code, per direction; a relay
+//! holds two directions per circuit, idle or not. So a relay's layer ([`RelayLayer`]) keeps
+//! only the 16-byte key and the keystream position per direction, and the expanded cipher of
+//! the directions in use lives in the worker's [`CipherCache`] (direct-mapped,
+//! [`CIPHER_CACHE_SLOTS`] entries): a busy circuit finds its key schedule there; an idle one
+//! costs nothing; a miss expands the key (the keystream position is the layer's own, so
+//! nothing needs seeking). The origin's [`ClientLayer`] keeps its ciphers (a client has few
+//! circuits). Keys and key schedules are zeroized on drop (`sys::aes_ctr`'s own `Drop`, the
+//! `aes` `zeroize` feature); the keystream of a body lives on the stack for one call and is
+//! not wiped; the SHA-1 state is not either (`sha1` 0.10 has no such feature).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aes::cipher::KeyInit;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
@@ -51,8 +50,9 @@ const RECOGNIZED: Range<usize> = RELAY_RECOGNIZED;
 /// `digest [4]` in the relay header.
 const DIGEST: Range<usize> = RELAY_DIGEST;
 
-/// Expanded ciphers a worker keeps for the relay layers in use. 512 entries of ~790 bytes:
-/// ~400 KiB per worker, allocated on first use, against ~1.5 KiB per circuit otherwise.
+/// Expanded ciphers a worker keeps for the relay layers in use. 512 entries of 192 bytes on
+/// CPUs with AES instructions (the portable schedule is boxed): ~96 KiB per worker, allocated
+/// on first use, against ~1.5 KiB per circuit otherwise.
 pub const CIPHER_CACHE_SLOTS: usize = 512;
 
 /// Names a relay layer's direction in the cache; unique for the life of the process.
@@ -154,7 +154,7 @@ impl Keystream {
 
     /// The expanded key schedule (the position stays in `pos`).
     fn expand(&self) -> Aes128 {
-        Aes128::new(&self.key.into())
+        Aes128::new(&self.key)
     }
 }
 
@@ -224,7 +224,7 @@ struct HopDirection {
 impl HopDirection {
     fn new(key: &[u8; 16], digest_seed: &[u8; 20]) -> Self {
         HopDirection {
-            cipher: Aes128::new(key.into()),
+            cipher: Aes128::new(key),
             pos: 0,
             digest: RunningDigest::new(digest_seed),
         }

@@ -173,7 +173,7 @@ impl CircuitFlow for FixedCircWindow {
     fn on_data_sent(&mut self, _now: Instant, digest: impl FnOnce() -> SendmeDigest) {
         self.package = self.package.saturating_sub(1);
         self.sent += 1;
-        if self.sent % u64::from(CIRC_WINDOW_INCREMENT) == 0 {
+        if self.sent.is_multiple_of(u64::from(CIRC_WINDOW_INCREMENT)) {
             self.expected.push_back(digest());
         }
     }
@@ -200,7 +200,10 @@ impl CircuitFlow for FixedCircWindow {
         }
         self.deliver -= 1;
         self.received += 1;
-        if self.received % u64::from(CIRC_WINDOW_INCREMENT) != 0 {
+        if !self
+            .received
+            .is_multiple_of(u64::from(CIRC_WINDOW_INCREMENT))
+        {
             return Ok(None);
         }
         self.deliver += CIRC_WINDOW_INCREMENT;

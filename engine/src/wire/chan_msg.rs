@@ -20,7 +20,7 @@ pub struct Versions {
 impl Versions {
     /// An odd payload length, or an empty list, is an error.
     pub fn parse(payload: &[u8]) -> Result<Self> {
-        if payload.is_empty() || payload.len() % 2 != 0 {
+        if payload.is_empty() || !payload.len().is_multiple_of(2) {
             return Err(Error::BadLength {
                 field: "versions",
                 len: payload.len(),

@@ -220,7 +220,7 @@ fn ten_hours_of_virtual_time_stay_finite_and_ordered() {
     let mut tick: u64 = 0;
     while now < end {
         for (i, ewma) in e.iter_mut().enumerate() {
-            if tick % (i as u64 + 1) == 0 {
+            if tick.is_multiple_of(i as u64 + 1) {
                 mux.note_written(now, i as u32, ewma);
             }
         }
