@@ -6,6 +6,8 @@
 #
 #   bash benches/three-hop-throughput.sh EXE [ROUNDS]        (EXE: a release `kistrel`)
 #
+# NET_ARGS adds options to `kistrel net` (e.g. NET_ARGS="--scheduler vanilla").
+#
 # Prints one line per run (MiB/s; CPU-s per GiB of each node, user time in brackets; the
 # machine's idle share during the transfer) and a summary: median [min, max] MiB/s per
 # backend and the io_uring/poll ratio per round.
@@ -46,7 +48,8 @@ for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/blob" --ma
 # One run: prints "MiB/s node=cpu(user) ... idle=x".
 run() {
     local backend=$1 dir="$work/net-$1-$2"
-    "$EXE" net --relays 3 --links "$LINKS" --backend "$backend" --dir "$dir" >"$dir.ready" 2>"$dir.err" &
+    # shellcheck disable=SC2086 # NET_ARGS is a list of options
+    "$EXE" net --relays 3 --links "$LINKS" --backend "$backend" --dir "$dir" ${NET_ARGS:-} >"$dir.ready" 2>"$dir.err" &
     local net=$!
     for _ in $(seq 1 240); do grep -q socks= "$dir.ready" 2>/dev/null && break; sleep 0.25; done
     local socks
