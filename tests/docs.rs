@@ -337,14 +337,16 @@ fn configuration_reference_has_every_key_with_its_default() {
 
 // ---- the example files ----
 
-/// Starts `kistrel ARGS` in `dir` and waits for its `ready` line.
+/// Starts `kistrel ARGS` in `dir` and waits for its `ready` line. Its stderr goes to a file
+/// in `dir`, shown if no ready line comes (one CI run saw the client exit before it).
 fn start_ready(dir: &Path, args: &[&str]) -> (Reaped, String) {
+    let err_path = dir.join(format!("{}.stderr", args.join("_")));
     let mut child = Command::new(env!("CARGO_BIN_EXE_kistrel"))
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
     let lines = lines_of(&mut child);
@@ -352,7 +354,10 @@ fn start_ready(dir: &Path, args: &[&str]) -> (Reaped, String) {
     let line = lines.recv_timeout(Duration::from_secs(60));
     match line {
         Ok(l) if l.starts_with("ready ") => (child, l),
-        other => panic!("kistrel {args:?}: no ready line, got {other:?}"),
+        other => panic!(
+            "kistrel {args:?}: no ready line, got {other:?}; its stderr:\n{}",
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        ),
     }
 }
 
