@@ -1,6 +1,8 @@
 //! Thin, audited wrappers over the socket system calls the runtime needs and std does not
 //! offer: socket snapshots for the scheduler (one TCP_INFO), the send queue by ioctl
-//! (SIOCOUTQ, SIOCOUTQNSD), a SO_REUSEPORT listener, and a few socket options.
+//! (SIOCOUTQ, SIOCOUTQNSD), a SO_REUSEPORT listener, and a few socket options. Also the
+//! relay crypto's AES-128-CTR on the CPU's AES instructions ([`aes_ctr`]), whose intrinsics
+//! need `unsafe` for their loads and stores.
 //!
 //! With `engine::uring` this is one of the two places in the workspace where `unsafe` is
 //! allowed. Every call here passes a pointer to a local, correctly sized value and a length

@@ -3,23 +3,26 @@
 //! per instruction) where the CPU has it, else AES-NI on 128-bit ones.
 //!
 //! Why not the `aes` crate's backend (the engine's before this): its `encrypt_blocks` takes
-//! counter blocks from memory and hands back keystream that must be copied and XORed, and its
-//! VAES backend (0.9) measured slower than its AES-NI one on this machine's 33-block bodies
-//! (benches/BASELINE.md). Here the counters are made in registers, the round keys stay in
-//! registers for a whole body, and the keystream is XORed into the data as it comes out of
-//! the last round: no keystream buffer, no copy.
+//! counter blocks from memory, and its VAES backend (0.9) measured slower than its AES-NI one
+//! on this machine's 33-block bodies (benches/BASELINE.md). Here the counter blocks are made
+//! in registers, all the blocks of a body are encrypted in groups of up to 8 registers with
+//! the round keys held in registers, stored once, and XORed into the body as one run. (XORing
+//! each block as it comes out of the last round, with the two partial blocks at the ends
+//! handled apart, measured slower and counted more instructions.)
 //!
 //! The counter's high 64 bits are always zero: a keystream position is a `u64` of bytes, so
 //! the block index `pos / 16` is below 2^60 and never carries out of the low half.
 //!
 //! Checked against the `ctr` crate's `Ctr128BE<Aes128>` at every alignment and length, on both
-//! paths (engine tests, `crypto/relay_crypto/keystream.rs`), and against NIST SP 800-38A's
-//! CTR-AES128 vector's key schedule (FIPS-197 appendix A.1) below.
+//! paths (here and in `crypto/relay_crypto/keystream.rs`), against FIPS-197 appendix A.1's
+//! key schedule (below), and through the relay crypto against Tor's tor1 vectors.
 //!
 //! SAFETY overall: the instruction-set functions are only reached through [`Aes128Ctr`], whose
 //! constructor returns `None` unless the CPU reports the features they are compiled for, and
-//! whose `wide` flag is set only when VAES and AVX2 are reported too. Every memory access is
-//! an unaligned load or store of 16 or 32 bytes inside the `&mut [u8]` being processed.
+//! whose `wide` flag is set only when VAES and AVX2 are reported too. The data is touched
+//! through safe slices only; the `unsafe` memory accesses are 16-byte loads and stores of
+//! round keys and constants, and the keystream buffer read back as bytes (only the blocks
+//! written).
 #![allow(unsafe_code)]
 
 use zeroize::Zeroize;
