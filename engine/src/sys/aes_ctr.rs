@@ -118,7 +118,6 @@ mod x86 {
     //! type calls them only where those features were detected.
 
     use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
 
     /// Keystream blocks per pass: a 509-byte body at any offset needs 33 (an even count, so a
     /// pass is whole 256-bit registers too).
@@ -181,16 +180,14 @@ mod x86 {
         }
     }
 
-    /// The first `n` bytes of `ks`.
-    ///
-    /// # Safety
-    /// Those bytes must have been written.
+    /// The keystream buffer as bytes: `PASS * 16` of them, in an array of 128- or 256-bit
+    /// registers.
     #[inline]
-    unsafe fn written<T>(ks: &[MaybeUninit<T>], n: usize) -> &[u8] {
-        assert!(n <= size_of_val(ks));
-        // SAFETY: in bounds (asserted); initialized per the contract; `T` is a SIMD integer
-        // vector, plain bytes without padding.
-        unsafe { std::slice::from_raw_parts(ks.as_ptr().cast::<u8>(), n) }
+    fn bytes<T: Copy, const N: usize>(ks: &[T; N]) -> &[u8; PASS * 16] {
+        const { assert!(N * size_of::<T>() == PASS * 16) };
+        // SAFETY: same size (asserted at compile time); `T` is a SIMD integer vector, plain
+        // bytes without padding, and u8 has no alignment to meet.
+        unsafe { &*ks.as_ptr().cast() }
     }
 
     #[target_feature(enable = "aes,ssse3")]
@@ -288,26 +285,22 @@ mod x86 {
     macro_rules! fill {
         ($blocks:ident, $rk:expr, $ctr:expr, $out:expr) => {{
             let out = $out;
-            let n = out.len();
-            let mut put = |r: usize, blocks: &[_]| {
-                for (o, b) in out[r..r + blocks.len()].iter_mut().zip(blocks) {
-                    o.write(*b);
-                }
-                r + blocks.len()
-            };
             let mut r = 0;
-            while n - r >= 8 {
-                r = put(r, &$blocks::<8>($rk, $ctr));
+            while out.len() - r >= 8 {
+                out[r..r + 8].copy_from_slice(&$blocks::<8>($rk, $ctr));
+                r += 8;
             }
-            let left = n - r;
+            let left = out.len() - r;
             if left & 4 != 0 {
-                r = put(r, &$blocks::<4>($rk, $ctr));
+                out[r..r + 4].copy_from_slice(&$blocks::<4>($rk, $ctr));
+                r += 4;
             }
             if left & 2 != 0 {
-                r = put(r, &$blocks::<2>($rk, $ctr));
+                out[r..r + 2].copy_from_slice(&$blocks::<2>($rk, $ctr));
+                r += 2;
             }
             if left & 1 != 0 {
-                put(r, &$blocks::<1>($rk, $ctr));
+                out[r] = $blocks::<1>($rk, $ctr)[0];
             }
         }};
     }
@@ -316,14 +309,14 @@ mod x86 {
     #[target_feature(enable = "aes,ssse3")]
     pub(super) fn apply_narrow(round_keys: &[[u8; 16]; 11], pos: u64, data: &mut [u8]) {
         let rk = round_keys.map(|k| load16(&k));
-        // Not zeroed: a pass reads only the blocks it wrote.
-        let mut ks = [MaybeUninit::<__m128i>::uninit(); PASS];
+        let mut ks = [_mm_setzero_si128(); PASS];
         for p in passes(pos, data.len()) {
             let mut ctr = _mm_set_epi64x(0, p.block as i64);
             fill!(blocks_narrow, &rk, &mut ctr, &mut ks[..p.blocks()]);
-            // SAFETY: `fill!` wrote the pass's blocks, which cover `skip + len` bytes.
-            let flat = unsafe { written(&ks, p.skip + p.len) };
-            xor(&mut data[p.at..p.at + p.len], &flat[p.skip..]);
+            xor(
+                &mut data[p.at..p.at + p.len],
+                &bytes(&ks)[p.skip..p.skip + p.len],
+            );
         }
     }
 
@@ -331,7 +324,7 @@ mod x86 {
     #[target_feature(enable = "vaes,avx2,aes,ssse3")]
     pub(super) fn apply_wide(round_keys: &[[u8; 16]; 11], pos: u64, data: &mut [u8]) {
         let rk = round_keys.map(|k| _mm256_broadcastsi128_si256(load16(&k)));
-        let mut ks = [MaybeUninit::<__m256i>::uninit(); PASS / 2];
+        let mut ks = [_mm256_setzero_si256(); PASS / 2];
         for p in passes(pos, data.len()) {
             let first = p.block as i64;
             let mut ctr = _mm256_set_epi64x(0, first.wrapping_add(1), 0, first);
