@@ -104,16 +104,21 @@ fn main() {
     );
 }
 
-/// The engine's `sys::aes_ctr` (session 8) on `path`'s instructions; panics if the CPU lacks
-/// them (the VAES run on a CPU without VAES would measure AES-NI, so it refuses).
+/// The engine's `sys::aes_ctr` (session 8) on `path`'s instructions, one body per call.
 fn kistrel_sys(key: &[u8; 16], body: &mut [u8; BODY], cells: usize, path: aes_ctr::AesPath) {
-    let c = aes_ctr::Aes128Ctr::with_path(key, path).expect("no AES-NI");
-    assert_eq!(c.is_wide(), path == aes_ctr::AesPath::Fastest, "no VAES");
+    let c = sys_cipher(key, path);
     let mut pos: u64 = 0;
     for _ in 0..cells {
         c.apply(pos, black_box(&mut *body));
         pos += BODY as u64;
     }
+}
+
+/// `sys::aes_ctr` restricted to `path`, refusing to run a VAES bench on AES-NI.
+fn sys_cipher(key: &[u8; 16], path: aes_ctr::AesPath) -> aes_ctr::Aes128Ctr {
+    let c = aes_ctr::Aes128Ctr::with_path(key, path).expect("no AES-NI");
+    assert_eq!(c.is_wide(), path == aes_ctr::AesPath::Fastest, "no VAES");
+    c
 }
 
 /// Sizes of the implementations' state types.
@@ -144,8 +149,7 @@ fn sizes() {
 /// `sys::aes_ctr` over 128 bodies at a time (one 65,152-byte run per call): its steady rate,
 /// without the per-body start and end.
 fn kistrel_sys_long(key: &[u8; 16], cells: usize, path: aes_ctr::AesPath) {
-    let c = aes_ctr::Aes128Ctr::with_path(key, path).expect("no AES-NI");
-    assert_eq!(c.is_wide(), path == aes_ctr::AesPath::Fastest, "no VAES");
+    let c = sys_cipher(key, path);
     let mut run = vec![0u8; BODY * 128];
     for i in 0..cells / 128 {
         c.apply(i as u64 * run.len() as u64, black_box(&mut run));

@@ -21,8 +21,7 @@
 //! constructor returns `None` unless the CPU reports the features they are compiled for, and
 //! whose `wide` flag is set only when VAES and AVX2 are reported too. The data is touched
 //! through safe slices only; the `unsafe` memory accesses are 16-byte loads and stores of
-//! round keys and constants, and the keystream buffer read back as bytes (only the blocks
-//! written).
+//! round keys and constants, and the (zeroed, then filled) keystream buffer viewed as bytes.
 #![allow(unsafe_code)]
 
 use zeroize::Zeroize;
@@ -131,6 +130,7 @@ mod x86 {
 
     /// One pass over a stream: data bytes `at .. at + len` take keystream bytes from `skip`
     /// in the pass's blocks, which start at block index `block`.
+    #[derive(Clone, Copy)]
     struct Pass {
         block: u64,
         skip: usize,
@@ -159,7 +159,7 @@ mod x86 {
                 return None;
             }
             next.len = (len - next.at).min(PASS * 16 - next.skip);
-            let this = Pass { ..next };
+            let this = next;
             next = Pass {
                 block: this.block + this.blocks() as u64,
                 skip: 0,

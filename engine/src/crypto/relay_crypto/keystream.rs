@@ -3,9 +3,9 @@
 //!
 //! A direction's state is its key schedule plus a byte position: the part of the last block a
 //! body does not use is recomputed by the next body rather than stored. On CPUs with AES
-//! instructions the work is `sys::aes_ctr` (counters made and keystream XORed in registers,
-//! VAES where present); elsewhere the 32 or 33 counter blocks a body touches go through the
-//! `aes` crate's `encrypt_blocks` and are XORed as one flat run. Why not the `ctr` crate: its
+//! instructions the work is `sys::aes_ctr` (counter blocks made in registers, VAES where
+//! present); elsewhere the 32 or 33 counter blocks a body touches go through the `aes`
+//! crate's `encrypt_blocks`. Both store the body's keystream once and XOR it as one flat run. Why not the `ctr` crate: its
 //! `Ctr128BE` keeps a partial-block buffer and runs a generic per-block loop (~1,025
 //! instructions per body under callgrind). The tests check every path this CPU runs against
 //! `ctr::Ctr128BE` at every alignment and against Tor's tor1 vectors (relay_crypto/tests.rs).
