@@ -27,6 +27,7 @@
 #![allow(unsafe_code)]
 
 mod bufring;
+mod close;
 mod complete;
 mod config;
 mod driver;

@@ -57,7 +57,10 @@ fn loopback() -> SocketAddr {
 fn drain(ring: &mut Ring) {
     let start = Instant::now();
     while ring.ops_in_flight() > 0 {
-        check_deadline(start, Duration::from_secs(5), "operations to finish");
+        if start.elapsed() >= Duration::from_secs(5) {
+            let left = ring.describe_ops_in_flight();
+            panic!("timed out: operations to finish: {left:?}");
+        }
         ring.run_once(TICK).unwrap();
         while ring.poll_event().is_some() {}
     }
@@ -420,6 +423,41 @@ fn close_with_operations_in_flight_frees_everything() {
     let _ = peer.read_to_end(&mut sink);
     assert!(sink.iter().all(|&b| b == 0xa5));
     assert!(sink.len() < 32 << 20);
+}
+
+/// `close` ends the TCP connection itself, not only the descriptor: the peer reads EOF
+/// before the ring runs again, whatever operation may still hold the socket (a cancel the
+/// kernel does not match leaves one holding it: `uring/close.rs`).
+#[test]
+fn close_ends_the_connection_before_the_ring_runs_again() {
+    let Some(mut ring) = ring(&RingConfig::default()) else {
+        return;
+    };
+    let l = TcpListener::bind(loopback()).unwrap();
+    let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = l.accept().unwrap();
+    let conn = ring.adopt(client).unwrap();
+    ring.send(conn, b"last words").unwrap();
+    let start = Instant::now();
+    while ring.queued_len(conn).unwrap() > 0 {
+        check_deadline(start, Duration::from_secs(5), "the send");
+        ring.run_once(TICK).unwrap();
+        while ring.poll_event().is_some() {}
+    }
+    assert_eq!(
+        ring.ops_in_flight(),
+        1 + errqueue_armed(&ring),
+        "the RECV is armed"
+    );
+
+    ring.close(conn).unwrap();
+    // No run_once: the cancels and the CLOSE are not even submitted yet.
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).expect("EOF, not a timeout");
+    assert_eq!(&got[..], b"last words");
+    drain(&mut ring);
+    assert_eq!(ring.buf_ring().outstanding(), 0);
 }
 
 #[test]

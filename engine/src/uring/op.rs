@@ -171,6 +171,14 @@ impl fmt::Debug for Op {
     }
 }
 
+impl super::Ring {
+    /// The operations the kernel has not finished with, each described (`Recv(ConnId(..))`,
+    /// `Send(conn, sent/len)`, ...): for the message of a wait for them that timed out.
+    pub fn describe_ops_in_flight(&self) -> Vec<String> {
+        self.ops.iter().map(|(_, op)| format!("{op:?}")).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
