@@ -63,6 +63,7 @@ pub fn kist_limit(tcp: &TcpInfo, notsent: u32, outbuf: u32, sock_buf_size_factor
 }
 
 /// [`kist_limit`] and which term bound it.
+#[inline]
 pub fn kist_limit_with_reason(
     tcp: &TcpInfo,
     notsent: u32,
@@ -72,31 +73,30 @@ pub fn kist_limit_with_reason(
     kist_limit_parts(tcp, notsent, outbuf, sock_buf_size_factor)
 }
 
+#[inline]
 fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u64, LimitReason) {
     // u32 * u32 < 2^64: the window and the free space are exact in u64.
     let window = u64::from(tcp.cwnd) * u64::from(tcp.mss);
     let tcp_space = u64::from(tcp.cwnd.saturating_sub(tcp.unacked)) * u64::from(tcp.mss);
-    let factor = if factor.is_nan() {
-        0.0
-    } else {
-        factor.max(0.0)
-    };
-    let target = window as f64 * factor;
-    let staged = i128::from(notsent) + i128::from(outbuf);
-    // The sum is taken in i128 (exact); the float conversions stay u64 <-> f64 in the usual
-    // case, because i128 <-> f64 are library calls that cost more than the rest of the grant.
-    let top = if target < U64_RANGE {
-        i128::from(tcp_space) + i128::from(target as u64)
-    } else {
-        // An absurd factor: `as` from f64 to i128 saturates (infinity too), add saturating.
-        i128::from(tcp_space).saturating_add(target as i128)
-    };
-    let limit = top.saturating_sub(staged).clamp(0, i128::from(u64::MAX));
     let reason = if tcp_space == 0 {
         LimitReason::CongestionWindow
     } else {
         LimitReason::SocketBuffer
     };
+    // NaN and negative factors count as 0 (NaN compares false).
+    let factor = if factor > 0.0 { factor } else { 0.0 };
+    let target = window as f64 * factor;
+    let staged = u64::from(notsent) + u64::from(outbuf);
+    if target < U64_RANGE {
+        // The usual case, exact in u128 (two words; no sign, no float beyond u64 <-> f64,
+        // since i128 <-> f64 are library calls that cost more than the rest of the grant).
+        let top = u128::from(tcp_space) + u128::from(target as u64);
+        let limit = top.saturating_sub(u128::from(staged));
+        return (u64::try_from(limit).unwrap_or(u64::MAX), reason);
+    }
+    // An absurd factor: `as` from f64 to i128 saturates (infinity too), add saturating.
+    let top = i128::from(tcp_space).saturating_add(target as i128);
+    let limit = top.saturating_sub(i128::from(staged)).max(0);
     (u64::try_from(limit).unwrap_or(u64::MAX), reason)
 }
 
@@ -111,6 +111,7 @@ pub fn kistlite_limit(outbuf: u32, high_water: u32) -> u64 {
 /// Estimated time, in microseconds, that the `notsent` bytes wait in the kernel before they
 /// leave: `notsent / send_rate` with `send_rate ~ cwnd * mss / rtt`. `None` when the rate is
 /// unknown (zero cwnd, mss or rtt).
+#[inline]
 pub fn kernel_queue_time_us(tcp: &TcpInfo, notsent: u32) -> Option<u64> {
     // Each product of two u32 fits in u64, so no u128 division (a library call) is needed.
     let window = u64::from(tcp.cwnd) * u64::from(tcp.mss);

@@ -42,6 +42,9 @@ pub struct SchedMetrics {
     pub histograms: SchedHistograms,
     /// Bytes granted so far in the current run.
     run_bytes_granted: u64,
+    /// This run's latest kernel queue estimates not yet in their histogram: one value and
+    /// how many grants in a row had it (one histogram update per run of equal values).
+    run_estimates: (u64, u64),
 }
 
 /// Grants whose channel used its whole grant with cells left, by the [`LimitReason`] that
@@ -204,6 +207,7 @@ impl SchedMetrics {
             exhausted: ExhaustedGrants::default(),
             histograms: SchedHistograms::new(),
             run_bytes_granted: 0,
+            run_estimates: (0, 0),
         }
     }
 
@@ -232,11 +236,26 @@ impl SchedMetrics {
         h.saturating_record(us.clamp(1, MAX_RECORDED_US));
     }
 
-    /// An estimated kernel queue time for one socket (see `limit::kernel_queue_time_us`).
+    /// An estimated kernel queue time for one socket (see `limit::kernel_queue_time_us`),
+    /// in the histogram once the run ends ([`Self::record_run`]): equal values in a row
+    /// (sockets with nothing unsent all estimate 0) cost one histogram update.
     pub fn record_kernel_queue_estimate(&mut self, us: u64) {
-        self.histograms
-            .kernel_queue_estimated_us
-            .saturating_record(us.clamp(1, MAX_RECORDED_US));
+        let us = us.clamp(1, MAX_RECORDED_US);
+        match &mut self.run_estimates {
+            (value, count) if *value == us => *count += 1,
+            run => {
+                let (value, count) = std::mem::replace(run, (us, 1));
+                self.record_kernel_queue_estimates(value, count);
+            }
+        }
+    }
+
+    fn record_kernel_queue_estimates(&mut self, us: u64, count: u64) {
+        if count > 0 {
+            self.histograms
+                .kernel_queue_estimated_us
+                .saturating_record_n(us, count);
+        }
     }
 
     /// One timer sample of a socket: records its estimated kernel queue time if the socket
@@ -273,6 +292,8 @@ impl SchedMetrics {
     }
 
     pub(crate) fn record_run(&mut self, cells: u64, bytes: u64, flushes: u64) {
+        let (value, count) = std::mem::take(&mut self.run_estimates);
+        self.record_kernel_queue_estimates(value, count);
         self.runs += 1;
         self.cells_written += cells;
         self.bytes_written = self.bytes_written.saturating_add(bytes);
@@ -403,6 +424,26 @@ mod tests {
         // Nothing written, nothing recorded.
         drop(QueueTimes::new(&mut m, now));
         assert_eq!(m.histograms.relay_queue_us.len(), 6);
+    }
+
+    #[test]
+    fn kernel_queue_estimates_are_recorded_exactly_when_the_run_ends() {
+        let mut m = SchedMetrics::new();
+        for us in [0, 0, 0, 250, 250, 0] {
+            m.record_kernel_queue_estimate(us);
+        }
+        m.record_run(6, 6 * 514, 1);
+        let h = &m.histograms.kernel_queue_estimated_us;
+        assert_eq!(h.len(), 6);
+        assert_eq!(
+            h.count_at(1),
+            4,
+            "zero estimates are kept at the 1 us floor"
+        );
+        assert_eq!(h.count_at(250), 2);
+        // A run without estimates adds none.
+        m.record_run(0, 0, 0);
+        assert_eq!(m.histograms.kernel_queue_estimated_us.len(), 6);
     }
 
     #[test]
