@@ -139,7 +139,7 @@ impl<K: ChannelKey> KistCore<K> {
         match (self.mode, snap.socket.tcp, snap.socket.notsent) {
             (LimitMode::Kernel, Some(tcp), Some(notsent)) => {
                 if let Some(us) = kernel_queue_time_us(&tcp, notsent) {
-                    self.metrics.record_kernel_queue_estimate(us);
+                    self.metrics.note_kernel_queue_estimate(us);
                 }
                 kist_limit_with_reason(&tcp, notsent, snap.outbuf, self.cfg.sock_buf_size_factor)
             }

@@ -236,10 +236,15 @@ impl SchedMetrics {
         h.saturating_record(us.clamp(1, MAX_RECORDED_US));
     }
 
-    /// An estimated kernel queue time for one socket (see `limit::kernel_queue_time_us`),
-    /// in the histogram once the run ends ([`Self::record_run`]): equal values in a row
-    /// (sockets with nothing unsent all estimate 0) cost one histogram update.
+    /// An estimated kernel queue time for one socket (see `limit::kernel_queue_time_us`).
     pub fn record_kernel_queue_estimate(&mut self, us: u64) {
+        self.record_kernel_queue_estimates(us.clamp(1, MAX_RECORDED_US), 1);
+    }
+
+    /// [`Self::record_kernel_queue_estimate`] inside a scheduler run: in the histogram once
+    /// the run ends ([`Self::record_run`]), so equal values in a row (sockets with nothing
+    /// unsent all estimate 0) cost one histogram update.
+    pub(crate) fn note_kernel_queue_estimate(&mut self, us: u64) {
         let us = us.clamp(1, MAX_RECORDED_US);
         match &mut self.run_estimates {
             (value, count) if *value == us => *count += 1,
@@ -430,8 +435,13 @@ mod tests {
     fn kernel_queue_estimates_are_recorded_exactly_when_the_run_ends() {
         let mut m = SchedMetrics::new();
         for us in [0, 0, 0, 250, 250, 0] {
-            m.record_kernel_queue_estimate(us);
+            m.note_kernel_queue_estimate(us);
         }
+        assert_eq!(
+            m.histograms.kernel_queue_estimated_us.len(),
+            5,
+            "the last run waits"
+        );
         m.record_run(6, 6 * 514, 1);
         let h = &m.histograms.kernel_queue_estimated_us;
         assert_eq!(h.len(), 6);
@@ -441,9 +451,11 @@ mod tests {
             "zero estimates are kept at the 1 us floor"
         );
         assert_eq!(h.count_at(250), 2);
-        // A run without estimates adds none.
+        // A run without estimates adds none; outside a run one is recorded at once.
         m.record_run(0, 0, 0);
         assert_eq!(m.histograms.kernel_queue_estimated_us.len(), 6);
+        m.record_kernel_queue_estimate(250);
+        assert_eq!(m.histograms.kernel_queue_estimated_us.count_at(250), 3);
     }
 
     #[test]
