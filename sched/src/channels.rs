@@ -10,6 +10,11 @@
 //!
 //! After a run, a channel that still has cells is `Pending` again (KIST/KISTLite: Tor's
 //! `to_readd`, retried after the run interval) or `WaitingToWrite` (Vanilla: until writable).
+//!
+//! KIST's run takes each pending channel once ([`ChannelTable::take_pending`]) by marking it
+//! with the run's number instead of moving it out of `Pending` and back: a channel left with
+//! cells then needs no second lookup after the run (Tor's `to_readd` is implicit), and one
+//! that ran out is set to `WaitingForCells` as before.
 
 use std::collections::HashMap;
 
@@ -27,6 +32,8 @@ struct Entry {
     listed: bool,
     /// An event made it runnable since it was last taken into a run (see `Change`).
     woken: bool,
+    /// The number of the last run that took it (`ChannelTable::begin_run`); 0: none.
+    taken_in: u64,
 }
 
 /// What an event did.
@@ -44,6 +51,8 @@ pub(crate) struct ChannelTable<K> {
     /// Channels that were pending when listed. INVARIANT: every `Pending` channel is here once
     /// (`listed`); entries whose state changed since are filtered out and compacted after runs.
     pending: Vec<K>,
+    /// The current run's number, from 1 (u64: it never wraps).
+    run: u64,
 }
 
 impl<K: ChannelKey> ChannelTable<K> {
@@ -51,6 +60,7 @@ impl<K: ChannelKey> ChannelTable<K> {
         ChannelTable {
             map: HashMap::with_hasher(Fixed::with_seed(SEED)),
             pending: Vec::new(),
+            run: 0,
         }
     }
 
@@ -108,6 +118,7 @@ impl<K: ChannelKey> ChannelTable<K> {
             state,
             listed: false,
             woken: false,
+            taken_in: 0,
         });
         e.state = state;
         if state != ChannelState::Pending {
@@ -119,30 +130,23 @@ impl<K: ChannelKey> ChannelTable<K> {
         }
     }
 
-    /// A run takes `chan` if it is `Pending`: it becomes `WaitingToWrite` until the run
-    /// says otherwise. One lookup. Returns whether it was pending.
+    /// A new run begins: every channel may be taken into it once.
+    pub(crate) fn begin_run(&mut self) {
+        self.run += 1;
+    }
+
+    /// The current run takes `chan` if it is `Pending` and this run has not taken it yet (a
+    /// stale or duplicate snapshot is refused). It stays `Pending`: unless the run sets it to
+    /// `WaitingForCells`, it is pending for the next run too. One lookup. Returns whether it
+    /// was taken.
     pub(crate) fn take_pending(&mut self, chan: K) -> bool {
         match self.map.get_mut(&chan) {
-            Some(e) if e.state == ChannelState::Pending => {
-                e.state = ChannelState::WaitingToWrite;
+            Some(e) if e.state == ChannelState::Pending && e.taken_in != self.run => {
+                e.taken_in = self.run;
                 e.woken = false;
                 true
             }
             _ => false,
-        }
-    }
-
-    /// After a run: `chan`, taken by it and left with cells, is `Pending` again (Tor's
-    /// `to_readd`). One lookup.
-    pub(crate) fn readd(&mut self, chan: K) {
-        if let Some(e) = self.map.get_mut(&chan) {
-            if e.state == ChannelState::WaitingToWrite {
-                e.state = ChannelState::Pending;
-                if !e.listed {
-                    e.listed = true;
-                    self.pending.push(chan);
-                }
-            }
         }
     }
 

@@ -55,17 +55,8 @@ enum LimitMode {
     HighWater,
 }
 
-/// One granted channel during a run.
-#[derive(Clone, Copy, Debug)]
-struct Granted<K> {
-    chan: K,
-    limit: u64,
-    written: u64,
-    reason: LimitReason,
-}
-
 /// A run's service order: the channel's best priority (its total-order bits) above its index
-/// in `granted`, so that one integer sort orders channels by priority and equal priorities
+/// in `grants`, so that one integer sort orders channels by priority and equal priorities
 /// (all of them under round robin) by snapshot order.
 fn order_key(priority_bits: u64, idx: u32) -> u128 {
     (u128::from(priority_bits) << 64) | u128::from(idx)
@@ -81,9 +72,9 @@ struct KistCore<K> {
     /// A run for every pending channel: `run_interval` after the run that re-added one.
     tick_due: Option<Instant>,
     last_run: Option<Instant>,
-    granted: Vec<Granted<K>>,
     /// This run's channels with cells and room, as [`order_key`]s.
     order: Vec<u128>,
+    /// This run's grants, in snapshot order; `written` is filled in as the run goes.
     grants: Vec<WriteGrant<K>>,
     metrics: SchedMetrics,
 }
@@ -97,7 +88,6 @@ impl<K: ChannelKey> KistCore<K> {
             event_due: None,
             tick_due: None,
             last_run: None,
-            granted: Vec::new(),
             order: Vec::new(),
             grants: Vec::new(),
             metrics: SchedMetrics::new(),
@@ -160,32 +150,33 @@ impl<K: ChannelKey> KistCore<K> {
     ) -> RunReport {
         self.grant(now, snaps, source);
         let mut report = RunReport {
-            channels: self.granted.len() as u32,
+            channels: self.grants.len() as u32,
             ..RunReport::default()
         };
         // Unique keys (the index is part of them): unstable sort gives a stable order.
         self.order.sort_unstable();
         for &key in &self.order {
             let idx = key as u32 as usize;
-            let Some(g) = self.granted.get_mut(idx) else {
+            let Some(g) = self.grants.get_mut(idx) else {
                 continue;
             };
-            let max_cells = u32::try_from(g.limit / u64::from(CELL_WIRE_LEN)).unwrap_or(u32::MAX);
+            let max_cells =
+                u32::try_from(g.max_bytes / u64::from(CELL_WIRE_LEN)).unwrap_or(u32::MAX);
             let batch = {
                 let mut times = QueueTimes::new(&mut self.metrics, now);
-                source.write_cells(now, g.chan, max_cells, &mut times)
+                source.write_cells(now, g.channel, max_cells, &mut times)
             };
             g.written = batch.bytes;
             report.cells += u64::from(batch.cells);
             report.bytes += batch.bytes;
             if batch.cells > 0 {
-                source.flush(g.chan);
+                source.flush(g.channel);
                 report.flushes += 1;
             }
             if !batch.more {
-                self.table.set(g.chan, ChannelState::WaitingForCells);
+                self.table.set(g.channel, ChannelState::WaitingForCells);
             } else {
-                self.metrics.record_exhausted(g.reason);
+                self.metrics.record_exhausted(g.limited_by);
             }
         }
         self.finish_run(now, &mut report);
@@ -200,23 +191,23 @@ impl<K: ChannelKey> KistCore<K> {
         snaps: &[ChannelSnapshot<K>],
         source: &mut dyn CellSource<K>,
     ) {
-        self.granted.clear();
         self.order.clear();
         self.grants.clear();
+        self.table.begin_run();
         for snap in snaps {
-            // Taken into this run (re-added after it if it keeps cells); a stale or
+            // Taken into this run (it stays pending unless it runs out of cells); a stale or
             // duplicate entry is skipped.
             if !self.table.take_pending(snap.channel) {
                 continue;
             }
             let (limit, reason) = self.limit_for(snap);
             self.metrics.record_grant(limit, reason);
-            let idx = self.granted.len() as u32;
-            self.granted.push(Granted {
-                chan: snap.channel,
-                limit,
+            let idx = self.grants.len() as u32;
+            self.grants.push(WriteGrant {
+                channel: snap.channel,
+                max_bytes: limit,
+                limited_by: reason,
                 written: 0,
-                reason,
             });
             if limit < u64::from(CELL_WIRE_LEN) {
                 self.metrics.record_exhausted(reason);
@@ -229,23 +220,14 @@ impl<K: ChannelKey> KistCore<K> {
         }
     }
 
-    /// Record the grants, re-add channels that keep cells, and set the next tick.
+    /// Set the next tick. A granted channel that keeps cells is still
+    /// `Pending` (Tor's `to_readd`): it is pending for the next run, which the kernel will
+    /// have given more room by then (or a send completion calls it sooner).
     fn finish_run(&mut self, now: Instant, report: &mut RunReport) {
-        for g in &self.granted {
-            self.grants.push(WriteGrant {
-                channel: g.chan,
-                max_bytes: g.limit,
-                limited_by: g.reason,
-                written: g.written,
-            });
-            // Tor's `to_readd`: still has cells, so it is pending for the next run, which the
-            // kernel will have given more room by then (or a send completion calls it sooner).
-            self.table.readd(g.chan);
-        }
         self.table.compact();
         self.last_run = Some(now);
         self.event_due = None;
-        // Channels re-added by this run are retried within one interval; one that this run did
+        // Channels left pending by this run are retried within one interval; one that this run did
         // not take keeps its earlier tick.
         let retry = now + self.cfg.run_interval;
         self.tick_due = match self.tick_due {

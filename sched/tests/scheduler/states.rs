@@ -120,6 +120,10 @@ fn kist_run_stops_at_the_grant_and_readds() {
     let t1 = T0 + Duration::from_micros(300);
     s.channel_writable(t1, chan);
     assert_eq!(s.next_run(), Some(t1));
+    // Taken once per run, so the next run takes it again.
+    let report = s.run(t1, &[snap_for_cells(chan, 4)], &mut relay);
+    assert_eq!((report.channels, report.cells), (1, 4));
+    assert_eq!(relay.queued(chan), 12);
 }
 
 #[test]
