@@ -95,51 +95,31 @@ impl CipherCache {
     /// XORs `stream`'s keystream into `body` and advances it by one body.
     #[inline]
     fn apply(&mut self, stream: &mut Keystream, body: &mut [u8; BODY_LEN]) {
-        keystream::apply(self.cipher(stream), stream.pos, body);
-        stream.pos += BODY_LEN as u64;
-    }
-
-    /// Writes `src` XOR `stream`'s keystream into `dst` (the copy and the cipher in one pass)
-    /// and advances the stream by one body.
-    #[inline]
-    fn apply_into(
-        &mut self,
-        stream: &mut Keystream,
-        src: &[u8; BODY_LEN],
-        dst: &mut [u8; BODY_LEN],
-    ) {
-        keystream::apply_into(self.cipher(stream), stream.pos, src, dst);
-        stream.pos += BODY_LEN as u64;
-    }
-
-    /// `stream`'s expanded cipher: cached, or expanded into its slot now.
-    #[inline]
-    fn cipher(&mut self, stream: &Keystream) -> &Aes128 {
         let i = (stream.owner % CIPHER_CACHE_SLOTS as u64) as usize;
-        let hit = matches!(self.slots.get(i), Some(Some(e)) if e.owner == stream.owner);
-        if !hit {
-            self.expand_into(i, stream);
+        match self.slots.get_mut(i) {
+            Some(Some(e)) if e.owner == stream.owner => {
+                keystream::apply(&e.cipher, stream.pos, body)
+            }
+            _ => self.apply_missed(i, stream, body),
         }
-        match self.slots.get(i) {
-            Some(Some(e)) => &e.cipher,
-            // `expand_into` filled slot `i`; never reached.
-            _ => unreachable!("cipher cache slot {i} empty after expanding"),
-        }
+        stream.pos += BODY_LEN as u64;
     }
 
-    /// A miss: expand `stream`'s key into slot `i` (kept out of line, so the hit path stays
-    /// small enough to inline the keystream loop).
+    /// [`CipherCache::apply`] without the cipher at hand: expand it into slot `i` (kept out
+    /// of line, so the hit path stays small enough to inline the keystream loop).
     #[cold]
     #[inline(never)]
-    fn expand_into(&mut self, i: usize, stream: &Keystream) {
+    fn apply_missed(&mut self, i: usize, stream: &Keystream, body: &mut [u8; BODY_LEN]) {
         self.misses += 1;
         if self.slots.is_empty() {
             self.slots.resize_with(CIPHER_CACHE_SLOTS, || None);
         }
+        let cipher = stream.expand();
+        keystream::apply(&cipher, stream.pos, body);
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Some(CachedCipher {
                 owner: stream.owner,
-                cipher: stream.expand(),
+                cipher,
             });
         }
     }
@@ -301,18 +281,6 @@ impl RelayLayer {
         self.fwd.digest.check(body)
     }
 
-    /// [`RelayLayer::decrypt_forward`] of the cell body `src` into `dst` (every byte written):
-    /// the cell's copy out of the receive buffer and the decryption in one pass.
-    pub fn decrypt_forward_into(
-        &mut self,
-        ciphers: &mut CipherCache,
-        src: &[u8; BODY_LEN],
-        dst: &mut [u8; BODY_LEN],
-    ) -> bool {
-        ciphers.apply_into(&mut self.fwd.stream, src, dst);
-        self.fwd.digest.check(dst)
-    }
-
     /// A backward cell originated at this hop: zero `recognized` and `digest` (the caller
     /// normally has), advance the backward digest, write its first 4 bytes, then encrypt.
     pub fn originate_backward(&mut self, ciphers: &mut CipherCache, body: &mut [u8; BODY_LEN]) {
@@ -323,17 +291,6 @@ impl RelayLayer {
     /// A backward cell from further along the circuit: add this hop's layer.
     pub fn encrypt_backward(&mut self, ciphers: &mut CipherCache, body: &mut [u8; BODY_LEN]) {
         ciphers.apply(&mut self.back.stream, body);
-    }
-
-    /// [`RelayLayer::encrypt_backward`] of the cell body `src` into `dst` (every byte
-    /// written), copy and cipher in one pass.
-    pub fn encrypt_backward_into(
-        &mut self,
-        ciphers: &mut CipherCache,
-        src: &[u8; BODY_LEN],
-        dst: &mut [u8; BODY_LEN],
-    ) {
-        ciphers.apply_into(&mut self.back.stream, src, dst);
     }
 
     /// The circuit is gone: drop its ciphers from the cache now rather than when their

@@ -9,10 +9,10 @@
 //!                   --decrypt layers---> handle_at_origin             (origin circuit)
 //! ```
 //!
-//! Forwarding is the per-cell path: the cell is read where it lies in the receive buffer and
-//! decrypted or encrypted from there into a pool slot (the copy and the cipher in one pass),
-//! with the outgoing circuit id written, and its slot linked into the circuit queue
-//! (transmit copies it once more, into the send buffer), with no allocation. Cells consumed here (last hop, origin) are
+//! Forwarding is the per-cell path: the cell is read where it lies in the receive buffer,
+//! copied once into a pool slot with the outgoing circuit id written, decrypted or encrypted
+//! in place there, and its slot linked into the circuit queue (transmit copies it once more,
+//! into the send buffer), with no allocation. Cells consumed here (last hop, origin) are
 //! copied once, to the stack, instead.
 
 use tracing::debug;
@@ -64,13 +64,14 @@ impl Relay {
                         self.reject_circuit(now, circ, e.into())
                     };
                 };
-                let Ok(src) = <&[u8; CELL_BODY_LEN]>::try_from(cell.body()) else {
+                let Some(slot) = self.cells.fill(next.id.get(), cell.cmd(), cell.body(), now)
+                else {
                     return;
                 };
-                let Some((slot, body)) = self.cells.take(next.id.get(), cell.cmd(), now) else {
-                    return;
+                let Some(body) = self.cells.body_mut(&slot) else {
+                    return self.cells.release(slot);
                 };
-                if layer.decrypt_forward_into(&mut self.ciphers, src, body) {
+                if layer.decrypt_forward(&mut self.ciphers, body) {
                     // For this middle hop (rare: DROP, TRUNCATE): handled from a copy, as
                     // the handlers queue cells of their own.
                     let body = *body;
@@ -85,13 +86,16 @@ impl Relay {
             }
             (Dir::Backward, CircKind::Relay { layer, .. }) => {
                 let Some(prev) = c.prev else { return };
-                let Ok(src) = <&[u8; CELL_BODY_LEN]>::try_from(cell.body()) else {
+                let Some(slot) = self
+                    .cells
+                    .fill(prev.id.get(), ChanCmd::RELAY, cell.body(), now)
+                else {
                     return;
                 };
-                let Some((slot, body)) = self.cells.take(prev.id.get(), ChanCmd::RELAY, now) else {
-                    return;
+                let Some(body) = self.cells.body_mut(&slot) else {
+                    return self.cells.release(slot);
                 };
-                layer.encrypt_backward_into(&mut self.ciphers, src, body);
+                layer.encrypt_backward(&mut self.ciphers, body);
                 self.enqueue_slot(now, circ, Dir::Backward, slot);
             }
             (Dir::Backward, CircKind::Origin(o)) => {

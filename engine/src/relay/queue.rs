@@ -125,20 +125,6 @@ impl CellPool {
         body: &[u8],
         now: Instant,
     ) -> Option<SlotId> {
-        let (slot, payload) = self.take(circ_id, cmd, now)?;
-        payload.copy_from_slice(body);
-        Some(slot)
-    }
-
-    /// [`CellPool::fill`] without the body: the caller must write every byte of the body
-    /// returned (a forwarded cell's relay crypto does, from the receive buffer: the copy and
-    /// the cipher in one pass), which until then holds a previous cell's bytes.
-    pub(crate) fn take(
-        &mut self,
-        circ_id: u32,
-        cmd: ChanCmd,
-        now: Instant,
-    ) -> Option<(SlotId, &mut [u8; CELL_BODY_LEN])> {
         let i = match self.free {
             Some(i) => i,
             None => {
@@ -151,20 +137,25 @@ impl CellPool {
                 i
             }
         };
-        // The header is the circuit id (4 bytes) and the command.
-        const { assert!(CELL_LEN == CELL_BODY_LEN + 5) };
         let slot = self.slots.get_mut(i as usize)?;
-        let next = slot.next;
-        let (header, body) = slot.bytes.split_last_chunk_mut::<CELL_BODY_LEN>()?;
-        header[..4].copy_from_slice(&circ_id.to_be_bytes());
-        header[4] = cmd.0;
+        if self.free == Some(i) {
+            self.free = (slot.next != NIL).then_some(slot.next);
+        }
+        let (header, rest) = slot.bytes.split_at_mut(4);
+        header.copy_from_slice(&circ_id.to_be_bytes());
+        let (command, payload) = rest.split_at_mut(1);
+        command[0] = cmd.0;
+        payload.copy_from_slice(body);
         slot.enqueued = now;
         slot.next = NIL;
-        if self.free == Some(i) {
-            self.free = (next != NIL).then_some(next);
-        }
         self.used += 1;
-        Some((SlotId(i), body))
+        Some(SlotId(i))
+    }
+
+    /// The body of a taken slot, to transform in place (relay crypto).
+    pub(crate) fn body_mut(&mut self, slot: &SlotId) -> Option<&mut [u8; CELL_BODY_LEN]> {
+        let bytes = &mut self.slots.get_mut(slot.0 as usize)?.bytes;
+        bytes.split_last_chunk_mut().map(|(_, body)| body)
     }
 
     /// Puts a taken slot back on the free list (its cell was consumed here, not queued).

@@ -64,52 +64,24 @@ pub(super) fn apply(cipher: &Aes128, pos: u64, body: &mut [u8; BODY_LEN]) {
     }
 }
 
-/// Writes `src` XOR the keystream bytes `pos .. pos + 509` into `dst` (every byte of it):
-/// [`apply`] and a copy in one pass.
-#[inline]
-pub(super) fn apply_into(
-    cipher: &Aes128,
-    pos: u64,
-    src: &[u8; BODY_LEN],
-    dst: &mut [u8; BODY_LEN],
-) {
-    match cipher {
-        Aes128::Instructions(hw) => hw.apply_into(pos, src, dst),
-        Aes128::Portable(soft) => {
-            let flat = portable_keystream(soft, pos);
-            let skip = (pos % 16) as usize;
-            for ((d, s), k) in dst.iter_mut().zip(src).zip(&flat[skip..]) {
-                *d = s ^ k;
-            }
-        }
-    }
-}
-
 /// [`apply`] through the `aes` crate's block interface.
 fn apply_portable(cipher: &aes::Aes128Enc, pos: u64, body: &mut [u8; BODY_LEN]) {
-    let flat = portable_keystream(cipher, pos);
-    let skip = (pos % 16) as usize;
-    for (b, k) in body.iter_mut().zip(&flat[skip..]) {
-        *b ^= k;
-    }
-}
-
-/// The keystream blocks a body at `pos` touches, as one flat run of bytes (the body's start
-/// is `pos % 16` into it), so that the XOR is a single loop the compiler vectorizes whatever
-/// the alignment.
-fn portable_keystream(cipher: &aes::Aes128Enc, pos: u64) -> [u8; MAX_BLOCKS * 16] {
     let first = u128::from(pos / 16);
     let skip = (pos % 16) as usize;
     let blocks = (skip + BODY_LEN).div_ceil(16);
     let mut ks: [Block; MAX_BLOCKS] =
         std::array::from_fn(|i| Block::from((first + i as u128).to_be_bytes()));
     cipher.encrypt_blocks(&mut ks[..blocks]);
+    // One flat run of keystream bytes, so that the XOR is a single loop the compiler
+    // vectorizes whatever the alignment.
     let mut flat = [0u8; MAX_BLOCKS * 16];
     for (dst, src) in flat.chunks_exact_mut(16).zip(&ks[..blocks]) {
         let src: &[u8; 16] = src.as_ref();
         dst.copy_from_slice(src);
     }
-    flat
+    for (b, k) in body.iter_mut().zip(&flat[skip..]) {
+        *b ^= k;
+    }
 }
 
 #[cfg(test)]
@@ -143,9 +115,6 @@ mod tests {
                     let mut body = plain;
                     apply(cipher, pos, &mut body);
                     assert_eq!(body, want, "position {pos}, path {n}");
-                    let mut into = [0x5a; BODY_LEN];
-                    apply_into(cipher, pos, &plain, &mut into);
-                    assert_eq!(into, want, "into: position {pos}, path {n}");
                 }
             }
         }
