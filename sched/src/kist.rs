@@ -220,15 +220,15 @@ impl<K: ChannelKey> KistCore<K> {
         }
     }
 
-    /// Set the next tick. A granted channel that keeps cells is still
-    /// `Pending` (Tor's `to_readd`): it is pending for the next run, which the kernel will
-    /// have given more room by then (or a send completion calls it sooner).
+    /// Set the next tick. A granted channel that keeps cells is still `Pending` (Tor's
+    /// `to_readd`): it is pending for the next run, which the kernel will have given more room
+    /// by then (or a send completion calls it sooner).
     fn finish_run(&mut self, now: Instant, report: &mut RunReport) {
         self.table.compact();
         self.last_run = Some(now);
         self.event_due = None;
-        // Channels left pending by this run are retried within one interval; one that this run did
-        // not take keeps its earlier tick.
+        // Channels left pending by this run are retried within one interval; one that this
+        // run did not take keeps its earlier tick.
         let retry = now + self.cfg.run_interval;
         self.tick_due = match self.tick_due {
             _ if !self.table.any_pending() => None,

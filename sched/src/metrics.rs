@@ -42,9 +42,33 @@ pub struct SchedMetrics {
     pub histograms: SchedHistograms,
     /// Bytes granted so far in the current run.
     run_bytes_granted: u64,
-    /// This run's latest kernel queue estimates not yet in their histogram: one value and
-    /// how many grants in a row had it (one histogram update per run of equal values).
-    run_estimates: (u64, u64),
+    /// This run's latest kernel queue estimates not yet in their histogram.
+    run_estimates: EqualRun<u64>,
+}
+
+/// The latest run of equal values and its length, so that a histogram takes the whole run in
+/// one `record_n` (queue times of cells enqueued at one instant, kernel queue estimates of
+/// sockets with nothing unsent).
+#[derive(Clone, Copy, Debug, Default)]
+struct EqualRun<T>(Option<(T, u64)>);
+
+impl<T: Copy + PartialEq> EqualRun<T> {
+    /// Counts `v`; returns the run it ended, if any. One compare and an add when it continues.
+    #[inline]
+    fn push(&mut self, v: T) -> Option<(T, u64)> {
+        match &mut self.0 {
+            Some((at, n)) if *at == v => {
+                *n += 1;
+                None
+            }
+            run => run.replace((v, 1)),
+        }
+    }
+
+    /// Ends the current run and returns it, if any.
+    fn take(&mut self) -> Option<(T, u64)> {
+        self.0.take()
+    }
 }
 
 /// Grants whose channel used its whole grant with cells left, by the [`LimitReason`] that
@@ -114,8 +138,9 @@ pub struct SchedHistograms {
     pub kernel_queue_estimated_sampled_us: Histogram<u64>,
 }
 
-/// A point of the kernel's send path that a transmit timestamp marks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A point of the kernel's send path that a transmit timestamp marks, in the order a byte
+/// passes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum KernelStage {
     /// The packet entered the qdisc (SCM_TSTAMP_SCHED).
@@ -207,7 +232,7 @@ impl SchedMetrics {
             exhausted: ExhaustedGrants::default(),
             histograms: SchedHistograms::new(),
             run_bytes_granted: 0,
-            run_estimates: (0, 0),
+            run_estimates: EqualRun::default(),
         }
     }
 
@@ -245,22 +270,15 @@ impl SchedMetrics {
     /// the run ends ([`Self::record_run`]), so equal values in a row (sockets with nothing
     /// unsent all estimate 0) cost one histogram update.
     pub(crate) fn note_kernel_queue_estimate(&mut self, us: u64) {
-        let us = us.clamp(1, MAX_RECORDED_US);
-        match &mut self.run_estimates {
-            (value, count) if *value == us => *count += 1,
-            run => {
-                let (value, count) = std::mem::replace(run, (us, 1));
-                self.record_kernel_queue_estimates(value, count);
-            }
+        if let Some((value, count)) = self.run_estimates.push(us.clamp(1, MAX_RECORDED_US)) {
+            self.record_kernel_queue_estimates(value, count);
         }
     }
 
     fn record_kernel_queue_estimates(&mut self, us: u64, count: u64) {
-        if count > 0 {
-            self.histograms
-                .kernel_queue_estimated_us
-                .saturating_record_n(us, count);
-        }
+        self.histograms
+            .kernel_queue_estimated_us
+            .saturating_record_n(us, count);
     }
 
     /// One timer sample of a socket: records its estimated kernel queue time if the socket
@@ -297,8 +315,9 @@ impl SchedMetrics {
     }
 
     pub(crate) fn record_run(&mut self, cells: u64, bytes: u64, flushes: u64) {
-        let (value, count) = std::mem::take(&mut self.run_estimates);
-        self.record_kernel_queue_estimates(value, count);
+        if let Some((value, count)) = self.run_estimates.take() {
+            self.record_kernel_queue_estimates(value, count);
+        }
         self.runs += 1;
         self.cells_written += cells;
         self.bytes_written = self.bytes_written.saturating_add(bytes);
@@ -322,7 +341,7 @@ pub struct QueueTimes<'a> {
     metrics: &'a mut SchedMetrics,
     now: Instant,
     /// The enqueue instant of the run being counted, and its length.
-    run: Option<(Instant, u64)>,
+    run: EqualRun<Instant>,
 }
 
 impl<'a> QueueTimes<'a> {
@@ -331,20 +350,15 @@ impl<'a> QueueTimes<'a> {
         QueueTimes {
             metrics,
             now,
-            run: None,
+            run: EqualRun::default(),
         }
     }
 
     /// A cell that was queued at `enqueued` was written. Per cell: one compare and an add.
     #[inline]
     pub fn cell(&mut self, enqueued: Instant) {
-        match &mut self.run {
-            Some((at, n)) if *at == enqueued => *n += 1,
-            run => {
-                if let Some((at, n)) = run.replace((enqueued, 1)) {
-                    self.metrics.record_relay_queue_times(at, self.now, n);
-                }
-            }
+        if let Some((at, n)) = self.run.push(enqueued) {
+            self.metrics.record_relay_queue_times(at, self.now, n);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! recvmsg(2) of ours, and a connection closed with its RECVMSG armed frees it. Waits are
 //! bounded by rounds (hang guards, not speed checks).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::thread;
@@ -11,9 +11,23 @@ use std::time::Duration;
 
 use crate::driver::Driver;
 use crate::sys::txstamp::{KernelStage, SAMPLE_EVERY_BYTES};
-use crate::uring::{Ring, RingConfig};
+use crate::uring::{Event, Ring, RingConfig};
 
 const ROUNDS: usize = 3000;
+
+/// One loop turn of the ring: run it for at most 1 ms, take its events and the stamps read.
+/// Returns the bytes received.
+fn turn(ring: &mut Ring, stamps: &mut Vec<(KernelStage, u64)>) -> usize {
+    ring.run_once(Some(Duration::from_millis(1))).unwrap();
+    let mut received = 0;
+    while let Some(ev) = ring.poll_event() {
+        if let Event::Recv { data, .. } = ev {
+            received += data.len();
+        }
+    }
+    ring.drain_tx_stamps(&mut |stage, us| stamps.push((stage, us)));
+    received
+}
 
 fn ring() -> Option<Ring> {
     match Ring::new(&RingConfig::default()) {
@@ -51,9 +65,7 @@ fn sampled_send_is_stamped_through_the_ring_without_recvmsg() {
     ring.send(conn, &vec![5u8; SAMPLE_EVERY_BYTES]).unwrap();
     let mut got = Vec::new();
     for _ in 0..ROUNDS {
-        ring.run_once(Some(Duration::from_millis(1))).unwrap();
-        while ring.poll_event().is_some() {}
-        ring.drain_tx_stamps(&mut |stage, us| got.push((stage, us)));
+        turn(&mut ring, &mut got);
         if got.len() >= 3 {
             break;
         }
@@ -129,11 +141,11 @@ fn closing_with_the_errqueue_armed_frees_its_block() {
 fn incoming_data_keeps_the_error_queue_on_the_ring() {
     let Some(mut ring) = ring() else { return };
     let (ours, mut peer) = pair(None);
+    const CHUNKS: usize = 256;
+    const CHUNK: usize = 16 << 10;
     let writer = thread::spawn(move || {
-        use std::io::Write;
-        let chunk = vec![9u8; 16 << 10];
-        for _ in 0..256 {
-            peer.write_all(&chunk).unwrap();
+        for _ in 0..CHUNKS {
+            peer.write_all(&[9u8; CHUNK]).unwrap();
         }
         let mut buf = vec![0u8; SAMPLE_EVERY_BYTES];
         peer.read_exact(&mut buf).unwrap();
@@ -145,27 +157,17 @@ fn incoming_data_keeps_the_error_queue_on_the_ring() {
     let mut received = 0;
     let mut after_writer = 0;
     for _ in 0..ROUNDS {
-        ring.run_once(Some(Duration::from_millis(1))).unwrap();
-        while let Some(ev) = ring.poll_event() {
-            if let crate::uring::Event::Recv { data, .. } = ev {
-                received += data.len();
-            }
-        }
-        ring.drain_tx_stamps(&mut |stage, us| got.push((stage, us)));
-        let all_in = received == 256 << 14;
-        if all_in && (got.len() >= 3 || after_writer == 100) {
+        received += turn(&mut ring, &mut got);
+        if received == CHUNKS * CHUNK && (got.len() >= 3 || after_writer == 100) {
             break;
         }
         after_writer += usize::from(writer.is_finished());
     }
     let _peer = writer.join().unwrap();
-    assert_eq!(received, 256 << 14);
+    assert_eq!(received, CHUNKS * CHUNK);
     let s = ring.stats();
     assert!(!got.is_empty(), "{s:?}");
-    assert!(
-        got.windows(2).all(|w| (w[0].0 as u8) < (w[1].0 as u8)),
-        "{got:?}"
-    );
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "{got:?}");
     assert_eq!(s.errqueue_reads, 0, "no recvmsg(2): {s:?}");
     assert_eq!(s.errqueue_recvs as usize, got.len(), "{s:?}");
 }
