@@ -7,6 +7,10 @@
 #   bash benches/three-hop-throughput.sh EXE [ROUNDS]        (EXE: a release `kistrel`)
 #
 # NET_ARGS adds options to `kistrel net` (e.g. NET_ARGS="--scheduler vanilla").
+# PERF_DIR=DIR samples the whole machine during each transfer (`perf record -e cpu-clock -a
+# -g`, a software clock: this VM has no hardware counters) into DIR/BACKEND-ROUND.data; read
+# them with `perf report -i FILE --sort comm,dso` or `--sort sym`. The sampling costs CPU, so
+# throughput figures from such runs are not comparable with runs without it.
 #
 # Prints one line per run (MiB/s; CPU-s per GiB of each node, user time in brackets; the
 # machine's idle share during the transfer) and a summary: median [min, max] MiB/s per
@@ -65,6 +69,11 @@ run() {
     local i0 i1 s0 s1
     i0=$(awk '/^cpu /{print $5+$6}' /proc/stat)
     s0=$(date +%s.%N)
+    local perf_pid=""
+    if [ -n "${PERF_DIR:-}" ]; then
+        perf record -q -e cpu-clock -F 499 -a -g -o "$PERF_DIR/$backend-$2.data" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     local curls=()
     for i in $(seq 1 $N); do
         curl -s --socks5-hostname "$socks" -o "$work/out$i" "http://127.0.0.1:$port/blob" &
@@ -72,6 +81,7 @@ run() {
     done
     wait "${curls[@]}"
     s1=$(date +%s.%N)
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     i1=$(awk '/^cpu /{print $5+$6}' /proc/stat)
     for i in $(seq 1 $N); do
         [ "$(sha256sum <"$work/out$i" | cut -d' ' -f1)" = "$want" ] || { echo "download $i corrupt" >&2; exit 1; }
