@@ -9,7 +9,9 @@
 # NET_ARGS adds options to `kistrel net` (e.g. NET_ARGS="--scheduler vanilla").
 # PERF_DIR=DIR samples the whole machine during each transfer (`perf record -e cpu-clock -a
 # -g`, a software clock: this VM has no hardware counters) into DIR/BACKEND-ROUND.data; read
-# them with `perf report -i FILE --sort comm,dso` or `--sort sym`. The sampling costs CPU, so
+# them with `perf report -i FILE --sort comm,dso` or `--sort sym`. PERF_CALLS="--call-graph
+# dwarf" gives call chains through kistrel's own code (built without frame pointers; -g is
+# the default). The sampling costs CPU, so
 # throughput figures from such runs are not comparable with runs without it.
 #
 # Prints one line per run (MiB/s; CPU-s per GiB of each node, user time in brackets; the
@@ -71,7 +73,7 @@ run() {
     s0=$(date +%s.%N)
     local perf_pid=""
     if [ -n "${PERF_DIR:-}" ]; then
-        perf record -q -e cpu-clock -F 499 -a -g -o "$PERF_DIR/$backend-$2.data" >/dev/null 2>&1 &
+        perf record -q -e cpu-clock -F 499 -a ${PERF_CALLS:--g} -o "$PERF_DIR/$backend-$2.data" >/dev/null 2>&1 &
         perf_pid=$!
     fi
     local curls=()

@@ -13,14 +13,15 @@
 //! copied once into a pool slot with the outgoing circuit id written, decrypted or encrypted
 //! in place there, and its slot linked into the circuit queue (transmit copies it once more,
 //! into the send buffer), with no allocation. Cells consumed here (last hop, origin) are
-//! copied once, to the stack, instead.
+//! copied once, to the stack, instead. A DATA cell an endpoint originates is built in its
+//! slot the same way: stream bytes copied once into it, sealed and encrypted there.
 
 use tracing::debug;
 
 use crate::time::Instant;
 use crate::wire::{
-    emit_relay_cell, CellRef, ChanCmd, DestroyReason, RelayCellView, RelayCmd, StreamId, Truncated,
-    CELL_BODY_LEN,
+    emit_relay_cell, finish_relay_cell, CellRef, ChanCmd, DestroyReason, RelayCellView, RelayCmd,
+    StreamId, Truncated, CELL_BODY_LEN, RELAY_HEADER_LEN,
 };
 
 use super::circuit::{CircKind, Dir, Endpoint, MAX_RELAY_EARLY};
@@ -29,6 +30,7 @@ use super::flow::CircuitFlow;
 use super::ids::{ChanId, CircHandle};
 use super::link::LinkError;
 use super::Relay;
+use super::StreamHandle;
 
 impl Relay {
     /// RELAY or RELAY_EARLY from `chan`, viewed in the receive buffer.
@@ -64,13 +66,10 @@ impl Relay {
                         self.reject_circuit(now, circ, e.into())
                     };
                 };
-                let Some(slot) = self.cells.fill(next.id.get(), cell.cmd(), cell.body(), now)
-                else {
+                let Some((slot, body)) = self.cells.take(next.id.get(), cell.cmd(), now) else {
                     return;
                 };
-                let Some(body) = self.cells.body_mut(&slot) else {
-                    return self.cells.release(slot);
-                };
+                body.copy_from_slice(cell.body());
                 if layer.decrypt_forward(&mut self.ciphers, body) {
                     // For this middle hop (rare: DROP, TRUNCATE): handled from a copy, as
                     // the handlers queue cells of their own.
@@ -86,15 +85,10 @@ impl Relay {
             }
             (Dir::Backward, CircKind::Relay { layer, .. }) => {
                 let Some(prev) = c.prev else { return };
-                let Some(slot) = self
-                    .cells
-                    .fill(prev.id.get(), ChanCmd::RELAY, cell.body(), now)
-                else {
+                let Some((slot, body)) = self.cells.take(prev.id.get(), ChanCmd::RELAY, now) else {
                     return;
                 };
-                let Some(body) = self.cells.body_mut(&slot) else {
-                    return self.cells.release(slot);
-                };
+                body.copy_from_slice(cell.body());
                 layer.encrypt_backward(&mut self.ciphers, body);
                 self.enqueue_slot(now, circ, Dir::Backward, slot);
             }
@@ -194,39 +188,64 @@ impl Relay {
 
     // ----- originating ------------------------------------------------------------------
 
-    /// A DATA cell (body complete, not yet encrypted) from this endpoint: encrypts it and
-    /// counts it in the circuit's flow control (which remembers the digests SENDMEs will
-    /// echo).
-    pub(super) fn send_data_body(
+    /// A DATA cell of `data` (at most [`crate::wire::RELAY_DATA_LEN`] bytes) on `stream`, from this
+    /// endpoint: built in its pool slot (header, data straight from the caller's bytes,
+    /// padding; no zero-fill of a stack body first, no copy of one into the pool), sealed and
+    /// encrypted there, counted in the circuit's flow control (which remembers the digests
+    /// SENDMEs will echo), and queued. False if there is no circuit, no hop to send it to,
+    /// or too much data: nothing was sent.
+    pub(super) fn send_stream_data(
         &mut self,
         now: Instant,
-        circ: CircHandle,
-        body: &mut [u8; CELL_BODY_LEN],
-    ) {
-        let Some(c) = self.circuits.get_mut(circ) else {
-            return;
+        stream: StreamHandle,
+        data: &[u8],
+    ) -> bool {
+        let Some(c) = self.circuits.get_mut(stream.circ) else {
+            return false;
         };
-        let dir = match &mut c.kind {
-            CircKind::Relay { layer, .. } => {
-                layer.originate_backward(&mut self.ciphers, body);
-                c.flow.on_data_sent(now, || layer.last_backward_digest());
-                Dir::Backward
-            }
-            CircKind::Origin(o) => {
-                let Some(last) = o.hops_done().checked_sub(1) else {
-                    return;
-                };
-                o.encrypt_forward(last, body);
-                // `last` is a valid hop index: checked above.
-                c.flow.on_data_sent(now, || {
-                    o.hops
-                        .get(last)
-                        .map_or([0; 20], |l| l.last_forward_digest())
-                });
-                Dir::Forward
-            }
+        let dir = match c.kind {
+            CircKind::Relay { .. } => Dir::Backward,
+            CircKind::Origin(_) => Dir::Forward,
         };
-        self.enqueue(now, circ, dir, ChanCmd::RELAY, body);
+        let Some(hop) = c.out_hop(dir) else {
+            return false;
+        };
+        let Some((slot, body)) = self.cells.take(hop.id.get(), ChanCmd::RELAY, now) else {
+            return false;
+        };
+        let n = data.len();
+        let packed = body
+            .get_mut(RELAY_HEADER_LEN..RELAY_HEADER_LEN + n)
+            .map(|d| d.copy_from_slice(data))
+            .is_some()
+            && finish_relay_cell(body, RelayCmd::DATA, Some(stream.id), n, &mut self.rng).is_ok();
+        let sealed = packed
+            && match &mut c.kind {
+                CircKind::Relay { layer, .. } => {
+                    layer.originate_backward(&mut self.ciphers, body);
+                    c.flow.on_data_sent(now, || layer.last_backward_digest());
+                    true
+                }
+                CircKind::Origin(o) => match o.hops_done().checked_sub(1) {
+                    Some(last) => {
+                        o.encrypt_forward(last, body);
+                        // `last` is a valid hop index: checked just above.
+                        c.flow.on_data_sent(now, || {
+                            o.hops
+                                .get(last)
+                                .map_or([0; 20], |l| l.last_forward_digest())
+                        });
+                        true
+                    }
+                    None => false,
+                },
+            };
+        if !sealed {
+            self.cells.release(slot);
+            return false;
+        }
+        self.enqueue_slot(now, stream.circ, dir, slot);
+        true
     }
 
     /// A control relay message from this circuit endpoint to the other end (the last hop

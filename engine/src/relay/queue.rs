@@ -115,9 +115,8 @@ impl CellPool {
         }
     }
 
-    /// Takes a free slot (growing the pool only past its high-water mark) and writes the
-    /// cell into it: header (`circ_id`, `cmd`) and `body`, the cell's one copy into the pool.
-    /// `None` only at 2^32 slots (memory ran out long before: MaxMemInQueues).
+    /// Takes a free slot and writes the cell into it: header (`circ_id`, `cmd`) and `body`,
+    /// the cell's one copy into the pool. `None` as for [`CellPool::take`].
     pub(crate) fn fill(
         &mut self,
         circ_id: u32,
@@ -125,6 +124,22 @@ impl CellPool {
         body: &[u8],
         now: Instant,
     ) -> Option<SlotId> {
+        let (slot, b) = self.take(circ_id, cmd, now)?;
+        b.copy_from_slice(body);
+        Some(slot)
+    }
+
+    /// Takes a free slot (growing the pool only past its high-water mark), writes the cell's
+    /// header (`circ_id`, `cmd`) into it and returns it with its body. The body keeps
+    /// whatever the slot held: the caller writes every byte of it before the slot is queued.
+    /// `None` only at 2^32 slots (memory ran out long before: MaxMemInQueues).
+    #[inline]
+    pub(crate) fn take(
+        &mut self,
+        circ_id: u32,
+        cmd: ChanCmd,
+        now: Instant,
+    ) -> Option<(SlotId, &mut [u8; CELL_BODY_LEN])> {
         let i = match self.free {
             Some(i) => i,
             None => {
@@ -138,24 +153,16 @@ impl CellPool {
             }
         };
         let slot = self.slots.get_mut(i as usize)?;
+        let (header, body) = slot.bytes.split_last_chunk_mut::<CELL_BODY_LEN>()?;
+        header[..4].copy_from_slice(&circ_id.to_be_bytes());
+        header[4] = cmd.0;
         if self.free == Some(i) {
             self.free = (slot.next != NIL).then_some(slot.next);
         }
-        let (header, rest) = slot.bytes.split_at_mut(4);
-        header.copy_from_slice(&circ_id.to_be_bytes());
-        let (command, payload) = rest.split_at_mut(1);
-        command[0] = cmd.0;
-        payload.copy_from_slice(body);
         slot.enqueued = now;
         slot.next = NIL;
         self.used += 1;
-        Some(SlotId(i))
-    }
-
-    /// The body of a taken slot, to transform in place (relay crypto).
-    pub(crate) fn body_mut(&mut self, slot: &SlotId) -> Option<&mut [u8; CELL_BODY_LEN]> {
-        let bytes = &mut self.slots.get_mut(slot.0 as usize)?.bytes;
-        bytes.split_last_chunk_mut().map(|(_, body)| body)
+        Some((SlotId(i), body))
     }
 
     /// Puts a taken slot back on the free list (its cell was consumed here, not queued).
@@ -185,7 +192,7 @@ impl CellPool {
         q.len += 1;
     }
 
-    /// Takes the head cell of `q`: its wire bytes (valid until the next `fill`) and when it
+    /// Takes the head cell of `q`: its wire bytes (valid until the next `fill` or `take`) and when it
     /// was queued. Its slot goes back on the free list.
     pub(crate) fn pop(&mut self, q: &mut CellQueue) -> Option<(&[u8; CELL_LEN], Instant)> {
         if q.len == 0 {
@@ -212,6 +219,20 @@ impl CellPool {
     pub(crate) fn clear(&mut self, q: &mut CellQueue) -> usize {
         let n = q.len();
         while self.pop(q).is_some() {}
+        n
+    }
+
+    /// Overwrites every byte after the header of every free slot with `byte` (a test that
+    /// new cells write all of their slot); returns how many slots it wrote.
+    #[cfg(test)]
+    pub(crate) fn scribble_free(&mut self, byte: u8) -> usize {
+        let mut n = 0;
+        let mut next = self.free.unwrap_or(NIL);
+        while let Some(slot) = self.slots.get_mut(next as usize) {
+            slot.bytes[5..].fill(byte);
+            next = slot.next;
+            n += 1;
+        }
         n
     }
 

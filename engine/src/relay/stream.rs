@@ -19,10 +19,7 @@ use tracing::debug;
 
 use crate::exit::check_begin;
 use crate::time::Instant;
-use crate::wire::{
-    finish_relay_cell, Begin, Connected, End, EndReason, RelayCmd, Sendme, StreamId, CELL_BODY_LEN,
-    RELAY_DATA_LEN, RELAY_HEADER_LEN,
-};
+use crate::wire::{Begin, Connected, End, EndReason, RelayCmd, Sendme, StreamId, RELAY_DATA_LEN};
 
 use super::circuit::{CircKind, Endpoint};
 use super::error::StreamError;
@@ -399,14 +396,9 @@ impl Relay {
             }
             s.flow.on_data_sent();
             let n = data.len().min(RELAY_DATA_LEN);
-            let mut body = [0u8; CELL_BODY_LEN];
-            body[RELAY_HEADER_LEN..RELAY_HEADER_LEN + n].copy_from_slice(&data[..n]);
-            if finish_relay_cell(&mut body, RelayCmd::DATA, Some(stream.id), n, &mut self.rng)
-                .is_err()
-            {
+            if !self.send_stream_data(now, stream, &data[..n]) {
                 return taken;
             }
-            self.send_data_body(now, stream.circ, &mut body);
             data = &data[n..];
             taken += n;
         }

@@ -696,3 +696,64 @@ fn unknown_relay_commands_are_dropped_and_counted_not_fatal() {
     assert_eq!(p.relay.stream_count(), 1);
     let _ = stream;
 }
+
+/// DATA cells are built in pool slots that held earlier cells: every byte of a new cell is
+/// written (header, data, zero then random padding), so none of a slot's old bytes shows
+/// through. Two identical runs, one with the free slots scribbled over before the new cells
+/// take them, must put the same bytes on the wire.
+#[test]
+fn data_cells_in_reused_slots_carry_exactly_their_own_bytes() {
+    fn run(scribble: bool) -> Vec<[u8; CELL_BODY_LEN]> {
+        let mut p = RawPeer::connect();
+        p.create();
+        let stream = p.begin();
+        let now = p.now;
+        let old = vec![0xEE; 3 * RELAY_DATA_LEN];
+        assert_eq!(p.relay.handle_stream_data(now, stream, &old), old.len());
+        let replies = p.relay_replies();
+        let data_cells = replies.iter().filter(|r| r.0 == RelayCmd::DATA).count();
+        assert_eq!(data_cells, 3, "three full DATA cells (after CONNECTED)");
+        if scribble {
+            assert_eq!(p.relay.cells.scribble_free(0xA5), 4, "four free slots");
+        }
+        let chunks: [&[u8]; 3] = [b"hello", b"x", &[7u8; 100]];
+        for chunk in chunks {
+            assert_eq!(p.relay.handle_stream_data(now, stream, chunk), chunk.len());
+        }
+        let mut bodies = Vec::new();
+        for cell in p.recv() {
+            let ChanCell::Fixed(c) = cell else { continue };
+            assert_eq!((c.cmd, c.circ_id), (ChanCmd::RELAY, CIRC));
+            bodies.push(c.body);
+        }
+        let layer = p.layer.as_mut().expect("created");
+        for (body, chunk) in bodies.iter().zip(chunks) {
+            let mut plain = *body;
+            assert!(layer.decrypt_backward(&mut plain), "sealed by the exit");
+            let view = crate::wire::RelayCellView::new_checked(&plain[..]).expect("relay cell");
+            assert_eq!(view.cmd(), RelayCmd::DATA);
+            assert_eq!(view.stream_id().map(StreamId::get), Some(1));
+            assert_eq!(view.data(), chunk);
+            assert_eq!(
+                plain[11 + chunk.len()..][..4],
+                [0; 4],
+                "four zero bytes of padding"
+            );
+        }
+        assert_eq!(bodies.len(), chunks.len());
+        bodies
+    }
+    let (clean, scribbled) = (run(false), run(true));
+    let differ = clean
+        .iter()
+        .zip(&scribbled)
+        .enumerate()
+        .find_map(|(i, (a, b))| {
+            let j = a.iter().zip(b).position(|(x, y)| x != y)?;
+            Some((i, j))
+        });
+    assert_eq!(
+        differ, None,
+        "(cell, byte) where the old slot bytes show through"
+    );
+}
