@@ -338,6 +338,72 @@ pub fn middle_input() -> MiddleInput {
     input
 }
 
+/// An exit relay with an open stream to a target, and 64 DATA cells' worth of bytes the
+/// target "sent": the edge path that packages stream bytes into cells.
+pub struct ExitInput {
+    pub relay: Relay,
+    pub now: Instant,
+    pub stream: kistrel_engine::relay::StreamHandle,
+    pub to_middle: ChanId,
+    pub data: Vec<u8>,
+    pub out: Vec<u8>,
+}
+
+pub fn exit_input() -> ExitInput {
+    let mut net = Net::three_hop(
+        24,
+        LinkModel::default(),
+        3,
+        TargetKind::Sink { stall: false },
+    );
+    let circ = net.build(0, &[1, 2, 3]);
+    net.run_until(10_000, |n| n.is_built(0, circ));
+    let client = net.open_stream(0, circ, TARGET, App::client(25, 16, 0));
+    net.run_until(10_000, |n| n.apps.keys().any(|(node, _)| *node == 3));
+    net.run_until(10_000, |n| n.apps[&(0, client)].connected);
+    let stream = net
+        .apps
+        .keys()
+        .find_map(|&(node, s)| (node == 3).then_some(s))
+        .expect("the exit's end of the stream");
+    let to_middle = net.channel_between(3, 2).expect("exit-middle channel");
+    let now = net.now;
+    let node = net.nodes.swap_remove(3);
+    let mut data = vec![0u8; BATCH * RELAY_DATA_LEN];
+    rng(26).fill_bytes(&mut data);
+    let mut input = ExitInput {
+        relay: node.relay,
+        now,
+        stream,
+        to_middle,
+        data,
+        out: Vec::with_capacity(2 * BATCH * CELL_LEN),
+    };
+    // One batch first, so the measured one finds the pool and queue grown (the stream window,
+    // 500 cells, leaves room for both).
+    run_exit(&mut input);
+    input
+}
+
+/// Packages the batch's bytes into DATA cells at the exit (cell built, sealed, one AES layer,
+/// queued) and drains the middle channel; returns the bytes transmitted (the whole batch).
+pub fn run_exit(input: &mut ExitInput) -> usize {
+    input.out.clear();
+    let taken = input
+        .relay
+        .handle_stream_data(input.now, input.stream, &input.data);
+    assert_eq!(taken, input.data.len(), "the windows take the whole batch");
+    let n = transmit(
+        &mut input.relay,
+        input.now,
+        input.to_middle,
+        &mut input.out,
+        usize::MAX,
+    );
+    assert_eq!(n, BATCH * CELL_LEN, "every cell packaged and sent");
+    n
+}
+
 /// Feeds the batch to the middle relay (decode, one AES layer off, queue) and drains the exit
 /// channel; returns the bytes transmitted (must be the whole batch).
 pub fn run_middle(input: &mut MiddleInput) -> usize {

@@ -14,7 +14,8 @@ mod fixtures;
 mod pure_fixtures;
 
 use fixtures::{
-    ClientInput, DecodeInput, EncodeInput, HopInput, MiddleInput, NetInput, NtorInput, TlsInput,
+    ClientInput, DecodeInput, EncodeInput, ExitInput, HopInput, MiddleInput, NetInput, NtorInput,
+    TlsInput,
 };
 use pure_fixtures::{CbtInput, KistInput, MuxInput, PathInput, VanillaInput};
 
@@ -65,6 +66,13 @@ fn ntor(input: NtorInput) -> NtorInput {
 #[bench::cells_64(fixtures::middle_input())]
 fn relay_middle_forward(mut input: MiddleInput) -> MiddleInput {
     black_box(fixtures::run_middle(&mut input));
+    input
+}
+
+#[library_benchmark]
+#[bench::cells_64(fixtures::exit_input())]
+fn relay_exit_package(mut input: ExitInput) -> ExitInput {
+    black_box(fixtures::run_exit(&mut input));
     input
 }
 
@@ -130,7 +138,8 @@ fn tls_records(mut input: TlsInput) -> TlsInput {
 library_benchmark_group!(
     name = engine;
     benchmarks = wire_decode, wire_encode, crypto_hop_forward, crypto_hop_recognize,
-        crypto_client_3hop, ntor, relay_middle_forward, harness_3hop, tls_records
+        crypto_client_3hop, ntor, relay_middle_forward, relay_exit_package, harness_3hop,
+        tls_records
 );
 
 library_benchmark_group!(
