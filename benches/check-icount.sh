@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Instruction-count regression check of kistrel's hot paths (benches/icount.rs, Gungraun
-# under valgrind/callgrind), against the committed baseline benches/baseline/icount.txt.
+# Instruction-count regression check of kistrel's hot paths (benches/icount.rs and
+# benches/icount_pure.rs, Gungraun under valgrind/callgrind), against the committed baseline
+# benches/baseline/icount.txt.
 #
 #   bash benches/check-icount.sh               measure, compare, exit 1 on a regression
 #   bash benches/check-icount.sh --update      measure and rewrite the baseline
@@ -68,7 +69,7 @@ measure() {
     local json
     json=$(mktemp)
     # JSON summaries go to stdout, one line per bench; the human report goes to stderr.
-    (cd "$ROOT" && cargo bench --bench icount "$@" -- --output-format=json) >"$json"
+    (cd "$ROOT" && cargo bench --bench icount --bench icount_pure "$@" -- --output-format=json) >"$json"
     jq -r '[(.function_name + "." + .id),
             (.profiles[0].summaries.total.summary.Callgrind.Ir.metrics
                 | (.Left // .Both[0]) | .Int)] | @tsv' "$json" | sort >"$out"
@@ -117,7 +118,7 @@ case $mode in
     update)
         measure "$now"
         {
-            echo "# Instruction counts (callgrind Ir) of benches/icount.rs: bench<TAB>count."
+            echo "# Instruction counts (callgrind Ir) of benches/icount.rs and icount_pure.rs: bench<TAB>count."
             echo "# Written by: bash benches/check-icount.sh --update"
             echo "# $(rustc --version), gungraun $GUNGRAUN_VERSION, $(valgrind --version), $(uname -m)"
             cat "$now"

@@ -3,6 +3,10 @@
 //! `benches/check-icount.sh`, which installs the matching runner, compares every count with
 //! `benches/baseline/icount.txt` and fails on a regression (see benches/README.md).
 //!
+//! The pure crates' benches (scheduler, path selection) are in `icount_pure.rs`, a binary of
+//! their own: in one binary with these, adding an engine bench moved Vanilla's count by 1.1%
+//! with no scheduler change (code generation of the shared binary; benches/BASELINE.md).
+//!
 //! Every bench takes its input from a fixture (setup is not counted) and returns it (so
 //! dropping it is not counted either); the counted part is exactly the `run_*` call.
 
@@ -11,13 +15,11 @@ use std::hint::black_box;
 use gungraun::{library_benchmark, library_benchmark_group, main};
 
 mod fixtures;
-mod pure_fixtures;
 
 use fixtures::{
     ClientInput, DecodeInput, EncodeInput, ExitInput, HopInput, MiddleInput, NetInput, NtorInput,
     TlsInput,
 };
-use pure_fixtures::{CbtInput, KistInput, MuxInput, PathInput, VanillaInput};
 
 #[library_benchmark]
 #[bench::cells_64(fixtures::decode_input())]
@@ -83,44 +85,6 @@ fn harness_3hop(mut input: NetInput) -> NetInput {
     input
 }
 
-#[library_benchmark]
-#[bench::picks_64_of_1k(pure_fixtures::mux_input(1000))]
-fn ewma_pick(mut input: MuxInput) -> MuxInput {
-    black_box(pure_fixtures::run_mux(&mut input));
-    input
-}
-
-#[library_benchmark]
-#[bench::circuits_1k(pure_fixtures::kist_input(100))]
-#[bench::circuits_10k(pure_fixtures::kist_input(1000))]
-fn kist_run(mut input: KistInput) -> KistInput {
-    black_box(pure_fixtures::run_kist(&mut input));
-    input
-}
-
-// Vanilla writing the same cells per run as `kist_run` (equal load).
-#[library_benchmark]
-#[bench::circuits_1k(pure_fixtures::vanilla_input(100))]
-#[bench::circuits_10k(pure_fixtures::vanilla_input(1000))]
-fn vanilla_run(mut input: VanillaInput) -> VanillaInput {
-    black_box(pure_fixtures::run_sched(&mut input));
-    input
-}
-
-#[library_benchmark]
-#[bench::samples_1000(pure_fixtures::cbt_input())]
-fn cbt_fit(mut input: CbtInput) -> CbtInput {
-    black_box(pure_fixtures::run_cbt_fit(&mut input));
-    input
-}
-
-#[library_benchmark]
-#[bench::picks_64_of_7000(pure_fixtures::path_input())]
-fn path_pick(mut input: PathInput) -> PathInput {
-    black_box(pure_fixtures::run_path_pick(&mut input));
-    input
-}
-
 // TLS on a link: a batch of cells sealed into records in the send buffer, then opened in
 // place (what TLS adds per cell batch on each side of a link).
 #[library_benchmark]
@@ -142,9 +106,4 @@ library_benchmark_group!(
         tls_records
 );
 
-library_benchmark_group!(
-    name = pure;
-    benchmarks = ewma_pick, kist_run, vanilla_run, cbt_fit, path_pick
-);
-
-main!(library_benchmark_groups = engine, pure);
+main!(library_benchmark_groups = engine);

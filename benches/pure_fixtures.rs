@@ -1,5 +1,5 @@
 //! Fixtures for the pure crates (kistrel-sched, kistrel-pathsel), shared by `micro.rs` and
-//! `icount.rs`. Deterministic: fixed seeds, virtual time that advances by a fixed step.
+//! `icount_pure.rs`. Deterministic: fixed seeds, virtual time that advances by a fixed step.
 
 // Each bench binary uses a different subset of the fixtures.
 #![allow(dead_code)]
