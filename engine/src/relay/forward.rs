@@ -20,8 +20,8 @@ use tracing::debug;
 
 use crate::time::Instant;
 use crate::wire::{
-    emit_relay_cell, finish_relay_cell, CellRef, ChanCmd, DestroyReason, RelayCellView, RelayCmd,
-    StreamId, Truncated, CELL_BODY_LEN, RELAY_HEADER_LEN,
+    emit_relay_cell, CellRef, ChanCmd, DestroyReason, RelayCellView, RelayCmd, StreamId, Truncated,
+    CELL_BODY_LEN,
 };
 
 use super::circuit::{CircKind, Dir, Endpoint, MAX_RELAY_EARLY};
@@ -29,8 +29,7 @@ use super::error::{CircuitClose, ForwardError};
 use super::flow::CircuitFlow;
 use super::ids::{ChanId, CircHandle};
 use super::link::LinkError;
-use super::Relay;
-use super::StreamHandle;
+use super::{Relay, StreamHandle};
 
 impl Relay {
     /// RELAY or RELAY_EARLY from `chan`, viewed in the receive buffer.
@@ -188,12 +187,11 @@ impl Relay {
 
     // ----- originating ------------------------------------------------------------------
 
-    /// A DATA cell of `data` (at most [`crate::wire::RELAY_DATA_LEN`] bytes) on `stream`, from this
-    /// endpoint: built in its pool slot (header, data straight from the caller's bytes,
-    /// padding; no zero-fill of a stack body first, no copy of one into the pool), sealed and
-    /// encrypted there, counted in the circuit's flow control (which remembers the digests
-    /// SENDMEs will echo), and queued. False if there is no circuit, no hop to send it to,
-    /// or too much data: nothing was sent.
+    /// A DATA cell of `data` (at most [`crate::wire::RELAY_DATA_LEN`] bytes) on `stream`,
+    /// from this endpoint, built in its pool slot: the data copied straight in (no stack
+    /// body to zero-fill and copy), sealed and encrypted there, counted in the circuit's flow
+    /// control (which remembers the digests SENDMEs will echo), and queued. False if there is
+    /// no circuit or hop to send it to, or too much data: nothing was sent.
     pub(super) fn send_stream_data(
         &mut self,
         now: Instant,
@@ -203,9 +201,14 @@ impl Relay {
         let Some(c) = self.circuits.get_mut(stream.circ) else {
             return false;
         };
-        let dir = match c.kind {
-            CircKind::Relay { .. } => Dir::Backward,
-            CircKind::Origin(_) => Dir::Forward,
+        // Where the cell goes, and at an origin the hop it is for: known before a slot is
+        // taken, so only a failed emit gives one back.
+        let (dir, last) = match &c.kind {
+            CircKind::Relay { .. } => (Dir::Backward, 0),
+            CircKind::Origin(o) => match o.hops_done().checked_sub(1) {
+                Some(last) => (Dir::Forward, last),
+                None => return false,
+            },
         };
         let Some(hop) = c.out_hop(dir) else {
             return false;
@@ -213,36 +216,24 @@ impl Relay {
         let Some((slot, body)) = self.cells.take(hop.id.get(), ChanCmd::RELAY, now) else {
             return false;
         };
-        let n = data.len();
-        let packed = body
-            .get_mut(RELAY_HEADER_LEN..RELAY_HEADER_LEN + n)
-            .map(|d| d.copy_from_slice(data))
-            .is_some()
-            && finish_relay_cell(body, RelayCmd::DATA, Some(stream.id), n, &mut self.rng).is_ok();
-        let sealed = packed
-            && match &mut c.kind {
-                CircKind::Relay { layer, .. } => {
-                    layer.originate_backward(&mut self.ciphers, body);
-                    c.flow.on_data_sent(now, || layer.last_backward_digest());
-                    true
-                }
-                CircKind::Origin(o) => match o.hops_done().checked_sub(1) {
-                    Some(last) => {
-                        o.encrypt_forward(last, body);
-                        // `last` is a valid hop index: checked just above.
-                        c.flow.on_data_sent(now, || {
-                            o.hops
-                                .get(last)
-                                .map_or([0; 20], |l| l.last_forward_digest())
-                        });
-                        true
-                    }
-                    None => false,
-                },
-            };
-        if !sealed {
+        if emit_relay_cell(body, RelayCmd::DATA, Some(stream.id), data, &mut self.rng).is_err() {
             self.cells.release(slot);
             return false;
+        }
+        match &mut c.kind {
+            CircKind::Relay { layer, .. } => {
+                layer.originate_backward(&mut self.ciphers, body);
+                c.flow.on_data_sent(now, || layer.last_backward_digest());
+            }
+            CircKind::Origin(o) => {
+                o.encrypt_forward(last, body);
+                // `last` is a valid hop index: checked above.
+                c.flow.on_data_sent(now, || {
+                    o.hops
+                        .get(last)
+                        .map_or([0; 20], |l| l.last_forward_digest())
+                });
+            }
         }
         self.enqueue_slot(now, stream.circ, dir, slot);
         true

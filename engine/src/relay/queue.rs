@@ -192,8 +192,8 @@ impl CellPool {
         q.len += 1;
     }
 
-    /// Takes the head cell of `q`: its wire bytes (valid until the next `fill` or `take`) and when it
-    /// was queued. Its slot goes back on the free list.
+    /// Takes the head cell of `q`: its wire bytes (valid until the next `fill` or `take`) and
+    /// when it was queued. Its slot goes back on the free list.
     pub(crate) fn pop(&mut self, q: &mut CellQueue) -> Option<(&[u8; CELL_LEN], Instant)> {
         if q.len == 0 {
             return None;
@@ -229,7 +229,7 @@ impl CellPool {
         let mut n = 0;
         let mut next = self.free.unwrap_or(NIL);
         while let Some(slot) = self.slots.get_mut(next as usize) {
-            slot.bytes[5..].fill(byte);
+            slot.bytes[CELL_LEN - CELL_BODY_LEN..].fill(byte);
             next = slot.next;
             n += 1;
         }

@@ -17,7 +17,7 @@ use crate::time::Instant;
 use crate::wire::{
     emit_relay_cell, Begin, Cell, CellDecoder, ChanCell, ChanCmd, CreateFast, CreatedFast, Destroy,
     DestroyReason, EndReason, RelayCmd, Sendme, StreamId, VarCell, Versions, CELL_BODY_LEN,
-    CELL_LEN, RELAY_DATA_LEN,
+    CELL_LEN, RELAY_DATA_LEN, RELAY_HEADER_LEN,
 };
 
 const CIRC: u32 = 0x8000_0001;
@@ -735,7 +735,7 @@ fn data_cells_in_reused_slots_carry_exactly_their_own_bytes() {
             assert_eq!(view.stream_id().map(StreamId::get), Some(1));
             assert_eq!(view.data(), chunk);
             assert_eq!(
-                plain[11 + chunk.len()..][..4],
+                plain[RELAY_HEADER_LEN + chunk.len()..][..4],
                 [0; 4],
                 "four zero bytes of padding"
             );
