@@ -86,6 +86,12 @@ impl Priority {
     /// What every non-empty round-robin mux reports.
     pub const ROUND_ROBIN: Priority = Priority(0.0);
 
+    /// A priority of `count` cells, for other modules' tests.
+    #[cfg(test)]
+    pub(crate) fn from_count(count: f64) -> Self {
+        Priority(count)
+    }
+
     /// The decayed cell count (0 under round robin).
     pub fn count(self) -> f64 {
         self.0

@@ -75,8 +75,7 @@ pub fn kist_limit_with_reason(
 
 #[inline]
 fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u64, LimitReason) {
-    // u32 * u32 < 2^64: the window and the free space are exact in u64.
-    let window = u64::from(tcp.cwnd) * u64::from(tcp.mss);
+    // u32 * u32 < 2^64: the free space is exact in u64.
     let tcp_space = u64::from(tcp.cwnd.saturating_sub(tcp.unacked)) * u64::from(tcp.mss);
     let reason = if tcp_space == 0 {
         LimitReason::CongestionWindow
@@ -85,12 +84,16 @@ fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u
     };
     // NaN and negative factors count as 0 (NaN compares false).
     let factor = if factor > 0.0 { factor } else { 0.0 };
-    let target = window as f64 * factor;
+    // The window `cwnd * mss` as f64: IEEE multiplication rounds the exact product once, so
+    // this is `(cwnd * mss) as f64` from two u32 -> f64 conversions (one instruction each)
+    // instead of the longer u64 -> f64 sequence.
+    let target = f64::from(tcp.cwnd) * f64::from(tcp.mss) * factor;
     let staged = u64::from(notsent) + u64::from(outbuf);
-    if target < U64_RANGE {
-        // The usual case, exact in u128 (two words; no sign, no float beyond u64 <-> f64,
-        // since i128 <-> f64 are library calls that cost more than the rest of the grant).
-        let top = u128::from(tcp_space) + u128::from(target as u64);
+    if target < I64_RANGE {
+        // The usual case, exact in u128 (two words; no sign, no float beyond i64 <-> f64:
+        // f64 -> i64 is one instruction where f64 -> u64 is a branchy sequence, and i128 <->
+        // f64 are library calls that cost more than the rest of the grant).
+        let top = u128::from(tcp_space) + u128::from(target as i64 as u64);
         let limit = top.saturating_sub(u128::from(staged));
         return (u64::try_from(limit).unwrap_or(u64::MAX), reason);
     }
@@ -100,8 +103,9 @@ fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u
     (u64::try_from(limit).unwrap_or(u64::MAX), reason)
 }
 
-/// 2^64 as f64: the floats that convert to u64 without saturating are those below it.
-const U64_RANGE: f64 = 18_446_744_073_709_551_616.0;
+/// 2^63 as f64: the non-negative floats that convert to i64 without saturating are those
+/// below it.
+const I64_RANGE: f64 = 9_223_372_036_854_775_808.0;
 
 /// KISTLite's limit: what fits below `high_water` staged bytes.
 pub fn kistlite_limit(outbuf: u32, high_water: u32) -> u64 {

@@ -269,6 +269,7 @@ impl SchedMetrics {
     /// [`Self::record_kernel_queue_estimate`] inside a scheduler run: in the histogram once
     /// the run ends ([`Self::record_run`]), so equal values in a row (sockets with nothing
     /// unsent all estimate 0) cost one histogram update.
+    #[inline]
     pub(crate) fn note_kernel_queue_estimate(&mut self, us: u64) {
         if let Some((value, count)) = self.run_estimates.push(us.clamp(1, MAX_RECORDED_US)) {
             self.record_kernel_queue_estimates(value, count);
