@@ -117,6 +117,7 @@ mod x86 {
     //! type calls them only where those features were detected.
 
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// Keystream blocks per pass: a 509-byte body at any offset needs 33 (an even count, so a
     /// pass is whole 256-bit registers too).
@@ -180,14 +181,18 @@ mod x86 {
         }
     }
 
-    /// The keystream buffer as bytes: `PASS * 16` of them, in an array of 128- or 256-bit
-    /// registers.
+    /// The first `regs` registers of a keystream buffer as bytes.
+    ///
+    /// The buffer is left uninitialized: zeroing it was a 544-byte memset per body, 92
+    /// instructions of a forwarded cell's ~1,620 (benches/BASELINE.md, session 12). So only
+    /// the registers `fill!` wrote may be read: the caller passes their count.
     #[inline]
-    fn bytes<T: Copy, const N: usize>(ks: &[T; N]) -> &[u8; PASS * 16] {
-        const { assert!(N * size_of::<T>() == PASS * 16) };
-        // SAFETY: same size (asserted at compile time); `T` is a SIMD integer vector, plain
-        // bytes without padding, and u8 has no alignment to meet.
-        unsafe { &*ks.as_ptr().cast() }
+    fn written_bytes<T: Copy>(ks: &[MaybeUninit<T>], regs: usize) -> &[u8] {
+        let regs = &ks[..regs];
+        // SAFETY: the caller's `fill!` wrote every register of `regs` (a SIMD integer vector:
+        // plain bytes, no padding), so its `size_of_val` bytes are initialized; u8 has no
+        // alignment to meet, and the slice borrows `ks`.
+        unsafe { std::slice::from_raw_parts(regs.as_ptr().cast(), size_of_val(regs)) }
     }
 
     #[target_feature(enable = "aes,ssse3")]
@@ -282,25 +287,26 @@ mod x86 {
 
     /// Fills `out` with keystream in as few groups as its length allows (8 registers at a time
     /// keep the AES units busy: 4-cycle latency, 2 per cycle; independent groups overlap).
+    /// Writes every register of `out`.
     macro_rules! fill {
         ($blocks:ident, $rk:expr, $ctr:expr, $out:expr) => {{
             let out = $out;
             let mut r = 0;
             while out.len() - r >= 8 {
-                out[r..r + 8].copy_from_slice(&$blocks::<8>($rk, $ctr));
+                out[r..r + 8].write_copy_of_slice(&$blocks::<8>($rk, $ctr));
                 r += 8;
             }
             let left = out.len() - r;
             if left & 4 != 0 {
-                out[r..r + 4].copy_from_slice(&$blocks::<4>($rk, $ctr));
+                out[r..r + 4].write_copy_of_slice(&$blocks::<4>($rk, $ctr));
                 r += 4;
             }
             if left & 2 != 0 {
-                out[r..r + 2].copy_from_slice(&$blocks::<2>($rk, $ctr));
+                out[r..r + 2].write_copy_of_slice(&$blocks::<2>($rk, $ctr));
                 r += 2;
             }
             if left & 1 != 0 {
-                out[r] = $blocks::<1>($rk, $ctr)[0];
+                out[r].write($blocks::<1>($rk, $ctr)[0]);
             }
         }};
     }
@@ -312,13 +318,14 @@ mod x86 {
     #[inline]
     pub(super) fn apply_narrow(round_keys: &[[u8; 16]; 11], pos: u64, data: &mut [u8]) {
         let rk = round_keys.map(|k| load16(&k));
-        let mut ks = [_mm_setzero_si128(); PASS];
+        let mut ks = [MaybeUninit::<__m128i>::uninit(); PASS];
         for p in passes(pos, data.len()) {
             let mut ctr = _mm_set_epi64x(0, p.block as i64);
-            fill!(blocks_narrow, &rk, &mut ctr, &mut ks[..p.blocks()]);
+            let regs = p.blocks();
+            fill!(blocks_narrow, &rk, &mut ctr, &mut ks[..regs]);
             xor(
                 &mut data[p.at..p.at + p.len],
-                &bytes(&ks)[p.skip..p.skip + p.len],
+                &written_bytes(&ks, regs)[p.skip..p.skip + p.len],
             );
         }
     }
@@ -328,19 +335,16 @@ mod x86 {
     #[inline]
     pub(super) fn apply_wide(round_keys: &[[u8; 16]; 11], pos: u64, data: &mut [u8]) {
         let rk = round_keys.map(|k| _mm256_broadcastsi128_si256(load16(&k)));
-        let mut ks = [_mm256_setzero_si256(); PASS / 2];
+        let mut ks = [MaybeUninit::<__m256i>::uninit(); PASS / 2];
         for p in passes(pos, data.len()) {
             let first = p.block as i64;
             let mut ctr = _mm256_set_epi64x(0, first.wrapping_add(1), 0, first);
-            fill!(
-                blocks_wide,
-                &rk,
-                &mut ctr,
-                &mut ks[..p.blocks().div_ceil(2)]
+            let regs = p.blocks().div_ceil(2);
+            fill!(blocks_wide, &rk, &mut ctr, &mut ks[..regs]);
+            xor(
+                &mut data[p.at..p.at + p.len],
+                &written_bytes(&ks, regs)[p.skip..p.skip + p.len],
             );
-            // SAFETY: `ks` is PASS * 16 initialized bytes (plain integers, no padding).
-            let flat: &[u8; PASS * 16] = unsafe { &*ks.as_ptr().cast() };
-            xor(&mut data[p.at..p.at + p.len], &flat[p.skip..p.skip + p.len]);
         }
     }
 }
