@@ -183,7 +183,7 @@ mod x86 {
 
     /// The first `regs` registers of a keystream buffer as bytes.
     ///
-    /// The buffer is left uninitialized: zeroing it was a 544-byte memset per body, 92
+    /// The buffer is left uninitialized: zeroing it was a 544-byte memset per body, ~99
     /// instructions of a forwarded cell's ~1,620 (benches/BASELINE.md, session 12). So only
     /// the registers `fill!` wrote may be read: the caller passes their count.
     #[inline]
@@ -285,6 +285,14 @@ mod x86 {
         b
     }
 
+    /// Writes `blocks` into `out` (of the same length).
+    #[inline(always)]
+    fn put<T: Copy, const N: usize>(out: &mut [MaybeUninit<T>], blocks: [T; N]) {
+        for (o, b) in out.iter_mut().zip(blocks) {
+            o.write(b);
+        }
+    }
+
     /// Fills `out` with keystream in as few groups as its length allows (8 registers at a time
     /// keep the AES units busy: 4-cycle latency, 2 per cycle; independent groups overlap).
     /// Writes every register of `out`.
@@ -293,16 +301,16 @@ mod x86 {
             let out = $out;
             let mut r = 0;
             while out.len() - r >= 8 {
-                out[r..r + 8].write_copy_of_slice(&$blocks::<8>($rk, $ctr));
+                put(&mut out[r..r + 8], $blocks::<8>($rk, $ctr));
                 r += 8;
             }
             let left = out.len() - r;
             if left & 4 != 0 {
-                out[r..r + 4].write_copy_of_slice(&$blocks::<4>($rk, $ctr));
+                put(&mut out[r..r + 4], $blocks::<4>($rk, $ctr));
                 r += 4;
             }
             if left & 2 != 0 {
-                out[r..r + 2].write_copy_of_slice(&$blocks::<2>($rk, $ctr));
+                put(&mut out[r..r + 2], $blocks::<2>($rk, $ctr));
                 r += 2;
             }
             if left & 1 != 0 {
