@@ -6,6 +6,8 @@
 #
 #   bash benches/three-hop-throughput.sh EXE [ROUNDS]        (EXE: a release `kistrel`)
 #
+# Both backends run the same scheduler (KIST by default: the poll backend reads TCP_INFO on
+# Linux since session 12; before, its runs fell back to KISTLite, benches/BASELINE.md).
 # NET_ARGS adds options to `kistrel net` (e.g. NET_ARGS="--scheduler vanilla").
 # PERF_DIR=DIR samples the whole machine during each transfer (`perf record -e cpu-clock -a
 # -g`, a software clock: this VM has no hardware counters) into DIR/BACKEND-ROUND.data; read

@@ -21,8 +21,9 @@
 //! Rules, as in the io_uring backend: `SendDone` once every queued byte went to the kernel;
 //! `RecvClosed` on EOF or a receive error (the connection stays open for sending until
 //! closed); a paused connection is not polled for reading; `close_when_flushed` closes after
-//! the last byte (or a failed send). There is no TCP_INFO here (`has_tcp_info` is false), so
-//! the worker's scheduler falls back from KIST to KISTLite.
+//! the last byte (or a failed send). On Linux the scheduler's snapshots read TCP_INFO as on
+//! io_uring, so KIST runs here too; elsewhere there is none (`has_tcp_info` is false) and the
+//! worker's scheduler falls back from KIST to KISTLite.
 //!
 //! No `unsafe` here: poll(2) and connect(2) go through [`crate::sys::poll_sys`].
 //!

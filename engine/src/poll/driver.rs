@@ -85,8 +85,9 @@ impl Driver for PollDriver {
     }
 
     fn has_tcp_info(&self) -> bool {
-        // No TCP_INFO through this backend (on every target alike), so KIST falls back to
-        // KISTLite, which needs only the send queue length.
-        false
+        // Snapshots are the same getsockopt(TCP_INFO) as io_uring's (`sys::socket_snapshot`):
+        // KIST runs on this backend on Linux too, so the two backends compare with the same
+        // scheduler. Elsewhere there is no TCP_INFO and KIST falls back to KISTLite.
+        cfg!(any(target_os = "linux", target_os = "android"))
     }
 }

@@ -350,8 +350,20 @@ fn send_to_a_reset_peer_fails() {
     assert_eq!(d.queued_len(conn), 0);
 }
 
+/// On Linux the poll backend reads TCP_INFO (so KIST runs on it): the snapshot of an
+/// accepted connection carries it, with nothing unsent. Elsewhere it has none.
 #[test]
-fn has_no_tcp_info() {
-    let d = PollDriver::new().unwrap();
-    assert!(!Driver::has_tcp_info(&d));
+fn tcp_info_on_linux_only() {
+    let mut d = PollDriver::new().unwrap();
+    let linux = cfg!(any(target_os = "linux", target_os = "android"));
+    assert_eq!(Driver::has_tcp_info(&d), linux);
+    let (conn, _peer) = accepted_pair(&mut d);
+    let snap = Driver::socket_snapshot(&d, conn).unwrap();
+    if linux {
+        let tcp = snap.tcp.expect("TCP_INFO on Linux");
+        assert!(tcp.mss > 0 && tcp.cwnd > 0, "{tcp:?}");
+        assert_eq!(snap.notsent, Some(0));
+    } else {
+        assert_eq!(snap.tcp, None);
+    }
 }

@@ -193,12 +193,13 @@ pub(super) fn fail_on(report: &Report) -> Result<(), CliError> {
 
 /// The base condition of `nodes`: its scheduler, workers and links. Without `--scheduler`, the
 /// first of Tor's default list (KIST, KISTLite, Vanilla) the backend can run: KIST, or
-/// KISTLite on poll. Every relayed phase names its scheduler exactly, so a label never
-/// hides a fallback.
+/// KISTLite on poll off Linux (no TCP_INFO there). Every relayed phase names its scheduler
+/// exactly, so a label never hides a fallback.
 fn base_condition(nodes: &NodeArgs) -> Condition {
+    let poll_reads_tcp_info = cfg!(any(target_os = "linux", target_os = "android"));
     let default = match nodes.backend {
-        Backend::Poll => SchedulerKind::KistLite,
-        Backend::Auto | Backend::Uring => SchedulerKind::Kist,
+        Backend::Poll if !poll_reads_tcp_info => SchedulerKind::KistLite,
+        Backend::Auto | Backend::Uring | Backend::Poll => SchedulerKind::Kist,
     };
     Condition::Relayed {
         scheduler: nodes.scheduler.unwrap_or(default),
