@@ -75,7 +75,7 @@ run() {
     s0=$(date +%s.%N)
     local perf_pid=""
     if [ -n "${PERF_DIR:-}" ]; then
-        perf record -q -e cpu-clock -F 499 -a ${PERF_CALLS:--g} -o "$PERF_DIR/$backend-$2.data" >/dev/null 2>&1 &
+        perf record -q -e ${PERF_EVENT:-cpu-clock} -F ${PERF_HZ:-499} -a ${PERF_CALLS:--g} -o "$PERF_DIR/$backend-$2.data" >/dev/null 2>&1 &
         perf_pid=$!
     fi
     local curls=()
