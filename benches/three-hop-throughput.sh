@@ -13,7 +13,9 @@
 # -g`, a software clock: this VM has no hardware counters) into DIR/BACKEND-ROUND.data; read
 # them with `perf report -i FILE --sort comm,dso` or `--sort sym`. PERF_CALLS="--call-graph
 # dwarf" gives call chains through kistrel's own code (built without frame pointers; -g is
-# the default). The sampling costs CPU, so
+# the default; PERF_CALLS=" " samples without chains). PERF_EVENT (default cpu-clock; e.g.
+# cpu-clock:u for user space only) and PERF_HZ (default 499) set the sampling. The sampling
+# costs CPU, so
 # throughput figures from such runs are not comparable with runs without it.
 #
 # Prints one line per run (MiB/s; CPU-s per GiB of each node, user time in brackets; the
