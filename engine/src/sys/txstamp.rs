@@ -450,7 +450,7 @@ impl TxStamps {
         Some((s.stage, u64::try_from(us).unwrap_or(u64::MAX)))
     }
 
-    /// Gives up samples older than [`SAMPLE_TIMEOUT`] at `now` (stamps lost to a full error
+    /// Gives up samples older than 30 s (`SAMPLE_TIMEOUT`) at `now` (stamps lost to a full error
     /// queue or a closed connection).
     pub fn expire(&mut self, now: Duration) {
         for p in &mut self.pending {
