@@ -18,8 +18,9 @@
 # costs CPU, so
 # throughput figures from such runs are not comparable with runs without it.
 #
-# Prints one line per run (MiB/s; CPU-s per GiB of each node, user time in brackets; the
-# machine's idle share during the transfer) and a summary: median [min, max] MiB/s per
+# Prints one line per run (MiB/s; CPU-s per GiB of each node, user time in brackets, and the
+# busiest worker's share of the node's worker CPU; the machine's idle share during the
+# transfer) and a summary: median [min, max] MiB/s per
 # backend and the io_uring/poll ratio per round.
 #
 # The HTTP server is python's ThreadingHTTPServer with a listen backlog of 128: `python3 -m
@@ -55,7 +56,29 @@ Server(("127.0.0.1", int(sys.argv[2])), functools.partial(Quiet, directory=sys.a
 EOF
 for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/blob" --max-filesize 1 -r 0-0 && break; sleep 0.1; done
 
-# One run: prints "MiB/s node=cpu(user) ... idle=x".
+# CPU ticks of each worker thread of process $1: "kistrel-w0=123 kistrel-w1=45".
+worker_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        awk '{c = $2; gsub(/[()]/, "", c); if (c ~ /^kistrel-w/) printf "%s=%d ", c, $14 + $15}' "$t/stat" 2>/dev/null
+    done
+}
+
+# "[w 97%]": the busiest worker's share of a process's worker CPU between two worker_ticks
+# readings, where the process has more than one worker (SO_REUSEPORT hashes each accepted
+# connection to a worker, so with 2 workers two channels share one half of the time).
+busiest_share() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+parse = lambda s: dict(kv.split("=") for kv in s.split())
+a, b = parse(sys.argv[1]), parse(sys.argv[2])
+d = [int(b[k]) - int(a.get(k, 0)) for k in b]
+if len(d) > 1 and sum(d) > 0:
+    print(f"[w {100 * max(d) / sum(d):.0f}%]", end="")
+PY
+}
+
+# One run: prints "MiB/s node=cpu(user)[w busiest worker's share] ... idle=x".
 run() {
     local backend=$1 dir="$work/net-$1-$2"
     # shellcheck disable=SC2086 # NET_ARGS is a list of options
@@ -67,10 +90,11 @@ run() {
     [ -n "$socks" ] || { echo "kistrel net did not start: $(tail -3 "$dir.err")" >&2; exit 1; }
     local pids p
     pids=$(pgrep -f -- "$dir/" | tr '\n' ' ')
-    declare -A t0 u0
+    declare -A t0 u0 w0
     for p in $pids; do
         t0[$p]=$(awk '{print $14+$15}' "/proc/$p/stat")
         u0[$p]=$(awk '{print $14}' "/proc/$p/stat")
+        w0[$p]=$(worker_ticks "$p")
     done
     local i0 i1 s0 s1
     i0=$(awk '/^cpu /{print $5+$6}' /proc/stat)
@@ -101,7 +125,7 @@ run() {
         line="$line $name=$(python3 -c "
 t = ($(awk '{print $14+$15}' "/proc/$p/stat") - ${t0[$p]}) / $HZ / $gib
 u = ($(awk '{print $14}' "/proc/$p/stat") - ${u0[$p]}) / $HZ / $gib
-print(f'{t:.2f}({u:.2f})')")"
+print(f'{t:.2f}({u:.2f})')")$(busiest_share "${w0[$p]}" "$(worker_ticks "$p")")"
     done
     line="$line idle=$(python3 -c "print(f'{($i1 - $i0) / $HZ / $(nproc) / ($s1 - $s0):.2f}')")"
     kill "$net" 2>/dev/null || true
