@@ -2,8 +2,8 @@
 //! run for `poll` and `uring` by `on_both_backends!`): three relay workers and a client
 //! worker in this process, a SOCKS5 fetch through three hops from a local TCP server,
 //! checked by SHA-256. Workers start through `runtime::run_worker`, as `kistrel relay` does.
-//! io_uring runs KIST, KISTLite and Vanilla; the portable poll(2) backend has no TCP_INFO,
-//! so a KIST-first `Schedulers` list falls back to KISTLite there. The backends'
+//! Both run KIST, KISTLite and Vanilla on Linux; off Linux the portable poll(2) backend has
+//! no TCP_INFO, so a KIST-first `Schedulers` list falls back to KISTLite there. The backends'
 //! throughput is compared by `kistrel bench --backend poll|uring`, not here.
 
 use std::io::{Read, Write};
@@ -153,7 +153,7 @@ fn socks_connect(socks: SocketAddr, target: SocketAddr) -> TcpStream {
 
 /// The 3-hop fetch of `size` bytes with every worker on `backend` and the scheduler list
 /// `kinds`; checks the bytes and that every worker ran the first of `kinds` the backend can
-/// run (KIST needs TCP_INFO, which only io_uring's sockets report here).
+/// run (KIST needs TCP_INFO: io_uring's sockets report it, and poll's on Linux).
 fn run_fetch(backend: Backend, kinds: &[SchedulerKind], size: usize) {
     fetch(backend, kinds, size, Ktls::Probed)
 }
