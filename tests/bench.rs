@@ -64,7 +64,7 @@ fn bad_arguments_exit_2_before_any_work() {
     ];
     // Off Linux the poll backend has no TCP_INFO, so KIST on it is refused before measuring;
     // on Linux it reads TCP_INFO and KIST runs there (engine/tests/runtime_backends.rs).
-    if !cfg!(any(target_os = "linux", target_os = "android")) {
+    if !kistrel_engine::sys::SNAPSHOT_HAS_TCP_INFO {
         cases.push((
             vec!["bench", "--scheduler", "KIST", "--backend", "poll"],
             "KIST needs TCP_INFO, which the poll backend does not read",

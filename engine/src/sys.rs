@@ -18,7 +18,7 @@ pub mod poll_sys;
 mod snapshot;
 pub mod txstamp;
 
-pub use snapshot::{send_queue, socket_snapshot, SendQueue};
+pub use snapshot::{send_queue, socket_snapshot, SendQueue, SNAPSHOT_HAS_TCP_INFO};
 
 use std::io;
 use std::mem;

@@ -174,7 +174,8 @@ fn fetch(backend: Backend, kinds: &[SchedulerKind], size: usize, ktls: Ktls) {
     let expect = kinds
         .iter()
         .copied()
-        .find(|&k| k != SchedulerKind::Kist || POLL_READS_TCP_INFO || backend == Backend::Uring)
+        // io_uring exists only where snapshots carry TCP_INFO, so this covers both backends.
+        .find(|&k| k != SchedulerKind::Kist || kistrel_engine::sys::SNAPSHOT_HAS_TCP_INFO)
         .expect("a usable scheduler");
     let clock = Clock::new();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -306,9 +307,6 @@ on_both_backends! {
     };
 }
 
-/// Whether the poll backend reads TCP_INFO (Linux), so that KIST runs on it.
-const POLL_READS_TCP_INFO: bool = cfg!(any(target_os = "linux", target_os = "android"));
-
 /// KIST alone on the poll backend: a worker on Linux (TCP_INFO through the same getsockopt as
 /// io_uring), `NoUsableScheduler` (kind `Unsupported`) where there is no TCP_INFO.
 #[test]
@@ -326,7 +324,7 @@ fn kist_alone_on_poll_needs_tcp_info() {
     let (ev_tx, _ev_rx) = bounded(1);
     let poll = PollDriver::new().expect("poll driver");
     let worker = Worker::new(cfg, poll, cmd_rx, EventSender::new(ev_tx));
-    if POLL_READS_TCP_INFO {
+    if kistrel_engine::sys::SNAPSHOT_HAS_TCP_INFO {
         assert!(worker.is_ok(), "KIST on poll on Linux: {:?}", worker.err());
         return;
     }

@@ -85,9 +85,8 @@ impl Driver for PollDriver {
     }
 
     fn has_tcp_info(&self) -> bool {
-        // Snapshots are the same getsockopt(TCP_INFO) as io_uring's (`sys::socket_snapshot`):
-        // KIST runs on this backend on Linux too, so the two backends compare with the same
-        // scheduler. Elsewhere there is no TCP_INFO and KIST falls back to KISTLite.
-        cfg!(any(target_os = "linux", target_os = "android"))
+        // Snapshots are the same `sys::socket_snapshot` as io_uring's: KIST runs on this
+        // backend wherever they carry TCP_INFO (Linux), so both backends run one scheduler.
+        sys::SNAPSHOT_HAS_TCP_INFO
     }
 }

@@ -357,6 +357,7 @@ fn tcp_info_on_linux_only() {
     let mut d = PollDriver::new().unwrap();
     let linux = cfg!(any(target_os = "linux", target_os = "android"));
     assert_eq!(Driver::has_tcp_info(&d), linux);
+    assert_eq!(crate::sys::SNAPSHOT_HAS_TCP_INFO, linux);
     let (conn, _peer) = accepted_pair(&mut d);
     let snap = Driver::socket_snapshot(&d, conn).unwrap();
     if linux {

@@ -16,6 +16,11 @@ use std::os::fd::RawFd;
 
 use kistrel_sched::SocketSnapshot;
 
+/// Whether [`socket_snapshot`] carries TCP_INFO on this platform (Linux): what KIST needs,
+/// on either backend. Elsewhere a snapshot has no kernel reading and KIST falls back to
+/// KISTLite.
+pub const SNAPSHOT_HAS_TCP_INFO: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
 /// Reads the kernel's view of a TCP socket for one scheduling run: one system call on Linux.
 ///
 /// Fields the platform cannot report are `None`. Fails only if a query the platform supports

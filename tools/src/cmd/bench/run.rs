@@ -22,6 +22,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use kistrel_engine::sys::SNAPSHOT_HAS_TCP_INFO;
 use kistrel_sched::SchedulerKind;
 
 use super::job::write_json;
@@ -106,10 +107,6 @@ pub struct RunArgs {
     pub compare_links: bool,
 }
 
-/// Whether the poll backend reads TCP_INFO, so that KIST runs on it: on Linux (the same
-/// getsockopt as io_uring's), not elsewhere.
-const POLL_READS_TCP_INFO: bool = cfg!(any(target_os = "linux", target_os = "android"));
-
 /// Rounds when `--rounds` is not given (`bench run`).
 pub const DEFAULT_ROUNDS: u32 = 3;
 
@@ -122,7 +119,7 @@ impl RunArgs {
     /// Checks what clap cannot before any work starts: the JSON file's folder exists, and
     /// the poll backend is not asked to run KIST where it has no TCP_INFO (off Linux).
     pub(super) fn validate(&self, compare: Comparisons) -> Result<(), CliError> {
-        if self.nodes.backend == Backend::Poll && !POLL_READS_TCP_INFO {
+        if self.nodes.backend == Backend::Poll && !SNAPSHOT_HAS_TCP_INFO {
             let kist = "KIST needs TCP_INFO, which the poll backend does not read";
             if self.nodes.scheduler == Some(SchedulerKind::Kist) {
                 return Err(CliError::usage(
@@ -201,7 +198,7 @@ pub(super) fn fail_on(report: &Report) -> Result<(), CliError> {
 /// exactly, so a label never hides a fallback.
 fn base_condition(nodes: &NodeArgs) -> Condition {
     let default = match nodes.backend {
-        Backend::Poll if !POLL_READS_TCP_INFO => SchedulerKind::KistLite,
+        Backend::Poll if !SNAPSHOT_HAS_TCP_INFO => SchedulerKind::KistLite,
         Backend::Auto | Backend::Uring | Backend::Poll => SchedulerKind::Kist,
     };
     Condition::Relayed {
