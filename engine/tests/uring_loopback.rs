@@ -388,6 +388,66 @@ fn enobufs_and_backlog_with_a_tiny_buffer_ring() {
 }
 
 #[test]
+fn the_buffer_window_bounds_each_wait_and_loses_nothing() {
+    // 64 buffers of 1 KiB, two offered plus one per connection: a wait takes in at most
+    // 3 KiB however much is waiting, the same three buffers cycle, and the other 61 are
+    // never handed to the kernel.
+    let config = RingConfig {
+        buf_entries: 64,
+        buf_size: 1024,
+        buf_window: 2,
+        ..RingConfig::default()
+    };
+    let Some(mut ring) = ring(&config) else {
+        return;
+    };
+    const TOTAL: usize = 256 << 10;
+    let data = pattern(7, TOTAL);
+    let (conn, mut peer) = adopted_pair(&mut ring);
+    // All of it waits in the socket before the first wait.
+    peer.write_all(&data).unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    let (mut got, mut most_per_wait, mut max_bid) = (Vec::new(), 0, 0);
+    let start = Instant::now();
+    let mut eof = false;
+    while !eof {
+        check_deadline(start, Duration::from_secs(30), "buffer window");
+        ring.run_once(TICK).unwrap();
+        assert!(ring.buf_ring().available() <= 3);
+        let mut this_wait = 0;
+        while let Some(ev) = ring.poll_event() {
+            match ev {
+                Event::Recv { conn: c, data } => {
+                    assert_eq!(c, conn);
+                    this_wait += data.len();
+                    max_bid = max_bid.max(data.bid().0);
+                    got.extend_from_slice(&data);
+                }
+                Event::RecvClosed { err: None, .. } => eof = true,
+                Event::Timeout => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        most_per_wait = most_per_wait.max(this_wait);
+    }
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+    assert!(
+        most_per_wait <= 3 * 1024,
+        "{most_per_wait} bytes in one wait"
+    );
+    assert!(max_bid < 3, "buffer {max_bid} was offered");
+    let stats = ring.stats();
+    assert!(
+        stats.enobufs > 0,
+        "the window ran dry and the RECV was re-armed: {stats:?}"
+    );
+    assert_eq!(ring.buf_ring().window(), 3);
+    assert_eq!(ring.buf_ring().idle(), 61);
+    ring.close(conn).unwrap();
+    drain(&mut ring);
+}
+
+#[test]
 fn close_with_operations_in_flight_frees_everything() {
     let Some(mut ring) = ring(&RingConfig::default()) else {
         return;

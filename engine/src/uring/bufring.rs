@@ -4,16 +4,32 @@
 //!   ring entries (mmap, page aligned)      buffers (mmap, entries x buf_size)
 //!   [addr,len,bid] [addr,len,bid] ...  ->  [ bid 0 ][ bid 1 ][ bid 2 ] ...
 //!          ^ kernel head        ^ our tail (entry 0's `resv` field, release store)
+//!
+//!   offered (in the ring, <= window)   held (RxBufs)   idle (a stack, newest on top)
 //! ```
 //!
 //! The kernel picks a buffer from the head when data arrives and names it in the completion
-//! (`cqueue::buffer_select`). The `Ring` wraps it in an [`RxBuf`]; dropping that guard writes
-//! the buffer back at the tail. Each of the `entries` buffers is in exactly one place: in the
-//! ring, or in one `RxBuf` (not `Clone`), so the ring never overflows and no buffer is given
-//! to the kernel twice (a double return would let it write one buffer for two receives).
-//! Layout facts from io_uring_register_buf_ring(3) and io-uring's `register_buf_ring` test.
+//! (`cqueue::buffer_select`). The `Ring` wraps it in an [`RxBuf`]; dropping that guard offers
+//! the buffer again at the tail, or puts it on the idle stack when `window` buffers are
+//! offered already. Each of the `entries` buffers is in exactly one place: in the ring, in
+//! one `RxBuf` (not `Clone`), or on the idle stack, so the ring never overflows and no buffer
+//! is given to the kernel twice (a double return would let it write one buffer for two
+//! receives). Layout facts from io_uring_register_buf_ring(3) and io-uring's
+//! `register_buf_ring` test.
+//!
+//! # Why a window
+//!
+//! One `io_uring_enter` runs the receive work of every connection with data, and each takes a
+//! buffer while the ring has one: offering all 1,024 buffers (16 MiB) let one wait take in
+//! hundreds of KiB, copied by the kernel into buffers last touched 1,023 receives ago, then
+//! processed cell by cell after the whole batch: every step missed the cache. Offering a few
+//! buffers at a time (the window) bounds what one wait takes in, and the buffers cycle
+//! through the kernel while still in cache. A connection finding the ring empty ends its
+//! RECV with ENOBUFS and is re-armed on the next iteration; its bytes wait in its socket.
+//! Measured on the 3-hop network (benches/BASELINE.md, session 13): middle relay cells queued
+//! per take 270 -> ~115, io_uring / poll throughput 0.80 -> ~0.93.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::ops::{Deref, DerefMut};
@@ -79,6 +95,12 @@ struct Shared {
     tail: Cell<u16>,
     /// Buffers currently held by `RxBuf`s.
     outstanding: Cell<u32>,
+    /// Buffers in the ring (offered, not yet named by a completion).
+    offered: Cell<u16>,
+    /// Most buffers offered at once.
+    window: Cell<u16>,
+    /// Buffers neither offered nor held, most recently returned (warmest) on top.
+    idle: RefCell<Vec<Bid>>,
 }
 
 impl Shared {
@@ -86,7 +108,25 @@ impl Shared {
         self.ring.ptr.as_ptr().cast()
     }
 
-    /// Puts `bid` back at the tail and publishes the new tail.
+    /// A buffer nobody holds any more: offered again if the window has room, else idle.
+    fn put_back(&self, bid: Bid) {
+        if self.offered.get() < self.window.get() {
+            self.push(bid);
+        } else {
+            self.idle.borrow_mut().push(bid);
+        }
+    }
+
+    /// Offers idle buffers, warmest first, until the window is full or none is idle.
+    fn refill(&self) {
+        let mut idle = self.idle.borrow_mut();
+        while self.offered.get() < self.window.get() {
+            let Some(bid) = idle.pop() else { break };
+            self.push(bid);
+        }
+    }
+
+    /// Puts `bid` in the ring at the tail and publishes the new tail.
     fn push(&self, bid: Bid) {
         debug_assert!(bid.0 < self.entries);
         let mask = self.entries - 1;
@@ -104,6 +144,7 @@ impl Shared {
         }
         let new_tail = tail.wrapping_add(1);
         self.tail.set(new_tail);
+        self.offered.set(self.offered.get() + 1);
         // SAFETY: the tail is the u16 `resv` field of entry 0, inside the mapping and 2-byte
         // aligned; the kernel reads it with an acquire load, so we publish with a release
         // store through an atomic view (as liburing's io_uring_buf_ring_advance does).
@@ -127,19 +168,24 @@ impl fmt::Debug for BufRing {
             .field("entries", &self.shared.entries)
             .field("buf_size", &self.shared.buf_size)
             .field("outstanding", &self.shared.outstanding.get())
+            .field("offered", &self.shared.offered.get())
+            .field("window", &self.shared.window.get())
             .finish()
     }
 }
 
 impl BufRing {
-    /// Maps the ring and its buffers and registers them with `ring` as group `bgid`.
+    /// Maps the ring and its buffers and registers them with `ring` as group `bgid`, offering
+    /// `window` of them (at least one, at most `entries`; see [`BufRing::set_window`]).
     ///
     /// `entries` must be a power of two in 1..=32768 (the kernel's limit), `buf_size` > 0.
+    /// Buffers never offered are never touched, so they cost address space, not memory.
     pub fn new(
         ring: &io_uring::IoUring,
         entries: u16,
         buf_size: u32,
         bgid: u16,
+        window: u16,
     ) -> io::Result<Self> {
         if !entries.is_power_of_two() || entries > 32768 || buf_size == 0 {
             return Err(io::Error::new(
@@ -158,6 +204,10 @@ impl BufRing {
             buf_size,
             tail: Cell::new(0),
             outstanding: Cell::new(0),
+            offered: Cell::new(0),
+            window: Cell::new(window.clamp(1, entries)),
+            // Popped from the top: bid 0 is offered first.
+            idle: RefCell::new((0..entries).rev().map(Bid).collect()),
         };
         // SAFETY: the ring memory is page aligned (mmap), zeroed (so the tail starts at 0),
         // `entries` long, and stays mapped until the group is unregistered or the io_uring is
@@ -170,9 +220,7 @@ impl BufRing {
                 0,
             )?;
         }
-        for bid in 0..entries {
-            shared.push(Bid(bid));
-        }
+        shared.refill();
         Ok(Self {
             shared: Rc::new(shared),
             bgid,
@@ -199,9 +247,33 @@ impl BufRing {
         self.shared.outstanding.get()
     }
 
-    /// Buffers the kernel can fill right now.
+    /// Buffers the kernel can fill right now (offered).
     pub fn available(&self) -> u32 {
-        u32::from(self.shared.entries).saturating_sub(self.shared.outstanding.get())
+        u32::from(self.shared.offered.get())
+    }
+
+    /// Buffers neither offered nor held.
+    pub fn idle(&self) -> u32 {
+        self.shared.idle.borrow().len() as u32
+    }
+
+    /// Most buffers offered at once.
+    pub fn window(&self) -> u16 {
+        self.shared.window.get()
+    }
+
+    /// Sets how many buffers may be offered at once (clamped to 1..=entries). Offers idle
+    /// buffers at once when it grows; when it shrinks, buffers already offered stay offered
+    /// and returns go idle until the ring is below the new window.
+    pub fn set_window(&self, window: u16) {
+        self.shared.window.set(window.clamp(1, self.shared.entries));
+        self.shared.refill();
+    }
+
+    /// Offers idle buffers up to the window (those held long by the layer above came back
+    /// while the ring was full).
+    pub fn refill(&self) {
+        self.shared.refill();
     }
 
     /// Wraps buffer `bid`, just filled with `len` bytes by the kernel, in its guard.
@@ -211,6 +283,9 @@ impl BufRing {
         if bid >= self.shared.entries || len > self.shared.buf_size {
             return None;
         }
+        self.shared
+            .offered
+            .set(self.shared.offered.get().saturating_sub(1));
         self.shared
             .outstanding
             .set(self.shared.outstanding.get() + 1);
@@ -279,7 +354,7 @@ impl Drop for RxBuf {
         self.shared
             .outstanding
             .set(self.shared.outstanding.get().saturating_sub(1));
-        self.shared.push(self.bid);
+        self.shared.put_back(self.bid);
     }
 }
 
@@ -306,7 +381,7 @@ mod tests {
     fn sizes_are_checked() {
         let Some(ring) = ring() else { return };
         for (entries, size) in [(3, 64), (0, 64), (4, 0)] {
-            let err = BufRing::new(&ring, entries, size, 1).unwrap_err();
+            let err = BufRing::new(&ring, entries, size, 1, entries).unwrap_err();
             assert_eq!(
                 err.kind(),
                 io::ErrorKind::InvalidInput,
@@ -318,7 +393,7 @@ mod tests {
     #[test]
     fn rxbuf_returns_its_buffer_and_impossible_ids_are_refused() {
         let Some(ring) = ring() else { return };
-        let bufs = BufRing::new(&ring, 4, 64, 3).unwrap();
+        let bufs = BufRing::new(&ring, 4, 64, 3, 4).unwrap();
         assert_eq!((bufs.entries(), bufs.buf_size(), bufs.bgid()), (4, 64, 3));
         assert_eq!(bufs.available(), 4);
         assert!(bufs.take(4, 10).is_none(), "bid out of range");
@@ -334,5 +409,65 @@ mod tests {
         assert_eq!(bufs.available(), 4);
         // Four initial pushes and two returns: the published tail is 6.
         assert_eq!(bufs.shared.tail.get(), 6);
+    }
+
+    /// The bid of ring entry `index` (what the kernel would hand out at that position).
+    fn offered_bid(bufs: &BufRing, index: u16) -> u16 {
+        let mask = bufs.shared.entries - 1;
+        // SAFETY: `index & mask < entries`, inside the ring mapping; nothing writes
+        // the entry meanwhile (single thread, no RECV armed).
+        unsafe { (*bufs.shared.ring_base().add(usize::from(index & mask))).bid() }
+    }
+
+    #[test]
+    fn the_window_bounds_what_is_offered_and_returns_go_warmest_first() {
+        let Some(ring) = ring() else { return };
+        let bufs = BufRing::new(&ring, 8, 64, 5, 2).unwrap();
+        // Two offered (bids 0 and 1, in that order), six idle.
+        assert_eq!((bufs.window(), bufs.available(), bufs.idle()), (2, 2, 6));
+        assert_eq!((offered_bid(&bufs, 0), offered_bid(&bufs, 1)), (0, 1));
+        // The kernel fills both: nothing offered until one comes back.
+        let a = bufs.take(0, 64).unwrap();
+        let b = bufs.take(1, 64).unwrap();
+        assert_eq!(
+            (bufs.available(), bufs.outstanding(), bufs.idle()),
+            (0, 2, 6)
+        );
+        // A return with room in the window is offered at once, at the tail (index 2).
+        drop(a);
+        assert_eq!((bufs.available(), bufs.idle()), (1, 6));
+        assert_eq!(offered_bid(&bufs, 2), 0);
+        // Growing the window offers idle buffers, lowest bid first (never used yet).
+        bufs.set_window(4);
+        assert_eq!((bufs.available(), bufs.idle()), (4, 3));
+        let refilled = [3, 4, 5].map(|i| offered_bid(&bufs, i));
+        assert_eq!(refilled, [2, 3, 4]);
+        // Shrinking it keeps what is offered; a return beyond it goes idle, on top.
+        bufs.set_window(1);
+        drop(b);
+        assert_eq!(
+            (bufs.available(), bufs.idle(), bufs.outstanding()),
+            (4, 4, 0)
+        );
+        // Once the kernel has taken the offered ones, a refill offers the warmest idle
+        // buffer (bid 1, returned last) first.
+        let held: Vec<RxBuf> = [2, 3, 4, 5]
+            .into_iter()
+            .map(|i| bufs.take(offered_bid(&bufs, i), 1).unwrap())
+            .collect();
+        assert_eq!(bufs.available(), 0);
+        bufs.refill();
+        assert_eq!((bufs.available(), bufs.idle()), (1, 3));
+        assert_eq!(offered_bid(&bufs, 6), 1);
+        // Every buffer is in exactly one place.
+        assert_eq!(bufs.available() + bufs.idle() + bufs.outstanding(), 8);
+        drop(held);
+        assert_eq!(bufs.available() + bufs.idle() + bufs.outstanding(), 8);
+        assert_eq!((bufs.available(), bufs.outstanding()), (1, 0));
+        // The window is clamped to 1..=entries.
+        bufs.set_window(0);
+        assert_eq!(bufs.window(), 1);
+        bufs.set_window(100);
+        assert_eq!((bufs.window(), bufs.available(), bufs.idle()), (8, 8, 0));
     }
 }

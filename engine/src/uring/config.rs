@@ -15,6 +15,10 @@ pub struct RingConfig {
     pub buf_entries: u16,
     /// Size of each receive buffer.
     pub buf_size: u32,
+    /// Receive buffers offered to the kernel at once, at the least: one more is offered per
+    /// live connection beyond this, so each can take one per wait. Bounds what one wait
+    /// takes in, so it is processed while in cache (`bufring`'s "Why a window").
+    pub buf_window: u16,
     /// Buffer group id of the receive buffer ring.
     pub buf_group: u16,
     /// Try IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (falls back if refused).
@@ -31,6 +35,7 @@ impl Default for RingConfig {
             cq_entries: 8192,
             buf_entries: 1024,
             buf_size: 16 * 1024,
+            buf_window: 8,
             buf_group: 0,
             defer_taskrun: true,
             ext_arg_wait: true,

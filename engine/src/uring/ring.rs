@@ -105,6 +105,8 @@ pub struct Ring {
     /// Listeners whose ACCEPT ended, re-armed on the next iteration.
     pub(super) accept_rearm: Vec<ListenerId>,
     pub(super) cqes: Vec<cqueue::Entry>,
+    /// Receive buffers offered at once with no connection (`RingConfig::buf_window`).
+    buf_window: u16,
     /// The deadline of the TIMEOUT op (fallback mode); boxed so its address is stable.
     timeout_ts: Box<Timespec>,
     pub(super) features: RingFeatures,
@@ -134,8 +136,14 @@ fn setup(config: &RingConfig) -> Result<(IoUring, BufRing, RingFeatures), UringE
         }
     }
     let ext_arg_wait = config.ext_arg_wait && ring.params().is_feature_ext_arg();
-    let bufs = BufRing::new(&ring, config.buf_entries, config.buf_size, config.buf_group)
-        .map_err(UringError::Setup)?;
+    let bufs = BufRing::new(
+        &ring,
+        config.buf_entries,
+        config.buf_size,
+        config.buf_group,
+        config.buf_window,
+    )
+    .map_err(UringError::Setup)?;
     let features = RingFeatures {
         defer_taskrun,
         ext_arg_wait,
@@ -198,6 +206,7 @@ impl Ring {
             starved: Vec::new(),
             accept_rearm: Vec::new(),
             cqes: Vec::with_capacity(features.cq_entries as usize),
+            buf_window: config.buf_window,
             timeout_ts: Box::new(Timespec::new()),
             features,
             stats: RingStats::default(),
@@ -571,6 +580,10 @@ impl Ring {
         }
         self.dirty = dirty;
 
+        // One buffer per connection beyond the base window, so none waits for another's.
+        let per_conn = u16::try_from(self.conns.len()).unwrap_or(u16::MAX);
+        self.bufs
+            .set_window(self.buf_window.saturating_add(per_conn));
         if self.bufs.available() > 0 && !self.starved.is_empty() {
             let mut starved = std::mem::take(&mut self.starved);
             for id in starved.drain(..) {
