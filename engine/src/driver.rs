@@ -162,6 +162,26 @@ pub trait Driver {
     }
     /// Whether [`Driver::socket_snapshot`] reports TCP_INFO (KIST needs it).
     fn has_tcp_info(&self) -> bool;
+    /// Connections accepted on `listener` from now on are held: nothing is read from them
+    /// until the caller keeps one (`set_recv_paused(conn, false)`) or takes it out with
+    /// [`Driver::detach`] for another worker. The default (a backend with no real sockets)
+    /// holds nothing; keeping a connection that was never held changes nothing.
+    fn hold_accepted(&mut self, listener: Self::Listener) {
+        let _ = listener;
+    }
+    /// Takes a held connection out of the driver, as its socket, for another worker's
+    /// driver to [`Driver::adopt`]: `None` (and the connection stays) unless nothing was read
+    /// from it, nothing is queued on it and no operation of it is in flight.
+    fn detach(&mut self, conn: Self::Conn) -> Option<std::net::TcpStream> {
+        let _ = conn;
+        None
+    }
+    /// Takes over a connected socket (one a sibling worker's driver detached); reading
+    /// starts at once.
+    fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Self::Conn> {
+        let _ = stream;
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// Hands `conn`'s TLS send keys to the kernel (kTLS TX): from now on its bytes leave as
     /// TLS records sealed by the kernel. Call it only when nothing is queued on `conn`.
     /// Unsupported where the backend has no real socket.

@@ -150,6 +150,8 @@ struct Conn {
     /// The kernel opens the received TLS records (kTLS RX): a read's EIO means a record
     /// that is not application data, read again with its type.
     ktls_rx: bool,
+    /// Accepted on a holding listener and never read since (`PollDriver::detach`).
+    held: bool,
 }
 
 impl Conn {
@@ -167,6 +169,7 @@ impl Conn {
             after_flush: AfterFlush::Nothing,
             tx: TxStamps::default(),
             ktls_rx: false,
+            held: false,
         }
     }
 
@@ -195,6 +198,8 @@ enum Owner {
 pub struct PollDriver {
     conns: GenSlab<Conn>,
     listeners: GenSlab<TcpListener>,
+    /// Listeners whose accepted connections start held (`PollDriver::hold_accepted`).
+    holding: Vec<ListenerId>,
     pool: BufPool,
     config: PollConfig,
     /// The pollfd array; entry `i` belongs to `owners[i]`.
@@ -230,6 +235,7 @@ impl PollDriver {
         Ok(PollDriver {
             conns: GenSlab::default(),
             listeners: GenSlab::default(),
+            holding: Vec::new(),
             pool: BufPool::new(config.recv_buf_size, config.pool_keep),
             config,
             set: PollSet::new(),
@@ -343,7 +349,27 @@ impl PollDriver {
     pub fn set_recv_paused(&mut self, conn: ConnId, paused: bool) {
         if let Some(c) = self.conns.get_mut(conn.0) {
             c.recv_paused = paused;
+            c.held &= paused;
         }
+    }
+
+    /// Connections accepted on `listener` from now on start held: not read until
+    /// [`PollDriver::set_recv_paused`]`(conn, false)`, or taken out by [`PollDriver::detach`].
+    pub fn hold_accepted(&mut self, listener: ListenerId) {
+        if !self.holding.contains(&listener) {
+            self.holding.push(listener);
+        }
+    }
+
+    /// Takes a held connection out (never read, nothing queued) and returns its socket;
+    /// `None` otherwise, and the connection stays.
+    pub fn detach(&mut self, conn: ConnId) -> Option<TcpStream> {
+        let c = self.conns.get(conn.0)?;
+        if !c.held || c.queued() > 0 {
+            return None;
+        }
+        self.set_changed = true;
+        self.conns.remove(conn.0).map(|c| c.stream)
     }
 
     /// Hands `conn`'s receive keys to the kernel (kTLS RX), if no read of it waits in the

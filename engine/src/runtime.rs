@@ -30,6 +30,7 @@
 //!   messages of `kistrel_base::control`, keyed by the `CircuitKey` a worker hands out).
 
 mod backend;
+mod balance;
 mod clock;
 mod conns;
 mod control;
@@ -43,6 +44,7 @@ mod worker;
 pub use backend::{
     run_worker, select_backend, select_with, Backend, BackendChoice, BackendError, UringUnavailable,
 };
+pub use balance::{siblings, Handoff, Siblings};
 pub use clock::{Clock, TimeSource};
 pub use control::{
     CircuitCommand, CircuitEvent, CircuitKey, Command, EventSender, ExitTarget, WorkerEvent,

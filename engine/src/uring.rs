@@ -32,6 +32,7 @@ mod complete;
 mod config;
 mod driver;
 mod errqueue;
+mod handoff;
 mod ktls_rx;
 mod op;
 mod ring;

@@ -86,6 +86,7 @@ fn worker_cfg(
         sched: SchedConfig::default(),
         clock,
         links,
+        siblings: None,
     }
 }
 
@@ -279,6 +280,85 @@ fn fetch(backend: Backend, kinds: &[SchedulerKind], size: usize, ktls: Ktls) {
 }
 
 /// Makes `poll::name` and (Linux) `uring::name` of each `name => |backend| body`.
+/// A relay process with two workers on one port. With `both_listen`, as `kistrel relay`
+/// starts them: the kernel hashes each connection to one worker's listener, and the workers
+/// hand accepted channels to the one with fewer, so six peers connecting one after another
+/// end up three per worker whichever listeners the kernel picked (by hashing alone, 3/3
+/// happens 31% of the time). Without, only worker 0 listens, and must hand every other
+/// channel to worker 1. Each peer sends its VERSIONS cell at once, before the decision, and
+/// gets the relay's answer: nothing read before a handoff is lost.
+fn channels_spread_over_two_workers(backend: Backend, both_listen: bool) {
+    let Some(backend) = usable(backend) else {
+        return;
+    };
+    let clock = Clock::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let keys = RelayKeys::generate(&mut rng, std::time::SystemTime::now()).expect("keys");
+    let first =
+        kistrel_engine::sys::reuseport_listener((Ipv4Addr::LOCALHOST, 0).into(), 64).expect("bind");
+    let addr = first.local_addr().expect("addr");
+    let second =
+        both_listen.then(|| kistrel_engine::sys::reuseport_listener(addr, 64).expect("bind"));
+    let mut siblings = runtime::siblings(2).into_iter();
+    let workers: Vec<Running> = [Some(first), second]
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let relay = RelayConfig {
+                keys: Some(keys.clone()),
+                ..RelayConfig::default()
+            };
+            let mut cfg = worker_cfg(
+                i,
+                relay,
+                l,
+                None,
+                &[SchedulerKind::Vanilla],
+                clock,
+                Links::Plain,
+            );
+            cfg.siblings = siblings.next();
+            spawn(cfg, backend)
+        })
+        .collect();
+    // VERSIONS (circuit id 0 in 2 bytes, command 7, length 4): link protocols 4 and 5.
+    const VERSIONS: [u8; 9] = [0, 0, 7, 0, 4, 0, 4, 0, 5];
+    let mut peers = Vec::new();
+    for i in 0..6 {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.write_all(&VERSIONS).expect("versions");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut answer = [0u8; 3];
+        s.read_exact(&mut answer)
+            .unwrap_or_else(|e| panic!("peer {i}: no answer from the relay: {e}"));
+        assert_eq!(
+            answer,
+            [0, 0, 7],
+            "peer {i}: the answer starts with VERSIONS"
+        );
+        peers.push(s);
+    }
+    let reports: Vec<WorkerReport> = workers
+        .into_iter()
+        .map(|w| {
+            w.cmd.send(Command::Shutdown).expect("shutdown");
+            w.handle.join().expect("worker thread").expect("report")
+        })
+        .collect();
+    let links: Vec<_> = reports.iter().map(|r| r.links).collect();
+    println!("{links:?}");
+    // A plain link counts as opened when its channel is bound: the channels per worker.
+    assert_eq!((links[0].plain, links[1].plain), (3, 3), "{links:?}");
+    let handed = links[0].handed_to_sibling + links[1].handed_to_sibling;
+    let adopted = links[0].adopted_from_sibling + links[1].adopted_from_sibling;
+    assert_eq!(handed, adopted, "{links:?}");
+    if !both_listen {
+        let moved = (links[0].handed_to_sibling, links[1].adopted_from_sibling);
+        assert_eq!(moved, (3, 3), "{links:?}");
+    }
+}
+
 macro_rules! on_both_backends {
     ($($name:ident => $body:expr;)*) => {
         mod poll {
@@ -294,6 +374,10 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends! {
+    two_workers_share_the_accepted_channels => |b| channels_spread_over_two_workers(b, true);
+    one_listening_worker_hands_half_its_channels_over => |b| {
+        channels_spread_over_two_workers(b, false)
+    };
     three_hop_socks_fetch_kist_first => |b| {
         use SchedulerKind::{Kist, KistLite, Vanilla};
         run_fetch(b, &[Kist, KistLite, Vanilla], 8 << 20)

@@ -125,6 +125,7 @@ fn seccomp_child() {
         clock: Clock::new(),
         // The parent speaks plaintext VERSIONS: this test is about the backend, not TLS.
         links: runtime::Links::Plain,
+        siblings: None,
     };
     let (cmd_tx, cmd_rx) = bounded(4);
     let (ev_tx, _ev_rx) = bounded(64);

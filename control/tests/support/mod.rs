@@ -80,6 +80,7 @@ impl Node {
             sched: SchedConfig::default(),
             clock: net.clock(),
             links: tls_links(),
+            siblings: None,
         };
         let (commands, cmd_rx) = bounded(1024);
         let (ev_tx, events) = bounded(1024);

@@ -84,6 +84,18 @@ impl Driver for PollDriver {
         PollDriver::run_once(self, timeout)
     }
 
+    fn hold_accepted(&mut self, listener: ListenerId) {
+        PollDriver::hold_accepted(self, listener);
+    }
+
+    fn detach(&mut self, conn: ConnId) -> Option<std::net::TcpStream> {
+        PollDriver::detach(self, conn)
+    }
+
+    fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<ConnId> {
+        PollDriver::adopt(self, stream)
+    }
+
     fn has_tcp_info(&self) -> bool {
         // Snapshots are the same `sys::socket_snapshot` as io_uring's: KIST runs on this
         // backend wherever they carry TCP_INFO (Linux), so both backends run one scheduler.

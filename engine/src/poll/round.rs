@@ -111,11 +111,18 @@ impl PollDriver {
             };
             match listener.accept() {
                 Ok((stream, peer)) => match self.adopt(stream) {
-                    Ok(conn) => self.events.push_back(IoEvent::Accepted {
-                        listener: id,
-                        conn,
-                        peer: Some(peer),
-                    }),
+                    Ok(conn) => {
+                        if self.holding.contains(&id) {
+                            if let Some(c) = self.conns.get_mut(conn.0) {
+                                (c.held, c.recv_paused) = (true, true);
+                            }
+                        }
+                        self.events.push_back(IoEvent::Accepted {
+                            listener: id,
+                            conn,
+                            peer: Some(peer),
+                        })
+                    }
                     Err(err) => {
                         tracing::warn!(listener = ?id, %err, "cannot adopt accepted connection")
                     }

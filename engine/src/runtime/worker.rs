@@ -3,6 +3,7 @@
 //! part ([`Relay`], the scheduler, [`Edges`], [`Origins`]); this file moves events between
 //! them and the driver, and performs the actions they return.
 
+mod balance;
 mod links;
 
 use std::io;
@@ -24,6 +25,7 @@ use crate::time::Instant;
 use crate::wire::EndReason;
 use crate::{ErrorKind, HasKind};
 
+use super::balance::Siblings;
 use super::clock::{Clock, TimeSource};
 use super::conns::{ConnTable, ReadGate, Role};
 use super::control::{Command, EventSender, WorkerEvent, WorkerStats};
@@ -65,6 +67,9 @@ pub struct WorkerConfig<C = Clock> {
     pub clock: C,
     /// How channels are carried: TLS (the default of every node) or plain (benchmarks).
     pub links: Links,
+    /// The process's other workers, to spread accepted channels over (`runtime::balance`);
+    /// `None` keeps every accepted channel on the worker that accepted it.
+    pub siblings: Option<Siblings>,
 }
 
 /// The listeners of a worker, as handles of its driver.
@@ -164,6 +169,7 @@ pub struct Worker<D: Driver, C: TimeSource = Clock> {
     transmit: Transmit,
     timers: Timers<D::Conn>,
     links: LinkMaker,
+    siblings: Option<Siblings>,
 }
 
 impl<D: Driver, C: TimeSource> core::fmt::Debug for Worker<D, C> {
@@ -194,13 +200,20 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             or: add(cfg.or_listener.take(), "OR")?,
             socks: add(cfg.socks_listener.take(), "SOCKS")?,
         };
+        // Accepted channels wait for the decision of `accept_channel_conn`.
+        if let (Some(or), true) = (
+            listeners.or,
+            cfg.siblings.as_ref().is_some_and(Siblings::has_peers),
+        ) {
+            driver.hold_accepted(or);
+        }
         Self::with_listeners(cfg, driver, listeners, commands, events)
     }
 
     /// Sets up a worker over `driver` whose listeners were added already (a simulated
     /// driver's, say); listeners in `cfg` are ignored.
     pub fn with_listeners(
-        cfg: WorkerConfig<C>,
+        mut cfg: WorkerConfig<C>,
         driver: D,
         listeners: Listeners<D::Listener>,
         commands: Receiver<Command>,
@@ -241,6 +254,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                 scratch: Vec::new(),
             },
             links,
+            siblings: cfg.siblings.take(),
         })
     }
 
@@ -290,6 +304,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             }
         }
         self.handle_commands(now);
+        self.adopt_handoffs(now);
         self.handle_io(now);
         self.handle_relay_events(now);
         self.handle_answers(now);
@@ -302,6 +317,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         self.handle_relay_events(now);
         self.transmit(now);
         self.periodic(now);
+        self.publish_load();
         Some(self.next_wait(now))
     }
 
@@ -445,8 +461,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         let accepting = self.timers.stopping.is_none();
         if accepting && Some(l) == self.listeners.or {
             let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
-            let chan = self.relay.accept_channel(now, peer);
-            self.bind_channel(now, chan, conn, false);
+            self.accept_channel_conn(now, conn, peer);
         } else if accepting && Some(l) == self.listeners.socks {
             self.add_edge(conn);
             self.edges.add_socks(conn);

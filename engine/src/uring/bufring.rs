@@ -159,6 +159,8 @@ impl Shared {
 pub struct BufRing {
     shared: Rc<Shared>,
     bgid: u16,
+    /// The window with no connection (`RingConfig::buf_window`; see `fit_window`).
+    base_window: u16,
 }
 
 impl fmt::Debug for BufRing {
@@ -224,6 +226,7 @@ impl BufRing {
         Ok(Self {
             shared: Rc::new(shared),
             bgid,
+            base_window: window,
         })
     }
 
@@ -268,6 +271,13 @@ impl BufRing {
     pub fn set_window(&self, window: u16) {
         self.shared.window.set(window.clamp(1, self.shared.entries));
         self.shared.refill();
+    }
+
+    /// Sets the window to the base window plus one buffer per connection, so that no
+    /// connection waits for another's buffers to come back.
+    pub fn fit_window(&self, conns: usize) {
+        let per_conn = u16::try_from(conns).unwrap_or(u16::MAX);
+        self.set_window(self.base_window.saturating_add(per_conn));
     }
 
     /// Offers idle buffers up to the window (those held long by the layer above came back
@@ -469,5 +479,10 @@ mod tests {
         assert_eq!(bufs.window(), 1);
         bufs.set_window(100);
         assert_eq!((bufs.window(), bufs.available(), bufs.idle()), (8, 8, 0));
+        // The base window (2) plus one per connection.
+        bufs.fit_window(3);
+        assert_eq!(bufs.window(), 5);
+        bufs.fit_window(usize::MAX);
+        assert_eq!(bufs.window(), 8);
     }
 }

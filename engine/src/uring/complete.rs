@@ -166,15 +166,15 @@ impl Ring {
         res: i32,
         more: bool,
     ) -> Result<(), UringError> {
-        let alive = match self.listeners.get_mut(listener.0) {
+        let (alive, held) = match self.listeners.get_mut(listener.0) {
             Some(l) => {
                 if !more && l.accept_op == Some(key) {
                     l.accept_op = None;
                     self.accept_rearm.push(listener);
                 }
-                true
+                (true, l.hold)
             }
-            None => false,
+            None => (false, false),
         };
         if res >= 0 {
             // SAFETY: a successful ACCEPT returns a new descriptor that nothing else owns.
@@ -183,7 +183,7 @@ impl Ring {
                 return Ok(()); // orphan: dropping `stream` closes it
             }
             let peer = stream.peer_addr().ok();
-            let conn = self.adopt_nonblocking(stream)?;
+            let conn = self.adopt_nonblocking(stream, held)?;
             self.events.push_back(Event::Accepted {
                 listener,
                 conn,

@@ -121,4 +121,17 @@ impl Driver for Ring {
     fn has_tcp_info(&self) -> bool {
         true
     }
+
+    fn hold_accepted(&mut self, listener: ListenerId) {
+        // A listener of this ring always exists while the worker holds its id.
+        let _ = Ring::hold_accepted(self, listener);
+    }
+
+    fn detach(&mut self, conn: ConnId) -> Option<std::net::TcpStream> {
+        Ring::detach(self, conn)
+    }
+
+    fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<ConnId> {
+        Ring::adopt(self, stream).map_err(io::Error::other)
+    }
 }

@@ -64,6 +64,8 @@ pub(super) enum AfterFlush {
 pub(super) struct Listener {
     pub(super) listener: TcpListener,
     pub(super) accept_op: Option<OpKey>,
+    /// Connections it accepts start with reads paused (`Ring::hold_accepted`).
+    pub(super) hold: bool,
 }
 
 /// One worker's io_uring with its connections, listeners, in-flight operations and receive
@@ -105,8 +107,6 @@ pub struct Ring {
     /// Listeners whose ACCEPT ended, re-armed on the next iteration.
     pub(super) accept_rearm: Vec<ListenerId>,
     pub(super) cqes: Vec<cqueue::Entry>,
-    /// Receive buffers offered at once with no connection (`RingConfig::buf_window`).
-    buf_window: u16,
     /// The deadline of the TIMEOUT op (fallback mode); boxed so its address is stable.
     timeout_ts: Box<Timespec>,
     pub(super) features: RingFeatures,
@@ -206,7 +206,6 @@ impl Ring {
             starved: Vec::new(),
             accept_rearm: Vec::new(),
             cqes: Vec::with_capacity(features.cq_entries as usize),
-            buf_window: config.buf_window,
             timeout_ts: Box::new(Timespec::new()),
             features,
             stats: RingStats::default(),
@@ -429,6 +428,7 @@ impl Ring {
             .try_insert(Listener {
                 listener,
                 accept_op: None,
+                hold: false,
             })
             .map_err(|_| UringError::Full)?;
         let id = ListenerId(key);
@@ -485,16 +485,21 @@ impl Ring {
     /// Takes over an already connected stream (made non-blocking) and arms its RECV.
     pub fn adopt(&mut self, stream: TcpStream) -> Result<ConnId, UringError> {
         stream.set_nonblocking(true).map_err(UringError::Socket)?;
-        self.adopt_nonblocking(stream)
+        self.adopt_nonblocking(stream, false)
     }
 
     /// As [`Ring::adopt`] for a stream known to be non-blocking (accepted with
-    /// SOCK_NONBLOCK): no extra system call.
-    pub(super) fn adopt_nonblocking(&mut self, stream: TcpStream) -> Result<ConnId, UringError> {
+    /// SOCK_NONBLOCK): no extra system call. `held`: reads start paused, no RECV armed.
+    pub(super) fn adopt_nonblocking(
+        &mut self,
+        stream: TcpStream,
+        held: bool,
+    ) -> Result<ConnId, UringError> {
         let fd = stream.as_raw_fd();
         let id = self.insert_conn(stream, false)?;
         if let Some(c) = self.conns.get_mut(id.0) {
             c.stamping.enable(fd);
+            c.recv_paused = held;
         }
         self.arm_recv(id)?;
         Ok(id)
@@ -580,10 +585,7 @@ impl Ring {
         }
         self.dirty = dirty;
 
-        // One buffer per connection beyond the base window, so none waits for another's.
-        let per_conn = u16::try_from(self.conns.len()).unwrap_or(u16::MAX);
-        self.bufs
-            .set_window(self.buf_window.saturating_add(per_conn));
+        self.bufs.fit_window(self.conns.len());
         if self.bufs.available() > 0 && !self.starved.is_empty() {
             let mut starved = std::mem::take(&mut self.starved);
             for id in starved.drain(..) {

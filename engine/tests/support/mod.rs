@@ -64,6 +64,7 @@ impl SimWorker {
             sched: SchedConfig::default(),
             clock: net.clock(),
             links: tls_links(),
+            siblings: None,
         };
         let (cmd_tx, cmd_rx) = bounded(1024);
         let (ev_tx, ev_rx) = bounded(1 << 16);

@@ -48,6 +48,8 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
             sched,
             clock,
             links: links.clone(),
+            // No OR listener: nothing accepted to spread.
+            siblings: None,
         })
         .collect();
     let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, n, |key, a| {

@@ -30,6 +30,7 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
     } else {
         conf.address.clone()
     };
+    let mut siblings = kistrel_engine::runtime::siblings(n).into_iter();
     let configs = listeners
         .into_iter()
         .enumerate()
@@ -55,6 +56,7 @@ pub fn run(conf: RelayConf) -> Result<(), CliError> {
             sched,
             clock,
             links: links.clone(),
+            siblings: siblings.next(),
         })
         .collect();
     let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, n, |key, a| {

@@ -192,7 +192,7 @@ fn counters() -> [Counter; 12] {
 }
 
 /// The per-worker link counters (links per kind, TLS records): name, help, unit, value.
-fn link_counters() -> [Counter; 8] {
+fn link_counters() -> [Counter; 10] {
     [
         (
             "links_plain",
@@ -236,6 +236,18 @@ fn link_counters() -> [Counter; 8] {
         ("tls_records_out", "TLS records sealed", None, |w| {
             w.links.records.records_out
         }),
+        (
+            "channels_handed_to_sibling",
+            "Accepted channels handed to a sibling worker with fewer channels",
+            None,
+            |w| w.links.handed_to_sibling,
+        ),
+        (
+            "channels_adopted_from_sibling",
+            "Channels a sibling worker handed to this one",
+            None,
+            |w| w.links.adopted_from_sibling,
+        ),
     ]
 }
 

@@ -26,6 +26,11 @@ pub struct LinkStats {
     pub tls_handshake_failed: u64,
     /// Records of closed links (live links are added when a snapshot is taken).
     pub records: RecordStats,
+    /// Accepted channel connections handed to a sibling worker with fewer channels
+    /// (`runtime::balance`).
+    pub handed_to_sibling: u64,
+    /// Channel connections a sibling handed to this worker.
+    pub adopted_from_sibling: u64,
 }
 
 impl LinkStats {

@@ -28,6 +28,7 @@ fn figures() -> Figures {
             links: kistrel_engine::runtime::LinkStats {
                 tls_user: 3,
                 ktls_rx: 2,
+                handed_to_sibling: 8,
                 ..Default::default()
             },
             events_dropped: 5,
@@ -45,6 +46,8 @@ fn openmetrics_names_counters_and_units_per_the_spec() {
         "kistrel_cells_in_total{worker=\"0\"} 0\n",
         "kistrel_links_tls_user_total{worker=\"1\"} 3\n",
         "kistrel_links_ktls_rx_total{worker=\"1\"} 2\n",
+        "kistrel_channels_handed_to_sibling_total{worker=\"1\"} 8\n",
+        "kistrel_channels_adopted_from_sibling_total{worker=\"0\"} 0\n",
         "kistrel_cells_in_total{worker=\"1\"} 10\n",
         "kistrel_sched_runs_total{worker=\"1\"} 7\n",
         "kistrel_creates_refused_total{worker=\"1\"} 4\n",
