@@ -44,7 +44,7 @@ mod worker;
 pub use backend::{
     run_worker, select_backend, select_with, Backend, BackendChoice, BackendError, UringUnavailable,
 };
-pub use balance::{siblings, Handoff, Siblings};
+pub use balance::{siblings, Accepted, Handoff, Siblings};
 pub use clock::{Clock, TimeSource};
 pub use control::{
     CircuitCommand, CircuitEvent, CircuitKey, Command, EventSender, ExitTarget, WorkerEvent,

@@ -359,6 +359,56 @@ fn channels_spread_over_two_workers(backend: Backend, both_listen: bool) {
     }
 }
 
+/// A client process with two workers where only worker 0 listens for SOCKS: every other
+/// SOCKS connection goes to worker 1 (its load, edges plus channels, is lower), which answers
+/// the greeting sent before the decision.
+fn socks_clients_spread_over_two_workers(backend: Backend) {
+    let Some(backend) = usable(backend) else {
+        return;
+    };
+    let clock = Clock::new();
+    let socks_l = listener();
+    let socks = socks_l.local_addr().expect("addr");
+    let mut siblings = runtime::siblings(2).into_iter();
+    let workers: Vec<Running> = [Some(socks_l), None]
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let kinds = [SchedulerKind::Vanilla];
+            let relay = RelayConfig::default();
+            let mut cfg = worker_cfg(i, relay, None, l, &kinds, clock, Links::Plain);
+            cfg.siblings = siblings.next();
+            spawn(cfg, backend)
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let mut s = TcpStream::connect(socks).expect("connect");
+        // SOCKS5, one method: no authentication.
+        s.write_all(&[5, 1, 0]).expect("greeting");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut answer = [0u8; 2];
+        s.read_exact(&mut answer)
+            .unwrap_or_else(|e| panic!("client {i}: no answer: {e}"));
+        assert_eq!(answer, [5, 0], "client {i}");
+        clients.push(s);
+    }
+    let links: Vec<_> = workers
+        .into_iter()
+        .map(|w| {
+            w.cmd.send(Command::Shutdown).expect("shutdown");
+            w.handle
+                .join()
+                .expect("worker thread")
+                .expect("report")
+                .links
+        })
+        .collect();
+    let moved = (links[0].handed_to_sibling, links[1].adopted_from_sibling);
+    assert_eq!(moved, (2, 2), "{links:?}");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident => $body:expr;)*) => {
         mod poll {
@@ -378,6 +428,7 @@ on_both_backends! {
     one_listening_worker_hands_half_its_channels_over => |b| {
         channels_spread_over_two_workers(b, false)
     };
+    one_socks_listener_hands_half_its_clients_over => socks_clients_spread_over_two_workers;
     three_hop_socks_fetch_kist_first => |b| {
         use SchedulerKind::{Kist, KistLite, Vanilla};
         run_fetch(b, &[Kist, KistLite, Vanilla], 8 << 20)

@@ -1,4 +1,5 @@
-//! Spreading accepted channels over a process's workers.
+//! Spreading accepted connections (channels at relays, SOCKS clients at clients) over a
+//! process's workers.
 //!
 //! Every worker accepts on its own SO_REUSEPORT listener, and the kernel picks the listener
 //! by a hash of the connection's addresses: with two workers, two channels land on one worker
@@ -7,7 +8,10 @@
 //! Measured on the 3-hop network (benches/three-hop-throughput.sh, session 13): rounds whose
 //! relays had their channels on both workers ran ~20% faster than rounds with one busy worker.
 //!
-//! So an accepted channel connection is held (nothing read, `Driver::hold_accepted`) until
+//! A client's SOCKS listener is the same: a stream is carried by a circuit of the worker
+//! that accepted its SOCKS connection.
+//!
+//! So an accepted connection is held (nothing read, `Driver::hold_accepted`) until
 //! its worker decides: it keeps it unless a sibling has fewer channels, and otherwise hands
 //! the socket ([`Handoff`]) to the sibling with the fewest through a queue of its own. The
 //! receiving worker adopts it unconditionally, so a connection moves at most once. Loads are
@@ -24,16 +28,27 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 /// Accepted connections waiting in one worker's queue, at most.
 const HANDOFF_QUEUE: usize = 256;
 
-/// An accepted channel connection handed to a sibling worker: nothing was read from it.
+/// An accepted connection handed to a sibling worker: nothing was read from it.
 #[derive(Debug)]
 pub struct Handoff {
     /// The connected socket.
     pub stream: TcpStream,
     /// Its peer, as the accepting driver saw it.
     pub peer: SocketAddr,
+    /// Which listener accepted it.
+    pub kind: Accepted,
 }
 
-/// One worker's view of its siblings: everyone's channel count, its own queue of handed
+/// What an accepted connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// A channel, from the OR listener.
+    Channel,
+    /// A SOCKS client, from the SOCKS listener.
+    Socks,
+}
+
+/// One worker's view of its siblings: everyone's load (channels plus edges), its own queue of handed
 /// connections, and the queues of the others.
 #[derive(Debug)]
 pub struct Siblings {
@@ -70,19 +85,20 @@ impl Siblings {
         self.loads.len() > 1
     }
 
-    /// Publishes this worker's channel count (a store only when it changed).
-    pub fn publish(&mut self, channels: usize) {
-        let channels = u32::try_from(channels).unwrap_or(u32::MAX);
-        if channels != self.published {
-            self.published = channels;
-            if let Some(load) = self.loads.get(self.index) {
-                load.store(channels, Ordering::Relaxed);
+    /// Publishes this worker's load: its channels plus its edges (a store only when it
+    /// changed).
+    pub fn publish(&mut self, load: usize) {
+        let load = u32::try_from(load).unwrap_or(u32::MAX);
+        if load != self.published {
+            self.published = load;
+            if let Some(slot) = self.loads.get(self.index) {
+                slot.store(load, Ordering::Relaxed);
             }
         }
     }
 
-    /// The sibling to hand a new channel to: the one with the fewest channels, if that is
-    /// fewer than this worker's (lowest index among equals); `None` keeps it here.
+    /// The sibling to hand a new connection to: the one with the least load, if that is
+    /// less than this worker's (lowest index among equals); `None` keeps it here.
     pub fn target(&self) -> Option<usize> {
         pick_target(
             self.index,
@@ -155,10 +171,18 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let peer = stream.local_addr().unwrap();
-        s[0].send(2, Handoff { stream, peer }).unwrap();
+        s[0].send(
+            2,
+            Handoff {
+                stream,
+                peer,
+                kind: Accepted::Socks,
+            },
+        )
+        .unwrap();
         assert!(s[1].recv().is_none());
         let got = s[2].recv().expect("worker 2's queue has it");
-        assert_eq!(got.peer, peer);
+        assert_eq!((got.peer, got.kind), (peer, Accepted::Socks));
         assert!(s[2].recv().is_none());
         assert!(!siblings(1)[0].has_peers());
     }
@@ -177,11 +201,22 @@ mod tests {
                 Handoff {
                     stream: dup,
                     peer: addr,
+                    kind: Accepted::Channel,
                 },
             )
             .unwrap();
         }
-        let back = s[0].send(1, Handoff { stream, peer: addr }).unwrap_err();
+        let kind = Accepted::Channel;
+        let back = s[0]
+            .send(
+                1,
+                Handoff {
+                    stream,
+                    peer: addr,
+                    kind,
+                },
+            )
+            .unwrap_err();
         assert_eq!(back.peer, addr);
         assert!(s[0].send(7, back).is_err(), "no such worker");
     }

@@ -138,6 +138,11 @@ impl<C> Default for Edges<C> {
 }
 
 impl<C: Copy + Eq + Hash> Edges<C> {
+    /// Live edges (SOCKS clients and exit connections).
+    pub(super) fn len(&self) -> usize {
+        self.edges.len()
+    }
+
     /// The next thing the worker must do.
     #[must_use]
     pub(super) fn poll_action(&mut self) -> Option<EdgeAction<C>> {

@@ -25,7 +25,7 @@ use crate::time::Instant;
 use crate::wire::EndReason;
 use crate::{ErrorKind, HasKind};
 
-use super::balance::Siblings;
+use super::balance::{Accepted, Siblings};
 use super::clock::{Clock, TimeSource};
 use super::conns::{ConnTable, ReadGate, Role};
 use super::control::{Command, EventSender, WorkerEvent, WorkerStats};
@@ -200,12 +200,11 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             or: add(cfg.or_listener.take(), "OR")?,
             socks: add(cfg.socks_listener.take(), "SOCKS")?,
         };
-        // Accepted channels wait for the decision of `accept_channel_conn`.
-        if let (Some(or), true) = (
-            listeners.or,
-            cfg.siblings.as_ref().is_some_and(Siblings::has_peers),
-        ) {
-            driver.hold_accepted(or);
+        // Accepted connections wait for the decision of `place_accepted`.
+        if cfg.siblings.as_ref().is_some_and(Siblings::has_peers) {
+            for l in [listeners.or, listeners.socks].into_iter().flatten() {
+                driver.hold_accepted(l);
+            }
         }
         Self::with_listeners(cfg, driver, listeners, commands, events)
     }
@@ -459,12 +458,11 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
 
     fn accepted(&mut self, now: Instant, l: D::Listener, conn: D::Conn, peer: Option<SocketAddr>) {
         let accepting = self.timers.stopping.is_none();
+        let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
         if accepting && Some(l) == self.listeners.or {
-            let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
-            self.accept_channel_conn(now, conn, peer);
+            self.place_accepted(now, conn, peer, Accepted::Channel);
         } else if accepting && Some(l) == self.listeners.socks {
-            self.add_edge(conn);
-            self.edges.add_socks(conn);
+            self.place_accepted(now, conn, peer, Accepted::Socks);
         } else {
             self.driver.close(conn);
         }

@@ -35,6 +35,7 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
     let (kinds, sched, _) = runner::sched_config(&conf.runtime);
     let links = runner::links(&conf.runtime)?;
     let clock = Clock::new();
+    let mut siblings = kistrel_engine::runtime::siblings(n).into_iter();
     let configs = listeners
         .into_iter()
         .enumerate()
@@ -48,8 +49,7 @@ pub fn run(conf: ClientConf) -> Result<(), CliError> {
             sched,
             clock,
             links: links.clone(),
-            // No OR listener: nothing accepted to spread.
-            siblings: None,
+            siblings: siblings.next(),
         })
         .collect();
     let metrics = crate::metrics::MetricsServer::for_config(conf.metrics_port, n, |key, a| {

@@ -1,5 +1,5 @@
-//! The worker's side of channel balancing (`runtime::balance`): deciding where an accepted
-//! channel connection goes, and adopting those its siblings hand over.
+//! The worker's side of balancing (`runtime::balance`): deciding where an accepted
+//! connection goes, and adopting those its siblings hand over.
 
 use std::net::SocketAddr;
 
@@ -8,22 +8,27 @@ use tracing::{debug, warn};
 use crate::driver::Driver;
 use crate::time::Instant;
 
-use super::super::balance::Handoff;
+use super::super::balance::{Accepted, Handoff};
 use super::super::clock::TimeSource;
 use super::Worker;
 
 impl<D: Driver, C: TimeSource> Worker<D, C> {
-    /// A channel connection accepted on the OR listener: handed to a sibling with fewer
-    /// channels (it was held, so nothing was read from it), else kept and read from now on.
-    pub(super) fn accept_channel_conn(&mut self, now: Instant, conn: D::Conn, peer: SocketAddr) {
+    /// A connection accepted on a held listener (OR or SOCKS): handed to a sibling with
+    /// less load (nothing was read from it), else kept and read from now on.
+    pub(super) fn place_accepted(
+        &mut self,
+        now: Instant,
+        conn: D::Conn,
+        peer: SocketAddr,
+        kind: Accepted,
+    ) {
         if let Some(sib) = &self.siblings {
             if let Some(to) = sib.target() {
                 if let Some(stream) = self.driver.detach(conn) {
-                    match sib.send(to, Handoff { stream, peer }) {
+                    match sib.send(to, Handoff { stream, peer, kind }) {
                         Ok(()) => {
-                            debug!(worker = self.index, to, %peer, "channel handed to a sibling");
+                            debug!(worker = self.index, to, %peer, ?kind, "handed to a sibling");
                             self.links.stats_mut().handed_to_sibling += 1;
-                            return;
                         }
                         Err(back) => self.take_handoff(now, back),
                     }
@@ -32,7 +37,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
             }
         }
         self.driver.set_recv_paused(conn, false);
-        self.start_accepted_channel(now, conn, peer);
+        self.start_accepted(now, conn, peer, kind);
     }
 
     /// Adopts the connections siblings handed to this worker (dropped, so closed, once it
@@ -52,26 +57,35 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         }
     }
 
-    /// Publishes this worker's channel count to its siblings (a store only on change).
+    /// Publishes this worker's load, channels plus edges, to its siblings (a store only on
+    /// change).
     pub(super) fn publish_load(&mut self) {
-        let channels = self.relay.channel_count();
+        let load = self.relay.channel_count() + self.edges.len();
         if let Some(sib) = &mut self.siblings {
-            sib.publish(channels);
+            sib.publish(load);
         }
     }
 
     fn take_handoff(&mut self, now: Instant, h: Handoff) {
         match self.driver.adopt(h.stream) {
-            Ok(conn) => self.start_accepted_channel(now, conn, h.peer),
+            Ok(conn) => self.start_accepted(now, conn, h.peer, h.kind),
             Err(e) => {
-                warn!(worker = self.index, peer = %h.peer, error = %e, "cannot adopt a handed channel; closed")
+                warn!(worker = self.index, peer = %h.peer, error = %e, "cannot adopt a handed connection; closed")
             }
         }
     }
 
-    fn start_accepted_channel(&mut self, now: Instant, conn: D::Conn, peer: SocketAddr) {
-        let chan = self.relay.accept_channel(now, peer);
-        self.bind_channel(now, chan, conn, false);
+    fn start_accepted(&mut self, now: Instant, conn: D::Conn, peer: SocketAddr, kind: Accepted) {
+        match kind {
+            Accepted::Channel => {
+                let chan = self.relay.accept_channel(now, peer);
+                self.bind_channel(now, chan, conn, false);
+            }
+            Accepted::Socks => {
+                self.add_edge(conn);
+                self.edges.add_socks(conn);
+            }
+        }
         self.publish_load();
     }
 }
