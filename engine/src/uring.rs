@@ -15,8 +15,8 @@
 //! - every operation owns what the kernel may touch (send buffer, socket address) in its slab
 //!   slot until its last completion, also after its connection was closed (orphaned);
 //! - receives use one multishot RECV per connection over a provided-buffer ring
-//!   ([`BufRing`]); a completion without F_MORE re-arms; ENOBUFS waits for buffers to come
-//!   back and re-arms;
+//!   ([`BufRing`]) that offers a window of its buffers (so one wait takes in a cache's worth);
+//!   a completion without F_MORE re-arms; ENOBUFS waits for buffers to come back and re-arms;
 //! - at most one SEND per connection is in flight; bytes queued meanwhile go out together in
 //!   the next SEND; a short send resubmits its tail;
 //! - a full submission queue spills into a backlog, never a panic;
