@@ -118,6 +118,23 @@ pub trait ConnSlot: Copy + Eq {
     fn slot(self) -> usize;
 }
 
+/// A driver's counters since it started (the `kistrel_io_*` metrics). Per wait, receive or
+/// send, never per cell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Waits for I/O: `io_uring_enter` calls that waited, or poll(2) calls.
+    pub waits: u64,
+    /// Receives that returned bytes (one per filled io_uring buffer, or per read).
+    pub recvs: u64,
+    /// Sends started: SEND operations, or writev calls that moved bytes.
+    pub sends: u64,
+    /// Sends the kernel took only part of (the rest resubmitted, or left queued).
+    pub short_sends: u64,
+    /// io_uring: receives that found no buffer offered (ENOBUFS), re-armed once buffers
+    /// came back; many of them mean the buffer window is small for the load.
+    pub recv_no_buffers: u64,
+}
+
 /// The I/O backend of a worker: moves bytes, nothing else. Implemented by
 /// [`crate::uring::Ring`] (Linux), [`crate::poll::PollDriver`] and [`sim::SimDriver`].
 pub trait Driver {
@@ -162,6 +179,10 @@ pub trait Driver {
     }
     /// Whether [`Driver::socket_snapshot`] reports TCP_INFO (KIST needs it).
     fn has_tcp_info(&self) -> bool;
+    /// Counters since the driver started (zeros where the backend keeps none).
+    fn stats(&self) -> DriverStats {
+        DriverStats::default()
+    }
     /// Connections accepted on `listener` from now on are held: nothing is read from them
     /// until the caller keeps one (`set_recv_paused(conn, false)`) or takes it out with
     /// [`Driver::detach`] for another worker. The default (a backend with no real sockets)

@@ -60,4 +60,4 @@ pub use crate::sys::ktls::KtlsSupport;
 pub use worker::{Listeners, Worker, WorkerConfig, WorkerError, WorkerReport};
 
 /// The driver seam lives in [`crate::driver`]; re-exported for the runtime's users.
-pub use crate::driver::{Driver, IoEvent};
+pub use crate::driver::{Driver, DriverStats, IoEvent};

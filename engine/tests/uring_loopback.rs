@@ -407,7 +407,7 @@ fn the_buffer_window_bounds_each_wait_and_loses_nothing() {
     // All of it waits in the socket before the first wait.
     peer.write_all(&data).unwrap();
     peer.shutdown(Shutdown::Write).unwrap();
-    let (mut got, mut most_per_wait, mut max_bid) = (Vec::new(), 0, 0);
+    let (mut got, mut most_per_wait, mut max_bid, mut recvs) = (Vec::new(), 0, 0, 0);
     let start = Instant::now();
     let mut eof = false;
     while !eof {
@@ -421,6 +421,7 @@ fn the_buffer_window_bounds_each_wait_and_loses_nothing() {
                     assert_eq!(c, conn);
                     this_wait += data.len();
                     max_bid = max_bid.max(data.bid().0);
+                    recvs += 1;
                     got.extend_from_slice(&data);
                 }
                 Event::RecvClosed { err: None, .. } => eof = true,
@@ -443,6 +444,10 @@ fn the_buffer_window_bounds_each_wait_and_loses_nothing() {
     );
     assert_eq!(ring.buf_ring().window(), 3);
     assert_eq!(ring.buf_ring().idle(), 61);
+    // The driver counters the metrics show (kistrel_io_*).
+    let io = kistrel_engine::driver::Driver::stats(&ring);
+    assert_eq!((io.recvs, io.recv_no_buffers), (recvs, stats.enobufs));
+    assert_eq!(io.waits, stats.waits);
     ring.close(conn).unwrap();
     drain(&mut ring);
 }

@@ -178,6 +178,7 @@ fn a_relay_plane_publishes_worker_figures_and_ignores_circuit_events() {
         scheduler: kistrel_sched::SchedulerKind::Kist,
         events_dropped: 3,
         links: Default::default(),
+        io: Default::default(),
     };
     b.events.send(WorkerEvent::Stats(Box::new(stats))).unwrap();
     b.events.send(need(1, 0)).unwrap();

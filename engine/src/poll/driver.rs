@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kistrel_sched::SocketSnapshot;
 
-use crate::driver::{no_such_conn, Driver};
+use crate::driver::{no_such_conn, Driver, DriverStats};
 use crate::sys;
 
 use super::{ConnId, ListenerId, PollDriver, PollEvent, RecvBuf};
@@ -82,6 +82,17 @@ impl Driver for PollDriver {
 
     fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         PollDriver::run_once(self, timeout)
+    }
+
+    fn stats(&self) -> DriverStats {
+        let s = PollDriver::stats(self);
+        DriverStats {
+            waits: s.polls,
+            recvs: s.reads,
+            sends: s.writes,
+            short_sends: s.short_writes,
+            recv_no_buffers: 0,
+        }
     }
 
     fn hold_accepted(&mut self, listener: ListenerId) {

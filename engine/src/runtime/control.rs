@@ -43,6 +43,8 @@ pub struct WorkerStats {
     pub events_dropped: u64,
     /// Link counters: links opened per kind, TLS records.
     pub links: super::link::LinkStats,
+    /// The I/O driver's counters.
+    pub io: crate::driver::DriverStats,
 }
 
 /// Sends worker events without ever blocking: a full queue drops the event and counts it

@@ -380,6 +380,7 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
                     scheduler: self.sched.kind(),
                     events_dropped: self.control.events.dropped(),
                     links: self.link_stats(),
+                    io: self.driver.stats(),
                 })));
         }
     }

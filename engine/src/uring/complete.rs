@@ -118,6 +118,7 @@ impl Ring {
         match cqe {
             RecvCqe::Data => {
                 if let Some(data) = data {
+                    self.stats.recvs += 1;
                     self.events.push_back(Event::Recv { conn, data });
                 }
             }

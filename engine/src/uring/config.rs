@@ -72,6 +72,8 @@ pub struct RingStats {
     pub sends: u64,
     /// SENDs that completed short and were resubmitted with their tail.
     pub short_sends: u64,
+    /// RECV completions that delivered bytes.
+    pub recvs: u64,
     /// RECVs that ended with ENOBUFS (buffer ring empty).
     pub enobufs: u64,
     /// Multishot RECVs re-armed after a completion without F_MORE.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kistrel_sched::SocketSnapshot;
 
-use crate::driver::{no_such_conn, Driver, IoEvent};
+use crate::driver::{no_such_conn, Driver, DriverStats, IoEvent};
 use crate::sys;
 
 use super::{ConnId, Event, ListenerId, Ring, RxBuf};
@@ -120,6 +120,17 @@ impl Driver for Ring {
 
     fn has_tcp_info(&self) -> bool {
         true
+    }
+
+    fn stats(&self) -> DriverStats {
+        let s = Ring::stats(self);
+        DriverStats {
+            waits: s.waits,
+            recvs: s.recvs,
+            sends: s.sends,
+            short_sends: s.short_sends,
+            recv_no_buffers: s.enobufs,
+        }
     }
 
     fn hold_accepted(&mut self, listener: ListenerId) {

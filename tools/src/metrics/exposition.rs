@@ -251,6 +251,34 @@ fn link_counters() -> [Counter; 10] {
     ]
 }
 
+/// The per-worker I/O driver counters: name, help, unit, value.
+fn io_counters() -> [Counter; 5] {
+    [
+        (
+            "io_waits",
+            "Waits for I/O (io_uring_enter calls that waited, or poll calls)",
+            None,
+            |w| w.io.waits,
+        ),
+        ("io_recvs", "Receives that returned bytes", None, |w| {
+            w.io.recvs
+        }),
+        ("io_sends", "Sends started", None, |w| w.io.sends),
+        (
+            "io_short_sends",
+            "Sends the kernel took only part of",
+            None,
+            |w| w.io.short_sends,
+        ),
+        (
+            "io_recv_no_buffers",
+            "io_uring receives that found no receive buffer offered (ENOBUFS)",
+            None,
+            |w| w.io.recv_no_buffers,
+        ),
+    ]
+}
+
 /// 1-2-5 steps from `10^lo` to `5 * 10^hi`.
 fn one_two_five(lo: i32, hi: i32) -> Vec<f64> {
     (lo..=hi)
@@ -361,7 +389,8 @@ fn buckets(h: &Histogram<u64>, bounds: &[f64], scale: f64) -> Vec<(f64, u64)> {
 
 impl Collector for FiguresCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        for (name, help, unit, value) in counters().into_iter().chain(link_counters()) {
+        let all = counters().into_iter().chain(link_counters());
+        for (name, help, unit, value) in all.chain(io_counters()) {
             let mut family =
                 encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
             for (worker, w) in &self.0 {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use kistrel_engine::relay::RelayStats;
-use kistrel_engine::runtime::LinkStats;
+use kistrel_engine::runtime::{DriverStats, LinkStats};
 use kistrel_sched::{SchedMetrics, SchedulerKind};
 
 /// One worker's latest figures.
@@ -18,6 +18,8 @@ pub struct WorkerFigures {
     pub scheduler: Option<SchedulerKind>,
     /// Links opened per kind (plain, TLS in user space, kTLS) and TLS record counters.
     pub links: LinkStats,
+    /// The I/O driver's counters (waits, receives, sends, ENOBUFS).
+    pub io: DriverStats,
     /// Events the worker dropped because the control thread's queue was full.
     pub events_dropped: u64,
     /// Commands the control thread dropped because the worker's queue was full.

@@ -108,6 +108,7 @@ impl Publish for MetricsPublisher {
         w.scheduler = Some(stats.scheduler);
         w.events_dropped = stats.events_dropped;
         w.links = stats.links;
+        w.io = stats.io;
     }
 
     fn control(&mut self, control: &ControlFigures) {
@@ -246,6 +247,10 @@ mod tests {
                 tls_user: 4,
                 ..LinkStats::default()
             },
+            io: kistrel_engine::runtime::DriverStats {
+                recv_no_buffers: 9,
+                ..Default::default()
+            },
         });
         publisher.control(&ControlFigures {
             commands_dropped: vec![0, 3],
@@ -256,6 +261,7 @@ mod tests {
             "kistrel_control_events_dropped_total{worker=\"1\"} 2\n",
             "kistrel_control_commands_dropped_total{worker=\"1\"} 3\n",
             "kistrel_links_tls_user_total{worker=\"1\"} 4\n",
+            "kistrel_io_recv_no_buffers_total{worker=\"1\"} 9\n",
         ] {
             assert!(body.contains(want), "missing {want:?} in\n{body}");
         }

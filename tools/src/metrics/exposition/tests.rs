@@ -33,6 +33,11 @@ fn figures() -> Figures {
             },
             events_dropped: 5,
             commands_dropped: 6,
+            io: kistrel_engine::runtime::DriverStats {
+                waits: 11,
+                recv_no_buffers: 12,
+                ..Default::default()
+            },
         },
     );
     f
@@ -47,6 +52,9 @@ fn openmetrics_names_counters_and_units_per_the_spec() {
         "kistrel_links_tls_user_total{worker=\"1\"} 3\n",
         "kistrel_links_ktls_rx_total{worker=\"1\"} 2\n",
         "kistrel_channels_handed_to_sibling_total{worker=\"1\"} 8\n",
+        "kistrel_io_waits_total{worker=\"1\"} 11\n",
+        "kistrel_io_recv_no_buffers_total{worker=\"1\"} 12\n",
+        "kistrel_io_sends_total{worker=\"0\"} 0\n",
         "kistrel_channels_adopted_from_sibling_total{worker=\"0\"} 0\n",
         "kistrel_cells_in_total{worker=\"1\"} 10\n",
         "kistrel_sched_runs_total{worker=\"1\"} 7\n",
