@@ -67,8 +67,9 @@ pub struct WorkerConfig<C = Clock> {
     pub clock: C,
     /// How channels are carried: TLS (the default of every node) or plain (benchmarks).
     pub links: Links,
-    /// The process's other workers, to spread accepted channels over (`runtime::balance`);
-    /// `None` keeps every accepted channel on the worker that accepted it.
+    /// The process's other workers, to spread accepted connections (channels, SOCKS
+    /// clients) over (`runtime::balance`); `None` keeps every accepted connection on the
+    /// worker that accepted it.
     pub siblings: Option<Siblings>,
 }
 
