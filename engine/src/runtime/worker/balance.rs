@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 use crate::driver::Driver;
 use crate::time::Instant;
 
-use super::super::balance::{Accepted, Handoff};
+use super::super::balance::{Accepted, Handoff, Siblings};
 use super::super::clock::TimeSource;
 use super::Worker;
 
@@ -22,38 +22,30 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         peer: SocketAddr,
         kind: Accepted,
     ) {
-        if let Some(sib) = &self.siblings {
-            if let Some(to) = sib.target() {
-                if let Some(stream) = self.driver.detach(conn) {
-                    match sib.send(to, Handoff { stream, peer, kind }) {
-                        Ok(()) => {
-                            debug!(worker = self.index, to, %peer, ?kind, "handed to a sibling");
-                            self.links.stats_mut().handed_to_sibling += 1;
-                        }
-                        Err(back) => self.take_handoff(now, back),
-                    }
-                    return;
-                }
+        let to = self.siblings.as_ref().and_then(Siblings::target);
+        let stream = to.and_then(|_| self.driver.detach(conn));
+        let (Some(to), Some(stream), Some(sib)) = (to, stream, &self.siblings) else {
+            self.driver.set_recv_paused(conn, false);
+            return self.start_accepted(now, conn, peer, kind);
+        };
+        match sib.send(to, Handoff { stream, peer, kind }) {
+            Ok(()) => {
+                debug!(worker = self.index, to, %peer, ?kind, "handed to a sibling");
+                self.links.stats_mut().handed_to_sibling += 1;
             }
+            // The sibling's queue is full: keep it after all.
+            Err(back) => self.take_handoff(now, back),
         }
-        self.driver.set_recv_paused(conn, false);
-        self.start_accepted(now, conn, peer, kind);
     }
 
     /// Adopts the connections siblings handed to this worker (dropped, so closed, once it
     /// is stopping).
     pub(super) fn adopt_handoffs(&mut self, now: Instant) {
-        let Some(sib) = &self.siblings else { return };
-        let mut handed = Vec::new();
-        while let Some(h) = sib.recv() {
-            handed.push(h);
-        }
-        for h in handed {
-            if self.timers.stopping.is_some() {
-                continue;
+        while let Some(h) = self.siblings.as_ref().and_then(Siblings::recv) {
+            if self.timers.stopping.is_none() {
+                self.links.stats_mut().adopted_from_sibling += 1;
+                self.take_handoff(now, h);
             }
-            self.links.stats_mut().adopted_from_sibling += 1;
-            self.take_handoff(now, h);
         }
     }
 
