@@ -508,5 +508,8 @@ impl<C: Copy> EwmaQueue<C> {
     }
 }
 
+mod run;
+pub use run::Run;
+
 #[cfg(test)]
 mod tests;

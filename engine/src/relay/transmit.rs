@@ -85,35 +85,40 @@ impl Relay {
             return (0, false);
         };
         let mut cells = 0;
+        // One mux run per stretch of cells from one circuit (the mux sifts its heap once per
+        // run, not per cell; the order of service is the same as cell by cell).
         while cells < max_cells {
-            let Some(key @ (circ, dir)) = ch.mux.peek() else {
+            let Some(run) = ch.mux.begin_run(now, max_cells - cells) else {
                 break;
             };
+            let key @ (circ, dir) = run.circ();
             let Some(q) = self.circuits.get_mut(circ).map(|c| c.queue_mut(dir)) else {
                 // INVARIANT violated (a freed circuit left active): repair rather than spin.
                 debug_assert!(false, "freed circuit {circ:?} still active on {chan:?}");
                 ch.mux.deactivate(key, &mut kistrel_sched::CellEwma::new());
                 continue;
             };
-            let Some((bytes, enqueued)) = self.cells.pop(q) else {
-                debug_assert!(false, "empty queue {key:?} active on {chan:?}");
-                q.in_mux = false;
-                ch.mux.deactivate(key, &mut q.ewma);
-                continue;
-            };
-            #[cfg(feature = "inject-slowdown")]
-            std::hint::black_box(bytes.to_vec());
-            if self.cfg.testing_spin_per_cell > 0 {
-                std::hint::black_box(super::config::spin(self.cfg.testing_spin_per_cell));
+            let mut written = 0;
+            while written < run.cells() {
+                let Some((bytes, enqueued)) = self.cells.pop(q) else {
+                    break;
+                };
+                #[cfg(feature = "inject-slowdown")]
+                std::hint::black_box(bytes.to_vec());
+                if self.cfg.testing_spin_per_cell > 0 {
+                    std::hint::black_box(super::config::spin(self.cfg.testing_spin_per_cell));
+                }
+                out.extend_from_slice(bytes);
+                on_cell(enqueued);
+                written += 1;
             }
-            out.extend_from_slice(bytes);
-            ch.mux.note_written(now, key, &mut q.ewma);
+            debug_assert!(written > 0, "empty queue {key:?} active on {chan:?}");
+            ch.mux.end_run(now, run, written, &mut q.ewma);
             if q.is_empty() {
                 q.in_mux = false;
                 ch.mux.deactivate(key, &mut q.ewma);
             }
-            on_cell(enqueued);
-            cells += 1;
+            cells += written;
         }
         let more = !ch.mux.is_empty();
         self.memory.cells_gone(cells as usize);

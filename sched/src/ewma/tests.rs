@@ -299,3 +299,116 @@ fn order_bits_follow_total_order() {
         assert!(a < b && a.order_bits() < b.order_bits(), "{a:?} {b:?}");
     }
 }
+
+/// Writes up to `max` cells through `mux`, one `peek` + `note_written` per cell (what a
+/// scheduler did before runs), taking them from `queued`; returns the circuits served in order.
+fn serve_cell_by_cell(
+    mux: &mut CircuitMux<u32>,
+    now: Instant,
+    max: u32,
+    queued: &mut [u32],
+    e: &mut [CellEwma],
+) -> Vec<u32> {
+    let mut served = Vec::new();
+    while served.len() < max as usize {
+        let Some(c) = mux.peek() else { break };
+        let i = c as usize;
+        mux.note_written(now, c, &mut e[i]);
+        served.push(c);
+        queued[i] -= 1;
+        if queued[i] == 0 {
+            mux.deactivate(c, &mut e[i]);
+        }
+    }
+    served
+}
+
+/// The same through `begin_run` / `end_run`.
+fn serve_in_runs(
+    mux: &mut CircuitMux<u32>,
+    now: Instant,
+    max: u32,
+    queued: &mut [u32],
+    e: &mut [CellEwma],
+) -> Vec<u32> {
+    let mut served = Vec::new();
+    while served.len() < max as usize {
+        let left = max - served.len() as u32;
+        let Some(run) = mux.begin_run(now, left) else {
+            break;
+        };
+        assert!((1..=left).contains(&run.cells()), "{run:?} of {left}");
+        let i = run.circ() as usize;
+        let n = run.cells().min(queued[i]);
+        mux.end_run(now, run, n, &mut e[i]);
+        served.extend(std::iter::repeat_n(run.circ(), n as usize));
+        queued[i] -= n;
+        if queued[i] == 0 {
+            mux.deactivate(run.circ(), &mut e[i]);
+        }
+    }
+    served
+}
+
+#[test]
+fn runs_serve_the_same_cells_in_the_same_order_as_cell_by_cell() {
+    for cfg in [HALF, EwmaConfig::ROUND_ROBIN] {
+        let mut rng = ChaCha8Rng::seed_from_u64(0x7a11);
+        let (mut by_cell, mut by_run) = (CircuitMux::new(&cfg), CircuitMux::new(&cfg));
+        let (mut e1, mut e2) = ([CellEwma::new(); 12], [CellEwma::new(); 12]);
+        let (mut q1, mut q2) = ([0u32; 12], [0u32; 12]);
+        let mut now = Instant::ZERO;
+        let mut long_runs = 0;
+        for step in 0..5_000 {
+            now += Duration::from_millis(rng.random_range(0..500));
+            if rng.random_range(0..3) == 0 {
+                let c = rng.random_range(0..12u32);
+                let k = rng.random_range(1..60);
+                for (mux, q, e) in [
+                    (&mut by_cell, &mut q1, &mut e1),
+                    (&mut by_run, &mut q2, &mut e2),
+                ] {
+                    q[c as usize] += k;
+                    mux.activate(now, c, &mut e[c as usize]);
+                }
+            } else {
+                let max = rng.random_range(1..80);
+                let a = serve_cell_by_cell(&mut by_cell, now, max, &mut q1, &mut e1);
+                let b = serve_in_runs(&mut by_run, now, max, &mut q2, &mut e2);
+                assert_eq!(a, b, "step {step}: served");
+                long_runs += usize::from(b.windows(8).any(|w| w.iter().all(|&c| c == w[0])));
+            }
+            // Bit-for-bit the same counts: the runs make the same additions.
+            assert_eq!(e1, e2, "step {step}: counts");
+            assert_eq!(q1, q2);
+            assert_eq!(by_cell.peek(), by_run.peek(), "step {step}: next");
+        }
+        assert!(
+            long_runs > 100,
+            "runs of one circuit were exercised: {long_runs}"
+        );
+    }
+}
+
+#[test]
+fn a_run_ends_where_the_runner_up_takes_over() {
+    let mut mux = CircuitMux::new(&HALF);
+    let (mut a, mut b) = (CellEwma::new(), CellEwma::new());
+    mux.activate(secs(0), 1, &mut a);
+    write_n(&mut mux, secs(0), 1, &mut a, 5);
+    mux.activate(secs(0), 2, &mut b);
+    // Circuit 2 has written nothing: it is best while its count is below 5 (at 5 the tie
+    // goes to 1, active first), so it writes 5 cells, then 1 is offered.
+    let run = mux.begin_run(secs(0), 100).expect("two active circuits");
+    assert_eq!((run.circ(), run.cells()), (2, 5));
+    mux.end_run(secs(0), run, 5, &mut b);
+    assert_approx(b.count_at(&HALF, secs(0)), 5.0);
+    assert_eq!(mux.peek(), Some(1));
+    // Alone in the mux, a circuit may write everything asked for.
+    mux.deactivate(2, &mut b);
+    let run = mux.begin_run(secs(0), 40).expect("one active circuit");
+    assert_eq!((run.circ(), run.cells()), (1, 40));
+    // Fewer written than offered (its queue ran dry) counts only those.
+    mux.end_run(secs(0), run, 3, &mut a);
+    assert_approx(a.count_at(&HALF, secs(0)), 8.0);
+}
