@@ -393,6 +393,39 @@ impl<C: Copy + Eq + Ord + Debug> CircuitMux<C> {
         }
     }
 
+    /// One cell of the circuit `peek` offers was written: counts it as `note_written` would
+    /// and returns whether that circuit is still the one `peek` offers. A scheduler writing a
+    /// batch keeps writing from it while this says so, with no `peek` and no heap sift per
+    /// cell (one compare with the runner-up instead); the order of service is the same.
+    /// With no circuit active it does nothing and returns false.
+    pub fn note_written_top(&mut self, now: Instant, ewma: &mut CellEwma) -> bool {
+        match &mut self.policy {
+            Policy::RoundRobin(line) => {
+                if line.len() > 1 {
+                    line.rotate_left(1);
+                }
+                line.len() == 1
+            }
+            Policy::Ewma(q) => {
+                let weight = q.weight_now(now);
+                let next = q.runner_up_ord();
+                let Some(top) = q.heap.first_mut() else {
+                    return false;
+                };
+                let key = finite_or_max(top.key + weight);
+                top.set_key(key);
+                ewma.value = key;
+                ewma.epoch = q.epoch;
+                // Orders are unique (sequence numbers), so the runner-up never ties.
+                let still_top = next.is_none_or(|next| top.ord < next);
+                if !still_top {
+                    q.sift_down(0);
+                }
+                still_top
+            }
+        }
+    }
+
     /// Number of active circuits.
     pub fn len(&self) -> usize {
         match &self.policy {
@@ -458,6 +491,15 @@ impl<C: Copy> EwmaQueue<C> {
         }
     }
 
+    /// The order of the entry that would be the top if the top were removed: the smaller of
+    /// its children's.
+    fn runner_up_ord(&self) -> Option<u128> {
+        match (self.heap.get(1), self.heap.get(2)) {
+            (Some(l), Some(r)) => Some(l.ord.min(r.ord)),
+            (l, _) => l.map(|e| e.ord),
+        }
+    }
+
     fn sift_up(&mut self, mut i: usize) {
         while i > 0 {
             let parent = (i - 1) / 2;
@@ -507,9 +549,6 @@ impl<C: Copy> EwmaQueue<C> {
         }
     }
 }
-
-mod run;
-pub use run::Run;
 
 #[cfg(test)]
 mod tests;

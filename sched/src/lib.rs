@@ -22,7 +22,7 @@ pub mod time;
 pub mod vanilla;
 
 pub use error::SchedError;
-pub use ewma::{CellEwma, CircuitMux, EwmaConfig, Priority, Run};
+pub use ewma::{CellEwma, CircuitMux, EwmaConfig, Priority};
 pub use kist::{Kist, KistLite};
 pub use limit::{kist_limit, LimitReason, CELL_WIRE_LEN};
 pub use make::make_scheduler;

@@ -85,23 +85,24 @@ impl Relay {
             return (0, false);
         };
         let mut cells = 0;
-        // One mux run per stretch of cells from one circuit (the mux sifts its heap once per
-        // run, not per cell; the order of service is the same as cell by cell).
-        while cells < max_cells {
-            let Some(run) = ch.mux.begin_run(now, max_cells - cells) else {
+        // One `peek` and one queue lookup per stretch of cells from one circuit: the mux says
+        // after each cell whether the circuit is still its best (no heap sift until not).
+        'circuits: while cells < max_cells {
+            let Some(key @ (circ, dir)) = ch.mux.peek() else {
                 break;
             };
-            let key @ (circ, dir) = run.circ();
             let Some(q) = self.circuits.get_mut(circ).map(|c| c.queue_mut(dir)) else {
                 // INVARIANT violated (a freed circuit left active): repair rather than spin.
                 debug_assert!(false, "freed circuit {circ:?} still active on {chan:?}");
                 ch.mux.deactivate(key, &mut kistrel_sched::CellEwma::new());
                 continue;
             };
-            let mut written = 0;
-            while written < run.cells() {
+            loop {
                 let Some((bytes, enqueued)) = self.cells.pop(q) else {
-                    break;
+                    debug_assert!(false, "empty queue {key:?} active on {chan:?}");
+                    q.in_mux = false;
+                    ch.mux.deactivate(key, &mut q.ewma);
+                    continue 'circuits;
                 };
                 #[cfg(feature = "inject-slowdown")]
                 std::hint::black_box(bytes.to_vec());
@@ -109,16 +110,18 @@ impl Relay {
                     std::hint::black_box(super::config::spin(self.cfg.testing_spin_per_cell));
                 }
                 out.extend_from_slice(bytes);
+                let still_top = ch.mux.note_written_top(now, &mut q.ewma);
                 on_cell(enqueued);
-                written += 1;
+                cells += 1;
+                if q.is_empty() {
+                    q.in_mux = false;
+                    ch.mux.deactivate(key, &mut q.ewma);
+                    continue 'circuits;
+                }
+                if !still_top || cells == max_cells {
+                    continue 'circuits;
+                }
             }
-            debug_assert!(written > 0, "empty queue {key:?} active on {chan:?}");
-            ch.mux.end_run(now, run, written, &mut q.ewma);
-            if q.is_empty() {
-                q.in_mux = false;
-                ch.mux.deactivate(key, &mut q.ewma);
-            }
-            cells += written;
         }
         let more = !ch.mux.is_empty();
         self.memory.cells_gone(cells as usize);

@@ -323,7 +323,8 @@ fn serve_cell_by_cell(
     served
 }
 
-/// The same through `begin_run` / `end_run`.
+/// The same as a batching scheduler does it: `peek` once per stretch of cells from one
+/// circuit, `note_written_top` per cell.
 fn serve_in_runs(
     mux: &mut CircuitMux<u32>,
     now: Instant,
@@ -332,19 +333,21 @@ fn serve_in_runs(
     e: &mut [CellEwma],
 ) -> Vec<u32> {
     let mut served = Vec::new();
-    while served.len() < max as usize {
-        let left = max - served.len() as u32;
-        let Some(run) = mux.begin_run(now, left) else {
-            break;
-        };
-        assert!((1..=left).contains(&run.cells()), "{run:?} of {left}");
-        let i = run.circ() as usize;
-        let n = run.cells().min(queued[i]);
-        mux.end_run(now, run, n, &mut e[i]);
-        served.extend(std::iter::repeat_n(run.circ(), n as usize));
-        queued[i] -= n;
-        if queued[i] == 0 {
-            mux.deactivate(run.circ(), &mut e[i]);
+    'runs: while served.len() < max as usize {
+        let Some(c) = mux.peek() else { break };
+        let i = c as usize;
+        loop {
+            let still_top = mux.note_written_top(now, &mut e[i]);
+            served.push(c);
+            queued[i] -= 1;
+            if queued[i] == 0 {
+                mux.deactivate(c, &mut e[i]);
+                continue 'runs;
+            }
+            if !still_top || served.len() == max as usize {
+                continue 'runs;
+            }
+            assert_eq!(mux.peek(), Some(c), "still the top");
         }
     }
     served
@@ -391,24 +394,36 @@ fn runs_serve_the_same_cells_in_the_same_order_as_cell_by_cell() {
 }
 
 #[test]
-fn a_run_ends_where_the_runner_up_takes_over() {
+fn the_top_stays_until_the_runner_up_takes_over() {
     let mut mux = CircuitMux::new(&HALF);
     let (mut a, mut b) = (CellEwma::new(), CellEwma::new());
     mux.activate(secs(0), 1, &mut a);
     write_n(&mut mux, secs(0), 1, &mut a, 5);
     mux.activate(secs(0), 2, &mut b);
     // Circuit 2 has written nothing: it is best while its count is below 5 (at 5 the tie
-    // goes to 1, active first), so it writes 5 cells, then 1 is offered.
-    let run = mux.begin_run(secs(0), 100).expect("two active circuits");
-    assert_eq!((run.circ(), run.cells()), (2, 5));
-    mux.end_run(secs(0), run, 5, &mut b);
+    // goes to 1, active first), so its 5th cell hands over.
+    assert_eq!(mux.peek(), Some(2));
+    let tops: Vec<bool> = (0..5)
+        .map(|_| mux.note_written_top(secs(0), &mut b))
+        .collect();
+    assert_eq!(tops, [true, true, true, true, false]);
     assert_approx(b.count_at(&HALF, secs(0)), 5.0);
     assert_eq!(mux.peek(), Some(1));
-    // Alone in the mux, a circuit may write everything asked for.
+    // Alone in the mux a circuit stays the top.
     mux.deactivate(2, &mut b);
-    let run = mux.begin_run(secs(0), 40).expect("one active circuit");
-    assert_eq!((run.circ(), run.cells()), (1, 40));
-    // Fewer written than offered (its queue ran dry) counts only those.
-    mux.end_run(secs(0), run, 3, &mut a);
+    assert!((0..3).all(|_| mux.note_written_top(secs(0), &mut a)));
     assert_approx(a.count_at(&HALF, secs(0)), 8.0);
+    // Under round robin the top hands over after every cell, unless it is alone.
+    let mut rr = CircuitMux::new(&EwmaConfig::ROUND_ROBIN);
+    let (mut x, mut y) = (CellEwma::new(), CellEwma::new());
+    rr.activate(secs(0), 7, &mut x);
+    assert!(rr.note_written_top(secs(0), &mut x));
+    rr.activate(secs(0), 8, &mut y);
+    assert!(!rr.note_written_top(secs(0), &mut x));
+    assert_eq!(rr.peek(), Some(8));
+    // Nothing active: nothing counted.
+    let mut empty = CircuitMux::<u32>::new(&HALF);
+    let mut z = CellEwma::new();
+    assert!(!empty.note_written_top(secs(0), &mut z));
+    assert_eq!(z, CellEwma::new());
 }
