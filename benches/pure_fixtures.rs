@@ -88,15 +88,22 @@ impl CellSource<u32> for Backlog {
         let Some(mux) = self.muxes.get_mut(chan as usize) else {
             return Batch::default();
         };
+        // The engine's loop (`Relay::write_cells`): one `peek` per stretch of one circuit's
+        // cells, `note_written_top` per cell.
         let mut cells = 0;
         while cells < max_cells {
             let Some(circ) = mux.peek() else { break };
             let Some(ewma) = self.ewma.get_mut(circ as usize) else {
                 break;
             };
-            mux.note_written(now, circ, ewma);
-            queue_times.cell(now);
-            cells += 1;
+            loop {
+                let still_top = mux.note_written_top(now, ewma);
+                queue_times.cell(now);
+                cells += 1;
+                if !still_top || cells == max_cells {
+                    break;
+                }
+            }
         }
         Batch {
             cells,
