@@ -28,8 +28,12 @@ use crate::wire::EndReason;
 mod tests;
 
 /// Bytes read from a socket and kept while the stream's windows are closed, before reads
-/// pause: one stream window (500 cells of 498 bytes) and a little more.
-const EDGE_PENDING_HIGH_WATER: usize = 256 << 10;
+/// pause: more than one stream SENDME's increment (50 cells of 498 bytes, 24,900 bytes), so
+/// the next SENDME finds its cells' worth ready; the rest waits in the kernel's socket
+/// buffer. A whole stream window (256 KiB, before session 14) cost 8x the memory per stream
+/// for no throughput: 3 hops ran 0.93-1.03x on poll and 1.00-1.09x on io_uring with 32 KiB
+/// against it, six paired rounds (benches/BASELINE.md).
+const EDGE_PENDING_HIGH_WATER: usize = 32 << 10;
 
 /// The relay's stream API, as edges use it. `Relay` implements it; the tests use a fake.
 pub(super) trait StreamPort {
@@ -99,7 +103,7 @@ struct Edge {
     socks: Option<SocksServer>,
     /// Bytes read from the socket that the stream has not taken yet (windows closed). A
     /// ring: taking bytes from its front moves nothing, where a `Vec`'s `drain(..taken)`
-    /// moved the rest (up to 256 KiB) every time a window opened.
+    /// moved the rest (up to the high water) every time a window opened.
     pending: VecDeque<u8>,
     /// The socket's peer finished sending.
     eof: bool,
@@ -233,7 +237,7 @@ impl<C: Copy + Eq + Hash> Edges<C> {
         if let Some(rest) = data.get(taken..).filter(|r| !r.is_empty()) {
             edge.pending.extend(rest);
             if !edge.paused && edge.pending.len() >= EDGE_PENDING_HIGH_WATER {
-                // Only once a window's worth is kept: then the next SENDME finds data ready
+                // Only once a SENDME's worth is kept: then the next SENDME finds data ready
                 // instead of waiting a round trip for a re-armed receive.
                 edge.paused = true;
                 self.actions

@@ -114,7 +114,7 @@ fn exit_edge_keeps_what_the_stream_cannot_take_and_ends_after_eof() {
             conn: 7,
             paused: true
         }],
-        "a window's worth kept: reads pause, once"
+        "the high water kept: reads pause, once"
     );
     e.handle_recv(NOW, 7, b"tail", &mut port);
     assert!(actions(&mut e).is_empty());
