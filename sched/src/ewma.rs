@@ -264,8 +264,9 @@ enum Policy<C> {
 
 /// The active circuits of one channel, in service order. `C` is the caller's circuit key.
 ///
-/// Costs: `peek`/`best_priority` O(1); `note_written` for the circuit `peek` returned (what a
-/// scheduler does) O(log n), for another circuit O(n); `activate` O(log n) amortised;
+/// Costs: `peek`/`best_priority` O(1); `note_written_top` O(1) while the top stays the top,
+/// O(log n) when it hands over; `note_written` for the circuit `peek` returned O(log n), for
+/// another circuit O(n); `activate` O(log n) amortised;
 /// `deactivate` O(n) to find the circuit (once per queue-empty or close, not per cell).
 #[derive(Debug)]
 pub struct CircuitMux<C> {
