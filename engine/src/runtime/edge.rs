@@ -32,7 +32,7 @@ mod tests;
 /// the next SENDME finds its cells' worth ready; the rest waits in the kernel's socket
 /// buffer. A whole stream window (256 KiB, before session 14) cost 8x the memory per stream
 /// for no throughput: 3 hops ran 0.93-1.03x on poll and 1.00-1.09x on io_uring with 32 KiB
-/// against it, six paired rounds (benches/BASELINE.md).
+/// against it, seven paired rounds (benches/BASELINE.md).
 const EDGE_PENDING_HIGH_WATER: usize = 32 << 10;
 
 /// The relay's stream API, as edges use it. `Relay` implements it; the tests use a fake.
