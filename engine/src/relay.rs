@@ -280,11 +280,18 @@ impl Relay {
             let Some(ch) = self.channels.get_mut(chan) else {
                 return;
             };
+            // Read before decoding (decoding does not change it): a fixed cell on an open
+            // channel, the per-cell case, goes straight to its handler, with no second
+            // channel lookup.
+            let open = ch.link.is_open();
             match ch.decoder.decode_ref(bytes) {
                 Ok(Decoded::Cell { used, cell }) => {
                     bytes = bytes.get(used..).unwrap_or_default();
                     self.stats.cells_in += 1;
-                    self.handle_cell(now, chan, cell, link);
+                    match cell {
+                        ChanCellRef::Fixed(cell) if open => self.handle_open_cell(now, chan, &cell),
+                        cell => self.handle_cell(now, chan, cell, link),
+                    }
                 }
                 Ok(Decoded::Carried { used }) => {
                     bytes = bytes.get(used..).unwrap_or_default();
@@ -399,15 +406,14 @@ impl Relay {
 
     /// The circuit `id` on `chan` names, and which way a cell from `chan` travels on it.
     fn circuit_dir_of(&self, chan: ChanId, id: CircId) -> Option<(CircHandle, Dir)> {
-        let circ = *self.channels.get(chan)?.circs.get(&id)?;
-        let c = self.circuits.get(circ)?;
-        if c.prev == Some(Hop { chan, id }) {
-            Some((circ, Dir::Forward))
-        } else if c.next == Some(Hop { chan, id }) {
-            Some((circ, Dir::Backward))
-        } else {
-            None
-        }
+        let circ = self.circuit_on(chan, id)?;
+        let dir = self.circuits.get(circ)?.dir_from(Hop { chan, id })?;
+        Some((circ, dir))
+    }
+
+    /// The circuit `id` on `chan` names (it may be freed: look it up before use).
+    fn circuit_on(&self, chan: ChanId, id: CircId) -> Option<CircHandle> {
+        self.channels.get(chan)?.circs.get(&id)
     }
 
     // ----- timers and events ------------------------------------------------------------
@@ -482,7 +488,7 @@ impl Relay {
                     .channels
                     .get(hop.chan)
                     .ok_or(InvariantError::DeadChannel)?;
-                if ch.circs.get(&hop.id) != Some(&circ) {
+                if ch.circs.get(&hop.id) != Some(circ) {
                     return Err(InvariantError::ChannelMap);
                 }
             }

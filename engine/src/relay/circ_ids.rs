@@ -18,6 +18,7 @@
 //!   (OS-seeded in production), so a peer cannot aim its ids at one bucket; in tests it is
 //!   deterministic like the rest of the relay.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use crate::wire::CircId;
@@ -44,6 +45,9 @@ pub(crate) struct CircIdMap {
     free: Vec<u32>,
     /// Circuits on ids the peer allocated. INVARIANT: no key has our top bit.
     theirs: HashMap<CircId, CircHandle, Seeded>,
+    /// The entry of `theirs` found last: cells come in runs of one circuit, so most lookups
+    /// of a peer's id need no hash. INVARIANT: `None` or an entry of `theirs`.
+    last_theirs: Cell<Option<(CircId, CircHandle)>>,
     /// `TOP_BIT` if we opened the connection, else 0.
     our_bit: u32,
     /// Goes into the next allocated id's epoch bits.
@@ -58,6 +62,7 @@ impl CircIdMap {
             ours: Vec::new(),
             free: Vec::new(),
             theirs: HashMap::with_hasher(Seeded::with_seed(seed)),
+            last_theirs: Cell::new(None),
             our_bit: if initiator { TOP_BIT } else { 0 },
             epoch: 0,
         }
@@ -69,15 +74,22 @@ impl CircIdMap {
 
     /// The circuit on `id`.
     #[inline]
-    pub(crate) fn get(&self, id: &CircId) -> Option<&CircHandle> {
+    pub(crate) fn get(&self, id: &CircId) -> Option<CircHandle> {
         if self.is_ours(*id) {
             let slot = (id.get() & SLOT_MASK).checked_sub(1)?;
             match self.ours.get(slot as usize) {
-                Some(Some((have, circ))) if have == id => Some(circ),
+                Some(Some((have, circ))) if have == id => Some(*circ),
                 _ => None,
             }
         } else {
-            self.theirs.get(id)
+            match self.last_theirs.get() {
+                Some((have, circ)) if have == *id => Some(circ),
+                _ => {
+                    let circ = *self.theirs.get(id)?;
+                    self.last_theirs.set(Some((*id, circ)));
+                    Some(circ)
+                }
+            }
         }
     }
 
@@ -91,6 +103,9 @@ impl CircIdMap {
     pub(crate) fn insert(&mut self, id: CircId, circ: CircHandle) -> bool {
         if self.is_ours(id) {
             return false;
+        }
+        if self.last_theirs.get().is_some_and(|(have, _)| have == id) {
+            self.last_theirs.set(None);
         }
         self.theirs.insert(id, circ);
         true
@@ -121,6 +136,9 @@ impl CircIdMap {
     /// Forgets `id`; returns its circuit.
     pub(crate) fn remove(&mut self, id: &CircId) -> Option<CircHandle> {
         if !self.is_ours(*id) {
+            if self.last_theirs.get().is_some_and(|(have, _)| have == *id) {
+                self.last_theirs.set(None);
+            }
             return self.theirs.remove(id);
         }
         let slot = (id.get() & SLOT_MASK).checked_sub(1)?;
@@ -172,7 +190,7 @@ mod tests {
             let b = m.alloc(h[1]).unwrap();
             assert_eq!(a.get() & TOP_BIT != 0, initiator);
             assert_eq!((a.get() & SLOT_MASK, b.get() & SLOT_MASK), (1, 2));
-            assert_eq!((m.get(&a), m.get(&b)), (Some(&h[0]), Some(&h[1])));
+            assert_eq!((m.get(&a), m.get(&b)), (Some(h[0]), Some(h[1])));
             assert_eq!(m.len(), 2);
             assert_eq!(m.remove(&a), Some(h[0]));
             assert_eq!(m.get(&a), None);
@@ -181,7 +199,7 @@ mod tests {
             let c = m.alloc(h[2]).unwrap();
             assert_eq!(c.get() & SLOT_MASK, 1);
             assert_ne!(c, a);
-            assert_eq!((m.get(&a), m.get(&c)), (None, Some(&h[2])));
+            assert_eq!((m.get(&a), m.get(&c)), (None, Some(h[2])));
             assert_eq!(m.values().copied().collect::<Vec<_>>(), [h[2], h[1]]);
             // Slot 0 and out-of-range slots with our bit find nothing.
             let ours = a.get() & TOP_BIT;
@@ -200,11 +218,32 @@ mod tests {
             "our top bit: not the peer's to choose"
         );
         let ours = m.alloc(h[1]).unwrap();
-        assert_eq!(m.get(&id(0x8000_0005)), Some(&h[0]));
+        assert_eq!(m.get(&id(0x8000_0005)), Some(h[0]));
         assert!(m.contains_key(&ours) && !m.contains_key(&id(6)));
         assert_eq!(m.len(), 2);
         assert_eq!(m.remove(&id(0x8000_0005)), Some(h[0]));
         assert_eq!(m.values().copied().collect::<Vec<_>>(), [h[1]]);
+    }
+
+    /// The last-found cache of the peer's ids answers only for a live entry: a removed id
+    /// finds nothing, and an id given to another circuit finds that one.
+    #[test]
+    fn the_last_found_peer_id_follows_removal_and_reuse() {
+        let h = handles(3);
+        let mut m = CircIdMap::new(false, 9);
+        let (a, b) = (id(0x8000_0007), id(0x8000_0009));
+        assert!(m.insert(a, h[0]) && m.insert(b, h[1]));
+        assert_eq!((m.get(&a), m.get(&a)), (Some(h[0]), Some(h[0])));
+        assert_eq!(m.get(&b), Some(h[1]));
+        assert_eq!(m.get(&a), Some(h[0]));
+        // `a` is the cached one now: removing it must not leave it findable.
+        assert_eq!(m.remove(&a), Some(h[0]));
+        assert_eq!(m.get(&a), None);
+        assert!(m.insert(a, h[2]));
+        assert_eq!(m.get(&a), Some(h[2]));
+        // Removing another id keeps the cached entry right.
+        assert_eq!(m.remove(&b), Some(h[1]));
+        assert_eq!((m.get(&a), m.get(&b)), (Some(h[2]), None));
     }
 
     #[test]

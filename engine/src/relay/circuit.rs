@@ -109,6 +109,18 @@ impl Circuit {
         }
     }
 
+    /// Which way a cell arriving from `hop` travels on this circuit (`None`: `hop` is not
+    /// one of its sides).
+    pub(crate) fn dir_from(&self, hop: Hop) -> Option<Dir> {
+        if self.prev == Some(hop) {
+            Some(Dir::Forward)
+        } else if self.next == Some(hop) {
+            Some(Dir::Backward)
+        } else {
+            None
+        }
+    }
+
     /// The side a cell travelling in `dir` leaves on.
     pub(crate) fn out_hop(&self, dir: Dir) -> Option<Hop> {
         match dir {
