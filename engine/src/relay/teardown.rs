@@ -198,11 +198,18 @@ impl Relay {
 
     /// Out-of-memory handling: while queued bytes (circuit queues and unread stream bytes)
     /// exceed `MaxMemInQueues`, close the circuits whose oldest queued byte is oldest, until
-    /// usage is below 90% of the limit.
+    /// usage is below 90% of the limit. Called per queued cell: the test inline, the
+    /// handler out of line.
+    #[inline]
     pub(super) fn check_oom(&mut self, now: Instant) {
-        if !self.memory.over_limit() {
-            return;
+        if self.memory.over_limit() {
+            self.handle_oom(now);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn handle_oom(&mut self, now: Instant) {
         for (_, circ) in self.circuits.by_oldest_byte() {
             if self.memory.below_target() {
                 break;
