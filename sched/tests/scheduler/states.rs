@@ -242,6 +242,41 @@ fn round_robin_serves_channels_in_snapshot_order() {
     assert_eq!(write_order(&relay.log), [b, b, b, a, a, a]);
 }
 
+/// A run over more channels than `sort_unstable` handles alone (KIST's radix pass takes
+/// them from 256 on): channels are served quietest first, whatever their snapshot order, and
+/// under round robin in snapshot order.
+#[test]
+fn many_channels_are_served_in_priority_order() {
+    const N: u32 = 300;
+    // Counts 0..N in a scrambled order (7919 is prime, so i -> i * 7919 mod N is a bijection).
+    let count_of = |chan: u32| (chan * 7919) % N;
+    for cfg in [EWMA, EwmaConfig::ROUND_ROBIN] {
+        let mut relay = Relay::new(cfg);
+        let mut s = Kist::<u32>::new(&exact_cfg());
+        let mut snaps = Vec::new();
+        for _ in 0..N {
+            let chan = relay.add_channel();
+            let circ = relay.add_circuit(chan);
+            relay.pre_count(T0, circ, count_of(chan));
+            s.channel_writable(T0, chan);
+            relay.enqueue(T0, circ, 1, &mut s);
+            snaps.push(snap_for_cells(chan, 9));
+        }
+        snaps.reverse();
+        let report = s.run(T0, &snaps, &mut relay);
+        assert_eq!(report.cells, u64::from(N));
+        let order = write_order(&relay.log);
+        let want: Vec<u32> = if cfg == EWMA {
+            let mut by_count: Vec<u32> = (0..N).collect();
+            by_count.sort_by_key(|&c| count_of(c));
+            by_count
+        } else {
+            (0..N).rev().collect()
+        };
+        assert_eq!(order, want, "{cfg:?}");
+    }
+}
+
 /// Checks the batch rule on one run's log: every channel's cells are written in one
 /// contiguous batch, followed at once by one flush of exactly those cells.
 fn check_batches(log: &[Event]) {
