@@ -24,9 +24,8 @@
 //! - Inside the run, "when" is the order in which sends reach the kernel. With one send in
 //!   flight per socket there is one send per channel per run, queued in priority order: the
 //!   channel with the quietest circuit is handed to the kernel first, as in Tor.
-//! - The cost: a sort per run instead of a heap sift per cell (one radix pass into buckets,
-//!   then each bucket sorted: `radix`), and one call into the engine per channel instead of
-//!   one per cell, so KIST costs about what Vanilla costs per cell.
+//! - The cost: a sort per run instead of a heap sift per cell, and one call into the engine
+//!   per channel instead of one per cell, so KIST costs about what Vanilla costs per cell.
 //!
 //! Which channels a run covers: when the tick (`run_interval` after a run that left channels
 //! pending) is due, all pending channels; before it, an event-driven run covers only the
@@ -41,7 +40,6 @@ use crate::limit::{
     kernel_queue_time_us, kist_limit_with_reason, kistlite_limit, LimitReason, CELL_WIRE_LEN,
 };
 use crate::metrics::{QueueTimes, SchedMetrics};
-use crate::radix;
 use crate::scheduler::{
     CellSource, ChannelKey, ChannelSnapshot, ChannelState, RunReport, SchedConfig, Scheduler,
     SchedulerKind, WriteGrant,
@@ -104,8 +102,6 @@ struct KistCore<K> {
     last_run: Option<Instant>,
     /// This run's channels with cells and room, as [`OrderKeys`] keys.
     order: Vec<u64>,
-    /// The sort's working space for `order` (kept: a warm run allocates nothing).
-    order_scratch: Vec<u64>,
     keys: OrderKeys,
     /// This run's grants, in snapshot order; `written` is filled in as the run goes.
     grants: Vec<WriteGrant<K>>,
@@ -122,7 +118,6 @@ impl<K: ChannelKey> KistCore<K> {
             tick_due: None,
             last_run: None,
             order: Vec::new(),
-            order_scratch: Vec::new(),
             keys: OrderKeys::for_channels(0),
             grants: Vec::new(),
             metrics: SchedMetrics::new(),
@@ -188,8 +183,8 @@ impl<K: ChannelKey> KistCore<K> {
             channels: self.grants.len() as u32,
             ..RunReport::default()
         };
-        // Unique keys (the index is part of them): any sort gives the one order.
-        radix::sort_u64(&mut self.order, &mut self.order_scratch);
+        // Unique keys (the index is part of them): unstable sort gives a stable order.
+        self.order.sort_unstable();
         for &key in &self.order {
             let idx = self.keys.index(key);
             let Some(g) = self.grants.get_mut(idx) else {

@@ -16,7 +16,6 @@ pub mod kist;
 pub mod limit;
 pub mod make;
 pub mod metrics;
-mod radix;
 pub mod scheduler;
 pub mod socket;
 pub mod time;
