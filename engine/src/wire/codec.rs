@@ -18,7 +18,9 @@
 //! for tests and tools.
 
 use super::cell::var_header_len;
-use super::{ChanCell, ChanCellRef, ChanCmd, Error, Result, CELL_LEN, MAX_VAR_PAYLOAD_LEN};
+use super::{
+    CellRef, ChanCell, ChanCellRef, ChanCmd, Error, Result, CELL_LEN, MAX_VAR_PAYLOAD_LEN,
+};
 
 /// The circuit id width of the first cell (VERSIONS) and of every later one (link v4/v5).
 const FIRST_CIRC_ID_LEN: usize = 2;
@@ -129,6 +131,24 @@ impl CellDecoder {
     /// across inputs goes through the carry buffer. After an `Err` the decoder is poisoned:
     /// every later call returns the same error.
     pub fn decode_ref<'a>(&mut self, input: &'a [u8]) -> Result<Decoded<'a>> {
+        // The per-cell case, first and in few instructions: an open link's decoder with no
+        // bytes held, a whole fixed-length cell at the front. The same answer as the general
+        // path below (`frame` sizes a fixed command at CELL_LEN; its length is checked here).
+        if self.partial.is_empty()
+            && !self.awaiting_versions
+            && self.carried.is_none()
+            && self.poisoned.is_none()
+        {
+            if let Some(bytes) = input.get(..CELL_LEN) {
+                if !ChanCmd(bytes[CIRC_ID_LEN]).is_var() {
+                    let cell = ChanCellRef::Fixed(CellRef::new_unchecked(bytes));
+                    return Ok(Decoded::Cell {
+                        used: CELL_LEN,
+                        cell,
+                    });
+                }
+            }
+        }
         if let Some(err) = self.poisoned {
             return Err(err);
         }

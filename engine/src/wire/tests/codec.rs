@@ -180,6 +180,69 @@ fn test_var_cell_too_long() {
     bytes.extend_from_slice(&unhex("00000000 80 ffff"));
     let result = decode_chunks(&mut decoder, bytes.chunks(1));
     assert_eq!(result.unwrap_err(), Error::VarCellTooLong { len: 0xffff });
+    // Poisoned after the handshake: a whole fixed cell (the decoder's per-cell fast path)
+    // still gets the error, not the cell.
+    let mut relay = Vec::new();
+    Cell::new(0x8000_0002, ChanCmd::RELAY).append_to(&mut relay);
+    let err = decoder.decode_ref(&relay).map(|_| ()).unwrap_err();
+    assert_eq!(err, Error::VarCellTooLong { len: 0xffff });
+}
+
+/// After the handshake, whole fixed cells are viewed where they lie (one per call, 514
+/// bytes used), a var cell among them is not taken for a fixed one, and a cell cut short
+/// is held and completed by the next bytes.
+#[test]
+fn test_fixed_cells_viewed_in_place_after_versions() {
+    let mut bytes = unhex("0000 07 0002 0004");
+    let mut relay = Cell::new(0x8000_0002, ChanCmd::RELAY);
+    relay.body[0] = 0x42;
+    relay.append_to(&mut bytes);
+    let vpadding = VarCell {
+        circ_id: 0,
+        cmd: ChanCmd::VPADDING,
+        payload: vec![7; 600],
+    };
+    vpadding.append_to(&mut bytes, 4);
+    relay.append_to(&mut bytes);
+    let mut decoder = CellDecoder::new();
+    let mut rest = &bytes[..];
+    let mut seen = Vec::new();
+    while !rest.is_empty() {
+        // The last cell arrives in two parts.
+        let cut = if rest.len() == CELL_LEN {
+            100
+        } else {
+            rest.len()
+        };
+        match decoder.decode_ref(&rest[..cut]).unwrap() {
+            Decoded::Cell { used, cell } => {
+                seen.push((used, cell.to_owned_cell()));
+                rest = &rest[used..];
+            }
+            Decoded::Partial { used } => {
+                assert_eq!((used, decoder.buffered_len()), (100, 100));
+                rest = &rest[used..];
+            }
+            Decoded::Carried { used } => {
+                let carried = decoder.take_carried().unwrap();
+                seen.push((100 + used, carried.cell().unwrap().to_owned_cell()));
+                rest = &rest[used..];
+            }
+        }
+    }
+    let want = [
+        (7, None),
+        (CELL_LEN, Some(ChanCell::Fixed(relay.clone()))),
+        (4 + 1 + 2 + 600, Some(ChanCell::Var(vpadding))),
+        (CELL_LEN, Some(ChanCell::Fixed(relay))),
+    ];
+    assert_eq!(seen.len(), 4);
+    for ((used, cell), (want_used, want_cell)) in seen.iter().zip(want) {
+        assert_eq!(*used, want_used);
+        if let Some(want_cell) = want_cell {
+            assert_eq!(*cell, want_cell);
+        }
+    }
 }
 
 #[test]
