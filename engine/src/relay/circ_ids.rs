@@ -93,6 +93,13 @@ impl CircIdMap {
         }
     }
 
+    /// Drops the last-found entry if it is `id`'s (its entry in `theirs` is changing).
+    fn forget_last(&self, id: CircId) {
+        if self.last_theirs.get().is_some_and(|(have, _)| have == id) {
+            self.last_theirs.set(None);
+        }
+    }
+
     /// Whether `id` names a circuit here.
     pub(crate) fn contains_key(&self, id: &CircId) -> bool {
         self.get(id).is_some()
@@ -104,9 +111,7 @@ impl CircIdMap {
         if self.is_ours(id) {
             return false;
         }
-        if self.last_theirs.get().is_some_and(|(have, _)| have == id) {
-            self.last_theirs.set(None);
-        }
+        self.forget_last(id);
         self.theirs.insert(id, circ);
         true
     }
@@ -136,9 +141,7 @@ impl CircIdMap {
     /// Forgets `id`; returns its circuit.
     pub(crate) fn remove(&mut self, id: &CircId) -> Option<CircHandle> {
         if !self.is_ours(*id) {
-            if self.last_theirs.get().is_some_and(|(have, _)| have == *id) {
-                self.last_theirs.set(None);
-            }
+            self.forget_last(*id);
             return self.theirs.remove(id);
         }
         let slot = (id.get() & SLOT_MASK).checked_sub(1)?;
