@@ -85,7 +85,7 @@ use crate::wire::{CellRef, ChanCellRef, ChanCmd, CircId, Decoded, CELL_LEN};
 use crate::HasKind as _;
 
 use channel::Channels;
-use circuit::{Circuits, Dir, Hop};
+use circuit::{Circuit, Circuits, Dir, Hop};
 use error::ChannelClose;
 use link::{LinkCtx, LinkKeys, LinkStep};
 use memory::QueueMemory;
@@ -405,15 +405,26 @@ impl Relay {
     }
 
     /// The circuit `id` on `chan` names, and which way a cell from `chan` travels on it.
-    fn circuit_dir_of(&self, chan: ChanId, id: CircId) -> Option<(CircHandle, Dir)> {
-        let circ = self.circuit_on(chan, id)?;
-        let dir = self.circuits.get(circ)?.dir_from(Hop { chan, id })?;
+    fn circuit_dir_of(&mut self, chan: ChanId, id: CircId) -> Option<(CircHandle, Dir)> {
+        let (circ, dir, _) = Self::find_circuit(&self.channels, &mut self.circuits, chan, id)?;
         Some((circ, dir))
     }
 
-    /// The circuit `id` on `chan` names (it may be freed: look it up before use).
-    fn circuit_on(&self, chan: ChanId, id: CircId) -> Option<CircHandle> {
-        self.channels.get(chan)?.circs.get(&id)
+    /// [`Self::circuit_dir_of`] with the circuit in hand, from the two parts it reads: the
+    /// per-cell path keeps the ciphers and the cell pool free to borrow beside it. One slab
+    /// lookup gives both the direction and the state. `inline(always)`: left to LLVM, it
+    /// stays out of line on the RELAY path (+19 instructions per forwarded cell).
+    #[inline(always)]
+    fn find_circuit<'c>(
+        channels: &Channels,
+        circuits: &'c mut Circuits,
+        chan: ChanId,
+        id: CircId,
+    ) -> Option<(CircHandle, Dir, &'c mut Circuit)> {
+        let circ = channels.get(chan)?.circs.get(&id)?;
+        let c = circuits.get_mut(circ)?;
+        let dir = c.dir_from(Hop { chan, id })?;
+        Some((circ, dir, c))
     }
 
     // ----- timers and events ------------------------------------------------------------

@@ -24,7 +24,7 @@ use crate::wire::{
     CELL_BODY_LEN,
 };
 
-use super::circuit::{CircKind, Dir, Endpoint, Hop, MAX_RELAY_EARLY};
+use super::circuit::{CircKind, Dir, Endpoint, MAX_RELAY_EARLY};
 use super::error::{CircuitClose, ForwardError};
 use super::flow::CircuitFlow;
 use super::ids::{ChanId, CircHandle};
@@ -37,13 +37,8 @@ impl Relay {
         let Some(id) = cell.circ() else {
             return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd() });
         };
-        // One circuit lookup for the direction and the circuit's state (the per-cell path).
-        let circ_and_dir = self.circuit_on(chan, id).and_then(|circ| {
-            let c = self.circuits.get_mut(circ)?;
-            let dir = c.dir_from(Hop { chan, id })?;
-            Some((circ, dir, c))
-        });
-        let Some((circ, dir, c)) = circ_and_dir else {
+        let found = Self::find_circuit(&self.channels, &mut self.circuits, chan, id);
+        let Some((circ, dir, c)) = found else {
             return debug!(?chan, ?id, "RELAY cell for an unknown circuit");
         };
         let early = cell.cmd() == ChanCmd::RELAY_EARLY;
