@@ -1,7 +1,7 @@
 //! AES-128-CTR and SHA-1 over 509-byte relay bodies, one implementation per run:
 //!
 //! ```text
-//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|awslc-sha1|ring-sha1|sizes} CELLS
+//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|awslc-sha1|ring-sha1|sizes} CELLS
 //! ```
 //!
 //! Prints wall time per cell and per GiB; for instructions per cell run it under
@@ -69,6 +69,7 @@ fn main() {
         "big-aesni" => kistrel_sys_long(&key, cells, aes_ctr::AesPath::Narrow),
         "big-vaes" => kistrel_sys_long(&key, cells, aes_ctr::AesPath::Fastest),
         "kistrel-aesni" => kistrel_sys(&key, &mut body, cells, aes_ctr::AesPath::Narrow),
+        "kistrel-aesni-sse" => kistrel_sys(&key, &mut body, cells, aes_ctr::AesPath::NarrowSse),
         "kistrel-vaes" => kistrel_sys(&key, &mut body, cells, aes_ctr::AesPath::Fastest),
         "rc-sha1" => {
             let mut d = sha1::Sha1::new();

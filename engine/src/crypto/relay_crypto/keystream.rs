@@ -35,14 +35,14 @@ impl Aes128 {
     }
 
     /// Every path this CPU can run, for tests that must cover each: the portable code, and
-    /// AES-NI and VAES where detected.
+    /// AES-NI (with SSE, and with AVX2) and VAES where detected.
     #[cfg(test)]
     pub(super) fn every_path(key: &[u8; 16]) -> Vec<Self> {
+        use crate::sys::aes_ctr::AesPath;
         let mut all = vec![Aes128::Portable(Box::new(aes::Aes128Enc::new(key.into())))];
-        all.extend(
-            Aes128Ctr::with_path(key, crate::sys::aes_ctr::AesPath::Narrow)
-                .map(Aes128::Instructions),
-        );
+        for path in [AesPath::NarrowSse, AesPath::Narrow] {
+            all.extend(Aes128Ctr::with_path(key, path).map(Aes128::Instructions));
+        }
         all.extend(
             Aes128Ctr::with_path(key, crate::sys::aes_ctr::AesPath::Fastest)
                 .filter(Aes128Ctr::is_wide)
