@@ -1,8 +1,9 @@
 //! Thin, audited wrappers over the socket system calls the runtime needs and std does not
 //! offer: socket snapshots for the scheduler (one TCP_INFO), the send queue by ioctl
 //! (SIOCOUTQ, SIOCOUTQNSD), a SO_REUSEPORT listener, and a few socket options. Also the
-//! relay crypto's AES-128-CTR on the CPU's AES instructions ([`aes_ctr`]), whose intrinsics
-//! need `unsafe` for their loads and stores.
+//! relay crypto's AES-128-CTR on the CPU's AES instructions ([`aes_ctr`]) and the per-cell
+//! path's fixed-size copies ([`copy`]), whose intrinsics need `unsafe` for their loads and
+//! stores.
 //!
 //! With `engine::uring` this is one of the two places in the workspace where `unsafe` is
 //! allowed. Every call here passes a pointer to a local, correctly sized value and a length
@@ -13,6 +14,7 @@
 #![allow(unsafe_code)]
 
 pub mod aes_ctr;
+pub mod copy;
 pub mod ktls;
 pub mod poll_sys;
 mod snapshot;

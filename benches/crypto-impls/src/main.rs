@@ -1,12 +1,15 @@
 //! AES-128-CTR and SHA-1 over 509-byte relay bodies, one implementation per run:
 //!
 //! ```text
-//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|awslc-sha1|ring-sha1|sizes} CELLS
+//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|awslc-sha1|ring-sha1|copy-sys|copy-libc|sizes} CELLS
 //! ```
 //!
 //! Prints wall time per cell and per GiB; for instructions per cell run it under
 //! `valgrind --tool=callgrind` with 1 and 1001 cells and divide the difference by 1000.
 //! `rc-ctr-lazy` expands the key and seeks for every cell (the cost of a CipherCache miss).
+//! `copy-sys` / `copy-libc`: a middle relay's two copies per cell (a 509-byte body from a
+//! receive buffer into a pool slot, the 514-byte slot onto a send buffer), with the engine's
+//! `sys::copy` and with `copy_from_slice` / `extend_from_slice` (libc's memcpy).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -20,6 +23,10 @@ const BODY: usize = 509;
 #[path = "../../../engine/src/sys/aes_ctr.rs"]
 #[allow(dead_code)] // the engine's whole API; the benches use part of it
 mod aes_ctr;
+
+/// The engine's fixed-size cell copies, compiled here from its source.
+#[path = "../../../engine/src/sys/copy.rs"]
+mod copy;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -93,6 +100,8 @@ fn main() {
             }
             black_box(d.finish());
         }
+        "copy-sys" => cell_copies(cells, true),
+        "copy-libc" => cell_copies(cells, false),
         "sizes" => return sizes(),
         _ => panic!("unknown"),
     }
@@ -120,6 +129,32 @@ fn sys_cipher(key: &[u8; 16], path: aes_ctr::AesPath) -> aes_ctr::Aes128Ctr {
     let c = aes_ctr::Aes128Ctr::with_path(key, path).expect("no AES-NI");
     assert_eq!(c.is_wide(), path == aes_ctr::AesPath::Fastest, "no VAES");
     c
+}
+
+/// A middle relay's two copies per cell over 1,024 pool slots and a 32-cell receive buffer:
+/// the body into a slot, then the whole slot onto a send buffer drained every 32 cells.
+fn cell_copies(cells: usize, sys: bool) {
+    const CELL: usize = 514;
+    let rx: Vec<u8> = (0..CELL * 32).map(|i| i as u8).collect();
+    let mut slots = vec![[0u8; CELL]; 1024];
+    let mut out = Vec::with_capacity(CELL * 32);
+    for i in 0..cells {
+        let at = (i % 32) * CELL;
+        let src: &[u8; BODY] = rx[at + 5..at + CELL].try_into().unwrap();
+        let slot = &mut slots[i % 1024];
+        let (_, dst) = slot.split_last_chunk_mut::<BODY>().unwrap();
+        if sys {
+            copy::copy_fixed(dst, black_box(src));
+            copy::extend_fixed(&mut out, black_box(&*slot));
+        } else {
+            dst.copy_from_slice(black_box(src));
+            out.extend_from_slice(black_box(&slot[..]));
+        }
+        if out.len() == CELL * 32 {
+            black_box(&out);
+            out.clear();
+        }
+    }
 }
 
 /// Sizes of the implementations' state types.

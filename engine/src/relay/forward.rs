@@ -18,6 +18,7 @@
 
 use tracing::debug;
 
+use crate::sys::copy::copy_fixed;
 use crate::time::Instant;
 use crate::wire::{
     emit_relay_cell, CellRef, ChanCmd, DestroyReason, RelayCellView, RelayCmd, StreamId, Truncated,
@@ -53,9 +54,7 @@ impl Relay {
                 }
                 let Some(next) = c.next else {
                     // The last hop: every cell must be for us, so no slot.
-                    let Ok(mut body) = <[u8; CELL_BODY_LEN]>::try_from(cell.body()) else {
-                        return;
-                    };
+                    let mut body = *cell.body();
                     return if layer.decrypt_forward(&mut self.ciphers, &mut body) {
                         self.handle_at_exit(now, circ, early, &body)
                     } else {
@@ -66,7 +65,7 @@ impl Relay {
                 let Some((slot, body)) = self.cells.take(next.id.get(), cell.cmd(), now) else {
                     return;
                 };
-                body.copy_from_slice(cell.body());
+                copy_fixed(body, cell.body());
                 if layer.decrypt_forward(&mut self.ciphers, body) {
                     // For this middle hop (rare: DROP, TRUNCATE): handled from a copy, as
                     // the handlers queue cells of their own.
@@ -85,14 +84,12 @@ impl Relay {
                 let Some((slot, body)) = self.cells.take(prev.id.get(), ChanCmd::RELAY, now) else {
                     return;
                 };
-                body.copy_from_slice(cell.body());
+                copy_fixed(body, cell.body());
                 layer.encrypt_backward(&mut self.ciphers, body);
                 self.enqueue_slot(now, circ, Dir::Backward, slot);
             }
             (Dir::Backward, CircKind::Origin(o)) => {
-                let Ok(mut body) = <[u8; CELL_BODY_LEN]>::try_from(cell.body()) else {
-                    return;
-                };
+                let mut body = *cell.body();
                 match o.decrypt_backward(&mut body) {
                     Some(hop) => self.handle_at_origin(now, circ, hop, &body),
                     None => {

@@ -14,6 +14,7 @@
 
 use kistrel_sched::Priority;
 
+use crate::sys::copy::extend_fixed;
 use crate::time::Instant;
 use crate::wire::{ChanCmd, CELL_BODY_LEN, CELL_LEN};
 
@@ -109,7 +110,7 @@ impl Relay {
                 if self.cfg.testing_spin_per_cell > 0 {
                     std::hint::black_box(super::config::spin(self.cfg.testing_spin_per_cell));
                 }
-                out.extend_from_slice(bytes);
+                extend_fixed(out, bytes);
                 let still_top = ch.mux.note_written_top(now, &mut q.ewma);
                 on_cell(enqueued);
                 cells += 1;

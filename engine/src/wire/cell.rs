@@ -88,8 +88,13 @@ impl<T: AsRef<[u8]>> CellView<T> {
     }
 
     /// The 509-byte body.
-    pub fn body(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::BODY]
+    pub fn body(&self) -> &[u8; CELL_BODY_LEN] {
+        let bytes = self.buffer.as_ref();
+        // Checked by `check_len`: a whole cell, so the body is the last chunk of its bytes.
+        let Some(body) = bytes[..CELL_LEN].last_chunk::<CELL_BODY_LEN>() else {
+            unreachable!("field::BODY ends at CELL_LEN")
+        };
+        body
     }
 }
 
