@@ -193,12 +193,45 @@ mod x86 {
         })
     }
 
-    /// `data ^= ks` over equal lengths. Plain code on purpose: inlined into the callers below
-    /// it is vectorized with their features (SSE2 or AVX2); measured against 16-byte chunks,
-    /// it counts fewer instructions and runs faster.
-    #[inline]
+    /// `data ^= ks` over equal lengths: 32 bytes at a time, then one step each of 16, 8, 4, 2
+    /// and 1 for the tail. Plain code on purpose: inlined into the callers below, each
+    /// fixed-size step is one vector or integer operation with their features (SSE2, AVX2).
+    /// A single byte loop left the tail (up to 31 bytes of a 509-byte body) to a 16-byte
+    /// epilogue and a byte-at-a-time one: ~96 instructions per body against ~60 here.
+    #[inline(always)]
     fn xor(data: &mut [u8], ks: &[u8]) {
-        for (d, k) in data.iter_mut().zip(ks) {
+        let mut d = data.chunks_exact_mut(32);
+        let mut k = ks.chunks_exact(32);
+        for (d, k) in (&mut d).zip(&mut k) {
+            xor_n::<32>(d, k);
+        }
+        let (d, k) = (d.into_remainder(), k.remainder());
+        let (d, k) = xor_step::<16>(d, k);
+        let (d, k) = xor_step::<8>(d, k);
+        let (d, k) = xor_step::<4>(d, k);
+        let (d, k) = xor_step::<2>(d, k);
+        xor_step::<1>(d, k);
+    }
+
+    /// XORs the first `N` bytes if both have that many, and returns the rest of each.
+    #[inline(always)]
+    fn xor_step<'d, 'k, const N: usize>(d: &'d mut [u8], k: &'k [u8]) -> (&'d mut [u8], &'k [u8]) {
+        if d.len() < N || k.len() < N {
+            return (d, k);
+        }
+        let (dh, dt) = d.split_at_mut(N);
+        let (kh, kt) = k.split_at(N);
+        xor_n::<N>(dh, kh);
+        (dt, kt)
+    }
+
+    /// `d ^= k` for their first `N` bytes (both at least `N` long).
+    #[inline(always)]
+    fn xor_n<const N: usize>(d: &mut [u8], k: &[u8]) {
+        let (Some(d), Some(k)) = (d.first_chunk_mut::<N>(), k.first_chunk::<N>()) else {
+            return;
+        };
+        for (d, k) in d.iter_mut().zip(k) {
             *d ^= k;
         }
     }
