@@ -30,6 +30,7 @@ use super::error::{CircuitClose, ForwardError};
 use super::flow::CircuitFlow;
 use super::ids::{ChanId, CircHandle};
 use super::link::LinkError;
+use super::transmit::outbox;
 use super::{Relay, StreamHandle};
 
 impl Relay {
@@ -73,7 +74,8 @@ impl Relay {
                     self.cells.release(slot);
                     self.handle_at_exit(now, circ, early, &body);
                 } else {
-                    self.enqueue_slot(now, circ, Dir::Forward, slot);
+                    let queued = outbox!(self).queue(now, (circ, Dir::Forward), c, slot);
+                    self.after_queue(now, circ, queued);
                 }
             }
             (Dir::Backward, _) if early => {
@@ -86,7 +88,8 @@ impl Relay {
                 };
                 copy_fixed(body, cell.body());
                 layer.encrypt_backward(&mut self.ciphers, body);
-                self.enqueue_slot(now, circ, Dir::Backward, slot);
+                let queued = outbox!(self).queue(now, (circ, Dir::Backward), c, slot);
+                self.after_queue(now, circ, queued);
             }
             (Dir::Backward, CircKind::Origin(o)) => {
                 let mut body = *cell.body();
