@@ -510,7 +510,6 @@ mod tests {
     /// every offset inside a block, with a block index that carries out of its low 32 bits.
     #[test]
     fn every_length_and_alignment_matches_the_ctr_crate() {
-        use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
         let key: [u8; 16] = std::array::from_fn(|i| (i * 37 + 11) as u8);
         let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
         for path in [AesPath::NarrowSse, AesPath::Narrow, AesPath::Fastest] {
@@ -521,11 +520,7 @@ mod tests {
                 for skip in 0..16 {
                     let pos = start * 16 + skip;
                     for len in 0..=data.len() {
-                        let mut want = data[..len].to_vec();
-                        let mut reference =
-                            ctr::Ctr128BE::<aes::Aes128Enc>::new(&key.into(), &Default::default());
-                        reference.seek(pos);
-                        reference.apply_keystream(&mut want);
+                        let want = reference(&key, pos, &data[..len]);
                         let mut got = data[..len].to_vec();
                         aes.apply(pos, &mut got);
                         assert_eq!(got, want, "{path:?} {:?} pos {pos} len {len}", aes.isa);
@@ -540,7 +535,6 @@ mod tests {
     /// `ctr` crate: every start from block 200 to 260 at three offsets in the block.
     #[test]
     fn bodies_across_the_last_byte_wrap_match_the_ctr_crate() {
-        use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
         let key: [u8; 16] = std::array::from_fn(|i| (i * 13 + 5) as u8);
         let plain: Vec<u8> = (0..509u32).map(|i| (i * 11 + 1) as u8).collect();
         for path in [AesPath::NarrowSse, AesPath::Narrow, AesPath::Fastest] {
@@ -550,11 +544,7 @@ mod tests {
             for block in (200u64..=260).chain([(1 << 40) + 250, u64::MAX / 16 - 40]) {
                 for skip in [0, 7, 15] {
                     let pos = block * 16 + skip;
-                    let mut want = plain.clone();
-                    let mut reference =
-                        ctr::Ctr128BE::<aes::Aes128Enc>::new(&key.into(), &Default::default());
-                    reference.seek(pos);
-                    reference.apply_keystream(&mut want);
+                    let want = reference(&key, pos, &plain);
                     let mut got = plain.clone();
                     aes.apply(pos, &mut got);
                     assert_eq!(got, want, "{:?} block {block} skip {skip}", aes.isa);
@@ -578,6 +568,16 @@ mod tests {
         assert_eq!(isa(AesPath::Narrow), narrow);
         assert_eq!(isa(AesPath::NarrowSse), Isa::AesNi);
         assert_eq!(Aes128Ctr::new(&[0; 16]).unwrap().is_wide(), vaes);
+    }
+
+    /// `data` XORed with the `ctr` crate's big-endian 128-bit counter mode from byte `pos`.
+    fn reference(key: &[u8; 16], pos: u64, data: &[u8]) -> Vec<u8> {
+        use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+        let mut out = data.to_vec();
+        let mut c = ctr::Ctr128BE::<aes::Aes128Enc>::new(key.into(), &Default::default());
+        c.seek(pos);
+        c.apply_keystream(&mut out);
+        out
     }
 
     fn hex(s: &str) -> [u8; 16] {
