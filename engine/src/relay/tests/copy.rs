@@ -6,9 +6,9 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::harness::{transmit, LinkModel, Net, TargetKind};
-use crate::relay::{ChanId, PlainLinkAuth, Relay};
+use crate::relay::{ChanId, ForwardError, PlainLinkAuth, Rejection, Relay};
 use crate::time::Instant;
-use crate::wire::{Cell, ChanCmd, VarCell, CELL_LEN};
+use crate::wire::{Cell, ChanCmd, DestroyReason, VarCell, CELL_LEN};
 
 /// A middle relay taken out of a 3-hop harness run with one circuit built through it.
 struct Middle {
@@ -173,4 +173,41 @@ fn cells_not_forwarded_take_no_pool_slot() {
     m.forward(m.exit, m.guard, &early, CELL_LEN);
     assert_eq!(m.pool(), before, "rejected RELAY_EARLY");
     assert_eq!(m.relay.circuits.iter().count(), 0, "that circuit closed");
+}
+
+/// A middle relay's queue toward a side that does not read, at `max_circuit_queue_cells`:
+/// the next forwarded cell closes the circuit (the per-cell path's over-cap branch), every
+/// queued cell's slot goes back, and both sides get a DESTROY (PROTOCOL).
+#[test]
+fn a_forwarded_cell_over_the_queue_cap_closes_the_circuit() {
+    let mut m = Middle::new(33);
+    m.relay.cfg.max_circuit_queue_cells = 10;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    // Nothing is transmitted toward the exit: each cell waits in the circuit's queue.
+    for k in 1..=10 {
+        let cell = relay_cell(&mut rng, m.guard_id, ChanCmd::RELAY);
+        m.relay.handle_recv(m.now, m.guard, &cell, &PlainLinkAuth);
+        assert_eq!(m.pool().1, k, "cell {k} queued");
+    }
+    assert_eq!(m.relay.queued_bytes(), 10 * CELL_LEN);
+    assert_eq!(m.relay.last_rejection(), None);
+    let cell = relay_cell(&mut rng, m.guard_id, ChanCmd::RELAY);
+    m.relay.handle_recv(m.now, m.guard, &cell, &PlainLinkAuth);
+    assert_eq!(m.relay.circuits.iter().count(), 0, "the circuit closed");
+    assert_eq!(m.pool().1, 0, "every queued slot went back");
+    assert_eq!(m.relay.stats().circuits_rejected, 1);
+    assert_eq!(
+        m.relay.last_rejection(),
+        Some(Rejection::Circuit(ForwardError::QueueOverCap.into()))
+    );
+    for (chan, id) in [(m.guard, m.guard_id), (m.exit, m.exit_id)] {
+        let mut out = Vec::new();
+        transmit(&mut m.relay, m.now, chan, &mut out, usize::MAX);
+        assert_eq!(out.len(), CELL_LEN, "only the DESTROY toward {id:#x}");
+        assert_eq!(&out[..4], &id.to_be_bytes());
+        assert_eq!(out[4], ChanCmd::DESTROY.0);
+        assert_eq!(out[5], DestroyReason::PROTOCOL.0);
+    }
+    assert_eq!(m.relay.queued_bytes(), 0);
+    m.relay.check_invariants().expect("invariants");
 }
