@@ -26,7 +26,9 @@ reports = [json.load(open(f"{out}/run-{i}.json")) for i in range(1, n + 1)]
 print(f"# {n} runs in {out}; 1-min load average at start of each run:")
 print("#", ", ".join(f"{r['machine']['loadavg_1m'][0]:.2f}" for r in reports))
 for name in ["ratio_vs_forwarders", "kist_over_vanilla", "workers_two_over_one",
-             "max_relay_cpu_s_per_gib", "relays_cpu_s_per_gib", "ratio_vs_direct",
+             "max_relay_cpu_s_per_gib", "relays_cpu_s_per_gib",
+             "max_relay_cpu_over_forwarders", "relays_cpu_over_forwarders",
+             "forwarders_cpu_s_per_gib", "ratio_vs_direct",
              "throughput_mib_s", "direct_throughput_mib_s", "forwarders_throughput_mib_s"]:
     values = [r["figures"][name]["median"] for r in reports if name in r["figures"]]
     better = reports[0]["figures"][name]["better"]

@@ -76,7 +76,7 @@ p99 needs 100 samples, else the max and n).";
 #[derive(Debug, Clone, Args)]
 #[command(after_long_help = COLUMNS)]
 pub struct RunArgs {
-    /// Also write the versioned machine-readable result (schema `kistrel.bench/3`) here.
+    /// Also write the versioned machine-readable result (schema `kistrel.bench/4`) here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Parallel transfers, each on its own circuit (SOCKS isolation).
@@ -265,9 +265,10 @@ fn measure_in(
     let hops: Vec<Option<CpuList>> = (0..3)
         .map(|hop| placement.forwarder_cpus(args.nodes.workers, hop))
         .collect();
+    let chain = forwarders::chain(server.addr(), &hops)?;
     let phases = Phases {
         target: server.addr(),
-        forwarders: forwarders::chain(server.addr(), &hops)?,
+        forwarders: &chain,
         spec: MixSpec {
             circuits: args.circuits,
             bulk_bytes: u64::from(args.size) << 20,

@@ -1,5 +1,5 @@
 //! The shape of a bench JSON report, checked against a written spec (`benches/
-//! bench-schema.txt` for `kistrel.bench/3`), so that .ci/run and users can rely on field
+//! bench-schema.txt` for `kistrel.bench/4`), so that .ci/run and users can rely on field
 //! names and types: one line per path, `PATH TYPES`.
 //!
 //! ```text
@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 
-/// The spec of the `kistrel.bench/3` report.
+/// The spec of the `kistrel.bench/4` report.
 pub const BENCH_SCHEMA: &str = include_str!("../../../../benches/bench-schema.txt");
 
 /// The spec of the `kistrel.bench-experiment/2` report (`kistrel bench experiment`).

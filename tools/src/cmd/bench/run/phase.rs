@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::condition::Condition;
+use super::forwarders::Chain;
 use crate::cmd::bench::job::METRICS_SETTLE;
 use crate::cmd::bench::mix::{run_mix, MixResult, MixSpec};
 use crate::cmd::bench::net_child::{NetChild, NetShape, NodeArgs};
@@ -45,12 +46,11 @@ pub(in crate::cmd::bench) struct PhaseRecord {
 }
 
 impl PhaseRecord {
-    /// The busiest relay's CPU seconds per GiB.
-    pub(in crate::cmd::bench) fn max_relay_cpu_s_per_gib(&self) -> Option<f64> {
-        self.cpu
-            .iter()
-            .filter(|c| c.role.starts_with("relay"))
-            .map(|c| c.cpu_s_per_gib)
+    /// The busiest of the nodes whose role starts with `kind` (`relay`, `forwarder`): its
+    /// CPU seconds per GiB; `None` when there is none or one's CPU time could not be read.
+    pub(in crate::cmd::bench) fn max_cpu_s_per_gib(&self, kind: &str) -> Option<f64> {
+        self.cpu_s_per_gib_of_kind(kind)?
+            .into_iter()
             .reduce(f64::max)
     }
 
@@ -60,12 +60,20 @@ impl PhaseRecord {
         c.cpu_s_per_gib.is_finite().then_some(c.cpu_s_per_gib)
     }
 
-    /// The relays' CPU seconds together per GiB; `None` when a relay's CPU time could not
-    /// be read.
-    pub(in crate::cmd::bench) fn relays_cpu_s_per_gib(&self) -> Option<f64> {
-        let relays = self.cpu.iter().filter(|c| c.role.starts_with("relay"));
-        let sum: f64 = relays.clone().map(|c| c.cpu_s_per_gib).sum();
-        (relays.count() > 0 && sum.is_finite()).then_some(sum)
+    /// The CPU seconds per GiB of the nodes whose role starts with `kind`, together; `None`
+    /// when there is none or one's CPU time could not be read.
+    pub(in crate::cmd::bench) fn total_cpu_s_per_gib(&self, kind: &str) -> Option<f64> {
+        Some(self.cpu_s_per_gib_of_kind(kind)?.into_iter().sum())
+    }
+
+    /// Every `kind` node's figure, or `None` if there is none or one is unknown (a partial
+    /// set would make the busiest or the sum look cheaper than it is).
+    fn cpu_s_per_gib_of_kind(&self, kind: &str) -> Option<Vec<f64>> {
+        let v: Vec<f64> = (self.cpu.iter())
+            .filter(|c| c.role.starts_with(kind))
+            .map(|c| c.cpu_s_per_gib)
+            .collect();
+        (!v.is_empty() && v.iter().all(|x| x.is_finite())).then_some(v)
     }
 
     fn of(condition: Condition, mix: &MixResult) -> PhaseRecord {
@@ -86,6 +94,10 @@ impl PhaseRecord {
     }
 }
 
+/// How long a forwarder hop's account may wait for the copy threads of a phase's last
+/// connections to end (they end as the half-closes arrive, milliseconds after the transfer).
+const FORWARDERS_SETTLE: Duration = Duration::from_secs(5);
+
 /// The path of every circuit of a relayed phase: guard, middle, exit.
 pub(in crate::cmd::bench) const PINNED_PATH: &str = "relay1,relay2,relay3";
 
@@ -94,8 +106,8 @@ pub(in crate::cmd::bench) const PINNED_PATH: &str = "relay1,relay2,relay3";
 pub(in crate::cmd::bench) struct Phases<'a> {
     /// The tgen server.
     pub target: SocketAddr,
-    /// The forwarder chain's entry.
-    pub forwarders: SocketAddr,
+    /// The forwarder chain (its entry and each hop's CPU account).
+    pub forwarders: &'a Chain,
     /// The mix.
     pub spec: MixSpec,
     /// The network options every relayed phase starts from.
@@ -121,7 +133,7 @@ impl Phases<'_> {
         };
         match condition {
             Condition::Direct => Ok(PhaseRecord::of(condition, &mix(self.target, None)?)),
-            Condition::Forwarded => Ok(PhaseRecord::of(condition, &mix(self.forwarders, None)?)),
+            Condition::Forwarded => self.forwarded(condition, &mix),
             Condition::Relayed {
                 scheduler,
                 workers,
@@ -146,6 +158,37 @@ impl Phases<'_> {
                 result
             }
         }
+    }
+
+    /// The plain-forwarder phase, with each hop's CPU seconds per GiB (roles `forwarder1`
+    /// to `forwarder3`, in the bench's own process).
+    fn forwarded(
+        &self,
+        condition: Condition,
+        mix: &dyn Fn(SocketAddr, Option<SocketAddr>) -> Result<MixResult, CliError>,
+    ) -> Result<PhaseRecord, CliError> {
+        let cpu_now = || -> Vec<f64> {
+            self.forwarders
+                .hops
+                .iter()
+                .map(|h| h.settled_seconds(FORWARDERS_SETTLE).unwrap_or(f64::NAN))
+                .collect()
+        };
+        let before = cpu_now();
+        let result = mix(self.forwarders.entry, None)?;
+        let after = cpu_now();
+        let mut record = PhaseRecord::of(condition, &result);
+        let gib = record.bytes_verified as f64 / f64::from(1u32 << 30);
+        record.cpu = (1..)
+            .zip(before.iter().zip(&after))
+            .map(|(hop, (b, a))| ProcessCpu {
+                role: format!("forwarder{hop}"),
+                pid: i32::try_from(std::process::id()).unwrap_or(-1),
+                cpu_s: a - b,
+                cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { f64::NAN },
+            })
+            .collect();
+        Ok(record)
     }
 
     /// The measured part of a relayed phase on a running network.

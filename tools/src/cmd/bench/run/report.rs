@@ -1,4 +1,4 @@
-//! The `kistrel.bench/3` report of the main job: every figure the median of its per-round
+//! The `kistrel.bench/4` report of the main job: every figure the median of its per-round
 //! values with a 95% bootstrap interval ([`crate::stats::Estimate`]), the rounds and their
 //! order, the placement, the machine's load.
 
@@ -14,7 +14,7 @@ use crate::stats::{self, Estimate, SampleQuantiles};
 use crate::tgen::Outcome;
 
 /// The schema name; bump the number when the shape changes (tests check the shape).
-pub(in crate::cmd::bench) const SCHEMA: &str = "kistrel.bench/3";
+pub(in crate::cmd::bench) const SCHEMA: &str = "kistrel.bench/4";
 
 /// What was asked for.
 #[derive(Debug, Clone, Serialize)]
@@ -125,7 +125,7 @@ pub(in crate::cmd::bench) struct Latency {
     pub ttlb_s: SampleQuantiles,
 }
 
-/// The `kistrel.bench/3` report.
+/// The `kistrel.bench/4` report.
 #[derive(Debug, Clone, Serialize)]
 pub(in crate::cmd::bench) struct Report {
     /// [`SCHEMA`].
@@ -157,7 +157,7 @@ pub(in crate::cmd::bench) struct Report {
 }
 
 /// The figures' fixed descriptions: name, unit, better, definition.
-const FIGURES: [(&str, &str, &str, &str); 13] = [
+const FIGURES: [(&str, &str, &str, &str); 16] = [
     (
         "throughput_mib_s",
         "MiB/s",
@@ -199,6 +199,24 @@ const FIGURES: [(&str, &str, &str, &str); 13] = [
         "CPU-s/GiB",
         "lower",
         "the 3 relays' CPU seconds together per GiB of verified payload (base condition)",
+    ),
+    (
+        "forwarders_cpu_s_per_gib",
+        "CPU-s/GiB",
+        "lower",
+        "the 3 plain forwarders' CPU seconds together per GiB of verified payload (same round)",
+    ),
+    (
+        "max_relay_cpu_over_forwarders",
+        "ratio",
+        "lower",
+        "the busiest relay's CPU per GiB / the busiest forwarder's, per round (host speed cancels)",
+    ),
+    (
+        "relays_cpu_over_forwarders",
+        "ratio",
+        "lower",
+        "the 3 relays' CPU per GiB / the 3 forwarders', per round (host speed cancels)",
     ),
     (
         "kist_over_vanilla",
@@ -274,10 +292,26 @@ pub(in crate::cmd::bench) fn build(
     add("ratio_vs_direct", &ratio(base, Condition::Direct));
     add("ratio_vs_forwarders", &ratio(base, Condition::Forwarded));
     add("max_relay_cpu_s_per_gib", &|r| {
-        r.phase(base)?.max_relay_cpu_s_per_gib()
+        r.phase(base)?.max_cpu_s_per_gib("relay")
     });
     add("relays_cpu_s_per_gib", &|r| {
-        r.phase(base)?.relays_cpu_s_per_gib()
+        r.phase(base)?.total_cpu_s_per_gib("relay")
+    });
+    add("forwarders_cpu_s_per_gib", &|r| {
+        r.phase(Condition::Forwarded)?
+            .total_cpu_s_per_gib("forwarder")
+    });
+    add("max_relay_cpu_over_forwarders", &|r| {
+        let busiest = r
+            .phase(Condition::Forwarded)?
+            .max_cpu_s_per_gib("forwarder")?;
+        stats::ratio(r.phase(base)?.max_cpu_s_per_gib("relay")?, busiest)
+    });
+    add("relays_cpu_over_forwarders", &|r| {
+        let all = r
+            .phase(Condition::Forwarded)?
+            .total_cpu_s_per_gib("forwarder")?;
+        stats::ratio(r.phase(base)?.total_cpu_s_per_gib("relay")?, all)
     });
     if let Some((kist, vanilla)) = plan.schedulers {
         add("kist_over_vanilla", &ratio(kist, vanilla));

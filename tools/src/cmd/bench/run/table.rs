@@ -9,7 +9,7 @@ use crate::cmd::bench::nodes::{NodeSchedMetrics, Quantiles};
 use crate::stats::SampleQuantiles;
 
 /// The figure rows: name in the JSON, row label, decimals.
-const ROWS: [(&str, &str, usize); 13] = [
+const ROWS: [(&str, &str, usize); 16] = [
     ("throughput_mib_s", "throughput, kistrel 3 hops", 1),
     ("direct_throughput_mib_s", "throughput, direct", 1),
     (
@@ -24,6 +24,17 @@ const ROWS: [(&str, &str, usize); 13] = [
     ("tls_over_plain", "TLS links / plain links", 3),
     ("max_relay_cpu_s_per_gib", "busiest relay CPU per GiB", 2),
     ("relays_cpu_s_per_gib", "3 relays' CPU per GiB", 2),
+    ("forwarders_cpu_s_per_gib", "3 forwarders' CPU per GiB", 2),
+    (
+        "max_relay_cpu_over_forwarders",
+        "CPU busiest relay / forwarder",
+        3,
+    ),
+    (
+        "relays_cpu_over_forwarders",
+        "CPU 3 relays / 3 forwarders",
+        3,
+    ),
     (
         "tls_added_guard_cpu_s_per_gib",
         "CPU per GiB TLS adds, guard",

@@ -45,7 +45,10 @@ fn record(model: &str, ttfb: f64, outcome: Outcome) -> TransferRecord {
     }
 }
 
-fn phase(c: Condition, mib_s: f64, relay_cpu: f64) -> PhaseRecord {
+/// `cpu`: a relayed phase's busiest relay's CPU per GiB, or the forwarded phase's busiest
+/// hop's (the other two hops have half of it).
+fn phase(c: Condition, mib_s: f64, cpu: f64) -> PhaseRecord {
+    let relay_cpu = cpu;
     let relayed = matches!(c, Condition::Relayed { .. });
     let p = Percentiles {
         p10: 0.1,
@@ -83,6 +86,15 @@ fn phase(c: Condition, mib_s: f64, relay_cpu: f64) -> PhaseRecord {
                     cpu_s: 1.0,
                     // relay2 is the busiest relay; the client's larger figure is not a relay's.
                     cpu_s_per_gib: [relay_cpu / 2.0, relay_cpu, relay_cpu / 4.0, 99.0][i],
+                })
+                .collect()
+        } else if c == Condition::Forwarded {
+            (1..=3)
+                .map(|hop| ProcessCpu {
+                    role: format!("forwarder{hop}"),
+                    pid: 1,
+                    cpu_s: 1.0,
+                    cpu_s_per_gib: if hop == 2 { cpu } else { cpu / 2.0 },
                 })
                 .collect()
         } else {
@@ -138,11 +150,11 @@ fn report(placement: PlacementSummary) -> Report {
         links: LinksMode::Plain,
     };
     // Per round: direct, forwarded, KIST-1, Vanilla-1, KIST-2 MiB/s, busiest relay CPU,
-    // then KIST-1 over plain links: MiB/s and busiest relay CPU.
+    // then KIST-1 over plain links: MiB/s and busiest relay CPU; the busiest forwarder's CPU.
     let table = [
-        [400.0, 200.0, 50.0, 40.0, 60.0, 4.0, 25.0, 2.0],
-        [500.0, 250.0, 50.0, 50.0, 100.0, 5.0, 50.0, 4.0],
-        [400.0, 100.0, 40.0, 50.0, 40.0, 3.0, 50.0, 3.0],
+        [400.0, 200.0, 50.0, 40.0, 60.0, 4.0, 25.0, 2.0, 2.0],
+        [500.0, 250.0, 50.0, 50.0, 100.0, 5.0, 50.0, 4.0, 2.0],
+        [400.0, 100.0, 40.0, 50.0, 40.0, 3.0, 50.0, 3.0, 1.0],
     ];
     let rounds = table
         .iter()
@@ -158,7 +170,11 @@ fn report(placement: PlacementSummary) -> Report {
                 c if c == plain => t[6],
                 _ => unreachable!(),
             };
-            let cpu = |c: Condition| if c == plain { t[7] } else { t[5] };
+            let cpu = |c: Condition| match c {
+                Condition::Forwarded => t[8],
+                c if c == plain => t[7],
+                _ => t[5],
+            };
             RoundRecord {
                 round: i + 1,
                 order: order.iter().map(|c| c.label()).collect(),
@@ -222,6 +238,16 @@ fn figures_are_medians_of_per_round_values() {
     // relay1 has half of relay2's, relay3 a quarter; the client is not a relay.
     assert_eq!(f("relays_cpu_s_per_gib").values, [7.0, 8.75, 5.25]);
     assert_eq!(r.figures["max_relay_cpu_s_per_gib"].better, "lower");
+    // The forwarders' hops: busiest 2, 2, 1 and the other two half of it, so 4, 4, 2 in all.
+    // Within each round: busiest relay / busiest hop 4/2, 5/2, 3/1; relays / hops 7/4,
+    // 8.75/4, 5.25/2.
+    assert_eq!(f("forwarders_cpu_s_per_gib").values, [4.0, 4.0, 2.0]);
+    assert_eq!(f("max_relay_cpu_over_forwarders").values, [2.0, 2.5, 3.0]);
+    assert_eq!(
+        f("relays_cpu_over_forwarders").values,
+        [1.75, 2.1875, 2.625]
+    );
+    assert_eq!(r.figures["relays_cpu_over_forwarders"].better, "lower");
     assert_eq!(r.throughput_by_condition["relayed-vanilla-w1"].median, 50.0);
     // TLS / plain links 2.0, 1.0, 0.8 -> 1.0; what TLS adds per role is TLS minus plain
     // within a round: the middle (relay2) 2, 1, 0; the guard half of it, the exit a quarter.
@@ -268,7 +294,7 @@ fn a_round_without_a_value_leaves_the_figure_out() {
 fn json_fits_the_schema() {
     let r = report(unpinned());
     let v = serde_json::to_value(&r).unwrap();
-    assert_eq!(v["schema"], "kistrel.bench/3");
+    assert_eq!(v["schema"], "kistrel.bench/4");
     assert_eq!(
         schema::check(&v, schema::BENCH_SCHEMA),
         Vec::<String>::new()
@@ -325,4 +351,20 @@ fn table_rows() {
         ),
         "{text}"
     );
+}
+
+/// A node whose CPU time could not be read leaves the busiest and the sum unknown rather
+/// than smaller than they are.
+#[test]
+fn an_unread_cpu_time_leaves_the_cpu_figures_out() {
+    let mut p = phase(KIST1, 50.0, 4.0);
+    assert_eq!(p.max_cpu_s_per_gib("relay"), Some(4.0));
+    assert_eq!(p.total_cpu_s_per_gib("relay"), Some(7.0));
+    p.cpu[0].cpu_s_per_gib = f64::NAN;
+    assert_eq!(p.max_cpu_s_per_gib("relay"), None);
+    assert_eq!(p.total_cpu_s_per_gib("relay"), None);
+    // The client is no relay, and a phase without forwarders has no forwarder figure.
+    assert_eq!(p.max_cpu_s_per_gib("forwarder"), None);
+    let f = phase(Condition::Forwarded, 100.0, 2.0);
+    assert_eq!(f.total_cpu_s_per_gib("forwarder"), Some(4.0));
 }
