@@ -90,10 +90,15 @@ fn kist_limit_parts(tcp: &TcpInfo, notsent: u32, outbuf: u32, factor: f64) -> (u
     let target = f64::from(tcp.cwnd) * f64::from(tcp.mss) * factor;
     let staged = u64::from(notsent) + u64::from(outbuf);
     if target < I64_RANGE {
-        // The usual case, exact in u128 (two words; no sign, no float beyond i64 <-> f64:
-        // f64 -> i64 is one instruction where f64 -> u64 is a branchy sequence, and i128 <->
-        // f64 are library calls that cost more than the rest of the grant).
-        let top = u128::from(tcp_space) + u128::from(target as i64 as u64);
+        // The usual case (no float beyond i64 <-> f64: f64 -> i64 is one instruction where
+        // f64 -> u64 is a branchy sequence, and i128 <-> f64 are library calls that cost more
+        // than the rest of the grant). The sum fits in u64 unless the window is near 2^64
+        // bytes; then the same sum in u128, still exact.
+        let target = target as i64 as u64;
+        if let Some(top) = tcp_space.checked_add(target) {
+            return (top.saturating_sub(staged), reason);
+        }
+        let top = u128::from(tcp_space) + u128::from(target);
         let limit = top.saturating_sub(u128::from(staged));
         return (u64::try_from(limit).unwrap_or(u64::MAX), reason);
     }
@@ -197,6 +202,13 @@ mod tests {
         assert_eq!(
             kist_limit(&tcp(2, 1, u32::MAX), 0, 0, 1.0),
             3 * u64::from(u32::MAX)
+        );
+        // Space plus target past u64::MAX (by 2^33 - 7), staged bytes bringing it back
+        // below: exact, not saturated twice (space (2^32-1)^2, target 2^34 - 8 at factor
+        // 2^-30, staged 2^33 - 2).
+        assert_eq!(
+            kist_limit(&max, u32::MAX, u32::MAX, 2f64.powi(-30)),
+            u64::MAX - 4
         );
     }
 
