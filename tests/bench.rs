@@ -196,6 +196,29 @@ fn a_short_run_reports_rounds_intervals_and_placement() {
             > 0.0
     );
     assert_eq!(r["failed_transfers"], 0);
+    // The forwarded phase's same-round CPU reference: each hop's copy threads, counted.
+    let forwarded = r["rounds"][0]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["condition"] == "forwarded")
+        .unwrap()
+        .clone();
+    let hops: Vec<_> = forwarded["cpu"].as_array().unwrap().clone();
+    assert_eq!(hops.len(), 3, "{forwarded}");
+    for (k, hop) in hops.iter().enumerate() {
+        assert_eq!(hop["role"], format!("forwarder{}", k + 1));
+        assert!(hop["cpu_s_per_gib"].as_f64().unwrap() > 0.0, "{hop}");
+    }
+    for name in [
+        "relays_cpu_over_forwarders",
+        "max_relay_cpu_over_forwarders",
+    ] {
+        assert!(
+            r["figures"][name]["median"].as_f64().unwrap() > 0.0,
+            "{name}"
+        );
+    }
     // Placement: pinned exactly when the machine has a CPU for each of the 6 nodes.
     let cpus = kistrel::placement::allowed_cpus().unwrap();
     assert_eq!(r["placement"]["pinned"], cpus.len() >= 6);
