@@ -383,7 +383,9 @@ impl Relay {
     fn handle_open_cell(&mut self, now: Instant, chan: ChanId, cell: &CellRef<'_>) {
         match cell.cmd() {
             ChanCmd::PADDING => {}
-            ChanCmd::RELAY | ChanCmd::RELAY_EARLY => self.handle_relay(now, chan, cell),
+            cmd @ (ChanCmd::RELAY | ChanCmd::RELAY_EARLY) => {
+                self.handle_relay(now, chan, cmd, cell)
+            }
             ChanCmd::CREATE2 | ChanCmd::CREATE_FAST => self.handle_create(now, chan, cell),
             ChanCmd::CREATED2 => self.handle_created(now, chan, cell),
             ChanCmd::DESTROY => self.handle_destroy(now, chan, cell),

@@ -34,16 +34,23 @@ use super::transmit::outbox;
 use super::{Relay, StreamHandle};
 
 impl Relay {
-    /// RELAY or RELAY_EARLY from `chan`, viewed in the receive buffer.
-    pub(super) fn handle_relay(&mut self, now: Instant, chan: ChanId, cell: &CellRef<'_>) {
+    /// RELAY or RELAY_EARLY (`cmd`, as the dispatch read it: not read from the cell again)
+    /// from `chan`, viewed in the receive buffer.
+    pub(super) fn handle_relay(
+        &mut self,
+        now: Instant,
+        chan: ChanId,
+        cmd: ChanCmd,
+        cell: &CellRef<'_>,
+    ) {
         let Some(id) = cell.circ() else {
-            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd: cell.cmd() });
+            return self.reject_channel(now, chan, LinkError::CircIdZero { cmd });
         };
         let found = Self::find_circuit(&self.channels, &mut self.circuits, chan, id);
         let Some((circ, dir, c)) = found else {
             return debug!(?chan, ?id, "RELAY cell for an unknown circuit");
         };
-        let early = cell.cmd() == ChanCmd::RELAY_EARLY;
+        let early = cmd == ChanCmd::RELAY_EARLY;
         match (dir, &mut c.kind) {
             (Dir::Forward, CircKind::Relay { layer, .. }) => {
                 if early {
@@ -63,7 +70,7 @@ impl Relay {
                         self.reject_circuit(now, circ, e.into())
                     };
                 };
-                let Some((slot, body)) = self.cells.take(next.id.get(), cell.cmd(), now) else {
+                let Some((slot, body)) = self.cells.take(next.id.get(), cmd, now) else {
                     return;
                 };
                 copy_fixed(body, cell.body());
