@@ -94,6 +94,26 @@ impl PhaseRecord {
     }
 }
 
+/// Each node's CPU seconds over a phase (`after - before`, in `nodes`' order) and per GiB of
+/// the phase's verified payload (NaN when nothing was verified).
+fn cpu_over(
+    nodes: impl Iterator<Item = (String, i32)>,
+    before: &[f64],
+    after: &[f64],
+    bytes_verified: u64,
+) -> Vec<ProcessCpu> {
+    let gib = bytes_verified as f64 / f64::from(1u32 << 30);
+    nodes
+        .zip(before.iter().zip(after))
+        .map(|((role, pid), (b, a))| ProcessCpu {
+            role,
+            pid,
+            cpu_s: a - b,
+            cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { f64::NAN },
+        })
+        .collect()
+}
+
 /// How long a forwarder hop's account may wait for the copy threads of a phase's last
 /// connections to end (they end as the half-closes arrive, milliseconds after the transfer).
 const FORWARDERS_SETTLE: Duration = Duration::from_secs(5);
@@ -178,16 +198,9 @@ impl Phases<'_> {
         let result = mix(self.forwarders.entry, None)?;
         let after = cpu_now();
         let mut record = PhaseRecord::of(condition, &result);
-        let gib = record.bytes_verified as f64 / f64::from(1u32 << 30);
-        record.cpu = (1..)
-            .zip(before.iter().zip(&after))
-            .map(|(hop, (b, a))| ProcessCpu {
-                role: format!("forwarder{hop}"),
-                pid: i32::try_from(std::process::id()).unwrap_or(-1),
-                cpu_s: a - b,
-                cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { f64::NAN },
-            })
-            .collect();
+        let bench = i32::try_from(std::process::id()).unwrap_or(-1);
+        let hops = (1..=after.len()).map(|hop| (format!("forwarder{hop}"), bench));
+        record.cpu = cpu_over(hops, &before, &after, record.bytes_verified);
         Ok(record)
     }
 
@@ -214,17 +227,7 @@ impl Phases<'_> {
         std::thread::sleep(METRICS_SETTLE);
         let mut record = PhaseRecord::of(condition, &result);
         record.scheduler_metrics = net.scheduler_figures(started.elapsed().as_secs_f64());
-        let gib = record.bytes_verified as f64 / f64::from(1u32 << 30);
-        record.cpu = pids
-            .iter()
-            .zip(before.iter().zip(&after))
-            .map(|((role, pid), (b, a))| ProcessCpu {
-                role: role.clone(),
-                pid: *pid,
-                cpu_s: a - b,
-                cpu_s_per_gib: if gib > 0.0 { (a - b) / gib } else { f64::NAN },
-            })
-            .collect();
+        record.cpu = cpu_over(pids.iter().cloned(), &before, &after, record.bytes_verified);
         record.placement = placement;
         record.placement_differences = differences;
         Ok(record)
