@@ -117,7 +117,8 @@ fn help_explains_every_column() {
         "p99 n >= 100",
         "'<0.01' is below the histogram's resolution",
         "TLS / plain links (with --compare-*)",
-        "add to the guard (relay1), the middle (relay2) and the exit (relay3)",
+        "(busiest relay / busiest\nforwarder; 3 relays / 3 forwarders)",
+        "add to the guard (relay1), the middle (relay2) and\nthe exit (relay3)",
         "--compare-links",
     ] {
         assert!(help.contains(needle), "{needle:?} missing from:\n{help}");

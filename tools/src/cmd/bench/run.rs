@@ -63,9 +63,11 @@ The table (stdout; progress and logs go to stderr):
 Figures: throughput (bulk payload bytes verified / bulk wall time) through kistrel's 3 hops,
 direct, and through 3 plain TCP forwarders; kistrel / direct; kistrel / plain forwarders;
 KIST / Vanilla, 2 workers / 1 worker and TLS / plain links (with --compare-*); the busiest
-relay's CPU-s/GiB and the 3 relays' together; with --compare-links, the CPU-s/GiB TLS links
-add to the guard (relay1), the middle (relay2) and the exit (relay3): TLS minus plain
-within a round.
+relay's CPU-s/GiB and the 3 relays' together; the 3 forwarders' CPU-s/GiB (their copy
+threads), and the relays' CPU over the forwarders' within a round (busiest relay / busiest
+forwarder; 3 relays / 3 forwarders), which a slower or busier host moves much less; with
+--compare-links, the CPU-s/GiB TLS links add to the guard (relay1), the middle (relay2) and
+the exit (relay3): TLS minus plain within a round.
 Latency: time to first byte (ttfb) and to last byte (ttlb) in seconds, ok transfers of all
 rounds pooled; p50 needs n >= 2, p90 n >= 10, p99 n >= 100, otherwise '-' (max is shown).
 Scheduler (the base condition, last round): runs/s; cells per run (p50); relay queue and
