@@ -210,13 +210,13 @@ const FIGURES: [(&str, &str, &str, &str); 16] = [
         "max_relay_cpu_over_forwarders",
         "ratio",
         "lower",
-        "the busiest relay's CPU per GiB / the busiest forwarder's, per round (host speed cancels)",
+        "the busiest relay's CPU per GiB / the busiest forwarder's, per round (a slow host lowers it)",
     ),
     (
         "relays_cpu_over_forwarders",
         "ratio",
         "lower",
-        "the 3 relays' CPU per GiB / the 3 forwarders', per round (host speed cancels)",
+        "the 3 relays' CPU per GiB / the 3 forwarders', per round (a slow host lowers it)",
     ),
     (
         "kist_over_vanilla",
