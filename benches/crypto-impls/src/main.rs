@@ -1,12 +1,15 @@
 //! AES-128-CTR and SHA-1 over 509-byte relay bodies, one implementation per run:
 //!
 //! ```text
-//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|awslc-sha1|ring-sha1|copy-sys|copy-libc|sizes} CELLS
+//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|rc-sha1-one|rc-sha1-two|awslc-sha1|ring-sha1|copy-sys|copy-libc|sizes} CELLS
 //! ```
 //!
 //! Prints wall time per cell and per GiB; for instructions per cell run it under
 //! `valgrind --tool=callgrind` with 1 and 1001 cells and divide the difference by 1000.
 //! `rc-ctr-lazy` expands the key and seeks for every cell (the cost of a CipherCache miss).
+//! `rc-sha1-one` / `rc-sha1-two`: the `sha1` crate's block function over 8 blocks per body,
+//! one running state, or two states fed block by block in turn (two circuits' digests in
+//! step: the CPU overlaps the two dependency chains; ns per body is per body of either).
 //! `copy-sys` / `copy-libc`: a middle relay's two copies per cell (a 509-byte body from a
 //! receive buffer into a pool slot, the 514-byte slot onto a send buffer), with the engine's
 //! `sys::copy` and with `copy_from_slice` / `extend_from_slice` (libc's memcpy).
@@ -85,6 +88,8 @@ fn main() {
             }
             black_box(d.finalize());
         }
+        "rc-sha1-one" => sha1_blocks(cells, 1),
+        "rc-sha1-two" => sha1_blocks(cells, 2),
         "awslc-sha1" => {
             let mut d =
                 aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
@@ -112,6 +117,31 @@ fn main() {
         per_cell * 1e9,
         per_cell * (1u64 << 30) as f64 / BODY as f64
     );
+}
+
+/// `cells` bodies of 8 SHA-1 blocks each through `lanes` running states, the states taking
+/// one block each in turn.
+fn sha1_blocks(cells: usize, lanes: usize) {
+    let blocks: Vec<sha1::digest::generic_array::GenericArray<u8, _>> =
+        (0..8u8).map(|i| [0x5a ^ i; 64].into()).collect();
+    let mut states = vec![
+        [
+            0x6745_2301u32,
+            0xEFCD_AB89,
+            0x98BA_DCFE,
+            0x1032_5476,
+            0xC3D2_E1F0
+        ];
+        lanes
+    ];
+    for _ in 0..cells / lanes {
+        for b in &blocks {
+            for s in states.iter_mut() {
+                sha1::compress(s, std::slice::from_ref(black_box(b)));
+            }
+        }
+    }
+    black_box(states);
 }
 
 /// The engine's `sys::aes_ctr` (session 8) on `path`'s instructions, one body per call.
