@@ -326,6 +326,25 @@ case "$1" in
       n=$(sed -n 's/^Nickname = "relay\([0-9]*\)"/\1/p' "$3")
       echo "metrics addr=127.0.0.1:$((7000 + n))"
     fi
+    or=$(sed -n 's/^ORPort = "\(.*\)"/\1/p' "$3")
+    if [ -n "$COUNT_CONNECTS" ]; then
+      # Listen on the ORPort and note every connection to it in $COUNT_CONNECTS.
+      exec python3 -c '
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, int(port)))
+s.listen(16)
+print("ready or=" + sys.argv[1], flush=True)
+while True:
+    c, peer = s.accept()
+    with open(sys.argv[2], "a") as f:
+        f.write(f"{peer}\n")
+    c.close()
+' "$or" "$COUNT_CONNECTS"
+    fi
+    if [ -z "$SILENT_RELAYS" ]; then echo "ready or=$or"; fi
     exec sleep 600 ;;
   client)
     if [ -n "$SILENT_CLIENT" ]; then exec sleep 600; fi
@@ -373,7 +392,11 @@ impl FakeNet {
 
     /// `kistrel net EXTRA` over the stand-in children, up to its ready line.
     fn spawn(&self, extra: &[&str]) -> NetProcess {
-        let mut cmd = self.command(extra);
+        self.spawn_command(self.command(extra))
+    }
+
+    /// [`FakeNet::spawn`] with a command of [`FakeNet::command`] (given more environment).
+    fn spawn_command(&self, mut cmd: Command) -> NetProcess {
         cmd.stderr(Stdio::piped());
         NetProcess::spawn(
             &mut cmd,
@@ -434,6 +457,26 @@ fn net_prints_ready_then_stops_everything_on_sigterm() {
     for p in pids {
         assert!(!alive(p), "child {p} left behind");
     }
+}
+
+/// `kistrel net` learns that a relay listens from the relay's `ready or=` line, never by
+/// connecting to its ORPort: such a connection is a channel to the relay, and the client's
+/// first channels were placed around it (both on one worker of the relay).
+#[test]
+fn net_waits_for_relays_without_connecting_to_them() {
+    let f = FakeNet::new();
+    let connects = f.tmp.path().join("connects");
+    let mut cmd = f.command(&[]);
+    cmd.env("COUNT_CONNECTS", &connects);
+    let mut net = f.spawn_command(cmd);
+    // The stand-in relays listen on their ORPorts: each printed its ready line from there.
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(f.net_dir().join(format!("relay{i}.log"))).unwrap();
+        assert!(log.contains("ready or=127.0.0.1:"), "relay{i}: {log}");
+    }
+    assert_eq!(net.stop().code(), Some(0));
+    let got = std::fs::read_to_string(&connects).unwrap_or_default();
+    assert_eq!(got, "", "connections to the relays' ORPorts");
 }
 
 #[test]
@@ -672,7 +715,7 @@ fn net_bad_override_is_a_usage_error_before_any_child() {
 fn net_gives_up_when_the_client_is_never_ready() {
     let f = FakeNet::new();
     let o = f
-        // Past the relays' 3 s listen wait (the stand-ins never listen), so the client starts.
+        // The stand-in relays say they listen at once, so the client starts.
         .command(&["--ready-timeout", "5s"])
         .env("SILENT_CLIENT", "1")
         .output()
@@ -697,12 +740,13 @@ fn net_interrupted_during_start_up_stops_what_it_started_and_says_so() {
     let f = FakeNet::new();
     let mut child = f
         .command(&["--relays", "40", "--workers", "1"])
+        .env("SILENT_RELAYS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first relay is up; the stand-ins never listen, so start-up is still going on
-    // (the client comes after a 3 s wait for the ORPorts).
+    // The first relay is up; the stand-ins never say they listen, so start-up is still
+    // going on (the client comes after a 3 s wait for their ready lines).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while f.pids().is_empty() {
         assert!(std::time::Instant::now() < deadline, "no child started");
@@ -738,8 +782,13 @@ fn net_interrupted_during_start_up_stops_what_it_started_and_says_so() {
 #[test]
 fn net_ready_timeout_counts_from_the_start() {
     let f = FakeNet::new();
-    let o = f.command(&["--ready-timeout", "1s"]).output().unwrap();
-    // Over before the relays' 3 s listen wait ends: the client is never started.
+    let o = f
+        .command(&["--ready-timeout", "1s"])
+        .env("SILENT_RELAYS", "1")
+        .output()
+        .unwrap();
+    // Relays that never say they listen: over before the 3 s listen wait ends, so the
+    // client is never started.
     assert_eq!(o.status.code(), Some(1));
     assert!(error_line(&stderr(&o))
         .starts_with("kistrel: error: the client did not report ready within 1 s"));
