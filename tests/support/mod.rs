@@ -1,8 +1,8 @@
 //! Helpers shared by the real-socket tests (`tests/e2e.rs`, `tests/faults.rs`,
-//! `tests/hardening.rs`, `tests/testbed.rs`, `tests/cli.rs`): a `kistrel net` process and its
-//! ready line, a python3 HTTP server, curl through SOCKS, a TLS tunnel for raw Tor peers
-//! ([`tls::connect`]),
-//! `ss` lookups, and the one-test-at-a-time lock. Each test binary uses a subset.
+//! `tests/hardening.rs`, `tests/testbed.rs`, `tests/cli.rs`, `tests/net.rs`): a `kistrel net`
+//! process and its ready line, a python3 HTTP server, curl through SOCKS, a TLS tunnel for
+//! raw Tor peers ([`tls::connect`]), `ss` lookups, SIGTERM and wait, and the
+//! one-test-at-a-time lock. Each test binary uses a subset.
 #![allow(dead_code, unused_macros)]
 
 pub mod relays;
@@ -733,4 +733,14 @@ impl ClientProcess {
     pub fn pid(&self) -> i32 {
         self.child.0.id() as i32
     }
+}
+
+/// SIGTERM to a child, then its exit code.
+pub fn sigterm_and_wait(child: &mut std::process::Child) -> Option<i32> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap().code()
 }
