@@ -107,13 +107,21 @@ impl Siblings {
     }
 
     /// Queues `handoff` for worker `to`; gives it back when that queue is full or gone.
+    ///
+    /// A queued connection counts in `to`'s published load at once, before `to` adopts it
+    /// and publishes its own count: otherwise every connection of a burst accepted here
+    /// before `to` runs again would go to `to`, the least loaded when the burst began.
     pub fn send(&self, to: usize, handoff: Handoff) -> Result<(), Handoff> {
         let Some(tx) = self.outboxes.get(to) else {
             return Err(handoff);
         };
         tx.try_send(handoff).map_err(|e| match e {
             TrySendError::Full(h) | TrySendError::Disconnected(h) => h,
-        })
+        })?;
+        if let Some(load) = self.loads.get(to) {
+            load.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// The next connection a sibling handed to this worker.
@@ -185,6 +193,41 @@ mod tests {
         assert_eq!((got.peer, got.kind), (peer, Accepted::Socks));
         assert!(s[2].recv().is_none());
         assert!(!siblings(1)[0].has_peers());
+    }
+
+    /// A burst accepted by worker 0 while worker 1 does not run (it adopts and publishes
+    /// nothing meanwhile) is shared, not all handed to worker 1.
+    #[test]
+    fn a_burst_is_shared_before_the_sibling_publishes() {
+        let mut s = siblings(2);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        let (mut kept, mut handed) = (0, 0);
+        for _ in 0..6 {
+            match s[0].target() {
+                None => {
+                    kept += 1;
+                    s[0].publish(kept);
+                }
+                Some(to) => {
+                    let handoff = Handoff {
+                        stream: stream.try_clone().unwrap(),
+                        peer: addr,
+                        kind: Accepted::Channel,
+                    };
+                    s[0].send(to, handoff).unwrap();
+                    handed += 1;
+                }
+            }
+        }
+        assert_eq!((kept, handed), (3, 3));
+        // Worker 1 adopts them and publishes its own count, which replaces the estimate.
+        let adopted = std::iter::from_fn(|| s[1].recv()).count();
+        assert_eq!(adopted, 3);
+        s[1].publish(adopted);
+        assert_eq!(s[0].target(), None, "3 and 3");
+        assert_eq!(s[1].target(), None);
     }
 
     #[test]
