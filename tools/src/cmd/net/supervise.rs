@@ -215,10 +215,13 @@ pub(super) fn parse_metrics(line: &str) -> Option<SocketAddr> {
 
 /// The metrics address a relay printed into its log, if it has yet.
 fn metrics_in_log(log: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(log)
-        .ok()?
-        .lines()
-        .find_map(parse_metrics)
+    find_in_log(log, parse_metrics)
+}
+
+/// The first line of a child's log that `parse` accepts, parsed; `None` while the log is
+/// missing or holds no such line.
+fn find_in_log<T>(log: &Path, parse: impl FnMut(&str) -> Option<T>) -> Option<T> {
+    std::fs::read_to_string(log).ok()?.lines().find_map(parse)
 }
 
 /// Whether a relay printed its `ready or=ADDR` line (it listens) into its log. Read from
@@ -228,10 +231,10 @@ fn metrics_in_log(log: &Path) -> Option<SocketAddr> {
 /// with 2 workers, one worker then carried the relay's circuits (session 18, poll backend and
 /// TLS links, in 2 of 3 rounds of benches/three-hop-throughput.sh).
 fn relay_ready_in_log(log: &Path) -> bool {
-    std::fs::read_to_string(log).is_ok_and(|text| {
-        text.lines()
-            .any(|l| l.trim_start().starts_with("ready or="))
+    find_in_log(log, |l| {
+        l.trim_start().starts_with("ready or=").then_some(())
     })
+    .is_some()
 }
 
 /// Parse `ready socks=ADDR ...` from the client.
