@@ -20,8 +20,8 @@
 #
 # Prints one line per run (MiB/s; CPU-s per GiB of each node, user time in brackets, and the
 # busiest worker's share of the node's worker CPU; the machine's idle share during the
-# transfer) and a summary: median [min, max] MiB/s per
-# backend and the io_uring/poll ratio per round.
+# transfer) and a summary: median [min, max] MiB/s per backend, the io_uring/poll ratio per
+# round, and each node's CPU-s/GiB as median [min, max] per backend.
 #
 # The HTTP server is python's ThreadingHTTPServer with a listen backlog of 128: `python3 -m
 # http.server` listens with a backlog of 5, and 8 simultaneous connects then overflow it now
@@ -136,14 +136,27 @@ print(f'{t:.2f}({u:.2f})')")$(busiest_share "${w0[$p]}" "$(worker_ticks "$p")")"
 
 declare -a U P
 for r in $(seq 1 "$ROUNDS"); do
-    u=$(run uring "$r"); echo "round $r uring $u"; U+=("${u%% *}")
-    p=$(run poll "$r"); echo "round $r poll  $p"; P+=("${p%% *}")
+    u=$(run uring "$r"); echo "round $r uring $u"; U+=("$u")
+    p=$(run poll "$r"); echo "round $r poll  $p"; P+=("$p")
 done
-python3 - "${U[*]}" "${P[*]}" <<'EOF'
-import statistics, sys
-u = [float(x) for x in sys.argv[1].split()]
-p = [float(x) for x in sys.argv[2].split()]
+# Runs travel as lines "MiB/s node=cpu(user)[w ..] ... idle=x", one per run.
+python3 - "$(printf '%s\n' "${U[@]}")" "$(printf '%s\n' "${P[@]}")" <<'EOF'
+import re, statistics, sys
+runs = [[l.split() for l in arg.splitlines() if l.strip()] for arg in sys.argv[1:3]]
+u, p = ([float(r[0]) for r in rs] for rs in runs)
 fmt = lambda xs: f"{statistics.median(xs):.1f} [{min(xs):.1f}, {max(xs):.1f}]"
 print(f"io_uring MiB/s {fmt(u)}; poll {fmt(p)}; n={len(u)} rounds")
 print("io_uring/poll per round: " + ", ".join(f"{a / b:.2f}" for a, b in zip(u, p)))
+# Each node's CPU-s/GiB, median [min, max] over the runs of a backend.
+for label, rs in zip(("io_uring", "poll"), runs):
+    cpu = {}
+    for r in rs:
+        for tok in r[1:]:
+            m = re.match(r"([\w-]+)=([\d.]+)\(", tok)
+            if m:
+                cpu.setdefault(m[1], []).append(float(m[2]))
+    nodes = ", ".join(
+        f"{n} {statistics.median(v):.2f} [{min(v):.2f}, {max(v):.2f}]" for n, v in cpu.items()
+    )
+    print(f"{label} CPU-s/GiB: {nodes}")
 EOF

@@ -1,7 +1,7 @@
 //! AES-128-CTR and SHA-1 over 509-byte relay bodies, one implementation per run:
 //!
 //! ```text
-//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|rc-sha1-one|rc-sha1-two|awslc-sha1|ring-sha1|copy-sys|copy-libc|sizes} CELLS
+//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|rc-sha1-seal|rc-sha1-check|lean-seal|rc-sha1-one|rc-sha1-two|awslc-sha1|awslc-gcm128|awslc-gcm256|ring-sha1|copy-sys|copy-libc|sizes} CELLS
 //! ```
 //!
 //! Prints wall time per cell and per GiB; for instructions per cell run it under
@@ -10,6 +10,11 @@
 //! `rc-sha1-one` / `rc-sha1-two`: the `sha1` crate's block function over 8 blocks per body,
 //! one running state, or two states fed block by block in turn (two circuits' digests in
 //! step: the CPU overlaps the two dependency chains; ns per body is per body of either).
+//! `rc-sha1-seal` / `rc-sha1-check`: the running digest finalized per body, as the engine's
+//! `RunningDigest::seal` and `check` do it (a clone of the hasher, then padding); `lean-seal`
+//! the same on the block function with only the partial block copied for the padding
+//! (checked against the crate's digest first). `awslc-gcm128` / `awslc-gcm256`: TLS records
+//! of 16 KiB sealed in place (AES-GCM, tag apart), reported per 509-byte body of record.
 //! `copy-sys` / `copy-libc`: a middle relay's two copies per cell (a 509-byte body from a
 //! receive buffer into a pool slot, the 514-byte slot onto a send buffer), with the engine's
 //! `sys::copy` and with `copy_from_slice` / `extend_from_slice` (libc's memcpy).
@@ -88,6 +93,51 @@ fn main() {
             }
             black_box(d.finalize());
         }
+        "rc-sha1-seal" => {
+            // As the engine's `RunningDigest::seal`: the running digest finalized per body.
+            let mut d = sha1::Sha1::new();
+            let mut last = [0u8; 20];
+            for _ in 0..cells {
+                d.update(black_box(&body));
+                last = d.clone().finalize().into();
+                black_box(&last);
+            }
+            black_box(last);
+        }
+        "awslc-gcm128" => gcm_records(&aws_lc_rs::aead::AES_128_GCM, cells),
+        "awslc-gcm256" => gcm_records(&aws_lc_rs::aead::AES_256_GCM, cells),
+        "rc-sha1-check" => {
+            // As the engine's `RunningDigest::check` on a cell addressed to this hop.
+            let mut d = sha1::Sha1::new();
+            let mut last = [0u8; 20];
+            for _ in 0..cells {
+                let b = black_box(&body);
+                let mut candidate = d.clone();
+                candidate.update(&b[..5]);
+                candidate.update([0u8; 4]);
+                candidate.update(&b[9..]);
+                last = candidate.clone().finalize().into();
+                black_box(&last);
+                d = candidate;
+            }
+            black_box(last);
+        }
+        "lean-seal" => {
+            let mut check = (Lean::new(), sha1::Sha1::new());
+            for _ in 0..3 {
+                check.0.update(&body);
+                check.1.update(body);
+                assert_eq!(check.0.finish(), <[u8; 20]>::from(check.1.clone().finalize()));
+            }
+            let mut d = Lean::new();
+            let mut last = [0u8; 20];
+            for _ in 0..cells {
+                d.update(black_box(&body));
+                last = d.finish();
+                black_box(&last);
+            }
+            black_box(last);
+        }
         "rc-sha1-one" => sha1_blocks(cells, 1),
         "rc-sha1-two" => sha1_blocks(cells, 2),
         "awslc-sha1" => {
@@ -121,6 +171,103 @@ fn main() {
 
 /// `cells` bodies of 8 SHA-1 blocks each through `lanes` running states, the states taking
 /// one block each in turn.
+/// TLS records as a link seals them: 16 KiB in place, tag apart; `cells` counts bodies, so
+/// the figure per body compares with the relay crypto's.
+fn gcm_records(alg: &'static aws_lc_rs::aead::Algorithm, cells: usize) {
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(alg, &vec![7u8; alg.key_len()]).unwrap());
+    let mut rec = vec![0x5au8; 1 << 14];
+    let records = cells * BODY / rec.len();
+    for i in 0..records {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&(i as u64).to_be_bytes());
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from([23u8, 3, 3, 64, 0]),
+                black_box(&mut rec),
+            )
+            .unwrap();
+        black_box(&tag);
+    }
+}
+
+use sha1::digest::generic_array::GenericArray;
+
+/// A running SHA-1 on the `sha1` crate's block function with a finish that pads a copy of
+/// the partial block only (no clone of the whole hasher).
+struct Lean {
+    state: [u32; 5],
+    buf: [u8; 64],
+    used: usize,
+    blocks: u64,
+}
+
+impl Lean {
+    fn new() -> Self {
+        Lean {
+            state: [
+                0x6745_2301,
+                0xEFCD_AB89,
+                0x98BA_DCFE,
+                0x1032_5476,
+                0xC3D2_E1F0,
+            ],
+            buf: [0; 64],
+            used: 0,
+            blocks: 0,
+        }
+    }
+    fn update(&mut self, mut data: &[u8]) {
+        if self.used > 0 {
+            let n = (64 - self.used).min(data.len());
+            self.buf[self.used..self.used + n].copy_from_slice(&data[..n]);
+            self.used += n;
+            data = &data[n..];
+            if self.used < 64 {
+                return;
+            }
+            sha1::compress(
+                &mut self.state,
+                std::slice::from_ref(GenericArray::from_slice(&self.buf)),
+            );
+            self.blocks += 1;
+            self.used = 0;
+        }
+        let mut blocks = data.chunks_exact(64);
+        for block in &mut blocks {
+            sha1::compress(
+                &mut self.state,
+                std::slice::from_ref(GenericArray::from_slice(block)),
+            );
+            self.blocks += 1;
+        }
+        let tail = blocks.remainder();
+        self.buf[..tail.len()].copy_from_slice(tail);
+        self.used = tail.len();
+    }
+    fn finish(&self) -> [u8; 20] {
+        let mut state = self.state;
+        let bits = (self.blocks * 64 + self.used as u64) * 8;
+        let mut pad = [[0u8; 64]; 2];
+        pad[0][..self.used].copy_from_slice(&self.buf[..self.used]);
+        pad[0][self.used] = 0x80;
+        let n = if self.used < 56 { 1 } else { 2 };
+        pad[n - 1][56..].copy_from_slice(&bits.to_be_bytes());
+        for block in &pad[..n] {
+            sha1::compress(
+                &mut state,
+                std::slice::from_ref(GenericArray::from_slice(block)),
+            );
+        }
+        let mut out = [0u8; 20];
+        for (o, w) in out.chunks_exact_mut(4).zip(state) {
+            o.copy_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+}
+
 fn sha1_blocks(cells: usize, lanes: usize) {
     let blocks: Vec<sha1::digest::generic_array::GenericArray<u8, _>> =
         (0..8u8).map(|i| [0x5a ^ i; 64].into()).collect();
