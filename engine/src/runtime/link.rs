@@ -369,6 +369,17 @@ impl Link {
         }
     }
 
+    /// [`Link::cell_buf`] with how many cells may be written into it before the next call:
+    /// the cells that fit in the open TLS record, `u32::MAX` where nothing bounds them. The
+    /// scheduler's grants are written in such steps, so a record never overfills.
+    #[inline]
+    pub fn cell_buf_room<'a>(&'a mut self, send: &'a mut Vec<u8>) -> (&'a mut Vec<u8>, u32) {
+        match self {
+            Link::Plain => (send, u32::MAX),
+            Link::Tls(t) => t.cell_buf_room(send),
+        }
+    }
+
     /// Whether bytes written through [`Link::cell_buf`] wait for [`Link::seal`] (never for
     /// a plain link: they are in the send buffer already).
     #[inline]

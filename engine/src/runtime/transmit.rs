@@ -170,10 +170,21 @@ impl<D: Driver> CellSource<ChanId> for Source<'_, D> {
         let Some(send) = self.driver.send_buf(conn) else {
             return Batch::default();
         };
-        let out = link.cell_buf(send);
-        let (cells, more) = self
-            .relay
-            .write_cells(now, chan, max_cells, out, |t| queue_times.cell(t));
+        // In steps of what the open TLS record holds (one step on a plain link): a grant
+        // larger than a record then seals each full record where it lies instead of
+        // splitting an overfilled one (a copy of its tail and an allocation).
+        let mut cells = 0;
+        let more = loop {
+            let (out, room) = link.cell_buf_room(send);
+            let step = (max_cells - cells).min(room);
+            let (written, more) = self
+                .relay
+                .write_cells(now, chan, step, out, |t| queue_times.cell(t));
+            cells += written;
+            if !more || written < step || cells >= max_cells {
+                break more;
+            }
+        };
         Batch {
             cells,
             bytes: u64::from(cells) * CELL_LEN as u64,

@@ -192,7 +192,7 @@ fn counters() -> [Counter; 12] {
 }
 
 /// The per-worker link counters (links per kind, TLS records): name, help, unit, value.
-fn link_counters() -> [Counter; 10] {
+fn link_counters() -> [Counter; 11] {
     [
         (
             "links_plain",
@@ -236,6 +236,12 @@ fn link_counters() -> [Counter; 10] {
         ("tls_records_out", "TLS records sealed", None, |w| {
             w.links.records.records_out
         }),
+        (
+            "tls_records_split",
+            "TLS records overfilled by one write (a burst of control cells) and split when sealed",
+            None,
+            |w| w.links.records.records_split,
+        ),
         (
             "channels_handed_to_sibling",
             "Accepted channels handed to a sibling worker with fewer channels",

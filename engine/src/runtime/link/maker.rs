@@ -39,6 +39,7 @@ impl LinkStats {
         self.records.records_in += r.records_in;
         self.records.records_staged += r.records_staged;
         self.records.records_out += r.records_out;
+        self.records.records_split += r.records_split;
     }
 
     /// Counts a link that became open as `kind`.

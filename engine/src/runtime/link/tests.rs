@@ -202,9 +202,50 @@ fn a_large_burst_of_control_cells_is_split_into_records() {
     client.cell_buf(&mut send).extend_from_slice(&burst); // one take_ctrl of 70 cells
     client.seal(&mut send).unwrap();
     assert_eq!(client.record_stats().records_out, 3);
+    assert_eq!(client.record_stats().records_split, 1);
     let mut got = Got::default();
     open(&mut server, &mut send, &mut got).unwrap();
     assert_eq!(got.data, burst);
+}
+
+#[test]
+fn a_grant_written_within_the_room_fills_records_without_splitting() {
+    for versions in [&[&TLS13][..], &[&TLS12][..]] {
+        let (_, mut client, mut server) = pair(versions);
+        let grant = cells(100);
+        let mut send = Vec::new();
+        let mut rooms = Vec::new();
+        let mut rest = &grant[..];
+        while !rest.is_empty() {
+            // As the scheduler's write_cells: at most `room` cells per step.
+            let (out, room) = client.cell_buf_room(&mut send);
+            rooms.push(room);
+            let n = (room as usize * crate::wire::CELL_LEN).min(rest.len());
+            out.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+        }
+        client.seal(&mut send).unwrap();
+        // 16,384 bytes of plaintext hold 31 cells of 514.
+        assert_eq!(rooms, [31, 31, 31, 31]);
+        let stats = client.record_stats();
+        assert_eq!((stats.records_out, stats.records_split), (4, 0));
+        let mut got = Got::default();
+        open(&mut server, &mut send, &mut got).unwrap();
+        assert_eq!(got.data, grant);
+    }
+}
+
+#[test]
+fn a_plain_link_and_an_unfinished_handshake_bound_no_cells() {
+    let mut send = Vec::new();
+    assert_eq!(Link::Plain.cell_buf_room(&mut send).1, u32::MAX);
+    let ctx = ctx(&[&TLS13]);
+    let mut client = Link::connect(&Links::Tls(ctx)).unwrap();
+    // Cells written before the handshake wait in the link's own buffer, not in records.
+    let (out, room) = client.cell_buf_room(&mut send);
+    out.extend_from_slice(b"early");
+    assert_eq!(room, u32::MAX);
+    assert!(send.is_empty());
 }
 
 #[test]

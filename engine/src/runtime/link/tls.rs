@@ -62,6 +62,10 @@ pub struct RecordStats {
     pub records_staged: u64,
     /// Records sealed.
     pub records_out: u64,
+    /// Records that overfilled (more than 16 KiB of plaintext written at once, e.g. a burst
+    /// of control cells) and were split when sealed, at the cost of moving their tail.
+    /// Circuit cells never get here: they are written within [`TlsLink::cell_buf_room`]'s room.
+    pub records_split: u64,
 }
 
 enum Conn {
@@ -426,34 +430,45 @@ impl TlsLink {
     /// is done, the link's own early buffer.
     #[inline]
     pub(crate) fn cell_buf<'a>(&'a mut self, send: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
-        match &self.phase {
-            Phase::Records(r) if r.tx_kernel => return send,
-            Phase::Records(_) => {}
-            _ => return &mut self.early,
-        }
-        match self.open_record {
-            Some(start) if send.len() - start <= MAX_PLAINTEXT - CELL_LEN => {}
+        self.cell_buf_room(send).0
+    }
+
+    /// [`TlsLink::cell_buf`], with how many cells fit in the open record (at least one;
+    /// `u32::MAX` where no record bounds them: before the handshake, or under kTLS). Writing
+    /// no more than that keeps every record within 16 KiB, sealed where it lies.
+    #[inline]
+    pub(crate) fn cell_buf_room<'a>(&'a mut self, send: &'a mut Vec<u8>) -> (&'a mut Vec<u8>, u32) {
+        let prefix = match &self.phase {
+            Phase::Records(r) if r.tx_kernel => return (send, u32::MAX),
+            Phase::Records(r) => HEADER_LEN + r.tx.framing().explicit_len(),
+            _ => return (&mut self.early, u32::MAX),
+        };
+        let start = match self.open_record {
+            Some(start) if send.len() - start <= MAX_PLAINTEXT - CELL_LEN => start,
             Some(_) => {
                 if let Err(e) = self.seal_open(send) {
                     self.deferred.get_or_insert(e);
                 }
-                self.start_record(send);
+                self.start_record(send)
             }
             None => self.start_record(send),
-        }
-        send
+        };
+        let room = (start + prefix + MAX_PLAINTEXT - send.len()) / CELL_LEN;
+        (send, room as u32)
     }
 
-    fn start_record(&mut self, send: &mut Vec<u8>) {
+    /// Opens a record at the end of `send` (after handshake bytes waiting to go); returns
+    /// where it starts. Only called in the records phase.
+    fn start_record(&mut self, send: &mut Vec<u8>) -> usize {
         if !self.out.is_empty() {
             self.write_out(send);
         }
-        let Phase::Records(r) = &self.phase else {
-            return;
-        };
         let start = send.len();
-        send.resize(start + HEADER_LEN + r.tx.framing().explicit_len(), 0);
-        self.open_record = Some(start);
+        if let Phase::Records(r) = &self.phase {
+            send.resize(start + HEADER_LEN + r.tx.framing().explicit_len(), 0);
+            self.open_record = Some(start);
+        }
+        start
     }
 
     /// Whether [`TlsLink::seal`] has work.
@@ -518,6 +533,7 @@ impl TlsLink {
             return r.tx.seal(send, start, ContentType::APPLICATION_DATA);
         }
         // Rare: one write of many control cells overfilled the record; split it.
+        self.stats.records_split += 1;
         let tail = send.split_off(start + prefix + MAX_PLAINTEXT);
         r.tx.seal(send, start, ContentType::APPLICATION_DATA)?;
         self.stats.records_out += 1;
