@@ -15,8 +15,10 @@
 //!   how often). One buffer can hold several records, so `open` delivers through a callback.
 //! - `cell_buf` hands out the send buffer itself with a record header reserved in front;
 //!   cells are written once, as plaintext, where they will be sent, and `seal` encrypts
-//!   them in place and appends the tag: one record per send batch (up to 16 KiB), not one
-//!   per cell. The scheduler calls `seal` once per channel per run (`CellSource::flush`).
+//!   them in place and appends the tag: records of up to 16 KiB, not one per cell. The
+//!   scheduler writes a grant a record's room at a time (`cell_buf_room`; each full record is
+//!   sealed where it lies as the next opens) and calls `seal` once per channel per run for
+//!   the last one (`CellSource::flush`).
 //! - Before the TLS handshake is done no cell flows: `Delivery::Secured` tells the worker
 //!   when the relay's link handshake (VERSIONS, CERTS, ...) may start, and the relay reads
 //!   what only TLS knows through [`LinkAuth`](crate::relay::LinkAuth).
