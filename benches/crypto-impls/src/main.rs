@@ -93,51 +93,11 @@ fn main() {
             }
             black_box(d.finalize());
         }
-        "rc-sha1-seal" => {
-            // As the engine's `RunningDigest::seal`: the running digest finalized per body.
-            let mut d = sha1::Sha1::new();
-            let mut last = [0u8; 20];
-            for _ in 0..cells {
-                d.update(black_box(&body));
-                last = d.clone().finalize().into();
-                black_box(&last);
-            }
-            black_box(last);
-        }
+        "rc-sha1-seal" => sha1_seal(&body, cells),
+        "rc-sha1-check" => sha1_check(&body, cells),
+        "lean-seal" => lean_seal(&body, cells),
         "awslc-gcm128" => gcm_records(&aws_lc_rs::aead::AES_128_GCM, cells),
         "awslc-gcm256" => gcm_records(&aws_lc_rs::aead::AES_256_GCM, cells),
-        "rc-sha1-check" => {
-            // As the engine's `RunningDigest::check` on a cell addressed to this hop.
-            let mut d = sha1::Sha1::new();
-            let mut last = [0u8; 20];
-            for _ in 0..cells {
-                let b = black_box(&body);
-                let mut candidate = d.clone();
-                candidate.update(&b[..5]);
-                candidate.update([0u8; 4]);
-                candidate.update(&b[9..]);
-                last = candidate.clone().finalize().into();
-                black_box(&last);
-                d = candidate;
-            }
-            black_box(last);
-        }
-        "lean-seal" => {
-            let mut check = (Lean::new(), sha1::Sha1::new());
-            for _ in 0..3 {
-                check.0.update(&body);
-                check.1.update(body);
-                assert_eq!(check.0.finish(), <[u8; 20]>::from(check.1.clone().finalize()));
-            }
-            let mut d = Lean::new();
-            let mut last = [0u8; 20];
-            for _ in 0..cells {
-                d.update(black_box(&body));
-                last = d.finish();
-                black_box(&last);
-            }
-            black_box(last);
-        }
         "rc-sha1-one" => sha1_blocks(cells, 1),
         "rc-sha1-two" => sha1_blocks(cells, 2),
         "awslc-sha1" => {
@@ -171,6 +131,56 @@ fn main() {
 
 /// `cells` bodies of 8 SHA-1 blocks each through `lanes` running states, the states taking
 /// one block each in turn.
+/// As the engine's `RunningDigest::seal`: the running digest finalized per body.
+fn sha1_seal(body: &[u8; BODY], cells: usize) {
+    let mut d = sha1::Sha1::new();
+    let mut last = [0u8; 20];
+    for _ in 0..cells {
+        d.update(black_box(body));
+        last = d.clone().finalize().into();
+        black_box(&last);
+    }
+    black_box(last);
+}
+
+/// As the engine's `RunningDigest::check` on a cell addressed to this hop.
+fn sha1_check(body: &[u8; BODY], cells: usize) {
+    let mut d = sha1::Sha1::new();
+    let mut last = [0u8; 20];
+    for _ in 0..cells {
+        let b = black_box(body);
+        let mut candidate = d.clone();
+        candidate.update(&b[..5]);
+        candidate.update([0u8; 4]);
+        candidate.update(&b[9..]);
+        last = candidate.clone().finalize().into();
+        black_box(&last);
+        d = candidate;
+    }
+    black_box(last);
+}
+
+/// [`Lean`] finalized per body, checked against the crate's digest first.
+fn lean_seal(body: &[u8; BODY], cells: usize) {
+    let mut check = (Lean::new(), sha1::Sha1::new());
+    for _ in 0..3 {
+        check.0.update(body);
+        check.1.update(body);
+        assert_eq!(
+            check.0.finish(),
+            <[u8; 20]>::from(check.1.clone().finalize())
+        );
+    }
+    let mut d = Lean::new();
+    let mut last = [0u8; 20];
+    for _ in 0..cells {
+        d.update(black_box(body));
+        last = d.finish();
+        black_box(&last);
+    }
+    black_box(last);
+}
+
 /// TLS records as a link seals them: 16 KiB in place, tag apart; `cells` counts bodies, so
 /// the figure per body compares with the relay crypto's.
 fn gcm_records(alg: &'static aws_lc_rs::aead::Algorithm, cells: usize) {
