@@ -204,6 +204,16 @@ fn tls_failures_close_one_link_each(backend: &str) {
             assert_eq!(counter(&page, "kistrel_links_ktls_rx_total"), 0, "{name}");
         }
         assert!(counter(&page, "kistrel_tls_records_in_total") > 0, "{name}");
+        // Cells are written within the open record's room: no record had to be split.
+        assert!(
+            page.contains("kistrel_tls_records_split_total{"),
+            "{name}: {page}"
+        );
+        assert_eq!(
+            counter(&page, "kistrel_tls_records_split_total"),
+            0,
+            "{name}"
+        );
         if name == "relay2" {
             // Workers publish their figures once a second: the stalled handshake's close
             // (the last failure) may not be on the page yet. (Until session 18, `kistrel
