@@ -117,6 +117,8 @@ fn main() {
         }
         "copy-sys" => cell_copies(cells, true),
         "copy-libc" => cell_copies(cells, false),
+        "forward-copy-then-aes" => forward_cells(&key, cells, false),
+        "forward-aes-from" => forward_cells(&key, cells, true),
         "sizes" => return sizes(),
         _ => panic!("unknown"),
     }
@@ -321,6 +323,39 @@ fn sys_cipher(key: &[u8; 16], path: aes_ctr::AesPath) -> aes_ctr::Aes128Ctr {
 /// A middle relay's two copies per cell over 1,024 pool slots and a 32-cell receive buffer:
 /// the body into a slot, then the whole slot onto a send buffer drained every 32 cells.
 fn cell_copies(cells: usize, sys: bool) {
+    middle_cells(cells, sys, |_, src, dst| {
+        if sys {
+            copy::copy_fixed(dst, src);
+        } else {
+            dst.copy_from_slice(src);
+        }
+    });
+}
+
+/// A middle relay's work per cell on `sys::aes_ctr`'s fastest path, as [`cell_copies`], with
+/// the layer's keystream applied on the way into the slot. `fused`: `apply_from` (the copy
+/// and the cipher in one pass, session 20); else `copy_fixed` and `apply` in place, as before.
+fn forward_cells(key: &[u8; 16], cells: usize, fused: bool) {
+    let c = sys_cipher(key, aes_ctr::AesPath::Fastest);
+    middle_cells(cells, true, |i, src, dst| {
+        let pos = (i * BODY) as u64;
+        if fused {
+            c.apply_from(pos, src, dst);
+        } else {
+            copy::copy_fixed(dst, src);
+            c.apply(pos, dst);
+        }
+    });
+}
+
+/// 1,024 pool slots and a 32-cell receive buffer: `into_slot(i, body, slot)` puts cell `i`'s
+/// received body into its slot, then the whole slot goes onto a send buffer drained every 32
+/// cells (`sys_out`: `sys::copy::extend_fixed`, else `extend_from_slice`).
+fn middle_cells(
+    cells: usize,
+    sys_out: bool,
+    mut into_slot: impl FnMut(usize, &[u8; BODY], &mut [u8; BODY]),
+) {
     const CELL: usize = 514;
     let rx: Vec<u8> = (0..CELL * 32).map(|i| i as u8).collect();
     let mut slots = vec![[0u8; CELL]; 1024];
@@ -330,11 +365,10 @@ fn cell_copies(cells: usize, sys: bool) {
         let src: &[u8; BODY] = rx[at + 5..at + CELL].try_into().unwrap();
         let slot = &mut slots[i % 1024];
         let (_, dst) = slot.split_last_chunk_mut::<BODY>().unwrap();
-        if sys {
-            copy::copy_fixed(dst, black_box(src));
+        into_slot(i, black_box(src), dst);
+        if sys_out {
             copy::extend_fixed(&mut out, black_box(&*slot));
         } else {
-            dst.copy_from_slice(black_box(src));
             out.extend_from_slice(black_box(&slot[..]));
         }
         if out.len() == CELL * 32 {

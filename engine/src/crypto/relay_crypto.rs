@@ -95,27 +95,59 @@ impl CipherCache {
     /// XORs `stream`'s keystream into `body` and advances it by one body.
     #[inline]
     fn apply(&mut self, stream: &mut Keystream, body: &mut [u8; BODY_LEN]) {
-        let i = (stream.owner % CIPHER_CACHE_SLOTS as u64) as usize;
-        match self.slots.get_mut(i) {
-            Some(Some(e)) if e.owner == stream.owner => {
-                keystream::apply(&e.cipher, stream.pos, body)
-            }
-            _ => self.apply_missed(i, stream, body),
+        match self.cached(stream) {
+            Some(cipher) => keystream::apply(cipher, stream.pos, body),
+            None => self.apply_missed(stream, None, body),
         }
         stream.pos += BODY_LEN as u64;
+    }
+
+    /// [`CipherCache::apply`] out of place: writes `src` XOR `stream`'s keystream into
+    /// `body`, one pass over the bytes.
+    #[inline]
+    fn apply_from(
+        &mut self,
+        stream: &mut Keystream,
+        src: &[u8; BODY_LEN],
+        body: &mut [u8; BODY_LEN],
+    ) {
+        match self.cached(stream) {
+            Some(cipher) => keystream::apply_from(cipher, stream.pos, src, body),
+            None => self.apply_missed(stream, Some(src), body),
+        }
+        stream.pos += BODY_LEN as u64;
+    }
+
+    /// `stream`'s expanded cipher, if its slot holds it.
+    #[inline]
+    fn cached(&self, stream: &Keystream) -> Option<&Aes128> {
+        let i = (stream.owner % CIPHER_CACHE_SLOTS as u64) as usize;
+        match self.slots.get(i) {
+            Some(Some(e)) if e.owner == stream.owner => Some(&e.cipher),
+            _ => None,
+        }
     }
 
     /// [`CipherCache::apply`] without the cipher at hand: expand it into slot `i` (kept out
     /// of line, so the hit path stays small enough to inline the keystream loop).
     #[cold]
     #[inline(never)]
-    fn apply_missed(&mut self, i: usize, stream: &Keystream, body: &mut [u8; BODY_LEN]) {
+    fn apply_missed(
+        &mut self,
+        stream: &Keystream,
+        src: Option<&[u8; BODY_LEN]>,
+        body: &mut [u8; BODY_LEN],
+    ) {
         self.misses += 1;
         if self.slots.is_empty() {
             self.slots.resize_with(CIPHER_CACHE_SLOTS, || None);
         }
         let cipher = stream.expand();
-        keystream::apply(&cipher, stream.pos, body);
+        match src {
+            Some(src) => keystream::apply_from(&cipher, stream.pos, src, body),
+            None => keystream::apply(&cipher, stream.pos, body),
+        }
+        let i = (stream.owner % CIPHER_CACHE_SLOTS as u64) as usize;
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Some(CachedCipher {
                 owner: stream.owner,
@@ -281,6 +313,18 @@ impl RelayLayer {
         self.fwd.digest.check(body)
     }
 
+    /// [`RelayLayer::decrypt_forward`] of the body `src` (in a receive buffer) into `body`
+    /// (the cell's queue slot): the copy and the decryption are one pass over the bytes.
+    pub fn decrypt_forward_from(
+        &mut self,
+        ciphers: &mut CipherCache,
+        src: &[u8; BODY_LEN],
+        body: &mut [u8; BODY_LEN],
+    ) -> bool {
+        ciphers.apply_from(&mut self.fwd.stream, src, body);
+        self.fwd.digest.check(body)
+    }
+
     /// A backward cell originated at this hop: zero `recognized` and `digest` (the caller
     /// normally has), advance the backward digest, write its first 4 bytes, then encrypt.
     pub fn originate_backward(&mut self, ciphers: &mut CipherCache, body: &mut [u8; BODY_LEN]) {
@@ -291,6 +335,17 @@ impl RelayLayer {
     /// A backward cell from further along the circuit: add this hop's layer.
     pub fn encrypt_backward(&mut self, ciphers: &mut CipherCache, body: &mut [u8; BODY_LEN]) {
         ciphers.apply(&mut self.back.stream, body);
+    }
+
+    /// [`RelayLayer::encrypt_backward`] of the body `src` into `body`, in one pass (as
+    /// [`RelayLayer::decrypt_forward_from`]).
+    pub fn encrypt_backward_from(
+        &mut self,
+        ciphers: &mut CipherCache,
+        src: &[u8; BODY_LEN],
+        body: &mut [u8; BODY_LEN],
+    ) {
+        ciphers.apply_from(&mut self.back.stream, src, body);
     }
 
     /// The circuit is gone: drop its ciphers from the cache now rather than when their

@@ -269,7 +269,9 @@ impl Channels {
 
     /// A circuit cell was queued for `chan` on queue `key`: activates the queue in the mux
     /// unless it is `active` already, and lists the channel as ready. Returns whether the
-    /// queue is active now (false only when the channel is gone).
+    /// queue is active now (false only when the channel is gone). `#[inline]`: once per
+    /// queued cell (see `Relay::enqueue_slot`).
+    #[inline]
     pub(crate) fn cell_queued(
         &mut self,
         now: Instant,

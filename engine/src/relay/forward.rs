@@ -10,15 +10,15 @@
 //! ```
 //!
 //! Forwarding is the per-cell path: the cell is read where it lies in the receive buffer,
-//! copied once into a pool slot with the outgoing circuit id written, decrypted or encrypted
-//! in place there, and its slot linked into the circuit queue (transmit copies it once more,
-//! into the send buffer), with no allocation. Cells consumed here (last hop, origin) are
+//! decrypted or encrypted on its way into a pool slot (the keystream XORed with the received
+//! body straight into the slot: the copy and the cipher are one pass), the outgoing circuit
+//! id written, and its slot linked into the circuit queue (transmit copies it once more, into
+//! the send buffer), with no allocation. Cells consumed here (last hop, origin) are
 //! copied once, to the stack, instead. A DATA cell an endpoint originates is built in its
 //! slot the same way: stream bytes copied once into it, sealed and encrypted there.
 
 use tracing::debug;
 
-use crate::sys::copy::copy_fixed;
 use crate::time::Instant;
 use crate::wire::{
     emit_relay_cell, CellRef, ChanCmd, DestroyReason, RelayCellView, RelayCmd, StreamId, Truncated,
@@ -73,8 +73,7 @@ impl Relay {
                 let Some((slot, body)) = self.cells.take(next.id.get(), cmd, now) else {
                     return;
                 };
-                copy_fixed(body, cell.body());
-                if layer.decrypt_forward(&mut self.ciphers, body) {
+                if layer.decrypt_forward_from(&mut self.ciphers, cell.body(), body) {
                     // For this middle hop (rare: DROP, TRUNCATE): handled from a copy, as
                     // the handlers queue cells of their own.
                     let body = *body;
@@ -93,8 +92,7 @@ impl Relay {
                 let Some((slot, body)) = self.cells.take(prev.id.get(), ChanCmd::RELAY, now) else {
                     return;
                 };
-                copy_fixed(body, cell.body());
-                layer.encrypt_backward(&mut self.ciphers, body);
+                layer.encrypt_backward_from(&mut self.ciphers, cell.body(), body);
                 let queued = outbox!(self).queue(now, (circ, Dir::Backward), c, slot);
                 self.after_queue(now, circ, queued);
             }

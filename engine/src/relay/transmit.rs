@@ -153,7 +153,10 @@ impl Relay {
     /// Queues the cell in `slot` (filled with `circ`'s outgoing id toward `dir`, crypto
     /// done) on `circ` toward its `dir` side; the slot is linked in, not copied. Enforces
     /// the per-circuit queue cap (closing the circuit) and the memory limit; a refused
-    /// cell's slot goes back to the pool.
+    /// cell's slot goes back to the pool. `#[inline]`: every cell an endpoint originates comes
+    /// here, and without the hint whether it is inlined depends on how the crate's codegen
+    /// units happen to split (session 20: an unrelated change left it out of line).
+    #[inline]
     pub(super) fn enqueue_slot(&mut self, now: Instant, circ: CircHandle, dir: Dir, slot: SlotId) {
         let Some(c) = self.circuits.get_mut(circ) else {
             return self.cells.release(slot);

@@ -196,6 +196,9 @@ impl<'a> RelayCellRepr<'a> {
 
 /// Emit a relay cell into a body: header (recognized 0, digest 0), `data`, then 4 zero bytes,
 /// then random bytes to the end. Fails with `TooLong` if `data` is over `RELAY_DATA_LEN`.
+/// `#[inline]`: an endpoint builds every DATA cell with it (as `Relay::enqueue_slot`:
+/// inlining across the crate's codegen units is otherwise left to how they split).
+#[inline]
 pub fn emit_relay_cell<R: RngCore + ?Sized>(
     body: &mut [u8; CELL_BODY_LEN],
     cmd: RelayCmd,
@@ -210,6 +213,8 @@ pub fn emit_relay_cell<R: RngCore + ?Sized>(
 
 /// As [`emit_relay_cell`], for `len` bytes of data the caller already wrote at
 /// `body[RELAY_HEADER_LEN..][..len]` (so an exit can read socket bytes straight into a cell).
+/// `#[inline]`, as [`emit_relay_cell`].
+#[inline]
 pub fn finish_relay_cell<R: RngCore + ?Sized>(
     body: &mut [u8; CELL_BODY_LEN],
     cmd: RelayCmd,

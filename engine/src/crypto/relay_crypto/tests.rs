@@ -115,21 +115,72 @@ impl Circuit {
 
     /// Client sends `body` to hop `target`; returns the index of the relay that recognized it.
     fn forward(&mut self, target: usize, body: &mut [u8; BODY_LEN]) -> Option<usize> {
+        self.forward_mixed(target, body, [false; 3])
+    }
+
+    /// [`Circuit::forward`], each relay hop `h` with `from_slot[h]` removing its layer out of
+    /// place as a forwarding relay does (`decrypt_forward_from`: the received body in, a
+    /// fresh slot out; [`via_slot`]).
+    fn forward_mixed(
+        &mut self,
+        target: usize,
+        body: &mut [u8; BODY_LEN],
+        from_slot: [bool; 3],
+    ) -> Option<usize> {
         self.clients[target].originate_forward(body);
         for hop in (0..target).rev() {
             self.clients[hop].encrypt_forward(body);
         }
-        (0..3).find(|&hop| self.relays[hop].decrypt_forward(&mut self.ciphers, body))
+        (0..3).find(|&hop| {
+            let (relay, ciphers) = (&mut self.relays[hop], &mut self.ciphers);
+            if from_slot[hop] {
+                via_slot(body, |src, slot| {
+                    relay.decrypt_forward_from(ciphers, src, slot)
+                })
+            } else {
+                relay.decrypt_forward(ciphers, body)
+            }
+        })
     }
 
     /// Relay `from` sends `body` to the client; returns the hop the client recognized it from.
     fn backward(&mut self, from: usize, body: &mut [u8; BODY_LEN]) -> Option<usize> {
+        self.backward_mixed(from, body, [false; 3])
+    }
+
+    /// [`Circuit::backward`], the relays before `from` adding their layers out of place where
+    /// `from_slot` says (`encrypt_backward_from`, as [`Circuit::forward_mixed`]).
+    fn backward_mixed(
+        &mut self,
+        from: usize,
+        body: &mut [u8; BODY_LEN],
+        from_slot: [bool; 3],
+    ) -> Option<usize> {
         self.relays[from].originate_backward(&mut self.ciphers, body);
         for hop in (0..from).rev() {
-            self.relays[hop].encrypt_backward(&mut self.ciphers, body);
+            let (relay, ciphers) = (&mut self.relays[hop], &mut self.ciphers);
+            if from_slot[hop] {
+                via_slot(body, |src, slot| {
+                    relay.encrypt_backward_from(ciphers, src, slot)
+                });
+            } else {
+                relay.encrypt_backward(ciphers, body);
+            }
         }
         (0..3).find(|&hop| self.clients[hop].decrypt_backward(body))
     }
+}
+
+/// Runs an out-of-place form from `body` into a fresh slot filled with 0xa5 (so that every
+/// byte must be written), then makes the slot the body.
+fn via_slot<R>(
+    body: &mut [u8; BODY_LEN],
+    out_of_place: impl FnOnce(&[u8; BODY_LEN], &mut [u8; BODY_LEN]) -> R,
+) -> R {
+    let mut slot = [0xa5; BODY_LEN];
+    let r = out_of_place(body, &mut slot);
+    *body = slot;
+    r
 }
 
 /// A relay body with a random payload and zeroed recognized / digest fields.
@@ -202,6 +253,55 @@ fn test_thousand_cells_stay_in_step() {
             );
         }
     }
+}
+
+/// The out-of-place forms a forwarding relay uses give the bytes, verdicts and digests of
+/// the in-place ones: two twin circuits (same keys) carry the same cells, one in place, the
+/// other with each relay hop's form drawn at random per cell (so the forms interleave on one
+/// keystream), from an empty cipher cache (the first cells take the miss path).
+#[test]
+fn test_out_of_place_forms_match_in_place() {
+    let mut rng = ChaCha8Rng::seed_from_u64(24);
+    let mut in_place = Circuit::new(&mut rng.clone());
+    let mut mixed = Circuit::new(&mut rng);
+    let mut out_of_place_hops = 0;
+    for i in 0..400 {
+        let hop = rng.random_range(0..3);
+        let from_slot: [bool; 3] = rng.random();
+        out_of_place_hops += from_slot[..hop].iter().filter(|&&f| f).count();
+        let sent = random_body(&mut rng);
+        let (mut a, mut b) = (sent, sent);
+        if rng.random::<bool>() {
+            assert_eq!(in_place.forward(hop, &mut a), Some(hop), "cell {i}");
+            assert_eq!(
+                mixed.forward_mixed(hop, &mut b, from_slot),
+                Some(hop),
+                "cell {i}"
+            );
+        } else {
+            assert_eq!(in_place.backward(hop, &mut a), Some(hop), "cell {i}");
+            assert_eq!(
+                mixed.backward_mixed(hop, &mut b, from_slot),
+                Some(hop),
+                "cell {i}"
+            );
+        }
+        assert_eq!(a, b, "cell {i}");
+        assert_same_except_digest(&b, &sent);
+        for h in 0..3 {
+            assert_eq!(
+                mixed.relays[h].last_forward_digest(),
+                in_place.relays[h].last_forward_digest()
+            );
+            assert_eq!(
+                mixed.relays[h].last_backward_digest(),
+                mixed.clients[h].last_backward_digest()
+            );
+        }
+    }
+    // Relays before the target pass the cell on: those are the out-of-place calls that ran.
+    assert!(out_of_place_hops > 100, "{out_of_place_hops}");
+    assert!(mixed.ciphers.misses() > 0);
 }
 
 #[test]
