@@ -23,6 +23,7 @@ pub mod fast;
 pub mod identity;
 pub mod ntor;
 pub mod relay_crypto;
+mod sha1_stream;
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ pub mod aes_ctr;
 pub mod copy;
 pub mod ktls;
 pub mod poll_sys;
+pub mod sha1_blocks;
 mod snapshot;
 pub mod txstamp;
 

@@ -1,7 +1,7 @@
 //! AES-128-CTR and SHA-1 over 509-byte relay bodies, one implementation per run:
 //!
 //! ```text
-//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|rc-sha1-seal|rc-sha1-check|lean-seal|rc-sha1-one|rc-sha1-two|awslc-sha1|awslc-gcm128|awslc-gcm256|ring-sha1|copy-sys|copy-libc|sizes} CELLS
+//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|rc-sha1-seal|rc-sha1-check|stream-seal|rc-sha1-one|rc-sha1-two|awslc-sha1|awslc-gcm128|awslc-gcm256|ring-sha1|copy-sys|copy-libc|forward-copy-then-aes|forward-aes-from|sizes} CELLS
 //! ```
 //!
 //! Prints wall time per cell and per GiB; for instructions per cell run it under
@@ -10,10 +10,13 @@
 //! `rc-sha1-one` / `rc-sha1-two`: the `sha1` crate's block function over 8 blocks per body,
 //! one running state, or two states fed block by block in turn (two circuits' digests in
 //! step: the CPU overlaps the two dependency chains; ns per body is per body of either).
-//! `rc-sha1-seal` / `rc-sha1-check`: the running digest finalized per body, as the engine's
-//! `RunningDigest::seal` and `check` do it (a clone of the hasher, then padding); `lean-seal`
-//! the same on the block function with only the partial block copied for the padding
-//! (checked against the crate's digest first). `awslc-gcm128` / `awslc-gcm256`: TLS records
+//! `rc-sha1-seal` / `rc-sha1-check`: the running digest finalized per body on the crate's
+//! hasher, as the engine did it before session 20 (a clone of the hasher, then padding);
+//! `stream-seal` the engine's `Sha1Stream` (crypto/sha1_stream.rs, included by path): only the
+//! partial block copied for the padding (checked against the crate's digest first; it
+//! replaced session 19's `lean-seal`, which called the block function once per block).
+//! `forward-copy-then-aes` / `forward-aes-from`: a middle's received body into its slot with
+//! AES-CTR, as a copy then AES in place or as one pass (`apply_from`, session 20). `awslc-gcm128` / `awslc-gcm256`: TLS records
 //! of 16 KiB sealed in place (AES-GCM, tag apart), reported per 509-byte body of record.
 //! `copy-sys` / `copy-libc`: a middle relay's two copies per cell (a 509-byte body from a
 //! receive buffer into a pool slot, the 514-byte slot onto a send buffer), with the engine's
@@ -35,6 +38,16 @@ mod aes_ctr;
 /// The engine's fixed-size cell copies, compiled here from its source.
 #[path = "../../../engine/src/sys/copy.rs"]
 mod copy;
+// The engine's running SHA-1 (session 20) and the block-function cast it uses, by path as
+// above.
+#[path = "../../../engine/src/sys/sha1_blocks.rs"]
+pub mod sha1_blocks;
+mod sys {
+    pub use super::sha1_blocks;
+}
+#[path = "../../../engine/src/crypto/sha1_stream.rs"]
+#[allow(dead_code)] // `with_prefix` and `Zeroize` are the engine's, unused here
+mod sha1_stream;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -95,7 +108,7 @@ fn main() {
         }
         "rc-sha1-seal" => sha1_seal(&body, cells),
         "rc-sha1-check" => sha1_check(&body, cells),
-        "lean-seal" => lean_seal(&body, cells),
+        "stream-seal" => stream_seal(&body, cells),
         "awslc-gcm128" => gcm_records(&aws_lc_rs::aead::AES_128_GCM, cells),
         "awslc-gcm256" => gcm_records(&aws_lc_rs::aead::AES_256_GCM, cells),
         "rc-sha1-one" => sha1_blocks(cells, 1),
@@ -162,9 +175,10 @@ fn sha1_check(body: &[u8; BODY], cells: usize) {
     black_box(last);
 }
 
-/// [`Lean`] finalized per body, checked against the crate's digest first.
-fn lean_seal(body: &[u8; BODY], cells: usize) {
-    let mut check = (Lean::new(), sha1::Sha1::new());
+/// The engine's `Sha1Stream` (crypto/sha1_stream.rs) finished per body, as
+/// `RunningDigest::seal` does it since session 20; checked against the crate's digest first.
+fn stream_seal(body: &[u8; BODY], cells: usize) {
+    let mut check = (sha1_stream::Sha1Stream::new(), sha1::Sha1::new());
     for _ in 0..3 {
         check.0.update(body);
         check.1.update(body);
@@ -173,7 +187,7 @@ fn lean_seal(body: &[u8; BODY], cells: usize) {
             <[u8; 20]>::from(check.1.clone().finalize())
         );
     }
-    let mut d = Lean::new();
+    let mut d = sha1_stream::Sha1Stream::new();
     let mut last = [0u8; 20];
     for _ in 0..cells {
         d.update(black_box(body));
@@ -201,82 +215,6 @@ fn gcm_records(alg: &'static aws_lc_rs::aead::Algorithm, cells: usize) {
             )
             .unwrap();
         black_box(&tag);
-    }
-}
-
-use sha1::digest::generic_array::GenericArray;
-
-/// A running SHA-1 on the `sha1` crate's block function with a finish that pads a copy of
-/// the partial block only (no clone of the whole hasher).
-struct Lean {
-    state: [u32; 5],
-    buf: [u8; 64],
-    used: usize,
-    blocks: u64,
-}
-
-impl Lean {
-    fn new() -> Self {
-        Lean {
-            state: [
-                0x6745_2301,
-                0xEFCD_AB89,
-                0x98BA_DCFE,
-                0x1032_5476,
-                0xC3D2_E1F0,
-            ],
-            buf: [0; 64],
-            used: 0,
-            blocks: 0,
-        }
-    }
-    fn update(&mut self, mut data: &[u8]) {
-        if self.used > 0 {
-            let n = (64 - self.used).min(data.len());
-            self.buf[self.used..self.used + n].copy_from_slice(&data[..n]);
-            self.used += n;
-            data = &data[n..];
-            if self.used < 64 {
-                return;
-            }
-            sha1::compress(
-                &mut self.state,
-                std::slice::from_ref(GenericArray::from_slice(&self.buf)),
-            );
-            self.blocks += 1;
-            self.used = 0;
-        }
-        let mut blocks = data.chunks_exact(64);
-        for block in &mut blocks {
-            sha1::compress(
-                &mut self.state,
-                std::slice::from_ref(GenericArray::from_slice(block)),
-            );
-            self.blocks += 1;
-        }
-        let tail = blocks.remainder();
-        self.buf[..tail.len()].copy_from_slice(tail);
-        self.used = tail.len();
-    }
-    fn finish(&self) -> [u8; 20] {
-        let mut state = self.state;
-        let bits = (self.blocks * 64 + self.used as u64) * 8;
-        let mut pad = [[0u8; 64]; 2];
-        pad[0][..self.used].copy_from_slice(&self.buf[..self.used]);
-        pad[0][self.used] = 0x80;
-        let n = if self.used < 56 { 1 } else { 2 };
-        pad[n - 1][56..].copy_from_slice(&bits.to_be_bytes());
-        for block in &pad[..n] {
-            sha1::compress(
-                &mut state,
-                std::slice::from_ref(GenericArray::from_slice(block)),
-            );
-        }
-        let mut out = [0u8; 20];
-        for (o, w) in out.chunks_exact_mut(4).zip(state) {
-            o.copy_from_slice(&w.to_be_bytes());
-        }
-        out
     }
 }
 

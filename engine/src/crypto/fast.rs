@@ -5,10 +5,10 @@
 //! Only safe on a first hop whose link is already authenticated; we also use it to benchmark
 //! forwarding without handshake cost.
 
-use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use super::sha1_stream::Sha1Stream;
 use super::{HandshakeError, KeyMaterial, DIGEST_SEED_LEN, KEY_MATERIAL_LEN};
 
 #[cfg(test)]
@@ -102,12 +102,13 @@ pub fn server_respond_with_secret(
 pub fn kdf_tor(k0: &[u8], out: &mut [u8]) {
     assert!(out.len() <= KDF_TOR_MAX_LEN, "KDF-TOR output too long");
     for (counter, chunk) in (0..=u8::MAX).zip(out.chunks_mut(DIGEST_SEED_LEN)) {
-        let mut block = Sha1::new()
-            .chain_update(k0)
-            .chain_update([counter])
-            .finalize();
+        let mut h = Sha1Stream::with_prefix(k0);
+        h.update(&[counter]);
+        let mut block = h.finish();
         chunk.copy_from_slice(&block[..chunk.len()]);
-        block.as_mut_slice().zeroize();
+        // The hasher holds K0 in its partial block.
+        h.zeroize();
+        block.zeroize();
     }
 }
 

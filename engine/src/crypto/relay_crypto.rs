@@ -23,16 +23,17 @@
 //! costs nothing; a miss expands the key (the keystream position is the layer's own, so
 //! nothing needs seeking). The origin's [`ClientLayer`] keeps its ciphers (a client has few
 //! circuits). Keys and key schedules are zeroized on drop (`sys::aes_ctr`'s own `Drop`, the
-//! `aes` `zeroize` feature); the keystream of a body lives on the stack for one call and is
-//! not wiped; the SHA-1 state is not either (`sha1` 0.10 has no such feature).
+//! `aes` `zeroize` feature), and so are the running digests' SHA-1 states, seeded with Df /
+//! Db ([`RunningDigest`]'s `Drop`). The keystream of a body and the copies of a digest state
+//! made per cell live on the stack for one call and are not wiped.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use super::sha1_stream::Sha1Stream;
 use super::KeyMaterial;
 use crate::wire::{CELL_BODY_LEN, RELAY_DIGEST, RELAY_RECOGNIZED};
 
@@ -103,8 +104,10 @@ impl CipherCache {
     }
 
     /// [`CipherCache::apply`] out of place: writes `src` XOR `stream`'s keystream into
-    /// `body`, one pass over the bytes.
-    #[inline]
+    /// `body`, one pass over the bytes. `inline(always)`: a forwarding relay's per-cell call,
+    /// small (a slot compare around the instruction-set call), and left out of line by LLVM
+    /// with only `#[inline]` in some builds (session 20).
+    #[inline(always)]
     fn apply_from(
         &mut self,
         stream: &mut Keystream,
@@ -199,7 +202,7 @@ impl Drop for Keystream {
 /// One direction's running digest and the digest after its last cell.
 struct RunningDigest {
     /// SHA-1 seeded with Df or Db, then fed every body sealed or recognized here.
-    digest: Sha1,
+    digest: Sha1Stream,
     /// INVARIANT: zeros until the first body is sealed or recognized; after that, equal to
     /// `digest` finalized (the two change together, and nothing else feeds `digest`).
     last: [u8; 20],
@@ -208,7 +211,7 @@ struct RunningDigest {
 impl RunningDigest {
     fn new(seed: &[u8; 20]) -> Self {
         RunningDigest {
-            digest: Sha1::new_with_prefix(seed),
+            digest: Sha1Stream::with_prefix(seed),
             last: [0; 20],
         }
     }
@@ -219,21 +222,26 @@ impl RunningDigest {
         body[RECOGNIZED].fill(0);
         body[DIGEST].fill(0);
         self.digest.update(&body[..]);
-        self.last = self.digest.clone().finalize().into();
+        self.last = self.digest.finish();
         body[DIGEST].copy_from_slice(&self.last[..DIGEST.len()]);
     }
 
     /// True (and the digest advanced) if the plaintext `body` is addressed to this hop.
+    /// `#[inline]` for the cheap test, which a cell passing through fails (random bytes in
+    /// `recognized`); the digest itself is out of line ([`RunningDigest::check_digest`]).
+    #[inline]
     fn check(&mut self, body: &[u8; BODY_LEN]) -> bool {
-        // Cheap test first: a cell passing through has random bytes here.
-        if body[RECOGNIZED] != [0, 0] {
-            return false;
-        }
+        body[RECOGNIZED] == [0, 0] && self.check_digest(body)
+    }
+
+    /// [`RunningDigest::check`] past its cheap test.
+    #[inline(never)]
+    fn check_digest(&mut self, body: &[u8; BODY_LEN]) -> bool {
         let mut candidate = self.digest.clone();
         candidate.update(&body[..DIGEST.start]);
-        candidate.update([0u8; DIGEST.end - DIGEST.start]);
+        candidate.update(&[0u8; DIGEST.end - DIGEST.start]);
         candidate.update(&body[DIGEST.end..]);
-        let full: [u8; 20] = candidate.clone().finalize().into();
+        let full = candidate.finish();
         if bool::from(full[..DIGEST.len()].ct_eq(&body[DIGEST])) {
             self.digest = candidate;
             self.last = full;
@@ -241,6 +249,13 @@ impl RunningDigest {
         } else {
             false
         }
+    }
+}
+
+impl Drop for RunningDigest {
+    fn drop(&mut self) {
+        self.digest.zeroize();
+        self.last.zeroize();
     }
 }
 
@@ -315,6 +330,7 @@ impl RelayLayer {
 
     /// [`RelayLayer::decrypt_forward`] of the body `src` (in a receive buffer) into `body`
     /// (the cell's queue slot): the copy and the decryption are one pass over the bytes.
+    #[inline]
     pub fn decrypt_forward_from(
         &mut self,
         ciphers: &mut CipherCache,
@@ -339,6 +355,7 @@ impl RelayLayer {
 
     /// [`RelayLayer::encrypt_backward`] of the body `src` into `body`, in one pass (as
     /// [`RelayLayer::decrypt_forward_from`]).
+    #[inline]
     pub fn encrypt_backward_from(
         &mut self,
         ciphers: &mut CipherCache,

@@ -1,5 +1,6 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use sha1::{Digest, Sha1};
 
 use super::*;
 

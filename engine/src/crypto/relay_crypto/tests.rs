@@ -1,5 +1,6 @@
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sha1::{Digest, Sha1};
 use sha3::digest::{ExtendableOutput, Update, XofReader};
 
 use super::*;
