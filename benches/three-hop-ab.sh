@@ -26,7 +26,7 @@ for i in $(seq 1 "$pairs"); do
         exe=$a
         [ "$which" = B ] && exe=$b
         echo "== $which $i $exe"
-        bash "$here/three-hop-throughput.sh" "$exe" 1 | grep '^round'
+        CRYPTO=${CRYPTO:-0} bash "$here/three-hop-throughput.sh" "$exe" 1 | grep '^round'
     done
 done | tee "$log"
 # "round 1 uring 245.5 ..." under "== A 1 EXE": MiB/s by (backend, side, pair).

@@ -23,6 +23,14 @@
 # transfer) and a summary: median [min, max] MiB/s per backend, the io_uring/poll ratio per
 # round, and each node's CPU-s/GiB as median [min, max] per backend.
 #
+# CRYPTO=1 (the default) also runs `engine/examples/crypto_per_node.rs` (built from this
+# checkout) before the first round and after the last: each node's tor1 crypto per GiB
+# alone in memory, on this host at this hour. The summary then gives each node's rest
+# (median CPU-s/GiB minus the crypto measured after the rounds): the kernel, the runtime and
+# kistrel's per-cell logic. The guests this is measured on change speed by a quarter within
+# a session, and SHA-1 is most of the exit's and the client's CPU: the rest is the part
+# that code in the relay can change. CRYPTO=0 skips it.
+#
 # The HTTP server is python's ThreadingHTTPServer with a listen backlog of 128: `python3 -m
 # http.server` listens with a backlog of 5, and 8 simultaneous connects then overflow it now
 # and then (TcpExtListenOverflows): one download waits for a SYN retransmit (1 s) and the
@@ -54,6 +62,15 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 Server(("127.0.0.1", int(sys.argv[2])), functools.partial(Quiet, directory=sys.argv[1])).serve_forever()
 EOF
+# Each node's crypto alone: its "CPU-s/GiB: relay3=... client=..." line.
+crypto_alone() {
+    [ "${CRYPTO:-1}" = 0 ] && return 0
+    local repo
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    (cd "$repo" && cargo build --release -q -p kistrel-engine --example crypto_per_node) &&
+        "$repo/target/release/examples/crypto_per_node" | grep 'CPU-s/GiB'
+}
+crypto_before=$(crypto_alone)
 for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$port/blob" --max-filesize 1 -r 0-0 && break; sleep 0.1; done
 
 # CPU ticks of each worker thread of process $1: "kistrel-w0=123 kistrel-w1=45".
@@ -139,10 +156,12 @@ for r in $(seq 1 "$ROUNDS"); do
     u=$(run uring "$r"); echo "round $r uring $u"; U+=("$u")
     p=$(run poll "$r"); echo "round $r poll  $p"; P+=("$p")
 done
+crypto_after=$(crypto_alone)
 # Runs travel as lines "MiB/s node=cpu(user)[w ..] ... idle=x", one per run.
-python3 - "$(printf '%s\n' "${U[@]}")" "$(printf '%s\n' "${P[@]}")" <<'EOF'
+python3 - "$(printf '%s\n' "${U[@]}")" "$(printf '%s\n' "${P[@]}")" "$crypto_before" "$crypto_after" <<'EOF'
 import re, statistics, sys
 runs = [[l.split() for l in arg.splitlines() if l.strip()] for arg in sys.argv[1:3]]
+crypto = [dict(re.findall(r"([\w-]+)=([\d.]+)", arg.split(":", 1)[-1])) for arg in sys.argv[3:5]]
 u, p = ([float(r[0]) for r in rs] for rs in runs)
 fmt = lambda xs: f"{statistics.median(xs):.1f} [{min(xs):.1f}, {max(xs):.1f}]"
 print(f"io_uring MiB/s {fmt(u)}; poll {fmt(p)}; n={len(u)} rounds")
@@ -159,4 +178,16 @@ for label, rs in zip(("io_uring", "poll"), runs):
         f"{n} {statistics.median(v):.2f} [{min(v):.2f}, {max(v):.2f}]" for n, v in cpu.items()
     )
     print(f"{label} CPU-s/GiB: {nodes}")
+    if crypto[1]:
+        rest = ", ".join(
+            f"{n} {statistics.median(v) - float(crypto[1][n]):.2f}"
+            for n, v in cpu.items()
+            if n in crypto[1]
+        )
+        print(f"{label} rest (median minus crypto alone after): {rest}")
+if crypto[1]:
+    both = ", ".join(
+        f"{n} {float(crypto[0].get(n, 'nan')):.2f} -> {float(v):.2f}" for n, v in crypto[1].items()
+    )
+    print(f"crypto alone CPU-s/GiB (before -> after the rounds): {both}")
 EOF

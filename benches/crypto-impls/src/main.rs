@@ -1,7 +1,7 @@
 //! AES-128-CTR and SHA-1 over 509-byte relay bodies, one implementation per run:
 //!
 //! ```text
-//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|rc-sha1-seal|rc-sha1-check|stream-seal|rc-sha1-one|rc-sha1-two|awslc-sha1|awslc-gcm128|awslc-gcm256|ring-sha1|copy-sys|copy-libc|forward-copy-then-aes|forward-aes-from|sizes} CELLS
+//! cargo build --release && target/release/crypto-impls {rc-ctr|rc-ctr-lazy|kistrel-ctr|kistrel-ctr-09|kistrel-aesni|kistrel-aesni-sse|kistrel-vaes|big-aesni|big-vaes|awslc-ctr|awslc-ctr-oneshot|rc-sha1|rc-sha1-seal|rc-sha1-check|stream-seal|rc-sha1-one|rc-sha1-two|awslc-sha1|awslc-gcm128|awslc-gcm256|ring-sha1|copy-sys|copy-libc|forward-copy-then-aes|forward-aes-from|exit-build-only|exit-build-then-seal|exit-build-ahead|sizes} CELLS
 //! ```
 //!
 //! Prints wall time per cell and per GiB; for instructions per cell run it under
@@ -18,6 +18,9 @@
 //! `forward-copy-then-aes` / `forward-aes-from`: a middle's received body into its slot with
 //! AES-CTR, as a copy then AES in place or as one pass (`apply_from`, session 20). `awslc-gcm128` / `awslc-gcm256`: TLS records
 //! of 16 KiB sealed in place (AES-GCM, tag apart), reported per 509-byte body of record.
+//! `exit-build-only` / `exit-build-then-seal` / `exit-build-ahead`: an exit's DATA cell built
+//! from stream bytes (data copied in, header fields set), then sealed and enciphered (session
+//! 21: building one cell ahead so the digest never reads bytes still in the store buffer).
 //! `copy-sys` / `copy-libc`: a middle relay's two copies per cell (a 509-byte body from a
 //! receive buffer into a pool slot, the 514-byte slot onto a send buffer), with the engine's
 //! `sys::copy` and with `copy_from_slice` / `extend_from_slice` (libc's memcpy).
@@ -132,6 +135,9 @@ fn main() {
         "copy-libc" => cell_copies(cells, false),
         "forward-copy-then-aes" => forward_cells(&key, cells, false),
         "forward-aes-from" => forward_cells(&key, cells, true),
+        "exit-build-only" => exit_cells(&key, cells, ExitWork::BodyOnly),
+        "exit-build-then-seal" => exit_cells(&key, cells, ExitWork::SealAfterBuild),
+        "exit-build-ahead" => exit_cells(&key, cells, ExitWork::SealOneBehind),
         "sizes" => return sizes(),
         _ => panic!("unknown"),
     }
@@ -313,6 +319,63 @@ fn middle_cells(
             black_box(&out);
             out.clear();
         }
+    }
+}
+
+/// What [`exit_cells`] does per cell.
+#[derive(Clone, Copy, PartialEq)]
+enum ExitWork {
+    /// The body built only.
+    BodyOnly,
+    /// Each body built, then sealed and enciphered, as the engine does it.
+    SealAfterBuild,
+    /// The body of cell `i + 1` built before cell `i` is sealed, so the digest reads bytes
+    /// stored a whole cell earlier (no store waiting to be forwarded to the digest's loads).
+    SealOneBehind,
+}
+
+/// An exit's work per DATA cell over 1,024 slots: 498 bytes from a 64 KiB stream ring into
+/// a slot's body (libc's memcpy, as `emit_relay_cell`), the relay header's fields, then the
+/// running digest sealed over the body (`Sha1Stream`) and AES-CTR in place (VAES).
+fn exit_cells(key: &[u8; 16], cells: usize, work: ExitWork) {
+    const DATA: usize = 498;
+    let c = sys_cipher(key, aes_ctr::AesPath::Fastest);
+    let ring: Vec<u8> = (0..65536u32).map(|i| (i * 7) as u8).collect();
+    let mut slots = vec![[0u8; BODY]; 1024];
+    let mut d = sha1_stream::Sha1Stream::new();
+    let build = |i: usize, body: &mut [u8; BODY]| {
+        let at = (i * DATA) % (65536 - DATA);
+        body[11..].copy_from_slice(black_box(&ring[at..at + DATA]));
+        body[0] = 2;
+        body[1..3].copy_from_slice(&[0, 0]);
+        body[3..5].copy_from_slice(&(i as u16).to_be_bytes());
+        body[5..9].copy_from_slice(&[0; 4]);
+        body[9..11].copy_from_slice(&(DATA as u16).to_be_bytes());
+    };
+    let mut seal = |i: usize, body: &mut [u8; BODY]| {
+        if work == ExitWork::BodyOnly {
+            black_box(&*body);
+            return;
+        }
+        body[1..3].fill(0);
+        body[5..9].fill(0);
+        d.update(&body[..]);
+        let last = d.finish();
+        body[5..9].copy_from_slice(&last[..4]);
+        c.apply((i * BODY) as u64, body);
+        black_box(&*body);
+    };
+    let ahead = work == ExitWork::SealOneBehind;
+    if ahead {
+        build(0, &mut slots[0]);
+    }
+    for i in 0..cells {
+        if ahead {
+            build(i + 1, &mut slots[(i + 1) % 1024]);
+        } else {
+            build(i, &mut slots[i % 1024]);
+        }
+        seal(i, &mut slots[i % 1024]);
     }
 }
 
