@@ -25,11 +25,11 @@
 #
 # CRYPTO=1 (the default) also runs `engine/examples/crypto_per_node.rs` (built from this
 # checkout) before the first round and after the last: each node's tor1 crypto per GiB
-# alone in memory, on this host at this hour. The summary then gives each node's rest
-# (median CPU-s/GiB minus the crypto measured after the rounds): the kernel, the runtime and
-# kistrel's per-cell logic. The guests this is measured on change speed by a quarter within
-# a session, and SHA-1 is most of the exit's and the client's CPU: the rest is the part
-# that code in the relay can change. CRYPTO=0 skips it.
+# alone in memory, on this host at this hour. The summary then gives each node's rest: its
+# median CPU-s/GiB minus the mean of the two crypto measurements, that is the kernel, the
+# runtime and kistrel's per-cell logic. The guests this is measured on change speed by a
+# quarter within a session, and SHA-1 is most of the exit's and the client's CPU: the rest
+# is the part that code in the relay can change. CRYPTO=0 skips it.
 #
 # The HTTP server is python's ThreadingHTTPServer with a listen backlog of 128: `python3 -m
 # http.server` listens with a backlog of 5, and 8 simultaneous connects then overflow it now
@@ -162,6 +162,8 @@ python3 - "$(printf '%s\n' "${U[@]}")" "$(printf '%s\n' "${P[@]}")" "$crypto_bef
 import re, statistics, sys
 runs = [[l.split() for l in arg.splitlines() if l.strip()] for arg in sys.argv[1:3]]
 crypto = [dict(re.findall(r"([\w-]+)=([\d.]+)", arg.split(":", 1)[-1])) for arg in sys.argv[3:5]]
+# The reference for the rest: the mean of the measurements before and after the rounds.
+alone = {n: (float(crypto[0].get(n, v)) + float(v)) / 2 for n, v in crypto[1].items()}
 u, p = ([float(r[0]) for r in rs] for rs in runs)
 fmt = lambda xs: f"{statistics.median(xs):.1f} [{min(xs):.1f}, {max(xs):.1f}]"
 print(f"io_uring MiB/s {fmt(u)}; poll {fmt(p)}; n={len(u)} rounds")
@@ -178,13 +180,11 @@ for label, rs in zip(("io_uring", "poll"), runs):
         f"{n} {statistics.median(v):.2f} [{min(v):.2f}, {max(v):.2f}]" for n, v in cpu.items()
     )
     print(f"{label} CPU-s/GiB: {nodes}")
-    if crypto[1]:
+    if alone:
         rest = ", ".join(
-            f"{n} {statistics.median(v) - float(crypto[1][n]):.2f}"
-            for n, v in cpu.items()
-            if n in crypto[1]
+            f"{n} {statistics.median(v) - alone[n]:.2f}" for n, v in cpu.items() if n in alone
         )
-        print(f"{label} rest (median minus crypto alone after): {rest}")
+        print(f"{label} rest (median minus crypto alone): {rest}")
 if crypto[1]:
     both = ", ".join(
         f"{n} {float(crypto[0].get(n, 'nan')):.2f} -> {float(v):.2f}" for n, v in crypto[1].items()
