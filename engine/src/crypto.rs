@@ -15,7 +15,7 @@
 //! zeroized on drop and never printed by `Debug`.
 
 use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
+use zeroize::ZeroizeOnDrop;
 
 use crate::{ErrorKind, HasKind};
 
@@ -42,6 +42,7 @@ const _: () = assert!(KEY_MATERIAL_LEN == 92);
 /// Keys derived by a circuit handshake (tor-spec 5.2: `Df | Db | Kf | Kb | KH`).
 ///
 /// Zeroized on drop; `Debug` prints no key bytes; `==` compares in constant time.
+#[derive(ZeroizeOnDrop)]
 pub struct KeyMaterial {
     /// Seed of the forward (toward the exit) running digest.
     pub df: [u8; 20],
@@ -87,16 +88,6 @@ impl KeyMaterial {
             at += part.len();
         }
         out
-    }
-}
-
-impl Drop for KeyMaterial {
-    fn drop(&mut self) {
-        self.df.zeroize();
-        self.db.zeroize();
-        self.kf.zeroize();
-        self.kb.zeroize();
-        self.kh.zeroize();
     }
 }
 

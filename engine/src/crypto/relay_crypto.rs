@@ -31,7 +31,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::sha1_stream::Sha1Stream;
 use super::KeyMaterial;
@@ -199,7 +199,8 @@ impl Drop for Keystream {
     }
 }
 
-/// One direction's running digest and the digest after its last cell.
+/// One direction's running digest and the digest after its last cell; both wiped on drop.
+#[derive(ZeroizeOnDrop)]
 struct RunningDigest {
     /// SHA-1 seeded with Df or Db, then fed every body sealed or recognized here.
     digest: Sha1Stream,
@@ -249,13 +250,6 @@ impl RunningDigest {
         } else {
             false
         }
-    }
-}
-
-impl Drop for RunningDigest {
-    fn drop(&mut self) {
-        self.digest.zeroize();
-        self.last.zeroize();
     }
 }
 

@@ -30,7 +30,7 @@ const H0: [u32; 5] = [
 /// SHA-1 over everything fed so far, finishable at any point without being consumed. Not
 /// wiped on drop by itself (copies of it are made per cell); its owner calls
 /// [`Zeroize::zeroize`] when the state is no longer needed.
-#[derive(Clone)]
+#[derive(Clone, Zeroize)]
 pub(crate) struct Sha1Stream {
     state: [u32; 5],
     /// The partial block: `buf[..used]`.
@@ -99,15 +99,6 @@ impl Sha1Stream {
             o.copy_from_slice(&w.to_be_bytes());
         }
         out
-    }
-}
-
-impl Zeroize for Sha1Stream {
-    fn zeroize(&mut self) {
-        self.state.zeroize();
-        self.buf.zeroize();
-        self.used.zeroize();
-        self.blocks.zeroize();
     }
 }
 
