@@ -150,7 +150,8 @@ pub trait Driver {
     fn add_listener(&mut self, listener: TcpListener) -> io::Result<Self::Listener>;
     /// Starts connecting to `addr`.
     fn connect(&mut self, addr: SocketAddr) -> io::Result<Self::Conn>;
-    /// The connection's outgoing buffer (append only), or None if it is gone or broken.
+    /// The connection's outgoing buffer (append only; an empty one may be exchanged for a
+    /// filled one, which is the same as appending), or None if it is gone or broken.
     fn send_buf(&mut self, conn: Self::Conn) -> Option<&mut Vec<u8>>;
     /// Bytes queued on `conn` and not yet taken by the kernel (0 if it is gone).
     fn queued_len(&self, conn: Self::Conn) -> usize;

@@ -420,11 +420,13 @@ impl Relay {
         buf[..a].copy_from_slice(&front[..a]);
         let b = back.len().min(buf.len() - a);
         buf[a..a + b].copy_from_slice(&back[..b]);
-        self.finish_recv(now, stream, a + b)
+        s.consume(a + b, &mut self.memory);
+        self.after_recv(now, stream, a + b)
     }
 
-    /// As [`Relay::stream_recv`], appending at most `max` bytes to `out` (no zero-filling of
-    /// a buffer first: the runtime appends straight into a connection's send buffer).
+    /// As [`Relay::stream_recv`], moving the bytes to the end of `out` (the runtime hands it
+    /// a connection's send buffer). An empty `out` takes the stream's whole buffer by
+    /// exchange, without a copy; a partly filled one gets a copy of at most `max` bytes.
     pub fn stream_recv_append(
         &mut self,
         now: Instant,
@@ -434,19 +436,15 @@ impl Relay {
     ) -> Option<usize> {
         let c = self.circuits.get_mut(stream.circ)?;
         let s = c.streams.get_mut(stream.id)?;
-        let (front, back) = s.rx_slices();
-        let a = front.len().min(max);
-        out.extend_from_slice(&front[..a]);
-        let b = back.len().min(max - a);
-        out.extend_from_slice(&back[..b]);
-        self.finish_recv(now, stream, a + b)
+        let n = s.move_into(out, max, &mut self.memory);
+        self.after_recv(now, stream, n)
     }
 
-    /// Drops `n` bytes the application took; frees an ended, drained stream (None).
-    fn finish_recv(&mut self, now: Instant, stream: StreamHandle, n: usize) -> Option<usize> {
+    /// After the application took `n` bytes: frees an ended, drained stream (None), or
+    /// sends the stream-level SENDMEs the read made due.
+    fn after_recv(&mut self, now: Instant, stream: StreamHandle, n: usize) -> Option<usize> {
         let c = self.circuits.get_mut(stream.circ)?;
-        let s = c.streams.get_mut(stream.id)?;
-        s.consume(n, &mut self.memory);
+        let s = c.streams.get(stream.id)?;
         if n == 0 && s.state == StreamState::Ended {
             c.streams.remove(stream.id, &mut self.memory);
             return None;

@@ -82,6 +82,43 @@ impl Stream {
     pub(crate) fn consume(&mut self, n: usize, mem: &mut QueueMemory) {
         let n = n.min(self.rx.len());
         self.rx.drain(..n);
+        self.consumed(n, mem);
+    }
+
+    /// Moves the waiting bytes to the end of `out`; returns how many. An empty `out` takes
+    /// them all by exchanging heap blocks with the buffer (the usual case at an edge whose
+    /// socket keeps up): no byte is copied, and the buffer goes on in `out`'s empty block.
+    /// Otherwise at most `max` bytes are copied. An exchange is not bounded by `max`: the
+    /// stream window bounds the buffer (`STREAM_WINDOW_START` cells).
+    pub(crate) fn move_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        max: usize,
+        mem: &mut QueueMemory,
+    ) -> usize {
+        let n;
+        if out.is_empty() && !self.rx.is_empty() {
+            n = self.rx.len();
+            // O(1) while the bytes start the block, as they do in a buffer that was only
+            // appended to since it was last exchanged or emptied; otherwise the conversion
+            // moves them once, as a copy would.
+            let mut full = Vec::from(std::mem::take(&mut self.rx));
+            std::mem::swap(out, &mut full);
+            full.clear();
+            self.rx = VecDeque::from(full);
+        } else {
+            n = self.rx.len().min(max);
+            let (front, back) = self.rx.as_slices();
+            let a = front.len().min(n);
+            out.extend_from_slice(&front[..a]);
+            out.extend_from_slice(&back[..n - a]);
+            self.rx.drain(..n);
+        }
+        self.consumed(n, mem);
+        n
+    }
+
+    fn consumed(&mut self, n: usize, mem: &mut QueueMemory) {
         mem.stream_gone(n);
         if self.rx.is_empty() {
             self.rx_since = None;
@@ -176,5 +213,92 @@ impl StreamMap {
     /// Unread bytes on all streams.
     pub(crate) fn buffered(&self) -> usize {
         self.streams.values().map(Stream::buffered).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(bytes: &[u8], mem: &mut QueueMemory) -> Stream {
+        let mut s = Stream::new(StreamState::Open);
+        s.buffer(Instant::ZERO, bytes, mem);
+        s
+    }
+
+    #[test]
+    fn an_empty_out_takes_the_buffer_without_a_copy() {
+        let mut mem = QueueMemory::new(1 << 20);
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+        let mut s = filled(&data, &mut mem);
+        let block = s.rx_slices().0.as_ptr();
+        let mut out = Vec::with_capacity(4096);
+        let out_block = out.as_ptr();
+
+        assert_eq!(s.move_into(&mut out, 64 << 10, &mut mem), 3000);
+        assert_eq!(out, data);
+        assert_eq!(out.as_ptr(), block, "the bytes did not move");
+        assert_eq!((s.buffered(), mem.stream_bytes(), s.oldest()), (0, 0, None));
+
+        // The stream goes on in `out`'s old block, from its start.
+        s.buffer(Instant::ZERO, b"next", &mut mem);
+        assert_eq!(s.rx_slices(), (&b"next"[..], &[][..]));
+        assert_eq!(s.rx_slices().0.as_ptr(), out_block);
+    }
+
+    #[test]
+    fn a_partly_filled_out_gets_a_copy_of_at_most_max() {
+        let mut mem = QueueMemory::new(1 << 20);
+        let mut s = filled(b"abcdefgh", &mut mem);
+        let mut out = b"xy".to_vec();
+        assert_eq!(s.move_into(&mut out, 3, &mut mem), 3);
+        assert_eq!(out, b"xyabc");
+        assert_eq!((s.buffered(), mem.stream_bytes()), (5, 5));
+        assert!(s.oldest().is_some(), "bytes still wait");
+
+        // An exchange takes everything, whatever `max` says.
+        let mut empty = Vec::new();
+        assert_eq!(s.move_into(&mut empty, 2, &mut mem), 5);
+        assert_eq!(empty, b"defgh");
+        assert_eq!((s.buffered(), mem.stream_bytes(), s.oldest()), (0, 0, None));
+        assert_eq!(s.move_into(&mut out, 100, &mut mem), 0);
+        assert_eq!(s.move_into(&mut Vec::new(), 100, &mut mem), 0);
+    }
+
+    #[test]
+    fn an_empty_buffer_keeps_its_block() {
+        let mut mem = QueueMemory::new(1 << 20);
+        let mut s = filled(b"abc", &mut mem);
+        s.consume(3, &mut mem);
+        let mut out = Vec::new();
+        assert_eq!(s.move_into(&mut out, 100, &mut mem), 0);
+        assert_eq!(out.capacity(), 0, "nothing to move, no blocks exchanged");
+    }
+
+    #[test]
+    fn bytes_that_wrapped_the_ring_come_out_in_order() {
+        let mut mem = QueueMemory::new(1 << 20);
+        let mut s = Stream::new(StreamState::Open);
+        let mut sent = Vec::new();
+        let mut got = Vec::new();
+        for round in 0..50u8 {
+            let chunk: Vec<u8> = (0..97)
+                .map(|i| round.wrapping_mul(31).wrapping_add(i))
+                .collect();
+            s.buffer(Instant::ZERO, &chunk, &mut mem);
+            sent.extend_from_slice(&chunk);
+            // Partial copies behind a byte already queued (they move the ring's head and
+            // wrap it), between exchanges.
+            let queued = usize::from(round % 3 != 2);
+            let mut out = vec![0xEE; queued];
+            let n = s.move_into(&mut out, 40, &mut mem);
+            assert_eq!(out.len(), queued + n);
+            got.extend_from_slice(&out[queued..]);
+        }
+        let mut out = Vec::new();
+        s.move_into(&mut out, usize::MAX, &mut mem);
+        got.extend_from_slice(&out);
+        assert_eq!(got, sent);
+        assert_eq!(mem.stream_bytes(), 0);
     }
 }

@@ -737,8 +737,9 @@ impl<D: Driver, C: TimeSource> Worker<D, C> {
         }
     }
 
-    /// Moves received stream bytes into the edge sockets that can take them (one copy,
-    /// from the relay's stream buffer into the socket's send buffer).
+    /// Moves received stream bytes into the edge sockets that can take them: the relay's
+    /// stream buffer becomes an empty send buffer (no copy), or is copied into a partly
+    /// filled one.
     fn deliver_streams(&mut self, now: Instant) {
         let mut conns = std::mem::take(&mut self.timers.scratch);
         self.edges.take_readable(&mut conns);
