@@ -367,6 +367,8 @@ fn test_unrecognized_cell_keeps_digest_state() {
         None
     );
     assert_eq!(forged[RECOGNIZED], [0, 0]);
+    // The check zeroes the digest field to hash the body, and puts it back.
+    assert_eq!(forged[DIGEST], [1, 2, 3, 4]);
     // The keystreams moved on together and the digests are untouched: normal cells still work.
     for target in [2, 0, 1] {
         let mut body = random_body(&mut rng);
