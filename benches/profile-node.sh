@@ -8,7 +8,9 @@
 # NODE's process only for SECONDS_SAMPLED (default 0.8) seconds after the downloads began: `perf record -e
 # cpu-clock -F 1999 --call-graph dwarf,16384 -p PID`. Writes OUT (default
 # /tmp/kistrel-NODE.perf.data) and prints the shares by object and the top symbols; read
-# call chains with `perf report -i OUT --no-children -S SYMBOL -g caller`.
+# call chains with `perf report -i OUT --no-children -S SYMBOL -g caller`, and the shares of
+# user space, kernel work, backend mechanism, switches and faults with
+# `python3 benches/cpu-classes.py OUT [MORE_OUT...]`.
 #
 # Why one process, not `perf record -a` (three-hop-throughput.sh's PERF_DIR): on the KVM
 # guests of sessions 18-19, machine-wide sampling of the software clock attributed
