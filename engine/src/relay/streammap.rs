@@ -281,17 +281,23 @@ mod tests {
         let mut s = Stream::new(StreamState::Open);
         let mut sent = Vec::new();
         let mut got = Vec::new();
+        let (mut wrapped, mut exchanged_wrapped) = (false, false);
         for round in 0..50u8 {
             let chunk: Vec<u8> = (0..97)
                 .map(|i| round.wrapping_mul(31).wrapping_add(i))
                 .collect();
             s.buffer(Instant::ZERO, &chunk, &mut mem);
             sent.extend_from_slice(&chunk);
-            // Partial copies behind a byte already queued (they move the ring's head and
-            // wrap it), between exchanges.
-            let queued = usize::from(round % 3 != 2);
-            let mut out = vec![0xEE; queued];
-            let n = s.move_into(&mut out, 40, &mut mem);
+            let is_wrapped = !s.rx_slices().1.is_empty();
+            wrapped |= is_wrapped;
+            // Copies behind a byte already queued move the ring's head, so the bytes appended
+            // after them wrap around the block the last exchange left (256 bytes). Every
+            // fifth round is an exchange, which meets the ring wrapped at times.
+            let queued = usize::from(round % 5 != 4);
+            let mut out = Vec::with_capacity(256);
+            out.resize(queued, 0xEE);
+            let n = s.move_into(&mut out, 90, &mut mem);
+            exchanged_wrapped |= queued == 0 && is_wrapped;
             assert_eq!(out.len(), queued + n);
             got.extend_from_slice(&out[queued..]);
         }
@@ -300,5 +306,7 @@ mod tests {
         got.extend_from_slice(&out);
         assert_eq!(got, sent);
         assert_eq!(mem.stream_bytes(), 0);
+        assert!(wrapped, "the ring wrapped at least once");
+        assert!(exchanged_wrapped, "an exchange met a wrapped ring");
     }
 }
