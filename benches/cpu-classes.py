@@ -35,6 +35,7 @@ SWITCH = ("finish_task_switch", "__schedule", "schedule", "pick_next_task", "deq
           "enqueue_task")
 FAULT = ("exc_page_fault", "asm_exc_page_fault")
 CLASSES = ("user", "kernel work", "mechanism", "switch", "fault")
+USAGE = "usage: python3 benches/cpu-classes.py PERF_DATA [PERF_DATA ...]"
 
 
 def classify(frames):
@@ -72,7 +73,8 @@ def samples(path):
 
 def main():
     if len(sys.argv) < 2:
-        sys.exit(__doc__.strip().splitlines()[2].strip())
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
     counts = collections.Counter()
     for path in sys.argv[1:]:
         for frames in samples(path):
